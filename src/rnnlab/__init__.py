@@ -1,0 +1,15 @@
+"""rnnlab: PyTorch's recurrent layers in NumPy, with hand-written backpropagation through time.
+
+    from rnnlab import GRU
+    gru = GRU(8, 16, num_layers=2, dtype=np.float64)
+    output, h_n = gru(x)                  # x: (L, N, 8)
+    dx, dh0 = gru.backward(d_output)      # parameter gradients in gru.grads
+"""
+from . import functional
+from ._module import BackwardError, ShapeError, StateDictError
+from .cells import GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+__all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "functional",
+           "ShapeError", "BackwardError", "StateDictError"]

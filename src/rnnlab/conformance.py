@@ -1,0 +1,260 @@
+"""Conformance against the installed torch: the oracle for every number rnnlab computes.
+
+Each case builds the torch module (its own random initialisation, non-zero biases),
+copies its parameters into the rnnlab module with load_state_dict, runs both on the same
+random input and states, backpropagates the same random upstream gradients, and returns
+the max abs error of output, final states and every gradient. Shared by the test suite
+and ``rnnlab verify``. torch is imported lazily; nothing else in rnnlab needs it.
+"""
+from dataclasses import dataclass, field, asdict
+import itertools
+
+import numpy as np
+
+from .cells import GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN
+
+#: tolerance per dtype: float64 max abs error; float32 max abs error divided by
+#: max(1, largest magnitude of the torch array) (relative for large values, absolute for
+#: values below 1, where float32 rounding of intermediate sums dominates on both sides).
+TOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("this needs torch (pip install 'torch==2.13.0'); rnnlab itself "
+                          "does not") from exc
+    return torch
+
+
+@dataclass
+class Case:
+    """One layer configuration. kind: rnn | rnn_relu | gru | lstm."""
+    kind: str = "gru"
+    input_size: int = 3
+    hidden_size: int = 4
+    num_layers: int = 1
+    bidirectional: bool = False
+    batch_first: bool = False
+    bias: bool = True
+    proj_size: int = 0
+    unbatched: bool = False
+    with_state: bool = True
+    dtype: str = "float64"
+    seq_len: int = 5
+    batch: int = 2
+    lengths: list = field(default=None)
+    seed: int = 0
+
+    def label(self):
+        parts = [self.kind, f"I{self.input_size}", f"H{self.hidden_size}", f"L{self.num_layers}"]
+        parts += [f"T{self.seq_len}", f"N{'-' if self.unbatched else self.batch}"]
+        for flag, text in [(self.bidirectional, "bi"), (self.batch_first, "bf"),
+                           (not self.bias, "nobias"), (self.proj_size, f"P{self.proj_size}"),
+                           (not self.with_state, "h0=None"), (self.lengths, "len")]:
+            if flag:
+                parts.append(text)
+        parts.append(self.dtype.replace("float", "f"))
+        return " ".join(parts)
+
+
+def _layer_classes(kind, torch):
+    table = {"rnn": (RNN, torch.nn.RNN, {}), "rnn_relu": (RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
+             "gru": (GRU, torch.nn.GRU, {}), "lstm": (LSTM, torch.nn.LSTM, {})}
+    return table[kind]
+
+
+def _errors(ours, theirs, dtype):
+    """max abs error; for float32 divided by max(1, max |torch|) (see TOL)."""
+    theirs = theirs.detach().cpu().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
+    if ours is None or np.shape(ours) != theirs.shape:
+        raise AssertionError(f"shape: ours {None if ours is None else np.shape(ours)} vs "
+                             f"torch {theirs.shape}")
+    if theirs.size == 0:
+        return 0.0
+    err = float(np.max(np.abs(np.asarray(ours, dtype=np.float64) - theirs.astype(np.float64))))
+    if dtype == "float32":
+        err /= max(float(np.max(np.abs(theirs))), 1.0)
+    return err
+
+
+def run_layer_case(case):
+    """Returns {quantity: error} for one Case; quantities are output, h_n, (c_n), dx,
+    dh0, (dc0) and d<parameter name> for every parameter."""
+    torch = import_torch()
+    ours_cls, torch_cls, extra = _layer_classes(case.kind, torch)
+    tdt = getattr(torch, case.dtype)
+    torch.manual_seed(case.seed)
+    kw = dict(num_layers=case.num_layers, bias=case.bias, batch_first=case.batch_first,
+              bidirectional=case.bidirectional, **extra)
+    if case.proj_size:
+        kw["proj_size"] = case.proj_size
+    tm = torch_cls(case.input_size, case.hidden_size, **kw).to(tdt)
+    om = ours_cls(case.input_size, case.hidden_size, **kw, dtype=case.dtype)
+    om.load_state_dict(tm.state_dict())
+    rng = np.random.default_rng(case.seed)
+    T, N, D = case.seq_len, case.batch, 2 if case.bidirectional else 1
+    H_out = case.proj_size or case.hidden_size
+    LD = case.num_layers * D
+    if case.unbatched:
+        xs, hs, cs = (T, case.input_size), (LD, H_out), (LD, case.hidden_size)
+    else:
+        xs = (N, T, case.input_size) if case.batch_first else (T, N, case.input_size)
+        hs, cs = (LD, N, H_out), (LD, N, case.hidden_size)
+    x = rng.standard_normal(xs).astype(case.dtype)
+    h0 = rng.standard_normal(hs).astype(case.dtype) if case.with_state else None
+    c0 = rng.standard_normal(cs).astype(case.dtype) if case.with_state else None
+    is_lstm = case.kind == "lstm"
+
+    # torch side
+    tx = torch.tensor(x, requires_grad=True)
+    th0 = None if h0 is None else torch.tensor(h0, requires_grad=True)
+    tc0 = None if c0 is None else torch.tensor(c0, requires_grad=True)
+    thx = ((th0, tc0) if case.with_state else None) if is_lstm else th0
+    if case.lengths is not None:
+        pack = torch.nn.utils.rnn
+        packed = pack.pack_padded_sequence(tx, torch.tensor(case.lengths), batch_first=case.batch_first,
+                                           enforce_sorted=False)
+        tout, tstate = tm(packed, thx)
+        tout, _ = pack.pad_packed_sequence(tout, batch_first=case.batch_first, total_length=T)
+    else:
+        tout, tstate = tm(tx, thx)
+    th_n, tc_n = tstate if is_lstm else (tstate, None)
+    d_out = rng.standard_normal(tuple(tout.shape)).astype(case.dtype)
+    d_hn = rng.standard_normal(tuple(th_n.shape)).astype(case.dtype)
+    d_cn = None if tc_n is None else rng.standard_normal(tuple(tc_n.shape)).astype(case.dtype)
+    loss = (tout * torch.tensor(d_out)).sum() + (th_n * torch.tensor(d_hn)).sum()
+    if tc_n is not None:
+        loss = loss + (tc_n * torch.tensor(d_cn)).sum()
+    loss.backward()
+
+    # rnnlab side
+    hx = ((h0, c0) if case.with_state else None) if is_lstm else h0
+    out, state = om(x, hx, lengths=case.lengths)
+    grads = om.backward(d_out, d_hn, d_cn) if is_lstm else om.backward(d_out, d_hn)
+    h_n, c_n = state if is_lstm else (state, None)
+
+    dt = case.dtype
+    errs = {"output": _errors(out, tout, dt), "h_n": _errors(h_n, th_n, dt)}
+    if is_lstm:
+        errs["c_n"] = _errors(c_n, tc_n, dt)
+    errs["dx"] = _errors(grads[0], tx.grad, dt)
+    if case.with_state:
+        errs["dh0"] = _errors(grads[1], th0.grad, dt)
+        if is_lstm:
+            errs["dc0"] = _errors(grads[2], tc0.grad, dt)
+    for name, p in tm.named_parameters():
+        errs["d" + name] = _errors(om.grads[name], p.grad, dt)
+    return errs
+
+
+def run_cell_case(kind, input_size=3, hidden_size=4, batch=2, steps=4, bias=True,
+                  unbatched=False, dtype="float64", seed=0):
+    """A Python loop of cells over time, forward and backward (LIFO), against the same loop
+    of torch cells under autograd. Returns {quantity: error}."""
+    torch = import_torch()
+    table = {"rnn": (RNNCell, torch.nn.RNNCell, {}), "rnn_relu": (RNNCell, torch.nn.RNNCell,
+             {"nonlinearity": "relu"}), "gru": (GRUCell, torch.nn.GRUCell, {}),
+             "lstm": (LSTMCell, torch.nn.LSTMCell, {})}
+    ours_cls, torch_cls, extra = table[kind]
+    torch.manual_seed(seed)
+    tm = torch_cls(input_size, hidden_size, bias=bias, **extra).to(getattr(torch, dtype))
+    om = ours_cls(input_size, hidden_size, bias=bias, **extra, dtype=dtype)
+    om.load_state_dict(tm.state_dict())
+    rng = np.random.default_rng(seed)
+    lead = () if unbatched else (batch,)
+    xs = rng.standard_normal((steps,) + lead + (input_size,)).astype(dtype)
+    h0 = rng.standard_normal(lead + (hidden_size,)).astype(dtype)
+    c0 = rng.standard_normal(lead + (hidden_size,)).astype(dtype)
+    dhs = rng.standard_normal((steps,) + lead + (hidden_size,)).astype(dtype)
+    is_lstm = kind == "lstm"
+
+    tx = torch.tensor(xs, requires_grad=True)
+    th0 = torch.tensor(h0, requires_grad=True)
+    tc0 = torch.tensor(c0, requires_grad=True)
+    th, tc, loss = th0, tc0, 0
+    for t in range(steps):
+        if is_lstm:
+            th, tc = tm(tx[t], (th, tc))
+        else:
+            th = tm(tx[t], th)
+        loss = loss + (th * torch.tensor(dhs[t])).sum()
+    loss.backward()
+
+    h, c, hs = h0, c0, []
+    for t in range(steps):
+        if is_lstm:
+            h, c = om(xs[t], (h, c))
+        else:
+            h = om(xs[t], h)
+        hs.append(h)
+    dh = np.zeros_like(h0)
+    dc = np.zeros_like(c0) if is_lstm else None
+    dxs = [None] * steps
+    for t in range(steps - 1, -1, -1):               # BPTT by hand: last in, first out
+        dh = dh + dhs[t]
+        if is_lstm:
+            dxs[t], dh, dc = om.backward(dh, dc)
+        else:
+            dxs[t], dh = om.backward(dh)
+    errs = {"h_T": _errors(h, th, dtype), "dx": _errors(np.stack(dxs), tx.grad, dtype),
+            "dh0": _errors(dh, th0.grad, dtype)}
+    if is_lstm:
+        errs["c_T"] = _errors(c, tc, dtype)
+        errs["dc0"] = _errors(dc, tc0.grad, dtype)
+    for name, p in tm.named_parameters():
+        errs["d" + name] = _errors(om.grads[name], p.grad, dtype)
+    return errs
+
+
+def passed(errs, dtype):
+    """True when every error is within TOL[dtype] (NaN fails)."""
+    return all(e <= TOL[dtype] for e in errs.values())
+
+
+def layer_matrix(level="quick", seed=0):
+    """Configurations for ``rnnlab verify`` and the test suite.
+
+    quick: every family x layers {1, 2} x bidirectional x batch_first x bias, each with a
+    rotating choice of state given/None, unbatched, lengths and proj_size, in float64, plus
+    a float32 set. full: the whole product, layers 1..3, both dtypes.
+    """
+    rng = np.random.default_rng(seed)
+    kinds = ["rnn", "rnn_relu", "gru", "lstm"]
+    cases = []
+    layers = (1, 2) if level == "quick" else (1, 2, 3)
+    dtypes = ("float64",) if level == "quick" else ("float64", "float32")
+    for i, (kind, L, bi, bf, bias, dt) in enumerate(itertools.product(
+            kinds, layers, (False, True), (False, True), (True, False), dtypes)):
+        variants = [dict(with_state=True), dict(with_state=False), dict(unbatched=True),
+                    dict(lengths=True)]
+        if kind == "lstm":
+            variants += [dict(proj_size=True), dict(proj_size=True, lengths=True)]
+        chosen = variants if level == "full" else [variants[i % len(variants)]]
+        for v in chosen:
+            H = int(rng.integers(1, 6)) if i % 5 else 1
+            H = max(H, 2) if v.get("proj_size") else H
+            T = int(rng.integers(1, 7))
+            N = int(rng.integers(1, 5))
+            c = Case(kind=kind, input_size=int(rng.integers(1, 5)), hidden_size=H,
+                     num_layers=L, bidirectional=bi, batch_first=bf, bias=bias, dtype=dt,
+                     seq_len=T, batch=N, seed=int(rng.integers(1 << 30)),
+                     with_state=v.get("with_state", True), unbatched=v.get("unbatched", False))
+            if v.get("proj_size"):
+                c.proj_size = int(rng.integers(1, H))
+            if v.get("lengths") and not c.unbatched:
+                c.lengths = [int(n) for n in rng.integers(1, T + 1, size=N)]
+                c.lengths[int(rng.integers(N))] = T            # torch's padded length is max(lengths)
+            cases.append(c)
+    if level == "quick":
+        for kind in kinds:
+            cases.append(Case(kind=kind, num_layers=2, bidirectional=True, dtype="float32",
+                              seq_len=6, batch=3, input_size=5, hidden_size=7,
+                              proj_size=3 if kind == "lstm" else 0, seed=7))
+    return cases
+
+
+def case_dict(case):
+    return asdict(case)

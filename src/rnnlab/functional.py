@@ -1,0 +1,244 @@
+"""The sequence driver: any cell family over time, layers, directions, dropout and lengths.
+
+Pure functions, no state. ``forward`` returns the outputs and a cache; ``backward``
+takes that cache and the upstream gradients and returns every gradient.
+
+Arrays are time-major: x is (L, N, H_in). The module classes in rnnlab handle
+batch_first, unbatched input and validation, then call these functions.
+
+``weights`` is a list over layers of a list over directions of tuples
+``(w_ih, w_hh, b_ih, b_hh, w_hr)``; b_ih, b_hh are None without bias, w_hr is None
+without projection (LSTM proj_size only). Shapes follow torch.nn:
+w_ih (G*H, H_in or D*H_out), w_hh (G*H, H_out), b_* (G*H,), w_hr (H_out, H).
+
+Cost design: the input projection of all steps is one matmul per layer and direction;
+the weight gradients dW_ih, dW_hh (and dW_hr) are one matmul each after the time loop,
+from the per-step pre-activation gradients stored during BPTT. Only h @ W_hh^T and
+dgh @ W_hh are sequential.
+"""
+import numpy as np
+
+from . import gru, lstm, rnn
+
+#: mode -> (step, back, number of gates); the cell contract is described in rnn.py.
+CELLS = {
+    "RNN_TANH": (rnn.step_tanh, rnn.back_tanh, rnn.GATES),
+    "RNN_RELU": (rnn.step_relu, rnn.back_relu, rnn.GATES),
+    "GRU": (gru.step, gru.back, gru.GATES),
+    "LSTM": (lstm.step, lstm.back, lstm.GATES),
+}
+
+_QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
+
+
+def batch_sizes_for(lengths, T):
+    """Sort a batch by length, longest first. Returns (perm, batch_sizes):
+    x[:, perm] puts the sequences in that order, and batch_sizes[t] is how many of them
+    are still running at step t (a prefix of the sorted batch, as in a PackedSequence)."""
+    lengths = np.asarray(lengths)
+    perm = np.argsort(-lengths, kind="stable")
+    sizes = (lengths[perm][None, :] > np.arange(T)[:, None]).sum(axis=1)
+    return perm, sizes
+
+
+def _direction_forward(step, gx, h0, c0, w_hh, b_hh, w_hr, reverse, batch_sizes):
+    """Run one cell over time in one direction. gx: (L, N, G*H) input projections.
+    Returns out (L, N, H_out), h_n, c_n and what the backward needs."""
+    T, N = gx.shape[:2]
+    H_out = h0.shape[1]
+    alloc = np.empty if batch_sizes is None else np.zeros      # padded steps stay 0
+    out = alloc((T, N, H_out), dtype=gx.dtype)
+    h_prev = np.empty((T, N, H_out), dtype=gx.dtype)          # state entering step t
+    m_all = None if w_hr is None else np.zeros((T, N, w_hr.shape[1]), dtype=gx.dtype)
+    caches = [None] * T
+    w_hh_t = w_hh.T
+    h, c = h0, c0
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        b = N if batch_sizes is None else batch_sizes[t]       # running sequences
+        h_prev[t] = h
+        if b == 0:
+            continue
+        hb = h if b == N else h[:b]
+        gh = hb @ w_hh_t                                       # (b, G*H) the sequential matmul
+        if b_hh is not None:
+            gh += b_hh
+        m, c_new, caches[t] = step(gx[t, :b], gh, hb, None if c is None else c[:b])
+        if w_hr is not None:
+            m_all[t, :b] = m
+            m = m @ w_hr.T                                     # projection to H_out
+        out[t, :b] = m
+        if b == N:
+            h, c = m, c_new
+        else:                                                  # finished / not started rows keep their state
+            h = np.concatenate([m, h[b:]])
+            c = None if c is None else np.concatenate([c_new, c[b:]])
+    return out, h, c, (h_prev, caches, m_all)
+
+
+def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
+    """BPTT for one direction. dout (L, N, H_out) or None; dh, dc: gradients of the final
+    state (never None; dc None only for cells without c). Returns dx, dh0, dc0, dweights."""
+    w_ih, w_hh, b_ih, b_hh, w_hr = w
+    h_prev, caches, m_all = saved
+    T, N, H_out = h_prev.shape
+    GH = w_hh.shape[0]
+    dt = h_prev.dtype
+    dgx_all = np.zeros((T, N, GH), dtype=dt)                  # d(x W_ih^T + b_ih) per step
+    dgh_all = None                                             # d(h W_hh^T + b_hh) when it differs
+    dh_all = None if w_hr is None else np.zeros((T, N, H_out), dtype=dt)
+    for t in (range(T) if reverse else range(T - 1, -1, -1)):
+        b = N if batch_sizes is None else batch_sizes[t]
+        if b == 0:
+            continue
+        dh_t = dh[:b] if dout is None else dh[:b] + dout[t, :b]   # from the future + from output
+        if w_hr is not None:
+            dh_all[t, :b] = dh_t
+            dh_t = dh_t @ w_hr                                    # through h = m W_hr^T
+        dgx, dgh, dh_direct, dc_prev = back(dh_t, None if dc is None else dc[:b], caches[t])
+        dgx_all[t, :b] = dgx
+        if dgh is not dgx:
+            if dgh_all is None:
+                dgh_all = np.zeros_like(dgx_all)
+            dgh_all[t, :b] = dgh
+        dh_new = dgh @ w_hh                                       # the sequential matmul
+        if dh_direct is not None:
+            dh_new += dh_direct
+        if b == N:
+            dh, dc = dh_new, dc_prev
+        else:                                                     # rows not running pass dh through
+            dh = np.concatenate([dh_new, dh[b:]])
+            dc = None if dc is None else np.concatenate([dc_prev, dc[b:]])
+    if dgh_all is None:
+        dgh_all = dgx_all
+    GX = dgx_all.reshape(T * N, GH)
+    GHh = dgh_all.reshape(T * N, GH)
+    dw_ih = GX.T @ x.reshape(T * N, -1)                          # one matmul for all steps
+    dw_hh = GHh.T @ h_prev.reshape(T * N, H_out)
+    db_ih = None if b_ih is None else GX.sum(axis=0)
+    db_hh = None if b_hh is None else GHh.sum(axis=0)
+    dw_hr = None if w_hr is None else dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, -1)
+    dx = (GX @ w_ih).reshape(T, N, -1)
+    return dx, dh, dc, (dw_ih, dw_hh, db_ih, db_hh, dw_hr)
+
+
+def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
+            lengths=None):
+    """Run a (multi-layer, possibly bidirectional) recurrent network.
+
+    x: (L, N, H_in). h0: (num_layers * D, N, H_out) or None (zeros). c0 (LSTM only):
+    (num_layers * D, N, H) or None. lengths: None or N ints in 1..L (packed semantics:
+    each sequence stops at its own length, the reverse direction starts at its own last
+    element, outputs past the length are 0).
+    Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
+    unless mode == "LSTM".
+    """
+    step, _, G = CELLS[mode]
+    L = len(weights)
+    D = len(weights[0])
+    T, N = x.shape[:2]
+    H = weights[0][0][1].shape[0] // G
+    H_out = weights[0][0][1].shape[1]
+    dt = x.dtype
+    is_lstm = mode == "LSTM"
+    if h0 is None:
+        h0 = np.zeros((L * D, N, H_out), dtype=dt)
+    if is_lstm and c0 is None:
+        c0 = np.zeros((L * D, N, H), dtype=dt)
+    perm = sizes = None
+    if lengths is not None:
+        perm, sizes = batch_sizes_for(lengths, T)
+        x, h0 = x[:, perm], h0[:, perm]
+        c0 = None if c0 is None else c0[:, perm]
+    rng = np.random.default_rng() if rng is None else rng
+    inputs, saved, masks, h_n, c_n = [], [], [], [], []
+    inp = x
+    with np.errstate(**_QUIET):
+        for k in range(L):
+            outs = []
+            for d in range(D):
+                w_ih, w_hh, b_ih, b_hh, w_hr = weights[k][d]
+                gx = inp.reshape(T * N, -1) @ w_ih.T                  # all steps at once
+                if b_ih is not None:
+                    gx += b_ih
+                gx = gx.reshape(T, N, -1)
+                j = k * D + d
+                out, hn, cn, s = _direction_forward(
+                    step, gx, h0[j], None if c0 is None else c0[j], w_hh, b_hh, w_hr,
+                    d == 1, sizes)
+                outs.append(out)
+                saved.append(s)
+                h_n.append(hn)
+                c_n.append(cn)
+            inputs.append(inp)
+            inp = outs[0] if D == 1 else np.concatenate(outs, axis=2)   # (L, N, D*H_out)
+            if k < L - 1 and training and dropout > 0:
+                mask = dropout_mask(inp.shape, dropout, rng, dt)
+                masks.append(mask)
+                inp = inp * mask
+            else:
+                masks.append(None)
+    output = inp
+    h_n = np.stack(h_n) if h_n else h0
+    c_n = np.stack(c_n) if is_lstm else None
+    if perm is not None:
+        inv = np.argsort(perm)
+        output, h_n = output[:, inv], h_n[:, inv]
+        c_n = None if c_n is None else c_n[:, inv]
+    cache = dict(mode=mode, weights=weights, inputs=inputs, saved=saved, masks=masks,
+                 perm=perm, sizes=sizes, shape=(T, N, H, H_out, L, D), dtype=dt)
+    return (output, h_n, c_n), cache
+
+
+def dropout_mask(shape, p, rng, dtype):
+    """Inverted dropout mask: kept elements scaled by 1 / (1 - p); p == 1 zeroes all."""
+    if p >= 1:
+        return np.zeros(shape, dtype=dtype)
+    keep = rng.random(shape) >= p
+    return (keep / (1.0 - p)).astype(dtype)
+
+
+def backward(cache, d_output=None, d_h_n=None, d_c_n=None):
+    """Backpropagation through time for a ``forward`` call.
+
+    d_output (L, N, D * H_out), d_h_n (num_layers * D, N, H_out), d_c_n
+    (num_layers * D, N, H); any may be None (zero). Returns a dict with
+    ``dx`` (L, N, H_in), ``dh0``, ``dc0`` (None unless LSTM) and ``dweights``, nested like
+    ``weights`` (None where the parameter does not exist).
+    """
+    back = CELLS[cache["mode"]][1]
+    weights, sizes, perm = cache["weights"], cache["sizes"], cache["perm"]
+    T, N, H, H_out, L, D = cache["shape"]
+    dt = cache["dtype"]
+    is_lstm = cache["mode"] == "LSTM"
+    if perm is not None:                                  # into the forward's sorted order
+        d_output = None if d_output is None else d_output[:, perm]
+        d_h_n = None if d_h_n is None else d_h_n[:, perm]
+        d_c_n = None if d_c_n is None else d_c_n[:, perm]
+    dh0 = np.zeros((L * D, N, H_out), dtype=dt)
+    dc0 = np.zeros((L * D, N, H), dtype=dt) if is_lstm else None
+    dweights = [[None] * D for _ in range(L)]
+    d_inp = d_output
+    with np.errstate(**_QUIET):
+        for k in range(L - 1, -1, -1):
+            dx = None
+            for d in range(D):
+                j = k * D + d
+                dout = None if d_inp is None else d_inp[:, :, d * H_out:(d + 1) * H_out]
+                dh = np.zeros((N, H_out), dtype=dt) if d_h_n is None else d_h_n[j]
+                dc = None
+                if is_lstm:
+                    dc = np.zeros((N, H), dtype=dt) if d_c_n is None else d_c_n[j]
+                dx_d, dh0[j], dc_d, dweights[k][d] = _direction_backward(
+                    back, cache["inputs"][k], dout, dh, dc, weights[k][d], d == 1, sizes,
+                    cache["saved"][j])
+                if is_lstm:
+                    dc0[j] = dc_d
+                dx = dx_d if dx is None else dx + dx_d
+            if k > 0 and cache["masks"][k - 1] is not None:
+                dx = dx * cache["masks"][k - 1]           # through the dropout of layer k-1
+            d_inp = dx
+    if perm is not None:
+        inv = np.argsort(perm)
+        d_inp, dh0 = d_inp[:, inv], dh0[:, inv]
+        dc0 = None if dc0 is None else dc0[:, inv]
+    return dict(dx=d_inp, dh0=dh0, dc0=dc0, dweights=dweights)

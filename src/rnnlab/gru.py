@@ -1,0 +1,45 @@
+"""GRU cell (torch's variant): forward step and backward step side by side.
+
+    r = s(W_ir x + b_ir + W_hr h + b_hr)
+    z = s(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))      # r multiplies the hidden part
+    h' = (1 - z) * n + z * h
+
+Gate row blocks of W_ih, W_hh, b_ih, b_hh: (r | z | n). See rnn.py for the cell contract.
+"""
+import numpy as np
+
+from ._activations import sigmoid, sigmoid_grad, tanh_grad
+
+GATES = 3
+
+
+def step(gx, gh, h, c):
+    H = h.shape[1]
+    rz = sigmoid(np.add(gx[:, :2 * H], gh[:, :2 * H]))     # (N, 2H)
+    r, z = rz[:, :H], rz[:, H:]
+    hn = gh[:, 2 * H:]                                      # W_hn h + b_hn
+    n = r * hn
+    n += gx[:, 2 * H:]
+    np.tanh(n, out=n)                                       # n = tanh(x_n + r * hn)
+    h_new = h - n
+    h_new *= z
+    h_new += n                                              # h' = n + z * (h - n)
+    return h_new, None, (r, z, n, hn, h)
+
+
+def back(dh_new, dc_new, cache):
+    r, z, n, hn, h = cache
+    H = h.shape[1]
+    dgx = np.empty((h.shape[0], 3 * H), dtype=h.dtype)
+    dar, daz, dan = dgx[:, :H], dgx[:, H:2 * H], dgx[:, 2 * H:]
+    np.multiply(dh_new, 1.0 - z, out=dan)
+    dan *= tanh_grad(n)                                     # dn * (1 - n^2)
+    np.multiply(dh_new, h - n, out=daz)
+    daz *= sigmoid_grad(z)                                  # dz * z (1 - z)
+    np.multiply(dan, hn, out=dar)
+    dar *= sigmoid_grad(r)                                  # dr * r (1 - r), dr = dan * hn
+    dgh = dgx.copy()
+    dgh[:, 2 * H:] *= r                                     # d(hn) = dan * r
+    dh_direct = dh_new * z                                  # through h' = ... + z * h
+    return dgx, dgh, dh_direct, None

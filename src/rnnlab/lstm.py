@@ -1,0 +1,51 @@
+"""LSTM cell: forward step and backward step side by side.
+
+    i = s(W_ii x + b_ii + W_hi h + b_hi)
+    f = s(W_if x + b_if + W_hf h + b_hf)
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg)
+    o = s(W_io x + b_io + W_ho h + b_ho)
+    c' = f * c + i * g
+    h' = o * tanh(c')              (with proj_size the driver then applies h' W_hr^T)
+
+Gate row blocks: (i | f | g | o). See rnn.py for the cell contract.
+"""
+import numpy as np
+
+from ._activations import sigmoid, sigmoid_grad, tanh_grad
+
+GATES = 4
+
+
+def step(gx, gh, h, c):
+    H = c.shape[1]
+    act = np.add(gx, gh)                                    # (N, 4H) pre-activations
+    sigmoid(act[:, :2 * H], out=act[:, :2 * H])             # i, f
+    np.tanh(act[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])   # g
+    sigmoid(act[:, 3 * H:], out=act[:, 3 * H:])             # o
+    i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+    c_new = f * c
+    c_new += i * g                                          # c' = f c + i g
+    tc = np.tanh(c_new)
+    h_new = o * tc                                          # h' = o tanh(c')
+    return h_new, c_new, (act, c, tc)
+
+
+def back(dh_new, dc_new, cache):
+    act, c, tc = cache
+    H = c.shape[1]
+    i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+    dc = dh_new * o
+    dc *= tanh_grad(tc)                                     # through h' = o tanh(c')
+    if dc_new is not None:
+        dc += dc_new
+    da = np.empty_like(act)
+    np.multiply(dc, g, out=da[:, :H])
+    da[:, :H] *= sigmoid_grad(i)                            # di = dc g
+    np.multiply(dc, c, out=da[:, H:2 * H])
+    da[:, H:2 * H] *= sigmoid_grad(f)                       # df = dc c
+    np.multiply(dc, i, out=da[:, 2 * H:3 * H])
+    da[:, 2 * H:3 * H] *= tanh_grad(g)                      # dg = dc i
+    np.multiply(dh_new, tc, out=da[:, 3 * H:])
+    da[:, 3 * H:] *= sigmoid_grad(o)                        # do = dh' tanh(c')
+    dc_prev = dc * f                                        # c' = f c + ...
+    return da, da, None, dc_prev
