@@ -112,12 +112,12 @@ def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
         dgh_all = dgx_all
     GX = dgx_all.reshape(T * N, GH)
     GHh = dgh_all.reshape(T * N, GH)
-    dw_ih = GX.T @ x.reshape(T * N, -1)                          # one matmul for all steps
+    dw_ih = GX.T @ x.reshape(T * N, x.shape[2])                          # one matmul for all steps
     dw_hh = GHh.T @ h_prev.reshape(T * N, H_out)
     db_ih = None if b_ih is None else GX.sum(axis=0)
     db_hh = None if b_hh is None else GHh.sum(axis=0)
-    dw_hr = None if w_hr is None else dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, -1)
-    dx = (GX @ w_ih).reshape(T, N, -1)
+    dw_hr = None if w_hr is None else dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, w_hr.shape[1])
+    dx = (GX @ w_ih).reshape(T, N, w_ih.shape[1])
     return dx, dh, dc, (dw_ih, dw_hh, db_ih, db_hh, dw_hr)
 
 
@@ -157,10 +157,10 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
             outs = []
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh, w_hr = weights[k][d]
-                gx = inp.reshape(T * N, -1) @ w_ih.T                  # all steps at once
+                gx = inp.reshape(T * N, inp.shape[2]) @ w_ih.T                  # all steps at once
                 if b_ih is not None:
                     gx += b_ih
-                gx = gx.reshape(T, N, -1)
+                gx = gx.reshape(T, N, w_ih.shape[0])
                 j = k * D + d
                 out, hn, cn, s = _direction_forward(
                     step, gx, h0[j], None if c0 is None else c0[j], w_hh, b_hh, w_hr,

@@ -1,0 +1,88 @@
+"""Layers against torch 2.13: outputs, final states and every gradient (float64 <= 1e-10)."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rnnlab.conformance import TOL, Case, layer_matrix, passed, run_cell_case, run_layer_case  # noqa: E402
+
+FULL = layer_matrix("full", seed=2026)
+
+
+def _assert(errs, dtype, label):
+    bad = {k: v for k, v in errs.items() if not v <= TOL[dtype]}
+    assert not bad, f"{label}: ours vs torch beyond {TOL[dtype]}: {bad}"
+
+
+@pytest.mark.parametrize("case", FULL, ids=[c.label() for c in FULL])
+def test_layer_matrix_against_torch(case):
+    _assert(run_layer_case(case), case.dtype, case.label())
+
+
+@pytest.mark.parametrize("kind", ["rnn", "rnn_relu", "gru", "lstm"])
+@pytest.mark.parametrize("size", [1, 7])
+def test_sizes_of_one_and_larger(kind, size):
+    case = Case(kind=kind, input_size=size, hidden_size=size + (kind == "lstm"), batch=size,
+                seq_len=size, num_layers=2, bidirectional=True,
+                proj_size=size if kind == "lstm" else 0)
+    _assert(run_layer_case(case), "float64", case.label())
+
+
+def test_errors_are_measured_not_trivially_zero():
+    """The harness must detect a wrong parameter: perturb one weight after loading."""
+    import rnnlab.conformance as conf
+    from rnnlab.layers import GRU
+    orig = GRU.load_state_dict
+
+    def broken(self, sd, strict=True):
+        out = orig(self, sd, strict)
+        self._parameters["bias_hh_l0"][0] += 1e-3
+        return out
+    GRU.load_state_dict = broken
+    try:
+        errs = conf.run_layer_case(Case(kind="gru"))
+    finally:
+        GRU.load_state_dict = orig
+    assert not passed(errs, "float64")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "rnn_relu", "gru", "lstm"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_cell_loop_against_torch_cells(kind, bias, unbatched):
+    errs = run_cell_case(kind, bias=bias, unbatched=unbatched, seed=3)
+    _assert(errs, "float64", f"{kind} cell")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_float32_cells(kind):
+    _assert(run_cell_case(kind, dtype="float32", hidden_size=16, input_size=9, batch=5),
+            "float32", kind)
+
+
+def test_zero_batch_like_torch():
+    import numpy as np
+    import rnnlab
+    for cls, tcls in [(rnnlab.GRU, torch.nn.GRU), (rnnlab.LSTM, torch.nn.LSTM)]:
+        tm = tcls(3, 4).double()
+        om = cls(3, 4, dtype=np.float64)
+        om.load_state_dict(tm.state_dict())
+        x = np.zeros((5, 0, 3))
+        out, state = om(x)
+        tout, _ = tm(torch.tensor(x))
+        assert out.shape == tuple(tout.shape) == (5, 0, 4)
+        grads = om.backward(np.zeros_like(out))
+        assert grads[0].shape == (5, 0, 3)
+
+
+def test_lstm_state_dict_roundtrip_into_torch():
+    import numpy as np
+    import rnnlab
+    om = rnnlab.LSTM(3, 5, num_layers=2, proj_size=2, bidirectional=True, dtype=np.float64, seed=1)
+    tm = torch.nn.LSTM(3, 5, num_layers=2, proj_size=2, bidirectional=True).double()
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in om.state_dict().items()})
+    assert [n for n, _ in om.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    out, (h, c) = om(x)
+    tout, (th, tc) = tm(torch.tensor(x))
+    assert np.abs(out - tout.detach().numpy()).max() < 1e-12
+    assert np.abs(c - tc.detach().numpy()).max() < 1e-12
