@@ -20,12 +20,13 @@ import numpy as np
 
 from . import gru, lstm, rnn
 
-#: mode -> (step, back, number of gates); the cell contract is described in rnn.py.
+#: mode -> (step, back, number of gates, gates of b_hh foldable into the input projection);
+#: the cell contract is described in rnn.py.
 CELLS = {
-    "RNN_TANH": (rnn.step_tanh, rnn.back_tanh, rnn.GATES),
-    "RNN_RELU": (rnn.step_relu, rnn.back_relu, rnn.GATES),
-    "GRU": (gru.step, gru.back, gru.GATES),
-    "LSTM": (lstm.step, lstm.back, lstm.GATES),
+    "RNN_TANH": (rnn.step_tanh, rnn.back_tanh, rnn.GATES, rnn.FOLD),
+    "RNN_RELU": (rnn.step_relu, rnn.back_relu, rnn.GATES, rnn.FOLD),
+    "GRU": (gru.step, gru.back, gru.GATES, gru.FOLD),
+    "LSTM": (lstm.step, lstm.back, lstm.GATES, lstm.FOLD),
 }
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
@@ -41,51 +42,70 @@ def batch_sizes_for(lengths, T):
     return perm, sizes
 
 
-def _direction_forward(step, gx, h0, c0, w_hh, b_hh, w_hr, reverse, batch_sizes):
-    """Run one cell over time in one direction. gx: (L, N, G*H) input projections.
-    Returns out (L, N, H_out), h_n, c_n and what the backward needs."""
+def _direction_forward(step, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_sizes):
+    """Run one cell over time in one direction.
+
+    gx (L, N, G*H): input projections with the foldable part of b_hh already added;
+    b_rest: the rest of b_hh (added to h W_hh^T each step) or None.
+    Returns out (L, N, H_out), h_n, c_n and what the backward needs.
+    """
     T, N = gx.shape[:2]
     H_out = h0.shape[1]
-    alloc = np.empty if batch_sizes is None else np.zeros      # padded steps stay 0
-    out = alloc((T, N, H_out), dtype=gx.dtype)
-    h_prev = np.empty((T, N, H_out), dtype=gx.dtype)          # state entering step t
-    m_all = None if w_hr is None else np.zeros((T, N, w_hr.shape[1]), dtype=gx.dtype)
+    dt = gx.dtype
+    out = (np.empty if batch_sizes is None else np.zeros)((T, N, H_out), dtype=dt)  # padding: 0
+    h_prev = None if batch_sizes is None else np.empty((T, N, H_out), dtype=dt)
+    m_all = None if w_hr is None else np.zeros((T, N, w_hr.shape[1]), dtype=dt)
+    w_hh_t = np.ascontiguousarray(w_hh.T)                      # (H_out, G*H): faster in BLAS
+    w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
+    folded = w_hh.shape[0] - (0 if b_rest is None else b_rest.shape[0])
     caches = [None] * T
-    w_hh_t = w_hh.T
     h, c = h0, c0
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
-        b = N if batch_sizes is None else batch_sizes[t]       # running sequences
-        h_prev[t] = h
+        b = N if batch_sizes is None else batch_sizes[t]       # sequences running at step t
+        if h_prev is not None:
+            h_prev[t] = h
         if b == 0:
             continue
         hb = h if b == N else h[:b]
         gh = hb @ w_hh_t                                       # (b, G*H) the sequential matmul
-        if b_hh is not None:
-            gh += b_hh
-        m, c_new, caches[t] = step(gx[t, :b], gh, hb, None if c is None else c[:b])
+        if b_rest is not None:
+            gh[:, folded:] += b_rest
+        target = out[t, :b] if w_hr is None else m_all[t, :b]
+        c_new, caches[t] = step(gx[t, :b], gh, hb, None if c is None else c[:b], target)
         if w_hr is not None:
-            m_all[t, :b] = m
-            m = m @ w_hr.T                                     # projection to H_out
-        out[t, :b] = m
+            np.matmul(target, w_hr_t, out=out[t, :b])          # projection to H_out
         if b == N:
-            h, c = m, c_new
+            h, c = out[t], c_new
         else:                                                  # finished / not started rows keep their state
-            h = np.concatenate([m, h[b:]])
+            h = np.concatenate([out[t, :b], h[b:]])
             c = None if c is None else np.concatenate([c_new, c[b:]])
-    return out, h, c, (h_prev, caches, m_all)
+    return out, h, c, (out, h0, h_prev, caches, m_all)
+
+
+def _hidden_weight_grad(GHh, saved, reverse):
+    """dW_hh = sum_t dgh_t^T h_{t-1}: one matmul over all steps. Without lengths h_{t-1}
+    is the direction's own output shifted by one step (h0 at its first step)."""
+    out, h0, h_prev, _, _ = saved
+    T, N, H_out = out.shape
+    GH = GHh.shape[2]
+    if h_prev is not None:
+        return GHh.reshape(T * N, GH).T @ h_prev.reshape(T * N, H_out)
+    first, rest, prev = (T - 1, GHh[:-1], out[1:]) if reverse else (0, GHh[1:], out[:-1])
+    return (rest.reshape(-1, GH).T @ prev.reshape(-1, H_out)) + GHh[first].T @ h0
 
 
 def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
     """BPTT for one direction. dout (L, N, H_out) or None; dh, dc: gradients of the final
-    state (never None; dc None only for cells without c). Returns dx, dh0, dc0, dweights."""
+    state (dc None only for cells without c). Returns dx, dh0, dc0, dweights."""
     w_ih, w_hh, b_ih, b_hh, w_hr = w
-    h_prev, caches, m_all = saved
-    T, N, H_out = h_prev.shape
+    out, _, _, caches, m_all = saved
+    T, N, H_out = out.shape
     GH = w_hh.shape[0]
-    dt = h_prev.dtype
-    dgx_all = np.zeros((T, N, GH), dtype=dt)                  # d(x W_ih^T + b_ih) per step
-    dgh_all = None                                             # d(h W_hh^T + b_hh) when it differs
-    dh_all = None if w_hr is None else np.zeros((T, N, H_out), dtype=dt)
+    dt = out.dtype
+    alloc = np.empty if batch_sizes is None else np.zeros      # padded rows get 0
+    dgx_all = alloc((T, N, GH), dtype=dt)                      # d(x W_ih^T + b_ih) per step
+    dgh_all = None                                             # d(h W_hh^T + b_hh) where it differs
+    dh_all = None if w_hr is None else alloc((T, N, H_out), dtype=dt)
     for t in (range(T) if reverse else range(T - 1, -1, -1)):
         b = N if batch_sizes is None else batch_sizes[t]
         if b == 0:
@@ -94,11 +114,11 @@ def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
         if w_hr is not None:
             dh_all[t, :b] = dh_t
             dh_t = dh_t @ w_hr                                    # through h = m W_hr^T
-        dgx, dgh, dh_direct, dc_prev = back(dh_t, None if dc is None else dc[:b], caches[t])
-        dgx_all[t, :b] = dgx
-        if dgh is not dgx:
+        dgx_t = dgx_all[t, :b]
+        dgh, dh_direct, dc_prev = back(dh_t, None if dc is None else dc[:b], caches[t], dgx_t)
+        if dgh is not dgx_t:                                      # GRU: dgh differs in the n block
             if dgh_all is None:
-                dgh_all = np.zeros_like(dgx_all)
+                dgh_all = alloc((T, N, GH), dtype=dt)
             dgh_all[t, :b] = dgh
         dh_new = dgh @ w_hh                                       # the sequential matmul
         if dh_direct is not None:
@@ -111,11 +131,10 @@ def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
     if dgh_all is None:
         dgh_all = dgx_all
     GX = dgx_all.reshape(T * N, GH)
-    GHh = dgh_all.reshape(T * N, GH)
-    dw_ih = GX.T @ x.reshape(T * N, x.shape[2])                          # one matmul for all steps
-    dw_hh = GHh.T @ h_prev.reshape(T * N, H_out)
+    dw_ih = GX.T @ x.reshape(T * N, x.shape[2])                  # one matmul for all steps
+    dw_hh = _hidden_weight_grad(dgh_all, saved, reverse)
     db_ih = None if b_ih is None else GX.sum(axis=0)
-    db_hh = None if b_hh is None else GHh.sum(axis=0)
+    db_hh = None if b_hh is None else dgh_all.reshape(T * N, GH).sum(axis=0)
     dw_hr = None if w_hr is None else dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, w_hr.shape[1])
     dx = (GX @ w_ih).reshape(T, N, w_ih.shape[1])
     return dx, dh, dc, (dw_ih, dw_hh, db_ih, db_hh, dw_hr)
@@ -132,7 +151,7 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
     Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
     unless mode == "LSTM".
     """
-    step, _, G = CELLS[mode]
+    step, _, G, fold = CELLS[mode]
     L = len(weights)
     D = len(weights[0])
     T, N = x.shape[:2]
@@ -158,12 +177,15 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh, w_hr = weights[k][d]
                 gx = inp.reshape(T * N, inp.shape[2]) @ w_ih.T                  # all steps at once
+                b_rest = None
                 if b_ih is not None:
-                    gx += b_ih
+                    gx[:, :fold * H] += b_ih[:fold * H] + b_hh[:fold * H]        # fold b_hh once
+                    gx[:, fold * H:] += b_ih[fold * H:]
+                    b_rest = b_hh[fold * H:] if fold < G else None
                 gx = gx.reshape(T, N, w_ih.shape[0])
                 j = k * D + d
                 out, hn, cn, s = _direction_forward(
-                    step, gx, h0[j], None if c0 is None else c0[j], w_hh, b_hh, w_hr,
+                    step, gx, h0[j], None if c0 is None else c0[j], w_hh, b_rest, w_hr,
                     d == 1, sizes)
                 outs.append(out)
                 saved.append(s)

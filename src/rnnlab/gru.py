@@ -12,26 +12,28 @@ import numpy as np
 from ._activations import sigmoid, sigmoid_grad, tanh_grad
 
 GATES = 3
+FOLD = 2          # b_hr, b_hz may be folded into the input projection; b_hn may not
 
 
-def step(gx, gh, h, c):
+def step(gx, gh, h, c, h_new):
     H = h.shape[1]
-    rz = sigmoid(np.add(gx[:, :2 * H], gh[:, :2 * H]))     # (N, 2H)
+    rz = gh[:, :2 * H]
+    rz += gx[:, :2 * H]
+    sigmoid(rz, out=rz)                                     # r, z  (N, 2H)
     r, z = rz[:, :H], rz[:, H:]
     hn = gh[:, 2 * H:]                                      # W_hn h + b_hn
     n = r * hn
     n += gx[:, 2 * H:]
     np.tanh(n, out=n)                                       # n = tanh(x_n + r * hn)
-    h_new = h - n
+    np.subtract(h, n, out=h_new)
     h_new *= z
     h_new += n                                              # h' = n + z * (h - n)
-    return h_new, None, (r, z, n, hn, h)
+    return None, (r, z, n, hn, h)
 
 
-def back(dh_new, dc_new, cache):
+def back(dh_new, dc_new, cache, dgx):
     r, z, n, hn, h = cache
     H = h.shape[1]
-    dgx = np.empty((h.shape[0], 3 * H), dtype=h.dtype)
     dar, daz, dan = dgx[:, :H], dgx[:, H:2 * H], dgx[:, 2 * H:]
     np.multiply(dh_new, 1.0 - z, out=dan)
     dan *= tanh_grad(n)                                     # dn * (1 - n^2)
@@ -42,4 +44,4 @@ def back(dh_new, dc_new, cache):
     dgh = dgx.copy()
     dgh[:, 2 * H:] *= r                                     # d(hn) = dan * r
     dh_direct = dh_new * z                                  # through h' = ... + z * h
-    return dgx, dgh, dh_direct, None
+    return dgh, dh_direct, None

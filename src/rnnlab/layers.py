@@ -219,6 +219,7 @@ class RNNBase(Module):
             self.mode, x, self._weights(), h0, c0, dropout=self.dropout,
             training=self.training, rng=self._rng, lengths=lengths)
         output = self._present(out, batched, time_major_output=True)
+        output.flags.writeable = False      # backward reads it: copy before changing in place
         h_n = self._present(h_n, batched)
         c_n = None if c_n is None else self._present(c_n, batched)
         self._cache = (cache, batched, output, h_n, c_n)

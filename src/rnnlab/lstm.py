@@ -14,11 +14,13 @@ import numpy as np
 from ._activations import sigmoid, sigmoid_grad, tanh_grad
 
 GATES = 4
+FOLD = 4          # all of b_hh may be added to the input projection once
 
 
-def step(gx, gh, h, c):
+def step(gx, gh, h, c, h_new):
     H = c.shape[1]
-    act = np.add(gx, gh)                                    # (N, 4H) pre-activations
+    act = gh
+    act += gx                                               # (N, 4H) pre-activations
     sigmoid(act[:, :2 * H], out=act[:, :2 * H])             # i, f
     np.tanh(act[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])   # g
     sigmoid(act[:, 3 * H:], out=act[:, 3 * H:])             # o
@@ -26,11 +28,11 @@ def step(gx, gh, h, c):
     c_new = f * c
     c_new += i * g                                          # c' = f c + i g
     tc = np.tanh(c_new)
-    h_new = o * tc                                          # h' = o tanh(c')
-    return h_new, c_new, (act, c, tc)
+    np.multiply(o, tc, out=h_new)                           # h' = o tanh(c')
+    return c_new, (act, c, tc)
 
 
-def back(dh_new, dc_new, cache):
+def back(dh_new, dc_new, cache, da):
     act, c, tc = cache
     H = c.shape[1]
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
@@ -38,7 +40,6 @@ def back(dh_new, dc_new, cache):
     dc *= tanh_grad(tc)                                     # through h' = o tanh(c')
     if dc_new is not None:
         dc += dc_new
-    da = np.empty_like(act)
     np.multiply(dc, g, out=da[:, :H])
     da[:, :H] *= sigmoid_grad(i)                            # di = dc g
     np.multiply(dc, c, out=da[:, H:2 * H])
@@ -48,4 +49,4 @@ def back(dh_new, dc_new, cache):
     np.multiply(dh_new, tc, out=da[:, 3 * H:])
     da[:, 3 * H:] *= sigmoid_grad(o)                        # do = dh' tanh(c')
     dc_prev = dc * f                                        # c' = f c + ...
-    return da, da, None, dc_prev
+    return da, None, dc_prev
