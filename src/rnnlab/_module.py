@@ -1,11 +1,30 @@
 """What every rnnlab module shares: parameters by torch name, gradients, state_dict,
 train/eval, dtype, and the conversion and checking of arrays users pass in."""
 from collections import namedtuple
+import contextlib
 import numbers
 
 import numpy as np
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+_RECORDING = [True]
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside ``with rnnlab.no_grad():`` cells and layer.step keep no record for backward,
+    so long inference loops do not accumulate memory (like torch.no_grad)."""
+    _RECORDING.append(False)
+    try:
+        yield
+    finally:
+        _RECORDING.pop()
+
+
+def recording():
+    return _RECORDING[-1]
 
 
 class ShapeError(ValueError, RuntimeError):

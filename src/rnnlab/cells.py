@@ -8,7 +8,8 @@ hand-written loop over time can be backpropagated step by step.
 import numpy as np
 
 from . import functional as F
-from ._module import BackwardError, Module, ShapeError, as_input, check_bool, check_int
+from ._module import (BackwardError, Module, ShapeError, as_input, check_bool, check_int,
+                      recording)
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", None)
 
@@ -73,7 +74,8 @@ class _CellBase(Module):
         p = self._parameters
         weights = [[tuple(None if n is None else p[n] for n in self._names())]]
         (_, h1, c1), cache = F.forward(self.mode, x[None], weights, h0, c0)
-        self._tape.append((cache, batched))
+        if recording():
+            self._tape.append((cache, batched))
         h1 = h1[0] if batched else h1[0, 0]
         if c1 is None:
             return h1

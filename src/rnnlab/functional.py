@@ -141,13 +141,16 @@ def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
 
 
 def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
-            lengths=None):
+            lengths=None, masks=None):
     """Run a (multi-layer, possibly bidirectional) recurrent network.
 
     x: (L, N, H_in). h0: (num_layers * D, N, H_out) or None (zeros). c0 (LSTM only):
     (num_layers * D, N, H) or None. lengths: None or N ints in 1..L (packed semantics:
     each sequence stops at its own length, the reverse direction starts at its own last
     element, outputs past the length are 0).
+    masks: None, or one array (or None: no dropout) per layer but the last, shaped
+    (L, N, D * H_out), used as the dropout masks (already scaled by 1 / (1 - p)) instead
+    of drawing them with ``rng``; ``cache["dropout_masks"]`` holds the masks a call used.
     Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
     unless mode == "LSTM".
     """
@@ -169,6 +172,17 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
         x, h0 = x[:, perm], h0[:, perm]
         c0 = None if c0 is None else c0[:, perm]
     rng = np.random.default_rng() if rng is None else rng
+    given_masks = None
+    if masks is not None:
+        if len(masks) != L - 1:
+            raise ValueError(f"masks: expected {L - 1} arrays (one per layer but the last), "
+                             f"got {len(masks)}")
+        given_masks = [None if m is None else np.asarray(m, dtype=dt) for m in masks]
+        for m in given_masks:
+            if m is not None and m.shape != (T, N, D * H_out):
+                raise ValueError(f"masks: expected shape {(T, N, D * H_out)}, got {m.shape}")
+        if perm is not None:
+            given_masks = [None if m is None else m[:, perm] for m in given_masks]
     inputs, saved, masks, h_n, c_n = [], [], [], [], []
     inp = x
     with np.errstate(**_QUIET):
@@ -193,20 +207,24 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
                 c_n.append(cn)
             inputs.append(inp)
             inp = outs[0] if D == 1 else np.concatenate(outs, axis=2)   # (L, N, D*H_out)
-            if k < L - 1 and training and dropout > 0:
+            mask = None
+            if k < L - 1 and given_masks is not None:
+                mask = given_masks[k]
+            elif k < L - 1 and training and dropout > 0:
                 mask = dropout_mask(inp.shape, dropout, rng, dt)
-                masks.append(mask)
-                inp = inp * mask
-            else:
-                masks.append(None)
+            masks.append(mask)
+            if mask is not None:
+                inp = inp * mask                                     # between layers only
     output = inp
     h_n = np.stack(h_n) if h_n else h0
     c_n = np.stack(c_n) if is_lstm else None
+    inv = None if perm is None else np.argsort(perm)
     if perm is not None:
-        inv = np.argsort(perm)
         output, h_n = output[:, inv], h_n[:, inv]
         c_n = None if c_n is None else c_n[:, inv]
+    used = masks[:-1] if perm is None else [None if m is None else m[:, inv] for m in masks[:-1]]
     cache = dict(mode=mode, weights=weights, inputs=inputs, saved=saved, masks=masks,
+                 dropout_masks=used,
                  perm=perm, sizes=sizes, shape=(T, N, H, H_out, L, D), dtype=dt)
     return (output, h_n, c_n), cache
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import functional as F
 from ._module import (BackwardError, Module, ShapeError, as_input, check_bool, check_int,
-                      to_numpy)
+                      recording, to_numpy)
 
 
 def param_names(k, d, bias, proj):
@@ -74,7 +74,8 @@ class RNNBase(Module):
                     if name is not None:
                         shapes[name] = shape
         self._init_parameters(shapes, H)
-        self._cache = None
+        self.last_call = None
+        self.last_dropout_masks = []
         self._steps = []
 
     # -- helpers --------------------------------------------------------------------
@@ -100,7 +101,8 @@ class RNNBase(Module):
                 for layer in self._names()]
 
     def _clear_cache(self):
-        self._cache = None
+        self.last_call = None
+        self.last_dropout_masks = []
         self._steps = []
 
     def __repr__(self):
@@ -114,33 +116,32 @@ class RNNBase(Module):
             s += f", nonlinearity={self.nonlinearity!r}"
         return s + ")"
 
-    def _check_state(self, value, expected, batched, label):
-        """One initial state: returns it time-major and batched, or raises."""
+    def _check_state(self, value, expected, lay, label):
+        """One initial state in the user's layout -> time-major batched, or raise."""
         arr = as_input(value, self.dtype, "hx")
-        want_ndim = 3 if batched else 2
+        want_ndim = 3 if lay.batched else 2
         if arr.ndim != want_ndim:
-            kind = "batched 3-D" if batched else "unbatched 2-D"
+            kind = "batched 3-D" if lay.batched else "unbatched 2-D"
+            if lay.step:
+                kind = "batched 2-D" if lay.batched else "unbatched 1-D"
             raise ShapeError(f"For {kind} input, hx should also be {want_ndim}-D but got "
                              f"{arr.ndim}-D tensor")
-        if not batched:
-            arr = arr[:, None]
+        arr = lay.state_in(arr)
         if arr.shape != expected:
-            got = list(arr.shape if batched else arr[:, 0].shape)
-            exp = expected if batched else (expected[0], expected[2])
-            raise ShapeError(f"Expected {label} size {exp}, got {got}")
+            exp = expected if lay.batched else (expected[0], expected[2])
+            raise ShapeError(f"Expected {label} size {exp}, got {list(lay.state_out(arr).shape)}")
         return arr
 
-    def _prepare(self, input, hx, lengths):
+    def _prepare(self, input, hx, lengths, step=False):
         """Validate and bring input, states and lengths to the time-major batched layout."""
         name = type(self).__name__
         x = as_input(input, self.dtype)
-        if x.ndim not in (2, 3):
-            raise ShapeError(f"{name}: Expected input to be 2D or 3D, got {x.ndim}D tensor instead")
-        batched = x.ndim == 3
-        if not batched:
-            x = x[:, None]                                    # (L, 1, H_in); batch_first ignored
-        elif self.batch_first:
-            x = x.transpose(1, 0, 2)                          # (N, L, H_in) -> (L, N, H_in)
+        dims = (1, 2) if step else (2, 3)
+        if x.ndim not in dims:
+            raise ShapeError(f"{name}{'.step' if step else ''}: Expected input to be "
+                             f"{dims[0]}D or {dims[1]}D, got {x.ndim}D tensor instead")
+        lay = _Layout(batched=x.ndim == dims[1], batch_first=self.batch_first, step=step)
+        x = lay.seq_in(x)
         if x.shape[-1] != self.input_size:
             raise ShapeError("input.size(-1) must be equal to input_size. Expected "
                              f"{self.input_size}, got {x.shape[-1]}")
@@ -155,15 +156,17 @@ class RNNBase(Module):
                 if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                     raise TypeError("LSTM: hx must be a tuple (h0, c0), got "
                                     f"{type(hx).__name__}")
-                h0 = self._check_state(hx[0], (LD, N, self._h_out), batched, "hidden[0]")
-                c0 = self._check_state(hx[1], (LD, N, self.hidden_size), batched, "hidden[1]")
+                h0 = self._check_state(hx[0], (LD, N, self._h_out), lay, "hidden[0]")
+                c0 = self._check_state(hx[1], (LD, N, self.hidden_size), lay, "hidden[1]")
         elif hx is not None:
             if isinstance(hx, (tuple, list)):
                 raise TypeError(f"{name}: hx must be an array, got a {type(hx).__name__}")
-            h0 = self._check_state(hx, (LD, N, self._h_out), batched, "hidden")
+            h0 = self._check_state(hx, (LD, N, self._h_out), lay, "hidden")
         if lengths is not None:
+            if not lay.batched:
+                raise ValueError("lengths needs batched 3-D input (one length per sequence)")
             lengths = self._check_lengths(lengths, T, N)
-        return x, h0, c0, lengths, batched
+        return x, h0, c0, lengths, lay
 
     @staticmethod
     def _check_lengths(lengths, T, N):
@@ -181,15 +184,30 @@ class RNNBase(Module):
                              f"{bad} in {arr.tolist()}")
         return arr
 
-    def _present(self, arr, batched, time_major_output=False):
-        """From time-major batched to the user's layout."""
-        if not batched:
-            return arr[:, 0]
-        if time_major_output and self.batch_first:
-            return np.ascontiguousarray(arr.transpose(1, 0, 2))
-        return arr
+    def _masks_in(self, masks, lay):
+        if masks is None:
+            return None
+        if len(masks) != self.num_layers - 1:
+            raise ValueError(f"dropout_masks: expected {self.num_layers - 1} arrays (one per "
+                             f"layer but the last), got {len(masks)}")
+        return [None if m is None else lay.seq_in(to_numpy(m)) for m in masks]
 
-    def _grad_in(self, grad, like, batched, label, is_output=False):
+    def _run(self, input, hx, lengths, dropout_masks, step):
+        x, h0, c0, lengths, lay = self._prepare(input, hx, lengths, step)
+        (out, h_n, c_n), cache = F.forward(
+            self.mode, x, self._weights(), h0, c0, dropout=self.dropout,
+            training=self.training, rng=self._rng, lengths=lengths,
+            masks=self._masks_in(dropout_masks, lay))
+        output = lay.seq_out(out)
+        output.flags.writeable = False      # backward reads it: copy before changing in place
+        h_n = lay.state_out(h_n)
+        c_n = None if c_n is None else lay.state_out(c_n)
+        call = _Call(cache, lay, output, h_n, c_n)
+        self.last_dropout_masks = [None if m is None else lay.seq_out(m)
+                                   for m in cache["dropout_masks"]]
+        return call, ((output, (h_n, c_n)) if self._is_lstm else (output, h_n))
+
+    def _grad_in(self, grad, like, convert, label):
         """An upstream gradient from the user's layout to time-major batched."""
         if grad is None:
             return None
@@ -197,55 +215,123 @@ class RNNBase(Module):
         if g.shape != like.shape:
             raise BackwardError(f"{label} must have the shape of the forward's {label[2:]} "
                                 f"{like.shape}, got {g.shape}")
-        g = g.astype(self.dtype, copy=False)
-        if not batched:
-            return g[:, None]
-        if is_output and self.batch_first:
-            return g.transpose(1, 0, 2)
-        return g
+        return convert(g.astype(self.dtype, copy=False))
+
+    def _backprop(self, call, d_output, d_h_n, d_c_n):
+        lay = call.layout
+        g = F.backward(call.cache,
+                       self._grad_in(d_output, call.output, lay.seq_in, "d_output"),
+                       self._grad_in(d_h_n, call.h_n, lay.state_in, "d_h_n"),
+                       None if call.c_n is None else
+                       self._grad_in(d_c_n, call.c_n, lay.state_in, "d_c_n"))
+        for names, dws in zip(self._names(), g["dweights"]):
+            for n, dw in zip(names, dws):
+                self._add_grads(n, dw)
+        dx, dh0 = lay.seq_out(g["dx"]), lay.state_out(g["dh0"])
+        return (dx, dh0, lay.state_out(g["dc0"])) if self._is_lstm else (dx, dh0)
 
     # -- forward / backward -----------------------------------------------------------
-    def __call__(self, input, hx=None, lengths=None):
-        return self.forward(input, hx, lengths)
+    def __call__(self, input, hx=None, lengths=None, **kwargs):
+        return self.forward(input, hx, lengths, **kwargs)
 
-    def forward(self, input, hx=None, lengths=None):
+    def forward(self, input, hx=None, lengths=None, *, dropout_masks=None):
         """output, h_n = layer(input, h0); LSTM: output, (h_n, c_n) = lstm(input, (h0, c0)).
 
         lengths: optional N ints; each sequence then stops at its own length, exactly like
         torch's pack_padded_sequence(enforce_sorted=False) -> layer -> pad_packed_sequence.
+        dropout_masks: optional masks (shaped like output, scaled by 1/(1-p)) for the
+        outputs of every layer but the last, instead of drawing them; the masks a call
+        used are in ``last_dropout_masks``. The call's record is ``last_call``.
         """
-        x, h0, c0, lengths, batched = self._prepare(input, hx, lengths)
-        (out, h_n, c_n), cache = F.forward(
-            self.mode, x, self._weights(), h0, c0, dropout=self.dropout,
-            training=self.training, rng=self._rng, lengths=lengths)
-        output = self._present(out, batched, time_major_output=True)
-        output.flags.writeable = False      # backward reads it: copy before changing in place
-        h_n = self._present(h_n, batched)
-        c_n = None if c_n is None else self._present(c_n, batched)
-        self._cache = (cache, batched, output, h_n, c_n)
-        return (output, (h_n, c_n)) if self._is_lstm else (output, h_n)
+        self.last_call, result = self._run(input, hx, lengths, dropout_masks, step=False)
+        return result
 
-    def _backward(self, d_output, d_h_n, d_c_n):
-        if self._cache is None:
+    def _backward(self, d_output, d_h_n, d_c_n, call):
+        call = call if call is not None else getattr(self, "last_call", None)
+        if call is None:
             raise BackwardError(f"{type(self).__name__}.backward called before forward")
-        cache, batched, output, h_n, c_n = self._cache
-        g = F.backward(cache,
-                       self._grad_in(d_output, output, batched, "d_output", is_output=True),
-                       self._grad_in(d_h_n, h_n, batched, "d_h_n"),
-                       None if c_n is None else self._grad_in(d_c_n, c_n, batched, "d_c_n"))
-        for names, dws in zip(self._names(), g["dweights"]):
-            for n, dw in zip(names, dws):
-                self._add_grads(n, dw)
-        dx = self._present(g["dx"], batched, time_major_output=True)
-        dh0 = self._present(g["dh0"], batched)
-        if self._is_lstm:
-            return dx, dh0, self._present(g["dc0"], batched)
-        return dx, dh0
+        if not isinstance(call, _Call) or call.layout.step:
+            raise BackwardError("call must be a layer's last_call record from forward")
+        return self._backprop(call, d_output, d_h_n, d_c_n)
 
-    def backward(self, d_output=None, d_h_n=None):
-        """Backpropagate through the most recent forward: returns (dx, dh0) shaped like
-        input and h0, and adds every parameter's gradient into ``grads``."""
-        return self._backward(d_output, d_h_n, None)
+    def backward(self, d_output=None, d_h_n=None, *, call=None):
+        """Backpropagate through the most recent forward (or the given ``call``, a
+        ``last_call`` record kept from an earlier forward): returns (dx, dh0) shaped like
+        input and h0, and adds every parameter's gradient into ``grads``. May be called
+        again for the same forward: gradients then add up."""
+        return self._backward(d_output, d_h_n, None, call)
+
+    # -- one step at a time -------------------------------------------------------------
+    def step(self, input, state=None, *, dropout_masks=None):
+        """One time step through every layer: y, state = layer.step(x_t, state).
+
+        x_t (N, input_size) or (input_size,); state shaped like h0 (LSTM: (h, c)), None
+        for zeros; y (N, H_out) is the last layer's new h. Same numbers as the layer on a
+        length-1 sequence, dropout between layers included in training mode.
+        Unidirectional layers only. Each call is recorded for ``step_backward`` (LIFO),
+        except inside ``with rnnlab.no_grad():``.
+        """
+        if self.bidirectional:
+            raise ValueError("step needs a unidirectional layer: the reverse direction of a "
+                             "bidirectional layer needs the whole sequence")
+        call, (y, state) = self._run(input, state, None, dropout_masks, step=True)
+        if recording():
+            self._steps.append(call)
+        return y, state
+
+    def step_backward(self, d_y=None, d_state=None):
+        """Undo the most recent step not yet undone (last in, first out). d_state is shaped
+        like state (LSTM: (dh, dc), either may be None). Returns (dx_t, d_state_prev) and
+        adds parameter gradients into ``grads``."""
+        if not self._steps:
+            raise BackwardError(f"{type(self).__name__}.step_backward: no step left to undo")
+        dh = dc = None
+        if self._is_lstm and d_state is not None:
+            if not isinstance(d_state, (tuple, list)) or len(d_state) != 2:
+                raise TypeError("LSTM.step_backward: d_state must be a tuple (dh, dc)")
+            dh, dc = d_state
+        elif d_state is not None:
+            dh = d_state
+        grads = self._backprop(self._steps[-1], d_y, dh, dc)
+        self._steps.pop()
+        return (grads[0], (grads[1], grads[2])) if self._is_lstm else grads
+
+
+class _Call:
+    """What one forward or step call leaves for its backward."""
+
+    def __init__(self, cache, layout, output, h_n, c_n):
+        self.cache, self.layout, self.output, self.h_n, self.c_n = cache, layout, output, h_n, c_n
+
+
+class _Layout:
+    """The user's layout of one call, and the conversions to and from the time-major
+    batched arrays of rnnlab.functional."""
+
+    def __init__(self, batched, batch_first, step):
+        self.batched, self.batch_first, self.step = batched, batch_first, step
+
+    def seq_in(self, a):
+        """input / output / dropout mask shaped: user -> (L, N, F)."""
+        if self.step:
+            return a[None] if self.batched else a[None, None]
+        if not self.batched:
+            return a[:, None]
+        return a.transpose(1, 0, 2) if self.batch_first else a
+
+    def seq_out(self, a):
+        if self.step:
+            return a[0] if self.batched else a[0, 0]
+        if not self.batched:
+            return a[:, 0]
+        return np.ascontiguousarray(a.transpose(1, 0, 2)) if self.batch_first else a
+
+    def state_in(self, a):
+        """h0 / h_n shaped: user -> (num_layers * D, N, H)."""
+        return a if self.batched else a[:, None]
+
+    def state_out(self, a):
+        return a if self.batched else a[:, 0]
 
 
 class RNN(RNNBase):
@@ -300,6 +386,6 @@ class LSTM(RNNBase):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, dtype=dtype, seed=seed)
 
-    def backward(self, d_output=None, d_h_n=None, d_c_n=None):
+    def backward(self, d_output=None, d_h_n=None, d_c_n=None, *, call=None):
         """Returns (dx, dh0, dc0) and adds every parameter's gradient into ``grads``."""
-        return self._backward(d_output, d_h_n, d_c_n)
+        return self._backward(d_output, d_h_n, d_c_n, call)
