@@ -5,12 +5,12 @@
     output, h_n = gru(x)                  # x: (L, N, 8)
     dx, dh0 = gru.backward(d_output)      # parameter gradients in gru.grads
 """
-from . import functional
+from . import columns, functional
 from ._module import BackwardError, ShapeError, StateDictError, no_grad
 from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .packed import from_packed
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "functional", "from_packed", "no_grad",
+__all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "functional", "columns", "from_packed", "no_grad",
            "ShapeError", "BackwardError", "StateDictError"]

@@ -94,9 +94,10 @@ def _hidden_weight_grad(GHh, saved, reverse):
     return (rest.reshape(-1, GH).T @ prev.reshape(-1, H_out)) + GHh[first].T @ h0
 
 
-def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
+def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved, norms=None):
     """BPTT for one direction. dout (L, N, H_out) or None; dh, dc: gradients of the final
-    state (dc None only for cells without c). Returns dx, dh0, dc0, dweights."""
+    state (dc None only for cells without c). Returns dx, dh0, dc0, dweights.
+    norms: None, or an (L, N) array that receives |dloss/dh_t| per step and sequence."""
     w_ih, w_hh, b_ih, b_hh, w_hr = w
     out, _, _, caches, m_all = saved
     T, N, H_out = out.shape
@@ -111,6 +112,8 @@ def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved):
         if b == 0:
             continue
         dh_t = dh[:b] if dout is None else dh[:b] + dout[t, :b]   # from the future + from output
+        if norms is not None:
+            norms[t, :b] = np.linalg.norm(dh_t, axis=1)
         if w_hr is not None:
             dh_all[t, :b] = dh_t
             dh_t = dh_t @ w_hr                                    # through h = m W_hr^T
@@ -237,13 +240,16 @@ def dropout_mask(shape, p, rng, dtype):
     return (keep / (1.0 - p)).astype(dtype)
 
 
-def backward(cache, d_output=None, d_h_n=None, d_c_n=None):
+def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False):
     """Backpropagation through time for a ``forward`` call.
 
     d_output (L, N, D * H_out), d_h_n (num_layers * D, N, H_out), d_c_n
     (num_layers * D, N, H); any may be None (zero). Returns a dict with
     ``dx`` (L, N, H_in), ``dh0``, ``dc0`` (None unless LSTM) and ``dweights``, nested like
-    ``weights`` (None where the parameter does not exist).
+    ``weights`` (None where the parameter does not exist). With dh_norms=True it also
+    holds ``dh_norms``: per layer and direction an (L, N) array of |dloss/dh_t|, the
+    gradient reaching each step's hidden state (0 at padded steps): where BPTT's
+    products of Jacobians make gradients vanish or explode, it shows.
     """
     back = CELLS[cache["mode"]][1]
     weights, sizes, perm = cache["weights"], cache["sizes"], cache["perm"]
@@ -257,6 +263,7 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None):
     dh0 = np.zeros((L * D, N, H_out), dtype=dt)
     dc0 = np.zeros((L * D, N, H), dtype=dt) if is_lstm else None
     dweights = [[None] * D for _ in range(L)]
+    norms = [[np.zeros((T, N)) if dh_norms else None for _ in range(D)] for _ in range(L)]
     d_inp = d_output
     with np.errstate(**_QUIET):
         for k in range(L - 1, -1, -1):
@@ -270,7 +277,7 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None):
                     dc = np.zeros((N, H), dtype=dt) if d_c_n is None else d_c_n[j]
                 dx_d, dh0[j], dc_d, dweights[k][d] = _direction_backward(
                     back, cache["inputs"][k], dout, dh, dc, weights[k][d], d == 1, sizes,
-                    cache["saved"][j])
+                    cache["saved"][j], norms[k][d])
                 if is_lstm:
                     dc0[j] = dc_d
                 dx = dx_d if dx is None else dx + dx_d
@@ -281,4 +288,8 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None):
         inv = np.argsort(perm)
         d_inp, dh0 = d_inp[:, inv], dh0[:, inv]
         dc0 = None if dc0 is None else dc0[:, inv]
-    return dict(dx=d_inp, dh0=dh0, dc0=dc0, dweights=dweights)
+    result = dict(dx=d_inp, dh0=dh0, dc0=dc0, dweights=dweights)
+    if dh_norms:
+        inv = slice(None) if perm is None else np.argsort(perm)
+        result["dh_norms"] = [[n[:, inv] for n in layer] for layer in norms]
+    return result

@@ -1,0 +1,210 @@
+"""The rnnlab command: explain, verify, gradcheck, bench.
+
+    rnnlab explain gru --layers 2 --bidirectional --lengths 3,1,2
+    rnnlab verify --quick
+    rnnlab gradcheck
+    rnnlab bench --sizes 100,64,256,256
+"""
+import argparse
+import sys
+import time
+
+
+def _lengths(text):
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,1,2, got {text!r}")
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"lengths must be positive integers, got {text!r}")
+    return vals
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _sizes(text):
+    out = []
+    for part in text.split(";"):
+        vals = part.split(",")
+        if len(vals) != 4:
+            raise argparse.ArgumentTypeError(f"a size is T,N,I,H (four integers), got {part!r}")
+        out.append(tuple(_positive(v) for v in vals))
+    return out
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="rnnlab", description="PyTorch's RNN, GRU and LSTM in "
+                                "NumPy: explain what they compute, verify against torch, check "
+                                "gradients, benchmark.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("explain", help="equations, shapes, step-by-step numbers and the "
+                       "output <-> h_n map for one configuration, checked on the numbers")
+    e.add_argument("kind", choices=["rnn", "gru", "lstm"], help="cell family")
+    e.add_argument("--input-size", type=_positive, default=3, help="features per step (H_in)")
+    e.add_argument("--hidden-size", type=_positive, default=2, help="hidden units (H)")
+    e.add_argument("--layers", type=_positive, default=1, help="num_layers")
+    e.add_argument("--bidirectional", action="store_true", help="two directions")
+    e.add_argument("--batch-first", action="store_true", help="input as (N, L, H_in)")
+    e.add_argument("--proj-size", type=int, default=0, help="LSTM projection size (0 = none)")
+    e.add_argument("--seq-len", type=_positive, default=3, help="steps in the example (L)")
+    e.add_argument("--batch", type=_positive, default=1, help="sequences in the example (N)")
+    e.add_argument("--seed", type=int, default=0, help="seed for weights and example data")
+    e.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="precision")
+    e.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh", help="RNN only")
+    e.add_argument("--lengths", type=_lengths, default=None,
+                   help="per-sequence lengths, comma-separated (e.g. 3,1,2); sets --batch")
+    e.add_argument("--torch", action="store_true", help="also run torch with the same weights "
+                   "and show the max difference")
+    e.add_argument("--png", metavar="FILE", help="write a figure of hidden states and gates "
+                   "over time (needs matplotlib)")
+
+    v = sub.add_parser("verify", help="conformance run against the installed torch "
+                       "(exit 1 on any failure, 2 without torch)")
+    g = v.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="a rotating subset (default)")
+    g.add_argument("--full", action="store_true", help="the whole configuration matrix")
+    v.add_argument("--seed", type=int, default=0, help="seed of the configuration matrix")
+
+    gc = sub.add_parser("gradcheck", help="central finite differences vs the hand-written "
+                        "backward, float64, no torch (exit 1 on failure)")
+    gc.add_argument("--seed", type=int, default=0, help="seed for data and weights")
+    gc.add_argument("--samples", type=_positive, default=12, help="entries checked per array")
+
+    b = sub.add_parser("bench", help="training step and inference vs torch, float32")
+    b.add_argument("--kinds", default="rnn,gru,lstm", help="comma-separated families")
+    b.add_argument("--sizes", type=_sizes, default=None,
+                   help="T,N,I,H[;T,N,I,H...] (default: 100,64,256,256;200,128,512,512)")
+    b.add_argument("--reps", type=_positive, default=7, help="timed repetitions (median)")
+    b.add_argument("--threads", type=_positive, default=None, help="threads for both sides "
+                   "(default: all cores)")
+    b.add_argument("--no-torch", action="store_true", help="time rnnlab only")
+    return p
+
+
+def cmd_explain(args):
+    from .explain import Config, explain
+    if args.proj_size and args.kind != "lstm":
+        print("rnnlab explain: --proj-size is only supported for lstm", file=sys.stderr)
+        return 2
+    if args.proj_size < 0 or (args.proj_size and args.proj_size >= args.hidden_size):
+        print("rnnlab explain: --proj-size must be 0 or smaller than --hidden-size",
+              file=sys.stderr)
+        return 2
+    cfg = Config(kind=args.kind, input_size=args.input_size, hidden_size=args.hidden_size,
+                 layers=args.layers, bidirectional=args.bidirectional,
+                 batch_first=args.batch_first, proj_size=args.proj_size, seq_len=args.seq_len,
+                 batch=args.batch, seed=args.seed, dtype=args.dtype, lengths=args.lengths,
+                 nonlinearity=args.nonlinearity)
+    rep = explain(cfg, with_torch=args.torch, png=args.png)
+    print(rep.text())
+    return 0 if rep.ok else 1
+
+
+def _fmt_err(e):
+    return f"{e:9.1e}" if e == e else "      nan"
+
+
+def cmd_verify(args):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("rnnlab verify needs torch to compare against: pip install 'torch==2.13.0'",
+              file=sys.stderr)
+        return 2
+    from .conformance import TOL, layer_matrix, passed, run_cell_case
+    from .conformance import run_layer_case
+    import warnings
+    warnings.filterwarnings("ignore", message=".*oneDNN.*")
+    level = "full" if args.full else "quick"
+    cases = layer_matrix(level, seed=args.seed)
+    t0 = time.perf_counter()
+    print(f"rnnlab verify --{level}: {len(cases)} layer configurations + cells, against torch "
+          f"{torch.__version__}")
+    print("tolerance: float64 max abs error <= 1e-10; float32 max abs error / max(1, |torch|) "
+          "<= 1e-5")
+    head = f"{'configuration':44s} {'output':>9s} {'states':>9s} {'d input':>9s} {'d params':>9s}"
+    print(head + "  result")
+    failures = 0
+
+    def show(label, errs, dtype):
+        nonlocal failures
+        states = max([errs[k] for k in ("h_n", "c_n", "h_T", "c_T") if k in errs], default=0.0)
+        out = errs.get("output", errs.get("h_T", 0.0))
+        dinp = max(errs[k] for k in ("dx", "dh0", "dc0") if k in errs)
+        dpar = max([v for k, v in errs.items() if k.startswith("dweight") or k.startswith("dbias")],
+                   default=0.0)
+        ok = passed(errs, dtype)
+        failures += not ok
+        print(f"{label[:44]:44s} {_fmt_err(out)} {_fmt_err(states)} {_fmt_err(dinp)} "
+              f"{_fmt_err(dpar)}  {'ok' if ok else 'FAIL'}")
+
+    for case in cases:
+        try:
+            errs = run_layer_case(case)
+        except Exception as exc:                               # a crash is a failure too
+            failures += 1
+            print(f"{case.label()[:44]:44s} ERROR {type(exc).__name__}: {exc}"[:100])
+            continue
+        show(case.label(), errs, case.dtype)
+    for kind in ("rnn", "rnn_relu", "gru", "lstm"):
+        for dtype in ("float64", "float32"):
+            for unbatched in (False, True):
+                label = f"{kind} cell loop{' unbatched' if unbatched else ''} {dtype}"
+                show(label, run_cell_case(kind, unbatched=unbatched, dtype=dtype,
+                                          seed=args.seed), dtype)
+    total = len(cases) + 16
+    print(f"{total - failures} passed, {failures} failed in {time.perf_counter() - t0:.1f} s")
+    return 1 if failures else 0
+
+
+def cmd_gradcheck(args):
+    from .gradcheck import TOL, check_layer, default_cases
+    print("rnnlab gradcheck: central differences (eps 1e-6) vs backward, float64; error = "
+          "|a - n| / max(1, |a|, |n|)")
+    print(f"{'configuration':34s} {'x':>9s} {'states':>9s} {'params':>9s}  result")
+    failures = 0
+    cases = default_cases(seed=args.seed)
+    for case in cases:
+        errs = check_layer(case, samples=args.samples)
+        states = max(errs[k] for k in ("h0", "c0") if k in errs)
+        params = max(v for k, v in errs.items() if k not in ("x", "h0", "c0"))
+        ok = all(v <= TOL for v in errs.values())
+        failures += not ok
+        print(f"{case.label():34s} {_fmt_err(errs['x'])} {_fmt_err(states)} {_fmt_err(params)}  "
+              f"{'ok' if ok else 'FAIL'}")
+    print(f"{len(cases) - failures} passed, {failures} failed (tolerance {TOL:g})")
+    return 1 if failures else 0
+
+
+def cmd_bench(args):
+    from . import bench
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in bench.FAMILIES]
+    if bad:
+        print(f"rnnlab bench: unknown kind(s) {bad}; choose from rnn, gru, lstm", file=sys.stderr)
+        return 2
+    bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES, reps=args.reps,
+              threads=args.threads, torch_too=not args.no_torch)
+    return 0
+
+
+COMMANDS = {"explain": cmd_explain, "verify": cmd_verify, "gradcheck": cmd_gradcheck,
+            "bench": cmd_bench}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

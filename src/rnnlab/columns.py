@@ -1,0 +1,58 @@
+"""S4: the column-vector layout many courses teach, mapped onto rnnlab (torch layout),
+and the per-step gradient norms of backpropagation through time.
+
+Column layout: x_t is (n_x, m), a_t (n_a, m), Wax (n_a, n_x), Waa (n_a, n_a),
+ba (n_a, 1), a_t = tanh(Wax x_t + Waa a_(t-1) + ba); a sequence is x (n_x, m, T_x).
+torch layout: x_t is (m, n_x) = x_t^T, weight_ih = Wax, weight_hh = Waa, and two biases
+whose sum is ba (here bias_ih = ba, bias_hh = 0).
+"""
+import numpy as np
+
+from . import functional as F
+
+
+def from_columns(Wax, Waa, ba, layer=False):
+    """Column-layout weights -> a state_dict for RNNCell (layer=True: for RNN, suffix _l0)."""
+    Wax, Waa, ba = (np.asarray(a) for a in (Wax, Waa, ba))
+    n_a = Waa.shape[0]
+    if Waa.shape != (n_a, n_a) or Wax.shape[0] != n_a or ba.reshape(-1).shape != (n_a,):
+        raise ValueError(f"expected Wax (n_a, n_x), Waa (n_a, n_a), ba (n_a, 1) with one n_a; "
+                         f"got {Wax.shape}, {Waa.shape}, {ba.shape}")
+    sd = {"weight_ih": Wax, "weight_hh": Waa, "bias_ih": ba.reshape(-1),
+          "bias_hh": np.zeros(n_a, dtype=ba.dtype)}
+    return {k + "_l0": v for k, v in sd.items()} if layer else sd
+
+
+def grads_to_columns(grads):
+    """An RNNCell's or RNN's grads -> {"dWax", "dWaa", "dba"} in column layout. With
+    bias_ih = ba and bias_hh = 0, d ba = d bias_ih (= d bias_hh: both are sum of da)."""
+    sfx = "_l0" if "weight_ih_l0" in grads else ""
+    return {"dWax": grads["weight_ih" + sfx], "dWaa": grads["weight_hh" + sfx],
+            "dba": grads["bias_ih" + sfx][:, None]}
+
+
+def sequence_from_columns(x):
+    """(n_x, m, T_x) -> (T_x, m, n_x), the layer's time-major input."""
+    return np.ascontiguousarray(np.asarray(x).transpose(2, 1, 0))
+
+
+def sequence_to_columns(a):
+    """(T_x, m, n_a) -> (n_a, m, T_x)."""
+    return np.ascontiguousarray(np.asarray(a).transpose(2, 1, 0))
+
+
+def gradient_norms(layer, d_output=None, d_h_n=None, d_c_n=None):
+    """|dloss/dh_t| for every step of the layer's most recent forward call, per layer and
+    direction: a list over layers of a list over directions of (L, N) arrays. Does not
+    touch the layer's grads. Vanishing or exploding gradients show as the norms shrinking
+    or growing going back in time (products of W_hh^T diag(act') Jacobians)."""
+    call = layer.last_call
+    if call is None:
+        raise RuntimeError("gradient_norms needs a forward call first")
+    lay = call.layout
+    g = F.backward(call.cache,
+                   layer._grad_in(d_output, call.output, lay.seq_in, "d_output"),
+                   layer._grad_in(d_h_n, call.h_n, lay.state_in, "d_h_n"),
+                   None if call.c_n is None else layer._grad_in(d_c_n, call.c_n, lay.state_in, "d_c_n"),
+                   dh_norms=True)
+    return g["dh_norms"]

@@ -1,0 +1,388 @@
+"""``rnnlab explain``: what a recurrent layer computes, for the user's configuration, with
+the numbers checked while they watch (SCENARIOS.md S0-S3).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import reference as R
+from .cells import GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN
+
+FAMILIES = {"rnn": (RNN, RNNCell, ""), "gru": (GRU, GRUCell, "r | z | n"),
+            "lstm": (LSTM, LSTMCell, "i | f | g | o")}
+
+EQUATIONS = {
+    "rnn": ["h_t = {act}(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh)"],
+    "gru": ["r = s(x W_ir^T + b_ir + h W_hr^T + b_hr)           reset gate",
+            "z = s(x W_iz^T + b_iz + h W_hz^T + b_hz)           update gate",
+            "n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))  r multiplies the hidden part,",
+            "                                                    unlike the GRU paper",
+            "h' = (1 - z) * n + z * h"],
+    "lstm": ["i = s(x W_ii^T + b_ii + h W_hi^T + b_hi)     input gate",
+             "f = s(x W_if^T + b_if + h W_hf^T + b_hf)     forget gate",
+             "g = tanh(x W_ig^T + b_ig + h W_hg^T + b_hg)  cell candidate",
+             "o = s(x W_io^T + b_io + h W_ho^T + b_ho)     output gate",
+             "c' = f * c + i * g",
+             "h' = o * tanh(c')"],
+}
+
+
+@dataclass
+class Config:
+    kind: str = "gru"
+    input_size: int = 3
+    hidden_size: int = 2
+    layers: int = 1
+    bidirectional: bool = False
+    batch_first: bool = False
+    proj_size: int = 0
+    seq_len: int = 3
+    batch: int = 1
+    seed: int = 0
+    dtype: str = "float64"
+    lengths: list = field(default=None)
+    nonlinearity: str = "tanh"
+
+
+@dataclass
+class Report:
+    sections: list = field(default_factory=list)     # (title, [lines])
+    checks: list = field(default_factory=list)       # (what, expected_equal, max_diff, ok)
+
+    def add(self, title, lines):
+        self.sections.append((title, lines))
+
+    def check(self, what, a, b, expect_equal=True, tol=None):
+        """Compare two arrays; record and return a one-line verdict."""
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            diff, equal = float("inf"), False
+        else:
+            diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+            equal = diff <= (tol if tol is not None else 1e-12)
+        ok = equal == expect_equal
+        self.checks.append((what, expect_equal, diff, ok))
+        verdict = "equal" if equal else "NOT equal"
+        note = "" if ok else "   <-- unexpected!"
+        return f"{verdict:9s} (max diff {diff:.1e}){note}"
+
+    @property
+    def ok(self):
+        return all(c[3] for c in self.checks)
+
+    def text(self, width=100):
+        out = []
+        for title, lines in self.sections:
+            out.append("")
+            out.append(f"== {title} " + "=" * max(0, width - len(title) - 4))
+            out.extend(lines)
+        out.append("")
+        bad = [c for c in self.checks if not c[3]]
+        out.append(f"{len(self.checks)} checks on the numbers, {len(bad)} unexpected.")
+        return "\n".join(out)
+
+
+def fmt(v, n=3):
+    """A short vector as text, at most n entries shown."""
+    v = np.atleast_1d(np.asarray(v, dtype=np.float64))
+    body = " ".join(f"{e:+.3f}" for e in v[:n])
+    return "[" + body + (" ..." if v.size > n else "") + "]"
+
+
+def build(cfg):
+    """The layer of the configuration and a random example (eval mode)."""
+    cls = FAMILIES[cfg.kind][0]
+    kw = dict(num_layers=cfg.layers, bidirectional=cfg.bidirectional,
+              batch_first=cfg.batch_first, dtype=cfg.dtype, seed=cfg.seed)
+    if cfg.kind == "lstm":
+        kw["proj_size"] = cfg.proj_size
+    if cfg.kind == "rnn":
+        kw["nonlinearity"] = cfg.nonlinearity
+    layer = cls(cfg.input_size, cfg.hidden_size, **kw).eval()
+    rng = np.random.default_rng(cfg.seed + 1)
+    D = 2 if cfg.bidirectional else 1
+    H_out = cfg.proj_size or cfg.hidden_size
+    x = rng.standard_normal((cfg.seq_len, cfg.batch, cfg.input_size)).astype(cfg.dtype)
+    h0 = rng.standard_normal((cfg.layers * D, cfg.batch, H_out)).astype(cfg.dtype)
+    c0 = (rng.standard_normal((cfg.layers * D, cfg.batch, cfg.hidden_size)).astype(cfg.dtype)
+          if cfg.kind == "lstm" else None)
+    return layer, x, h0, c0
+
+
+def _user(cfg, x):
+    """time-major -> the layout the user passes (batch_first)."""
+    return np.ascontiguousarray(x.transpose(1, 0, 2)) if cfg.batch_first else x
+
+
+def explain(cfg, with_torch=False, png=None):
+    """Build the whole report for one configuration."""
+    if cfg.lengths is not None:
+        if len(cfg.lengths) != cfg.batch:
+            cfg.batch = len(cfg.lengths)
+        cfg.seq_len = max(cfg.seq_len, max(cfg.lengths))
+    layer, x, h0, c0 = build(cfg)
+    rep = Report()
+    _section_equations(rep, cfg, layer)
+    hx = (h0, c0) if cfg.kind == "lstm" else h0
+    out, state = layer(_user(cfg, x), hx, lengths=cfg.lengths)
+    out_tm = out.transpose(1, 0, 2) if cfg.batch_first else out
+    h_n, c_n = state if cfg.kind == "lstm" else (state, None)
+    ref = R.run(cfg.kind, layer, x.astype(np.float64), h0.astype(np.float64),
+                None if c0 is None else c0.astype(np.float64), cfg.lengths)
+    tol = 1e-12 if cfg.dtype == "float64" else 1e-5
+    _section_steps(rep, cfg, layer, x, ref, out_tm, tol)
+    _section_map(rep, cfg, out, h_n, tol)
+    _section_cell_loop(rep, cfg, x, tol)
+    _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol)
+    if with_torch:
+        _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n)
+    if png:
+        _figure(cfg, layer, ref, png)
+        rep.add("Figure", [f"hidden states{' and gates' if cfg.kind != 'rnn' else ''} over "
+                           f"time per layer and direction written to {png}"])
+    return rep
+
+
+def _section_equations(rep, cfg, layer):
+    _, _, blocks = FAMILIES[cfg.kind]
+    D = layer.num_directions
+    H, H_out = cfg.hidden_size, cfg.proj_size or cfg.hidden_size
+    lines = [repr(layer) + f"   dtype {cfg.dtype}, seed {cfg.seed}, eval mode", "",
+             "One step of layer k, direction d (s = sigmoid, * = elementwise product,",
+             "x = the layer's input at step t, h = its previous hidden state):"]
+    lines += ["  " + e.format(act=cfg.nonlinearity) for e in EQUATIONS[cfg.kind]]
+    if cfg.proj_size:
+        lines.append(f"  h' = (o * tanh(c')) W_hr^T        projection to proj_size={cfg.proj_size}")
+    lines += ["", "Parameters (torch names and shapes" +
+              (f"; row blocks of the gate matrices: {blocks})" if blocks else ")")]
+    for name, p in layer.named_parameters():
+        lines.append(f"  {name:22s} {str(p.shape):12s}")
+    L, N = cfg.seq_len, cfg.batch
+    xin = f"({N}, {L}, {cfg.input_size})  (N, L, H_in)" if cfg.batch_first else \
+        f"({L}, {N}, {cfg.input_size})  (L, N, H_in)"
+    outs = f"({N}, {L}, {D * H_out})" if cfg.batch_first else f"({L}, {N}, {D * H_out})"
+    LD = cfg.layers * D
+    lines += ["", f"Shapes (L = {L} steps, N = {N} sequences, D = {D} direction(s), "
+                  f"H_out = {H_out}):",
+              f"  input   {xin}",
+              f"  h0      ({LD}, {N}, {H_out})  (D * num_layers, N, H_out); missing = zeros"]
+    if cfg.kind == "lstm":
+        lines.append(f"  c0      ({LD}, {N}, {H})  (D * num_layers, N, H): hidden width, even "
+                     "with proj_size")
+    lines += [f"  output  {outs}  the LAST layer's h at every step"
+              + (" (forward half, then backward half)" if D == 2 else ""),
+              f"  h_n     ({LD}, {N}, {H_out})  EVERY layer's h at its last step; row = "
+              "layer * D + direction"]
+    if cfg.kind == "lstm":
+        lines.append(f"  c_n     ({LD}, {N}, {H})")
+    if cfg.lengths is not None:
+        lines.append(f"  lengths {cfg.lengths}: each sequence stops at its own length; output "
+                     "is 0 past it")
+    rep.add("What the layer computes", lines)
+
+
+def _section_steps(rep, cfg, layer, x, ref, out_tm, tol):
+    D = layer.num_directions
+    gate_names = {"rnn": [], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}[cfg.kind]
+    lines = ["Each step computed by hand from the equations (rnnlab.reference), sequence by",
+             "sequence, layer by layer; the last layer is compared with the layer's output.", ""]
+    shown = range(min(cfg.batch, 2))
+    for i in shown:
+        for k in range(cfg.layers):
+            for d in range(D):
+                lines.append(f"sequence {i}, layer {k}, {'backward' if d else 'forward'} "
+                             "direction" + (" (runs from its last step to step 0)" if d else ""))
+                for t, h, c, gates in ref["trace"][k][d][i]:
+                    inp = fmt(x[t, i]) if k == 0 else "(layer below)"
+                    row = f"  t={t:<3d} {'x_t' if k == 0 else 'in '} {inp:28s} h {fmt(h)}"
+                    if c is not None:
+                        row += f"  c {fmt(c, 2)}"
+                    lines.append(row)
+                    if gate_names:
+                        lines.append(" " * 8 + "  ".join(f"{g} {fmt(gates[g], 2)}"
+                                                         for g in gate_names))
+    if cfg.batch > 2:
+        lines.append(f"(sequences 2..{cfg.batch - 1} not shown; all are checked)")
+    lines.append("")
+    lines.append("hand loop vs layer output:  " +
+                 rep.check("hand-written loop == layer output", ref["output"], out_tm, tol=tol))
+    rep.add("Step by step (S1)", lines)
+
+
+def _section_map(rep, cfg, out, h_n, tol):
+    D, L = (2 if cfg.bidirectional else 1), cfg.layers
+    H = cfg.proj_size or cfg.hidden_size
+    N = cfg.batch
+    hv = h_n.reshape(L, D, N, H)
+    o = out.transpose(1, 0, 2) if cfg.batch_first else out        # (L, N, D*H) for indexing
+    t_ = (lambda s: f"output[:, {s}") if cfg.batch_first else (lambda s: f"output[{s}, :")
+    lines = [f"View h_n as (num_layers, D, N, H_out) = ({L}, {D}, {N}, {H}): "
+             "hv = h_n.reshape" f"({L}, {D}, {N}, {H})",
+             "output holds only the last layer; the inner layers' final states are only in h_n.",
+             ""]
+    fw = slice(0, H)
+    def row(expr, name, a, b, why, expect_equal=True):
+        lines.append(f"  {expr:42s} {why}")
+        lines.append(" " * 46 + rep.check(name, a, b, expect_equal=expect_equal, tol=tol))
+
+    if cfg.lengths is None:
+        row(f"hv[-1, 0] == {t_('-1')}, :{H}]", "forward h_n == output at last step",
+            hv[-1, 0], o[-1, :, fw], "forward final state = LAST step")
+        if D == 2:
+            row(f"hv[-1, 1] == {t_('0')}, {H}:]", "backward h_n == output at step 0",
+                hv[-1, 1], o[0, :, H:], "backward final state = FIRST step")
+            row(f"hv[-1, 1] vs {t_('-1')}, {H}:]",
+                "backward h_n vs output at last step (expected to differ)", hv[-1, 1],
+                o[-1, :, H:], "the tempting slice: backward's first step", expect_equal=False)
+    else:
+        lens = list(cfg.lengths)
+        own = np.stack([o[n - 1, i, fw] for i, n in enumerate(lens)])
+        row(f"hv[-1, 0, i] == {t_('len_i - 1')}, :{H}][i]", "forward h_n == output at own "
+            "last step", hv[-1, 0], own, "forward: each sequence's OWN last step")
+        if any(n < o.shape[0] for n in lens):
+            row(f"hv[-1, 0] vs {t_('-1')}, :{H}]", "forward h_n vs padded last step (expected "
+                "to differ)", hv[-1, 0], o[-1, :, fw], "the padded last step (zeros there)",
+                expect_equal=False)
+        if D == 2:
+            row(f"hv[-1, 1] == {t_('0')}, {H}:]", "backward h_n == output at step 0",
+                hv[-1, 1], o[0, :, H:], "backward: from own last element to step 0")
+    if L > 1:
+        lines.append(f"  hv[0..{L - 2}]: the inner layers' final states; output never contains them.")
+    rep.add("output <-> h_n (S2)", lines)
+
+
+def _section_cell_loop(rep, cfg, x, tol):
+    layer_cls, cell_cls, _ = FAMILIES[cfg.kind]
+    kw = {"nonlinearity": cfg.nonlinearity} if cfg.kind == "rnn" else {}
+    one = layer_cls(cfg.input_size, cfg.hidden_size, **kw, dtype=cfg.dtype, seed=cfg.seed)
+    cell = cell_cls(cfg.input_size, cfg.hidden_size, **kw, dtype=cfg.dtype, seed=cfg.seed + 100)
+    out, _ = one(x)
+
+    def loop():
+        h, c, hs = None, None, []
+        for t in range(x.shape[0]):
+            if cfg.kind == "lstm":
+                h, c = cell(x[t], None if h is None else (h, c))
+            else:
+                h = cell(x[t], h)
+            hs.append(h)
+        cell._tape.clear()
+        return np.stack(hs)
+    lines = [f"A {cell_cls.__name__} run in a Python loop vs {layer_cls.__name__}"
+             f"(num_layers=1) on the same input:"]
+    lines.append("  independently initialised: " +
+                 rep.check("cell loop vs layer, independent init (expected to differ)",
+                           loop(), out, expect_equal=False, tol=tol))
+    cell.load_state_dict({k[:-3]: v for k, v in one.state_dict().items()})
+    lines.append("  weights copied from layer:  " +
+                 rep.check("cell loop == layer with copied weights", loop(), out, tol=tol))
+    lines += ["Why: each module draws its own random weights at construction. The layer IS the",
+              "cell run over time; copy the weights (weight_ih_l0 -> weight_ih, ...) and every",
+              "step matches."]
+    rep.add("Cell loop vs layer (S0)", lines)
+
+
+def _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol):
+    D = layer.num_directions
+    H_out = cfg.proj_size or cfg.hidden_size
+    lines = ["Layer k+1's input at step t is layer k's OUTPUT at step t (both directions",
+             "concatenated, after dropout in training mode), never x: torch's docstring",
+             "pseudo-code feeds x to every layer, which is wrong for num_layers > 1.",
+             "The correct per-layer loop (rnnlab.reference.run), checked:"]
+    lines.append("  output: " + rep.check("per-layer loop output == layer", ref["output"], out_tm, tol=tol))
+    lines.append("  h_n:    " + rep.check("per-layer loop h_n == layer", ref["h_n"], h_n, tol=tol))
+    if c_n is not None:
+        lines.append("  c_n:    " + rep.check("per-layer loop c_n == layer", ref["c_n"], c_n, tol=tol))
+    if cfg.layers > 1:
+        if cfg.input_size == D * H_out:
+            wrong = _docstring_loop(cfg, layer, x)
+            lines.append("  docstring's version (x into every layer): " +
+                         rep.check("docstring pseudo-code (expected to differ)", wrong, out_tm,
+                                   expect_equal=False, tol=tol))
+        else:
+            lines.append(f"  (the docstring's version cannot even run here: layer 1 expects "
+                         f"{D * H_out} features, x has {cfg.input_size})")
+    rep.add("Stacking layers (S1, S3)", lines)
+
+
+def _docstring_loop(cfg, layer, x):
+    """The wrong loop: every layer reads x."""
+    out = None
+    for k in range(cfg.layers):
+        sd = {n.replace(f"_l{k}", "_l0"): v for n, v in layer.state_dict().items() if f"_l{k}" in n}
+        single = FAMILIES[cfg.kind][0](x.shape[2], cfg.hidden_size, bidirectional=cfg.bidirectional,
+                                       dtype=cfg.dtype, **({"proj_size": cfg.proj_size}
+                                                           if cfg.kind == "lstm" else {}))
+        single.load_state_dict(sd)
+        out, _ = single(x)
+    return out
+
+
+def _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n):
+    try:
+        import torch
+    except ImportError:
+        rep.add("torch side by side", ["torch is not installed (pip install 'torch==2.13.0')."])
+        return
+    cls = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cfg.kind]
+    kw = dict(num_layers=cfg.layers, bidirectional=cfg.bidirectional, batch_first=cfg.batch_first)
+    if cfg.kind == "lstm" and cfg.proj_size:
+        kw["proj_size"] = cfg.proj_size
+    if cfg.kind == "rnn":
+        kw["nonlinearity"] = cfg.nonlinearity
+    tm = cls(cfg.input_size, cfg.hidden_size, **kw).to(getattr(torch, cfg.dtype))
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    tx = torch.from_numpy(_user(cfg, x))
+    th = torch.from_numpy(h0)
+    hx = (th, torch.from_numpy(c0)) if cfg.kind == "lstm" else th
+    with torch.no_grad():
+        if cfg.lengths is not None:
+            P = torch.nn.utils.rnn
+            packed = P.pack_padded_sequence(tx, torch.tensor(cfg.lengths),
+                                            batch_first=cfg.batch_first, enforce_sorted=False)
+            tout, ts = tm(packed, hx)
+            tout = P.pad_packed_sequence(tout, batch_first=cfg.batch_first,
+                                         total_length=cfg.seq_len)[0]
+        else:
+            tout, ts = tm(tx, hx)
+    th_n, tc_n = ts if cfg.kind == "lstm" else (ts, None)
+    tol = 1e-10 if cfg.dtype == "float64" else 1e-5
+    lines = [f"torch {torch.__version__} {cls.__name__} with the same weights and input:",
+             "  output: " + rep.check("torch output", out, tout.numpy(), tol=tol),
+             "  h_n:    " + rep.check("torch h_n", h_n, th_n.numpy(), tol=tol)]
+    if tc_n is not None:
+        lines.append("  c_n:    " + rep.check("torch c_n", c_n, tc_n.numpy(), tol=tol))
+    rep.add("torch side by side", lines)
+
+
+def _figure(cfg, layer, ref, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError as exc:
+        raise SystemExit("--png needs matplotlib (pip install 'rnnlab[plot]')") from exc
+    D = layer.num_directions
+    gate_names = {"rnn": [], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}[cfg.kind]
+    cols = 1 + len(gate_names)
+    fig, axes = plt.subplots(cfg.layers * D, cols, figsize=(3 * cols, 2.2 * cfg.layers * D),
+                             squeeze=False)
+    for k in range(cfg.layers):
+        for d in range(D):
+            recs = sorted(ref["trace"][k][d][0], key=lambda r: r[0])
+            ts = [r[0] for r in recs]
+            row = axes[k * D + d]
+            row[0].plot(ts, np.stack([r[1] for r in recs]), marker="o")
+            row[0].set_title(f"h, layer {k} {'bwd' if d else 'fwd'}", fontsize=9)
+            for j, g in enumerate(gate_names):
+                row[j + 1].plot(ts, np.stack([r[3][g] for r in recs]), marker=".")
+                row[j + 1].set_title(f"gate {g}", fontsize=9)
+            for ax in row:
+                ax.set_xlabel("t", fontsize=8)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"{repr(layer)}: sequence 0", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

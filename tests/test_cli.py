@@ -1,0 +1,102 @@
+"""Every subcommand and every failure exit of the rnnlab command."""
+import subprocess
+import sys
+
+import pytest
+
+from rnnlab import cli
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_explain_default_and_width(capsys):
+    code, out, _ = run(capsys, "explain", "gru")
+    assert code == 0
+    assert "n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))" in out
+    assert "weight_ih_l0           (6, 3)" in out
+    assert "0 unexpected" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_explain_all_options(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "states.png"
+    code, out, _ = run(capsys, "explain", "lstm", "--input-size", "4", "--hidden-size", "3",
+                       "--layers", "2", "--bidirectional", "--batch-first", "--proj-size", "2",
+                       "--seq-len", "4", "--seed", "3", "--dtype", "float32",
+                       "--lengths", "3,1,4", "--torch", "--png", str(png))
+    assert code == 0, out
+    assert png.stat().st_size > 1000
+    assert "torch side by side" in out and "own last step" in out.lower()
+    assert "c0      (4, 3, 3)" in out
+
+
+@pytest.mark.parametrize("argv", [["explain", "gru", "--lengths", "3,x"],
+                                  ["explain", "gru", "--layers", "0"],
+                                  ["explain", "cnn"], ["verify", "--quick", "--full"],
+                                  ["bench", "--sizes", "1,2,3"]])
+def test_bad_arguments_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_explain_proj_errors(capsys):
+    assert run(capsys, "explain", "gru", "--proj-size", "1")[0] == 2
+    code, _, err = run(capsys, "explain", "lstm", "--hidden-size", "2", "--proj-size", "2")
+    assert code == 2 and "smaller than --hidden-size" in err
+
+
+def test_verify_quick_passes(capsys):
+    pytest.importorskip("torch")
+    code, out, _ = run(capsys, "verify", "--quick", "--seed", "1")
+    assert code == 0
+    assert " 0 failed" in out and "lstm cell loop" in out
+
+
+def test_verify_reports_failure(capsys, monkeypatch):
+    pytest.importorskip("torch")
+    import rnnlab.conformance as conf
+    real = conf.run_layer_case
+
+    def off(case):
+        errs = real(case)
+        errs["dweight_hh_l0"] = 1.0
+        return errs
+    monkeypatch.setattr(conf, "run_layer_case", off)
+    code, out, _ = run(capsys, "verify")
+    assert code == 1 and "FAIL" in out
+
+
+def test_verify_without_torch(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)           # import torch -> ImportError
+    code, _, err = run(capsys, "verify", "--quick")
+    assert code == 2 and "needs torch" in err
+
+
+def test_gradcheck(capsys, monkeypatch):
+    code, out, _ = run(capsys, "gradcheck", "--samples", "3")
+    assert code == 0 and "lstm L2 bi proj3 lengths" in out
+    import rnnlab.gradcheck as gc
+    monkeypatch.setattr(gc, "check_layer", lambda case, samples: {"x": 1.0, "h0": 0.0, "w": 0.0})
+    code, out, _ = run(capsys, "gradcheck")
+    assert code == 1 and "FAIL" in out
+
+
+def test_bench_small(capsys):
+    code, out, _ = run(capsys, "bench", "--kinds", "gru", "--sizes", "3,2,4,5", "--reps", "1",
+                       "--no-torch")
+    assert code == 0 and "gru   train" in out and "GFLOP/s" in out
+    assert run(capsys, "bench", "--kinds", "tcn")[0] == 2
+
+
+def test_python_dash_m():
+    res = subprocess.run([sys.executable, "-m", "rnnlab", "explain", "rnn", "--seq-len", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "h_t = tanh(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh)" in res.stdout
