@@ -238,7 +238,9 @@ def _section_map(rep, cfg, out, h_n, tol):
     else:
         lens = list(cfg.lengths)
         own = np.stack([o[n - 1, i, fw] for i, n in enumerate(lens)])
-        row(f"hv[-1, 0, i] == {t_('len_i - 1')}, :{H}][i]", "forward h_n == output at own "
+        own_expr = (f"output[i, len_i - 1, :{H}]" if cfg.batch_first
+                    else f"output[len_i - 1, i, :{H}]")
+        row(f"hv[-1, 0, i] == {own_expr}", "forward h_n == output at own "
             "last step", hv[-1, 0], own, "forward: each sequence's OWN last step")
         if any(n < o.shape[0] for n in lens):
             row(f"hv[-1, 0] vs {t_('-1')}, :{H}]", "forward h_n vs padded last step (expected "
