@@ -6,6 +6,7 @@
     rnnlab bench --sizes 100,64,256,256
 """
 import argparse
+import os
 import sys
 import time
 
@@ -203,7 +204,12 @@ COMMANDS = {"explain": cmd_explain, "verify": cmd_verify, "gradcheck": cmd_gradc
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except BrokenPipeError:                       # e.g. `rnnlab verify | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

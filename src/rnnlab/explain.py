@@ -131,7 +131,7 @@ def explain(cfg, with_torch=False, png=None):
     ref = R.run(cfg.kind, layer, x.astype(np.float64), h0.astype(np.float64),
                 None if c0 is None else c0.astype(np.float64), cfg.lengths)
     tol = 1e-12 if cfg.dtype == "float64" else 1e-5
-    _section_steps(rep, cfg, layer, x, ref, out_tm, tol)
+    _section_steps(rep, cfg, layer, x, h0, ref, out_tm, tol)
     _section_map(rep, cfg, out, h_n, tol)
     _section_cell_loop(rep, cfg, x, tol)
     _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol)
@@ -156,8 +156,15 @@ def _section_equations(rep, cfg, layer):
         lines.append(f"  h' = (o * tanh(c')) W_hr^T        projection to proj_size={cfg.proj_size}")
     lines += ["", "Parameters (torch names and shapes" +
               (f"; row blocks of the gate matrices: {blocks})" if blocks else ")")]
+    small = sum(p.size for p in layer.parameters()) <= 120
     for name, p in layer.named_parameters():
-        lines.append(f"  {name:22s} {str(p.shape):12s}")
+        if small:                                   # small enough to print the numbers
+            rows = p.reshape(p.shape[0], -1) if p.ndim == 2 else p[None]
+            for r, row in enumerate(rows):
+                head = f"  {name:22s} {str(p.shape):9s}" if r == 0 else " " * 34
+                lines.append(head + fmt(row, 6))
+        else:
+            lines.append(f"  {name:22s} {str(p.shape):12s}")
     L, N = cfg.seq_len, cfg.batch
     xin = f"({N}, {L}, {cfg.input_size})  (N, L, H_in)" if cfg.batch_first else \
         f"({L}, {N}, {cfg.input_size})  (L, N, H_in)"
@@ -182,17 +189,20 @@ def _section_equations(rep, cfg, layer):
     rep.add("What the layer computes", lines)
 
 
-def _section_steps(rep, cfg, layer, x, ref, out_tm, tol):
+def _section_steps(rep, cfg, layer, x, h0, ref, out_tm, tol):
     D = layer.num_directions
     gate_names = {"rnn": [], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}[cfg.kind]
     lines = ["Each step computed by hand from the equations (rnnlab.reference), sequence by",
-             "sequence, layer by layer; the last layer is compared with the layer's output.", ""]
+             "sequence, layer by layer, from a random h0" + (" and c0" if cfg.kind == "lstm" else "")
+             + "; the last layer",
+             "is compared with the layer's output.", ""]
     shown = range(min(cfg.batch, 2))
     for i in shown:
         for k in range(cfg.layers):
             for d in range(D):
                 lines.append(f"sequence {i}, layer {k}, {'backward' if d else 'forward'} "
-                             "direction" + (" (runs from its last step to step 0)" if d else ""))
+                             f"direction, h0[{k * D + d}, {i}] = {fmt(h0[k * D + d, i])}"
+                             + (" (last step -> 0)" if d else ""))
                 for t, h, c, gates in ref["trace"][k][d][i]:
                     inp = fmt(x[t, i]) if k == 0 else "(layer below)"
                     row = f"  t={t:<3d} {'x_t' if k == 0 else 'in '} {inp:28s} h {fmt(h)}"
