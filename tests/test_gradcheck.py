@@ -23,6 +23,6 @@ def test_gradcheck_detects_a_wrong_backward(monkeypatch):
     def wrong(dh, dc, cache, dgx):
         dgh, dh_direct, dc_prev = real_back(dh, dc, cache, dgx)
         return dgh, dh_direct * 0.5, dc_prev
-    monkeypatch.setitem(F.CELLS, "GRU", (gru.step, wrong, gru.GATES, gru.FOLD))
+    monkeypatch.setitem(F.CELLS, "GRU", (gru.step, wrong, gru.GATES, gru.FOLD, gru.STORE))
     errs = check_layer(GradCase("gru"))
     assert max(errs.values()) > 1e-3

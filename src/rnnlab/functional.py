@@ -20,13 +20,12 @@ import numpy as np
 
 from . import gru, lstm, rnn
 
-#: mode -> (step, back, number of gates, gates of b_hh foldable into the input projection);
-#: the cell contract is described in rnn.py.
+#: mode -> the cell module's (step, back, GATES, FOLD, STORE); the contract is in rnn.py.
 CELLS = {
-    "RNN_TANH": (rnn.step_tanh, rnn.back_tanh, rnn.GATES, rnn.FOLD),
-    "RNN_RELU": (rnn.step_relu, rnn.back_relu, rnn.GATES, rnn.FOLD),
-    "GRU": (gru.step, gru.back, gru.GATES, gru.FOLD),
-    "LSTM": (lstm.step, lstm.back, lstm.GATES, lstm.FOLD),
+    "RNN_TANH": (rnn.step_tanh, rnn.back_tanh, rnn.GATES, rnn.FOLD, rnn.STORE),
+    "RNN_RELU": (rnn.step_relu, rnn.back_relu, rnn.GATES, rnn.FOLD, rnn.STORE),
+    "GRU": (gru.step, gru.back, gru.GATES, gru.FOLD, gru.STORE),
+    "LSTM": (lstm.step, lstm.back, lstm.GATES, lstm.FOLD, lstm.STORE),
 }
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
@@ -42,22 +41,26 @@ def batch_sizes_for(lengths, T):
     return perm, sizes
 
 
-def _direction_forward(step, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_sizes):
+def _direction_forward(cell, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_sizes):
     """Run one cell over time in one direction.
 
-    gx (L, N, G*H): input projections with the foldable part of b_hh already added;
-    b_rest: the rest of b_hh (added to h W_hh^T each step) or None.
+    gx (L, N, G*H): input projections with the foldable part of b_hh already added; the
+    steps keep their activations in it. b_rest: the rest of b_hh, added to h W_hh^T.
     Returns out (L, N, H_out), h_n, c_n and what the backward needs.
     """
-    T, N = gx.shape[:2]
+    step, _, _, fold, n_store = cell
+    T, N, GH = gx.shape
     H_out = h0.shape[1]
+    H = H_out if w_hr is None else w_hr.shape[1]
     dt = gx.dtype
     out = (np.empty if batch_sizes is None else np.zeros)((T, N, H_out), dtype=dt)  # padding: 0
     h_prev = None if batch_sizes is None else np.empty((T, N, H_out), dtype=dt)
-    m_all = None if w_hr is None else np.zeros((T, N, w_hr.shape[1]), dtype=dt)
+    m_all = None if w_hr is None else np.zeros((T, N, H), dtype=dt)  # h before projection
+    store = np.empty((T, N, n_store * H), dtype=dt)            # what the steps keep
+    gh = np.empty((N, GH), dtype=dt)                           # scratch, reused every step
     w_hh_t = np.ascontiguousarray(w_hh.T)                      # (H_out, G*H): faster in BLAS
     w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
-    folded = w_hh.shape[0] - (0 if b_rest is None else b_rest.shape[0])
+    folded = fold * (GH // cell[2])
     caches = [None] * T
     h, c = h0, c0
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
@@ -67,11 +70,12 @@ def _direction_forward(step, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_size
         if b == 0:
             continue
         hb = h if b == N else h[:b]
-        gh = hb @ w_hh_t                                       # (b, G*H) the sequential matmul
+        ghb = np.matmul(hb, w_hh_t, out=gh[:b])                # (b, G*H) the sequential matmul
         if b_rest is not None:
-            gh[:, folded:] += b_rest
+            ghb[:, folded:] += b_rest
         target = out[t, :b] if w_hr is None else m_all[t, :b]
-        c_new, caches[t] = step(gx[t, :b], gh, hb, None if c is None else c[:b], target)
+        c_new, caches[t] = step(gx[t, :b], ghb, hb, None if c is None else c[:b], target,
+                                store[t, :b])
         if w_hr is not None:
             np.matmul(target, w_hr_t, out=out[t, :b])          # projection to H_out
         if b == N:
@@ -82,30 +86,33 @@ def _direction_forward(step, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_size
     return out, h, c, (out, h0, h_prev, caches, m_all)
 
 
-def _hidden_weight_grad(GHh, saved, reverse):
-    """dW_hh = sum_t dgh_t^T h_{t-1}: one matmul over all steps. Without lengths h_{t-1}
-    is the direction's own output shifted by one step (h0 at its first step)."""
+def _hidden_matmul(G, saved, reverse):
+    """sum_t G_t^T h_{t-1} for G (L, N, k): one matmul over all steps. Without lengths
+    h_{t-1} is the direction's own output shifted by one step (h0 at its first step)."""
     out, h0, h_prev, _, _ = saved
     T, N, H_out = out.shape
-    GH = GHh.shape[2]
+    k = G.shape[2]
     if h_prev is not None:
-        return GHh.reshape(T * N, GH).T @ h_prev.reshape(T * N, H_out)
-    first, rest, prev = (T - 1, GHh[:-1], out[1:]) if reverse else (0, GHh[1:], out[:-1])
-    return (rest.reshape(-1, GH).T @ prev.reshape(-1, H_out)) + GHh[first].T @ h0
+        return G.reshape(T * N, k).T @ h_prev.reshape(T * N, H_out)
+    first, rest, prev = (T - 1, G[:-1], out[1:]) if reverse else (0, G[1:], out[:-1])
+    return rest.reshape(-1, k).T @ prev.reshape(-1, H_out) + G[first].T @ h0
 
 
-def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved, norms=None):
+def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, norms=None):
     """BPTT for one direction. dout (L, N, H_out) or None; dh, dc: gradients of the final
     state (dc None only for cells without c). Returns dx, dh0, dc0, dweights.
     norms: None, or an (L, N) array that receives |dloss/dh_t| per step and sequence."""
+    back, fold = cell[1], cell[3]
     w_ih, w_hh, b_ih, b_hh, w_hr = w
     out, _, _, caches, m_all = saved
     T, N, H_out = out.shape
     GH = w_hh.shape[0]
+    F_ = fold * (GH // cell[2])                                # rows where dgh == dgx
     dt = out.dtype
     alloc = np.empty if batch_sizes is None else np.zeros      # padded rows get 0
     dgx_all = alloc((T, N, GH), dtype=dt)                      # d(x W_ih^T + b_ih) per step
-    dgh_all = None                                             # d(h W_hh^T + b_hh) where it differs
+    dgr_all = None if F_ == GH else alloc((T, N, GH - F_), dtype=dt)   # dgh of the other gates
+    dgh = None if F_ == GH else np.empty((N, GH), dtype=dt)            # scratch
     dh_all = None if w_hr is None else alloc((T, N, H_out), dtype=dt)
     for t in (range(T) if reverse else range(T - 1, -1, -1)):
         b = N if batch_sizes is None else batch_sizes[t]
@@ -117,13 +124,16 @@ def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved, n
         if w_hr is not None:
             dh_all[t, :b] = dh_t
             dh_t = dh_t @ w_hr                                    # through h = m W_hr^T
-        dgx_t = dgx_all[t, :b]
-        dgh, dh_direct, dc_prev = back(dh_t, None if dc is None else dc[:b], caches[t], dgx_t)
-        if dgh is not dgx_t:                                      # GRU: dgh differs in the n block
-            if dgh_all is None:
-                dgh_all = alloc((T, N, GH), dtype=dt)
-            dgh_all[t, :b] = dgh
-        dh_new = dgh @ w_hh                                       # the sequential matmul
+        dgx = dgx_all[t, :b]
+        dg_rest, dh_direct, dc_prev = back(dh_t, None if dc is None else dc[:b], caches[t], dgx)
+        if dg_rest is None:
+            dgh_b = dgx
+        else:                                                     # GRU: dgh differs in the n block
+            dgr_all[t, :b] = dg_rest
+            dgh_b = dgh[:b]
+            dgh_b[:, :F_] = dgx[:, :F_]
+            dgh_b[:, F_:] = dg_rest
+        dh_new = dgh_b @ w_hh                                     # the sequential matmul
         if dh_direct is not None:
             dh_new += dh_direct
         if b == N:
@@ -131,13 +141,19 @@ def _direction_backward(back, x, dout, dh, dc, w, reverse, batch_sizes, saved, n
         else:                                                     # rows not running pass dh through
             dh = np.concatenate([dh_new, dh[b:]])
             dc = None if dc is None else np.concatenate([dc_prev, dc[b:]])
-    if dgh_all is None:
-        dgh_all = dgx_all
     GX = dgx_all.reshape(T * N, GH)
     dw_ih = GX.T @ x.reshape(T * N, x.shape[2])                  # one matmul for all steps
-    dw_hh = _hidden_weight_grad(dgh_all, saved, reverse)
-    db_ih = None if b_ih is None else GX.sum(axis=0)
-    db_hh = None if b_hh is None else dgh_all.reshape(T * N, GH).sum(axis=0)
+    if dgr_all is None:
+        dw_hh = _hidden_matmul(dgx_all, saved, reverse)
+    else:
+        dw_hh = np.concatenate([_hidden_matmul(dgx_all[:, :, :F_], saved, reverse),
+                                _hidden_matmul(dgr_all, saved, reverse)])
+    db_ih = db_hh = None
+    if b_ih is not None:
+        db_ih = GX.sum(axis=0)
+        db_hh = db_ih if dgr_all is None else np.concatenate(
+            [db_ih[:F_], dgr_all.reshape(T * N, GH - F_).sum(axis=0)])
+        db_hh = db_hh.copy() if db_hh is db_ih else db_hh
     dw_hr = None if w_hr is None else dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, w_hr.shape[1])
     dx = (GX @ w_ih).reshape(T, N, w_ih.shape[1])
     return dx, dh, dc, (dw_ih, dw_hh, db_ih, db_hh, dw_hr)
@@ -157,7 +173,8 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
     Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
     unless mode == "LSTM".
     """
-    step, _, G, fold = CELLS[mode]
+    cell = CELLS[mode]
+    G, fold = cell[2], cell[3]
     L = len(weights)
     D = len(weights[0])
     T, N = x.shape[:2]
@@ -202,7 +219,7 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
                 gx = gx.reshape(T, N, w_ih.shape[0])
                 j = k * D + d
                 out, hn, cn, s = _direction_forward(
-                    step, gx, h0[j], None if c0 is None else c0[j], w_hh, b_rest, w_hr,
+                    cell, gx, h0[j], None if c0 is None else c0[j], w_hh, b_rest, w_hr,
                     d == 1, sizes)
                 outs.append(out)
                 saved.append(s)
@@ -251,7 +268,7 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False):
     gradient reaching each step's hidden state (0 at padded steps): where BPTT's
     products of Jacobians make gradients vanish or explode, it shows.
     """
-    back = CELLS[cache["mode"]][1]
+    cell = CELLS[cache["mode"]]
     weights, sizes, perm = cache["weights"], cache["sizes"], cache["perm"]
     T, N, H, H_out, L, D = cache["shape"]
     dt = cache["dtype"]
@@ -276,7 +293,7 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False):
                 if is_lstm:
                     dc = np.zeros((N, H), dtype=dt) if d_c_n is None else d_c_n[j]
                 dx_d, dh0[j], dc_d, dweights[k][d] = _direction_backward(
-                    back, cache["inputs"][k], dout, dh, dc, weights[k][d], d == 1, sizes,
+                    cell, cache["inputs"][k], dout, dh, dc, weights[k][d], d == 1, sizes,
                     cache["saved"][j], norms[k][d])
                 if is_lstm:
                     dc0[j] = dc_d

@@ -12,28 +12,31 @@ import numpy as np
 from ._activations import sigmoid, sigmoid_grad, tanh_grad
 
 GATES = 3
-FOLD = 2          # b_hr, b_hz may be folded into the input projection; b_hn may not
+FOLD = 2          # b_hr, b_hz fold into the input projection; b_hn sits inside r * (...)
+STORE = 1         # hn = W_hn h + b_hn
 
 
-def step(gx, gh, h, c, h_new):
+def step(gx, gh, h, c, h_new, store):
     H = h.shape[1]
-    rz = gh[:, :2 * H]
-    rz += gx[:, :2 * H]
-    sigmoid(rz, out=rz)                                     # r, z  (N, 2H)
+    rz = gx[:, :2 * H]
+    rz += gh[:, :2 * H]
+    sigmoid(rz, out=rz)                                     # r, z  (N, 2H), in gx
     r, z = rz[:, :H], rz[:, H:]
-    hn = gh[:, 2 * H:]                                      # W_hn h + b_hn
-    n = r * hn
-    n += gx[:, 2 * H:]
-    np.tanh(n, out=n)                                       # n = tanh(x_n + r * hn)
+    hn = store
+    np.copyto(hn, gh[:, 2 * H:])                            # W_hn h + b_hn, kept for backward
+    n = gx[:, 2 * H:]
+    n += np.multiply(r, hn, out=h_new)                      # h_new as scratch
+    np.tanh(n, out=n)                                       # n = tanh(x_n + r * hn), in gx
     np.subtract(h, n, out=h_new)
     h_new *= z
     h_new += n                                              # h' = n + z * (h - n)
-    return None, (r, z, n, hn, h)
+    return None, (gx, hn, h)
 
 
 def back(dh_new, dc_new, cache, dgx):
-    r, z, n, hn, h = cache
+    act, hn, h = cache
     H = h.shape[1]
+    r, z, n = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
     dar, daz, dan = dgx[:, :H], dgx[:, H:2 * H], dgx[:, 2 * H:]
     np.multiply(dh_new, 1.0 - z, out=dan)
     dan *= tanh_grad(n)                                     # dn * (1 - n^2)
@@ -41,7 +44,6 @@ def back(dh_new, dc_new, cache, dgx):
     daz *= sigmoid_grad(z)                                  # dz * z (1 - z)
     np.multiply(dan, hn, out=dar)
     dar *= sigmoid_grad(r)                                  # dr * r (1 - r), dr = dan * hn
-    dgh = dgx.copy()
-    dgh[:, 2 * H:] *= r                                     # d(hn) = dan * r
+    dhn = dan * r                                           # d(W_hn h + b_hn)
     dh_direct = dh_new * z                                  # through h' = ... + z * h
-    return dgh, dh_direct, None
+    return dhn, dh_direct, None

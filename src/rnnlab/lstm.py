@@ -14,20 +14,22 @@ import numpy as np
 from ._activations import sigmoid, sigmoid_grad, tanh_grad
 
 GATES = 4
-FOLD = 4          # all of b_hh may be added to the input projection once
+FOLD = 4          # all of b_hh is added to the input projection once
+STORE = 2         # c' and tanh(c')
 
 
-def step(gx, gh, h, c, h_new):
+def step(gx, gh, h, c, h_new, store):
     H = c.shape[1]
-    act = gh
-    act += gx                                               # (N, 4H) pre-activations
+    act = gx
+    act += gh                                               # (N, 4H) pre-activations, in gx
     sigmoid(act[:, :2 * H], out=act[:, :2 * H])             # i, f
     np.tanh(act[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])   # g
     sigmoid(act[:, 3 * H:], out=act[:, 3 * H:])             # o
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-    c_new = f * c
-    c_new += i * g                                          # c' = f c + i g
-    tc = np.tanh(c_new)
+    c_new, tc = store[:, :H], store[:, H:]
+    np.multiply(f, c, out=c_new)
+    c_new += np.multiply(i, g, out=h_new)                   # c' = f c + i g (h_new as scratch)
+    np.tanh(c_new, out=tc)
     np.multiply(o, tc, out=h_new)                           # h' = o tanh(c')
     return c_new, (act, c, tc)
 
@@ -49,4 +51,4 @@ def back(dh_new, dc_new, cache, da):
     np.multiply(dh_new, tc, out=da[:, 3 * H:])
     da[:, 3 * H:] *= sigmoid_grad(o)                        # do = dh' tanh(c')
     dc_prev = dc * f                                        # c' = f c + ...
-    return da, None, dc_prev
+    return None, None, dc_prev
