@@ -19,6 +19,7 @@ dgh @ W_hh are sequential.
 import numpy as np
 
 from . import gru, lstm, rnn
+from ._pool import PLAIN
 
 #: mode -> the cell module's (step, back, GATES, FOLD, STORE); the contract is in rnn.py.
 CELLS = {
@@ -41,11 +42,13 @@ def batch_sizes_for(lengths, T):
     return perm, sizes
 
 
-def _direction_forward(cell, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_sizes):
+def _direction_forward(cell, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_sizes, lease,
+                       pool_out):
     """Run one cell over time in one direction.
 
     gx (L, N, G*H): input projections with the foldable part of b_hh already added; the
     steps keep their activations in it. b_rest: the rest of b_hh, added to h W_hh^T.
+    Buffers come from ``lease``; ``out`` too when pool_out (it is not handed to the user).
     Returns out (L, N, H_out), h_n, c_n and what the backward needs.
     """
     step, _, _, fold, n_store = cell
@@ -53,11 +56,12 @@ def _direction_forward(cell, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_size
     H_out = h0.shape[1]
     H = H_out if w_hr is None else w_hr.shape[1]
     dt = gx.dtype
-    out = (np.empty if batch_sizes is None else np.zeros)((T, N, H_out), dtype=dt)  # padding: 0
-    h_prev = None if batch_sizes is None else np.empty((T, N, H_out), dtype=dt)
-    m_all = None if w_hr is None else np.zeros((T, N, H), dtype=dt)  # h before projection
-    store = np.empty((T, N, n_store * H), dtype=dt)            # what the steps keep
-    gh = np.empty((N, GH), dtype=dt)                           # scratch, reused every step
+    new = lease if pool_out else PLAIN
+    out = (new.empty if batch_sizes is None else new.zeros)((T, N, H_out), dt)  # padding: 0
+    h_prev = None if batch_sizes is None else lease.empty((T, N, H_out), dt)
+    m_all = None if w_hr is None else lease.zeros((T, N, H), dt)      # h before projection
+    store = lease.empty((T, N, n_store * H), dt)               # what the steps keep
+    gh = lease.empty((N, GH), dt)                              # scratch, reused every step
     w_hh_t = np.ascontiguousarray(w_hh.T)                      # (H_out, G*H): faster in BLAS
     w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
     folded = fold * (GH // cell[2])
@@ -98,7 +102,8 @@ def _hidden_matmul(G, saved, reverse):
     return rest.reshape(-1, k).T @ prev.reshape(-1, H_out) + G[first].T @ h0
 
 
-def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, norms=None):
+def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, lease,
+                        norms=None):
     """BPTT for one direction. dout (L, N, H_out) or None; dh, dc: gradients of the final
     state (dc None only for cells without c). Returns dx, dh0, dc0, dweights.
     norms: None, or an (L, N) array that receives |dloss/dh_t| per step and sequence."""
@@ -109,11 +114,11 @@ def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, n
     GH = w_hh.shape[0]
     F_ = fold * (GH // cell[2])                                # rows where dgh == dgx
     dt = out.dtype
-    alloc = np.empty if batch_sizes is None else np.zeros      # padded rows get 0
-    dgx_all = alloc((T, N, GH), dtype=dt)                      # d(x W_ih^T + b_ih) per step
-    dgr_all = None if F_ == GH else alloc((T, N, GH - F_), dtype=dt)   # dgh of the other gates
-    dgh = None if F_ == GH else np.empty((N, GH), dtype=dt)            # scratch
-    dh_all = None if w_hr is None else alloc((T, N, H_out), dtype=dt)
+    alloc = lease.empty if batch_sizes is None else lease.zeros  # padded rows get 0
+    dgx_all = alloc((T, N, GH), dt)                            # d(x W_ih^T + b_ih) per step
+    dgr_all = None if F_ == GH else alloc((T, N, GH - F_), dt)   # dgh of the other gates
+    dgh = None if F_ == GH else lease.empty((N, GH), dt)       # scratch
+    dh_all = None if w_hr is None else alloc((T, N, H_out), dt)
     for t in (range(T) if reverse else range(T - 1, -1, -1)):
         b = N if batch_sizes is None else batch_sizes[t]
         if b == 0:
@@ -160,7 +165,7 @@ def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, n
 
 
 def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
-            lengths=None, masks=None):
+            lengths=None, masks=None, lease=PLAIN):
     """Run a (multi-layer, possibly bidirectional) recurrent network.
 
     x: (L, N, H_in). h0: (num_layers * D, N, H_out) or None (zeros). c0 (LSTM only):
@@ -210,7 +215,8 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
             outs = []
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh, w_hr = weights[k][d]
-                gx = inp.reshape(T * N, inp.shape[2]) @ w_ih.T                  # all steps at once
+                gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w_ih.T,       # all steps at once
+                               out=lease.empty((T * N, w_ih.shape[0]), dt))
                 b_rest = None
                 if b_ih is not None:
                     gx[:, :fold * H] += b_ih[:fold * H] + b_hh[:fold * H]        # fold b_hh once
@@ -220,7 +226,7 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
                 j = k * D + d
                 out, hn, cn, s = _direction_forward(
                     cell, gx, h0[j], None if c0 is None else c0[j], w_hh, b_rest, w_hr,
-                    d == 1, sizes)
+                    d == 1, sizes, lease, pool_out=k < L - 1 or D == 2)
                 outs.append(out)
                 saved.append(s)
                 h_n.append(hn)
@@ -257,7 +263,7 @@ def dropout_mask(shape, p, rng, dtype):
     return (keep / (1.0 - p)).astype(dtype)
 
 
-def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False):
+def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, pool=None):
     """Backpropagation through time for a ``forward`` call.
 
     d_output (L, N, D * H_out), d_h_n (num_layers * D, N, H_out), d_c_n
@@ -267,6 +273,7 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False):
     holds ``dh_norms``: per layer and direction an (L, N) array of |dloss/dh_t|, the
     gradient reaching each step's hidden state (0 at padded steps): where BPTT's
     products of Jacobians make gradients vanish or explode, it shows.
+    pool: an rnnlab._pool.Pool for the internal buffers (given back before returning).
     """
     cell = CELLS[cache["mode"]]
     weights, sizes, perm = cache["weights"], cache["sizes"], cache["perm"]
@@ -282,6 +289,7 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False):
     dweights = [[None] * D for _ in range(L)]
     norms = [[np.zeros((T, N)) if dh_norms else None for _ in range(D)] for _ in range(L)]
     d_inp = d_output
+    lease = PLAIN if pool is None else pool.lease()
     with np.errstate(**_QUIET):
         for k in range(L - 1, -1, -1):
             dx = None
@@ -294,13 +302,14 @@ def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False):
                     dc = np.zeros((N, H), dtype=dt) if d_c_n is None else d_c_n[j]
                 dx_d, dh0[j], dc_d, dweights[k][d] = _direction_backward(
                     cell, cache["inputs"][k], dout, dh, dc, weights[k][d], d == 1, sizes,
-                    cache["saved"][j], norms[k][d])
+                    cache["saved"][j], lease, norms[k][d])
                 if is_lstm:
                     dc0[j] = dc_d
                 dx = dx_d if dx is None else dx + dx_d
             if k > 0 and cache["masks"][k - 1] is not None:
                 dx = dx * cache["masks"][k - 1]           # through the dropout of layer k-1
             d_inp = dx
+    lease.release()
     if perm is not None:
         inv = np.argsort(perm)
         d_inp, dh0 = d_inp[:, inv], dh0[:, inv]

@@ -5,10 +5,12 @@ and call rnnlab.functional.forward / backward.
 """
 import numbers
 import warnings
+import weakref
 
 import numpy as np
 
 from . import functional as F
+from ._pool import Pool
 from ._module import (BackwardError, Module, ShapeError, as_input, check_bool, check_int,
                       recording, to_numpy)
 
@@ -77,6 +79,7 @@ class RNNBase(Module):
         self.last_call = None
         self.last_dropout_masks = []
         self._steps = []
+        self._pool = Pool()
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -104,6 +107,7 @@ class RNNBase(Module):
         self.last_call = None
         self.last_dropout_masks = []
         self._steps = []
+        self._pool = Pool()
 
     def __repr__(self):
         s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
@@ -194,15 +198,19 @@ class RNNBase(Module):
 
     def _run(self, input, hx, lengths, dropout_masks, step):
         x, h0, c0, lengths, lay = self._prepare(input, hx, lengths, step)
+        masks = self._masks_in(dropout_masks, lay)
+        if not step:
+            self.last_call = None           # its buffers may serve this call unless kept elsewhere
+        lease = self._pool.lease()
         (out, h_n, c_n), cache = F.forward(
             self.mode, x, self._weights(), h0, c0, dropout=self.dropout,
-            training=self.training, rng=self._rng, lengths=lengths,
-            masks=self._masks_in(dropout_masks, lay))
+            training=self.training, rng=self._rng, lengths=lengths, masks=masks, lease=lease)
         output = lay.seq_out(out)
         output.flags.writeable = False      # backward reads it: copy before changing in place
         h_n = lay.state_out(h_n)
         c_n = None if c_n is None else lay.state_out(c_n)
         call = _Call(cache, lay, output, h_n, c_n)
+        weakref.finalize(call, lease.release)   # buffers go back when the record is garbage
         self.last_dropout_masks = [None if m is None else lay.seq_out(m)
                                    for m in cache["dropout_masks"]]
         return call, ((output, (h_n, c_n)) if self._is_lstm else (output, h_n))
@@ -223,7 +231,7 @@ class RNNBase(Module):
                        self._grad_in(d_output, call.output, lay.seq_in, "d_output"),
                        self._grad_in(d_h_n, call.h_n, lay.state_in, "d_h_n"),
                        None if call.c_n is None else
-                       self._grad_in(d_c_n, call.c_n, lay.state_in, "d_c_n"))
+                       self._grad_in(d_c_n, call.c_n, lay.state_in, "d_c_n"), pool=self._pool)
         for names, dws in zip(self._names(), g["dweights"]):
             for n, dw in zip(names, dws):
                 self._add_grads(n, dw)
