@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from rnnlab import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from rnnlab.cells import backprop_cells, run_cells
 
 PAIRS = [(RNN, RNNCell, {}), (RNN, RNNCell, {"nonlinearity": "relu"}), (GRU, GRUCell, {}),
          (LSTM, LSTMCell, {})]
@@ -24,25 +25,15 @@ def test_cell_loop_equals_layer(layer_cls, cell_cls, kw, direction):
     h0, c0 = rng.standard_normal((N, 5)), rng.standard_normal((N, 5))
     dy = rng.standard_normal((T, N, 5))
     out, state = layer(x, (h0[None], c0[None]) if lstm else h0[None])
-    h, c, hs = h0, c0, []
-    for t in range(T):
-        if lstm:
-            h, c = cell(x[t], (h, c))
-        else:
-            h = cell(x[t], h)
-        hs.append(h)
-    np.testing.assert_allclose(np.stack(hs), out, rtol=0, atol=1e-13)
+    hs, final = run_cells(cell, x, (h0, c0) if lstm else h0)
+    h = final[0] if lstm else final
+    np.testing.assert_allclose(hs, out, rtol=0, atol=1e-13)
     np.testing.assert_allclose(h, (state[0] if lstm else state)[0], rtol=0, atol=1e-13)
 
     grads = layer.backward(dy)
-    dh, dc, dxs = np.zeros((N, 5)), np.zeros((N, 5)), []
-    for t in range(T - 1, -1, -1):
-        if lstm:
-            dx, dh, dc = cell.backward(dh + dy[t], dc)
-        else:
-            dx, dh = cell.backward(dh + dy[t])
-        dxs.append(dx)
-    np.testing.assert_allclose(np.stack(dxs[::-1]), grads[0], rtol=0, atol=1e-13)
+    dxs, d_state = backprop_cells(cell, dy)
+    dh, dc = d_state if lstm else (d_state, None)
+    np.testing.assert_allclose(dxs, grads[0], rtol=0, atol=1e-13)
     np.testing.assert_allclose(dh, grads[1][0], rtol=0, atol=1e-13)
     if lstm:
         np.testing.assert_allclose(dc, grads[2][0], rtol=0, atol=1e-13)
@@ -55,7 +46,5 @@ def test_independent_init_differs():
     x = np.random.default_rng(0).standard_normal((3, 1, 2))
     layer, cell = RNN(2, 4, dtype=np.float64, seed=1), RNNCell(2, 4, dtype=np.float64, seed=2)
     out, _ = layer(x)
-    h = None
-    for t in range(3):
-        h = cell(x[t], h)
-    assert np.abs(out[-1] - h).max() > 1e-3
+    hs, _ = run_cells(cell, x)
+    assert np.abs(out - hs).max() > 1e-3

@@ -7,10 +7,10 @@
 """
 from . import columns, functional
 from ._module import BackwardError, ShapeError, StateDictError, no_grad
-from .cells import GRUCell, LSTMCell, RNNCell
+from .cells import GRUCell, LSTMCell, RNNCell, backprop_cells, run_cells
 from .layers import GRU, LSTM, RNN
 from .packed import from_packed
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "functional", "columns", "from_packed", "no_grad",
+__all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "functional", "columns", "run_cells", "backprop_cells", "from_packed", "no_grad",
            "ShapeError", "BackwardError", "StateDictError"]

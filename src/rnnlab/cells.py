@@ -168,3 +168,37 @@ class LSTMCell(_CellBase):
     def backward(self, dh1=None, dc1=None):
         """Undo the most recent call: returns (dx, dh0, dc0); either gradient may be None."""
         return self._backward(dh1, dc1)
+
+
+def run_cells(cell, xs, state=None):
+    """A cell in a plain Python loop over time: the hand-written alternative to a layer.
+
+    xs (L, N, input_size) or (L, input_size); state h0, or (h0, c0) for LSTMCell, or None.
+    Returns (hs, state): hs (L, N, H) stacks every step's h; state is the final h (LSTM:
+    (h, c)). Each step is recorded for ``backprop_cells``.
+    """
+    lstm = isinstance(cell, LSTMCell)
+    hs = []
+    for x_t in xs:
+        state = cell(x_t, state)
+        hs.append(state[0] if lstm else state)
+    return np.stack(hs), state
+
+
+def backprop_cells(cell, d_hs, d_state=None):
+    """BPTT by hand through the steps of ``run_cells``, last step first.
+
+    d_hs (L, N, H): gradient on every step's h; d_state: on the final state (LSTM:
+    (dh, dc), either may be None). Returns (dxs, d_state0); parameter gradients are added
+    into cell.grads.
+    """
+    lstm = isinstance(cell, LSTMCell)
+    dh, dc = (d_state if d_state is not None else (None, None)) if lstm else (d_state, None)
+    dxs = [None] * len(d_hs)
+    for t in range(len(d_hs) - 1, -1, -1):
+        dh = d_hs[t] if dh is None else dh + d_hs[t]        # from the output + from the future
+        if lstm:
+            dxs[t], dh, dc = cell.backward(dh, dc)
+        else:
+            dxs[t], dh = cell.backward(dh)
+    return np.stack(dxs), ((dh, dc) if lstm else dh)

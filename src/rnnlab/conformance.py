@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from .cells import GRUCell, LSTMCell, RNNCell
+from .cells import GRUCell, LSTMCell, RNNCell, backprop_cells, run_cells
 from .layers import GRU, LSTM, RNN
 
 #: tolerance per dtype: float64 max abs error; float32 max abs error divided by
@@ -183,23 +183,11 @@ def run_cell_case(kind, input_size=3, hidden_size=4, batch=2, steps=4, bias=True
         loss = loss + (th * torch.tensor(dhs[t])).sum()
     loss.backward()
 
-    h, c, hs = h0, c0, []
-    for t in range(steps):
-        if is_lstm:
-            h, c = om(xs[t], (h, c))
-        else:
-            h = om(xs[t], h)
-        hs.append(h)
-    dh = np.zeros_like(h0)
-    dc = np.zeros_like(c0) if is_lstm else None
-    dxs = [None] * steps
-    for t in range(steps - 1, -1, -1):               # BPTT by hand: last in, first out
-        dh = dh + dhs[t]
-        if is_lstm:
-            dxs[t], dh, dc = om.backward(dh, dc)
-        else:
-            dxs[t], dh = om.backward(dh)
-    errs = {"h_T": _errors(h, th, dtype), "dx": _errors(np.stack(dxs), tx.grad, dtype),
+    hs, state = run_cells(om, xs, (h0, c0) if is_lstm else h0)
+    dxs, d_state = backprop_cells(om, dhs)
+    h, c = state if is_lstm else (state, None)
+    dh, dc = d_state if is_lstm else (d_state, None)
+    errs = {"h_T": _errors(h, th, dtype), "dx": _errors(dxs, tx.grad, dtype),
             "dh0": _errors(dh, th0.grad, dtype)}
     if is_lstm:
         errs["c_T"] = _errors(c, tc, dtype)

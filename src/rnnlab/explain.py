@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import reference as R
-from .cells import GRUCell, LSTMCell, RNNCell
+from ._module import no_grad
+from .cells import GRUCell, LSTMCell, RNNCell, run_cells
 from .layers import GRU, LSTM, RNN
 
 FAMILIES = {"rnn": (RNN, RNNCell, ""), "gru": (GRU, GRUCell, "r | z | n"),
@@ -272,15 +273,8 @@ def _section_cell_loop(rep, cfg, x, tol):
     out, _ = one(x)
 
     def loop():
-        h, c, hs = None, None, []
-        for t in range(x.shape[0]):
-            if cfg.kind == "lstm":
-                h, c = cell(x[t], None if h is None else (h, c))
-            else:
-                h = cell(x[t], h)
-            hs.append(h)
-        cell._tape.clear()
-        return np.stack(hs)
+        with no_grad():
+            return run_cells(cell, x)[0]
     lines = [f"A {cell_cls.__name__} run in a Python loop vs {layer_cls.__name__}"
              f"(num_layers=1) on the same input:"]
     lines.append("  independently initialised: " +
