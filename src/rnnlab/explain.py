@@ -136,6 +136,7 @@ def explain(cfg, with_torch=False, png=None):
     _section_map(rep, cfg, out, h_n, tol)
     _section_cell_loop(rep, cfg, x, tol)
     _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol)
+    _section_gradients(rep, cfg, layer, out)
     if with_torch:
         _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n)
     if png:
@@ -310,6 +311,29 @@ def _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol):
             lines.append(f"  (the docstring's version cannot even run here: layer 1 expects "
                          f"{D * H_out} features, x has {cfg.input_size})")
     rep.add("Stacking layers (S1, S3)", lines)
+
+
+def _section_gradients(rep, cfg, layer, out):
+    from .columns import gradient_norms
+    d = np.zeros(out.shape, dtype=out.dtype)
+    last = [n - 1 for n in cfg.lengths] if cfg.lengths is not None else [cfg.seq_len - 1] * cfg.batch
+    for i, t in enumerate(last):                    # loss = sum of each sequence's last output
+        if cfg.batch_first:
+            d[i, t] = 1.0
+        else:
+            d[t, i] = 1.0
+    norms = gradient_norms(layer, d)[0][0][:last[0] + 1, 0]   # layer 0, forward, sequence 0
+    lines = ["loss = sum of the output at each sequence's last step; |dloss/dh_t| reaching",
+             "layer 0's forward direction at every step (sequence 0), as BPTT carries it back",
+             "through the products of Jacobians dh_t/dh_(t-1) (W_hh^T times the gate and",
+             "activation derivatives):"]
+    shown = range(len(norms)) if len(norms) <= 12 else list(range(6)) + list(range(len(norms) - 6, len(norms)))
+    lines.append("  " + "  ".join(f"t={t}: {norms[t]:.2e}" for t in list(shown)[:6]))
+    if len(norms) > 6:
+        lines.append("  " + "  ".join(f"t={t}: {norms[t]:.2e}" for t in list(shown)[6:]))
+    lines += ["Shrinking towards t=0: vanishing gradients; growing: exploding (clip by global",
+              "norm in the trainer). rnnlab.columns.gradient_norms(layer, d_output) gives these."]
+    rep.add("Gradients through time (S4)", lines)
 
 
 def _docstring_loop(cfg, layer, x):
