@@ -332,3 +332,17 @@ def test_change_dropout_and_eval():
     l1.load_state_dict({k.replace("l1", "l0"): v for k, v in m.state_dict().items() if "l1" in k})
     e, _ = l1(np.zeros((3, 2, 50)))
     np.testing.assert_allclose(d, e, atol=1e-14)
+
+
+def test_lstm_cell_backward_either_gradient_none():
+    c = LSTMCell(3, 4, dtype=np.float64, seed=0)
+    x = f64(2, 3)
+    c(x)
+    c(x)
+    dx, dh0, dc0 = c.backward(None, np.ones((2, 4)))
+    assert dx.shape == (2, 3) and dc0.any()
+    dx, dh0, dc0 = c.backward(np.ones((2, 4)))
+    assert dh0.any()
+    with pytest.raises(ValueError, match="dh1 must have shape"):
+        c(x)
+        c.backward(np.ones((3, 4)))

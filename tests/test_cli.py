@@ -100,3 +100,11 @@ def test_python_dash_m():
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "h_t = tanh(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh)" in res.stdout
+
+
+def test_explain_works_without_torch(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    code, out, _ = run(capsys, "explain", "lstm", "--layers", "2", "--lengths", "2,3")
+    assert code == 0 and "0 unexpected" in out
+    code, out, _ = run(capsys, "explain", "gru", "--torch")
+    assert code == 0 and "torch is not installed" in out
