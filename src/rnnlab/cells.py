@@ -9,7 +9,7 @@ import numpy as np
 
 from . import functional as F
 from ._module import (BackwardError, Module, ShapeError, as_input, check_bool, check_int,
-                      recording)
+                      recording, to_numpy)
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", None)
 
@@ -84,7 +84,7 @@ class _CellBase(Module):
     def _grad(self, g, N, batched, label):
         if g is None:
             return None
-        g = np.asarray(g if not hasattr(g, "detach") else g.detach().cpu().numpy())
+        g = to_numpy(g)
         want = (N, self.hidden_size) if batched else (self.hidden_size,)
         if g.shape != want:
             raise BackwardError(f"{label} must have shape {want}, got {g.shape}")

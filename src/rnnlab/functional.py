@@ -175,6 +175,8 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
     masks: None, or one array (or None: no dropout) per layer but the last, shaped
     (L, N, D * H_out), used as the dropout masks (already scaled by 1 / (1 - p)) instead
     of drawing them with ``rng``; ``cache["dropout_masks"]`` holds the masks a call used.
+    lease: where the internal buffers come from (rnnlab._pool); the caller releases it
+    once the cache is no longer needed. Default: plain new arrays.
     Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
     unless mode == "LSTM".
     """
@@ -242,7 +244,7 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
             if mask is not None:
                 inp = inp * mask                                     # between layers only
     output = inp
-    h_n = np.stack(h_n) if h_n else h0
+    h_n = np.stack(h_n)
     c_n = np.stack(c_n) if is_lstm else None
     inv = None if perm is None else np.argsort(perm)
     if perm is not None:

@@ -248,8 +248,9 @@ class RNNBase(Module):
         lengths: optional N ints; each sequence then stops at its own length, exactly like
         torch's pack_padded_sequence(enforce_sorted=False) -> layer -> pad_packed_sequence.
         dropout_masks: optional masks (shaped like output, scaled by 1/(1-p)) for the
-        outputs of every layer but the last, instead of drawing them; the masks a call
-        used are in ``last_dropout_masks``. The call's record is ``last_call``.
+        outputs of every layer but the last, used instead of drawing them (also in eval
+        mode: given masks always apply); the masks a call used are in
+        ``last_dropout_masks``. The call's record is ``last_call``.
         """
         self.last_call, result = self._run(input, hx, lengths, dropout_masks, step=False)
         return result
