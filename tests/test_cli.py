@@ -54,9 +54,11 @@ def test_explain_proj_errors(capsys):
 
 def test_verify_quick_passes(capsys):
     pytest.importorskip("torch")
-    code, out, _ = run(capsys, "verify", "--quick", "--seed", "1")
+    code, out, _ = run(capsys, "verify", "--quick", "--seed", "1", "--verbose")
     assert code == 0
     assert " 0 failed" in out and "lstm cell loop" in out
+    assert "dweight_hh_l1_reverse" in out and "dbias_ih_l0" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
 
 
 def test_verify_reports_failure(capsys, monkeypatch):

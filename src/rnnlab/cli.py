@@ -74,6 +74,8 @@ def build_parser():
     g.add_argument("--quick", action="store_true", help="a rotating subset (default)")
     g.add_argument("--full", action="store_true", help="the whole configuration matrix")
     v.add_argument("--seed", type=int, default=0, help="seed of the configuration matrix")
+    v.add_argument("--verbose", action="store_true", help="also list the error of every "
+                   "output, state and gradient (each parameter by name) under each row")
 
     gc = sub.add_parser("gradcheck", help="central finite differences vs the hand-written "
                         "backward, float64, no torch (exit 1 on failure)")
@@ -147,6 +149,10 @@ def cmd_verify(args):
         failures += not ok
         print(f"{label[:44]:44s} {_fmt_err(out)} {_fmt_err(states)} {_fmt_err(dinp)} "
               f"{_fmt_err(dpar)}  {'ok' if ok else 'FAIL'}")
+        if args.verbose or not ok:
+            items = [f"{k} {v:.1e}" for k, v in errs.items()]
+            for i in range(0, len(items), 3):
+                print("    " + "   ".join(items[i:i + 3]))
 
     for case in cases:
         try:
