@@ -346,3 +346,11 @@ def test_lstm_cell_backward_either_gradient_none():
     with pytest.raises(ValueError, match="dh1 must have shape"):
         c(x)
         c.backward(np.ones((3, 4)))
+
+
+def test_assigning_a_parameter_attribute_updates_the_live_parameter():
+    m = GRU(2, 3, dtype=np.float64)
+    m.weight_hh_l0 = np.zeros((9, 3))
+    assert not m.state_dict()["weight_hh_l0"].any()
+    with pytest.raises(ValueError, match="expected shape \\(9, 3\\)"):
+        m.weight_hh_l0 = np.zeros((3, 3))

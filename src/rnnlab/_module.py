@@ -110,6 +110,16 @@ class Module:
             return params[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
+    def __setattr__(self, name, value):
+        params = self.__dict__.get("_parameters", {})
+        if name in params:                   # gru.weight_ih_l0 = array: copy into the live one
+            arr = to_numpy(value)
+            if arr.shape != params[name].shape:
+                raise ShapeError(f"{name}: expected shape {params[name].shape}, got {arr.shape}")
+            params[name][...] = arr
+            return
+        object.__setattr__(self, name, value)
+
     def named_parameters(self):
         """(name, array) pairs in torch's order; the arrays are the live parameters."""
         return iter(list(self._parameters.items()))
