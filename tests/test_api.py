@@ -354,3 +354,20 @@ def test_assigning_a_parameter_attribute_updates_the_live_parameter():
     assert not m.state_dict()["weight_hh_l0"].any()
     with pytest.raises(ValueError, match="expected shape \\(9, 3\\)"):
         m.weight_hh_l0 = np.zeros((3, 3))
+
+
+def test_pickle_and_deepcopy_keep_parameters_not_call_records():
+    import copy
+    import pickle
+    m = LSTM(3, 4, num_layers=2, dtype=np.float64, seed=0)
+    x = f64(5, 2, 3)
+    out, _ = m(x)
+    blob = pickle.dumps(m)
+    assert len(blob) < 8000                              # parameters only, no caches
+    for clone in (pickle.loads(blob), copy.deepcopy(m)):
+        o, _ = clone(x)
+        np.testing.assert_array_equal(o, out)
+        clone.backward(np.ones_like(o))
+    cell = GRUCell(2, 3)
+    cell(np.ones(2, np.float32))
+    assert pickle.loads(pickle.dumps(cell))._tape == []

@@ -193,8 +193,17 @@ class Module:
     def float(self):
         return self.to(np.float32)
 
+    _RECORDS = ()          # per-call records and buffers: rebuilt by _clear_cache, never pickled
+
     def _clear_cache(self):
         pass
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._RECORDS}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._clear_cache()
 
     def _add_grads(self, names, values):
         for name, value in zip(names, values):

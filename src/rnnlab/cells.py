@@ -26,7 +26,7 @@ class _CellBase(Module):
         if self.bias:
             shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
         self._init_parameters(shapes, H)
-        self._tape = []                                        # caches of calls not yet undone
+        self._clear_cache()
 
     def __repr__(self):
         extra = "" if self.bias else ", bias=False"
@@ -34,8 +34,10 @@ class _CellBase(Module):
             extra += f", nonlinearity={self.nonlinearity!r}"
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
 
+    _RECORDS = ("_tape",)
+
     def _clear_cache(self):
-        self._tape = []
+        self._tape = []                                        # caches of calls not yet undone
 
     def _names(self):
         return _NAMES if self.bias else ("weight_ih", "weight_hh", None, None, None)

@@ -76,10 +76,7 @@ class RNNBase(Module):
                     if name is not None:
                         shapes[name] = shape
         self._init_parameters(shapes, H)
-        self.last_call = None
-        self.last_dropout_masks = []
-        self._steps = []
-        self._pool = Pool()
+        self._clear_cache()
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -102,6 +99,8 @@ class RNNBase(Module):
         p = self._parameters
         return [[tuple(None if n is None else p[n] for n in names) for names in layer]
                 for layer in self._names()]
+
+    _RECORDS = ("last_call", "last_dropout_masks", "_steps", "_pool")
 
     def _clear_cache(self):
         self.last_call = None
