@@ -4,7 +4,6 @@ import warnings
 import numpy as np
 import pytest
 
-import rnnlab
 from rnnlab import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 

@@ -1,5 +1,4 @@
 """Central differences against the hand-written backward (float64, no torch)."""
-import numpy as np
 import pytest
 
 from rnnlab.gradcheck import TOL, GradCase, check_layer, default_cases

@@ -5,6 +5,7 @@ BLAS). Used by ``rnnlab bench`` and benchmarks/bench.py.
 Cost model (REFERENCE.md): per layer and direction a forward step costs 2*N*G*H*(I+H)
 FLOPs; a training step (forward + backward) 6*N*G*H*(I+H)*T.
 """
+import os
 import statistics
 import time
 
@@ -61,7 +62,6 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=
             import torch
         except ImportError:
             print_fn("torch not installed: timing rnnlab only")
-    import os
     threads = threads or os.cpu_count()
     limiter = _limit_threads(threads)
     if torch is not None:
@@ -73,32 +73,7 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=
     for kind in kinds:
         cls = FAMILIES[kind][0]
         for T, N, I, H in sizes:
-            rng = np.random.default_rng(0)
-            ours = cls(I, H, seed=0)
-            x = rng.standard_normal((T, N, I)).astype(np.float32)
-            dy = rng.standard_normal((T, N, H)).astype(np.float32)
-            fns = {"rnnlab": {}, "torch": {}}
-
-            def ours_train():
-                out, _ = ours(x)
-                ours.backward(dy)
-
-            def ours_infer():
-                ours(x)
-            fns["rnnlab"] = {"train": ours_train, "infer": ours_infer}
-            if torch is not None:
-                tm = getattr(torch.nn, cls.__name__)(I, H)
-                tx = torch.from_numpy(x).requires_grad_(True)
-                tdy = torch.from_numpy(dy)
-
-                def torch_train():
-                    out, _ = tm(tx)
-                    out.backward(tdy)
-
-                def torch_infer():
-                    with torch.no_grad():
-                        tm(tx)
-                fns["torch"] = {"train": torch_train, "infer": torch_infer}
+            fns = _workloads(cls, T, N, I, H, torch)
             for what in ("train", "infer"):
                 times = {name: [] for name in fns if fns[name]}
                 for _ in range(warmup):
@@ -121,6 +96,34 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=
     if limiter is not None:
         limiter.restore_original_limits()
     return results
+
+
+def _workloads(cls, T, N, I, H, torch):
+    """{"rnnlab": {"train": f, "infer": f}, "torch": {...}} for one family and size."""
+    rng = np.random.default_rng(0)
+    ours = cls(I, H, seed=0)
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    dy = rng.standard_normal((T, N, H)).astype(np.float32)
+
+    def ours_train():
+        ours(x)
+        ours.backward(dy)
+
+    fns = {"rnnlab": {"train": ours_train, "infer": lambda: ours(x)}, "torch": {}}
+    if torch is not None:
+        tm = getattr(torch.nn, cls.__name__)(I, H)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tdy = torch.from_numpy(dy)
+
+        def torch_train():
+            out, _ = tm(tx)
+            out.backward(tdy)
+
+        def torch_infer():
+            with torch.no_grad():
+                tm(tx)
+        fns["torch"] = {"train": torch_train, "infer": torch_infer}
+    return fns
 
 
 def format_row(r):

@@ -15,7 +15,8 @@ def _lengths(text):
     try:
         vals = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,1,2, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 3,1,2, got {text!r}") from None
     if not vals or min(vals) < 1:
         raise argparse.ArgumentTypeError(f"lengths must be positive integers, got {text!r}")
     return vals
@@ -25,7 +26,7 @@ def _positive(text):
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
     return v
@@ -123,7 +124,7 @@ def cmd_verify(args):
         print("rnnlab verify needs torch to compare against: pip install 'torch==2.13.0'",
               file=sys.stderr)
         return 2
-    from .conformance import TOL, layer_matrix, passed, run_cell_case
+    from .conformance import layer_matrix, passed, run_cell_case
     from .conformance import run_layer_case
     import warnings
     warnings.filterwarnings("ignore", message=".*oneDNN.*")
