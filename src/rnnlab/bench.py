@@ -2,6 +2,14 @@
 the same thread count on both sides (torch.set_num_threads and threadpoolctl for NumPy's
 BLAS). Used by ``rnnlab bench`` and benchmarks/bench.py.
 
+Each timed call is preceded by an untimed call of the same side: torch's OpenMP threads and
+OpenBLAS's threads keep spinning for a while after their last call, so a call timed right
+after the other library's runs against its spinning threads on a 2-core machine (LSTM(32)
+forward: 7.4 ms timed right after torch vs 1.6 ms alone); a pause instead leaves the
+threads asleep and slow to wake (torch's LSTM(32) training step went from 1.9 to 74 ms).
+With the untimed call first, both sides are timed with their own threads running and the
+other's idle, as in a training loop.
+
 Cost model (REFERENCE.md): per layer and direction a forward step costs 2*N*G*H*(I+H)
 FLOPs; a training step (forward + backward) 6*N*G*H*(I+H)*T.
 """
@@ -81,6 +89,7 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=
                         fns[name][what]()
                 for _ in range(reps):                      # interleaved
                     for name in times:
+                        fns[name][what]()                  # untimed: own threads up, other's idle
                         t0 = time.perf_counter()
                         fns[name][what]()
                         times[name].append(time.perf_counter() - t0)
