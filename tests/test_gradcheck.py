@@ -19,9 +19,9 @@ def test_gradcheck_detects_a_wrong_backward(monkeypatch):
     from rnnlab import functional as F, gru
     real_back = gru.back
 
-    def wrong(dh, dc, cache, dgx):
-        dgh, dh_direct, dc_prev = real_back(dh, dc, cache, dgx)
-        return dgh, dh_direct * 0.5, dc_prev
+    def wrong(dh, dc, cache, dgx, dgr):
+        dh_direct, dc_prev = real_back(dh, dc, cache, dgx, dgr)
+        return dh_direct * 0.5, dc_prev
     monkeypatch.setitem(F.CELLS, "GRU", (gru.step, wrong, gru.GATES, gru.FOLD, gru.STORE))
     errs = check_layer(GradCase("gru"))
     assert max(errs.values()) > 1e-3

@@ -117,7 +117,7 @@ def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, l
     alloc = lease.empty if batch_sizes is None else lease.zeros  # padded rows get 0
     dgx_all = alloc((T, N, GH), dt)                            # d(x W_ih^T + b_ih) per step
     dgr_all = None if F_ == GH else alloc((T, N, GH - F_), dt)   # dgh of the other gates
-    dgh = None if F_ == GH else lease.empty((N, GH), dt)       # scratch
+    w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
     dh_all = None if w_hr is None else alloc((T, N, H_out), dt)
     for t in (range(T) if reverse else range(T - 1, -1, -1)):
         b = N if batch_sizes is None else batch_sizes[t]
@@ -130,15 +130,13 @@ def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, l
             dh_all[t, :b] = dh_t
             dh_t = dh_t @ w_hr                                    # through h = m W_hr^T
         dgx = dgx_all[t, :b]
-        dg_rest, dh_direct, dc_prev = back(dh_t, None if dc is None else dc[:b], caches[t], dgx)
-        if dg_rest is None:
-            dgh_b = dgx
-        else:                                                     # GRU: dgh differs in the n block
-            dgr_all[t, :b] = dg_rest
-            dgh_b = dgh[:b]
-            dgh_b[:, :F_] = dgx[:, :F_]
-            dgh_b[:, F_:] = dg_rest
-        dh_new = dgh_b @ w_hh                                     # the sequential matmul
+        dgr = None if dgr_all is None else dgr_all[t, :b]
+        dh_direct, dc_prev = back(dh_t, None if dc is None else dc[:b], caches[t], dgx, dgr)
+        if dgr is None:
+            dh_new = dgx @ w_hh                                   # the sequential matmul
+        else:                                                     # GRU: dgh = [dgx_rz, dgr]
+            dh_new = dgx[:, :F_] @ w_hh_f
+            dh_new += dgr @ w_hh_r
         if dh_direct is not None:
             dh_new += dh_direct
         if b == N:

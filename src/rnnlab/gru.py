@@ -33,7 +33,7 @@ def step(gx, gh, h, c, h_new, store):
     return None, (gx, hn, h)
 
 
-def back(dh_new, dc_new, cache, dgx):
+def back(dh_new, dc_new, cache, dgx, dgr):
     act, hn, h = cache
     H = h.shape[1]
     r, z, n = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
@@ -44,6 +44,6 @@ def back(dh_new, dc_new, cache, dgx):
     daz *= sigmoid_grad(z)                                  # dz * z (1 - z)
     np.multiply(dan, hn, out=dar)
     dar *= sigmoid_grad(r)                                  # dr * r (1 - r), dr = dan * hn
-    dhn = dan * r                                           # d(W_hn h + b_hn)
+    np.multiply(dan, r, out=dgr)                            # d(W_hn h + b_hn) = dan * r
     dh_direct = dh_new * z                                  # through h' = ... + z * h
-    return dhn, dh_direct, None
+    return dh_direct, None

@@ -34,7 +34,7 @@ def step(gx, gh, h, c, h_new, store):
     return c_new, (act, c, tc)
 
 
-def back(dh_new, dc_new, cache, da):
+def back(dh_new, dc_new, cache, da, dgr):
     act, c, tc = cache
     H = c.shape[1]
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
@@ -51,4 +51,4 @@ def back(dh_new, dc_new, cache, da):
     np.multiply(dh_new, tc, out=da[:, 3 * H:])
     da[:, 3 * H:] *= sigmoid_grad(o)                        # do = dh' tanh(c')
     dc_prev = dc * f                                        # c' = f c + ...
-    return None, None, dc_prev
+    return None, dc_prev

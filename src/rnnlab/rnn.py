@@ -19,10 +19,11 @@ functional.py does the looping, matmuls, layers, directions and lengths):
         h, c       (N, H) previous state; c is None except for LSTM
         h_new      (N, H) buffer the new hidden state is written into (kept by the driver)
         store      (N, STORE*H) buffer this step may keep for its backward
-    back(dh_new, dc_new, cache, dgx) -> (dgh_rest, dh_direct, dc_prev)
-        dgx        (N, G*H) buffer: written with the gradient of gx
-        dgh_rest   gradient of gh for gates FOLD.. (None when FOLD == G); for the first
-                   FOLD gates it equals dgx
+    back(dh_new, dc_new, cache, dgx, dgr) -> (dh_direct, dc_prev)
+        dgx        (N, G*H) buffer: written with the gradient of gx; for the first FOLD
+                   gates it is also the gradient of gh
+        dgr        (N, (G-FOLD)*H) buffer, None when FOLD == G: written with the gradient
+                   of gh for the other gates
         dh_direct  (N, H) or None: the part of dh_prev that does not flow through W_hh
                    (GRU's z * dh'); the driver adds dgh @ W_hh
         dc_prev    (N, H) or None
@@ -42,10 +43,10 @@ def step_tanh(gx, gh, h, c, h_new, store):
     return None, h_new
 
 
-def back_tanh(dh_new, dc_new, cache, dgx):
+def back_tanh(dh_new, dc_new, cache, dgx, dgr):
     h_new = cache
     np.multiply(dh_new, tanh_grad(h_new), out=dgx)   # da = dh' * (1 - h'^2)
-    return None, None, None
+    return None, None
 
 
 def step_relu(gx, gh, h, c, h_new, store):
@@ -54,8 +55,8 @@ def step_relu(gx, gh, h, c, h_new, store):
     return None, h_new
 
 
-def back_relu(dh_new, dc_new, cache, dgx):
+def back_relu(dh_new, dc_new, cache, dgx, dgr):
     h_new = cache
     np.copyto(dgx, dh_new)
     np.copyto(dgx, 0.0, where=h_new <= 0.0)      # da = dh' * [h' > 0] (NaN h' passes dh', as torch)
-    return None, None, None
+    return None, None
