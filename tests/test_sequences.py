@@ -226,3 +226,12 @@ def test_reused_buffers_never_touch_kept_results(cls):
         m.backward(dy)
     assert np.array_equal(o1, o1_copy)
     np.testing.assert_array_equal(m.backward(dy, call=first)[0], ref)
+
+
+def test_buffer_pool_stays_bounded_with_changing_lengths():
+    m = GRU(3, 4, num_layers=2, dtype=np.float64)
+    for T in range(1, 60):
+        out, _ = m(np.ones((T, 2, 3)))
+        m.backward(np.ones_like(out))
+    pool = m._pool._free
+    assert len(pool) <= 16 and all(len(v) <= 2 for v in pool.values())

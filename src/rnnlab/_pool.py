@@ -7,25 +7,38 @@ buffers through a Lease and gives them back when the lease is released (for a fo
 when the call's record is garbage, so a record kept for a later backward keeps its
 buffers). Only internal arrays are pooled, never one handed to the user.
 """
+from collections import OrderedDict
+
 import numpy as np
 
 
 class Pool:
-    def __init__(self, keep=2):
-        self._free = {}
+    """Free buffers by (shape, dtype): at most ``keep`` per shape, and only the ``shapes``
+    most recently used shapes (inputs whose length changes every batch would otherwise
+    leave a buffer behind for every length ever seen)."""
+
+    def __init__(self, keep=2, shapes=16):
+        self._free = OrderedDict()
         self._keep = keep
+        self._shapes = shapes
 
     def lease(self):
         return Lease(self)
 
     def _get(self, key):
         stack = self._free.get(key)
+        if stack is None:
+            return None
+        self._free.move_to_end(key)
         return stack.pop() if stack else None
 
     def _put(self, key, arr):
         stack = self._free.setdefault(key, [])
+        self._free.move_to_end(key)
         if len(stack) < self._keep:
             stack.append(arr)
+        while len(self._free) > self._shapes:
+            self._free.popitem(last=False)              # least recently used shape
 
     def clear(self):
         self._free.clear()
