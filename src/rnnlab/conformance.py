@@ -219,7 +219,9 @@ def layer_matrix(level="quick", seed=0):
         variants = [dict(with_state=True), dict(with_state=False), dict(unbatched=True),
                     dict(lengths=True)]
         if kind == "lstm":
-            variants += [dict(proj_size=True), dict(proj_size=True, lengths=True)]
+            variants += [dict(proj_size=True), dict(proj_size=True, lengths=True),
+                         dict(proj_size=True, unbatched=True),
+                         dict(proj_size=True, with_state=False)]
         chosen = variants if level == "full" else [variants[i % len(variants)]]
         for v in chosen:
             H = int(rng.integers(1, 6)) if i % 5 else 1
