@@ -219,8 +219,9 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
                                out=lease.empty((T * N, w_ih.shape[0]), dt))
                 b_rest = None
                 if b_ih is not None:
-                    gx[:, :fold * H] += b_ih[:fold * H] + b_hh[:fold * H]        # fold b_hh once
-                    gx[:, fold * H:] += b_ih[fold * H:]
+                    bias = b_ih.copy()
+                    bias[:fold * H] += b_hh[:fold * H]                          # fold b_hh once
+                    gx += bias
                     b_rest = b_hh[fold * H:] if fold < G else None
                 gx = gx.reshape(T, N, w_ih.shape[0])
                 j = k * D + d
