@@ -38,12 +38,12 @@ def back(dh_new, dc_new, cache, dgx, dgr):
     H = h.shape[1]
     r, z, n = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
     dar, daz, dan = dgx[:, :H], dgx[:, H:2 * H], dgx[:, 2 * H:]
-    np.multiply(dh_new, 1.0 - z, out=dan)
-    dan *= tanh_grad(n)                                     # dn * (1 - n^2)
-    np.multiply(dh_new, h - n, out=daz)
-    daz *= sigmoid_grad(z)                                  # dz * z (1 - z)
-    np.multiply(dan, hn, out=dar)
-    dar *= sigmoid_grad(r)                                  # dr * r (1 - r), dr = dan * hn
+    np.multiply(dh_new, 1.0 - z, out=dan)                   # dn = dh' (1 - z)
+    dan *= tanh_grad(n)                                     # through n = tanh(...)
+    np.multiply(dan, hn, out=dar)                           # dr = dan * hn
+    np.subtract(h, n, out=daz)
+    daz *= dh_new                                           # dz = dh' (h - n)
+    dgx[:, :2 * H] *= sigmoid_grad(act[:, :2 * H])          # through r, z = s(...)
     np.multiply(dan, r, out=dgr)                            # d(W_hn h + b_hn) = dan * r
     dh_direct = dh_new * z                                  # through h' = ... + z * h
     return dh_direct, None

@@ -42,10 +42,9 @@ def back(dh_new, dc_new, cache, da, dgr):
     dc *= tanh_grad(tc)                                     # through h' = o tanh(c')
     if dc_new is not None:
         dc += dc_new
-    np.multiply(dc, g, out=da[:, :H])
-    da[:, :H] *= sigmoid_grad(i)                            # di = dc g
-    np.multiply(dc, c, out=da[:, H:2 * H])
-    da[:, H:2 * H] *= sigmoid_grad(f)                       # df = dc c
+    np.multiply(dc, g, out=da[:, :H])                       # di = dc g
+    np.multiply(dc, c, out=da[:, H:2 * H])                  # df = dc c
+    da[:, :2 * H] *= sigmoid_grad(act[:, :2 * H])           # through i, f = s(...)
     np.multiply(dc, i, out=da[:, 2 * H:3 * H])
     da[:, 2 * H:3 * H] *= tanh_grad(g)                      # dg = dc i
     np.multiply(dh_new, tc, out=da[:, 3 * H:])
