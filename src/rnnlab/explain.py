@@ -162,7 +162,8 @@ def _section_equations(rep, cfg, layer):
              "x = the layer's input at step t, h = its previous hidden state):"]
     lines += ["  " + e.format(act=cfg.nonlinearity) for e in EQUATIONS[cfg.kind]]
     if cfg.proj_size:
-        lines.append(f"  h' = (o * tanh(c')) W_hr^T        projection to proj_size={cfg.proj_size}")
+        lines.append(f"  with proj_size={cfg.proj_size}: h' = (o * tanh(c')) W_hr^T")
+    lines += _letter_map(cfg)
     lines += ["", "Parameters (torch names and shapes" +
               (f"; row blocks of the gate matrices: {blocks})" if blocks else ")")]
     small = sum(p.size for p in layer.parameters()) <= 120
@@ -196,6 +197,25 @@ def _section_equations(rep, cfg, layer):
         lines.append(f"  lengths {cfg.lengths}: each sequence stops at its own length; output "
                      "is 0 past it")
     rep.add("What the layer computes", lines)
+
+
+def _letter_map(cfg):
+    """Which rows of which torch parameter each letter of the equations is."""
+    H = cfg.hidden_size
+    gates = {"rnn": [], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}[cfg.kind]
+    star = "" if cfg.kind == "rnn" else "*"
+    lines = ["", "Letters -> torch parameters (k = layer" +
+             ("; add _reverse for the backward direction):" if cfg.bidirectional else "):"),
+             f"  W_ih{star} -> weight_ih_l{{k}}   W_hh{star} -> weight_hh_l{{k}}   "
+             f"b_ih{star} -> bias_ih_l{{k}}   b_hh{star} -> bias_hh_l{{k}}"]
+    if cfg.kind != "rnn":
+        lines = [line.replace("W_ih*", "W_i*").replace("W_hh*", "W_h*")
+                 .replace("b_ih*", "b_i*").replace("b_hh*", "b_h*") for line in lines]
+        lines.append("  gate rows: " + ", ".join(f"{g} [{j * H}:{(j + 1) * H}]"
+                                               for j, g in enumerate(gates)))
+    if cfg.proj_size:
+        lines.append(f"  W_hr -> weight_hr_l{{k}}, shape ({cfg.proj_size}, {H})")
+    return lines
 
 
 def _section_steps(rep, cfg, layer, x, h0, ref, out_tm, tol):
