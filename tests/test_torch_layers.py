@@ -62,7 +62,8 @@ def test_float32_cells(kind):
 def test_zero_batch_like_torch():
     import numpy as np
     import rnnlab
-    for cls, tcls in [(rnnlab.GRU, torch.nn.GRU), (rnnlab.LSTM, torch.nn.LSTM)]:
+    for cls, tcls in [(rnnlab.RNN, torch.nn.RNN), (rnnlab.GRU, torch.nn.GRU),
+                      (rnnlab.LSTM, torch.nn.LSTM)]:
         tm = tcls(3, 4).double()
         om = cls(3, 4, dtype=np.float64)
         om.load_state_dict(tm.state_dict())
@@ -71,7 +72,8 @@ def test_zero_batch_like_torch():
         tout, _ = tm(torch.tensor(x))
         assert out.shape == tuple(tout.shape) == (5, 0, 4)
         grads = om.backward(np.zeros_like(out))
-        assert grads[0].shape == (5, 0, 3)
+        assert grads[0].shape == (5, 0, 3) and grads[1].shape == (1, 0, 4)
+        assert not any(g.any() for g in om.grads.values())
 
 
 def test_lstm_state_dict_roundtrip_into_torch():
