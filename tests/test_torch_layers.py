@@ -88,3 +88,27 @@ def test_lstm_state_dict_roundtrip_into_torch():
     tout, (th, tc) = tm(torch.tensor(x))
     assert np.abs(out - tout.detach().numpy()).max() < 1e-12
     assert np.abs(c - tc.detach().numpy()).max() < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+def test_nan_and_inf_propagate_like_torch(kind):
+    """NaN/inf in the input land in the same places of output and gradients as in torch."""
+    import numpy as np
+    import rnnlab
+    tm = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True).double()
+    om = getattr(rnnlab, kind)(3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
+    om.load_state_dict(tm.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 3, 3))
+    x[2, 0, 1] = np.nan
+    x[1, 2, 0] = np.inf
+    dy = np.random.default_rng(1).standard_normal((5, 3, 8))
+    out, _ = om(x)
+    g = om.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    tout, _ = tm(tx)
+    tout.backward(torch.tensor(dy))
+    to, tg = tout.detach().numpy(), tx.grad.numpy()
+    assert np.array_equal(np.isnan(out), np.isnan(to))
+    assert np.array_equal(np.isnan(g[0]), np.isnan(tg))
+    finite = np.isfinite(to)
+    assert np.abs(out[finite] - to[finite]).max() < 1e-12
