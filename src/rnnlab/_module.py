@@ -205,6 +205,16 @@ class Module:
         self.__dict__.update(state)
         self._clear_cache()
 
+    def _upstream(self, grad, shape, label, what="shape"):
+        """A user's upstream gradient: None stays None; else an array of ``shape`` in the
+        module's dtype, or BackwardError saying what was expected."""
+        if grad is None:
+            return None
+        g = to_numpy(grad)
+        if g.shape != tuple(shape):
+            raise BackwardError(f"{label} must have {what} {tuple(shape)}, got {g.shape}")
+        return g.astype(self.dtype, copy=False)
+
     def _add_grads(self, names, values):
         for name, value in zip(names, values):
             if name is not None and value is not None:

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from .layers import GRU, LSTM, RNN
+from .kinds import GATES, KINDS
 
-FAMILIES = {"rnn": (RNN, 1), "gru": (GRU, 3), "lstm": (LSTM, 4)}
+FAMILIES = ("rnn", "gru", "lstm")
 SIZES = [(100, 64, 256, 256), (200, 128, 512, 512)]
 
 
@@ -57,7 +57,7 @@ def sgemm_gflops(n=1024, reps=5):
 
 
 def flops(kind, T, N, I, H, training):
-    G = FAMILIES[kind][1]
+    G = GATES[kind]
     return (6 if training else 2) * N * G * H * (I + H) * T
 
 
@@ -79,7 +79,7 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=
              + (f"  torch {torch.__version__}" if torch is not None else ""))
     results = []
     for kind in kinds:
-        cls = FAMILIES[kind][0]
+        cls = KINDS[kind][0]
         for T, N, I, H in sizes:
             fns = _workloads(cls, T, N, I, H, torch)
             for what in ("train", "infer"):

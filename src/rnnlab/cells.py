@@ -9,7 +9,7 @@ import numpy as np
 
 from . import functional as F
 from ._module import (BackwardError, Module, ShapeError, as_input, check_bool, check_int,
-                      recording, to_numpy)
+                      recording)
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", None)
 
@@ -84,14 +84,9 @@ class _CellBase(Module):
         return h1, (c1[0] if batched else c1[0, 0])
 
     def _grad(self, g, N, batched, label):
-        if g is None:
-            return None
-        g = to_numpy(g)
-        want = (N, self.hidden_size) if batched else (self.hidden_size,)
-        if g.shape != want:
-            raise BackwardError(f"{label} must have shape {want}, got {g.shape}")
-        g = g.astype(self.dtype, copy=False)
-        return (g if batched else g[None])[None]
+        """dh1 / dc1 -> (1, N, H) for the driver."""
+        g = self._upstream(g, (N, self.hidden_size) if batched else (self.hidden_size,), label)
+        return None if g is None else (g if batched else g[None])[None]
 
     def _backward(self, dh1, dc1):
         if not self._tape:

@@ -8,7 +8,6 @@ whose sum is ba (here bias_ih = ba, bias_hh = 0).
 """
 import numpy as np
 
-from . import functional as F
 
 
 def from_columns(Wax, Waa, ba, layer=False):
@@ -46,13 +45,6 @@ def gradient_norms(layer, d_output=None, d_h_n=None, d_c_n=None):
     direction: a list over layers of a list over directions of (L, N) arrays. Does not
     touch the layer's grads. Vanishing or exploding gradients show as the norms shrinking
     or growing going back in time (products of W_hh^T diag(act') Jacobians)."""
-    call = layer.last_call
-    if call is None:
+    if layer.last_call is None:
         raise RuntimeError("gradient_norms needs a forward call first")
-    lay = call.layout
-    g = F.backward(call.cache,
-                   layer._grad_in(d_output, call.output, lay.seq_in, "d_output"),
-                   layer._grad_in(d_h_n, call.h_n, lay.state_in, "d_h_n"),
-                   None if call.c_n is None else layer._grad_in(d_c_n, call.c_n, lay.state_in, "d_c_n"),
-                   dh_norms=True)
-    return g["dh_norms"]
+    return layer._backward_call(layer.last_call, d_output, d_h_n, d_c_n, dh_norms=True)["dh_norms"]

@@ -11,8 +11,8 @@ import itertools
 
 import numpy as np
 
-from .cells import GRUCell, LSTMCell, RNNCell, backprop_cells, run_cells
-from .layers import GRU, LSTM, RNN
+from .cells import backprop_cells, run_cells
+from .kinds import KINDS
 
 #: tolerance per dtype: float64 max abs error; float32 max abs error divided by
 #: max(1, largest magnitude of the torch array) (relative for large values, absolute for
@@ -60,10 +60,18 @@ class Case:
         return " ".join(parts)
 
 
-def _layer_classes(kind, torch):
-    table = {"rnn": (RNN, torch.nn.RNN, {}), "rnn_relu": (RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
-             "gru": (GRU, torch.nn.GRU, {}), "lstm": (LSTM, torch.nn.LSTM, {})}
-    return table[kind]
+def torch_forward(tm, tx, hx=None, lengths=None, batch_first=False):
+    """torch module on a padded batch; with lengths through pack_padded_sequence
+    (enforce_sorted=False) and back with pad_packed_sequence to the input's length."""
+    if lengths is None:
+        return tm(tx, hx)
+    import torch
+    pack = torch.nn.utils.rnn
+    packed = pack.pack_padded_sequence(tx, torch.tensor(lengths), batch_first=batch_first,
+                                       enforce_sorted=False)
+    out, state = tm(packed, hx)
+    T = tx.shape[1] if batch_first else tx.shape[0]
+    return pack.pad_packed_sequence(out, batch_first=batch_first, total_length=T)[0], state
 
 
 def _errors(ours, theirs, dtype):
@@ -84,7 +92,8 @@ def run_layer_case(case):
     """Returns {quantity: error} for one Case; quantities are output, h_n, (c_n), dx,
     dh0, (dc0) and d<parameter name> for every parameter."""
     torch = import_torch()
-    ours_cls, torch_cls, extra = _layer_classes(case.kind, torch)
+    ours_cls, _, extra = KINDS[case.kind]
+    torch_cls = getattr(torch.nn, ours_cls.__name__)
     tdt = getattr(torch, case.dtype)
     torch.manual_seed(case.seed)
     kw = dict(num_layers=case.num_layers, bias=case.bias, batch_first=case.batch_first,
@@ -113,14 +122,7 @@ def run_layer_case(case):
     th0 = None if h0 is None else torch.tensor(h0, requires_grad=True)
     tc0 = None if c0 is None else torch.tensor(c0, requires_grad=True)
     thx = ((th0, tc0) if case.with_state else None) if is_lstm else th0
-    if case.lengths is not None:
-        pack = torch.nn.utils.rnn
-        packed = pack.pack_padded_sequence(tx, torch.tensor(case.lengths), batch_first=case.batch_first,
-                                           enforce_sorted=False)
-        tout, tstate = tm(packed, thx)
-        tout, _ = pack.pad_packed_sequence(tout, batch_first=case.batch_first, total_length=T)
-    else:
-        tout, tstate = tm(tx, thx)
+    tout, tstate = torch_forward(tm, tx, thx, case.lengths, case.batch_first)
     th_n, tc_n = tstate if is_lstm else (tstate, None)
     d_out = rng.standard_normal(tuple(tout.shape)).astype(case.dtype)
     d_hn = rng.standard_normal(tuple(th_n.shape)).astype(case.dtype)
@@ -155,10 +157,8 @@ def run_cell_case(kind, input_size=3, hidden_size=4, batch=2, steps=4, bias=True
     """A Python loop of cells over time, forward and backward (LIFO), against the same loop
     of torch cells under autograd. Returns {quantity: error}."""
     torch = import_torch()
-    table = {"rnn": (RNNCell, torch.nn.RNNCell, {}), "rnn_relu": (RNNCell, torch.nn.RNNCell,
-             {"nonlinearity": "relu"}), "gru": (GRUCell, torch.nn.GRUCell, {}),
-             "lstm": (LSTMCell, torch.nn.LSTMCell, {})}
-    ours_cls, torch_cls, extra = table[kind]
+    _, ours_cls, extra = KINDS[kind]
+    torch_cls = getattr(torch.nn, ours_cls.__name__)
     torch.manual_seed(seed)
     tm = torch_cls(input_size, hidden_size, bias=bias, **extra).to(getattr(torch, dtype))
     om = ours_cls(input_size, hidden_size, bias=bias, **extra, dtype=dtype)

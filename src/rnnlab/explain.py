@@ -7,11 +7,8 @@ import numpy as np
 
 from . import reference as R
 from ._module import no_grad
-from .cells import GRUCell, LSTMCell, RNNCell, run_cells
-from .layers import GRU, LSTM, RNN
-
-FAMILIES = {"rnn": (RNN, RNNCell, ""), "gru": (GRU, GRUCell, "r | z | n"),
-            "lstm": (LSTM, LSTMCell, "i | f | g | o")}
+from .cells import run_cells
+from .kinds import GATE_LETTERS, KINDS
 
 EQUATIONS = {
     "rnn": ["h_t = {act}(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh)"],
@@ -95,16 +92,26 @@ def fmt(v, n=3):
     return "[" + body + (" ..." if v.size > n else "") + "]"
 
 
+def _family_kwargs(cfg):
+    """Constructor keywords of the family (RNN's nonlinearity)."""
+    return {"nonlinearity": cfg.nonlinearity} if cfg.kind == "rnn" else {}
+
+
+def _layer_kwargs(cfg, num_layers=None, input_layout=True):
+    """Keywords for a layer of this configuration, rnnlab's or torch's alike."""
+    kw = dict(num_layers=cfg.layers if num_layers is None else num_layers,
+              bidirectional=cfg.bidirectional, **_family_kwargs(cfg))
+    if input_layout:
+        kw["batch_first"] = cfg.batch_first
+    if cfg.kind == "lstm" and cfg.proj_size:
+        kw["proj_size"] = cfg.proj_size
+    return kw
+
+
 def build(cfg):
     """The layer of the configuration and a random example (eval mode)."""
-    cls = FAMILIES[cfg.kind][0]
-    kw = dict(num_layers=cfg.layers, bidirectional=cfg.bidirectional,
-              batch_first=cfg.batch_first, dtype=cfg.dtype, seed=cfg.seed)
-    if cfg.kind == "lstm":
-        kw["proj_size"] = cfg.proj_size
-    if cfg.kind == "rnn":
-        kw["nonlinearity"] = cfg.nonlinearity
-    layer = cls(cfg.input_size, cfg.hidden_size, **kw).eval()
+    layer = KINDS[cfg.kind][0](cfg.input_size, cfg.hidden_size, **_layer_kwargs(cfg),
+                               dtype=cfg.dtype, seed=cfg.seed).eval()
     rng = np.random.default_rng(cfg.seed + 1)
     D = 2 if cfg.bidirectional else 1
     H_out = cfg.proj_size or cfg.hidden_size
@@ -154,7 +161,7 @@ def explain(cfg, with_torch=False, png=None):
 
 
 def _section_equations(rep, cfg, layer):
-    _, _, blocks = FAMILIES[cfg.kind]
+    blocks = " | ".join(GATE_LETTERS[cfg.kind])
     D = layer.num_directions
     H, H_out = cfg.hidden_size, cfg.proj_size or cfg.hidden_size
     lines = [repr(layer) + f"   dtype {cfg.dtype}, seed {cfg.seed}, eval mode", "",
@@ -202,7 +209,7 @@ def _section_equations(rep, cfg, layer):
 def _letter_map(cfg):
     """Which rows of which torch parameter each letter of the equations is."""
     H = cfg.hidden_size
-    gates = {"rnn": [], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}[cfg.kind]
+    gates = GATE_LETTERS[cfg.kind]
     star = "" if cfg.kind == "rnn" else "*"
     lines = ["", "Letters -> torch parameters (k = layer" +
              ("; add _reverse for the backward direction):" if cfg.bidirectional else "):"),
@@ -220,7 +227,7 @@ def _letter_map(cfg):
 
 def _section_steps(rep, cfg, layer, x, h0, ref, out_tm, tol):
     D = layer.num_directions
-    gate_names = {"rnn": [], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}[cfg.kind]
+    gate_names = GATE_LETTERS[cfg.kind]
     lines = ["Each step computed by hand from the equations (rnnlab.reference), sequence by",
              "sequence, layer by layer, from a random h0" + (" and c0" if cfg.kind == "lstm" else "")
              + "; the last layer",
@@ -301,8 +308,8 @@ def _section_map(rep, cfg, out, h_n, tol):
 
 
 def _section_cell_loop(rep, cfg, x, tol):
-    layer_cls, cell_cls, _ = FAMILIES[cfg.kind]
-    kw = {"nonlinearity": cfg.nonlinearity} if cfg.kind == "rnn" else {}
+    layer_cls, cell_cls, _ = KINDS[cfg.kind]
+    kw = _family_kwargs(cfg)
     one = layer_cls(cfg.input_size, cfg.hidden_size, **kw, dtype=cfg.dtype, seed=cfg.seed)
     cell = cell_cls(cfg.input_size, cfg.hidden_size, **kw, dtype=cfg.dtype, seed=cfg.seed + 100)
     out, _ = one(x)
@@ -375,9 +382,8 @@ def _docstring_loop(cfg, layer, x):
     out = None
     for k in range(cfg.layers):
         sd = {n.replace(f"_l{k}", "_l0"): v for n, v in layer.state_dict().items() if f"_l{k}" in n}
-        single = FAMILIES[cfg.kind][0](x.shape[2], cfg.hidden_size, bidirectional=cfg.bidirectional,
-                                       dtype=cfg.dtype, **({"proj_size": cfg.proj_size}
-                                                           if cfg.kind == "lstm" else {}))
+        single = KINDS[cfg.kind][0](x.shape[2], cfg.hidden_size, dtype=cfg.dtype,
+                                    **_layer_kwargs(cfg, num_layers=1, input_layout=False))
         single.load_state_dict(sd)
         out, _ = single(x)
     return out
@@ -389,27 +395,15 @@ def _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n):
     except ImportError:
         rep.add("torch side by side", ["torch is not installed (pip install 'torch==2.13.0')."])
         return
-    cls = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cfg.kind]
-    kw = dict(num_layers=cfg.layers, bidirectional=cfg.bidirectional, batch_first=cfg.batch_first)
-    if cfg.kind == "lstm" and cfg.proj_size:
-        kw["proj_size"] = cfg.proj_size
-    if cfg.kind == "rnn":
-        kw["nonlinearity"] = cfg.nonlinearity
-    tm = cls(cfg.input_size, cfg.hidden_size, **kw).to(getattr(torch, cfg.dtype))
+    from .conformance import torch_forward
+    cls = getattr(torch.nn, KINDS[cfg.kind][0].__name__)
+    tm = cls(cfg.input_size, cfg.hidden_size, **_layer_kwargs(cfg)).to(getattr(torch, cfg.dtype))
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
-    tx = torch.from_numpy(_user(cfg, x))
     th = torch.from_numpy(h0)
     hx = (th, torch.from_numpy(c0)) if cfg.kind == "lstm" else th
     with torch.no_grad():
-        if cfg.lengths is not None:
-            P = torch.nn.utils.rnn
-            packed = P.pack_padded_sequence(tx, torch.tensor(cfg.lengths),
-                                            batch_first=cfg.batch_first, enforce_sorted=False)
-            tout, ts = tm(packed, hx)
-            tout = P.pad_packed_sequence(tout, batch_first=cfg.batch_first,
-                                         total_length=cfg.seq_len)[0]
-        else:
-            tout, ts = tm(tx, hx)
+        tout, ts = torch_forward(tm, torch.from_numpy(_user(cfg, x)), hx, cfg.lengths,
+                                 cfg.batch_first)
     th_n, tc_n = ts if cfg.kind == "lstm" else (ts, None)
     tol = 1e-10 if cfg.dtype == "float64" else 1e-5
     lines = [f"torch {torch.__version__} {cls.__name__} with the same weights and input:",
@@ -429,7 +423,7 @@ def _figure(cfg, layer, ref, path):
     except ImportError as exc:
         raise SystemExit("--png needs matplotlib (pip install 'rnnlab[plot]')") from exc
     D = layer.num_directions
-    gate_names = {"rnn": [], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}[cfg.kind]
+    gate_names = GATE_LETTERS[cfg.kind]
     cols = 1 + len(gate_names)
     fig, axes = plt.subplots(cfg.layers * D, cols, figsize=(3 * cols, 2.2 * cfg.layers * D),
                              squeeze=False)

@@ -32,6 +32,11 @@ CELLS = {
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
 
 
+def _folded_rows(cell, GH):
+    """Rows of the gate block where gx and gh simply add (b_hh folded, dgh == dgx)."""
+    return cell[3] * (GH // cell[2])
+
+
 def batch_sizes_for(lengths, T):
     """Sort a batch by length, longest first. Returns (perm, batch_sizes):
     x[:, perm] puts the sequences in that order, and batch_sizes[t] is how many of them
@@ -51,7 +56,7 @@ def _direction_forward(cell, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_size
     Buffers come from ``lease``; ``out`` too when pool_out (it is not handed to the user).
     Returns out (L, N, H_out), h_n, c_n and what the backward needs.
     """
-    step, _, _, fold, n_store = cell
+    step, n_store = cell[0], cell[4]
     T, N, GH = gx.shape
     H_out = h0.shape[1]
     H = H_out if w_hr is None else w_hr.shape[1]
@@ -64,7 +69,7 @@ def _direction_forward(cell, gx, h0, c0, w_hh, b_rest, w_hr, reverse, batch_size
     gh = lease.empty((N, GH), dt)                              # scratch, reused every step
     w_hh_t = np.ascontiguousarray(w_hh.T)                      # (H_out, G*H): faster in BLAS
     w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
-    folded = fold * (GH // cell[2])
+    folded = _folded_rows(cell, GH)
     caches = [None] * T
     h, c = h0, c0
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
@@ -107,12 +112,12 @@ def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, l
     """BPTT for one direction. dout (L, N, H_out) or None; dh, dc: gradients of the final
     state (dc None only for cells without c). Returns dx, dh0, dc0, dweights.
     norms: None, or an (L, N) array that receives |dloss/dh_t| per step and sequence."""
-    back, fold = cell[1], cell[3]
+    back = cell[1]
     w_ih, w_hh, b_ih, b_hh, w_hr = w
     out, _, _, caches, m_all = saved
     T, N, H_out = out.shape
     GH = w_hh.shape[0]
-    F_ = fold * (GH // cell[2])                                # rows where dgh == dgx
+    F_ = _folded_rows(cell, GH)                                # rows where dgh == dgx
     dt = out.dtype
     alloc = lease.empty if batch_sizes is None else lease.zeros  # padded rows get 0
     dgx_all = alloc((T, N, GH), dt)                            # d(x W_ih^T + b_ih) per step
@@ -154,9 +159,8 @@ def _direction_backward(cell, x, dout, dh, dc, w, reverse, batch_sizes, saved, l
     db_ih = db_hh = None
     if b_ih is not None:
         db_ih = GX.sum(axis=0)
-        db_hh = db_ih if dgr_all is None else np.concatenate(
+        db_hh = db_ih.copy() if dgr_all is None else np.concatenate(
             [db_ih[:F_], dgr_all.reshape(T * N, GH - F_).sum(axis=0)])
-        db_hh = db_hh.copy() if db_hh is db_ih else db_hh
     dw_hr = None if w_hr is None else dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, w_hr.shape[1])
     dx = (GX @ w_ih).reshape(T, N, w_ih.shape[1])
     return dx, dh, dc, (dw_ih, dw_hh, db_ih, db_hh, dw_hr)
@@ -179,7 +183,7 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
     unless mode == "LSTM".
     """
     cell = CELLS[mode]
-    G, fold = cell[2], cell[3]
+    G = cell[2]
     L = len(weights)
     D = len(weights[0])
     T, N = x.shape[:2]
@@ -200,12 +204,13 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
     given_masks = None
     if masks is not None:
         if len(masks) != L - 1:
-            raise ValueError(f"masks: expected {L - 1} arrays (one per layer but the last), "
-                             f"got {len(masks)}")
+            raise ValueError(f"dropout masks: expected {L - 1} arrays (one per layer but the "
+                             f"last), got {len(masks)}")
         given_masks = [None if m is None else np.asarray(m, dtype=dt) for m in masks]
         for m in given_masks:
             if m is not None and m.shape != (T, N, D * H_out):
-                raise ValueError(f"masks: expected shape {(T, N, D * H_out)}, got {m.shape}")
+                raise ValueError(f"dropout masks: expected shape {(T, N, D * H_out)} "
+                                 f"(time-major), got {m.shape}")
         if perm is not None:
             given_masks = [None if m is None else m[:, perm] for m in given_masks]
     inputs, saved, masks, h_n, c_n = [], [], [], [], []
@@ -220,9 +225,10 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
                 b_rest = None
                 if b_ih is not None:
                     bias = b_ih.copy()
-                    bias[:fold * H] += b_hh[:fold * H]                          # fold b_hh once
+                    folded = _folded_rows(cell, G * H)
+                    bias[:folded] += b_hh[:folded]                              # fold b_hh once
                     gx += bias
-                    b_rest = b_hh[fold * H:] if fold < G else None
+                    b_rest = b_hh[folded:] if folded < G * H else None
                 gx = gx.reshape(T, N, w_ih.shape[0])
                 j = k * D + d
                 out, hn, cn, s = _direction_forward(

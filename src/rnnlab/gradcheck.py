@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import functional as F
-from .layers import GRU, LSTM, RNN
+from .kinds import KINDS
 
-KINDS = {"rnn": ("RNN_TANH", RNN, {}), "rnn_relu": ("RNN_RELU", RNN, {"nonlinearity": "relu"}),
-         "gru": ("GRU", GRU, {}), "lstm": ("LSTM", LSTM, {})}
 TOL = 1e-6
 
 
@@ -74,12 +72,13 @@ def compare(f, analytic, arrays, rng, samples=12, eps=1e-6):
 
 def check_layer(case, samples=12):
     """Returns {array name: relative error} for one GradCase."""
-    mode, cls, extra = KINDS[case.kind]
+    cls, _, extra = KINDS[case.kind]
     kw = dict(num_layers=case.num_layers, bias=case.bias, bidirectional=case.bidirectional,
               dropout=case.dropout, **extra)
     if case.proj_size:
         kw["proj_size"] = case.proj_size
     layer = cls(case.input_size, case.hidden_size, **kw, dtype=np.float64, seed=case.seed)
+    mode = layer.mode
     rng = np.random.default_rng(case.seed)
     D = 2 if case.bidirectional else 1
     LD, T, N = case.num_layers * D, case.seq_len, case.batch

@@ -187,13 +187,11 @@ class RNNBase(Module):
                              f"{bad} in {arr.tolist()}")
         return arr
 
-    def _masks_in(self, masks, lay):
-        if masks is None:
-            return None
-        if len(masks) != self.num_layers - 1:
-            raise ValueError(f"dropout_masks: expected {self.num_layers - 1} arrays (one per "
-                             f"layer but the last), got {len(masks)}")
-        return [None if m is None else lay.seq_in(to_numpy(m)) for m in masks]
+    @staticmethod
+    def _masks_in(masks, lay):
+        """Dropout masks in the user's layout -> time-major (counts checked by the driver)."""
+        return None if masks is None else [None if m is None else lay.seq_in(to_numpy(m))
+                                           for m in masks]
 
     def _run(self, input, hx, lengths, dropout_masks, step):
         x, h0, c0, lengths, lay = self._prepare(input, hx, lengths, step)
@@ -216,21 +214,23 @@ class RNNBase(Module):
 
     def _grad_in(self, grad, like, convert, label):
         """An upstream gradient from the user's layout to time-major batched."""
-        if grad is None:
-            return None
-        g = to_numpy(grad)
-        if g.shape != like.shape:
-            raise BackwardError(f"{label} must have the shape of the forward's {label[2:]} "
-                                f"{like.shape}, got {g.shape}")
-        return convert(g.astype(self.dtype, copy=False))
+        g = self._upstream(grad, like.shape, label, f"the shape of the forward's {label[2:]}")
+        return None if g is None else convert(g)
+
+    def _backward_call(self, call, d_output, d_h_n, d_c_n, **kwargs):
+        """rnnlab.functional.backward for one call record, gradients given in the user's
+        layout; returns its dict untouched (parameter gradients not yet added)."""
+        lay = call.layout
+        return F.backward(call.cache,
+                          self._grad_in(d_output, call.output, lay.seq_in, "d_output"),
+                          self._grad_in(d_h_n, call.h_n, lay.state_in, "d_h_n"),
+                          None if call.c_n is None else
+                          self._grad_in(d_c_n, call.c_n, lay.state_in, "d_c_n"),
+                          pool=self._pool, **kwargs)
 
     def _backprop(self, call, d_output, d_h_n, d_c_n):
         lay = call.layout
-        g = F.backward(call.cache,
-                       self._grad_in(d_output, call.output, lay.seq_in, "d_output"),
-                       self._grad_in(d_h_n, call.h_n, lay.state_in, "d_h_n"),
-                       None if call.c_n is None else
-                       self._grad_in(d_c_n, call.c_n, lay.state_in, "d_c_n"), pool=self._pool)
+        g = self._backward_call(call, d_output, d_h_n, d_c_n)
         for names, dws in zip(self._names(), g["dweights"]):
             for n, dw in zip(names, dws):
                 self._add_grads(n, dw)
