@@ -8,7 +8,7 @@ medians, same thread count).
 """
 import sys
 
-from rnnlab.cli import main
+from rnnlab.tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench"] + sys.argv[1:]))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rnnlab import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from rnnlab.cells import backprop_cells, run_cells
+from rnnlab import backprop_cells, run_cells
 
 PAIRS = [(RNN, RNNCell, {}), (RNN, RNNCell, {"nonlinearity": "relu"}), (GRU, GRUCell, {}),
          (LSTM, LSTMCell, {})]

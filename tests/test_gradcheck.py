@@ -1,7 +1,7 @@
 """Central differences against the hand-written backward (float64, no torch)."""
 import pytest
 
-from rnnlab.gradcheck import TOL, GradCase, check_layer, default_cases
+from rnnlab.tools.gradcheck import TOL, GradCase, check_layer, default_cases
 
 CASES = default_cases(seed=5)
 
@@ -16,12 +16,16 @@ def test_gradcheck(case):
 
 def test_gradcheck_detects_a_wrong_backward(monkeypatch):
     """A gradient check that cannot fail is no check: break GRU's backward and see it fail."""
-    from rnnlab import functional as F, gru
+    import dataclasses
+    from rnnlab import cells
+    from rnnlab.cells import gru
     real_back = gru.back
 
     def wrong(dh, dc, cache, dgx, dgr):
         dh_direct, dc_prev = real_back(dh, dc, cache, dgx, dgr)
         return dh_direct * 0.5, dc_prev
-    monkeypatch.setitem(F.CELLS, "GRU", (gru.step, wrong, gru.GATES, gru.FOLD, gru.STORE))
+    broken = dataclasses.replace(gru.FAMILY, back=wrong)
+    monkeypatch.setitem(cells.FAMILIES, "gru", broken)
+    monkeypatch.setitem(cells._BY_MODE, "GRU", broken)
     errs = check_layer(GradCase("gru"))
     assert max(errs.values()) > 1e-3

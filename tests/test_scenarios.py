@@ -4,7 +4,7 @@ import pytest
 
 import rnnlab
 from rnnlab import columns
-from rnnlab.explain import Config, explain
+from rnnlab.tools.explain import Config, explain
 
 
 # -- S0 / S1 / S2 / S3 through `rnnlab explain`'s functions --------------------------------

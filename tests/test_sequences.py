@@ -8,7 +8,7 @@ import pytest
 
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
-from rnnlab.conformance import TOL, Case, run_layer_case
+from rnnlab.tools.conformance import TOL, Case, run_layer_case
 
 LENGTHS = [2, 7, 1, 5, 1, 5]          # [7, 5, 5, 2, 1, 1] shuffled
 
@@ -99,41 +99,42 @@ def test_from_packed_errors():
 def test_step_equals_layer(cls, training):
     """Chained steps == one call over the sequence, forward and backward, dropout included."""
     rng = np.random.default_rng(0)
-    m = cls(3, 5, num_layers=3, dropout=0.4, dtype=np.float64, seed=0).train(training)
-    T, N = 6, 2
-    x = rng.standard_normal((T, N, 3))
-    lstm = cls is LSTM
-    h0 = rng.standard_normal((3, N, 5))
-    state = (h0, h0 * 0.5) if lstm else h0
-    ys, masks = [], []
-    for t in range(T):
-        y, state = m.step(x[t], state)
-        ys.append(y)
-        masks.append(m.last_dropout_masks)
-    seq_masks = None
-    if training:
-        seq_masks = [np.stack([mk[k] for mk in masks]) for k in range(2)]
-    out, final = m(x, (h0, h0 * 0.5) if lstm else h0, dropout_masks=seq_masks)
-    np.testing.assert_allclose(np.stack(ys), out, atol=1e-14, rtol=0)
-    for a, b in zip(state if lstm else [state], final if lstm else [final]):
-        np.testing.assert_allclose(a, b, atol=1e-14, rtol=0)
+    with rnnlab.enable_grad():                 # eval mode records only when asked
+        m = cls(3, 5, num_layers=3, dropout=0.4, dtype=np.float64, seed=0).train(training)
+        T, N = 6, 2
+        x = rng.standard_normal((T, N, 3))
+        lstm = cls is LSTM
+        h0 = rng.standard_normal((3, N, 5))
+        state = (h0, h0 * 0.5) if lstm else h0
+        ys, masks = [], []
+        for t in range(T):
+            y, state = m.step(x[t], state)
+            ys.append(y)
+            masks.append(m.last_dropout_masks)
+        seq_masks = None
+        if training:
+            seq_masks = [np.stack([mk[k] for mk in masks]) for k in range(2)]
+        out, final = m(x, (h0, h0 * 0.5) if lstm else h0, dropout_masks=seq_masks)
+        np.testing.assert_allclose(np.stack(ys), out, atol=1e-14, rtol=0)
+        for a, b in zip(state if lstm else [state], final if lstm else [final]):
+            np.testing.assert_allclose(a, b, atol=1e-14, rtol=0)
 
-    dy = rng.standard_normal(out.shape)
-    m.zero_grad()
-    whole = m.backward(dy)
-    whole_grads = {k: v.copy() for k, v in m.grads.items()}
-    m.zero_grad()
-    d_state, dxs = None, []
-    for t in range(T - 1, -1, -1):
-        dx, d_state = m.step_backward(dy[t], d_state)
-        dxs.append(dx)
-    np.testing.assert_allclose(np.stack(dxs[::-1]), whole[0], atol=1e-13, rtol=0)
-    d_h0 = d_state[0] if lstm else d_state
-    np.testing.assert_allclose(d_h0, whole[1], atol=1e-13, rtol=0)
-    if lstm:
-        np.testing.assert_allclose(d_state[1], whole[2], atol=1e-13, rtol=0)
-    for k, v in whole_grads.items():
-        np.testing.assert_allclose(m.grads[k], v, atol=1e-12, rtol=0, err_msg=k)
+        dy = rng.standard_normal(out.shape)
+        m.zero_grad()
+        whole = m.backward(dy)
+        whole_grads = {k: v.copy() for k, v in m.grads.items()}
+        m.zero_grad()
+        d_state, dxs = None, []
+        for t in range(T - 1, -1, -1):
+            dx, d_state = m.step_backward(dy[t], d_state)
+            dxs.append(dx)
+        np.testing.assert_allclose(np.stack(dxs[::-1]), whole[0], atol=1e-13, rtol=0)
+        d_h0 = d_state[0] if lstm else d_state
+        np.testing.assert_allclose(d_h0, whole[1], atol=1e-13, rtol=0)
+        if lstm:
+            np.testing.assert_allclose(d_state[1], whole[2], atol=1e-13, rtol=0)
+        for k, v in whole_grads.items():
+            np.testing.assert_allclose(m.grads[k], v, atol=1e-12, rtol=0, err_msg=k)
 
 
 def test_step_unbatched_and_errors():
@@ -205,9 +206,9 @@ def test_no_grad_keeps_no_records():
         for _ in range(50):
             h = cell(np.ones(2), h)
             _, s = layer.step(np.ones(2), s)
-    assert cell._tape == [] and layer._steps == []
+    assert cell.pending == 0 and layer._records.steps == []
     cell(np.ones(2))
-    assert len(cell._tape) == 1
+    assert cell.pending == 1
 
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])
@@ -233,5 +234,5 @@ def test_buffer_pool_stays_bounded_with_changing_lengths():
     for T in range(1, 60):
         out, _ = m(np.ones((T, 2, 3)))
         m.backward(np.ones_like(out))
-    pool = m._pool._free
+    pool = m._records.pool._free
     assert len(pool) <= 16 and all(len(v) <= 2 for v in pool.values())

@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import rnnlab  # noqa: E402
-from rnnlab.conformance import TOL, Case, run_layer_case  # noqa: E402
+from rnnlab.tools.conformance import TOL, Case, run_layer_case  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])

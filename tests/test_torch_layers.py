@@ -3,7 +3,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rnnlab.conformance import TOL, Case, layer_matrix, passed, run_cell_case, run_layer_case  # noqa: E402
+from rnnlab.tools.conformance import TOL, Case, layer_matrix, passed, run_cell_case, run_layer_case  # noqa: E402
 
 FULL = layer_matrix("full", seed=2026)
 
@@ -29,8 +29,8 @@ def test_sizes_of_one_and_larger(kind, size):
 
 def test_errors_are_measured_not_trivially_zero():
     """The harness must detect a wrong parameter: perturb one weight after loading."""
-    import rnnlab.conformance as conf
-    from rnnlab.layers import GRU
+    import rnnlab.tools.conformance as conf
+    from rnnlab.nn.layers import GRU
     orig = GRU.load_state_dict
 
     def broken(self, sd, strict=True):

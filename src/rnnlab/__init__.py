@@ -4,13 +4,23 @@
     gru = GRU(8, 16, num_layers=2, dtype=np.float64)
     output, h_n = gru(x)                  # x: (L, N, 8)
     dx, dh0 = gru.backward(d_output)      # parameter gradients in gru.grads
-"""
-from . import columns, functional
-from ._module import BackwardError, ShapeError, StateDictError, no_grad
-from .cells import GRUCell, LSTMCell, RNNCell, backprop_cells, run_cells
-from .layers import GRU, LSTM, RNN
-from .packed import from_packed
 
-__version__ = "0.1.0"
-__all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "functional", "columns", "run_cells", "backprop_cells", "from_packed", "no_grad",
-           "ShapeError", "BackwardError", "StateDictError"]
+The house, bottom to top (imports only go downwards):
+    errors, checks     exceptions and argument checks
+    cells/             one module per cell family: equations, step, back (Family records)
+    sequence/          the one sequence driver (time, layers, directions, dropout, lengths)
+    nn/                torch-like modules: layers, cells, module base, grad mode
+    reference, columns the equations as a plain loop (forward and BPTT); column layout
+    tools/             explain, verify, gradcheck, bench and the command line
+"""
+from . import columns, functional, reference
+from .errors import BackwardError, DTypeError, ShapeError, StateDictError
+from .nn import (GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase,
+                 backprop_cells, enable_grad, no_grad, run_cells)
+from .sequence import PackedSequence, from_packed, to_packed
+
+__version__ = "0.2.0"
+__all__ = ["RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "RNNCellBase",
+           "functional", "columns", "reference", "run_cells", "backprop_cells", "from_packed",
+           "to_packed", "PackedSequence", "no_grad", "enable_grad", "ShapeError",
+           "BackwardError", "StateDictError", "DTypeError"]

@@ -1,86 +1,124 @@
 """The equations written out once more, as plainly as possible, for teaching and checking.
 
-One sequence at a time, one step at a time, layer after layer: this is the loop that
-``rnnlab explain`` prints and compares against the layer. It shares no code with the
-sequence driver (functional.py), so agreement between the two is evidence, not tautology.
+One sequence at a time, one step at a time, layer after layer, with 1-D vectors: the
+forward loop that ``rnnlab explain`` prints, and the backpropagation-through-time loop
+(``backprop``) in the style of min-char-rnn: walk the steps backwards carrying dh (and
+dc), add each step's parameter gradients with +=. It shares no code with the sequence
+driver (only each family's plain_step / plain_back, written separately from the fast
+step), so agreement between the two is evidence, not tautology. Eval mode: no dropout.
 """
+from typing import NamedTuple, Optional
+
 import numpy as np
 
 
-def _sig(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
-def cell_step(kind, x, h, c, p, nonlinearity="tanh"):
-    """One step for one sequence. x (I,), h (H_out,), c (H,) or None; p: dict with w_ih,
-    w_hh, b_ih, b_hh (zeros without bias) and w_hr (None without projection).
-    Returns (h_new, c_new, gates) where gates maps gate letters to values."""
-    a_x = p["w_ih"] @ x + p["b_ih"]
-    a_h = p["w_hh"] @ h + p["b_hh"]
-    if kind == "rnn":
-        a = a_x + a_h
-        h_new = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0.0)
-        return h_new, None, {}
-    H = p["w_hh"].shape[0] // (3 if kind == "gru" else 4)
-    if kind == "gru":
-        r = _sig(a_x[:H] + a_h[:H])
-        z = _sig(a_x[H:2 * H] + a_h[H:2 * H])
-        n = np.tanh(a_x[2 * H:] + r * a_h[2 * H:])          # r multiplies W_hn h + b_hn
-        return (1 - z) * n + z * h, None, {"r": r, "z": z, "n": n}
-    a = a_x + a_h
-    i, f, g, o = _sig(a[:H]), _sig(a[H:2 * H]), np.tanh(a[2 * H:3 * H]), _sig(a[3 * H:])
-    c_new = f * c + i * g
-    h_new = o * np.tanh(c_new)
-    if p.get("w_hr") is not None:
-        h_new = p["w_hr"] @ h_new
-    return h_new, c_new, {"i": i, "f": f, "g": g, "o": o}
+class Step(NamedTuple):
+    """One step of one sequence in one layer and direction."""
+    t: int                      # time index
+    x: np.ndarray               # the layer's input at t
+    h_prev: np.ndarray          # state before the step
+    c_prev: Optional[np.ndarray]
+    m: np.ndarray               # the cell's new h before the projection (= h without one)
+    h: np.ndarray               # the new h
+    c: Optional[np.ndarray]     # the new c (LSTM)
+    gates: dict                 # named gate values
 
 
 def layer_params(module, k, d):
-    """Parameters of layer k, direction d of an rnnlab layer, as a dict for cell_step."""
-    s = "_reverse" if d else ""
-    sd = module.state_dict()
-    G = module.weight_hh_l0.shape[0]
-    return {"w_ih": sd[f"weight_ih_l{k}{s}"], "w_hh": sd[f"weight_hh_l{k}{s}"],
-            "b_ih": sd.get(f"bias_ih_l{k}{s}", np.zeros(G)),
-            "b_hh": sd.get(f"bias_hh_l{k}{s}", np.zeros(G)),
-            "w_hr": sd.get(f"weight_hr_l{k}{s}")}
+    """Layer k, direction d of an rnnlab layer as a dict of float64 arrays (zero biases
+    when the layer has none; w_hr None without projection)."""
+    w = module.weights()[k][d]
+    zeros = np.zeros(w.w_hh.shape[0])
+    f = (lambda a, z=None: z if a is None else np.asarray(a, dtype=np.float64))
+    return {"w_ih": f(w.w_ih), "w_hh": f(w.w_hh), "b_ih": f(w.b_ih, zeros),
+            "b_hh": f(w.b_hh, zeros), "w_hr": f(w.w_hr)}
 
 
-def run(kind, module, x, h0=None, c0=None, lengths=None):
-    """Plain loops over sequences, layers, directions and steps (eval mode: no dropout).
+def run(module, x, h0=None, c0=None, lengths=None):
+    """Plain loops over sequences, layers, directions and steps.
 
-    x (T, N, I) time-major. Returns dict with output (T, N, D*H_out), h_n, c_n and
-    trace[k][d]: list over sequences of per-step records (t, h, c, gates).
+    x (T, N, I) time-major. Returns a dict with output (T, N, D*H_out), h_n, c_n and
+    trace[k][d][i]: the list of Steps of sequence i, in the order they ran.
     """
+    fam = module.family
+    x = np.asarray(x, dtype=np.float64)
     T, N = x.shape[:2]
     L, D = module.num_layers, module.num_directions
     H, H_out = module.hidden_size, module.proj_size or module.hidden_size
-    nl = getattr(module, "nonlinearity", "tanh")
     lengths = [T] * N if lengths is None else [int(v) for v in lengths]
-    h0 = np.zeros((L * D, N, H_out)) if h0 is None else h0
-    c0 = np.zeros((L * D, N, H)) if c0 is None else c0
+    h0 = np.zeros((L * D, N, H_out)) if h0 is None else np.asarray(h0, dtype=np.float64)
+    c0 = np.zeros((L * D, N, H)) if c0 is None else np.asarray(c0, dtype=np.float64)
     output = np.zeros((T, N, D * H_out))
     h_n, c_n = np.zeros((L * D, N, H_out)), np.zeros((L * D, N, H))
     trace = [[[None] * N for _ in range(D)] for _ in range(L)]
-    for i in range(N):
-        n = lengths[i]
-        inp = x[:n, i]                                       # this sequence, its own length
-        for k in range(L):
-            outs = np.zeros((n, D * H_out))
-            for d in range(D):
-                p = layer_params(module, k, d)
-                h, c = h0[k * D + d, i], c0[k * D + d, i]
-                steps = range(n - 1, -1, -1) if d else range(n)   # reverse starts at its own end
-                records = []
-                for t in steps:
-                    h, c_new, gates = cell_step(kind, inp[t], h, c, p, nl)
-                    c = c_new if c_new is not None else c
-                    outs[t, d * H_out:(d + 1) * H_out] = h
-                    records.append((t, h, c_new, gates))
-                h_n[k * D + d, i], c_n[k * D + d, i] = h, c
-                trace[k][d][i] = records
-            inp = outs                                       # layer k+1 takes layer k's output
-        output[:n, i] = inp
-    return {"output": output, "h_n": h_n, "c_n": c_n if kind == "lstm" else None,
-            "trace": trace}
+    with np.errstate(all="ignore"):
+        for i in range(N):
+            n = lengths[i]
+            inp = x[:n, i]                                       # this sequence, its own length
+            for k in range(L):
+                outs = np.zeros((n, D * H_out))
+                for d in range(D):
+                    p = layer_params(module, k, d)
+                    h, c = h0[k * D + d, i], c0[k * D + d, i] if fam.has_cell_state else None
+                    steps = []
+                    for t in (range(n - 1, -1, -1) if d else range(n)):   # reverse: own end
+                        m, c_new, gates = fam.plain_step(inp[t], h, c, p)
+                        h_new = m if p["w_hr"] is None else p["w_hr"] @ m  # projection
+                        steps.append(Step(t, inp[t], h, c, m, h_new, c_new, gates))
+                        h, c = h_new, c_new
+                        outs[t, d * H_out:(d + 1) * H_out] = h
+                    h_n[k * D + d, i] = h
+                    if c is not None:
+                        c_n[k * D + d, i] = c
+                    trace[k][d][i] = steps
+                inp = outs                                       # layer k+1 reads layer k's output
+            output[:n, i] = inp
+    return {"output": output, "h_n": h_n, "c_n": c_n if fam.has_cell_state else None,
+            "trace": trace, "module": module, "lengths": lengths}
+
+
+def backprop(ran, d_output=None, d_h_n=None, d_c_n=None):
+    """Backpropagation through time for a ``run``, one sequence and one step at a time.
+
+    d_output (T, N, D*H_out), d_h_n, d_c_n: upstream gradients (None: zeros). Returns a
+    dict with dx (T, N, I), dh0, dc0 and grads (torch parameter name -> gradient).
+    """
+    module, trace = ran["module"], ran["trace"]
+    fam = module.family
+    T, N = ran["output"].shape[:2]
+    L, D = module.num_layers, module.num_directions
+    H, H_out = module.hidden_size, module.proj_size or module.hidden_size
+    d_output = np.zeros((T, N, D * H_out)) if d_output is None else d_output
+    d_h_n = np.zeros((L * D, N, H_out)) if d_h_n is None else d_h_n
+    d_c_n = np.zeros((L * D, N, H)) if d_c_n is None else d_c_n
+    dx = np.zeros((T, N, module.input_size))
+    dh0, dc0 = np.zeros((L * D, N, H_out)), np.zeros((L * D, N, H))
+    grads = {n: np.zeros(p.shape) for n, p in module.named_parameters()}
+    names = module.names()
+    with np.errstate(all="ignore"):
+        for i in range(N):
+            n = ran["lengths"][i]
+            d_out = d_output[:n, i]                          # gradient on this layer's output
+            for k in reversed(range(L)):                     # top layer first
+                d_in = np.zeros((n, module.input_size if k == 0 else D * H_out))
+                for d in range(D):
+                    p, nm = layer_params(module, k, d), names[k][d]
+                    dh = d_h_n[k * D + d, i].copy()          # gradient on the final state
+                    dc = d_c_n[k * D + d, i].copy() if fam.has_cell_state else None
+                    for s in reversed(trace[k][d][i]):       # last step first
+                        dh = dh + d_out[s.t, d * H_out:(d + 1) * H_out]   # + from the output
+                        if p["w_hr"] is not None:            # h = W_hr m
+                            grads[nm.w_hr] += np.outer(dh, s.m)
+                            dh = p["w_hr"].T @ dh
+                        dx_t, dh, dc, dp = fam.plain_back(dh, dc, s.x, s.h_prev, s.c_prev,
+                                                          s.m, s.gates, p)
+                        for key in ("w_ih", "w_hh", "b_ih", "b_hh"):
+                            if getattr(nm, key) is not None:
+                                grads[getattr(nm, key)] += dp[key]   # parameters: add up
+                        d_in[s.t] += dx_t                    # to the layer below / input
+                    dh0[k * D + d, i] = dh
+                    if dc is not None:
+                        dc0[k * D + d, i] = dc
+                d_out = d_in
+            dx[:n, i] = d_out
+    return {"dx": dx, "dh0": dh0, "dc0": dc0 if fam.has_cell_state else None, "grads": grads}

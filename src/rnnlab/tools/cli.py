@@ -42,35 +42,48 @@ def _sizes(text):
     return out
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help."""
+
+
 def build_parser():
+    from .. import __version__
+    from ..cells import FAMILIES
     p = argparse.ArgumentParser(prog="rnnlab", description="PyTorch's RNN, GRU and LSTM in "
                                 "NumPy: explain what they compute, verify against torch, check "
-                                "gradients, benchmark.")
+                                "gradients, benchmark.", formatter_class=_Help)
+    p.add_argument("--version", action="version", version=f"rnnlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     e = sub.add_parser("explain", help="equations, shapes, step-by-step numbers and the "
-                       "output <-> h_n map for one configuration, checked on the numbers")
-    e.add_argument("kind", choices=["rnn", "gru", "lstm"], help="cell family")
+                       "output <-> h_n map for one configuration, checked on the numbers",
+                       formatter_class=_Help)
+    e.add_argument("kind", choices=[k for k, f in FAMILIES.items() if f.listed],
+                   help="cell family")
     e.add_argument("--input-size", type=_positive, default=3, help="features per step (H_in)")
-    e.add_argument("--hidden-size", type=_positive, default=2, help="hidden units (H)")
+    e.add_argument("--hidden-size", type=_positive, default=None,
+                   help="hidden units (H); default 2, or proj-size + 1 with --proj-size")
     e.add_argument("--layers", type=_positive, default=1, help="num_layers")
     e.add_argument("--bidirectional", action="store_true", help="two directions")
     e.add_argument("--batch-first", action="store_true", help="input as (N, L, H_in)")
     e.add_argument("--proj-size", type=int, default=0, help="LSTM projection size (0 = none)")
-    e.add_argument("--seq-len", type=_positive, default=3, help="steps in the example (L)")
-    e.add_argument("--batch", type=_positive, default=1, help="sequences in the example (N)")
+    e.add_argument("--seq-len", type=_positive, default=None,
+                   help="steps in the example (L); default 3, or max(--lengths)")
+    e.add_argument("--batch", type=_positive, default=None,
+                   help="sequences in the example (N); default 1, or the number of --lengths")
     e.add_argument("--seed", type=int, default=0, help="seed for weights and example data")
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="precision")
     e.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh", help="RNN only")
     e.add_argument("--lengths", type=_lengths, default=None,
-                   help="per-sequence lengths, comma-separated (e.g. 3,1,2); sets --batch")
+                   help="per-sequence lengths, comma-separated (e.g. 3,1,2); sets the batch "
+                   "to their number and the padded length to at least their maximum")
     e.add_argument("--torch", action="store_true", help="also run torch with the same weights "
                    "and show the max difference")
     e.add_argument("--png", metavar="FILE", help="write a figure of hidden states and gates "
                    "over time (needs matplotlib)")
 
     v = sub.add_parser("verify", help="conformance run against the installed torch "
-                       "(exit 1 on any failure, 2 without torch)")
+                       "(exit 1 on any failure, 2 without torch)", formatter_class=_Help)
     g = v.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="a rotating subset (default)")
     g.add_argument("--full", action="store_true", help="the whole configuration matrix")
@@ -79,11 +92,12 @@ def build_parser():
                    "output, state and gradient (each parameter by name) under each row")
 
     gc = sub.add_parser("gradcheck", help="central finite differences vs the hand-written "
-                        "backward, float64, no torch (exit 1 on failure)")
+                        "backward, float64, no torch (exit 1 on failure)", formatter_class=_Help)
     gc.add_argument("--seed", type=int, default=0, help="seed for data and weights")
     gc.add_argument("--samples", type=_positive, default=12, help="entries checked per array")
 
-    b = sub.add_parser("bench", help="training step and inference vs torch, float32")
+    b = sub.add_parser("bench", help="training step and inference vs torch, float32",
+                       formatter_class=_Help)
     b.add_argument("--kinds", default="rnn,gru,lstm", help="comma-separated families")
     b.add_argument("--sizes", type=_sizes, default=None,
                    help="T,N,I,H[;T,N,I,H...] (default: 100,64,256,256;200,128,512,512)")
@@ -94,19 +108,35 @@ def build_parser():
     return p
 
 
+def _fail(command, message):
+    print(f"rnnlab {command}: {message}", file=sys.stderr)
+    return 2
+
+
 def cmd_explain(args):
+    from ..cells import by_kind
     from .explain import Config, explain
-    if args.proj_size and args.kind != "lstm":
-        print("rnnlab explain: --proj-size is only supported for lstm", file=sys.stderr)
-        return 2
-    if args.proj_size < 0 or (args.proj_size and args.proj_size >= args.hidden_size):
-        print("rnnlab explain: --proj-size must be 0 or smaller than --hidden-size",
-              file=sys.stderr)
-        return 2
-    cfg = Config(kind=args.kind, input_size=args.input_size, hidden_size=args.hidden_size,
+    if args.proj_size and not by_kind(args.kind).supports_projection:
+        return _fail("explain", f"--proj-size is only supported for lstm, not {args.kind}")
+    if args.nonlinearity != "tanh" and args.kind != "rnn":
+        return _fail("explain", "--nonlinearity is only for rnn")
+    hidden = args.hidden_size or (args.proj_size + 1 if args.proj_size else 2)
+    if args.proj_size < 0 or (args.proj_size and args.proj_size >= hidden):
+        return _fail("explain", f"--proj-size must be 0 or smaller than --hidden-size "
+                     f"(got --proj-size {args.proj_size}, --hidden-size {hidden})")
+    batch, seq_len = args.batch or 1, args.seq_len or 3
+    if args.lengths is not None:
+        if args.batch is not None and args.batch != len(args.lengths):
+            return _fail("explain", f"--batch {args.batch} disagrees with the "
+                         f"{len(args.lengths)} --lengths given; leave --batch out")
+        if args.seq_len is not None and args.seq_len < max(args.lengths):
+            return _fail("explain", f"--seq-len {args.seq_len} is shorter than the longest "
+                         f"of --lengths ({max(args.lengths)})")
+        batch, seq_len = len(args.lengths), args.seq_len or max(args.lengths)
+    cfg = Config(kind=args.kind, input_size=args.input_size, hidden_size=hidden,
                  layers=args.layers, bidirectional=args.bidirectional,
-                 batch_first=args.batch_first, proj_size=args.proj_size, seq_len=args.seq_len,
-                 batch=args.batch, seed=args.seed, dtype=args.dtype, lengths=args.lengths,
+                 batch_first=args.batch_first, proj_size=args.proj_size, seq_len=seq_len,
+                 batch=batch, seed=args.seed, dtype=args.dtype, lengths=args.lengths,
                  nonlinearity=args.nonlinearity)
     rep = explain(cfg, with_torch=args.torch, png=args.png)
     print(rep.text())
@@ -124,8 +154,7 @@ def cmd_verify(args):
         print("rnnlab verify needs torch to compare against: pip install 'torch==2.13.0'",
               file=sys.stderr)
         return 2
-    from .conformance import layer_matrix, passed, run_cell_case
-    from .conformance import run_layer_case
+    from .conformance import layer_matrix, passed, run_cell_case, run_layer_case
     import warnings
     warnings.filterwarnings("ignore", message=".*oneDNN.*")
     level = "full" if args.full else "quick"

@@ -1,50 +1,31 @@
 """``rnnlab explain``: what a recurrent layer computes, for the user's configuration, with
-the numbers checked while they watch (SCENARIOS.md S0-S3).
+the numbers checked while they watch: the equations, every step by a plain hand loop, the
+output <-> h_n map, a cell loop against the layer, how layers stack, and the gradient
+reaching each step (docs/questions.md lists the questions each section answers).
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import reference as R
-from ._module import no_grad
-from .cells import run_cells
-from .kinds import GATE_LETTERS, KINDS
-
-EQUATIONS = {
-    "rnn": ["h_t = {act}(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh)"],
-    "gru": ["r = s(x W_ir^T + b_ir + h W_hr^T + b_hr)           reset gate",
-            "z = s(x W_iz^T + b_iz + h W_hz^T + b_hz)           update gate",
-            "n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))  r multiplies the hidden part,",
-            "                                                    unlike the GRU paper",
-            "h' = (1 - z) * n + z * h"],
-    "lstm": ["i = s(x W_ii^T + b_ii + h W_hi^T + b_hi)     input gate",
-             "f = s(x W_if^T + b_if + h W_hf^T + b_hf)     forget gate",
-             "g = tanh(x W_ig^T + b_ig + h W_hg^T + b_hg)  cell candidate",
-             "o = s(x W_io^T + b_io + h W_ho^T + b_ho)     output gate",
-             "c' = f * c + i * g",
-             "h' = o * tanh(c')"],
-}
-
+from .. import reference as R
+from ..cells import by_kind
+from ..nn import enable_grad, make_cell, make_layer, no_grad, run_cells
+from .cases import TOL, Case, error
 
 HAND_CHECKED = 4        # sequences recomputed by the plain loop and compared
 SHOWN_STEPS = 6         # with more steps, the first and last SHOWN_STEPS // 2 are printed
 
 
-@dataclass
-class Config:
-    kind: str = "gru"
-    input_size: int = 3
-    hidden_size: int = 2
-    layers: int = 1
-    bidirectional: bool = False
-    batch_first: bool = False
-    proj_size: int = 0
-    seq_len: int = 3
-    batch: int = 1
-    seed: int = 0
-    dtype: str = "float64"
-    lengths: list = field(default=None)
-    nonlinearity: str = "tanh"
+def Config(kind="gru", input_size=3, hidden_size=2, layers=1, bidirectional=False,
+           batch_first=False, proj_size=0, seq_len=3, batch=1, seed=0, dtype="float64",
+           lengths=None, nonlinearity="tanh"):
+    """An explain configuration: a Case with explain's small defaults; RNN's relu is the
+    family "rnn_relu"."""
+    if kind == "rnn" and nonlinearity == "relu":
+        kind = "rnn_relu"
+    return Case(kind, input_size, hidden_size, layers, bidirectional, batch_first,
+                proj_size=proj_size, seq_len=seq_len, batch=batch, seed=seed, dtype=dtype,
+                lengths=lengths)
 
 
 @dataclass
@@ -56,13 +37,14 @@ class Report:
         self.sections.append((title, lines))
 
     def check(self, what, a, b, expect_equal=True, tol=None):
-        """Compare two arrays; record and return a one-line verdict."""
+        """Compare two arrays (the error measure of rnnlab.tools.cases); record and return
+        a one-line verdict."""
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         if a.shape != b.shape:
             diff, equal = float("inf"), False
         else:
-            diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-            equal = diff <= (tol if tol is not None else 1e-12)
+            diff = error(a, b, "float64")
+            equal = diff <= (tol if tol is not None else TOL["float64"])
         ok = equal == expect_equal
         self.checks.append((what, expect_equal, diff, ok))
         verdict = "equal" if equal else "NOT equal"
@@ -92,33 +74,15 @@ def fmt(v, n=3):
     return "[" + body + (" ..." if v.size > n else "") + "]"
 
 
-def _family_kwargs(cfg):
-    """Constructor keywords of the family (RNN's nonlinearity)."""
-    return {"nonlinearity": cfg.nonlinearity} if cfg.kind == "rnn" else {}
-
-
-def _layer_kwargs(cfg, num_layers=None, input_layout=True):
-    """Keywords for a layer of this configuration, rnnlab's or torch's alike."""
-    kw = dict(num_layers=cfg.layers if num_layers is None else num_layers,
-              bidirectional=cfg.bidirectional, **_family_kwargs(cfg))
-    if input_layout:
-        kw["batch_first"] = cfg.batch_first
-    if cfg.kind == "lstm" and cfg.proj_size:
-        kw["proj_size"] = cfg.proj_size
-    return kw
-
-
 def build(cfg):
     """The layer of the configuration and a random example (eval mode)."""
-    layer = KINDS[cfg.kind][0](cfg.input_size, cfg.hidden_size, **_layer_kwargs(cfg),
-                               dtype=cfg.dtype, seed=cfg.seed).eval()
+    layer = cfg.make_layer().eval()
     rng = np.random.default_rng(cfg.seed + 1)
     D = 2 if cfg.bidirectional else 1
-    H_out = cfg.proj_size or cfg.hidden_size
     x = rng.standard_normal((cfg.seq_len, cfg.batch, cfg.input_size)).astype(cfg.dtype)
-    h0 = rng.standard_normal((cfg.layers * D, cfg.batch, H_out)).astype(cfg.dtype)
-    c0 = (rng.standard_normal((cfg.layers * D, cfg.batch, cfg.hidden_size)).astype(cfg.dtype)
-          if cfg.kind == "lstm" else None)
+    h0 = rng.standard_normal((cfg.num_layers * D, cfg.batch, cfg.H_out)).astype(cfg.dtype)
+    c0 = (rng.standard_normal((cfg.num_layers * D, cfg.batch, cfg.hidden_size))
+          .astype(cfg.dtype) if layer.family.has_cell_state else None)
     return layer, x, h0, c0
 
 
@@ -134,17 +98,18 @@ def explain(cfg, with_torch=False, png=None):
             cfg.batch = len(cfg.lengths)
         cfg.seq_len = max(cfg.seq_len, max(cfg.lengths))
     layer, x, h0, c0 = build(cfg)
+    has_c = layer.family.has_cell_state
     rep = Report()
     _section_equations(rep, cfg, layer)
-    hx = (h0, c0) if cfg.kind == "lstm" else h0
-    out, state = layer(_user(cfg, x), hx, lengths=cfg.lengths)
+    hx = (h0, c0) if has_c else h0
+    with enable_grad():                               # eval mode, recorded for the gradients
+        out, state = layer(_user(cfg, x), hx, lengths=cfg.lengths)
     out_tm = out.transpose(1, 0, 2) if cfg.batch_first else out
-    h_n, c_n = state if cfg.kind == "lstm" else (state, None)
+    h_n, c_n = state if has_c else (state, None)
     n = min(cfg.batch, HAND_CHECKED)                  # the plain loop is slow: a few sequences
-    ref = R.run(cfg.kind, layer, x[:, :n].astype(np.float64), h0[:, :n].astype(np.float64),
-                None if c0 is None else c0[:, :n].astype(np.float64),
+    ref = R.run(layer, x[:, :n], h0[:, :n], None if c0 is None else c0[:, :n],
                 None if cfg.lengths is None else cfg.lengths[:n])
-    tol = 1e-12 if cfg.dtype == "float64" else 1e-5
+    tol = TOL[cfg.dtype]
     _section_steps(rep, cfg, layer, x, h0, ref, out_tm[:, :n], tol)
     _section_map(rep, cfg, out, h_n, tol)
     _section_cell_loop(rep, cfg, x, tol)
@@ -161,13 +126,14 @@ def explain(cfg, with_torch=False, png=None):
 
 
 def _section_equations(rep, cfg, layer):
-    blocks = " | ".join(GATE_LETTERS[cfg.kind])
+    fam = layer.family
+    blocks = " | ".join(fam.gate_names)
     D = layer.num_directions
     H, H_out = cfg.hidden_size, cfg.proj_size or cfg.hidden_size
     lines = [repr(layer) + f"   dtype {cfg.dtype}, seed {cfg.seed}, eval mode", "",
              "One step of layer k, direction d (s = sigmoid, * = elementwise product,",
              "x = the layer's input at step t, h = its previous hidden state):"]
-    lines += ["  " + e.format(act=cfg.nonlinearity) for e in EQUATIONS[cfg.kind]]
+    lines += ["  " + e for e in fam.equations]
     if cfg.proj_size:
         lines.append(f"  with proj_size={cfg.proj_size}: h' = (o * tanh(c')) W_hr^T")
     lines += _letter_map(cfg)
@@ -186,19 +152,19 @@ def _section_equations(rep, cfg, layer):
     xin = f"({N}, {L}, {cfg.input_size})  (N, L, H_in)" if cfg.batch_first else \
         f"({L}, {N}, {cfg.input_size})  (L, N, H_in)"
     outs = f"({N}, {L}, {D * H_out})" if cfg.batch_first else f"({L}, {N}, {D * H_out})"
-    LD = cfg.layers * D
+    LD = cfg.num_layers * D
     lines += ["", f"Shapes (L = {L} steps, N = {N} sequences, D = {D} direction(s), "
                   f"H_out = {H_out}):",
               f"  input   {xin}",
               f"  h0      ({LD}, {N}, {H_out})  (D * num_layers, N, H_out); missing = zeros"]
-    if cfg.kind == "lstm":
+    if fam.has_cell_state:
         lines.append(f"  c0      ({LD}, {N}, {H})  (D * num_layers, N, H): hidden width, even "
                      "with proj_size")
     lines += [f"  output  {outs}  the LAST layer's h at every step"
               + (" (forward half, then backward half)" if D == 2 else ""),
               f"  h_n     ({LD}, {N}, {H_out})  EVERY layer's h at its last step; row = "
               "layer * D + direction"]
-    if cfg.kind == "lstm":
+    if fam.has_cell_state:
         lines.append(f"  c_n     ({LD}, {N}, {H})")
     if cfg.lengths is not None:
         lines.append(f"  lengths {cfg.lengths}: each sequence stops at its own length; output "
@@ -209,13 +175,13 @@ def _section_equations(rep, cfg, layer):
 def _letter_map(cfg):
     """Which rows of which torch parameter each letter of the equations is."""
     H = cfg.hidden_size
-    gates = GATE_LETTERS[cfg.kind]
-    star = "" if cfg.kind == "rnn" else "*"
+    gates = by_kind(cfg.kind).gate_names
+    star = "*" if gates else ""
     lines = ["", "Letters -> torch parameters (k = layer" +
              ("; add _reverse for the backward direction):" if cfg.bidirectional else "):"),
              f"  W_ih{star} -> weight_ih_l{{k}}   W_hh{star} -> weight_hh_l{{k}}   "
              f"b_ih{star} -> bias_ih_l{{k}}   b_hh{star} -> bias_hh_l{{k}}"]
-    if cfg.kind != "rnn":
+    if gates:
         lines = [line.replace("W_ih*", "W_i*").replace("W_hh*", "W_h*")
                  .replace("b_ih*", "b_i*").replace("b_hh*", "b_h*") for line in lines]
         lines.append("  gate rows: " + ", ".join(f"{g} [{j * H}:{(j + 1) * H}]"
@@ -227,21 +193,22 @@ def _letter_map(cfg):
 
 def _section_steps(rep, cfg, layer, x, h0, ref, out_tm, tol):
     D = layer.num_directions
-    gate_names = GATE_LETTERS[cfg.kind]
+    gate_names = layer.family.gate_names
     lines = ["Each step computed by hand from the equations (rnnlab.reference), sequence by",
-             "sequence, layer by layer, from a random h0" + (" and c0" if cfg.kind == "lstm" else "")
+             "sequence, layer by layer, from a random h0"
+             + (" and c0" if layer.family.has_cell_state else "")
              + "; the last layer",
              "is compared with the layer's output.", ""]
     shown = range(min(cfg.batch, 2))
     for i in shown:
-        for k in range(cfg.layers):
+        for k in range(cfg.num_layers):
             for d in range(D):
                 lines.append(f"sequence {i}, layer {k}, {'backward' if d else 'forward'} "
                              f"direction, h0[{k * D + d}, {i}] = {fmt(h0[k * D + d, i])}"
                              + (" (last step -> 0)" if d else ""))
                 records = ref["trace"][k][d][i]
                 half = SHOWN_STEPS // 2
-                for j, (t, h, c, gates) in enumerate(records):
+                for j, (t, _, _, _, _, h, c, gates) in enumerate(records):
                     if len(records) > SHOWN_STEPS and half <= j < len(records) - half:
                         if j == half:
                             lines.append(f"  ... {len(records) - SHOWN_STEPS} steps not shown")
@@ -260,11 +227,11 @@ def _section_steps(rep, cfg, layer, x, h0, ref, out_tm, tol):
     lines.append("")
     lines.append("hand loop vs layer output:  " +
                  rep.check("hand-written loop == layer output", ref["output"], out_tm, tol=tol))
-    rep.add("Step by step (S1)", lines)
+    rep.add("Step by step", lines)
 
 
 def _section_map(rep, cfg, out, h_n, tol):
-    D, L = (2 if cfg.bidirectional else 1), cfg.layers
+    D, L = (2 if cfg.bidirectional else 1), cfg.num_layers
     H = cfg.proj_size or cfg.hidden_size
     N = cfg.batch
     hv = h_n.reshape(L, D, N, H)
@@ -304,15 +271,15 @@ def _section_map(rep, cfg, out, h_n, tol):
                 hv[-1, 1], o[0, :, H:], "backward: from own last element to step 0")
     if L > 1:
         lines.append(f"  hv[0..{L - 2}]: the inner layers' final states; output never contains them.")
-    rep.add("output <-> h_n (S2)", lines)
+    rep.add("output <-> h_n", lines)
 
 
 def _section_cell_loop(rep, cfg, x, tol):
-    layer_cls, cell_cls, _ = KINDS[cfg.kind]
-    kw = _family_kwargs(cfg)
-    one = layer_cls(cfg.input_size, cfg.hidden_size, **kw, dtype=cfg.dtype, seed=cfg.seed)
-    cell = cell_cls(cfg.input_size, cfg.hidden_size, **kw, dtype=cfg.dtype, seed=cfg.seed + 100)
+    one = make_layer(cfg.kind, cfg.input_size, cfg.hidden_size, dtype=cfg.dtype, seed=cfg.seed)
+    cell = make_cell(cfg.kind, cfg.input_size, cfg.hidden_size, dtype=cfg.dtype,
+                     seed=cfg.seed + 100)
     out, _ = one(x)
+    layer_cls, cell_cls = type(one), type(cell)
 
     def loop():
         with no_grad():
@@ -328,7 +295,7 @@ def _section_cell_loop(rep, cfg, x, tol):
     lines += ["Why: each module draws its own random weights at construction. The layer IS the",
               "cell run over time; copy the weights (weight_ih_l0 -> weight_ih, ...) and every",
               "step matches."]
-    rep.add("Cell loop vs layer (S0)", lines)
+    rep.add("Cell loop vs layer", lines)
 
 
 def _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol):
@@ -342,7 +309,7 @@ def _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol):
     lines.append("  h_n:    " + rep.check("per-layer loop h_n == layer", ref["h_n"], h_n, tol=tol))
     if c_n is not None:
         lines.append("  c_n:    " + rep.check("per-layer loop c_n == layer", ref["c_n"], c_n, tol=tol))
-    if cfg.layers > 1:
+    if cfg.num_layers > 1:
         if cfg.input_size == D * H_out:
             wrong = _docstring_loop(cfg, layer, x)
             lines.append("  docstring's version (x into every layer): " +
@@ -351,11 +318,11 @@ def _section_stacking(rep, cfg, layer, x, ref, out_tm, h_n, c_n, tol):
         else:
             lines.append(f"  (the docstring's version cannot even run here: layer 1 expects "
                          f"{D * H_out} features, x has {cfg.input_size})")
-    rep.add("Stacking layers (S1, S3)", lines)
+    rep.add("Stacking layers", lines)
 
 
 def _section_gradients(rep, cfg, layer, out):
-    from .columns import gradient_norms
+    from ..columns import gradient_norms
     d = np.zeros(out.shape, dtype=out.dtype)
     last = [n - 1 for n in cfg.lengths] if cfg.lengths is not None else [cfg.seq_len - 1] * cfg.batch
     for i, t in enumerate(last):                    # loss = sum of each sequence's last output
@@ -374,16 +341,16 @@ def _section_gradients(rep, cfg, layer, out):
         lines.append("  " + "  ".join(f"t={t}: {norms[t]:.2e}" for t in list(shown)[6:]))
     lines += ["Shrinking towards t=0: vanishing gradients; growing: exploding (clip by global",
               "norm in the trainer). rnnlab.columns.gradient_norms(layer, d_output) gives these."]
-    rep.add("Gradients through time (S4)", lines)
+    rep.add("Gradients through time", lines)
 
 
 def _docstring_loop(cfg, layer, x):
     """The wrong loop: every layer reads x."""
     out = None
-    for k in range(cfg.layers):
+    for k in range(cfg.num_layers):
         sd = {n.replace(f"_l{k}", "_l0"): v for n, v in layer.state_dict().items() if f"_l{k}" in n}
-        single = KINDS[cfg.kind][0](x.shape[2], cfg.hidden_size, dtype=cfg.dtype,
-                                    **_layer_kwargs(cfg, num_layers=1, input_layout=False))
+        single = make_layer(cfg.kind, x.shape[2], cfg.hidden_size, dtype=cfg.dtype,
+                            **cfg.layer_kwargs(input_layout=False, num_layers=1))
         single.load_state_dict(sd)
         out, _ = single(x)
     return out
@@ -395,17 +362,20 @@ def _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n):
     except ImportError:
         rep.add("torch side by side", ["torch is not installed (pip install 'torch==2.13.0')."])
         return
-    from .conformance import torch_forward
-    cls = getattr(torch.nn, KINDS[cfg.kind][0].__name__)
-    tm = cls(cfg.input_size, cfg.hidden_size, **_layer_kwargs(cfg)).to(getattr(torch, cfg.dtype))
+    from .conformance import torch_forward, torch_module
+    if layer.family.torch_class is None:
+        rep.add("torch side by side", [f"torch has no {cfg.kind} layer to compare with."])
+        return
+    tm = torch_module(cfg)
+    cls = type(tm)
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
     th = torch.from_numpy(h0)
-    hx = (th, torch.from_numpy(c0)) if cfg.kind == "lstm" else th
+    hx = (th, torch.from_numpy(c0)) if c0 is not None else th
     with torch.no_grad():
         tout, ts = torch_forward(tm, torch.from_numpy(_user(cfg, x)), hx, cfg.lengths,
                                  cfg.batch_first)
-    th_n, tc_n = ts if cfg.kind == "lstm" else (ts, None)
-    tol = 1e-10 if cfg.dtype == "float64" else 1e-5
+    th_n, tc_n = ts if c0 is not None else (ts, None)
+    tol = TOL[cfg.dtype]
     lines = [f"torch {torch.__version__} {cls.__name__} with the same weights and input:",
              "  output: " + rep.check("torch output", out, tout.numpy(), tol=tol),
              "  h_n:    " + rep.check("torch h_n", h_n, th_n.numpy(), tol=tol)]
@@ -415,32 +385,45 @@ def _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n):
 
 
 def _figure(cfg, layer, ref, path):
+    """States (h, and c for a cell-state family) and gates over time for sequence 0, one
+    row per layer and direction, over that sequence's own length; gates on [0, 1] (tanh
+    gates on [-1, 1]), a legend per unit."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.ticker import MaxNLocator
-    except ImportError as exc:
-        raise SystemExit("--png needs matplotlib (pip install 'rnnlab[plot]')") from exc
+    except ImportError:
+        raise SystemExit("rnnlab explain --png needs matplotlib: pip install matplotlib") \
+            from None
+    fam = layer.family
     D = layer.num_directions
-    gate_names = GATE_LETTERS[cfg.kind]
-    cols = 1 + len(gate_names)
-    fig, axes = plt.subplots(cfg.layers * D, cols, figsize=(3 * cols, 2.2 * cfg.layers * D),
-                             squeeze=False)
-    for k in range(cfg.layers):
+    panels = ["h"] + (["c"] if fam.has_cell_state else []) + list(fam.gate_names)
+    tanh_gates = {"n", "g"}
+    fig, axes = plt.subplots(cfg.num_layers * D, len(panels),
+                             figsize=(3.2 * len(panels), 2.4 * cfg.num_layers * D), squeeze=False)
+    for k in range(cfg.num_layers):
         for d in range(D):
-            recs = sorted(ref["trace"][k][d][0], key=lambda r: r[0])
-            ts = [r[0] for r in recs]
-            row = axes[k * D + d]
-            row[0].plot(ts, np.stack([r[1] for r in recs]), marker="o")
-            row[0].set_title(f"h, layer {k} {'bwd' if d else 'fwd'}", fontsize=9)
-            for j, g in enumerate(gate_names):
-                row[j + 1].plot(ts, np.stack([r[3][g] for r in recs]), marker=".")
-                row[j + 1].set_title(f"gate {g}", fontsize=9)
-            for ax in row:
-                ax.set_xlabel("t", fontsize=8)
+            recs = sorted(ref["trace"][k][d][0], key=lambda r: r.t)
+            ts = [r.t for r in recs]
+            for ax, what in zip(axes[k * D + d], panels):
+                if what == "h":
+                    vals = np.stack([r.h for r in recs])
+                elif what == "c":
+                    vals = np.stack([r.c for r in recs])
+                else:
+                    vals = np.stack([r.gates[what] for r in recs])
+                    ax.set_ylim(-1.05 if what in tanh_gates else -0.05, 1.05)
+                for u in range(vals.shape[1]):
+                    ax.plot(ts, vals[:, u], marker="o", markersize=3, label=f"unit {u}")
+                title = what if what in ("h", "c") else f"gate {what}"
+                ax.set_title(f"{title}, layer {k} {'bwd' if d else 'fwd'}", fontsize=9)
+                ax.set_xlabel("t (step)", fontsize=8)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{repr(layer)}: sequence 0", fontsize=10)
+                if vals.shape[1] <= 8:
+                    ax.legend(fontsize=6, loc="best")
+    n0 = ref["lengths"][0]
+    fig.suptitle(f"{layer!r}: sequence 0 ({n0} steps)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -6,18 +6,17 @@ random input and states, backpropagates the same random upstream gradients, and 
 the max abs error of output, final states and every gradient. Shared by the test suite
 and ``rnnlab verify``. torch is imported lazily; nothing else in rnnlab needs it.
 """
-from dataclasses import dataclass, field, asdict
 import itertools
 
 import numpy as np
 
-from .cells import backprop_cells, run_cells
-from .kinds import KINDS
+from ..cells import by_kind
+from ..nn import backprop_cells, make_cell, run_cells
+from .cases import TOL, Case, error, within
 
-#: tolerance per dtype: float64 max abs error; float32 max abs error divided by
-#: max(1, largest magnitude of the torch array) (relative for large values, absolute for
-#: values below 1, where float32 rounding of intermediate sums dominates on both sides).
-TOL = {"float64": 1e-10, "float32": 1e-5}
+__all__ = ["TOL", "Case", "error", "within", "passed", "import_torch", "torch_forward",
+           "torch_module", "run_layer_case", "run_cell_case", "layer_matrix"]
+passed = within
 
 
 def import_torch():
@@ -27,37 +26,6 @@ def import_torch():
         raise ImportError("this needs torch (pip install 'torch==2.13.0'); rnnlab itself "
                           "does not") from exc
     return torch
-
-
-@dataclass
-class Case:
-    """One layer configuration. kind: rnn | rnn_relu | gru | lstm."""
-    kind: str = "gru"
-    input_size: int = 3
-    hidden_size: int = 4
-    num_layers: int = 1
-    bidirectional: bool = False
-    batch_first: bool = False
-    bias: bool = True
-    proj_size: int = 0
-    unbatched: bool = False
-    with_state: bool = True
-    dtype: str = "float64"
-    seq_len: int = 5
-    batch: int = 2
-    lengths: list = field(default=None)
-    seed: int = 0
-
-    def label(self):
-        parts = [self.kind, f"I{self.input_size}", f"H{self.hidden_size}", f"L{self.num_layers}"]
-        parts += [f"T{self.seq_len}", f"N{'-' if self.unbatched else self.batch}"]
-        for flag, text in [(self.bidirectional, "bi"), (self.batch_first, "bf"),
-                           (not self.bias, "nobias"), (self.proj_size, f"P{self.proj_size}"),
-                           (not self.with_state, "h0=None"), (self.lengths, "len")]:
-            if flag:
-                parts.append(text)
-        parts.append(self.dtype.replace("float", "f"))
-        return " ".join(parts)
 
 
 def torch_forward(tm, tx, hx=None, lengths=None, batch_first=False):
@@ -74,34 +42,29 @@ def torch_forward(tm, tx, hx=None, lengths=None, batch_first=False):
     return pack.pad_packed_sequence(out, batch_first=batch_first, total_length=T)[0], state
 
 
-def _errors(ours, theirs, dtype):
-    """max abs error; for float32 divided by max(1, max |torch|) (see TOL)."""
-    theirs = theirs.detach().cpu().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
-    if ours is None or np.shape(ours) != theirs.shape:
-        raise AssertionError(f"shape: ours {None if ours is None else np.shape(ours)} vs "
-                             f"torch {theirs.shape}")
-    if theirs.size == 0:
-        return 0.0
-    err = float(np.max(np.abs(np.asarray(ours, dtype=np.float64) - theirs.astype(np.float64))))
-    if dtype == "float32":
-        err /= max(float(np.max(np.abs(theirs))), 1.0)
-    return err
+def torch_module(case, cell=False):
+    """The torch module of a Case (its own random initialisation, torch.manual_seed(seed)),
+    in the case's dtype."""
+    torch = import_torch()
+    fam = by_kind(case.kind)
+    if fam.torch_class is None:
+        raise ValueError(f"family {case.kind!r} has no torch equivalent to compare with")
+    torch.manual_seed(case.seed)
+    if cell:
+        cls = getattr(torch.nn, fam.torch_class + "Cell")
+        tm = cls(case.input_size, case.hidden_size, bias=case.bias, **fam.options)
+    else:
+        tm = getattr(torch.nn, fam.torch_class)(case.input_size, case.hidden_size,
+                                                **case.layer_kwargs(), **fam.options)
+    return tm.to(getattr(torch, case.dtype))
 
 
 def run_layer_case(case):
     """Returns {quantity: error} for one Case; quantities are output, h_n, (c_n), dx,
     dh0, (dc0) and d<parameter name> for every parameter."""
     torch = import_torch()
-    ours_cls, _, extra = KINDS[case.kind]
-    torch_cls = getattr(torch.nn, ours_cls.__name__)
-    tdt = getattr(torch, case.dtype)
-    torch.manual_seed(case.seed)
-    kw = dict(num_layers=case.num_layers, bias=case.bias, batch_first=case.batch_first,
-              bidirectional=case.bidirectional, **extra)
-    if case.proj_size:
-        kw["proj_size"] = case.proj_size
-    tm = torch_cls(case.input_size, case.hidden_size, **kw).to(tdt)
-    om = ours_cls(case.input_size, case.hidden_size, **kw, dtype=case.dtype)
+    tm = torch_module(case)
+    om = case.make_layer()
     om.load_state_dict(tm.state_dict())
     rng = np.random.default_rng(case.seed)
     T, N, D = case.seq_len, case.batch, 2 if case.bidirectional else 1
@@ -115,7 +78,7 @@ def run_layer_case(case):
     x = rng.standard_normal(xs).astype(case.dtype)
     h0 = rng.standard_normal(hs).astype(case.dtype) if case.with_state else None
     c0 = rng.standard_normal(cs).astype(case.dtype) if case.with_state else None
-    is_lstm = case.kind == "lstm"
+    is_lstm = by_kind(case.kind).has_cell_state
 
     # torch side
     tx = torch.tensor(x, requires_grad=True)
@@ -139,16 +102,16 @@ def run_layer_case(case):
     h_n, c_n = state if is_lstm else (state, None)
 
     dt = case.dtype
-    errs = {"output": _errors(out, tout, dt), "h_n": _errors(h_n, th_n, dt)}
+    errs = {"output": error(out, tout, dt), "h_n": error(h_n, th_n, dt)}
     if is_lstm:
-        errs["c_n"] = _errors(c_n, tc_n, dt)
-    errs["dx"] = _errors(grads[0], tx.grad, dt)
+        errs["c_n"] = error(c_n, tc_n, dt)
+    errs["dx"] = error(grads[0], tx.grad, dt)
     if case.with_state:
-        errs["dh0"] = _errors(grads[1], th0.grad, dt)
+        errs["dh0"] = error(grads[1], th0.grad, dt)
         if is_lstm:
-            errs["dc0"] = _errors(grads[2], tc0.grad, dt)
+            errs["dc0"] = error(grads[2], tc0.grad, dt)
     for name, p in tm.named_parameters():
-        errs["d" + name] = _errors(om.grads[name], p.grad, dt)
+        errs["d" + name] = error(om.grads[name], p.grad, dt)
     return errs
 
 
@@ -157,11 +120,9 @@ def run_cell_case(kind, input_size=3, hidden_size=4, batch=2, steps=4, bias=True
     """A Python loop of cells over time, forward and backward (LIFO), against the same loop
     of torch cells under autograd. Returns {quantity: error}."""
     torch = import_torch()
-    _, ours_cls, extra = KINDS[kind]
-    torch_cls = getattr(torch.nn, ours_cls.__name__)
-    torch.manual_seed(seed)
-    tm = torch_cls(input_size, hidden_size, bias=bias, **extra).to(getattr(torch, dtype))
-    om = ours_cls(input_size, hidden_size, bias=bias, **extra, dtype=dtype)
+    case = Case(kind, input_size, hidden_size, bias=bias, dtype=dtype, seed=seed)
+    tm = torch_module(case, cell=True)
+    om = make_cell(kind, input_size, hidden_size, bias=bias, dtype=dtype)
     om.load_state_dict(tm.state_dict())
     rng = np.random.default_rng(seed)
     lead = () if unbatched else (batch,)
@@ -169,7 +130,7 @@ def run_cell_case(kind, input_size=3, hidden_size=4, batch=2, steps=4, bias=True
     h0 = rng.standard_normal(lead + (hidden_size,)).astype(dtype)
     c0 = rng.standard_normal(lead + (hidden_size,)).astype(dtype)
     dhs = rng.standard_normal((steps,) + lead + (hidden_size,)).astype(dtype)
-    is_lstm = kind == "lstm"
+    is_lstm = by_kind(kind).has_cell_state
 
     tx = torch.tensor(xs, requires_grad=True)
     th0 = torch.tensor(h0, requires_grad=True)
@@ -187,19 +148,14 @@ def run_cell_case(kind, input_size=3, hidden_size=4, batch=2, steps=4, bias=True
     dxs, d_state = backprop_cells(om, dhs)
     h, c = state if is_lstm else (state, None)
     dh, dc = d_state if is_lstm else (d_state, None)
-    errs = {"h_T": _errors(h, th, dtype), "dx": _errors(dxs, tx.grad, dtype),
-            "dh0": _errors(dh, th0.grad, dtype)}
+    errs = {"h_T": error(h, th, dtype), "dx": error(dxs, tx.grad, dtype),
+            "dh0": error(dh, th0.grad, dtype)}
     if is_lstm:
-        errs["c_T"] = _errors(c, tc, dtype)
-        errs["dc0"] = _errors(dc, tc0.grad, dtype)
+        errs["c_T"] = error(c, tc, dtype)
+        errs["dc0"] = error(dc, tc0.grad, dtype)
     for name, p in tm.named_parameters():
-        errs["d" + name] = _errors(om.grads[name], p.grad, dtype)
+        errs["d" + name] = error(om.grads[name], p.grad, dtype)
     return errs
-
-
-def passed(errs, dtype):
-    """True when every error is within TOL[dtype] (NaN fails)."""
-    return all(e <= TOL[dtype] for e in errs.values())
 
 
 def layer_matrix(level="quick", seed=0):
@@ -244,7 +200,3 @@ def layer_matrix(level="quick", seed=0):
                               seq_len=6, batch=3, input_size=5, hidden_size=7,
                               proj_size=3 if kind == "lstm" else 0, seed=7))
     return cases
-
-
-def case_dict(case):
-    return asdict(case)

@@ -6,39 +6,22 @@ and compare backward's gradient with (loss(w + eps) - loss(w - eps)) / (2 eps) o
 sample of entries of every input, state and parameter. Dropout masks are held fixed by
 reseeding the generator for every evaluation.
 """
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from . import functional as F
-from .kinds import KINDS
+from ..sequence import backward, forward
+from .cases import GRADCHECK_TOL as TOL
+from .cases import Case
 
-TOL = 1e-6
+__all__ = ["TOL", "Case", "GradCase", "numeric_grad", "compare", "check_layer", "default_cases"]
 
 
-@dataclass
-class GradCase:
-    kind: str = "gru"
-    num_layers: int = 1
-    bidirectional: bool = False
-    bias: bool = True
-    proj_size: int = 0
-    dropout: float = 0.0
-    lengths: list = field(default=None)
-    input_size: int = 3
-    hidden_size: int = 4
-    seq_len: int = 4
-    batch: int = 3
-    seed: int = 0
-
-    def label(self):
-        s = f"{self.kind} L{self.num_layers}"
-        for flag, text in [(self.bidirectional, "bi"), (not self.bias, "nobias"),
-                           (self.proj_size, f"proj{self.proj_size}"),
-                           (self.dropout, f"dropout{self.dropout}"), (self.lengths, "lengths")]:
-            if flag:
-                s += " " + text
-        return s
+def GradCase(kind="gru", num_layers=1, bidirectional=False, bias=True, proj_size=0,
+             dropout=0.0, lengths=None, input_size=3, hidden_size=4, seq_len=4, batch=3,
+             seed=0):
+    """A Case with gradcheck's defaults (float64, 4 steps, 3 sequences)."""
+    return Case(kind, input_size, hidden_size, num_layers, bidirectional, bias=bias,
+                proj_size=proj_size, dropout=dropout, lengths=lengths, seq_len=seq_len,
+                batch=batch, seed=seed)
 
 
 def numeric_grad(f, arr, idx, eps=1e-6):
@@ -71,28 +54,22 @@ def compare(f, analytic, arrays, rng, samples=12, eps=1e-6):
 
 
 def check_layer(case, samples=12):
-    """Returns {array name: relative error} for one GradCase."""
-    cls, _, extra = KINDS[case.kind]
-    kw = dict(num_layers=case.num_layers, bias=case.bias, bidirectional=case.bidirectional,
-              dropout=case.dropout, **extra)
-    if case.proj_size:
-        kw["proj_size"] = case.proj_size
-    layer = cls(case.input_size, case.hidden_size, **kw, dtype=np.float64, seed=case.seed)
-    mode = layer.mode
+    """Returns {array name: relative error} for one Case (float64)."""
+    layer = case.make_layer(dtype="float64")
+    fam = layer.family
     rng = np.random.default_rng(case.seed)
     D = 2 if case.bidirectional else 1
     LD, T, N = case.num_layers * D, case.seq_len, case.batch
-    H_out = case.proj_size or case.hidden_size
     x = rng.standard_normal((T, N, case.input_size))
-    h0 = rng.standard_normal((LD, N, H_out))
-    c0 = rng.standard_normal((LD, N, case.hidden_size)) if mode == "LSTM" else None
-    weights = layer._weights()
+    h0 = rng.standard_normal((LD, N, case.H_out))
+    c0 = rng.standard_normal((LD, N, case.hidden_size)) if fam.has_cell_state else None
+    weights = layer.weights()
     lengths = None if case.lengths is None else np.asarray(case.lengths)
 
     def run():
-        return F.forward(mode, x, weights, h0, c0, dropout=case.dropout,
-                         training=case.dropout > 0, rng=np.random.default_rng(case.seed + 1),
-                         lengths=lengths)
+        return forward(fam, x, weights, h0, c0, dropout=case.dropout,
+                       training=case.dropout > 0, rng=np.random.default_rng(case.seed + 1),
+                       lengths=lengths)
 
     (y, h_n, c_n), cache = run()
     dy, dh = rng.standard_normal(y.shape), rng.standard_normal(h_n.shape)
@@ -103,11 +80,11 @@ def check_layer(case, samples=12):
         total = np.sum(y * dy) + np.sum(h_n * dh)
         return total if c_n is None else total + np.sum(c_n * dc)
 
-    g = F.backward(cache, dy, dh, dc)
+    g = backward(cache, dy, dh, dc)
     arrays, analytic = {"x": x, "h0": h0}, {"x": g["dx"], "h0": g["dh0"]}
     if c0 is not None:
         arrays["c0"], analytic["c0"] = c0, g["dc0"]
-    for names, ws, dws in zip(layer._names(), weights, g["dweights"]):
+    for names, ws, dws in zip(layer.names(), weights, g["dweights"]):
         for n3, w3, dw3 in zip(names, ws, dws):
             for name, w, dw in zip(n3, w3, dw3):
                 if name is not None:
@@ -115,17 +92,19 @@ def check_layer(case, samples=12):
     return compare(loss, analytic, arrays, rng, samples)
 
 
-def default_cases(seed=0):
+def default_cases(seed=0, kinds=None):
     """Every cell family x layer option: layers, directions, bias, projection, dropout,
     variable lengths."""
+    from ..cells import FAMILIES
     cases = []
-    for kind in KINDS:
+    for kind in (kinds or FAMILIES):
+        fam = FAMILIES[kind]
         cases += [GradCase(kind, seed=seed),
                   GradCase(kind, num_layers=2, bidirectional=True, seed=seed),
                   GradCase(kind, bias=False, seed=seed),
                   GradCase(kind, num_layers=3, dropout=0.3, seed=seed),
                   GradCase(kind, num_layers=2, bidirectional=True, lengths=[4, 1, 3], seed=seed)]
-        if kind == "lstm":
+        if fam.supports_projection:
             cases += [GradCase(kind, proj_size=2, seed=seed),
                       GradCase(kind, num_layers=2, bidirectional=True, proj_size=3,
                                lengths=[2, 4, 1], seed=seed)]

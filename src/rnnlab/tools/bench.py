@@ -10,7 +10,7 @@ threads asleep and slow to wake (torch's LSTM(32) training step went from 1.9 to
 With the untimed call first, both sides are timed with their own threads running and the
 other's idle, as in a training loop.
 
-Cost model (REFERENCE.md): per layer and direction a forward step costs 2*N*G*H*(I+H)
+Cost model: per layer and direction a forward step costs 2*N*G*H*(I+H)
 FLOPs; a training step (forward + backward) 6*N*G*H*(I+H)*T.
 """
 import os
@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from .kinds import GATES, KINDS
+from ..cells import by_kind
+from ..nn import make_layer
 
 FAMILIES = ("rnn", "gru", "lstm")
 SIZES = [(100, 64, 256, 256), (200, 128, 512, 512)]
@@ -57,7 +58,7 @@ def sgemm_gflops(n=1024, reps=5):
 
 
 def flops(kind, T, N, I, H, training):
-    G = GATES[kind]
+    G = by_kind(kind).num_gates
     return (6 if training else 2) * N * G * H * (I + H) * T
 
 
@@ -75,13 +76,13 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=
     if torch is not None:
         torch.set_num_threads(threads)
     peak = sgemm_gflops()
-    print_fn(f"threads={threads}  numpy BLAS: {blas_info()}  sgemm peak {peak:.0f} GFLOP/s"
+    print_fn(f"threads={threads}  sgemm peak {peak:.0f} GFLOP/s"
              + (f"  torch {torch.__version__}" if torch is not None else ""))
+    print_fn(f"numpy BLAS: {blas_info()}"[:100])
     results = []
     for kind in kinds:
-        cls = KINDS[kind][0]
         for T, N, I, H in sizes:
-            fns = _workloads(cls, T, N, I, H, torch)
+            fns = _workloads(kind, T, N, I, H, torch)
             for what in ("train", "infer"):
                 times = {name: [] for name in fns if fns[name]}
                 for _ in range(warmup):
@@ -107,10 +108,11 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=
     return results
 
 
-def _workloads(cls, T, N, I, H, torch):
+def _workloads(kind, T, N, I, H, torch):
     """{"rnnlab": {"train": f, "infer": f}, "torch": {...}} for one family and size."""
     rng = np.random.default_rng(0)
-    ours = cls(I, H, seed=0)
+    ours = make_layer(kind, I, H, seed=0)
+    infer_ours = make_layer(kind, I, H, seed=0).eval()
     x = rng.standard_normal((T, N, I)).astype(np.float32)
     dy = rng.standard_normal((T, N, H)).astype(np.float32)
 
@@ -118,9 +120,9 @@ def _workloads(cls, T, N, I, H, torch):
         ours(x)
         ours.backward(dy)
 
-    fns = {"rnnlab": {"train": ours_train, "infer": lambda: ours(x)}, "torch": {}}
+    fns = {"rnnlab": {"train": ours_train, "infer": lambda: infer_ours(x)}, "torch": {}}
     if torch is not None:
-        tm = getattr(torch.nn, cls.__name__)(I, H)
+        tm = getattr(torch.nn, by_kind(kind).torch_class)(I, H)
         tx = torch.from_numpy(x).requires_grad_(True)
         tdy = torch.from_numpy(dy)
 
@@ -136,8 +138,8 @@ def _workloads(cls, T, N, I, H, torch):
 
 
 def format_row(r):
-    s = (f"{r['kind']:5s} {r['what']:5s} T={r['T']:<4d}N={r['N']:<4d}I={r['I']:<4d}H={r['H']:<4d} "
-         f"rnnlab {r['ours_ms']:8.1f} ms ({r['ours_gflops']:5.1f} GFLOP/s)")
+    s = (f"{r['kind']:4s} {r['what']:5s} {r['T']},{r['N']},{r['I']},{r['H']:<12} "
+         f"rnnlab {r['ours_ms']:8.2f} ms {r['ours_gflops']:5.1f} GF/s")
     if "torch_ms" in r:
-        s += f"  torch {r['torch_ms']:8.1f} ms  torch/rnnlab {r['speedup']:.2f}x"
+        s += f"  torch {r['torch_ms']:8.2f} ms  torch/rnnlab {r['speedup']:5.2f}x"
     return s

@@ -1,0 +1,27 @@
+"""Layers and cells by family kind ("rnn", "rnn_relu", "gru", "lstm", or any registered
+family): what the command line, conformance, gradcheck, explain and bench build. A family
+with a torch class gets that class (RNN, GRU, LSTM); any other gets RNNBase / RNNCellBase."""
+from ..cells import by_kind
+from .cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
+from .layers import GRU, LSTM, RNN, RNNBase
+
+LAYERS = {"RNN": RNN, "GRU": GRU, "LSTM": LSTM}
+CELLS = {"RNN": RNNCell, "GRU": GRUCell, "LSTM": LSTMCell}
+
+
+def make_layer(kind, input_size, hidden_size, **kwargs):
+    """The layer of family ``kind`` (keywords as for RNN/GRU/LSTM)."""
+    fam = by_kind(kind)
+    cls = LAYERS.get(fam.torch_class)
+    if cls is None:
+        return RNNBase(fam.mode, input_size, hidden_size, **kwargs)
+    return cls(input_size, hidden_size, **fam.options, **kwargs)
+
+
+def make_cell(kind, input_size, hidden_size, **kwargs):
+    """The cell of family ``kind``."""
+    fam = by_kind(kind)
+    cls = CELLS.get(fam.torch_class)
+    if cls is None:
+        return RNNCellBase(fam.mode, input_size, hidden_size, **kwargs)
+    return cls(input_size, hidden_size, **fam.options, **kwargs)

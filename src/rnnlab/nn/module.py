@@ -1,0 +1,204 @@
+"""What every rnnlab module shares: parameters by torch name, gradients, state_dict,
+train/eval, dtype, per-thread call records, and fixed configuration.
+
+Gradients follow torch: ``grads[name]`` exists once a backward has produced it, adds up
+over backward calls, and ``zero_grad()`` removes the entries (``set_to_none=False``:
+zeroes them in place). Configuration attributes given at construction (sizes, layers,
+directions, bias, ...) are fixed; ``dropout`` and ``batch_first`` may be changed (checked).
+"""
+from collections import namedtuple
+import threading
+
+import numpy as np
+
+from ..checks import check_bool, check_dropout, resolve_dtype, to_numpy
+from ..errors import ShapeError, StateDictError
+from .records import ThreadRecords
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+_SETTABLE = {"dropout": check_dropout, "batch_first": lambda v: check_bool("batch_first", v)}
+
+
+class Module:
+    """Parameters in torch's registration order, their gradients in ``grads``."""
+
+    _FIXED = ()            # configuration attributes that cannot change after construction
+
+    def __init__(self, dtype, seed):
+        d = self.__dict__
+        d["_parameters"] = {}
+        d["grads"] = {}
+        d["training"] = True
+        d["dtype"] = resolve_dtype(dtype)
+        d["_rng"] = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        d["_records"] = ThreadRecords()
+        d["_lock"] = threading.Lock()
+
+    # -- parameters ---------------------------------------------------------------
+    def _init_parameters(self, shapes, hidden_size):
+        """Register ``shapes`` (name -> shape) and draw each from U(-1/sqrt(H), 1/sqrt(H))
+        in that order, like torch's reset_parameters; drawn in the module's dtype, so
+        construction peaks at the parameters' own size."""
+        k = 1.0 / np.sqrt(hidden_size)
+        for name, shape in shapes.items():
+            p = self._rng.random(shape, dtype=self.dtype)        # U[0, 1) in place
+            p *= 2 * k
+            p -= k
+            self._parameters[name] = p
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("_parameters", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        params = self.__dict__.get("_parameters", {})
+        if name in params:                   # gru.weight_ih_l0 = array: copy into the live one
+            arr = to_numpy(value, name)
+            if arr.shape != params[name].shape:
+                raise ShapeError(f"{name}: expected shape {params[name].shape}, got {arr.shape}")
+            with np.errstate(over="ignore", invalid="ignore"):
+                params[name][...] = arr
+            return
+        if name in self._FIXED and name in self.__dict__:
+            raise TypeError(f"{name} is fixed when the module is built ({self.__dict__[name]!r}); "
+                            f"build a new {type(self).__name__} with {name}={value!r} and load "
+                            "the weights that still fit")
+        if name in _SETTABLE and name in self.__dict__:
+            value = _SETTABLE[name](value)
+        if name in ("dtype", "grads", "training"):
+            raise TypeError(f"set {name} through " + {"dtype": ".to(dtype)",
+                            "grads": "backward / zero_grad()", "training": ".train() / .eval()"}[name])
+        object.__setattr__(self, name, value)
+
+    def named_parameters(self):
+        """(name, array) pairs in torch's order; the arrays are the live parameters."""
+        return iter(list(self._parameters.items()))
+
+    def parameters(self):
+        return list(self._parameters.values())
+
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients (torch's default), or zero them in place."""
+        with self._lock:
+            if set_to_none:
+                self.grads.clear()
+            else:
+                for g in self.grads.values():
+                    g[...] = 0
+
+    def _add_grads(self, named):
+        """Add (name, gradient) pairs into ``grads`` (thread-safe)."""
+        with self._lock:
+            for name, value in named:
+                if name is None or value is None:
+                    continue
+                g = self.grads.get(name)
+                if g is None:
+                    self.grads[name] = np.array(value, dtype=self.dtype, copy=True)
+                else:
+                    g += value
+
+    def state_dict(self):
+        """Copies of the parameters by torch name (loadable into torch after torch.from_numpy)."""
+        return {name: p.copy() for name, p in self._parameters.items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Load numpy arrays or torch tensors by torch name. Every problem (missing or
+        unexpected keys when strict, shape mismatches always) is reported in one error and
+        nothing is changed. Returns (missing_keys, unexpected_keys) like torch. Values
+        beyond float32's range become inf in a float32 module, as in torch."""
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(
+                f"load_state_dict expects a mapping of parameter names to arrays (a "
+                f"state_dict), got {type(state_dict).__name__}"
+                + (f" {state_dict!r}: to read a file, load it first (np.load(path) for .npz; "
+                   "torch.load(path) for .pt) and pass the resulting mapping"
+                   if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__")
+                   else ""))
+        expected = self._parameters
+        keys = list(state_dict.keys())
+        missing = [k for k in expected if k not in keys]
+        unexpected = [k for k in keys if k not in expected]
+        problems, new = [], {}
+        for name in expected:
+            if name not in keys:
+                continue
+            try:
+                arr = to_numpy(state_dict[name], name)
+            except TypeError as exc:
+                problems.append(str(exc))
+                continue
+            if arr.shape != expected[name].shape:
+                problems.append(f"size mismatch for {name}: expected shape "
+                                f"{expected[name].shape}, got {arr.shape}")
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    new[name] = np.array(arr, dtype=self.dtype, copy=True)
+        if strict and unexpected:
+            problems.insert(0, "unexpected key(s): " + ", ".join(map(str, unexpected)))
+        if strict and missing:
+            problems.insert(0, "missing key(s): " + ", ".join(missing))
+        if problems:
+            raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__} "
+                                 "(nothing was changed):\n\t" + "\n\t".join(problems))
+        for name, arr in new.items():
+            self._parameters[name][...] = arr                 # in place: references stay valid
+        return IncompatibleKeys(missing, unexpected)
+
+    # -- modes and dtype ------------------------------------------------------------
+    def train(self, mode=True):
+        self.__dict__["training"] = check_bool("mode", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, *args, device=None, dtype=None):
+        """``.to(np.float64)``, ``.to("cpu")``, ``.to(device="cpu", dtype=...)`` like torch.
+        The same dtype returns the module unchanged (same parameter and gradient arrays);
+        a real change makes new arrays, so an optimizer built before must be rebuilt."""
+        for a in args:
+            if isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+                device = a
+            elif dtype is None:
+                dtype = a
+            else:
+                raise TypeError(f"to() takes at most one device and one dtype, got {args}")
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise ValueError(f"rnnlab runs on the CPU only, got device {device!r}")
+        if dtype is None:
+            return self
+        dt = resolve_dtype(dtype)
+        if dt == self.dtype:
+            return self
+        with np.errstate(over="ignore", invalid="ignore"):
+            for store in (self._parameters, self.grads):
+                for name in store:
+                    store[name] = store[name].astype(dt)
+        self.__dict__["dtype"] = dt
+        self._reset_records()
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
+    def cpu(self):
+        return self
+
+    # -- records --------------------------------------------------------------------
+    def _reset_records(self):
+        self.__dict__["_records"] = ThreadRecords()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_records", "_lock")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__["_lock"] = threading.Lock()
+        self._reset_records()

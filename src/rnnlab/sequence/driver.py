@@ -1,0 +1,454 @@
+"""The sequence driver: any cell family over time, layers, directions, dropout and lengths.
+
+Pure functions, no state. ``forward`` returns the outputs and a record (``Cache``);
+``backward`` takes that record and the upstream gradients and returns every gradient.
+Arrays are time-major: x is (L, N, H_in). The layer classes handle batch_first, unbatched
+input and argument checks, then call ``run_forward`` / ``run_backward`` directly; the
+public ``forward`` / ``backward`` check their arguments first.
+
+``weights`` is a list over layers of a list over directions of ``LayerWeights``
+(or plain 5-tuples in that order: w_ih, w_hh, b_ih, b_hh, w_hr; None where absent).
+
+Cost design: the input projection of all steps is one matmul per layer and direction;
+dW_ih, dW_hh (and dW_hr) are one matmul each after the time loop, from the per-step
+pre-activation gradients stored during BPTT. Only h @ W_hh^T and dgh @ W_hh are
+sequential. Without recording (inference), no per-step caches are kept at all.
+
+Guarantees kept here: positions past a sequence's length never influence any result
+(the recorded input is zeroed there); backward uses copies of exactly the input, states
+and weights the forward saw; a direction that receives no upstream gradient is skipped,
+as autograd skips a branch that is not in the loss.
+"""
+import numpy as np
+
+from ..cells import by_mode
+from ..checks import float_array, gradient_array, to_numpy
+from ..errors import BackwardError, ShapeError
+from .packed import batch_sizes_for, check_lengths
+from .pool import PLAIN
+from .records import Cache, Dims, DirectionRecord, LayerWeights
+
+_QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
+
+
+def _family(mode):
+    return mode if hasattr(mode, "step") else by_mode(mode)
+
+
+def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_out, record):
+    """Run one cell over time in one direction.
+
+    gx (L, N, G*H): input projections with the foldable part of b_hh added; the steps keep
+    their activations in it. b_rest: the rest of b_hh, added to h W_hh^T. Returns out
+    (L, N, H_out), h_n, c_n and, when recording, the DirectionRecord.
+    """
+    T, N, GH = gx.shape
+    H_out = h0.shape[1]
+    H = H_out if w.w_hr is None else w.w_hr.shape[1]
+    dt = gx.dtype
+    new = lease if pool_out else PLAIN
+    out = (new.empty if sizes is None else new.zeros)((T, N, H_out), dt)   # padding: 0
+    steps_kept = T if record else 1                        # inference: one buffer, reused
+    h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
+    m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
+    store = lease.empty((steps_kept, N, fam.store * H), dt)
+    gh = lease.empty((N, GH), dt)                          # scratch, reused every step
+    w_hh_t = np.ascontiguousarray(w.w_hh.T)                # (H_out, G*H): a copy, BLAS-friendly
+    w_hr_t = None if w.w_hr is None else np.ascontiguousarray(w.w_hr.T)
+    folded = fam.fold * (GH // fam.num_gates)
+    caches = [None] * T if record else None
+    h, c = h0, c0
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        b = N if sizes is None else sizes[t]               # sequences running at step t
+        if b == 0:
+            continue
+        if h_prev is not None:
+            h_prev[t, :b] = h[:b]
+        k = t if record else 0
+        hb = h if b == N else h[:b]
+        ghb = np.matmul(hb, w_hh_t, out=gh[:b])            # (b, G*H) the sequential matmul
+        if b_rest is not None:
+            ghb[:, folded:] += b_rest
+        target = out[t, :b] if w.w_hr is None else m_all[k, :b]
+        c_new, cache = fam.step(gx[t, :b], ghb, hb, None if c is None else c[:b], target,
+                                store[k, :b])
+        if record:
+            caches[t] = cache
+        if w.w_hr is not None:
+            np.matmul(target, w_hr_t, out=out[t, :b])      # projection to H_out
+        if b == N:
+            h, c = out[t], c_new
+        else:                                              # rows not running keep their state
+            h = np.concatenate([out[t, :b], h[b:]])
+            c = None if c is None else np.concatenate([c_new, c[b:]])
+    rec = None
+    if record:
+        kept = LayerWeights(w.w_ih.copy(), w_hh_t, None, None,
+                            None if w.w_hr is None else w.w_hr.copy())
+        rec = DirectionRecord(out, h0.copy(), h_prev, caches, m_all, kept)
+    return out, h, c, rec
+
+
+def _hidden_matmul(G, rec, reverse):
+    """sum_t G_t^T h_{t-1} for G (L, N, k): one matmul over all steps. Without lengths
+    h_{t-1} is the direction's own output shifted by one step (h0 at its first step)."""
+    T, N, H_out = rec.out.shape
+    k = G.shape[2]
+    if rec.h_prev is not None:
+        return G.reshape(T * N, k).T @ rec.h_prev.reshape(T * N, H_out)
+    first, rest, prev = (T - 1, G[:-1], rec.out[1:]) if reverse else (0, G[1:], rec.out[:-1])
+    return rest.reshape(-1, k).T @ prev.reshape(-1, H_out) + G[first].T @ rec.h0
+
+
+def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lease,
+                        norms=None):
+    """BPTT for one direction. dout (L, N, H_out), dh (N, H_out), dc (N, H): upstream
+    gradients, each None when none reaches it. Returns dx, dh0, dc0 and the weight
+    gradients (LayerWeights). norms: None, or (L, N) receiving |dloss/dh_t|."""
+    w = rec.weights
+    T, N, H_out = rec.out.shape
+    GH = w.w_hh.shape[1]                                   # w_hh is kept as W_hh^T
+    F_ = fam.fold * (GH // fam.num_gates)                  # rows where dgh == dgx
+    dt = rec.out.dtype
+    alloc = lease.empty if sizes is None else lease.zeros  # padded rows get 0
+    dgx_all = alloc((T, N, GH), dt)                        # d(x W_ih^T + b_ih) per step
+    dgr_all = None if F_ == GH else alloc((T, N, GH - F_), dt)   # dgh of the other gates
+    w_hh = w.w_hh.T                                        # (G*H, H_out) view
+    w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
+    dh_all = None if w.w_hr is None else alloc((T, N, H_out), dt)
+    if dh is None:
+        dh = np.zeros((N, H_out), dtype=dt)                # 0 + g == g exactly: no 0 * inf
+    for t in (range(T) if reverse else range(T - 1, -1, -1)):
+        b = N if sizes is None else sizes[t]
+        if b == 0:
+            continue
+        dh_t = dh[:b] if dout is None else dh[:b] + dout[t, :b]   # from the future + output
+        if norms is not None:
+            norms[t, :b] = np.linalg.norm(dh_t, axis=1)
+        if w.w_hr is not None:
+            dh_all[t, :b] = dh_t
+            dh_t = dh_t @ w.w_hr                           # through h = m W_hr^T
+        dgx = dgx_all[t, :b]
+        dgr = None if dgr_all is None else dgr_all[t, :b]
+        dh_direct, dc_prev = fam.back(dh_t, None if dc is None else dc[:b], rec.caches[t],
+                                      dgx, dgr)
+        if dgr is None:
+            dh_new = dgx @ w_hh                            # the sequential matmul
+        else:                                              # GRU: dgh = [dgx_rz, dgr]
+            dh_new = dgx[:, :F_] @ w_hh_f
+            dh_new += dgr @ w_hh_r
+        if dh_direct is not None:
+            dh_new += dh_direct
+        if b == N:
+            dh, dc = dh_new, dc_prev
+        else:                                              # rows not running pass dh through
+            dh = np.concatenate([dh_new, dh[b:]])
+            if dc_prev is not None:
+                rest = np.zeros((N - b, dc_prev.shape[1]), dt) if dc is None else dc[b:]
+                dc = np.concatenate([dc_prev, rest])
+    GX = dgx_all.reshape(T * N, GH)
+    dw_ih = GX.T @ x.reshape(T * N, x.shape[2])            # one matmul for all steps
+    if dgr_all is None:
+        dw_hh = _hidden_matmul(dgx_all, rec, reverse)
+    else:
+        dw_hh = np.concatenate([_hidden_matmul(dgx_all[:, :, :F_], rec, reverse),
+                                _hidden_matmul(dgr_all, rec, reverse)])
+    db_ih = db_hh = None
+    if has_bias:
+        db_ih = GX.sum(axis=0)
+        db_hh = db_ih.copy() if dgr_all is None else np.concatenate(
+            [db_ih[:F_], dgr_all.reshape(T * N, GH - F_).sum(axis=0)])
+    dw_hr = None
+    if w.w_hr is not None:
+        dw_hr = dh_all.reshape(T * N, H_out).T @ rec.m_all.reshape(T * N, w.w_hr.shape[1])
+    dx = (GX @ w.w_ih).reshape(T, N, w.w_ih.shape[1])
+    return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr)
+
+
+def dropout_mask(shape, p, rng, dtype):
+    """Inverted dropout mask: kept elements scaled by 1 / (1 - p); p == 1 zeroes all."""
+    if p >= 1:
+        return np.zeros(shape, dtype=dtype)
+    keep = rng.random(shape) >= p
+    return (keep / (1.0 - p)).astype(dtype)
+
+
+def _zero_padding(a, sizes):
+    """Zero a (L, N, F) array (sorted batch order) past each sequence's length."""
+    for t, b in enumerate(sizes):
+        if b < a.shape[1]:
+            a[t, b:] = 0
+
+
+def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
+                lengths=None, masks=None, lease=PLAIN, record=True):
+    """``forward`` without argument checks (the layers check first). lengths: int64
+    array; masks: checked arrays or None."""
+    fam = _family(mode)
+    G = fam.num_gates
+    L, D = len(weights), len(weights[0])
+    T, N = x.shape[:2]
+    w00 = LayerWeights(*weights[0][0])
+    H, H_out = w00.w_hh.shape[0] // G, w00.w_hh.shape[1]
+    dt = x.dtype
+    if h0 is None:
+        h0 = np.zeros((L * D, N, H_out), dtype=dt)
+    if fam.has_cell_state and c0 is None:
+        c0 = np.zeros((L * D, N, H), dtype=dt)
+    perm = sizes = None
+    if lengths is not None:
+        perm, sizes = batch_sizes_for(lengths, T)
+        x, h0 = x[:, perm], h0[:, perm]                  # copies, in sorted order
+        c0 = None if c0 is None else c0[:, perm]
+        _zero_padding(x, sizes)                          # padding never reaches anything
+        if masks is not None:
+            masks = [None if m is None else m[:, perm] for m in masks]
+    elif record:
+        x = np.array(x, copy=True)                       # backward sees what forward saw
+    rng = np.random.default_rng() if rng is None else rng
+    cache = Cache(fam, Dims(T, N, H, H_out, L, D), dt, record, [], perm=perm, sizes=sizes,
+                  bias=w00.b_ih is not None)
+    inp, h_n, c_n = x, [], []
+    with np.errstate(**_QUIET):
+        for k in range(L):
+            outs = []
+            for d in range(D):
+                w = LayerWeights(*weights[k][d])
+                gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,       # all steps
+                               out=lease.empty((T * N, w.w_ih.shape[0]), dt))
+                b_rest = None
+                if w.b_ih is not None:
+                    folded = fam.fold * H
+                    bias = w.b_ih.copy()
+                    bias[:folded] += w.b_hh[:folded]                              # fold once
+                    gx += bias
+                    b_rest = w.b_hh[folded:] if folded < G * H else None
+                j = k * D + d
+                out, hn, cn, rec = _direction_forward(
+                    fam, gx.reshape(T, N, G * H), h0[j], None if c0 is None else c0[j], w,
+                    b_rest, d == 1, sizes, lease, k < L - 1 or D == 2, record)
+                outs.append(out)
+                cache.saved.append(rec)
+                h_n.append(hn)
+                c_n.append(cn)
+            if record:
+                cache.inputs.append(inp)
+            inp = outs[0] if D == 1 else np.concatenate(outs, axis=2)   # (L, N, D*H_out)
+            mask = None
+            if k < L - 1 and masks is not None:
+                mask = masks[k]
+            elif k < L - 1 and training and dropout > 0:
+                mask = dropout_mask(inp.shape, dropout, rng, dt)
+            cache.masks.append(mask)
+            if mask is not None:
+                inp = inp * mask                                     # between layers only
+                if sizes is not None:
+                    _zero_padding(inp, sizes)
+    output, h_n = inp, np.stack(h_n)
+    c_n = np.stack(c_n) if fam.has_cell_state else None
+    inv = None if perm is None else np.argsort(perm)
+    if perm is not None:
+        output, h_n = output[:, inv], h_n[:, inv]
+        c_n = None if c_n is None else c_n[:, inv]
+    cache.dropout_masks = [m if m is None or inv is None else m[:, inv]
+                           for m in cache.masks[:-1]]
+    if not record:
+        cache.masks = []
+    return (output, h_n, c_n), cache
+
+
+def run_backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, pool=None):
+    """``backward`` without argument checks (the layers check first)."""
+    if not cache.recorded:
+        raise BackwardError("this forward call was made without recording (rnnlab.no_grad() "
+                            "or eval mode), so it has nothing to backpropagate through; run "
+                            "the forward in training mode or inside rnnlab.enable_grad()")
+    fam, sizes, perm = cache.family, cache.sizes, cache.perm
+    T, N, H, H_out, L, D = (getattr(cache.dims, a) for a in ("T", "N", "H", "H_out", "L", "D"))
+    dt = cache.dtype
+    if perm is not None:                                   # into the forward's sorted order
+        d_output = None if d_output is None else d_output[:, perm]
+        d_h_n = None if d_h_n is None else d_h_n[:, perm]
+        d_c_n = None if d_c_n is None else d_c_n[:, perm]
+    dh0 = np.zeros((L * D, N, H_out), dtype=dt)
+    dc0 = np.zeros((L * D, N, H), dtype=dt) if fam.has_cell_state else None
+    dweights = [[None] * D for _ in range(L)]
+    norms = [[np.zeros((T, N)) if dh_norms else None for _ in range(D)] for _ in range(L)]
+    d_inp = d_output
+    lease = PLAIN if pool is None else pool.lease()
+    with np.errstate(**_QUIET):
+        for k in range(L - 1, -1, -1):
+            dx = None
+            for d in range(D):
+                j = k * D + d
+                rec = cache.saved[j]
+                dout = None if d_inp is None else d_inp[:, :, d * H_out:(d + 1) * H_out]
+                dh = None if d_h_n is None else d_h_n[j]
+                dc = None if d_c_n is None else d_c_n[j]
+                if dout is None and dh is None and dc is None:      # no gradient reaches it
+                    dweights[k][d] = _zeros_like_weights(rec.weights, cache.bias, dt)
+                    continue
+                dx_d, dh0[j], dc_d, dweights[k][d] = _direction_backward(
+                    fam, cache.inputs[k], dout, dh, dc, cache.bias, d == 1, sizes, rec, lease,
+                    norms[k][d])
+                if dc_d is not None:
+                    dc0[j] = dc_d
+                dx = dx_d if dx is None else dx + dx_d
+            if dx is not None and k > 0 and cache.masks[k - 1] is not None:
+                dx = dx * cache.masks[k - 1]               # through the dropout of layer k-1
+            d_inp = dx
+    lease.release()
+    if d_inp is None:
+        d_inp = np.zeros(cache.inputs[0].shape, dtype=dt)
+    if perm is not None:
+        inv = np.argsort(perm)
+        d_inp, dh0 = d_inp[:, inv], dh0[:, inv]
+        dc0 = None if dc0 is None else dc0[:, inv]
+    result = dict(dx=d_inp, dh0=dh0, dc0=dc0, dweights=dweights)
+    if dh_norms:
+        inv = slice(None) if perm is None else np.argsort(perm)
+        result["dh_norms"] = [[n[:, inv] for n in layer] for layer in norms]
+    return result
+
+
+def _zeros_like_weights(w, has_bias, dt):
+    GH = w.w_hh.shape[1]
+    z = (lambda a: None if a is None else np.zeros(a.shape, dt))
+    b = np.zeros(GH, dt) if has_bias else None
+    return LayerWeights(z(w.w_ih), np.zeros((GH, w.w_hh.shape[0]), dt), b,
+                        None if b is None else b.copy(), z(w.w_hr))
+
+
+# -- the public, checked entry points ---------------------------------------------------
+def _weights_checked(weights, fam, dtype):
+    """weights as a list over layers of lists over directions of LayerWeights, or a
+    TypeError / ShapeError saying what is off."""
+    if not isinstance(weights, (list, tuple)) or not weights or not all(
+            isinstance(layer, (list, tuple)) and len(layer) in (1, 2) for layer in weights):
+        raise TypeError("weights must be a list over layers of a list over 1 or 2 directions "
+                        "of (w_ih, w_hh, b_ih, b_hh, w_hr) tuples")
+    D = len(weights[0])
+    out = []
+    for k, layer in enumerate(weights):
+        if len(layer) != D:
+            raise ShapeError(f"weights: layer {k} has {len(layer)} directions, layer 0 has {D}")
+        row = []
+        for d, w in enumerate(layer):
+            if not isinstance(w, (list, tuple)) or not 2 <= len(w) <= 5:
+                raise TypeError(f"weights[{k}][{d}] must be a (w_ih, w_hh, b_ih, b_hh, w_hr) "
+                                f"tuple, got {type(w).__name__}")
+            w = LayerWeights(*(None if a is None else float_array(a, dtype, f"weights[{k}][{d}]")
+                               for a in w))
+            row.append(w)
+        out.append(row)
+    G = fam.num_gates
+    H_out = out[0][0].w_hh.shape[1]
+    GH = out[0][0].w_hh.shape[0]
+    if GH % G or out[0][0].w_hh.ndim != 2:
+        raise ShapeError(f"w_hh must be (G*H, H_out) with G = {G}, got {out[0][0].w_hh.shape}")
+    H = GH // G
+    for k, layer in enumerate(out):
+        for d, w in enumerate(layer):
+            in_k = out[0][0].w_ih.shape[1] if k == 0 else D * H_out
+            want = {"w_ih": (GH, in_k), "w_hh": (GH, H_out), "b_ih": (GH,), "b_hh": (GH,),
+                    "w_hr": (H_out, H)}
+            for name, arr in w._asdict().items():
+                if arr is not None and arr.shape != want[name]:
+                    raise ShapeError(f"weights[{k}][{d}].{name}: expected shape {want[name]}, "
+                                     f"got {arr.shape}")
+            if (w.b_ih is None) != (w.b_hh is None) or (w.w_hr is None) != (H_out == H):
+                raise ShapeError(f"weights[{k}][{d}]: give both biases or neither, and w_hr "
+                                 "exactly when H_out differs from H")
+    return out
+
+
+def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
+            lengths=None, masks=None, lease=PLAIN, record=True):
+    """Run a (multi-layer, possibly bidirectional) recurrent network.
+
+    mode: a family's mode string ("RNN_TANH", "RNN_RELU", "GRU", "LSTM") or a Family.
+    x: (L, N, H_in). h0: (num_layers * D, N, H_out) or None (zeros). c0 (LSTM only):
+    (num_layers * D, N, H) or None. lengths: None or N ints in 1..L (packed semantics:
+    each sequence stops at its own length, the reverse direction starts at its own last
+    element, outputs past the length are 0; values there are never read).
+    masks: None, or one array (or None: no dropout) per layer but the last, shaped
+    (L, N, D * H_out), used as the dropout masks (already scaled by 1 / (1 - p)) instead
+    of drawing them with ``rng``; ``cache.dropout_masks`` holds the masks a call used.
+    lease: where the internal buffers come from (rnnlab.sequence.pool); the caller releases
+    it once the record is no longer needed. record=False keeps nothing for backward.
+    Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
+    unless the family has a cell state.
+    """
+    fam = _family(mode)
+    x = to_numpy(x, "x")
+    dt = x.dtype
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"x must be float32 or float64, got {dt}")
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ShapeError(f"x must be (L, N, H_in) with L >= 1, got shape {x.shape}")
+    weights = _weights_checked(weights, fam, dt)
+    T, N = x.shape[:2]
+    L, D = len(weights), len(weights[0])
+    w0 = weights[0][0]
+    H_out, H = w0.w_hh.shape[1], w0.w_hh.shape[0] // fam.num_gates
+    if x.shape[2] != w0.w_ih.shape[1]:
+        raise ShapeError(f"x has {x.shape[2]} features, weights[0][0].w_ih expects "
+                         f"{w0.w_ih.shape[1]}")
+    if h0 is not None:
+        h0 = float_array(h0, dt, "h0")
+        if h0.shape != (L * D, N, H_out):
+            raise ShapeError(f"h0: expected shape {(L * D, N, H_out)}, got {h0.shape}")
+    if c0 is not None:
+        if not fam.has_cell_state:
+            raise ValueError(f"c0 is only for families with a cell state, not {fam.mode}")
+        c0 = float_array(c0, dt, "c0")
+        if c0.shape != (L * D, N, H):
+            raise ShapeError(f"c0: expected shape {(L * D, N, H)}, got {c0.shape}")
+    if lengths is not None:
+        lengths = check_lengths(lengths, T, N)
+    if masks is not None:
+        masks = check_masks(masks, L, (T, N, D * H_out), dt)
+    return run_forward(fam, x, weights, h0, c0, dropout=dropout, training=training, rng=rng,
+                       lengths=lengths, masks=masks, lease=lease, record=record)
+
+
+def check_masks(masks, L, shape, dtype):
+    """Dropout masks (time-major): one per layer but the last, each None or ``shape``."""
+    if not isinstance(masks, (list, tuple)):
+        raise TypeError(f"dropout masks must be a list (one per layer but the last), got "
+                        f"{type(masks).__name__}")
+    if len(masks) != L - 1:
+        raise ValueError(f"dropout masks: expected {L - 1} arrays (one per layer but the "
+                         f"last), got {len(masks)}")
+    out = []
+    for m in masks:
+        if m is not None:
+            m = gradient_array(m, shape, dtype, "dropout mask")
+            m = np.array(m, copy=True)                   # the record keeps its own copy
+        out.append(m)
+    return out
+
+
+def backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, pool=None):
+    """Backpropagation through time for a ``forward`` call.
+
+    d_output (L, N, D * H_out), d_h_n (num_layers * D, N, H_out), d_c_n
+    (num_layers * D, N, H); any may be None: no gradient from there (as an output left
+    out of the loss in torch). Returns a dict with ``dx`` (L, N, H_in), ``dh0``, ``dc0``
+    (None without a cell state) and ``dweights``, nested like ``weights``
+    (LayerWeights; None where the parameter does not exist). With dh_norms=True it also
+    holds ``dh_norms``: per layer and direction an (L, N) array of |dloss/dh_t|.
+    pool: an rnnlab.sequence.pool.Pool for the internal buffers.
+    """
+    if not isinstance(cache, Cache):
+        raise TypeError(f"cache must be the record returned by forward, got "
+                        f"{type(cache).__name__}")
+    dm, dt = cache.dims, cache.dtype
+    shapes = {"d_output": (dm.T, dm.N, dm.D * dm.H_out),
+              "d_h_n": (dm.L * dm.D, dm.N, dm.H_out), "d_c_n": (dm.L * dm.D, dm.N, dm.H)}
+    given = {"d_output": d_output, "d_h_n": d_h_n, "d_c_n": d_c_n}
+    if d_c_n is not None and not cache.family.has_cell_state:
+        raise BackwardError(f"d_c_n is only for families with a cell state, not "
+                            f"{cache.family.mode}")
+    g = {k: None if v is None else gradient_array(v, shapes[k], dt, k) for k, v in given.items()}
+    return run_backward(cache, g["d_output"], g["d_h_n"], g["d_c_n"], dh_norms, pool)
