@@ -85,7 +85,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     if record:
         kept = LayerWeights(w.w_ih.copy(), w_hh_t, None, None,
                             None if w.w_hr is None else w.w_hr.copy())
-        rec = DirectionRecord(out, h0.copy(), h_prev, caches, m_all, kept)
+        rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept)
     return out, h, c, rec
 
 
@@ -203,8 +203,10 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
         _zero_padding(x, sizes)                          # padding never reaches anything
         if masks is not None:
             masks = [None if m is None else m[:, perm] for m in masks]
-    elif record:
-        x = np.array(x, copy=True)                       # backward sees what forward saw
+    elif record:                                         # backward sees what forward saw
+        x = np.array(x, copy=True)
+        h0 = np.array(h0, copy=True)
+        c0 = None if c0 is None else np.array(c0, copy=True)
     rng = np.random.default_rng() if rng is None else rng
     cache = Cache(fam, Dims(T, N, H, H_out, L, D), dt, record, [], perm=perm, sizes=sizes,
                   bias=w00.b_ih is not None)

@@ -17,7 +17,7 @@ class LayerWeights(NamedTuple):
 class DirectionRecord(NamedTuple):
     """What one direction's forward keeps for its backward."""
     out: np.ndarray                     # (L, N, H_out) its outputs
-    h0: np.ndarray                      # (N, H_out) its initial state (a copy)
+    h0: np.ndarray                      # (N, H_out) its initial state (the driver's copy)
     h_prev: Optional[np.ndarray]        # (L, N, H_out) state before each step (lengths only)
     caches: list                        # per step, what the cell's back needs
     m_all: Optional[np.ndarray]         # (L, N, H) h before the projection (proj_size only)

@@ -1,0 +1,93 @@
+"""The family registry: a new family in one file gets layers, directions, lengths, cells,
+the reference loop, gradcheck and explain; and the plain reference BPTT equals the fast
+path for every family and option."""
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import cells, reference
+from rnnlab.tools import cli
+from rnnlab.tools.cases import Case
+from rnnlab.tools.gradcheck import GradCase, TOL, check_layer
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def mgu():
+    spec = importlib.util.spec_from_file_location("mgu_family", ROOT / "examples" / "mgu_family.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    yield mod.FAMILY
+    cells.unregister("mgu")
+
+
+def _reference_vs_fast(case):
+    rng = np.random.default_rng(case.seed)
+    layer = case.make_layer(dtype="float64")
+    fam = layer.family
+    D = layer.num_directions
+    T, N = case.seq_len, case.batch
+    x = rng.standard_normal((T, N, case.input_size))
+    h0 = rng.standard_normal((case.num_layers * D, N, case.H_out))
+    c0 = rng.standard_normal((case.num_layers * D, N, case.hidden_size)) if fam.has_cell_state else None
+    out, state = layer(x, (h0, c0) if c0 is not None else h0, lengths=case.lengths)
+    h_n, c_n = state if c0 is not None else (state, None)
+    dy, dh = rng.standard_normal(out.shape), rng.standard_normal(h_n.shape)
+    dc = None if c_n is None else rng.standard_normal(c_n.shape)
+    fast = layer.backward(dy, dh, dc) if c0 is not None else layer.backward(dy, dh)
+    ran = reference.run(layer, x, h0, c0, case.lengths)
+    slow = reference.backprop(ran, dy, dh, dc)
+    np.testing.assert_allclose(ran["output"], out, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(ran["h_n"], h_n, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(slow["dx"], fast[0], atol=1e-11, rtol=0)
+    np.testing.assert_allclose(slow["dh0"], fast[1], atol=1e-11, rtol=0)
+    if c0 is not None:
+        np.testing.assert_allclose(slow["dc0"], fast[2], atol=1e-11, rtol=0)
+    for name, g in layer.grads.items():
+        np.testing.assert_allclose(slow["grads"][name], g, atol=1e-10, rtol=0, err_msg=name)
+
+
+REF_CASES = [Case(kind, num_layers=L, bidirectional=bi, bias=bias, lengths=lens, seq_len=5,
+                  batch=3, proj_size=p, seed=s)
+             for s, (kind, L, bi, bias, lens, p) in enumerate([
+                 ("rnn", 1, False, True, None, 0), ("rnn_relu", 2, True, False, [5, 2, 3], 0),
+                 ("gru", 2, True, True, [1, 5, 4], 0), ("gru", 1, False, False, None, 0),
+                 ("lstm", 2, True, True, [3, 5, 1], 0), ("lstm", 2, False, True, None, 2),
+                 ("lstm", 1, True, False, [2, 2, 5], 3)])]
+
+
+@pytest.mark.parametrize("case", REF_CASES, ids=[c.label() for c in REF_CASES])
+def test_reference_bptt_equals_fast_path(case):
+    _reference_vs_fast(case)
+
+
+def test_new_family_gets_everything(mgu, capsys):
+    layer = rnnlab.RNNBase("MGU", 3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
+    assert [n for n, _ in layer.named_parameters()][:4] == [
+        "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    assert layer.weight_ih_l0.shape == (8, 3)
+    out, h_n = layer(np.random.default_rng(0).standard_normal((5, 2, 3)), lengths=[5, 3])
+    assert out.shape == (5, 2, 8) and not out[3:, 1].any()
+    _reference_vs_fast(Case("mgu", num_layers=2, bidirectional=True, lengths=[4, 5, 2], batch=3))
+    for case in [GradCase("mgu"), GradCase("mgu", num_layers=2, bidirectional=True,
+                                           lengths=[4, 1, 3]), GradCase("mgu", bias=False)]:
+        assert max(check_layer(case).values()) < TOL, case.label()
+    cell = rnnlab.nn.make_cell("mgu", 3, 4, dtype=np.float64)
+    assert cell(np.ones((2, 3))).shape == (2, 4)
+    assert cli.main(["explain", "mgu", "--layers", "2", "--lengths", "3,1"]) == 0
+    text = capsys.readouterr().out
+    assert "f = s(x W_if^T" in text and "0 unexpected" in text
+    assert cli.main(["gradcheck", "--samples", "2"]) == 0
+    assert "mgu" in capsys.readouterr().out
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown mode"):
+        rnnlab.RNNBase("NOPE", 3, 4)
+    with pytest.raises(ValueError, match="already registered"):
+        import dataclasses
+        cells.register(dataclasses.replace(cells.FAMILIES["gru"], mode="GRU2"))
