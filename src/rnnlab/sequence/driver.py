@@ -231,11 +231,18 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
                     b_rest, d == 1, sizes, lease, k < L - 1 or D == 2, record)
                 outs.append(out)
                 cache.saved.append(rec)
-                h_n.append(hn)
-                c_n.append(cn)
+                h_n.append(hn.copy())                    # hn may view a buffer reused later
+                c_n.append(None if cn is None else cn.copy())
+                if not record:
+                    lease.give_back(gx)                  # inference: scratch done
             if record:
                 cache.inputs.append(inp)
+            elif k > 0:
+                lease.give_back(inp)                     # the layer below's output, read
             inp = outs[0] if D == 1 else np.concatenate(outs, axis=2)   # (L, N, D*H_out)
+            if not record and D == 2:
+                for o in outs:
+                    lease.give_back(o)
             mask = None
             if k < L - 1 and masks is not None:
                 mask = masks[k]

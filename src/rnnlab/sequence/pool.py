@@ -65,6 +65,16 @@ class Lease:
         arr.fill(0)
         return arr
 
+    def give_back(self, arr):
+        """Return one buffer before the lease ends (the inference path frees each layer's
+        scratch as soon as the layer is done)."""
+        if self.pool is not None:
+            for i, (key, a) in enumerate(self.taken):
+                if a is arr:
+                    del self.taken[i]
+                    self.pool._put(key, a)
+                    return
+
     def release(self):
         if self.pool is not None:
             for key, arr in self.taken:
@@ -72,4 +82,4 @@ class Lease:
         self.taken = []
 
 
-PLAIN = Lease(None)
+PLAIN = Lease(None)      # plain allocation, nothing kept
