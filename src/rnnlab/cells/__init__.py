@@ -22,6 +22,8 @@ Fast cell contract (arrays (N, ...) for the N sequences running at this step):
         dgr        (N, (G-FOLD)*H), None when FOLD == G: the gradient of gh there
         dh_direct  (N, H) or None: the part of dh_prev that does not flow through W_hh
         dc_prev    (N, H) or None
+        dh_new may be None (families with a cell state only): no gradient reaches the
+                   new h from outside, only c';
         dc_new may be None: no gradient reaches the new cell state from outside
 
 Plain contract (one sequence, 1-D vectors, p has w_ih, w_hh, b_ih, b_hh; zeros when the

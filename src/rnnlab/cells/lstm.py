@@ -36,17 +36,23 @@ def back(dh_new, dc_new, cache, da, dgr):
     act, c, tc = cache
     H = c.shape[1]
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-    dc = dh_new * o
-    dc *= tanh_grad(tc)                                     # through h' = o tanh(c')
-    if dc_new is not None:
-        dc += dc_new
+    if dh_new is None:                                      # only c' is in the loss
+        dc = np.array(dc_new, copy=True)
+    else:
+        dc = dh_new * o
+        dc *= tanh_grad(tc)                                 # through h' = o tanh(c')
+        if dc_new is not None:
+            dc += dc_new
     np.multiply(dc, g, out=da[:, :H])                       # di = dc g
     np.multiply(dc, c, out=da[:, H:2 * H])                  # df = dc c
     da[:, :2 * H] *= sigmoid_grad(act[:, :2 * H])           # through i, f = s(...)
     np.multiply(dc, i, out=da[:, 2 * H:3 * H])
     da[:, 2 * H:3 * H] *= tanh_grad(g)                      # dg = dc i
-    np.multiply(dh_new, tc, out=da[:, 3 * H:])
-    da[:, 3 * H:] *= sigmoid_grad(o)                        # do = dh' tanh(c')
+    if dh_new is None:
+        da[:, 3 * H:] = 0                                   # o only reaches h'
+    else:
+        np.multiply(dh_new, tc, out=da[:, 3 * H:])
+        da[:, 3 * H:] *= sigmoid_grad(o)                    # do = dh' tanh(c')
     dc_prev = dc * f                                        # c' = f c + ...
     return None, dc_prev
 

@@ -89,6 +89,44 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     return out, h, c, rec
 
 
+def _starting_rows(t, T, b, sizes, reverse):
+    """How many of the b rows running at step t have their own last step here (BPTT
+    starts there). The backward loop of the reverse direction starts at t = 0 for all."""
+    if reverse:
+        return b if t == 0 else 0
+    later = 0 if t == T - 1 else (b if sizes is None else sizes[t + 1])
+    return b - later
+
+
+def _back(fam, dh_t, dc, cache, dgx, dgr, starting):
+    """The cell's back for the rows running at this step. When no gradient reaches h from
+    outside (``starting`` rows, at the end of the sorted block, have their last step here
+    and neither output nor final h is in the loss), those rows call back with
+    dh_new=None, so no 0 * inf / 0 * NaN enters where autograd has no branch at all."""
+    b = dh_t.shape[0]
+    if starting == 0:
+        return fam.back(dh_t, dc, cache, dgx, dgr)
+    lo = b - starting
+    rows = slice(lo, b)
+    sub = _rows(cache, rows)
+    dh_d2, dc_p2 = fam.back(None, None if dc is None else dc[rows], sub, dgx[rows],
+                            None if dgr is None else dgr[rows])
+    if lo == 0:
+        return dh_d2, dc_p2
+    dh_d1, dc_p1 = fam.back(dh_t[:lo], None if dc is None else dc[:lo], _rows(cache, slice(0, lo)),
+                            dgx[:lo], None if dgr is None else dgr[:lo])
+    cat = (lambda a, c: None if a is None and c is None else np.concatenate([
+        a if a is not None else np.zeros_like(c), c if c is not None else np.zeros_like(a)]))
+    return cat(dh_d1, dh_d2), cat(dc_p1, dc_p2)
+
+
+def _rows(cache, rows):
+    """A step's cache restricted to some rows (arrays with the batch first)."""
+    if isinstance(cache, tuple):
+        return tuple(_rows(a, rows) for a in cache)
+    return None if cache is None else cache[rows]
+
+
 def _hidden_matmul(G, rec, reverse):
     """sum_t G_t^T h_{t-1} for G (L, N, k): one matmul over all steps. Without lengths
     h_{t-1} is the direction's own output shifted by one step (h0 at its first step)."""
@@ -116,6 +154,8 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     w_hh = w.w_hh.T                                        # (G*H, H_out) view
     w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
     dh_all = None if w.w_hr is None else alloc((T, N, H_out), dt)
+    absent = dh is None and dout is None       # nothing reaches h at a row's own last step
+    no_grad_rows = np.zeros((T, N), bool) if absent and w.w_hr is not None else None
     if dh is None:
         dh = np.zeros((N, H_out), dtype=dt)                # 0 + g == g exactly: no 0 * inf
     for t in (range(T) if reverse else range(T - 1, -1, -1)):
@@ -130,8 +170,11 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
             dh_t = dh_t @ w.w_hr                           # through h = m W_hr^T
         dgx = dgx_all[t, :b]
         dgr = None if dgr_all is None else dgr_all[t, :b]
-        dh_direct, dc_prev = fam.back(dh_t, None if dc is None else dc[:b], rec.caches[t],
-                                      dgx, dgr)
+        first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
+        if first and w.w_hr is not None:
+            no_grad_rows[t, b - first:b] = True
+        dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b], rec.caches[t],
+                                   dgx, dgr, first)
         if dgr is None:
             dh_new = dgx @ w_hh                            # the sequential matmul
         else:                                              # GRU: dgh = [dgx_rz, dgr]
@@ -160,8 +203,12 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
             [db_ih[:F_], dgr_all.reshape(T * N, GH - F_).sum(axis=0)])
     dw_hr = None
     if w.w_hr is not None:
-        dw_hr = dh_all.reshape(T * N, H_out).T @ rec.m_all.reshape(T * N, w.w_hr.shape[1])
+        m_all = rec.m_all if no_grad_rows is None else np.where(no_grad_rows[..., None], 0,
+                                                                 rec.m_all)
+        dw_hr = dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, w.w_hr.shape[1])
     dx = (GX @ w.w_ih).reshape(T, N, w.w_ih.shape[1])
+    if sizes is not None:
+        _zero_padding(dx, sizes)                           # 0 * non-finite weight stays out
     return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr)
 
 
