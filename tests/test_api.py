@@ -105,7 +105,7 @@ def test_shapes_batch_first_unbatched_bidirectional(cls):
 
 
 def test_output_hn_map():
-    """S2: output[-1, :, :H] == h_n[-1, 0] and output[0, :, H:] == h_n[-1, 1]."""
+    """Question 3: output[-1, :, :H] == h_n[-1, 0] and output[0, :, H:] == h_n[-1, 1]."""
     m = GRU(3, 4, num_layers=3, bidirectional=True, dtype=np.float64, seed=3)
     out, h_n = m(f64(6, 2, 3))
     hv = h_n.reshape(3, 2, 2, 4)

@@ -1,4 +1,4 @@
-"""A loop of cells equals the layer when weights are shared, forward and backward (S0)."""
+"""A loop of cells equals the layer when weights are shared, forward and backward  (docs/questions.md, question 1)."""
 import numpy as np
 import pytest
 
@@ -42,7 +42,7 @@ def test_cell_loop_equals_layer(layer_cls, cell_cls, kw, direction):
 
 
 def test_independent_init_differs():
-    """S0's first half: without shared weights the loop and the layer disagree."""
+    """Question 1, first half: without shared weights the loop and the layer disagree."""
     x = np.random.default_rng(0).standard_normal((3, 1, 2))
     layer, cell = RNN(2, 4, dtype=np.float64, seed=1), RNNCell(2, 4, dtype=np.float64, seed=2)
     out, _ = layer(x)

@@ -110,3 +110,43 @@ def test_explain_works_without_torch(capsys, monkeypatch):
     assert code == 0 and "0 unexpected" in out
     code, out, _ = run(capsys, "explain", "gru", "--torch")
     assert code == 0 and "torch is not installed" in out
+
+
+def test_version_and_defaults_in_help(capsys):
+    import rnnlab
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"rnnlab {rnnlab.__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 3)" in out and "(default: float64)" in out
+
+
+def test_explain_defaults_work_together(capsys):
+    code, out, _ = run(capsys, "explain", "lstm", "--proj-size", "2")
+    assert code == 0 and "LSTM(3, 3, proj_size=2)" in out
+    code, _, err = run(capsys, "explain", "lstm", "--proj-size", "3", "--hidden-size", "3")
+    assert code == 2 and "--proj-size must be 0 or smaller" in err
+    code, _, err = run(capsys, "explain", "gru", "--lengths", "3,1", "--batch", "3")
+    assert code == 2 and "disagrees" in err
+    code, _, err = run(capsys, "explain", "gru", "--lengths", "4,1", "--seq-len", "2")
+    assert code == 2 and "shorter" in err
+    code, out, _ = run(capsys, "explain", "gru", "--lengths", "4,1", "--seq-len", "6")
+    assert code == 0 and "(6, 2, 3)" in out
+
+
+@pytest.mark.parametrize("argv", [["explain", "lstm", "--layers", "2", "--bidirectional",
+                                   "--proj-size", "2", "--hidden-size", "4", "--lengths",
+                                   "5,2,3", "--batch-first"],
+                                  ["verify", "--quick", "--verbose"],
+                                  ["gradcheck", "--samples", "2"],
+                                  ["bench", "--sizes", "3,2,4,5", "--reps", "1", "--kinds",
+                                   "lstm"]])
+def test_lines_fit_100_columns(capsys, argv):
+    if argv[0] in ("verify", "bench"):
+        pytest.importorskip("torch")
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    long = [line for line in out.splitlines() if len(line) > 100]
+    assert not long, long[:3]

@@ -1,4 +1,4 @@
-"""SCENARIOS.md S0-S4 reproduced with numbers (S3 also in test_sequences.py)."""
+"""The questions of docs/questions.md reproduced with numbers (stacked cells also in test_sequences.py)."""
 import numpy as np
 import pytest
 
@@ -7,15 +7,15 @@ from rnnlab import columns
 from rnnlab.tools.explain import Config, explain
 
 
-# -- S0 / S1 / S2 / S3 through `rnnlab explain`'s functions --------------------------------
+# -- questions 1, 2, 3, 6 through `rnnlab explain`'s functions --------------------------------
 @pytest.mark.parametrize("cfg", [
-    Config(kind="rnn", input_size=2, hidden_size=2, seq_len=3, batch=1),                 # S0
-    Config(kind="rnn", input_size=3, hidden_size=2, batch_first=True, seq_len=3),       # S1
-    Config(kind="rnn", input_size=3, hidden_size=2, layers=3, seq_len=4, batch=2),      # S1 stacked
+    Config(kind="rnn", input_size=2, hidden_size=2, seq_len=3, batch=1),                 # question 1
+    Config(kind="rnn", input_size=3, hidden_size=2, batch_first=True, seq_len=3),       # question 2
+    Config(kind="rnn", input_size=3, hidden_size=2, layers=3, seq_len=4, batch=2),      # question 6
     Config(kind="gru", input_size=8, hidden_size=5, layers=3, batch_first=True,
-           seq_len=7, batch=4),                                                         # S2
+           seq_len=7, batch=4),                                                         # question 3
     Config(kind="gru", input_size=4, hidden_size=2, layers=2, bidirectional=True,
-           batch_first=True, seq_len=5, batch=3),                                       # S2 bi
+           batch_first=True, seq_len=5, batch=3),                                       # question 3, bidirectional
     Config(kind="lstm", input_size=4, hidden_size=3, layers=2, bidirectional=True,
            proj_size=2, lengths=[3, 1, 4]),                                             # Q4, Q6
     Config(kind="rnn", nonlinearity="relu", layers=2, dtype="float32", batch=2),
@@ -24,10 +24,10 @@ def test_explain_checks_all_pass(cfg):
     rep = explain(cfg, with_torch=True)
     assert rep.ok, [c for c in rep.checks if not c[3]]
     names = [c[0] for c in rep.checks]
-    assert "cell loop vs layer, independent init (expected to differ)" in names      # S0
+    assert "cell loop vs layer, independent init (expected to differ)" in names      # question 1
     assert "cell loop == layer with copied weights" in names
-    assert "hand-written loop == layer output" in names                             # S1
-    assert any("h_n" in n for n in names)                                           # S2
+    assert "hand-written loop == layer output" in names                             # question 2
+    assert any("h_n" in n for n in names)                                           # question 3
     text = rep.text()
     assert max(len(line) for line in text.splitlines()) <= 100
 
@@ -47,7 +47,7 @@ def test_explain_docstring_pseudocode_is_wrong():
     assert c[3] and c[2] > 1e-3
 
 
-# -- S4: a student's column-layout BPTT against rnnlab and torch ----------------------------
+# -- question 8: a student's column-layout BPTT against rnnlab and torch ----------------------------
 def rnn_cell_forward(xt, a_prev, p):
     a_next = np.tanh(p["Wax"] @ xt + p["Waa"] @ a_prev + p["ba"])
     return a_next, (a_next, a_prev, xt)

@@ -189,7 +189,7 @@ def test_chunks_equal_whole_and_chain_backward(cls):
 
 
 def test_s3_example():
-    path = pathlib.Path(__file__).parent.parent / "examples" / "s3_stacked_grucells.py"
+    path = pathlib.Path(__file__).parent.parent / "examples" / "stacked_grucells.py"
     spec = importlib.util.spec_from_file_location("s3", path)
     s3 = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(s3)

@@ -9,19 +9,19 @@ LAYERS = {"RNN": RNN, "GRU": GRU, "LSTM": LSTM}
 CELLS = {"RNN": RNNCell, "GRU": GRUCell, "LSTM": LSTMCell}
 
 
+def _make(classes, base, kind, input_size, hidden_size, kwargs):
+    fam = by_kind(kind)
+    cls = classes.get(fam.torch_class)
+    if cls is None:
+        return base(fam.mode, input_size, hidden_size, **kwargs)
+    return cls(input_size, hidden_size, **fam.options, **kwargs)
+
+
 def make_layer(kind, input_size, hidden_size, **kwargs):
     """The layer of family ``kind`` (keywords as for RNN/GRU/LSTM)."""
-    fam = by_kind(kind)
-    cls = LAYERS.get(fam.torch_class)
-    if cls is None:
-        return RNNBase(fam.mode, input_size, hidden_size, **kwargs)
-    return cls(input_size, hidden_size, **fam.options, **kwargs)
+    return _make(LAYERS, RNNBase, kind, input_size, hidden_size, kwargs)
 
 
 def make_cell(kind, input_size, hidden_size, **kwargs):
     """The cell of family ``kind``."""
-    fam = by_kind(kind)
-    cls = CELLS.get(fam.torch_class)
-    if cls is None:
-        return RNNCellBase(fam.mode, input_size, hidden_size, **kwargs)
-    return cls(input_size, hidden_size, **fam.options, **kwargs)
+    return _make(CELLS, RNNCellBase, kind, input_size, hidden_size, kwargs)

@@ -43,7 +43,13 @@ def _sizes(text):
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default in --help."""
+    """Shows each option's default in --help (not for flags, nor where the help text
+    already says how the default is chosen)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser():
@@ -205,8 +211,8 @@ def cmd_verify(args):
 
 def cmd_gradcheck(args):
     from .gradcheck import TOL, check_layer, default_cases
-    print("rnnlab gradcheck: central differences (eps 1e-6) vs backward, float64; error = "
-          "|a - n| / max(1, |a|, |n|)")
+    print("rnnlab gradcheck: central differences (eps 1e-6) vs backward, float64")
+    print("error = |a - n| / max(1, |a|, |n|) over sampled entries (a analytic, n numeric)")
     print(f"{'configuration':34s} {'x':>9s} {'states':>9s} {'params':>9s}  result")
     failures = 0
     cases = default_cases(seed=args.seed)

@@ -130,7 +130,7 @@ def _section_equations(rep, cfg, layer):
     blocks = " | ".join(fam.gate_names)
     D = layer.num_directions
     H, H_out = cfg.hidden_size, cfg.proj_size or cfg.hidden_size
-    lines = [repr(layer) + f"   dtype {cfg.dtype}, seed {cfg.seed}, eval mode", "",
+    lines = [repr(layer), f"dtype {cfg.dtype}, seed {cfg.seed}, eval mode", "",
              "One step of layer k, direction d (s = sigmoid, * = elementwise product,",
              "x = the layer's input at step t, h = its previous hidden state):"]
     lines += ["  " + e for e in fam.equations]

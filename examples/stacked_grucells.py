@@ -1,4 +1,4 @@
-"""S3: can a hand-made stack of GRUCells replace nn.GRU(num_layers=3)?
+"""Can a hand-made stack of GRUCells replace nn.GRU(num_layers=3)?
 
 A research codebase decodes one step at a time with a list of GRUCells; each layer's
 output (after dropout, except the last layer) feeds the next; it returns (output, hn) with
@@ -6,7 +6,7 @@ hn stacked per layer. Here the cells get their weights from rnnlab.GRU(num_layer
 we check, for one step: equal in eval mode, and equal in training mode when the stack
 uses the same dropout masks as the layer.
 
-    python examples/s3_stacked_grucells.py
+    python examples/stacked_grucells.py
 """
 import numpy as np
 
