@@ -371,3 +371,26 @@ def test_pickle_and_deepcopy_keep_parameters_not_call_records():
     cell = GRUCell(2, 3)
     cell(np.ones(2, np.float32))
     assert pickle.loads(pickle.dumps(cell)).pending == 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RNN(3, 4, 2, nonlinearity="relu", bias=False, batch_first=True, dropout=0.1),
+    lambda: GRU(3, 4, bidirectional=True, dtype=np.float64),
+    lambda: LSTM(3, 4, 2, proj_size=2, bidirectional=True),
+    lambda: RNNCell(3, 4, nonlinearity="relu"), lambda: GRUCell(3, 4, bias=False),
+    lambda: LSTMCell(3, 4)])
+def test_config_rebuilds_and_weights_are_live(make):
+    import json
+    import rnnlab
+    m = make()
+    cfg = json.loads(json.dumps(m.config()))
+    m2 = type(m)(**cfg)
+    assert repr(m2) == repr(m) and m2.dtype == m.dtype
+    assert [n for n, _ in m2.named_parameters()] == [n for n, _ in m.named_parameters()]
+    w = m.weights()
+    if isinstance(m, rnnlab.RNNBase):
+        last = w[-1][-1]
+        assert last.w_hh is m.named_parameters().__next__()[1] or last.w_hh is getattr(
+            m, m.names()[-1][-1].w_hh)
+    else:
+        assert w.w_ih is m.weight_ih
