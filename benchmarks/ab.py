@@ -45,6 +45,7 @@ def main():
         times = {k: [] for k in mods}
         for _ in range(args.reps + 1):
             for k, m in mods.items():
+                m.train(what == "train")             # inference in eval mode
                 t0 = time.perf_counter()
                 m(x)
                 if what == "train":
