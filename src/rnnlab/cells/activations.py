@@ -12,8 +12,8 @@ import numpy as np
 
 def sigmoid(x, out=None):
     """Logistic sigmoid of x, written into ``out`` when given (``out`` may be ``x``)."""
-    out = np.negative(x, out=out)
-    np.exp(out, out=out)
+    out = np.multiply(x, -1.0, out=out)     # not np.negative: NumPy 2.4.6 computes it wrongly
+    np.exp(out, out=out)                    # in place on some strided views (test_activations)
     out += 1.0
     np.reciprocal(out, out=out)
     return out
