@@ -60,7 +60,9 @@ def layer_cases(draw):
         lens = [draw(st.integers(1, cfg["T"])) for _ in range(cfg["N"])]
         lens[draw(st.integers(0, cfg["N"] - 1))] = cfg["T"]
         cfg["lengths"] = lens
-    cfg["special"] = draw(st.sampled_from(["none", "x", "h0", "weight"]))
+    cfg["dtype"] = draw(st.sampled_from(["float64", "float64", "float32"]))
+    cfg["special"] = draw(st.sampled_from(["none", "x", "h0", "weight"])) \
+        if cfg["dtype"] == "float64" else "none"
     cfg["state"] = draw(st.booleans())
     cfg["grads"] = draw(st.sampled_from(["all", "output", "h_n", "c_n"]))
     return cfg
@@ -73,14 +75,19 @@ def _pair(cfg):
     if cfg["proj"]:
         kw["proj_size"] = cfg["proj"]
     torch.manual_seed(cfg["seed"])
-    tm = getattr(torch.nn, fam.torch_class)(cfg["I"], cfg["H"], **kw, **fam.options).double()
-    om = make_layer(cfg["kind"], cfg["I"], cfg["H"], **kw, dtype=np.float64)
+    tm = getattr(torch.nn, fam.torch_class)(cfg["I"], cfg["H"], **kw, **fam.options).to(
+        getattr(torch, cfg.get("dtype", "float64")))
+    om = make_layer(cfg["kind"], cfg["I"], cfg["H"], **kw, dtype=cfg.get("dtype", "float64"))
     om.load_state_dict(tm.state_dict())
     return fam, tm, om
 
 
 def _close(ours, theirs, what):
     theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
+    if theirs.dtype == np.float32:                 # float32: TOL's relative measure
+        from rnnlab.tools.cases import TOL, error
+        assert error(ours, theirs, "float32") <= TOL["float32"], what
+        return
     ours = np.asarray(ours, dtype=np.float64)
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs torch {theirs.shape}"
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=f"{what} NaN")
@@ -99,9 +106,10 @@ def test_layers_equal_torch(cfg, data):
     hs = (L * D, H_out) if cfg["unbatched"] else (L * D, N, H_out)
     cs = (L * D, H) if cfg["unbatched"] else (L * D, N, H)
     sp = cfg["special"]
-    x = data.draw(values(xs, sp == "x"))
-    h0 = data.draw(values(hs, sp == "h0")) if cfg["state"] else None
-    c0 = data.draw(values(cs, False)) if cfg["state"] and fam.has_cell_state else None
+    dt = cfg["dtype"]
+    x = data.draw(values(xs, sp == "x")).astype(dt)
+    h0 = data.draw(values(hs, sp == "h0")).astype(dt) if cfg["state"] else None
+    c0 = data.draw(values(cs, False)).astype(dt) if cfg["state"] and fam.has_cell_state else None
     if sp == "weight":
         name = data.draw(st.sampled_from(sorted(om.state_dict())))
         w = getattr(om, name)
@@ -128,9 +136,9 @@ def test_layers_equal_torch(cfg, data):
     if c_n is not None:
         _close(c_n, tc_n, "c_n")
     which = cfg["grads"] if cfg["grads"] != "c_n" or c_n is not None else "all"
-    dy = data.draw(values(tuple(tout.shape), False))
-    dh = data.draw(values(tuple(th_n.shape), False))
-    dc = None if c_n is None else data.draw(values(tuple(tc_n.shape), False))
+    dy = data.draw(values(tuple(tout.shape), False)).astype(dt)
+    dh = data.draw(values(tuple(th_n.shape), False)).astype(dt)
+    dc = None if c_n is None else data.draw(values(tuple(tc_n.shape), False)).astype(dt)
     d = {"all": (dy, dh, dc), "output": (dy, None, None), "h_n": (None, dh, None),
          "c_n": (None, None, dc)}[which]
     loss = 0
