@@ -9,18 +9,27 @@ The house, bottom to top (imports only go downwards):
     errors, checks     exceptions and argument checks
     cells/             one module per cell family: equations, step, back (Family records)
     sequence/          the one sequence driver (time, layers, directions, dropout, lengths)
-    nn/                torch-like modules: layers, cells, module base, grad mode
+    nn/                torch-like modules: layers, cells, heads, module base, grad mode
+    train/             losses, optimizers, clipping, the training tasks and loop
     reference, columns the equations as a plain loop (forward and BPTT); column layout
     tools/             explain, verify, gradcheck, bench and the command line
 """
+import sys as _sys
+
 from . import columns, functional, reference
 from .errors import BackwardError, DTypeError, ShapeError, StateDictError
-from .nn import (GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase,
-                 backprop_cells, enable_grad, no_grad, run_cells)
+from .nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, RNNCell,
+                 RNNCellBase, backprop_cells, enable_grad, no_grad, run_cells)
 from .sequence import PackedSequence, from_packed, to_packed
+from .train import clip_grad_norm_, clip_grad_value_, losses, optim
+
+# rnnlab.losses and rnnlab.optim are also importable by those names
+_sys.modules[__name__ + ".losses"] = losses
+_sys.modules[__name__ + ".optim"] = optim
 
 __version__ = "0.2.0"
 __all__ = ["RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "RNNCellBase",
+           "Linear", "Embedding", "losses", "optim", "clip_grad_norm_", "clip_grad_value_",
            "functional", "columns", "reference", "run_cells", "backprop_cells", "from_packed",
            "to_packed", "PackedSequence", "no_grad", "enable_grad", "ShapeError",
            "BackwardError", "StateDictError", "DTypeError"]
