@@ -32,6 +32,22 @@ def _positive(text):
     return v
 
 
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _clip(text):
+    if text.lower() in ("none", "0", "off"):
+        return 0.0
+    return _positive_float(text)
+
+
 def _sizes(text):
     out = []
     for part in text.split(";"):
@@ -101,6 +117,37 @@ def build_parser():
                         "backward, float64, no torch (exit 1 on failure)", formatter_class=_Help)
     gc.add_argument("--seed", type=int, default=0, help="seed for data and weights")
     gc.add_argument("--samples", type=_positive, default=12, help="entries checked per array")
+
+    t = sub.add_parser("train", help="train a model on a task with rnnlab alone (defaults "
+                       "solve it); prints test <metric> <value> (baseline <value>)",
+                       formatter_class=_Help)
+    t.add_argument("task", choices=["adding", "copy", "charlm", "digits"],
+                   help="adding / copy problems, character LM on --text, sklearn digits")
+    t.add_argument("--model", choices=[k for k, f in FAMILIES.items() if f.listed],
+                   help="cell family (task default: gru)")
+    t.add_argument("--hidden", type=_positive, help="hidden size (task default)")
+    t.add_argument("--layers", type=_positive, help="num_layers (task default: 1)")
+    t.add_argument("--seq-len", type=_positive, help="sequence length (task default)")
+    t.add_argument("--batch", type=_positive, help="sequences per step (task default)")
+    t.add_argument("--steps", type=_positive, help="training steps in total (task default)")
+    t.add_argument("--lr", type=_positive_float, help="learning rate (task default)")
+    t.add_argument("--optim", choices=["adam", "sgd"], help="optimizer (default: adam)")
+    t.add_argument("--clip", type=_clip, help="clip the global gradient norm to this; 0 or "
+                   "none: no clipping (task default: 1.0)")
+    t.add_argument("--seed", type=int, default=0, help="seed for weights and batches")
+    t.add_argument("--text", metavar="FILE", help="the text for charlm")
+    t.add_argument("--out", metavar="DIR", help="write model.safetensors, optimizer.npz, "
+                   "history.json and curves.png here")
+    t.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (to "
+                   "--steps in total)")
+
+    sm = sub.add_parser("sample", help="text from a charlm checkpoint", formatter_class=_Help)
+    sm.add_argument("dir", help="a directory written by rnnlab train charlm --out")
+    sm.add_argument("--prime", default="", help="text to start from")
+    sm.add_argument("--length", type=_positive, default=200, help="characters to draw")
+    sm.add_argument("--temperature", type=_positive_float, default=1.0,
+                    help="below 1: more likely characters; above 1: more random")
+    sm.add_argument("--seed", type=int, default=0, help="seed for the draws")
 
     b = sub.add_parser("bench", help="training step and inference vs torch, float32",
                        formatter_class=_Help)
@@ -240,8 +287,49 @@ def cmd_bench(args):
     return 0
 
 
-COMMANDS = {"explain": cmd_explain, "verify": cmd_verify, "gradcheck": cmd_gradcheck,
-            "bench": cmd_bench}
+def cmd_train(args):
+    from ..train.loop import CheckpointError, run
+    from ..train.tasks import DEFAULTS, TaskError
+    hp = dict(DEFAULTS[args.task])
+    for key in ("model", "hidden", "layers", "seq_len", "batch", "steps", "lr", "optim",
+                "clip"):
+        if getattr(args, key) is not None:
+            hp[key] = getattr(args, key)
+    hp["clip"] = hp["clip"] or None
+    text = None
+    if args.task == "charlm":
+        if not args.text:
+            return _fail("train", "charlm needs --text FILE (the text to learn)")
+        try:
+            with open(args.text, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            return _fail("train", f"cannot read --text {args.text}: {exc}")
+        if not text.strip():
+            return _fail("train", f"--text {args.text} is empty")
+    elif args.text:
+        return _fail("train", f"--text is only for charlm, not {args.task}")
+    try:
+        run(args.task, hp, seed=args.seed, out=args.out, resume_dir=args.resume, text=text)
+    except (TaskError, CheckpointError) as exc:
+        return _fail("train", str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_sample(args):
+    from ..train.loop import CheckpointError, sample
+    from ..train.tasks import TaskError
+    try:
+        print(sample(args.dir, args.prime, args.length, args.temperature, args.seed))
+    except (TaskError, CheckpointError) as exc:
+        return _fail("sample", str(exc))
+    return 0
+
+
+COMMANDS = {"explain": cmd_explain, "train": cmd_train, "sample": cmd_sample,
+            "verify": cmd_verify, "gradcheck": cmd_gradcheck, "bench": cmd_bench}
 
 
 def main(argv=None):
