@@ -150,3 +150,17 @@ def test_lines_fit_100_columns(capsys, argv):
     assert code == 0
     long = [line for line in out.splitlines() if len(line) > 100]
     assert not long, long[:3]
+
+
+def test_explain_gradients(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "g.png"
+    code, out, _ = run(capsys, "explain", "gradients", "--png", str(png))
+    assert code == 0 and "8 checks on the numbers, 0 unexpected" in out
+    assert "it blows up to inf/NaN [holds]" in out and png.stat().st_size > 10000
+    assert max(len(line) for line in out.splitlines() if str(png) not in line) <= 100
+    code, out, _ = run(capsys, "explain", "gradients", "--radii", "0.3,0.9", "--seq-len", "40",
+                       "--steps", "800")
+    assert code == 0 and "rho=0.3" in out
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "gradients", "--radii", "x"])

@@ -204,3 +204,13 @@ def test_cosine_schedule_against_torch():
         ts.step()
         os_.step()
         assert oopt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"], abs=1e-12)
+
+
+def test_losses_never_warn():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for big in (1e300, np.inf, np.nan):
+            losses.mse(np.full(4, big), np.zeros(4))
+            losses.mse(np.full(4, min(big, 3e38), np.float32) * 10, np.zeros(4), reduction="sum")
+            losses.cross_entropy(np.array([[big, 0.0], [0.0, -big]]), np.array([0, 1]))

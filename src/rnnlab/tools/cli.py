@@ -48,6 +48,17 @@ def _clip(text):
     return _positive_float(text)
 
 
+def _radii(text):
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or not all(0 < v < 100 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.5,1,1.5, got "
+                                         f"{text!r}")
+    return vals
+
+
 def _sizes(text):
     out = []
     for part in text.split(";"):
@@ -80,8 +91,9 @@ def build_parser():
     e = sub.add_parser("explain", help="equations, shapes, step-by-step numbers and the "
                        "output <-> h_n map for one configuration, checked on the numbers",
                        formatter_class=_Help)
-    e.add_argument("kind", choices=[k for k, f in FAMILIES.items() if f.listed],
-                   help="cell family")
+    e.add_argument("kind", choices=[k for k, f in FAMILIES.items() if f.listed] + ["gradients"],
+                   help="cell family, or gradients: vanishing / exploding gradients and "
+                   "clipping")
     e.add_argument("--input-size", type=_positive, default=3, help="features per step (H_in)")
     e.add_argument("--hidden-size", type=_positive, default=None,
                    help="hidden units (H); default 2, or proj-size + 1 with --proj-size")
@@ -103,6 +115,12 @@ def build_parser():
                    "and show the max difference")
     e.add_argument("--png", metavar="FILE", help="write a figure of hidden states and gates "
                    "over time (needs matplotlib)")
+    e.add_argument("--radii", type=_radii, default=(0.5, 1.0, 1.5),
+                   help="gradients: spectral radii of W_hh, comma-separated")
+    e.add_argument("--steps", type=_positive, default=1000,
+                   help="gradients: training steps of the clipping demonstration")
+    e.add_argument("--clip", type=_positive_float, default=1.0,
+                   help="gradients: max_norm of the clipped run")
 
     v = sub.add_parser("verify", help="conformance run against the installed torch "
                        "(exit 1 on any failure, 2 without torch)", formatter_class=_Help)
@@ -169,6 +187,13 @@ def _fail(command, message):
 def cmd_explain(args):
     from ..cells import by_kind
     from .explain import Config, explain
+    if args.kind == "gradients":
+        from .explain_gradients import explain_gradients
+        rep = explain_gradients(seq_len=args.seq_len or 100, hidden=args.hidden_size or 32,
+                                radii=args.radii, seed=args.seed, steps=args.steps,
+                                clip=args.clip, png=args.png)
+        print(rep.text())
+        return 0 if rep.ok else 1
     if args.proj_size and not by_kind(args.kind).supports_projection:
         return _fail("explain", f"--proj-size is only supported for lstm, not {args.kind}")
     if args.nonlinearity != "tanh" and args.kind != "rnn":

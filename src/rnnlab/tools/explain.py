@@ -51,6 +51,12 @@ class Report:
         note = "" if ok else "   <-- unexpected!"
         return f"{verdict:9s} (max diff {diff:.1e}){note}"
 
+    def claim(self, what, holds):
+        """Record a yes/no claim checked on the numbers; returns "[holds]" or a warning."""
+        holds = bool(holds)
+        self.checks.append((what, True, 0.0 if holds else float("nan"), holds))
+        return "[holds]" if holds else "[DOES NOT HOLD]   <-- unexpected!"
+
     @property
     def ok(self):
         return all(c[3] for c in self.checks)

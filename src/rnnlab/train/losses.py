@@ -61,12 +61,13 @@ def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
         d[~keep] = 0
     if reduction == "none":
         return per, d.astype(x.dtype, copy=False)
-    if reduction == "sum":
-        return float(per.sum()), d.astype(x.dtype, copy=False)
     n = int(keep.sum())
-    if n == 0:                                               # torch: nan for an all-ignored mean
-        return float("nan"), np.zeros_like(x)
-    return float(per.sum() / n), (d / n).astype(x.dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if reduction == "sum":
+            return float(per.sum()), d.astype(x.dtype, copy=False)
+        if n == 0:                                           # torch: nan for an all-ignored mean
+            return float("nan"), np.zeros_like(x)
+        return float(per.sum() / n), (d / n).astype(x.dtype, copy=False)
 
 
 def mse(pred, target, reduction="mean"):
@@ -81,8 +82,8 @@ def mse(pred, target, reduction="mean"):
         diff = p - t.astype(p.dtype)
         per = diff * diff
         d = 2 * diff
-    if reduction == "none":
-        return per, d
-    if reduction == "sum":
-        return float(per.sum()), d
-    return float(per.mean()), d / max(p.size, 1)
+        if reduction == "none":
+            return per, d
+        if reduction == "sum":
+            return float(per.sum()), d
+        return float(per.mean()), d / max(p.size, 1)
