@@ -11,6 +11,7 @@ The house, bottom to top (imports only go downwards):
     sequence/          the one sequence driver (time, layers, directions, dropout, lengths)
     nn/                torch-like modules: layers, cells, heads, module base, grad mode
     train/             losses, optimizers, clipping, the training tasks and loop
+    io/                files, torch checkpoints without torch, ONNX and Keras
     reference, columns the equations as a plain loop (forward and BPTT); column layout
     tools/             explain, verify, gradcheck, bench and the command line
 """
@@ -21,6 +22,7 @@ from .errors import BackwardError, DTypeError, ShapeError, StateDictError
 from .nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, RNNCell,
                  RNNCellBase, backprop_cells, enable_grad, no_grad, run_cells)
 from .sequence import PackedSequence, from_packed, to_packed
+from .io import export_onnx, from_state_dict, import_onnx, load, load_torch, save
 from .train import clip_grad_norm_, clip_grad_value_, losses, optim
 
 # rnnlab.losses and rnnlab.optim are also importable by those names
@@ -30,6 +32,7 @@ _sys.modules[__name__ + ".optim"] = optim
 __version__ = "0.2.0"
 __all__ = ["RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "RNNCellBase",
            "Linear", "Embedding", "losses", "optim", "clip_grad_norm_", "clip_grad_value_",
+           "save", "load", "load_torch", "from_state_dict", "export_onnx", "import_onnx",
            "functional", "columns", "reference", "run_cells", "backprop_cells", "from_packed",
            "to_packed", "PackedSequence", "no_grad", "enable_grad", "ShapeError",
            "BackwardError", "StateDictError", "DTypeError"]

@@ -1,5 +1,12 @@
-"""Weights in and out: the safetensors format (read and written by rnnlab itself, no
-package needed), and later torch checkpoints, ONNX and Keras. Depends on rnnlab.nn."""
+"""Weights in and out: rnnlab's own files (.safetensors read and written with NumPy
+alone, .npz), torch checkpoints read without torch, layers rebuilt from a state_dict, and
+the ONNX and Keras converters. Depends on rnnlab.nn."""
+from .files import from_state_dict, load, read_weights, save
+from .onnx_export import export_onnx
+from .onnx_import import OnnxImportError, import_onnx
 from .safetensors import load_safetensors, save_safetensors
+from .torch_file import UnsafeCheckpointError, load_torch
 
-__all__ = ["load_safetensors", "save_safetensors"]
+__all__ = ["save", "load", "read_weights", "from_state_dict", "load_torch",
+           "UnsafeCheckpointError", "load_safetensors", "save_safetensors", "export_onnx",
+           "import_onnx", "OnnxImportError"]

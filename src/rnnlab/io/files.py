@@ -1,0 +1,144 @@
+"""Modules to files and back, and layers rebuilt from a torch state_dict.
+
+    rnnlab.save(module, "gru.safetensors")     # or .npz
+    module = rnnlab.load("gru.safetensors")    # the same class, configuration and weights
+    layer = rnnlab.from_state_dict(rnnlab.load_torch("model.pt")["model"], prefix="encoder.")
+
+Both formats carry the configuration (class, constructor arguments, dtype) as JSON next to
+the weights: safetensors in its metadata (key "rnnlab"), .npz in an entry
+``__rnnlab__`` — an .npz reads with ``np.load(path, allow_pickle=False)``.
+"""
+import json
+import os
+import re
+
+import numpy as np
+
+from ..checks import to_numpy
+from ..nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, RNNCell,
+                  RNNCellBase)
+from .safetensors import load_safetensors, save_safetensors
+
+CLASSES = {c.__name__: c for c in (RNN, GRU, LSTM, RNNBase, RNNCell, GRUCell, LSTMCell,
+                                   RNNCellBase, Linear, Embedding)}
+FORMAT = "rnnlab-module-1"
+
+
+def _extension(path):
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in (".safetensors", ".npz"):
+        raise ValueError(f"{path}: rnnlab.save / rnnlab.load read and write .safetensors and "
+                         f".npz files, not {ext or 'a file without extension'}")
+    return ext
+
+
+def save(module, path):
+    """Write the module's weights and configuration to ``path`` (.safetensors or .npz)."""
+    name = type(module).__name__
+    if name not in CLASSES or not hasattr(module, "config"):
+        raise TypeError(f"save takes an rnnlab layer, cell, Linear or Embedding, got {name}")
+    meta = json.dumps({"format": FORMAT, "class": name, "config": module.config()})
+    tensors = module.state_dict()
+    if _extension(path) == ".safetensors":
+        save_safetensors(tensors, path, {"rnnlab": meta})
+    else:
+        np.savez(path, __rnnlab__=np.array(meta), **tensors)
+
+
+def read_weights(path):
+    """(tensors, rnnlab metadata dict or None) of a .safetensors or .npz file."""
+    if _extension(path) == ".safetensors":
+        tensors, meta = load_safetensors(path)
+        raw = meta.get("rnnlab")
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                tensors = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+        raw = tensors.pop("__rnnlab__", None)
+        raw = None if raw is None else str(raw)
+    info = None
+    if raw is not None:
+        try:
+            info = json.loads(raw)
+            if info.get("format") != FORMAT or info.get("class") not in CLASSES:
+                raise ValueError
+        except (ValueError, AttributeError):
+            raise ValueError(f"{path}: its rnnlab configuration is not readable: {raw:.80}") \
+                from None
+    return tensors, info
+
+
+def load(path):
+    """The module saved by ``save``: same class, configuration, dtype and weights."""
+    tensors, info = read_weights(path)
+    if info is None:
+        raise ValueError(f"{path} holds weights without an rnnlab configuration; build the "
+                         "module with rnnlab.from_state_dict(tensors) instead")
+    try:
+        module = CLASSES[info["class"]](**info["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot rebuild {info['class']} from {info['config']}: "
+                         f"{exc}") from None
+    module.load_state_dict(tensors)
+    return module
+
+
+_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
+
+
+def from_state_dict(state_dict, prefix="", **overrides):
+    """Build the layer a torch state_dict (or the sub-module at ``prefix`` of one) holds:
+    kind, input and hidden size, layers, bidirectional, bias and proj_size come from the
+    names and shapes; ``nonlinearity`` (RNN: required, the weights cannot tell tanh from
+    relu), ``batch_first``, ``dropout`` and ``dtype`` (default: the weights' float dtype)
+    are overrides. Keys of other sub-modules are ignored only when ``prefix`` selects;
+    anything ambiguous is a ValueError naming the candidates."""
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"from_state_dict expects a mapping of names to arrays, got "
+                        f"{type(state_dict).__name__}")
+    found = {}
+    for key, value in state_dict.items():
+        m = _KEY.match(str(key))
+        if m and m.group(1) == prefix:
+            found[m.group(2, 3, 4)] = to_numpy(value, str(key))
+    prefixes = sorted({m.group(1) for m in map(_KEY.match, map(str, state_dict)) if m})
+    if not found:
+        raise ValueError(f"no recurrent layer weights (weight_ih_l0, ...) under prefix "
+                         f"{prefix!r}; prefixes with such weights: {prefixes or 'none'}")
+    if not prefix and len(prefixes) > 1:
+        raise ValueError(f"several recurrent layers in this state_dict: pass prefix= one of "
+                         f"{prefixes}")
+    layers = 1 + max(int(k[1]) for k in found)
+    bi = any(k[2] for k in found)
+    bias = ("bias_ih", "0", None) in found
+    proj = ("weight_hr", "0", None) in found
+    w_ih, w_hh = found.get(("weight_ih", "0", None)), found.get(("weight_hh", "0", None))
+    if w_ih is None or w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2:
+        raise ValueError(f"{prefix}weight_ih_l0 / weight_hh_l0 are missing or not matrices")
+    H = found[("weight_hr", "0", None)].shape[1] if proj else w_hh.shape[1]
+    G, rem = divmod(w_hh.shape[0], H)
+    kinds = {1: RNN, 3: GRU, 4: LSTM}
+    if rem or G not in kinds or (proj and G != 4):
+        raise ValueError(f"{prefix}weight_hh_l0 has shape {w_hh.shape}: not an RNN, GRU or "
+                         "LSTM of torch's layout")
+    cls = kinds[G]
+    kw = dict(num_layers=layers, bias=bias, bidirectional=bi)
+    if proj:
+        kw["proj_size"] = w_hh.shape[1]
+    if cls is RNN and "nonlinearity" not in overrides:
+        raise ValueError("an RNN's weights do not say whether it used tanh or relu: pass "
+                         "nonlinearity='tanh' or 'relu'")
+    if cls is not RNN and "nonlinearity" in overrides:
+        raise ValueError(f"nonlinearity is only for RNN; these weights are a {cls.__name__}")
+    extra = set(overrides) - {"nonlinearity", "batch_first", "dropout", "dtype", "seed"}
+    if extra:
+        raise TypeError(f"from_state_dict got unexpected override(s) {sorted(extra)}")
+    dt = w_ih.dtype if w_ih.dtype in (np.float32, np.float64) else np.float32
+    kw.update(dtype=dt)
+    kw.update(overrides)
+    layer = cls(w_ih.shape[1], H, **kw)
+    sd = {f"{n}_l{k}{r or ''}": v for (n, k, r), v in found.items()}
+    layer.load_state_dict(sd)
+    return layer

@@ -1,0 +1,204 @@
+"""Export an rnnlab layer to ONNX, exactly (checked by running it in onnxruntime).
+
+Graph inputs: ``input`` (L, N, H_in), or (N, L, H_in) with batch_first, L and N dynamic;
+``h0`` (num_layers * D, N, H_out); ``c0`` (LSTM, (num_layers * D, N, H)); with
+lengths=True ``lengths`` (N,) int64 with torch's packed semantics. Outputs ``output``,
+``h_n`` (and ``c_n``), shaped as the rnnlab layer's. The graph computes in float32.
+
+Each layer is one ONNX RNN / GRU (linear_before_reset=1, torch's variant) / LSTM node,
+weights permuted to ONNX's gate order (the families' ``gate_order["onnx"]``) and the two
+biases concatenated. ONNX has no projection: an LSTM with proj_size is exported as a Scan
+over time whose body is the LSTM step written with MatMul / Sigmoid / Tanh; with lengths
+the body keeps the state unchanged past each length (Where), which gives torch's packed
+semantics for both directions. The model carries the layer's configuration in its
+metadata ("rnnlab"), so import_onnx rebuilds any graph written here.
+"""
+import json
+
+import numpy as np
+
+from ..nn import GRU, LSTM, RNN
+
+_OPS = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
+
+
+def require(name, extra):
+    try:
+        return __import__(name)
+    except ImportError:
+        raise ImportError(f"this needs {name}: pip install '{extra}' (or "
+                          f"pip install 'rnnlab[onnx]')") from None
+
+
+def permute_gates(w, family, framework):
+    """Reorder the G row blocks of w (G*H, ...) or (G*H,) from torch's order."""
+    order = family.gate_order[framework]
+    H = w.shape[0] // len(order)
+    return np.concatenate([w[j * H:(j + 1) * H] for j in order])
+
+
+class _Graph:
+    def __init__(self, onnx):
+        self.onnx, self.h = onnx, onnx.helper
+        self.nodes, self.inits, self.count = [], [], 0
+
+    def name(self, base):
+        self.count += 1
+        return f"{base}_{self.count}"
+
+    def const(self, base, value, dtype=np.float32):
+        n = self.name(base)
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value, dtype=dtype), n))
+        return n
+
+    def op(self, op_type, inputs, n_out=1, **attrs):
+        outs = [self.name(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(self.h.make_node(op_type, inputs, outs, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+
+def export_onnx(module, path, *, lengths=False, opset=17):
+    """Write ``module`` (RNN, GRU, LSTM; proj_size included) to ``path`` as ONNX."""
+    onnx = require("onnx", "onnx")
+    if not isinstance(module, (RNN, GRU, LSTM)):
+        raise TypeError(f"export_onnx takes an rnnlab RNN, GRU or LSTM layer, got "
+                        f"{type(module).__name__} (cells, heads and other families have no "
+                        "ONNX equivalent here)")
+    fam = module.family
+    L, D, H = module.num_layers, module.num_directions, module.hidden_size
+    H_out, I = module.proj_size or H, module.input_size
+    g = _Graph(onnx)
+    TP = onnx.TensorProto
+    inputs = [onnx.helper.make_tensor_value_info(
+        "input", TP.FLOAT, ["N", "L", I] if module.batch_first else ["L", "N", I]),
+        onnx.helper.make_tensor_value_info("h0", TP.FLOAT, [L * D, "N", H_out])]
+    if fam.has_cell_state:
+        inputs.append(onnx.helper.make_tensor_value_info("c0", TP.FLOAT, [L * D, "N", H]))
+    if lengths:
+        inputs.append(onnx.helper.make_tensor_value_info("lengths", TP.INT64, ["N"]))
+    x = g.op("Transpose", ["input"], perm=[1, 0, 2]) if module.batch_first else "input"
+    seq_lens = g.op("Cast", ["lengths"], to=TP.INT32) if lengths else ""
+    mask = _mask(g, x, TP) if lengths and module.proj_size else None
+    h_parts, c_parts = [], []
+    for k in range(L):
+        rows = lambda name: g.op("Slice", [name, g.const("s", [k * D], np.int64),  # noqa: E731
+                                           g.const("e", [(k + 1) * D], np.int64),
+                                           g.const("a", [0], np.int64)])
+        h0k = rows("h0")
+        c0k = rows("c0") if fam.has_cell_state else None
+        ws = module.weights()[k]
+        if module.proj_size:
+            x, hk, ck = _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP)
+        else:
+            x, hk, ck = _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H)
+        h_parts.append(hk)
+        c_parts.append(ck)
+    out = g.op("Transpose", [x], perm=[1, 0, 2]) if module.batch_first else x
+    g.nodes.append(onnx.helper.make_node("Identity", [out], ["output"]))
+    g.nodes.append(onnx.helper.make_node("Concat", h_parts, ["h_n"], axis=0))
+    outputs = [onnx.helper.make_tensor_value_info(
+        "output", TP.FLOAT, ["N", "L", D * H_out] if module.batch_first else ["L", "N", D * H_out]),
+        onnx.helper.make_tensor_value_info("h_n", TP.FLOAT, [L * D, "N", H_out])]
+    if fam.has_cell_state:
+        g.nodes.append(onnx.helper.make_node("Concat", c_parts, ["c_n"], axis=0))
+        outputs.append(onnx.helper.make_tensor_value_info("c_n", TP.FLOAT, [L * D, "N", H]))
+    graph = onnx.helper.make_graph(g.nodes, f"rnnlab_{type(module).__name__}", inputs, outputs,
+                                   g.inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                   producer_name="rnnlab")
+    model.ir_version = min(model.ir_version, 9)
+    cfg = dict(module.config(), lengths=bool(lengths))
+    onnx.helper.set_model_props(model, {"rnnlab": json.dumps({"class": type(module).__name__,
+                                                              "config": cfg})})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return model
+
+
+def _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H):
+    """One ONNX RNN/GRU/LSTM node for layer k (both directions)."""
+    W = np.stack([permute_gates(w.w_ih, fam, "onnx") for w in ws])
+    R = np.stack([permute_gates(w.w_hh, fam, "onnx") for w in ws])
+    ins = [x, g.const("W", W), g.const("R", R)]
+    if module.bias:
+        ins.append(g.const("B", np.stack([np.concatenate([permute_gates(w.b_ih, fam, "onnx"),
+                                                          permute_gates(w.b_hh, fam, "onnx")])
+                                          for w in ws])))
+    else:
+        ins.append("")
+    ins += [seq_lens, h0k] + ([c0k] if c0k is not None else [])
+    attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+    if fam.mode == "GRU":
+        attrs["linear_before_reset"] = 1
+    if fam.mode.startswith("RNN"):
+        attrs["activations"] = ["Relu" if fam.mode == "RNN_RELU" else "Tanh"] * D
+    n_out = 3 if c0k is not None else 2
+    outs = g.op(_OPS[fam.mode], ins, n_out=n_out, **attrs)
+    y = g.op("Transpose", [outs[0]], perm=[0, 2, 1, 3])            # (T, N, D, H)
+    y = g.op("Reshape", [y, g.const("shape", [0, 0, -1], np.int64)])  # (T, N, D*H)
+    return y, outs[1], (outs[2] if c0k is not None else None)
+
+
+def _mask(g, x, TP):
+    """(T, N, 1) bool: step t < lengths[n]."""
+    shape = g.op("Shape", [x])
+    T = g.op("Gather", [shape, g.const("i0", 0, np.int64)], axis=0)
+    t = g.op("Range", [g.const("z", 0, np.int64), T, g.const("one", 1, np.int64)])
+    t = g.op("Unsqueeze", [t, g.const("ax", [1], np.int64)])            # (T, 1)
+    m = g.op("Less", [t, g.op("Unsqueeze", ["lengths", g.const("ax0", [0], np.int64)])])
+    return g.op("Unsqueeze", [m, g.const("ax2", [2], np.int64)])        # (T, N, 1)
+
+
+def _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP):
+    """LSTM with projection: one Scan per direction."""
+    onnx, hp = g.onnx, g.onnx.helper
+    ys, hs, cs = [], [], []
+    H_out = ws[0].w_hr.shape[0]
+    for d, w in enumerate(ws):
+        pick = lambda t: g.op("Gather", [t, g.const("d", d, np.int64)], axis=0)  # noqa: E731
+        h0, c0 = pick(h0k), pick(c0k)
+        wi, wh, wr = (g.const(n, a.T) for n, a in (("Wi", w.w_ih), ("Wh", w.w_hh),
+                                                    ("Wr", w.w_hr)))
+        b = g.const("b", (w.b_ih + w.b_hh) if w.b_ih is not None else np.zeros(4 * H))
+        body, n = [], [0]
+
+        def op(op_type, ins, **attrs):
+            n[0] += 1
+            out = f"b{d}_{op_type.lower()}_{n[0]}"
+            body.append(hp.make_node(op_type, ins, [out], **attrs))
+            return out
+        a = op("Add", [op("Add", [op("MatMul", ["x_t", wi]), op("MatMul", ["h", wh])]), b])
+        parts = [f"b{d}_gate_{j}" for j in range(4)]
+        body.append(hp.make_node("Split", [a, g.const("split", [H] * 4, np.int64)], parts,
+                                 axis=1))
+        i, f = op("Sigmoid", [parts[0]]), op("Sigmoid", [parts[1]])
+        gg, o = op("Tanh", [parts[2]]), op("Sigmoid", [parts[3]])
+        c_new = op("Add", [op("Mul", [f, "c"]), op("Mul", [i, gg])])
+        h_new = op("MatMul", [op("Mul", [o, op("Tanh", [c_new])]), wr])
+        scan_ins = [hp.make_tensor_value_info("h", TP.FLOAT, ["N", H_out]),
+                    hp.make_tensor_value_info("c", TP.FLOAT, ["N", H]),
+                    hp.make_tensor_value_info("x_t", TP.FLOAT, ["N", None])]
+        if mask is not None:
+            scan_ins.append(hp.make_tensor_value_info("m_t", TP.BOOL, ["N", 1]))
+            zero = g.const("zero", 0.0)
+            y = op("Where", ["m_t", h_new, zero])
+            h_new, c_new = op("Where", ["m_t", h_new, "h"]), op("Where", ["m_t", c_new, "c"])
+        else:
+            y = op("Identity", [h_new])
+        h_out, c_out, y_out = op("Identity", [h_new]), op("Identity", [c_new]), y
+        body_graph = hp.make_graph(
+            body, f"lstm_proj_step_{d}", scan_ins,
+            [hp.make_tensor_value_info(h_out, TP.FLOAT, ["N", H_out]),
+             hp.make_tensor_value_info(c_out, TP.FLOAT, ["N", H]),
+             hp.make_tensor_value_info(y_out, TP.FLOAT, ["N", H_out])])
+        n_scan = 2 if mask is not None else 1
+        outs = g.op("Scan", [h0, c0, x] + ([mask] if mask is not None else []), n_out=3,
+                    body=body_graph, num_scan_inputs=n_scan,
+                    scan_input_directions=[d] * n_scan, scan_output_directions=[d])
+        hs.append(g.op("Unsqueeze", [outs[0], g.const("ax", [0], np.int64)]))
+        cs.append(g.op("Unsqueeze", [outs[1], g.const("ax", [0], np.int64)]))
+        ys.append(outs[2])
+    y = ys[0] if D == 1 else g.op("Concat", ys, axis=2)
+    h = hs[0] if D == 1 else g.op("Concat", hs, axis=0)
+    c = cs[0] if D == 1 else g.op("Concat", cs, axis=0)
+    return y, h, c

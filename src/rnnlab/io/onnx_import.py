@@ -1,0 +1,205 @@
+"""Import ONNX recurrent layers into rnnlab, exactly or not at all.
+
+Reads graphs of ONNX RNN / GRU / LSTM nodes — one node, or one per layer chained through
+Transpose / Reshape / Squeeze / Concat / Slice plumbing as torch's and tf2onnx's exporters
+write them — and graphs written by rnnlab.export_onnx (including LSTM projection, as a
+Scan). Anything torch's layers cannot compute is refused with an error naming it: GRU
+linear_before_reset=0, activations other than the defaults (RNN: Tanh or Relu), clip,
+input_forget, peepholes (LSTM input P), direction "reverse", and any other op between the
+layers.
+"""
+import json
+
+import numpy as np
+
+from ..cells import by_mode
+from ..nn import GRU, LSTM, RNN
+from .onnx_export import require
+
+PLUMBING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gather",
+            "Shape", "Constant", "ConstantOfShape", "Cast", "Identity", "Split", "Expand",
+            "Range", "Less", "Where"}
+_DEFAULT_ACTS = {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+
+
+class OnnxImportError(ValueError):
+    """The graph holds something rnnlab cannot reproduce exactly."""
+
+
+def _unpermute(w, family, framework):
+    """Inverse of onnx_export.permute_gates: framework order -> torch order."""
+    order = family.gate_order[framework]
+    H = w.shape[0] // len(order)
+    out = np.empty_like(w)
+    for pos, j in enumerate(order):
+        out[j * H:(j + 1) * H] = w[pos * H:(pos + 1) * H]
+    return out
+
+
+def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
+    """An rnnlab RNN / GRU / LSTM computing what the ONNX graph computes.
+    batch_first: override (default: the graph's own, from rnnlab metadata or the nodes'
+    layout attribute)."""
+    onnx = require("onnx", "onnx")
+    from onnx import numpy_helper
+    model = path_or_model if hasattr(path_or_model, "graph") else onnx.load(str(path_or_model))
+    graph = model.graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    values[n.output[0]] = numpy_helper.to_array(a.t)
+    meta = {p.key: p.value for p in model.metadata_props}.get("rnnlab")
+    meta = json.loads(meta) if meta else None
+    rec = [n for n in graph.node if n.op_type in ("RNN", "GRU", "LSTM")]
+    scans = [n for n in graph.node if n.op_type == "Scan"]
+    other = sorted({n.op_type for n in graph.node} - PLUMBING - {"RNN", "GRU", "LSTM", "Scan"})
+    if other:
+        raise OnnxImportError(f"the graph holds {', '.join(other)} besides the recurrent "
+                              "layers; import_onnx reads graphs of recurrent layers only")
+    if scans:
+        if meta is None or not rec == []:
+            raise OnnxImportError("the graph uses Scan: only the Scan graphs rnnlab's "
+                                  "export_onnx writes (LSTM with proj_size) are read")
+        return _from_scans(scans, meta, values, batch_first, dtype)
+    if not rec:
+        raise OnnxImportError("the graph holds no RNN, GRU or LSTM node")
+    return _from_nodes(graph, rec, values, meta, batch_first, dtype)
+
+
+def _attrs(node):
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _check_chain(graph, rec):
+    """Layer k must read layer k-1's Y (through plumbing only); layer 0 a graph input."""
+    producer = {o: n for n in graph.node for o in n.output}
+    inputs = {i.name for i in graph.input}
+    for k, node in enumerate(rec):
+        want = {rec[k - 1].output[0]} if k else inputs
+        seen, stack, ok = set(), [node.input[0]], False
+        while stack:
+            name = stack.pop()
+            if name in want:
+                ok = True
+                break
+            if name in seen or name not in producer or producer[name] in rec:
+                continue
+            seen.add(name)
+            stack.extend(i for i in producer[name].input if i)
+        if not ok:
+            raise OnnxImportError(f"{node.op_type} node {k} does not read "
+                                  + ("the previous layer's output" if k else "a graph input"))
+
+
+def _from_nodes(graph, rec, values, meta, batch_first, dtype):
+    op = rec[0].op_type
+    if any(n.op_type != op for n in rec):
+        raise OnnxImportError(f"mixed recurrent ops {[n.op_type for n in rec]}")
+    _check_chain(graph, rec)
+    layers, mode, D, H, bias = [], None, None, None, False
+    for k, node in enumerate(rec):
+        a = _attrs(node)
+        for bad in ("clip", "activation_alpha", "activation_beta"):
+            if bad in a:
+                raise OnnxImportError(f"{op} node {k}: attribute {bad} has no torch equivalent")
+        if a.get("input_forget", 0):
+            raise OnnxImportError(f"LSTM node {k}: input_forget=1 (coupled input and forget "
+                                  "gates) has no torch equivalent")
+        if op == "GRU" and a.get("linear_before_reset", 0) != 1:
+            raise OnnxImportError(f"GRU node {k}: linear_before_reset=0 applies the reset gate "
+                                  "before the matmul, which torch's GRU does not compute")
+        direction = a.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        if direction not in ("forward", "bidirectional"):
+            raise OnnxImportError(f"{op} node {k}: direction {direction!r} has no torch "
+                                  "equivalent (torch's reverse runs only beside a forward)")
+        d = 2 if direction == "bidirectional" else 1
+        acts = [s.decode() if isinstance(s, bytes) else s for s in a.get("activations", [])]
+        if op == "RNN":
+            acts = acts or ["Tanh"] * d
+            if len(set(acts)) != 1 or acts[0] not in ("Tanh", "Relu"):
+                raise OnnxImportError(f"RNN node {k}: activations {acts} (torch's RNN is "
+                                      "tanh or relu in every direction)")
+            m = "RNN_TANH" if acts[0] == "Tanh" else "RNN_RELU"
+        else:
+            if acts and acts != _DEFAULT_ACTS[op] * d:
+                raise OnnxImportError(f"{op} node {k}: custom activations {acts}")
+            m = op
+        if op == "LSTM" and len(node.input) > 7 and node.input[7]:
+            raise OnnxImportError(f"LSTM node {k}: peepholes (input P) have no torch "
+                                  "equivalent")
+        if mode is not None and (m, d) != (mode, D):
+            raise OnnxImportError("the layers differ in activation or direction")
+        mode, D = m, d
+        try:
+            W, R = values[node.input[1]], values[node.input[2]]
+        except KeyError:
+            raise OnnxImportError(f"{op} node {k}: W and R must be constant "
+                                  "initializers") from None
+        B = values.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        if len(node.input) > 3 and node.input[3] and B is None:
+            raise OnnxImportError(f"{op} node {k}: B must be a constant initializer")
+        H = int(a.get("hidden_size", R.shape[-1]))
+        bias = bias or B is not None
+        layers.append((W, R, B))
+    fam = by_mode(mode)
+    G = fam.num_gates
+    I = layers[0][0].shape[2]
+    if batch_first is None:
+        batch_first = bool((meta or {}).get("config", {}).get("batch_first",
+                                                              _attrs(rec[0]).get("layout", 0)))
+    cls = {"RNN_TANH": RNN, "RNN_RELU": RNN, "GRU": GRU, "LSTM": LSTM}[mode]
+    kw = dict(num_layers=len(layers), bias=bias, bidirectional=D == 2,
+              batch_first=batch_first, dtype=dtype)
+    if cls is RNN:
+        kw["nonlinearity"] = "tanh" if mode == "RNN_TANH" else "relu"
+    layer = cls(I, H, **kw)
+    sd = {}
+    for k, (W, R, B) in enumerate(layers):
+        if W.shape[:2] != (D, G * H) or R.shape != (D, G * H, H):
+            raise OnnxImportError(f"layer {k}: W {W.shape} / R {R.shape} do not fit "
+                                  f"hidden_size {H} with {D} direction(s)")
+        for d in range(D):
+            s = f"_l{k}" + ("_reverse" if d else "")
+            sd["weight_ih" + s] = _unpermute(W[d], fam, "onnx")
+            sd["weight_hh" + s] = _unpermute(R[d], fam, "onnx")
+            if bias:
+                b = np.zeros(2 * G * H, W.dtype) if B is None else B[d]
+                sd["bias_ih" + s] = _unpermute(b[:G * H], fam, "onnx")
+                sd["bias_hh" + s] = _unpermute(b[G * H:], fam, "onnx")
+    layer.load_state_dict(sd)
+    return layer
+
+
+def _from_scans(scans, meta, values, batch_first, dtype):
+    """rnnlab's own LSTM-with-projection graphs: weights from the Scan bodies' outer
+    initializers (Wi, Wh, b = b_ih + b_hh, Wr)."""
+    cfg = dict(meta["config"])
+    cfg.pop("lengths", None)
+    cfg.pop("dtype", None)
+    if meta.get("class") != "LSTM" or not cfg.get("proj_size"):
+        raise OnnxImportError("unexpected Scan graph metadata")
+    if batch_first is not None:
+        cfg["batch_first"] = batch_first
+    layer = LSTM(**cfg, dtype=dtype)
+    D = layer.num_directions
+    if len(scans) != layer.num_layers * D:
+        raise OnnxImportError(f"expected {layer.num_layers * D} Scan nodes, found {len(scans)}")
+    sd = {}
+    for j, node in enumerate(scans):
+        body = next(a.g for a in node.attribute if a.name == "body")
+        used = [i for n in body.node for i in n.input if i in values]
+        pick = {p: next(v for v in used if v.startswith(p + "_")) for p in ("Wi", "Wh", "Wr", "b")}
+        k, d = divmod(j, D)
+        s = f"_l{k}" + ("_reverse" if d else "")
+        sd["weight_ih" + s] = values[pick["Wi"]].T
+        sd["weight_hh" + s] = values[pick["Wh"]].T
+        sd["weight_hr" + s] = values[pick["Wr"]].T
+        if layer.bias:
+            sd["bias_ih" + s] = values[pick["b"]]
+            sd["bias_hh" + s] = np.zeros_like(values[pick["b"]])
+    layer.load_state_dict(sd)
+    return layer
