@@ -212,5 +212,5 @@ def test_losses_never_warn():
         warnings.simplefilter("error")
         for big in (1e300, np.inf, np.nan):
             losses.mse(np.full(4, big), np.zeros(4))
-            losses.mse(np.full(4, min(big, 3e38), np.float32) * 10, np.zeros(4), reduction="sum")
+            losses.mse(np.full(4, min(big, 3e38), np.float32), np.zeros(4), reduction="sum")
             losses.cross_entropy(np.array([[big, 0.0], [0.0, -big]]), np.array([0, 1]))
