@@ -93,23 +93,25 @@ def from_state_dict(state_dict, prefix="", **overrides):
     kind, input and hidden size, layers, bidirectional, bias and proj_size come from the
     names and shapes; ``nonlinearity`` (RNN: required, the weights cannot tell tanh from
     relu), ``batch_first``, ``dropout`` and ``dtype`` (default: the weights' float dtype)
-    are overrides. Keys of other sub-modules are ignored only when ``prefix`` selects;
-    anything ambiguous is a ValueError naming the candidates."""
+    are overrides. With prefix="" a state_dict holding one layer under some prefix uses
+    it; several layers are a ValueError naming the prefixes to choose from."""
     if not hasattr(state_dict, "items"):
         raise TypeError(f"from_state_dict expects a mapping of names to arrays, got "
                         f"{type(state_dict).__name__}")
+    prefixes = sorted({m.group(1) for m in map(_KEY.match, map(str, state_dict)) if m})
+    if not prefix and len(prefixes) > 1:
+        raise ValueError(f"several recurrent layers in this state_dict: pass prefix= one of "
+                         f"{prefixes}")
+    if not prefix and len(prefixes) == 1:
+        prefix = prefixes[0]                              # the only layer there is
     found = {}
     for key, value in state_dict.items():
         m = _KEY.match(str(key))
         if m and m.group(1) == prefix:
             found[m.group(2, 3, 4)] = to_numpy(value, str(key))
-    prefixes = sorted({m.group(1) for m in map(_KEY.match, map(str, state_dict)) if m})
     if not found:
         raise ValueError(f"no recurrent layer weights (weight_ih_l0, ...) under prefix "
                          f"{prefix!r}; prefixes with such weights: {prefixes or 'none'}")
-    if not prefix and len(prefixes) > 1:
-        raise ValueError(f"several recurrent layers in this state_dict: pass prefix= one of "
-                         f"{prefixes}")
     layers = 1 + max(int(k[1]) for k in found)
     bi = any(k[2] for k in found)
     bias = ("bias_ih", "0", None) in found

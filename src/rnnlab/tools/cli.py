@@ -167,6 +167,21 @@ def build_parser():
                     help="below 1: more likely characters; above 1: more random")
     sm.add_argument("--seed", type=int, default=0, help="seed for the draws")
 
+    cv = sub.add_parser("convert", help="move a recurrent layer between .pt/.pth, "
+                        ".safetensors, .npz, .onnx and .keras, then run the result and print "
+                        "the max difference", formatter_class=_Help)
+    cv.add_argument("input", help="the file to read (.pt .pth .safetensors .npz .onnx .keras)")
+    cv.add_argument("output", help="the file to write (.pt .pth .safetensors .npz .onnx "
+                    ".keras)")
+    cv.add_argument("--prefix", default="", help="the layer's key prefix in a state_dict, "
+                    "e.g. encoder.")
+    cv.add_argument("--nonlinearity", choices=["tanh", "relu"],
+                    help="for an RNN's state_dict (its weights cannot tell)")
+    cv.add_argument("--lengths", action="store_true", help=".onnx: add a lengths input "
+                    "(packed semantics)")
+    cv.add_argument("--allow-unused", action="store_true", help="convert even when the input "
+                    "holds weights the layer does not use (they are listed)")
+
     b = sub.add_parser("bench", help="training step and inference vs torch, float32",
                        formatter_class=_Help)
     b.add_argument("--kinds", default="rnn,gru,lstm", help="comma-separated families")
@@ -353,8 +368,21 @@ def cmd_sample(args):
     return 0
 
 
+def cmd_convert(args):
+    from .convert import ConvertError, convert
+    try:
+        err = convert(args.input, args.output, prefix=args.prefix,
+                      allow_unused=args.allow_unused, nonlinearity=args.nonlinearity,
+                      lengths=args.lengths)
+    except (ConvertError, ValueError, TypeError, ImportError, OSError) as exc:
+        return _fail("convert", str(exc).splitlines()[0])
+    from .cases import TOL
+    return 1 if err is not None and not err <= TOL["float32"] else 0
+
+
 COMMANDS = {"explain": cmd_explain, "train": cmd_train, "sample": cmd_sample,
-            "verify": cmd_verify, "gradcheck": cmd_gradcheck, "bench": cmd_bench}
+            "convert": cmd_convert, "verify": cmd_verify, "gradcheck": cmd_gradcheck,
+            "bench": cmd_bench}
 
 
 def main(argv=None):

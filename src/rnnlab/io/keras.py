@@ -1,0 +1,192 @@
+"""Keras 3 and rnnlab, both ways, exactly or not at all.
+
+to_keras(module) -> a keras.Sequential taking (N, L, H_in) (Keras is batch-first) and
+giving the rnnlab layer's output sequence (N, L, D * H_out), zero initial states:
+SimpleRNN / GRU(reset_after=True) / LSTM per layer, wrapped in Bidirectional(merge_mode=
+"concat") for two directions. Weights: kernel = W_ih^T, recurrent_kernel = W_hh^T, gate
+blocks in Keras's order (the families' gate_order["keras"]); one bias b_ih + b_hh
+(SimpleRNN, LSTM) or the pair [b_ih; b_hh] (GRU). LSTM proj_size has no Keras equivalent
+and is refused.
+
+from_keras(model_or_layer) -> an rnnlab layer (batch_first=True) from a model made of
+those layers only (an InputLayer may lead). GRU(reset_after=False), activations other than
+tanh (relu for SimpleRNN) and sigmoid, go_backwards, dropout or recurrent_dropout, and any
+other layer are refused by name.
+"""
+import os
+import sys
+
+import numpy as np
+
+from ..cells import by_mode
+from ..nn import GRU, LSTM, RNN
+
+_KERAS = {"RNN_TANH": "SimpleRNN", "RNN_RELU": "SimpleRNN", "GRU": "GRU", "LSTM": "LSTM"}
+
+
+class KerasConversionError(ValueError):
+    """The model holds something rnnlab cannot reproduce exactly."""
+
+
+def keras_module():
+    if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ:
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            os.environ["KERAS_BACKEND"] = "jax"     # the light backend, if it is there
+    try:
+        import keras
+    except ImportError:
+        raise ImportError("this needs Keras 3 and a backend: pip install keras jax") from None
+    return keras
+
+
+def _blocks(w, fam):
+    order = fam.gate_order["keras"]
+    H = w.shape[0] // len(order)
+    return np.concatenate([w[j * H:(j + 1) * H] for j in order])
+
+
+def _unblocks(w, fam):
+    order = fam.gate_order["keras"]
+    H = w.shape[0] // len(order)
+    out = np.empty_like(w)
+    for pos, j in enumerate(order):
+        out[j * H:(j + 1) * H] = w[pos * H:(pos + 1) * H]
+    return out
+
+
+def _keras_weights(w, fam, bias):
+    """rnnlab LayerWeights -> the list a Keras cell's set_weights takes."""
+    out = [_blocks(w.w_ih, fam).T, _blocks(w.w_hh, fam).T]
+    if bias:
+        if fam.mode == "GRU":
+            out.append(np.stack([_blocks(w.b_ih, fam), _blocks(w.b_hh, fam)]))
+        else:
+            out.append(_blocks(w.b_ih + w.b_hh, fam))
+    return out
+
+
+def to_keras(module):
+    """A Keras model computing ``module``'s output (see the module docstring)."""
+    keras = keras_module()
+    if not isinstance(module, (RNN, GRU, LSTM)):
+        raise TypeError(f"to_keras takes an rnnlab RNN, GRU or LSTM layer, got "
+                        f"{type(module).__name__}")
+    if module.proj_size:
+        raise KerasConversionError("LSTM proj_size has no Keras equivalent (Keras's LSTM has "
+                                   "no projection)")
+    fam = module.family
+    H = module.hidden_size
+    layers = [keras.Input((None, module.input_size), dtype="float32")]
+    weights = []
+    for k, ws in enumerate(module.weights()):
+        kw = dict(units=H, return_sequences=True, use_bias=module.bias)
+        name = _KERAS[fam.mode]
+        if name == "SimpleRNN":
+            kw["activation"] = "relu" if fam.mode == "RNN_RELU" else "tanh"
+        if name == "GRU":
+            kw["reset_after"] = True
+        make = getattr(keras.layers, name)
+        layer = make(**kw) if len(ws) == 1 else keras.layers.Bidirectional(
+            make(**kw), merge_mode="concat")
+        layers.append(layer)
+        weights.append([a for w in ws for a in _keras_weights(w, fam, module.bias)])
+    model = keras.Sequential(layers, name=f"rnnlab_{type(module).__name__}")
+    for layer, w in zip(model.layers, weights):
+        layer.set_weights([np.asarray(a, dtype=np.float32) for a in w])
+    return model
+
+
+def _config_check(cfg, where, backward=False):
+    name = cfg["class"]
+    if cfg.get("go_backwards") and not backward:
+        raise KerasConversionError(f"{where}: go_backwards=True (use Bidirectional)")
+    for key in ("dropout", "recurrent_dropout"):
+        if cfg.get(key, 0):
+            raise KerasConversionError(f"{where}: {key}={cfg[key]} has no torch equivalent")
+    act = cfg.get("activation")
+    allowed = ("tanh", "relu") if name == "SimpleRNN" else ("tanh",)
+    if act not in allowed:
+        raise KerasConversionError(f"{where}: activation {act!r} (torch's {name} uses "
+                                   f"{' or '.join(allowed)})")
+    if name != "SimpleRNN" and cfg.get("recurrent_activation") != "sigmoid":
+        raise KerasConversionError(f"{where}: recurrent_activation "
+                                   f"{cfg.get('recurrent_activation')!r} (torch uses sigmoid)")
+    if name == "GRU" and not cfg.get("reset_after", True):
+        raise KerasConversionError(f"{where}: GRU(reset_after=False) applies the reset gate "
+                                   "before the matmul, which torch's GRU does not compute")
+
+
+def from_keras(model_or_layer):
+    """An rnnlab layer (batch_first=True) computing what the Keras layers compute."""
+    keras = keras_module()
+    if isinstance(model_or_layer, keras.Model):
+        items = list(model_or_layer.layers)
+    elif isinstance(model_or_layer, keras.layers.Layer):
+        items = [model_or_layer]
+    else:
+        raise TypeError(f"from_keras takes a Keras model or layer, got "
+                        f"{type(model_or_layer).__name__}")
+    specs = []
+    for i, layer in enumerate(items):
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind == "Bidirectional":
+            if layer.merge_mode != "concat":
+                raise KerasConversionError(f"layer {i}: Bidirectional merge_mode "
+                                           f"{layer.merge_mode!r} (torch concatenates)")
+            cells = [layer.forward_layer, layer.backward_layer]
+        elif kind in ("SimpleRNN", "GRU", "LSTM"):
+            cells = [layer]
+        else:
+            raise KerasConversionError(f"layer {i} is a {kind}: from_keras reads models made "
+                                       "of SimpleRNN, GRU, LSTM and Bidirectional layers only")
+        cfgs = []
+        for j, c in enumerate(cells):
+            cfg = dict(c.get_config(), **{"class": type(c).__name__})
+            _config_check(cfg, f"layer {i} ({type(c).__name__})", backward=j == 1)
+            cfgs.append(cfg)
+        names = {c["class"] for c in cfgs}
+        if len(names) != 1:
+            raise KerasConversionError(f"layer {i}: the two directions differ ({names})")
+        if kind == "Bidirectional" and not cells[1].go_backwards:
+            raise KerasConversionError(f"layer {i}: the backward layer must run backwards")
+        specs.append((cfgs[0], [c.get_weights() for c in cells]))
+    if not specs:
+        raise KerasConversionError("no recurrent layer found")
+    first = specs[0][0]
+    mode = {"SimpleRNN": "RNN_RELU" if first["activation"] == "relu" else "RNN_TANH",
+            "GRU": "GRU", "LSTM": "LSTM"}[first["class"]]
+    fam = by_mode(mode)
+    H, bias, D = first["units"], first["use_bias"], len(specs[0][1])
+    for cfg, ws in specs:
+        if (cfg["class"], cfg["units"], cfg["use_bias"], cfg.get("activation"), len(ws)) != \
+                (first["class"], H, bias, first.get("activation"), D):
+            raise KerasConversionError("the recurrent layers differ in kind, units, bias, "
+                                       "activation or direction: torch's layers stack equal ones")
+    for cfg, _ in specs[:-1]:
+        if not cfg.get("return_sequences"):
+            raise KerasConversionError("an inner layer has return_sequences=False")
+    I = specs[0][1][0][0].shape[0]
+    cls = {"RNN_TANH": RNN, "RNN_RELU": RNN, "GRU": GRU, "LSTM": LSTM}[mode]
+    kw = dict(num_layers=len(specs), bias=bias, bidirectional=D == 2, batch_first=True)
+    if cls is RNN:
+        kw["nonlinearity"] = "relu" if mode == "RNN_RELU" else "tanh"
+    layer = cls(I, H, **kw)
+    sd = {}
+    for k, (_, ws) in enumerate(specs):
+        for d, w in enumerate(ws):
+            s = f"_l{k}" + ("_reverse" if d else "")
+            sd["weight_ih" + s] = _unblocks(w[0].T, fam)
+            sd["weight_hh" + s] = _unblocks(w[1].T, fam)
+            if bias:
+                if mode == "GRU":
+                    sd["bias_ih" + s], sd["bias_hh" + s] = (_unblocks(w[2][0], fam),
+                                                            _unblocks(w[2][1], fam))
+                else:
+                    sd["bias_ih" + s] = _unblocks(w[2], fam)
+                    sd["bias_hh" + s] = np.zeros_like(w[2])
+    layer.load_state_dict(sd)
+    return layer
