@@ -10,7 +10,8 @@ README = pathlib.Path(__file__).parent.parent / "README.md"
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 
-def test_readme_snippets_run():
+def test_readme_snippets_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                     # snippets write files
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 5
     ns, skipped = {}, 0
