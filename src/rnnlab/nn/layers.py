@@ -82,8 +82,12 @@ class RNNBase(Stepping, Module):
 
     def names(self):
         """torch's parameter names per layer and direction (LayerWeights of names)."""
-        return [[param_names(k, d, self.bias, self.proj_size) for d in range(self.num_directions)]
-                for k in range(self.num_layers)]
+        names = self.__dict__.get("_names")
+        if names is None:                    # the configuration is fixed: compute once
+            names = [[param_names(k, d, self.bias, self.proj_size)
+                      for d in range(self.num_directions)] for k in range(self.num_layers)]
+            self.__dict__["_names"] = names
+        return names
 
     def weights(self):
         """The live parameters per layer and direction: a list over layers of a list over

@@ -8,7 +8,7 @@ import threading
 import weakref
 
 from ..sequence import run_backward, run_forward
-from ..sequence.pool import Pool
+from ..sequence.pool import PLAIN, Pool
 from . import arguments as A
 from .grad_mode import is_recording
 
@@ -44,7 +44,8 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     rec = layer._records
     if not step:
         rec.last_call = None            # its buffers may serve this call
-    lease = rec.pool.lease()
+    small = not record and x.size * layer.hidden_size < 1 << 16   # e.g. batch-1 steps
+    lease = PLAIN if small else rec.pool.lease()        # pooling only pays for big buffers
     try:
         (out, h_n, c_n), cache = run_forward(
             layer.family, x, layer.weights(), h0, c0, dropout=layer.dropout,

@@ -53,8 +53,11 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
     store = lease.empty((steps_kept, N, fam.store * H), dt)
     gh = lease.empty((N, GH), dt)                          # scratch, reused every step
-    w_hh_t = np.ascontiguousarray(w.w_hh.T)                # (H_out, G*H): a copy, BLAS-friendly
-    w_hr_t = None if w.w_hr is None else np.ascontiguousarray(w.w_hr.T)
+    # (H_out, G*H): a contiguous copy pays off over many steps (and is the record's
+    # snapshot); one unrecorded step (layer.step at inference) reads the transposed view
+    t_of = (lambda w_: np.ascontiguousarray(w_.T)) if record or T > 1 else (lambda w_: w_.T)
+    w_hh_t = t_of(w.w_hh)
+    w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = fam.fold * (GH // fam.num_gates)
     caches = [None] * T if record else None
     h, c = h0, c0
