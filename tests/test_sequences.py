@@ -236,3 +236,29 @@ def test_buffer_pool_stays_bounded_with_changing_lengths():
         m.backward(np.ones_like(out))
     pool = m._records.pool._free
     assert len(pool) <= 16 and all(len(v) <= 2 for v in pool.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls, kw", [(RNN, {}), (RNN, {"nonlinearity": "relu"}), (GRU, {}),
+                                     (LSTM, {}), (LSTM, {"proj_size": 2}),
+                                     (GRU, {"bias": False})])
+def test_lean_inference_step_equals_general_path(cls, kw, dtype):
+    """layer.step without recording takes a lean path; equal to the general one to
+    rounding (BLAS may sum in another order for W_hh^T as a view than as a copy)."""
+    m = cls(3, 4, num_layers=3, dtype=dtype, seed=0, **kw).eval()
+    rng = np.random.default_rng(0)
+    for batched in (True, False):
+        lead = (2,) if batched else ()
+        state_a = state_b = None
+        for t in range(4):
+            x = rng.standard_normal(lead + (3,)).astype(dtype)
+            ya, state_a = m.step(x, state_a)                  # lean
+            with rnnlab.enable_grad():
+                yb, state_b = m.step(x, state_b)              # general, recorded
+            tol = 1e-13 if dtype == np.float64 else 1e-6
+            np.testing.assert_allclose(ya, yb, rtol=0, atol=tol)
+            for a, b in zip(state_a if cls is LSTM else [state_a],
+                            state_b if cls is LSTM else [state_b]):
+                np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+            state_b = state_a                                 # compare one step at a time
+        assert not ya.flags.writeable

@@ -130,6 +130,40 @@ def _rows(cache, rows):
     return None if cache is None else cache[rows]
 
 
+def step_inference(fam, x, weights, h, c):
+    """One unrecorded step through every layer of a unidirectional network, for streaming
+    at small batches: the same operations as run_forward on a length-1 sequence (equal to
+    rounding), without its set-up. x (N, H_in); h (L, N, H_out); c (L, N, H) or None.
+    Returns (h_new, c_new) shaped like h and c; the output is h_new[-1]."""
+    L, N = len(weights), x.shape[0]
+    h_new = np.empty(h.shape, dtype=x.dtype)
+    c_new = None if c is None else np.empty(c.shape, dtype=x.dtype)
+    inp = x
+    with np.errstate(**_QUIET):
+        for k in range(L):
+            w_ih, w_hh, b_ih, b_hh, w_hr = weights[k][0]
+            GH = w_hh.shape[0]
+            folded = fam.fold * (GH // fam.num_gates)
+            gx = inp @ w_ih.T                                       # (N, G*H)
+            gh = h[k] @ w_hh.T
+            if b_ih is not None:
+                bias = b_ih.copy()
+                bias[:folded] += b_hh[:folded]                      # as run_forward folds
+                gx += bias
+                if folded < GH:
+                    gh[:, folded:] += b_hh[folded:]
+            H = GH // fam.num_gates
+            target = h_new[k] if w_hr is None else np.empty((N, H), dtype=x.dtype)
+            store = np.empty((N, fam.store * H), dtype=x.dtype)
+            cn, _ = fam.step(gx, gh, h[k], None if c is None else c[k], target, store)
+            if w_hr is not None:
+                np.matmul(target, w_hr.T, out=h_new[k])
+            if cn is not None:
+                c_new[k] = cn
+            inp = h_new[k]
+    return h_new, c_new
+
+
 def _hidden_matmul(G, rec, reverse):
     """sum_t G_t^T h_{t-1} for G (L, N, k): one matmul over all steps. Without lengths
     h_{t-1} is the direction's own output shifted by one step (h0 at its first step)."""
