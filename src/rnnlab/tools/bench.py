@@ -1,29 +1,32 @@
-"""Benchmark rnnlab against torch on the CPU: one process, interleaved repetitions, medians,
-the same thread count on both sides (torch.set_num_threads and threadpoolctl for NumPy's
-BLAS). Used by ``rnnlab bench`` and benchmarks/bench.py.
+"""``rnnlab bench``: rnnlab against torch and onnxruntime on the CPU, measured fairly.
 
-Each timed call is preceded by an untimed call of the same side: torch's OpenMP threads and
-OpenBLAS's threads keep spinning for a while after their last call, so a call timed right
-after the other library's runs against its spinning threads on a 2-core machine (LSTM(32)
-forward: 7.4 ms timed right after torch vs 1.6 ms alone); a pause instead leaves the
-threads asleep and slow to wake (torch's LSTM(32) training step went from 1.9 to 74 ms).
-With the untimed call first, both sides are timed with their own threads running and the
-other's idle, as in a training loop.
+Every (framework, family, size, workload) is timed in its own fresh Python process; the
+frameworks alternate round by round (``--rounds``); inside a process one warm-up call is
+excluded and the median of ``--reps`` calls is kept; the table shows the median over
+rounds and its spread (min-max). All frameworks get the same thread count (torch
+set_num_threads, onnxruntime intra_op_num_threads, threadpoolctl for NumPy's BLAS), and
+the BLAS kernel NumPy runs is printed. Workloads: ``train`` (forward + backward with a
+random upstream gradient on every output; not for onnxruntime), ``infer`` (forward in
+eval / no_grad), and ``step`` (batch-1 step latency, see benchmarks/step_latency.py). The
+memory column is the rise of the process's peak RSS during the measured calls (what a
+training step or inference needs beyond the model). ``--write FILE`` replaces the table
+between the ``<!-- bench -->`` markers in FILE (BENCHMARKS.md) with this run's.
 
-Cost model: per layer and direction a forward step costs 2*N*G*H*(I+H)
-FLOPs; a training step (forward + backward) 6*N*G*H*(I+H)*T.
+Cost model: per layer and direction a forward step costs 2*N*G*H*(I+H) FLOPs; a
+training step 6*N*G*H*(I+H)*T.
 """
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
-import numpy as np
-
-from ..cells import by_kind
-from ..nn import make_layer
-
 FAMILIES = ("rnn", "gru", "lstm")
-SIZES = [(100, 64, 256, 256), (200, 128, 512, 512)]
+SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32)]
+FRAMEWORKS = ("rnnlab", "torch", "onnxruntime")
+MARK_START, MARK_END = "<!-- bench -->", "<!-- /bench -->"
 
 
 def blas_info():
@@ -32,114 +35,150 @@ def blas_info():
         from threadpoolctl import threadpool_info
     except ImportError:
         return "threadpoolctl not installed"
-    rows = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture', '')} "
-            f"threads={i.get('num_threads')}" for i in threadpool_info() if i["user_api"] == "blas"]
+    rows = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture', '')}"
+            for i in threadpool_info() if i["user_api"] == "blas"]
     return "; ".join(rows) or "no BLAS found"
 
 
-def _limit_threads(n):
-    try:
+def flops(kind, T, N, I, H, training):
+    from ..cells import by_kind
+    return (6 if training else 2) * N * by_kind(kind).num_gates * H * (I + H) * T
+
+
+def _peak_rss():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
+    """Runs in a fresh process: returns {"median": s, "rss": bytes}."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    dy = rng.standard_normal((T, N, H)).astype(np.float32)
+    if fw == "rnnlab":
         from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=n, user_api="blas")
+        threadpool_limits(threads)
+        from ..nn import make_layer
+        m = make_layer(kind, I, H, seed=0).train(what == "train")
 
+        def call():
+            if what == "train":
+                m(x)
+                m.backward(dy)
+            else:
+                m(x)
+    elif fw == "torch":
+        import torch
+        from ..cells import by_kind
+        torch.set_num_threads(threads)
+        tm = getattr(torch.nn, by_kind(kind).torch_class)(I, H)
+        tx, tdy = torch.from_numpy(x).requires_grad_(what == "train"), torch.from_numpy(dy)
 
-def sgemm_gflops(n=1024, reps=5):
-    """Measured float32 matmul peak of this machine at the current thread count."""
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    a @ a
+        def call():
+            if what == "train":
+                tm(tx)[0].backward(tdy)
+            else:
+                with torch.no_grad():
+                    tm(tx)
+    else:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        s = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        feeds = {"input": x, "h0": np.zeros((1, N, H), np.float32)}
+        if kind == "lstm":
+            feeds["c0"] = np.zeros((1, N, H), np.float32)
+
+        def call():
+            s.run(None, feeds)
+    call()                                             # warm-up, excluded
+    base = _peak_rss()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        a @ a
+        call()
         times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / min(times) / 1e9
+    return {"median": statistics.median(times), "rss": _peak_rss() - base}
 
 
-def flops(kind, T, N, I, H, training):
-    G = by_kind(kind).num_gates
-    return (6 if training else 2) * N * G * H * (I + H) * T
-
-
-def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, reps=7, threads=None, warmup=1,
-        torch_too=True, print_fn=print):
-    """Times training steps and inference forwards; returns a list of result dicts."""
-    torch = None
-    if torch_too:
-        try:
-            import torch
-        except ImportError:
-            print_fn("torch not installed: timing rnnlab only")
+def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, rounds=3, reps=5, threads=None,
+        frameworks=FRAMEWORKS, print_fn=print):
+    """The whole table; returns (rows, header lines)."""
+    import numpy as np
     threads = threads or os.cpu_count()
-    limiter = _limit_threads(threads)
-    if torch is not None:
-        torch.set_num_threads(threads)
-    peak = sgemm_gflops()
-    print_fn(f"threads={threads}  sgemm peak {peak:.0f} GFLOP/s"
-             + (f"  torch {torch.__version__}" if torch is not None else ""))
-    print_fn(f"numpy BLAS: {blas_info()}"[:100])
-    results = []
+    avail = [fw for fw in frameworks if fw == "rnnlab" or _importable(fw)]
+    head = [f"threads={threads}; numpy BLAS: {blas_info()}"[:100],
+            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
+            f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}",
+            f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes",
+            "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
+            "/ rnnlab time"]
+    for line in head:
+        print_fn(line)
+    rows = []
+    tmp = tempfile.mkdtemp()
     for kind in kinds:
         for T, N, I, H in sizes:
-            fns = _workloads(kind, T, N, I, H, torch)
+            onnx_path = os.path.join(tmp, f"{kind}_{T}_{N}_{I}_{H}.onnx")
+            if "onnxruntime" in avail:
+                from ..io import export_onnx
+                from ..nn import make_layer
+                export_onnx(make_layer(kind, I, H, seed=0), onnx_path)
             for what in ("train", "infer"):
-                times = {name: [] for name in fns if fns[name]}
-                for _ in range(warmup):
-                    for name in times:
-                        fns[name][what]()
-                for _ in range(reps):                      # interleaved
-                    for name in times:
-                        fns[name][what]()                  # untimed: own threads up, other's idle
-                        t0 = time.perf_counter()
-                        fns[name][what]()
-                        times[name].append(time.perf_counter() - t0)
-                med = {name: statistics.median(v) for name, v in times.items()}
-                fl = flops(kind, T, N, I, H, what == "train")
-                row = dict(kind=kind, T=T, N=N, I=I, H=H, what=what, threads=threads,
-                           ours_ms=med["rnnlab"] * 1e3,
-                           ours_gflops=fl / med["rnnlab"] / 1e9, peak_gflops=peak)
-                if "torch" in med:
-                    row.update(torch_ms=med["torch"] * 1e3, speedup=med["torch"] / med["rnnlab"])
-                results.append(row)
+                fws = [fw for fw in avail if not (fw == "onnxruntime" and what == "train")]
+                res = {fw: [] for fw in fws}
+                for _ in range(rounds):
+                    for fw in fws:                        # alternate frameworks per round
+                        res[fw].append(_spawn(fw, kind, T, N, I, H, what, reps, threads,
+                                              onnx_path))
+                row = dict(kind=kind, T=T, N=N, I=I, H=H, what=what, threads=threads)
+                for fw, vals in res.items():
+                    ms = [v["median"] * 1e3 for v in vals]
+                    row[fw] = dict(ms=statistics.median(ms), lo=min(ms), hi=max(ms),
+                                   mb=float(np.median([v["rss"] for v in vals])) / 1e6)
+                row["gflops"] = flops(kind, T, N, I, H, what == "train") / (
+                    row["rnnlab"]["ms"] / 1e3) / 1e9
+                rows.append(row)
                 print_fn(format_row(row))
-    if limiter is not None:
-        limiter.restore_original_limits()
-    return results
+    return rows, head
 
 
-def _workloads(kind, T, N, I, H, torch):
-    """{"rnnlab": {"train": f, "infer": f}, "torch": {...}} for one family and size."""
-    rng = np.random.default_rng(0)
-    ours = make_layer(kind, I, H, seed=0)
-    infer_ours = make_layer(kind, I, H, seed=0).eval()
-    x = rng.standard_normal((T, N, I)).astype(np.float32)
-    dy = rng.standard_normal((T, N, H)).astype(np.float32)
+def _importable(name):
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
 
-    def ours_train():
-        ours(x)
-        ours.backward(dy)
 
-    fns = {"rnnlab": {"train": ours_train, "infer": lambda: infer_ours(x)}, "torch": {}}
-    if torch is not None:
-        tm = getattr(torch.nn, by_kind(kind).torch_class)(I, H)
-        tx = torch.from_numpy(x).requires_grad_(True)
-        tdy = torch.from_numpy(dy)
-
-        def torch_train():
-            out, _ = tm(tx)
-            out.backward(tdy)
-
-        def torch_infer():
-            with torch.no_grad():
-                tm(tx)
-        fns["torch"] = {"train": torch_train, "infer": torch_infer}
-    return fns
+def _spawn(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
+    code = ("import json, sys; from rnnlab.tools.bench import worker; "
+            "print(json.dumps(worker(*sys.argv[1:3], *map(int, sys.argv[3:7]), sys.argv[7], "
+            "int(sys.argv[8]), int(sys.argv[9]), sys.argv[10])))")
+    out = subprocess.run([sys.executable, "-c", code, fw, kind, str(T), str(N), str(I), str(H),
+                          what, str(reps), str(threads), onnx_path], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench worker {fw} {kind} failed: {out.stderr.strip()[-300:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def format_row(r):
-    s = (f"{r['kind']:4s} {r['what']:5s} {r['T']},{r['N']},{r['I']},{r['H']:<12} "
-         f"rnnlab {r['ours_ms']:8.2f} ms {r['ours_gflops']:5.1f} GF/s")
-    if "torch_ms" in r:
-        s += f"  torch {r['torch_ms']:8.2f} ms  torch/rnnlab {r['speedup']:5.2f}x"
+    s = f"{r['kind']:4s} {r['what']:5s} {r['T']},{r['N']},{r['I']},{r['H']:<9}"
+    ours = r["rnnlab"]
+    s += f" rnnlab {ours['ms']:7.2f} ({ours['lo']:.1f}-{ours['hi']:.1f}) {ours['mb']:5.0f}MB"
+    for fw, short in (("torch", "torch"), ("onnxruntime", "ort")):
+        if fw in r:
+            s += f" {short} {r[fw]['ms']:6.2f} {r[fw]['ms'] / ours['ms']:4.2f}x"
     return s
+
+
+def write_table(path, head, rows, command):
+    """Replace the table between the bench markers in ``path``."""
+    with open(path) as f:
+        text = f.read()
+    if MARK_START not in text or MARK_END not in text:
+        raise ValueError(f"{path} has no {MARK_START} ... {MARK_END} markers")
+    body = "\n".join([f"`{command}` ({time.strftime('%Y-%m-%d')})", "", "```"] + head
+                     + [format_row(r) for r in rows] + ["```"])
+    a, b = text.index(MARK_START) + len(MARK_START), text.index(MARK_END)
+    with open(path, "w") as f:
+        f.write(text[:a] + "\n" + body + "\n" + text[b:])

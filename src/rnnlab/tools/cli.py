@@ -179,15 +179,22 @@ def build_parser():
     cv.add_argument("--allow-unused", action="store_true", help="convert even when the input "
                     "holds weights the layer does not use (they are listed)")
 
-    b = sub.add_parser("bench", help="training step and inference vs torch, float32",
-                       formatter_class=_Help)
+    b = sub.add_parser("bench", help="training step and inference vs torch and onnxruntime, "
+                       "float32, each in its own process", formatter_class=_Help)
     b.add_argument("--kinds", default="rnn,gru,lstm", help="comma-separated families")
     b.add_argument("--sizes", type=_sizes, default=None,
-                   help="T,N,I,H[;T,N,I,H...] (default: 100,64,256,256;200,128,512,512)")
-    b.add_argument("--reps", type=_positive, default=7, help="timed repetitions (median)")
-    b.add_argument("--threads", type=_positive, default=None, help="threads for both sides "
-                   "(default: all cores)")
-    b.add_argument("--no-torch", action="store_true", help="time rnnlab only")
+                   help="T,N,I,H[;T,N,I,H...] (default: 100,64,256,256;200,128,512,512;"
+                   "50,16,32,32)")
+    b.add_argument("--rounds", type=_positive, default=3, help="fresh-process rounds per "
+                   "framework, alternated (median and spread over them)")
+    b.add_argument("--reps", type=_positive, default=5, help="timed calls per process "
+                   "(median), after one untimed warm-up call")
+    b.add_argument("--threads", type=_positive, default=None, help="threads for every "
+                   "framework (default: all cores)")
+    b.add_argument("--no-torch", action="store_true", help="leave torch out")
+    b.add_argument("--no-onnxruntime", action="store_true", help="leave onnxruntime out")
+    b.add_argument("--write", metavar="FILE", help="replace the table between the bench "
+                   "markers in FILE (BENCHMARKS.md) with this run's")
     return p
 
 
@@ -317,10 +324,19 @@ def cmd_bench(args):
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in bench.FAMILIES]
     if bad:
-        print(f"rnnlab bench: unknown kind(s) {bad}; choose from rnn, gru, lstm", file=sys.stderr)
-        return 2
-    bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES, reps=args.reps,
-              threads=args.threads, torch_too=not args.no_torch)
+        return _fail("bench", f"unknown kind(s) {bad}; choose from rnn, gru, lstm")
+    fws = [fw for fw, off in (("rnnlab", False), ("torch", args.no_torch),
+                              ("onnxruntime", args.no_onnxruntime)) if not off]
+    rows, head = bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES, rounds=args.rounds,
+                           reps=args.reps, threads=args.threads, frameworks=fws)
+    if args.write:
+        try:
+            sizes = ";".join(",".join(map(str, s)) for s in (args.sizes or bench.SIZES))
+            bench.write_table(args.write, head, rows,
+                              f"rnnlab bench --kinds {args.kinds} --sizes '{sizes}' --rounds "
+                              f"{args.rounds} --reps {args.reps} --write {args.write}")
+        except (OSError, ValueError) as exc:
+            return _fail("bench", str(exc))
     return 0
 
 
