@@ -175,9 +175,9 @@ def run(task_name, hp, seed=0, out=None, resume_dir=None, text=None, print_fn=pr
     progress.close()
     if out:
         save(out, model, opt, task, hp, history, seed)
-        if png:
-            curves(history, os.path.join(out, "curves.png"), f"{task.name}, {hp['model']}",
-                   hp["clip"])
+        if png and not curves(history, os.path.join(out, "curves.png"),
+                              f"{task.name}, {hp['model']}", hp["clip"]):
+            print_fn("curves.png not written: it needs matplotlib (pip install matplotlib)")
     model.eval()
     value, base = task.evaluate(model), task.baseline()
     elapsed = time.perf_counter() - t0
