@@ -92,9 +92,13 @@ class RNNBase(Stepping, Module):
     def weights(self):
         """The live parameters per layer and direction: a list over layers of a list over
         directions of LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr) (None where absent)."""
-        p = self._parameters
-        return [[LayerWeights(*(None if n is None else p[n] for n in names)) for names in layer]
-                for layer in self.names()]
+        cache = self.__dict__.get("_weights")
+        if cache is None:                    # parameter arrays change only with .to(dtype)
+            p = self._parameters
+            cache = [[LayerWeights(*(None if n is None else p[n] for n in names))
+                      for names in layer] for layer in self.names()]
+            self.__dict__["_weights"] = cache
+        return [list(layer) for layer in cache]
 
     def config(self):
         """The constructor arguments, JSON-serialisable: ``type(m)(**m.config())`` rebuilds

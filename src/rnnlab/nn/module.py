@@ -130,6 +130,7 @@ class Module(StateDictMixin):
                 for name in store:
                     store[name] = store[name].astype(dt)
         self.__dict__["dtype"] = dt
+        self.__dict__.pop("_weights", None)          # views of the old arrays
         self._reset_records()
         return self
 
@@ -147,7 +148,8 @@ class Module(StateDictMixin):
         self.__dict__["_records"] = ThreadRecords()
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("_records", "_lock")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_records", "_lock", "_weights")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
