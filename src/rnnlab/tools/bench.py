@@ -8,8 +8,8 @@ set_num_threads, onnxruntime intra_op_num_threads, threadpoolctl for NumPy's BLA
 the BLAS kernel NumPy runs is printed. Workloads: ``train`` (forward + backward with a
 random upstream gradient on every output; not for onnxruntime), ``infer`` (forward in
 eval / no_grad), and ``step`` (batch-1 step latency, see benchmarks/step_latency.py). The
-memory column is the rise of the process's peak RSS during the measured calls (what a
-training step or inference needs beyond the model). ``--write FILE`` replaces the table
+memory column is the rise of the process's peak RSS over the calls (what a training step
+or an inference call needs beyond the model and the data). ``--write FILE`` replaces the table
 between the ``<!-- bench -->`` markers in FILE (BENCHMARKS.md) with this run's.
 
 Cost model: per layer and direction a forward step costs 2*N*G*H*(I+H) FLOPs; a
@@ -92,8 +92,8 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
 
         def call():
             s.run(None, feeds)
-    call()                                             # warm-up, excluded
-    base = _peak_rss()
+    base = _peak_rss()                                 # model and data in memory
+    call()                                             # warm-up, excluded from the times
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
