@@ -107,20 +107,21 @@ def _back(fam, dh_t, dc, cache, dgx, dgr, starting):
     and neither output nor final h is in the loss), those rows call back with
     dh_new=None, so no 0 * inf / 0 * NaN enters where autograd has no branch at all."""
     b = dh_t.shape[0]
-    if starting == 0:
-        return fam.back(dh_t, dc, cache, dgx, dgr)
-    lo = b - starting
-    rows = slice(lo, b)
-    sub = _rows(cache, rows)
-    dh_d2, dc_p2 = fam.back(None, None if dc is None else dc[rows], sub, dgx[rows],
-                            None if dgr is None else dgr[rows])
-    if lo == 0:
-        return dh_d2, dc_p2
-    dh_d1, dc_p1 = fam.back(dh_t[:lo], None if dc is None else dc[:lo], _rows(cache, slice(0, lo)),
-                            dgx[:lo], None if dgr is None else dgr[:lo])
-    cat = (lambda a, c: None if a is None and c is None else np.concatenate([
-        a if a is not None else np.zeros_like(c), c if c is not None else np.zeros_like(a)]))
-    return cat(dh_d1, dh_d2), cat(dc_p1, dc_p2)
+    parts = [(slice(0, b - starting), dh_t[:b - starting]), (slice(b - starting, b), None)]
+    outs = [fam.back(dh, None if dc is None else dc[r], _rows(cache, r), dgx[r],
+                     None if dgr is None else dgr[r])
+            for r, dh in parts if r.stop > r.start]
+    if len(outs) == 1:
+        return outs[0]
+    return tuple(_join(a, c) for a, c in zip(*outs))
+
+
+def _join(a, c):
+    """Two row blocks of a back() result into one (None: nothing there)."""
+    if a is None and c is None:
+        return None
+    return np.concatenate([np.zeros_like(c) if a is None else a,
+                           np.zeros_like(a) if c is None else c])
 
 
 def _rows(cache, rows):
@@ -210,8 +211,12 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
         if first and w.w_hr is not None:
             no_grad_rows[t, b - first:b] = True
-        dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b], rec.caches[t],
-                                   dgx, dgr, first)
+        if first:
+            dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b],
+                                       rec.caches[t], dgx, dgr, first)
+        else:
+            dh_direct, dc_prev = fam.back(dh_t, None if dc is None else dc[:b], rec.caches[t],
+                                          dgx, dgr)
         if dgr is None:
             dh_new = dgx @ w_hh                            # the sequential matmul
         else:                                              # GRU: dgh = [dgx_rz, dgr]
