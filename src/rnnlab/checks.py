@@ -43,8 +43,9 @@ def float_array(value, dtype, name="input"):
         dt = np.dtype(dtype).name
         hint = f"convert it: {name}.astype(np.{dt})"
         if arr.dtype in FLOAT_DTYPES:
+            call = "double" if arr.dtype == np.float64 else "float"
             hint += (f", or use a {arr.dtype.name} module: construct it with "
-                     f"dtype=np.{arr.dtype.name} or call .{'double' if arr.dtype == np.float64 else 'float'}()")
+                     f"dtype=np.{arr.dtype.name} or call .{call}()")
         raise DTypeError(f"{name} must have the type {dt}, got type {arr.dtype.name}; {hint}")
     return arr
 

@@ -1,7 +1,7 @@
 """torch.nn-like modules: the recurrent layers (RNN, GRU, LSTM, RNNBase), the cells
-(RNNCell, GRUCell, LSTMCell, RNNCellBase), the heads (Linear, Embedding), the module base (parameters, gradients,
-state_dict, per-thread records) and grad mode (no_grad, enable_grad). Depends on
-rnnlab.sequence and rnnlab.cells."""
+(RNNCell, GRUCell, LSTMCell, RNNCellBase), the heads (Linear, Embedding), the module base
+(parameters, gradients, state_dict, per-thread records) and grad mode (no_grad,
+enable_grad). Depends on rnnlab.sequence and rnnlab.cells."""
 from .cells import GRUCell, LSTMCell, RNNCell, RNNCellBase, backprop_cells, run_cells
 from .grad_mode import enable_grad, is_recording, no_grad
 from .heads import Embedding, Linear
@@ -9,6 +9,7 @@ from .kinds import make_cell, make_layer
 from .layers import GRU, LSTM, RNN, RNNBase, param_names
 from .module import Module
 
-__all__ = ["Linear", "Embedding", "RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "RNNCellBase",
+__all__ = ["Linear", "Embedding", "RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell",
+           "LSTMCell", "RNNCellBase",
            "Module", "run_cells", "backprop_cells", "no_grad", "enable_grad", "is_recording",
            "make_layer", "make_cell", "param_names"]

@@ -79,7 +79,8 @@ class RNNCellBase(Module):
                              f"{'batched' if batched else 'unbatched'} input, got {arr.ndim}-D")
         arr = arr if batched else arr[None]
         if arr.shape[0] != N:
-            raise ShapeError(f"Input batch size {N} doesn't match {label} batch size {arr.shape[0]}")
+            raise ShapeError(f"Input batch size {N} doesn't match {label} batch size "
+                             f"{arr.shape[0]}")
         if arr.shape[1] != self.hidden_size:
             raise ShapeError(f"{label} has inconsistent hidden_size: got {arr.shape[1]}, "
                              f"expected {self.hidden_size}")

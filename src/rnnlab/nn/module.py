@@ -66,9 +66,10 @@ class Module(StateDictMixin):
                             "the weights that still fit")
         if name in _SETTABLE and name in self.__dict__:
             value = _SETTABLE[name](value)
-        if name in ("dtype", "grads", "training"):
-            raise TypeError(f"set {name} through " + {"dtype": ".to(dtype)",
-                            "grads": "backward / zero_grad()", "training": ".train() / .eval()"}[name])
+        how = {"dtype": ".to(dtype)", "grads": "backward / zero_grad()",
+               "training": ".train() / .eval()"}
+        if name in how:
+            raise TypeError(f"set {name} through {how[name]}")
         object.__setattr__(self, name, value)
 
     def named_parameters(self):
