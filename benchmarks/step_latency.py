@@ -82,7 +82,6 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--frameworks", default="rnnlab,torch,onnxruntime")
     args = p.parse_args()
-    import numpy as np
     import rnnlab
     fws = args.frameworks.split(",")
     print(f"batch 1, float32, {args.threads} threads each; numpy BLAS: {blas()}; "

@@ -1,5 +1,4 @@
 """Nothing silently wrong: each hardening guarantee, against torch where torch has an answer."""
-import threading
 import warnings
 
 import numpy as np

@@ -1,7 +1,6 @@
 """Weights in and out: rnnlab's files, torch checkpoints without torch (and never running
 code from them), state_dict inference, ONNX and Keras both ways checked in their runtimes,
 and rnnlab convert."""
-import itertools
 import os
 import pickle
 import subprocess

@@ -176,7 +176,6 @@ def test_optimizer_state_resumes_exactly():
         if resume_from is not None:
             lin.load_state_dict(resume_from[0])
             opt.load_state_dict(resume_from[1])
-        rng = np.random.default_rng(len(steps))
         for s in steps:
             x = np.random.default_rng(s).standard_normal((4, 3))
             opt.zero_grad()

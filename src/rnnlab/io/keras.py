@@ -31,7 +31,7 @@ class KerasConversionError(ValueError):
 def keras_module():
     if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ:
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow  # noqa: F401  (Keras's default backend, if installed)
         except ImportError:
             os.environ["KERAS_BACKEND"] = "jax"     # the light backend, if it is there
     try:

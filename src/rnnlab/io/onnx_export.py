@@ -151,7 +151,7 @@ def _mask(g, x, TP):
 
 def _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP):
     """LSTM with projection: one Scan per direction."""
-    onnx, hp = g.onnx, g.onnx.helper
+    hp = g.onnx.helper
     ys, hs, cs = [], [], []
     H_out = ws[0].w_hr.shape[0]
     for d, w in enumerate(ws):

@@ -5,7 +5,7 @@ has one, before anything is changed.
 """
 import numpy as np
 
-from ..checks import float_array, gradient_array, to_numpy
+from ..checks import float_array, gradient_array
 from ..errors import ShapeError
 from ..sequence import check_lengths
 from ..sequence.driver import check_masks
@@ -95,7 +95,3 @@ def split_state(layer, d_state, where):
                             f"{type(d_state).__name__}")
         return d_state[0], d_state[1]
     return d_state, None
-
-
-def to_numpy_or_none(value, name):
-    return None if value is None else to_numpy(value, name)
