@@ -86,8 +86,7 @@ def resume(path, task, hp):
             for name in z.files:
                 if name.startswith("state/"):
                     _, key, n = name.split("/", 2)
-                    v = z[name]
-                    state.setdefault(key, {})[n] = v.item() if v.ndim == 0 else v
+                    state.setdefault(key, {})[n] = z[name]
             groups = json.loads(str(z["param_groups"]))
         groups[0]["lr"] = hp["lr"]
         if "betas" in groups[0]:

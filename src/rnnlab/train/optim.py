@@ -66,22 +66,22 @@ class Optimizer:
         if not hasattr(state_dict, "get") or "state" not in state_dict:
             raise TypeError("load_state_dict expects what state_dict() returned, got "
                             f"{type(state_dict).__name__}")
-        shapes = {k: p.shape for k, p, _ in self._params()}
+        params = {k: p for k, p, _ in self._params()}
         problems, new = [], {}
         for key, s in dict(state_dict["state"]).items():
-            if key not in shapes:
+            if key not in params:
                 problems.append(f"unexpected parameter {key}")
                 continue
             new[key] = {}
             for n, v in dict(s).items():
-                if isinstance(v, (int, float, np.integer, np.floating)) and np.ndim(v) == 0:
-                    new[key][n] = v.item() if hasattr(v, "item") else v
-                    continue
                 arr = to_numpy(v, f"{key}.{n}")
-                if arr.shape != shapes[key]:
-                    problems.append(f"{key}.{n}: expected shape {shapes[key]}, got {arr.shape}")
+                if arr.ndim == 0:                          # step counts
+                    new[key][n] = arr.item()
+                elif arr.shape != params[key].shape:
+                    problems.append(f"{key}.{n}: expected shape {params[key].shape}, got "
+                                    f"{arr.shape}")
                 else:
-                    new[key][n] = np.array(arr, dtype=dict(self._params_by_key())[key].dtype)
+                    new[key][n] = np.array(arr, dtype=params[key].dtype)
         groups = state_dict.get("param_groups", [self.param_groups[0]])
         if len(groups) != 1 or set(groups[0]) != set(self.param_groups[0]):
             problems.append(f"param_groups must be one group with keys "
@@ -91,9 +91,6 @@ class Optimizer:
                              + "\n\t".join(problems))
         self.state = new
         self.param_groups = [dict(groups[0])]
-
-    def _params_by_key(self):
-        return ((k, p) for k, p, _ in self._params())
 
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.param_groups[0].items())
