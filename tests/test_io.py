@@ -136,9 +136,33 @@ def test_malicious_checkpoint_is_refused(tmp_path, monkeypatch):
             z.writestr("e2/data.pkl", data)
         with pytest.raises(ValueError, match=f"{module}.{name}"):
             rnnlab.load_torch(tmp_path / "e2.pt")
-    (tmp_path / "legacy.pt").write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(ValueError, match="legacy"):
-        rnnlab.load_torch(tmp_path / "legacy.pt")
+    (tmp_path / "notorch.pt").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="neither"):
+        rnnlab.load_torch(tmp_path / "notorch.pt")
+    evil = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {}))
+    (tmp_path / "evil_legacy.pt").write_bytes(evil + pickle.dumps(_Evil(), protocol=2))
+    with pytest.raises(ValueError, match="system"):
+        rnnlab.load_torch(tmp_path / "evil_legacy.pt")
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+def test_load_torch_legacy_format(tmp_path):
+    torch = pytest.importorskip("torch")
+    m = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True)
+    ck = {"epoch": 2, "model": m.state_dict(), "t": torch.arange(6.0).reshape(2, 3).t(),
+          "ints": torch.arange(3)}
+    torch.save(ck, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    got = rnnlab.load_torch(tmp_path / "old.pt")
+    assert got["epoch"] == 2
+    np.testing.assert_array_equal(got["t"], ck["t"].numpy())
+    np.testing.assert_array_equal(got["ints"], [0, 1, 2])
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(got["model"][k], v.numpy())
+    assert repr(rnnlab.from_state_dict(got["model"])) == "GRU(3, 4, num_layers=2, bidirectional=True)"
+    for cut in (1, 3, 8, 13, 50, 200):
+        (tmp_path / "cut.pt").write_bytes((tmp_path / "old.pt").read_bytes()[:-cut])
+        with pytest.raises(ValueError, match="truncated|not described"):
+            rnnlab.load_torch(tmp_path / "cut.pt")
 
 
 def test_torch_free(tmp_path):
@@ -331,3 +355,39 @@ def test_convert_every_direction(tmp_path, capsys):
         src = out
     assert cli.main(["convert", src, str(tmp_path / "y.txt")]) == 2
     assert cli.main(["convert", str(tmp_path / "nope.pt"), str(tmp_path / "y.npz")]) == 2
+
+
+# -- damaged files: only ValueError / TypeError --------------------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def good_files(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    d = tmp_path_factory.mktemp("files")
+    sd = torch.nn.LSTM(2, 3).state_dict()
+    torch.save({"model": sd}, d / "zip.pt")
+    torch.save({"model": sd}, d / "legacy.pt", _use_new_zipfile_serialization=False)
+    rnnlab.save(LSTM(2, 3), d / "m.safetensors")
+    rnnlab.save(LSTM(2, 3), d / "m.npz")
+    return {p.suffix + p.stem: p.read_bytes() for p in d.iterdir()}
+
+
+@settings(max_examples=int(os.environ.get("RNNLAB_FILE_FUZZ", 60)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from([".ptzip", ".ptlegacy", ".safetensorsm", ".npzm"]),
+       cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 10 ** 6),
+                                                         st.integers(0, 255)), max_size=4))
+def test_damaged_files_give_clear_errors(good_files, tmp_path, which, cut, flips):
+    data = bytearray(good_files[which])
+    data = data[:max(0, len(data) - cut)]
+    for pos, val in flips:
+        if data:
+            data[pos % len(data)] = val
+    path = tmp_path / ("f" + (".pt" if which.startswith(".pt") else which[:-1]))
+    path.write_bytes(bytes(data))
+    reader = rnnlab.load_torch if which.startswith(".pt") else rnnlab.load
+    try:
+        reader(path)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)

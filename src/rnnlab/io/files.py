@@ -11,6 +11,8 @@ the weights: safetensors in its metadata (key "rnnlab"), .npz in an entry
 import json
 import os
 import re
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -54,7 +56,8 @@ def read_weights(path):
         try:
             with np.load(path, allow_pickle=False) as z:
                 tensors = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile,
+                zlib.error) as exc:
             raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
         raw = tensors.pop("__rnnlab__", None)
         raw = None if raw is None else str(raw)
