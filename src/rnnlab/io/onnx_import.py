@@ -42,7 +42,16 @@ def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
     layout attribute)."""
     onnx = require("onnx", "onnx")
     from onnx import numpy_helper
-    model = path_or_model if hasattr(path_or_model, "graph") else onnx.load(str(path_or_model))
+    if hasattr(path_or_model, "graph"):
+        model = path_or_model
+    else:
+        try:
+            model = onnx.load(str(path_or_model))
+        except OSError:
+            raise
+        except Exception as exc:                     # protobuf's DecodeError and the like
+            raise OnnxImportError(f"{path_or_model}: not a readable ONNX model ({exc})") \
+                from None
     graph = model.graph
     values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for n in graph.node:
