@@ -92,21 +92,26 @@ def test_gradcheck(capsys, monkeypatch):
 
 def test_bench_small(capsys, tmp_path):
     code, out, _ = run(capsys, "bench", "--kinds", "gru", "--sizes", "3,2,4,5", "--reps", "1",
-                       "--rounds", "1", "--no-torch", "--no-onnxruntime")
+                       "--rounds", "1", "--no-torch", "--no-onnxruntime", "--step-hidden", "8",
+                       "--step-layers", "1,2")
     assert code == 0 and "gru  train 3,2,4,5" in out and "MB" in out and "fresh processes" in out
+    assert "gru  step  L2 H8" in out
     assert run(capsys, "bench", "--kinds", "tcn")[0] == 2
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     doc = tmp_path / "B.md"
     doc.write_text("before\n<!-- bench -->\nold\n<!-- /bench -->\nafter\n")
     code, out, _ = run(capsys, "bench", "--kinds", "lstm", "--sizes", "3,2,4,5", "--reps", "1",
-                       "--rounds", "2", "--write", str(doc))
+                       "--rounds", "2", "--write", str(doc), "--step-hidden", "8",
+                       "--step-layers", "1")
     text = doc.read_text()
     assert code == 0 and "old" not in text and "ort" in text and " torch " in text
+    assert "lstm step  L1 H8" in text
     assert text.startswith("before") and text.endswith("after\n")
     assert run(capsys, "bench", "--kinds", "lstm", "--sizes", "3,2,4,5", "--reps", "1",
                "--rounds", "1", "--no-torch", "--no-onnxruntime", "--write",
-               str(tmp_path / "none.md"))[0] == 2
+               str(tmp_path / "none.md"), "--step-hidden", "none")[0] == 2
+    assert run(capsys, "bench", "--no-sequences", "--step-hidden", "x")[0] == 2
 
 
 def test_python_dash_m():
@@ -154,7 +159,8 @@ def test_explain_defaults_work_together(capsys):
                                   ["verify", "--quick", "--verbose"],
                                   ["gradcheck", "--samples", "2"],
                                   ["bench", "--sizes", "3,2,4,5", "--reps", "1", "--kinds",
-                                   "lstm", "--rounds", "1"]])
+                                   "lstm", "--rounds", "1", "--step-hidden", "8",
+                                   "--step-layers", "1"]])
 def test_lines_fit_100_columns(capsys, argv):
     if argv[0] in ("verify", "bench"):
         pytest.importorskip("torch")

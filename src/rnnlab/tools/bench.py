@@ -102,6 +102,98 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
     return {"median": statistics.median(times), "rss": _peak_rss() - base}
 
 
+def step_worker(fw, kind, H, L, steps, threads, onnx_path):
+    """Runs in a fresh process: the median time of one batch-1 step (after 200 warm-up
+    steps) through an L-layer layer of width H, input size H."""
+    import numpy as np
+    x = np.random.default_rng(0).standard_normal((steps + 200, 1, H)).astype(np.float32)
+    times = []
+    if fw == "rnnlab":
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
+        from ..nn import make_layer
+        m, state = make_layer(kind, H, H, num_layers=L, seed=0).eval(), None
+        for t in range(steps + 200):
+            t0 = time.perf_counter()
+            y, state = m.step(x[t], state)
+            times.append(time.perf_counter() - t0)
+    elif fw == "torch":
+        import torch
+        from ..cells import by_kind
+        torch.set_num_threads(threads)
+        m, state = getattr(torch.nn, by_kind(kind).torch_class)(H, H, num_layers=L).eval(), None
+        xt = torch.from_numpy(x)
+        with torch.no_grad():
+            for t in range(steps + 200):
+                t0 = time.perf_counter()
+                y, state = m(xt[t:t + 1], state)
+                times.append(time.perf_counter() - t0)
+    else:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        s = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        h, c = np.zeros((L, 1, H), np.float32), np.zeros((L, 1, H), np.float32)
+        has_c = any(i.name == "c0" for i in s.get_inputs())
+        for t in range(steps + 200):
+            feeds = {"input": x[t:t + 1], "h0": h, **({"c0": c} if has_c else {})}
+            t0 = time.perf_counter()
+            outs = s.run(None, feeds)
+            times.append(time.perf_counter() - t0)
+            h, c = outs[1], (outs[2] if has_c else c)
+    return {"median": statistics.median(times[200:]), "rss": 0}
+
+
+def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=1500,
+              threads=None, frameworks=FRAMEWORKS, print_fn=print):
+    """Batch-1 step latency rows (same method as run)."""
+    threads = threads or os.cpu_count()
+    avail = [fw for fw in frameworks if fw == "rnnlab" or _importable(fw)]
+    print_fn(f"batch-1 step latency, us: median over rounds (min-max); {steps} steps per "
+             "process after 200 warm-up")
+    rows, tmp = [], tempfile.mkdtemp()
+    for kind in kinds:
+        for L in layers:
+            for H in hidden:
+                onnx_path = os.path.join(tmp, f"step_{kind}_{L}_{H}.onnx")
+                if "onnxruntime" in avail:
+                    from ..io import export_onnx
+                    from ..nn import make_layer
+                    export_onnx(make_layer(kind, H, H, num_layers=L, seed=0), onnx_path)
+                res = {fw: [] for fw in avail}
+                for _ in range(rounds):
+                    for fw in avail:
+                        res[fw].append(_spawn_step(fw, kind, H, L, steps, threads, onnx_path))
+                row = dict(kind=kind, L=L, H=H)
+                for fw, v in res.items():
+                    us = [r["median"] * 1e6 for r in v]
+                    row[fw] = dict(us=statistics.median(us), lo=min(us), hi=max(us))
+                rows.append(row)
+                print_fn(format_step_row(row))
+    return rows
+
+
+def format_step_row(r):
+    ours = r["rnnlab"]["us"]
+    s = f"{r['kind']:4s} step  L{r['L']} H{r['H']:<4d} batch 1   rnnlab {ours:7.1f} us " \
+        f"({r['rnnlab']['lo']:.0f}-{r['rnnlab']['hi']:.0f})"
+    for fw, short in (("torch", "torch"), ("onnxruntime", "ort")):
+        if fw in r:
+            s += f" {short} {r[fw]['us']:6.1f} us {r[fw]['us'] / ours:4.2f}x"
+    return s
+
+
+def _spawn_step(fw, kind, H, L, steps, threads, onnx_path):
+    code = ("import json, sys; from rnnlab.tools.bench import step_worker; "
+            "print(json.dumps(step_worker(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7]), "
+            "sys.argv[7])))")
+    out = subprocess.run([sys.executable, "-c", code, fw, kind, str(H), str(L), str(steps),
+                          str(threads), onnx_path], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench step worker {fw} {kind} failed: {out.stderr.strip()[-300:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, rounds=3, reps=5, threads=None,
         frameworks=FRAMEWORKS, print_fn=print):
     """The whole table; returns (rows, header lines)."""
@@ -171,14 +263,15 @@ def format_row(r):
     return s
 
 
-def write_table(path, head, rows, command):
+def write_table(path, head, rows, command, step_rows=()):
     """Replace the table between the bench markers in ``path``."""
     with open(path) as f:
         text = f.read()
     if MARK_START not in text or MARK_END not in text:
         raise ValueError(f"{path} has no {MARK_START} ... {MARK_END} markers")
     body = "\n".join([f"`{command}` ({time.strftime('%Y-%m-%d')})", "", "```"] + head
-                     + [format_row(r) for r in rows] + ["```"])
+                     + [format_row(r) for r in rows] + [format_step_row(r) for r in step_rows]
+                     + ["```"])
     a, b = text.index(MARK_START) + len(MARK_START), text.index(MARK_END)
     with open(path, "w") as f:
         f.write(text[:a] + "\n" + body + "\n" + text[b:])

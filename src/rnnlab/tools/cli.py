@@ -193,6 +193,10 @@ def build_parser():
                    "framework (default: all cores)")
     b.add_argument("--no-torch", action="store_true", help="leave torch out")
     b.add_argument("--no-onnxruntime", action="store_true", help="leave onnxruntime out")
+    b.add_argument("--step-hidden", default="64,128,256", help="batch-1 step latency: hidden "
+                   "sizes (comma-separated; 'none' skips the step table)")
+    b.add_argument("--step-layers", default="1,2", help="batch-1 step latency: num_layers")
+    b.add_argument("--no-sequences", action="store_true", help="only the step table")
     b.add_argument("--write", metavar="FILE", help="replace the table between the bench "
                    "markers in FILE (BENCHMARKS.md) with this run's")
     return p
@@ -327,14 +331,27 @@ def cmd_bench(args):
         return _fail("bench", f"unknown kind(s) {bad}; choose from rnn, gru, lstm")
     fws = [fw for fw, off in (("rnnlab", False), ("torch", args.no_torch),
                               ("onnxruntime", args.no_onnxruntime)) if not off]
-    rows, head = bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES, rounds=args.rounds,
-                           reps=args.reps, threads=args.threads, frameworks=fws)
+    rows, head = [], []
+    if not args.no_sequences:
+        rows, head = bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES,
+                               rounds=args.rounds, reps=args.reps, threads=args.threads,
+                               frameworks=fws)
+    step_rows = []
+    if args.step_hidden.lower() != "none":
+        try:
+            hidden = [_positive(v) for v in args.step_hidden.split(",")]
+            layers = [_positive(v) for v in args.step_layers.split(",")]
+        except argparse.ArgumentTypeError as exc:
+            return _fail("bench", str(exc))
+        step_rows = bench.run_steps(kinds, hidden, layers, rounds=args.rounds,
+                                    threads=args.threads, frameworks=fws)
     if args.write:
         try:
             sizes = ";".join(",".join(map(str, s)) for s in (args.sizes or bench.SIZES))
             bench.write_table(args.write, head, rows,
                               f"rnnlab bench --kinds {args.kinds} --sizes '{sizes}' --rounds "
-                              f"{args.rounds} --reps {args.reps} --write {args.write}")
+                              f"{args.rounds} --reps {args.reps} --write {args.write}",
+                              step_rows)
         except (OSError, ValueError) as exc:
             return _fail("bench", str(exc))
     return 0
