@@ -313,3 +313,62 @@ def test_long_fuzz_profile():
                  test_cell_and_step_bad_input, test_functional_bad_input, test_from_packed_fuzz,
                  test_state_dict_fuzz):
         long(test.hypothesis.inner_test and test)()
+
+
+# -- the training and interchange surface ---------------------------------------------------
+@given(JUNK, JUNK, st.sampled_from(["mean", "sum", "none", "avg"]), st.integers(-101, 3))
+def test_losses_and_heads_bad_input(a, b, reduction, ignore):
+    from rnnlab import Embedding, Linear, losses
+    _only_clear_errors(lambda: losses.cross_entropy(a, b, ignore_index=ignore,
+                                                    reduction=reduction))
+    _only_clear_errors(lambda: losses.mse(a, b, reduction=reduction))
+    lin, emb = Linear(3, 2, dtype=np.float64), Embedding(5, 3, dtype=np.float64)
+    lin(np.ones((2, 3)))
+    emb(np.array([1, 2]))
+    for m, call in ((lin, lambda: lin(a)), (lin, lambda: lin.backward(a)),
+                    (emb, lambda: emb(a)), (emb, lambda: emb.backward(b))):
+        before = _snapshot(m)
+        if not _only_clear_errors(call):
+            _unchanged(m, before)
+
+
+@given(st.sampled_from(["SGD", "Adam", "AdamW"]), st.dictionaries(
+    st.sampled_from(["lr", "momentum", "betas", "eps", "weight_decay", "nesterov", "amsgrad",
+                     "dampening", "bogus"]), JUNK, max_size=3), JUNK)
+def test_optimizers_bad_input(name, kwargs, state):
+    from rnnlab import Linear, optim
+    lin = Linear(3, 2, dtype=np.float64)
+    _only_clear_errors(lambda: getattr(optim, name)(lin, **kwargs))
+    opt = getattr(optim, name)(lin)
+    _only_clear_errors(lambda: opt.load_state_dict(state))
+    _only_clear_errors(lambda: rnnlab.clip_grad_norm_(state, 1.0))
+
+
+TRAIN_ARGS = ["train", "sample", "convert", "adding", "copy", "charlm", "digits", "--steps",
+              "2", "0", "-1", "--hidden", "4", "--batch", "3", "--seq-len", "12", "--lr", "0.1",
+              "nan", "--clip", "none", "1", "--optim", "sgd", "adamw", "--model", "lstm",
+              "--layers", "--text", "/nonexistent", "--out", "--resume", "RUN", "RUN2",
+              "--prime", "ab", "--length", "5", "--temperature", "0", "--prefix", "x.",
+              "--allow-unused", "--lengths", "A.npz", "B.onnx", "C.txt", ""]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(TRAIN_ARGS), max_size=7))
+def test_train_convert_sample_cli_fuzz(tmp_path_factory, argv):
+    d = tmp_path_factory.mktemp("cli")
+    rnnlab.save(make_layer("gru", 3, 4), d / "A.npz")
+    names = {"RUN": d / "run", "RUN2": d / "run2", "A.npz": d / "A.npz",
+             "B.onnx": d / "B.onnx", "C.txt": d / "C.txt"}
+    argv = [str(names.get(a, a)) for a in argv]
+    if "train" in argv and "--steps" not in argv:
+        argv += ["--steps", "2"]                       # keep each example short
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:
+                code = exc.code
+    assert code in (0, 1, 2, None), (argv, code)
+    assert "Traceback" not in err.getvalue(), (argv, err.getvalue())

@@ -86,4 +86,6 @@ def mse(pred, target, reduction="mean"):
             return per, d
         if reduction == "sum":
             return float(per.sum()), d
-        return float(per.mean()), d / max(p.size, 1)
+        if p.size == 0:                                      # torch: nan for an empty mean
+            return float("nan"), d
+        return float(per.mean()), d / p.size
