@@ -36,6 +36,8 @@ layer has no bias):
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Family:
@@ -58,6 +60,24 @@ class Family:
     #: framework -> the torch gate block at each position of that framework's layout
     gate_order: dict = field(default_factory=dict)
     listed: bool = True             # offered as a CLI kind (RNN's relu goes through --nonlinearity)
+
+
+def to_framework(w, family, framework):
+    """Reorder the G row blocks of w ((G*H, ...) or (G*H,)) from torch's gate order to
+    ``framework``'s (``family.gate_order[framework]``: the torch block at each position)."""
+    order = family.gate_order[framework]
+    H = w.shape[0] // len(order)
+    return np.concatenate([w[j * H:(j + 1) * H] for j in order])
+
+
+def from_framework(w, family, framework):
+    """The inverse of to_framework: ``framework``'s gate order -> torch's."""
+    order = family.gate_order[framework]
+    H = w.shape[0] // len(order)
+    out = np.empty_like(w)
+    for pos, j in enumerate(order):
+        out[j * H:(j + 1) * H] = w[pos * H:(pos + 1) * H]
+    return out
 
 
 FAMILIES = {}       # kind -> Family

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from ..cells import by_mode
+from ..cells import by_mode, from_framework, to_framework
 from ..nn import GRU, LSTM, RNN
 
 _KERAS = {"RNN_TANH": "SimpleRNN", "RNN_RELU": "SimpleRNN", "GRU": "GRU", "LSTM": "LSTM"}
@@ -42,18 +42,11 @@ def keras_module():
 
 
 def _blocks(w, fam):
-    order = fam.gate_order["keras"]
-    H = w.shape[0] // len(order)
-    return np.concatenate([w[j * H:(j + 1) * H] for j in order])
+    return to_framework(w, fam, "keras")
 
 
 def _unblocks(w, fam):
-    order = fam.gate_order["keras"]
-    H = w.shape[0] // len(order)
-    out = np.empty_like(w)
-    for pos, j in enumerate(order):
-        out[j * H:(j + 1) * H] = w[pos * H:(pos + 1) * H]
-    return out
+    return from_framework(w, fam, "keras")
 
 
 def _keras_weights(w, fam, bias):

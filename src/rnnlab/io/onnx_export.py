@@ -17,6 +17,7 @@ import json
 
 import numpy as np
 
+from ..cells import to_framework
 from ..nn import GRU, LSTM, RNN
 
 _OPS = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
@@ -28,13 +29,6 @@ def require(name, extra):
     except ImportError:
         raise ImportError(f"this needs {name}: pip install '{extra}' (or "
                           f"pip install 'rnnlab[onnx]')") from None
-
-
-def permute_gates(w, family, framework):
-    """Reorder the G row blocks of w (G*H, ...) or (G*H,) from torch's order."""
-    order = family.gate_order[framework]
-    H = w.shape[0] // len(order)
-    return np.concatenate([w[j * H:(j + 1) * H] for j in order])
 
 
 class _Graph:
@@ -117,12 +111,12 @@ def export_onnx(module, path, *, lengths=False, opset=17):
 
 def _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H):
     """One ONNX RNN/GRU/LSTM node for layer k (both directions)."""
-    W = np.stack([permute_gates(w.w_ih, fam, "onnx") for w in ws])
-    R = np.stack([permute_gates(w.w_hh, fam, "onnx") for w in ws])
+    W = np.stack([to_framework(w.w_ih, fam, "onnx") for w in ws])
+    R = np.stack([to_framework(w.w_hh, fam, "onnx") for w in ws])
     ins = [x, g.const("W", W), g.const("R", R)]
     if module.bias:
-        ins.append(g.const("B", np.stack([np.concatenate([permute_gates(w.b_ih, fam, "onnx"),
-                                                          permute_gates(w.b_hh, fam, "onnx")])
+        ins.append(g.const("B", np.stack([np.concatenate([to_framework(w.b_ih, fam, "onnx"),
+                                                          to_framework(w.b_hh, fam, "onnx")])
                                           for w in ws])))
     else:
         ins.append("")

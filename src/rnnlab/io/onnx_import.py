@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from ..cells import by_mode
+from ..cells import by_mode, from_framework
 from ..nn import GRU, LSTM, RNN
 from .onnx_export import require
 
@@ -24,16 +24,6 @@ _DEFAULT_ACTS = {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]
 
 class OnnxImportError(ValueError):
     """The graph holds something rnnlab cannot reproduce exactly."""
-
-
-def _unpermute(w, family, framework):
-    """Inverse of onnx_export.permute_gates: framework order -> torch order."""
-    order = family.gate_order[framework]
-    H = w.shape[0] // len(order)
-    out = np.empty_like(w)
-    for pos, j in enumerate(order):
-        out[j * H:(j + 1) * H] = w[pos * H:(pos + 1) * H]
-    return out
 
 
 def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
@@ -173,12 +163,12 @@ def _from_nodes(graph, rec, values, meta, batch_first, dtype):
                                   f"hidden_size {H} with {D} direction(s)")
         for d in range(D):
             s = f"_l{k}" + ("_reverse" if d else "")
-            sd["weight_ih" + s] = _unpermute(W[d], fam, "onnx")
-            sd["weight_hh" + s] = _unpermute(R[d], fam, "onnx")
+            sd["weight_ih" + s] = from_framework(W[d], fam, "onnx")
+            sd["weight_hh" + s] = from_framework(R[d], fam, "onnx")
             if bias:
                 b = np.zeros(2 * G * H, W.dtype) if B is None else B[d]
-                sd["bias_ih" + s] = _unpermute(b[:G * H], fam, "onnx")
-                sd["bias_hh" + s] = _unpermute(b[G * H:], fam, "onnx")
+                sd["bias_ih" + s] = from_framework(b[:G * H], fam, "onnx")
+                sd["bias_hh" + s] = from_framework(b[G * H:], fam, "onnx")
     layer.load_state_dict(sd)
     return layer
 

@@ -8,9 +8,10 @@ input and weights it saw) and adds the parameter gradients into ``grads``.
 import numpy as np
 
 from ..checks import check_bool, check_int, float_array, gradient_array, to_numpy
-from ..errors import BackwardError, ShapeError
+from ..errors import ShapeError
 from .grad_mode import is_recording, why_not_recorded
 from .module import Module
+from .records import last_recorded
 
 
 class _Head(Module):
@@ -24,13 +25,7 @@ class _Head(Module):
             rec.last_call, rec.unrecorded_reason = None, why_not_recorded(self)
 
     def _last(self):
-        rec = self._records
-        if rec.last_call is None:
-            why = rec.unrecorded_reason
-            raise BackwardError(f"{type(self).__name__}.backward: " + (
-                "called before forward" if why is None else
-                f"the most recent forward was not recorded: {why}"))
-        return rec.last_call
+        return last_recorded(self)
 
     last_call = property(lambda self: self._records.last_call)
 

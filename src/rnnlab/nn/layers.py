@@ -16,7 +16,7 @@ from ..sequence import LayerWeights, from_packed
 from ..sequence.packed import is_packed, pack_like
 from .grad_mode import why_not_recorded
 from .module import Module
-from .records import Call, backprop_call, run_call
+from .records import Call, backprop_call, last_recorded, run_call
 from .step import Stepping
 
 
@@ -161,12 +161,7 @@ class RNNBase(Stepping, Module):
 
     def _backward(self, call, d_output, d_h_n, d_c_n):
         if call is None:
-            call = self._records.last_call
-            if call is None:
-                why = self._records.unrecorded_reason
-                raise BackwardError(f"{type(self).__name__}.backward: "
-                                    + ("called before forward" if why is None else
-                                       f"the most recent forward was not recorded: {why}"))
+            call = last_recorded(self)
         if not isinstance(call, Call) or call.layout.step or call.owner() is not self:
             raise BackwardError("call must be a last_call record from this layer's forward")
         if call.packed is not None and is_packed(d_output):

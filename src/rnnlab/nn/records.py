@@ -7,6 +7,7 @@ it, so it cannot be handed to another module's backward.
 import threading
 import weakref
 
+from ..errors import BackwardError
 from ..sequence import run_backward, run_forward
 from ..sequence.pool import PLAIN, Pool
 from . import arguments as A
@@ -23,6 +24,18 @@ class ThreadRecords(threading.local):
         self.steps = []                # layer.step records, last in first out
         self.tape = []                 # cell calls, last in first out
         self.pool = Pool()
+
+
+def last_recorded(module):
+    """This thread's most recent recorded forward of ``module``, or a BackwardError saying
+    why there is none (no forward yet, or why it was not recorded)."""
+    rec = module._records
+    if rec.last_call is None:
+        why = rec.unrecorded_reason
+        raise BackwardError(f"{type(module).__name__}.backward: " + (
+            "called before forward" if why is None else
+            f"the most recent forward was not recorded: {why}"))
+    return rec.last_call
 
 
 class Call:

@@ -35,6 +35,25 @@ def _family(mode):
     return mode if hasattr(mode, "step") else by_mode(mode)
 
 
+def _folded(fam, GH):
+    """Rows of a (G*H)-row gate block where x W_i + b_i and h W_h + b_h simply add: their
+    b_hh folds into the input projection and dgh == dgx there."""
+    return fam.fold * (GH // fam.num_gates)
+
+
+def _fold_bias(fam, w):
+    """(bias for x W_ih^T, rest of b_hh for h W_hh^T): b_hh of the first ``fold`` gates is
+    added to the input projection once; the rest (GRU's b_hn, inside r * (...)) stays with
+    the hidden part. (None, None) without bias."""
+    w_hh, b_ih, b_hh = w[1], w[2], w[3]
+    if b_ih is None:
+        return None, None
+    folded = _folded(fam, w_hh.shape[0])
+    bias = b_ih.copy()
+    bias[:folded] += b_hh[:folded]
+    return bias, (b_hh[folded:] if folded < w_hh.shape[0] else None)
+
+
 def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_out, record):
     """Run one cell over time in one direction.
 
@@ -58,7 +77,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     t_of = (lambda w_: np.ascontiguousarray(w_.T)) if record or T > 1 else (lambda w_: w_.T)
     w_hh_t = t_of(w.w_hh)
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
-    folded = fam.fold * (GH // fam.num_gates)
+    folded = _folded(fam, GH)
     caches = [None] * T if record else None
     h, c = h0, c0
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
@@ -142,17 +161,16 @@ def step_inference(fam, x, weights, h, c):
     inp = x
     with np.errstate(**_QUIET):
         for k in range(L):
-            w_ih, w_hh, b_ih, b_hh, w_hr = weights[k][0]
+            w_ih, w_hh, _, _, w_hr = weights[k][0]
             GH = w_hh.shape[0]
-            folded = fam.fold * (GH // fam.num_gates)
+            folded = _folded(fam, GH)
             gx = inp @ w_ih.T                                       # (N, G*H)
             gh = h[k] @ w_hh.T
-            if b_ih is not None:
-                bias = b_ih.copy()
-                bias[:folded] += b_hh[:folded]                      # as run_forward folds
+            bias, b_rest = _fold_bias(fam, weights[k][0])
+            if bias is not None:
                 gx += bias
-                if folded < GH:
-                    gh[:, folded:] += b_hh[folded:]
+            if b_rest is not None:
+                gh[:, folded:] += b_rest
             H = GH // fam.num_gates
             target = h_new[k] if w_hr is None else np.empty((N, H), dtype=x.dtype)
             store = np.empty((N, fam.store * H), dtype=x.dtype)
@@ -184,7 +202,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     w = rec.weights
     T, N, H_out = rec.out.shape
     GH = w.w_hh.shape[1]                                   # w_hh is kept as W_hh^T
-    F_ = fam.fold * (GH // fam.num_gates)                  # rows where dgh == dgx
+    F_ = _folded(fam, GH)                                  # rows where dgh == dgx
     dt = rec.out.dtype
     alloc = lease.empty if sizes is None else lease.zeros  # padded rows get 0
     dgx_all = alloc((T, N, GH), dt)                        # d(x W_ih^T + b_ih) per step
@@ -280,22 +298,23 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
     w00 = LayerWeights(*weights[0][0])
     H, H_out = w00.w_hh.shape[0] // G, w00.w_hh.shape[1]
     dt = x.dtype
-    if h0 is None:
-        h0 = np.zeros((L * D, N, H_out), dtype=dt)
-    if fam.has_cell_state and c0 is None:
-        c0 = np.zeros((L * D, N, H), dtype=dt)
     perm = sizes = None
     if lengths is not None:
         perm, sizes = batch_sizes_for(lengths, T)
-        x, h0 = x[:, perm], h0[:, perm]                  # copies, in sorted order
+        x = x[:, perm]                                   # a copy, in sorted order
+        h0 = None if h0 is None else h0[:, perm]
         c0 = None if c0 is None else c0[:, perm]
         _zero_padding(x, sizes)                          # padding never reaches anything
         if masks is not None:
             masks = [None if m is None else m[:, perm] for m in masks]
     elif record:                                         # backward sees what forward saw
         x = np.array(x, copy=True)
-        h0 = np.array(h0, copy=True)
+        h0 = None if h0 is None else np.array(h0, copy=True)
         c0 = None if c0 is None else np.array(c0, copy=True)
+    if h0 is None:
+        h0 = np.zeros((L * D, N, H_out), dtype=dt)
+    if fam.has_cell_state and c0 is None:
+        c0 = np.zeros((L * D, N, H), dtype=dt)
     rng = np.random.default_rng() if rng is None else rng
     cache = Cache(fam, Dims(T, N, H, H_out, L, D), dt, record, [], perm=perm, sizes=sizes,
                   bias=w00.b_ih is not None)
@@ -307,13 +326,9 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
                 w = LayerWeights(*weights[k][d])
                 gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,       # all steps
                                out=lease.empty((T * N, w.w_ih.shape[0]), dt))
-                b_rest = None
-                if w.b_ih is not None:
-                    folded = fam.fold * H
-                    bias = w.b_ih.copy()
-                    bias[:folded] += w.b_hh[:folded]                              # fold once
+                bias, b_rest = _fold_bias(fam, w)
+                if bias is not None:
                     gx += bias
-                    b_rest = w.b_hh[folded:] if folded < G * H else None
                 j = k * D + d
                 out, hn, cn, rec = _direction_forward(
                     fam, gx.reshape(T, N, G * H), h0[j], None if c0 is None else c0[j], w,

@@ -82,10 +82,7 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
                 with torch.no_grad():
                     tm(tx)
     else:
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        s = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        s = _ort_session(onnx_path, threads)
         feeds = {"input": x, "h0": np.zeros((1, N, H), np.float32)}
         if kind == "lstm":
             feeds["c0"] = np.zeros((1, N, H), np.float32)
@@ -100,6 +97,13 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
         call()
         times.append(time.perf_counter() - t0)
     return {"median": statistics.median(times), "rss": _peak_rss() - base}
+
+
+def _ort_session(path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def step_worker(fw, kind, H, L, steps, threads, onnx_path):
@@ -129,10 +133,7 @@ def step_worker(fw, kind, H, L, steps, threads, onnx_path):
                 y, state = m(xt[t:t + 1], state)
                 times.append(time.perf_counter() - t0)
     else:
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        s = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        s = _ort_session(onnx_path, threads)
         h, c = np.zeros((L, 1, H), np.float32), np.zeros((L, 1, H), np.float32)
         has_c = any(i.name == "c0" for i in s.get_inputs())
         for t in range(steps + 200):
