@@ -16,15 +16,23 @@ from .activations import sigmoid, sigmoid_grad, tanh_grad
 
 
 # -- fast steps (the sequence driver) ---------------------------------------------------
+SMALL = 1024    # N * H up to which one sigmoid over all four gates wins (same numbers)
+
+
 def step(gx, gh, h, c, h_new, store):
     H = c.shape[1]
     act = gx
     act += gh                                               # (N, 4H) pre-activations, in gx
-    sigmoid(act[:, :2 * H], out=act[:, :2 * H])             # i, f
-    np.tanh(act[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])   # g
-    sigmoid(act[:, 3 * H:], out=act[:, 3 * H:])             # o
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
     c_new, tc = store[:, :H], store[:, H:]
+    if c.size <= SMALL:                 # few elements: fewer calls beat fewer passes
+        np.tanh(g, out=tc)                                  # g, aside
+        sigmoid(act, out=act)                               # i, f, o (and g's slot)
+        np.copyto(g, tc)
+    else:
+        sigmoid(act[:, :2 * H], out=act[:, :2 * H])         # i, f
+        np.tanh(g, out=g)                                   # g
+        sigmoid(o, out=o)                                   # o
     np.multiply(f, c, out=c_new)
     c_new += np.multiply(i, g, out=h_new)                   # c' = f c + i g (h_new as scratch)
     np.tanh(c_new, out=tc)

@@ -52,31 +52,41 @@ class Stepping:
 
 def _fast_step(layer, x, state):
     """The lean unrecorded step for well-formed arrays (anything else, including every
-    error case, goes through the general path and its messages). None = not taken."""
-    dt, I = layer.dtype, layer.input_size
-    if type(x) is not np.ndarray or x.dtype != dt or x.ndim not in (1, 2) or x.shape[-1] != I:
+    error case, goes through the general path and its messages). None = not taken.
+    Every check here is a cheap attribute test: at batch 1 the whole step is ~10 us."""
+    dt = layer.dtype
+    if type(x) is not np.ndarray or x.dtype != dt or x.shape[-1] != layer.input_size:
         return None
     batched = x.ndim == 2
+    if not batched and x.ndim != 1:
+        return None
     N = x.shape[0] if batched else 1
-    LD, H_out, H = layer.num_layers, layer.proj_size or layer.hidden_size, layer.hidden_size
     has_c = layer.family.has_cell_state
-    want = [(LD, N, H_out)] + ([(LD, N, H)] if has_c else [])
+    H_out = layer.proj_size or layer.hidden_size
     if state is None:
-        parts = [np.zeros(s, dtype=dt) for s in want]
+        h = np.zeros((layer.num_layers, N, H_out), dtype=dt)
+        c = np.zeros((layer.num_layers, N, layer.hidden_size), dtype=dt) if has_c else None
     else:
-        parts = list(state) if has_c and isinstance(state, (tuple, list)) else [state]
-        if len(parts) != len(want):
+        if has_c:
+            if type(state) not in (tuple, list) or len(state) != 2:
+                return None
+            h, c = state
+            if type(c) is not np.ndarray or c.dtype != dt:
+                return None
+            c = c if batched else c[:, None]
+            if c.shape != (layer.num_layers, N, layer.hidden_size):
+                return None
+        else:
+            h, c = state, None
+        if type(h) is not np.ndarray or h.dtype != dt:
             return None
-        for i, (p, s) in enumerate(zip(parts, want)):
-            if type(p) is not np.ndarray or p.dtype != dt:
-                return None
-            p = p if batched else p[:, None]
-            if p.shape != s:
-                return None
-            parts[i] = p
+        h = h if batched else h[:, None]
+        if h.shape != (layer.num_layers, N, H_out):
+            return None
     h_new, c_new = step_inference(layer.family, x if batched else x[None], layer.weights(),
-                                  parts[0], parts[1] if has_c else None)
-    layer._records.last_dropout_masks = [None] * (layer.num_layers - 1)
+                                  h, c)
+    if layer.num_layers > 1 or layer._records.last_dropout_masks:
+        layer._records.last_dropout_masks = [None] * (layer.num_layers - 1)
     y = h_new[-1].copy()
     y.flags.writeable = False
     if not batched:
