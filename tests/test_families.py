@@ -65,6 +65,25 @@ def test_reference_bptt_equals_fast_path(case):
     _reference_vs_fast(case)
 
 
+# GRU and LSTM steps take whole-row passes up to N * H = cells.gru.SMALL / cells.lstm.SMALL
+# and per-gate slices above it: both paths against the plain loop (batch 40 x H 32 = 1280).
+BIG_CASES = [Case(kind, num_layers=2, bidirectional=bi, lengths=lens, seq_len=4, batch=40,
+                  hidden_size=32, input_size=3, seed=9)
+             for kind, bi, lens in [("gru", True, None), ("lstm", False, None),
+                                    ("gru", False, list(range(1, 5)) * 10),
+                                    ("lstm", True, list(range(4, 0, -1)) * 10)]]
+
+
+def test_small_threshold_sits_between_the_cases():
+    assert cells.by_kind("gru").step.__globals__["SMALL"] < 40 * 32
+    assert cells.by_kind("lstm").step.__globals__["SMALL"] < 40 * 32
+
+
+@pytest.mark.parametrize("case", BIG_CASES, ids=[c.label() for c in BIG_CASES])
+def test_reference_bptt_equals_fast_path_above_small(case):
+    _reference_vs_fast(case)
+
+
 def test_new_family_gets_everything(mgu, capsys):
     layer = rnnlab.RNNBase("MGU", 3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
     assert [n for n, _ in layer.named_parameters()][:4] == [

@@ -16,16 +16,25 @@ from .activations import sigmoid, sigmoid_grad, tanh_grad
 
 
 # -- fast steps (the sequence driver) ---------------------------------------------------
+SMALL = 1024    # N * H up to which one sigmoid over whole rows wins (same numbers)
+
+
 def step(gx, gh, h, c, h_new, store):
     H = h.shape[1]
-    rz = gx[:, :2 * H]
-    rz += gh[:, :2 * H]
-    sigmoid(rz, out=rz)                                     # r, z  (N, 2H), in gx
-    r, z = rz[:, :H], rz[:, H:]
-    hn = store
-    np.copyto(hn, gh[:, 2 * H:])                            # W_hn h + b_hn, kept for backward
-    n = gx[:, 2 * H:]
-    n += np.multiply(r, hn, out=h_new)                      # h_new as scratch
+    r, z, n, hn = gx[:, :H], gx[:, H:2 * H], gx[:, 2 * H:], store
+    if h.size <= SMALL:                 # few elements: whole contiguous rows beat slices
+        np.copyto(hn, n)                                    # x_n aside (hn as scratch)
+        gx += gh
+        sigmoid(gx, out=gx)                                 # r, z (and n's slot)
+        np.multiply(r, gh[:, 2 * H:], out=n)
+        n += hn                                             # x_n + r * hn
+        np.copyto(hn, gh[:, 2 * H:])                        # W_hn h + b_hn, kept for backward
+    else:
+        rz = gx[:, :2 * H]
+        rz += gh[:, :2 * H]
+        sigmoid(rz, out=rz)                                 # r, z  (N, 2H), in gx
+        np.copyto(hn, gh[:, 2 * H:])                        # W_hn h + b_hn, kept for backward
+        n += np.multiply(r, hn, out=h_new)                  # h_new as scratch
     np.tanh(n, out=n)                                       # n = tanh(x_n + r * hn), in gx
     np.subtract(h, n, out=h_new)
     h_new *= z
