@@ -57,7 +57,7 @@ def read_weights(path):
             with np.load(path, allow_pickle=False) as z:
                 tensors = {k: z[k] for k in z.files}
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile,
-                zlib.error) as exc:
+                zlib.error, NotImplementedError) as exc:
             raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
         raw = tensors.pop("__rnnlab__", None)
         raw = None if raw is None else str(raw)
@@ -65,7 +65,8 @@ def read_weights(path):
     if raw is not None:
         try:
             info = json.loads(raw)
-            if info.get("format") != FORMAT or info.get("class") not in CLASSES:
+            if info.get("format") != FORMAT or info.get("class") not in CLASSES or \
+                    not isinstance(info.get("config"), dict):
                 raise ValueError
         except (ValueError, AttributeError):
             raise ValueError(f"{path}: its rnnlab configuration is not readable: {raw:.80}") \

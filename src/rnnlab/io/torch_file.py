@@ -148,7 +148,8 @@ def _load_legacy(path):
             raise ValueError(f"{path}: big-endian checkpoints are not supported")
         obj = u.load()
         keys = u.load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, IndexError) as exc:
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, IndexError, KeyError,
+            MemoryError, OverflowError, RecursionError) as exc:   # damaged opcodes, lengths
         raise ValueError(f"{path}: neither a torch.save zip file nor a readable legacy file "
                          f"({type(exc).__name__}: {exc})") from None
     if not isinstance(keys, list):
@@ -190,9 +191,11 @@ def load_torch(path):
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         return _load_legacy(path)
+    except (NotImplementedError, EOFError, zlib.error) as exc:  # a damaged zip header
+        raise ValueError(f"{path}: damaged zip archive ({exc})") from None
     try:
         return _load_zip(archive, path)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
         raise ValueError(f"{path}: damaged zip archive ({exc})") from None
 
 
