@@ -21,20 +21,19 @@ SMALL = 1024    # N * H up to which one sigmoid over whole rows wins (same numbe
 
 def step(gx, gh, h, c, h_new, store):
     H = h.shape[1]
-    r, z, n, hn = gx[:, :H], gx[:, H:2 * H], gx[:, 2 * H:], store
+    r, z, n, hn, gh_n = gx[:, :H], gx[:, H:2 * H], gx[:, 2 * H:], store, gh[:, 2 * H:]
     if h.size <= SMALL:                 # few elements: whole contiguous rows beat slices
         np.copyto(hn, n)                                    # x_n aside (hn as scratch)
         gx += gh
         sigmoid(gx, out=gx)                                 # r, z (and n's slot)
-        np.multiply(r, gh[:, 2 * H:], out=n)
+        np.multiply(r, gh_n, out=n)
         n += hn                                             # x_n + r * hn
-        np.copyto(hn, gh[:, 2 * H:])                        # W_hn h + b_hn, kept for backward
     else:
         rz = gx[:, :2 * H]
         rz += gh[:, :2 * H]
         sigmoid(rz, out=rz)                                 # r, z  (N, 2H), in gx
-        np.copyto(hn, gh[:, 2 * H:])                        # W_hn h + b_hn, kept for backward
-        n += np.multiply(r, hn, out=h_new)                  # h_new as scratch
+        n += np.multiply(r, gh_n, out=h_new)                # h_new as scratch
+    np.copyto(hn, gh_n)                                     # W_hn h + b_hn, kept for backward
     np.tanh(n, out=n)                                       # n = tanh(x_n + r * hn), in gx
     np.subtract(h, n, out=h_new)
     h_new *= z

@@ -125,6 +125,8 @@ def _back(fam, dh_t, dc, cache, dgx, dgr, starting):
     outside (``starting`` rows, at the end of the sorted block, have their last step here
     and neither output nor final h is in the loss), those rows call back with
     dh_new=None, so no 0 * inf / 0 * NaN enters where autograd has no branch at all."""
+    if starting == 0:                                      # the usual case
+        return fam.back(dh_t, dc, cache, dgx, dgr)
     b = dh_t.shape[0]
     parts = [(slice(0, b - starting), dh_t[:b - starting]), (slice(b - starting, b), None)]
     outs = [fam.back(dh, None if dc is None else dc[r], _rows(cache, r), dgx[r],
@@ -162,7 +164,7 @@ def step_inference(fam, x, weights, h, c):
     dt = x.dtype
     h_new = np.empty(h.shape, dtype=dt)
     c_new = None if c is None else np.empty(c.shape, dtype=dt)
-    inp, store_cols = x, fam.store
+    inp = x
     with np.errstate(**_QUIET):
         for k, layer in enumerate(weights):
             w_ih, w_hh, b_ih, b_hh, w_hr = layer[0]
@@ -171,12 +173,9 @@ def step_inference(fam, x, weights, h, c):
             if b_ih is not None:
                 gx += b_ih
                 gh += b_hh
-            if w_hr is None:
-                target = h_new[k]
-                store = np.empty((x.shape[0], store_cols * target.shape[1]), dtype=dt)
-            else:
-                target = np.empty((x.shape[0], w_hr.shape[1]), dtype=dt)
-                store = np.empty((x.shape[0], store_cols * w_hr.shape[1]), dtype=dt)
+            H = w_hh.shape[0] // fam.num_gates
+            target = h_new[k] if w_hr is None else np.empty((x.shape[0], H), dtype=dt)
+            store = np.empty((x.shape[0], fam.store * H), dtype=dt)
             cn, _ = fam.step(gx, gh, h[k], None if c is None else c[k], target, store)
             if w_hr is not None:
                 np.matmul(target, w_hr.T, out=h_new[k])
@@ -232,12 +231,8 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
         if first and w.w_hr is not None:
             no_grad_rows[t, b - first:b] = True
-        if first:
-            dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b],
-                                       rec.caches[t], dgx, dgr, first)
-        else:
-            dh_direct, dc_prev = fam.back(dh_t, None if dc is None else dc[:b], rec.caches[t],
-                                          dgx, dgr)
+        dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b], rec.caches[t],
+                                   dgx, dgr, first)
         if dgr is None:
             dh_new = dgx @ w_hh                            # the sequential matmul
         else:                                              # GRU: dgh = [dgx_rz, dgr]
