@@ -95,7 +95,9 @@ def test_bench_small(capsys, tmp_path):
                        "--rounds", "1", "--no-torch", "--no-onnxruntime", "--step-hidden", "8",
                        "--step-layers", "1,2")
     assert code == 0 and "gru  train 3,2,4,5" in out and "MB" in out and "fresh processes" in out
-    assert "gru  step  L2 H8" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("gru   ")]
+    assert [r[:3] for r in rows] == [["gru", "1", "8"], ["gru", "2", "8"]]
+    assert all(len(r) == 7 for r in rows)            # step and frozen, each with (min-max)
     assert run(capsys, "bench", "--kinds", "tcn")[0] == 2
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
@@ -106,7 +108,8 @@ def test_bench_small(capsys, tmp_path):
                        "--step-layers", "1")
     text = doc.read_text()
     assert code == 0 and "old" not in text and "ort" in text and " torch " in text
-    assert "lstm step  L1 H8" in text
+    row = next(line.split() for line in text.splitlines() if line.startswith("lstm  1    8"))
+    assert len(row) == 13 and "frozen (min-max)" in text    # step, frozen, torch, ort
     assert text.startswith("before") and text.endswith("after\n")
     assert run(capsys, "bench", "--kinds", "lstm", "--sizes", "3,2,4,5", "--reps", "1",
                "--rounds", "1", "--no-torch", "--no-onnxruntime", "--write",

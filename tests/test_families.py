@@ -97,6 +97,10 @@ def test_new_family_gets_everything(mgu, capsys):
         assert max(check_layer(case).values()) < TOL, case.label()
     cell = rnnlab.nn.make_cell("mgu", 3, 4, dtype=np.float64)
     assert cell(np.ones((2, 3))).shape == (2, 4)
+    uni = rnnlab.RNNBase("MGU", 3, 4, num_layers=2, dtype=np.float64).eval()
+    y, h = uni.step(np.ones((2, 3)))                       # layer.step and freeze() too
+    np.testing.assert_allclose(uni.freeze().step(np.ones((2, 3)))[0], y, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(uni(np.ones((1, 2, 3)))[0][0], y, rtol=0, atol=1e-13)
     assert cli.main(["explain", "mgu", "--layers", "2", "--lengths", "3,1"]) == 0
     text = capsys.readouterr().out
     assert "f = s(x W_if^T" in text and "0 unexpected" in text

@@ -12,7 +12,9 @@ Fast cell contract (arrays (N, ...) for the N sequences running at this step):
     step(gx, gh, h, c, h_new, store) -> (c_new, cache)
         gx = x W_ih^T + b_ih (+ b_hh of the first FOLD gates)   (N, G*H), this step's own
               buffer: the step may overwrite it and keep it (activations live there)
-        gh = h W_hh^T (+ b_hh of the other gates)                (N, G*H), scratch
+        gh = h W_hh^T (+ b_hh of the other gates)                (N, G*H), scratch;
+              None when the family says ``fused_step`` (FOLD == G only) and the caller
+              has added h W_hh^T + b_hh into gx already (one [x | h] matmul)
         h, c       (N, H) previous state; c is None unless the family has a cell state
         h_new      (N, H) buffer the new hidden state is written into
         store      (N, STORE*H) buffer the step may keep for its backward
@@ -59,6 +61,7 @@ class Family:
     supports_projection: bool = False    # proj_size (LSTM only in torch)
     #: framework -> the torch gate block at each position of that framework's layout
     gate_order: dict = field(default_factory=dict)
+    fused_step: bool = False        # step accepts gh=None (all of it already in gx)
     listed: bool = True             # offered as a CLI kind (RNN's relu goes through --nonlinearity)
 
 

@@ -22,7 +22,8 @@ SMALL = 1024    # N * H up to which one sigmoid over all four gates wins (same n
 def step(gx, gh, h, c, h_new, store):
     H = c.shape[1]
     act = gx
-    act += gh                                               # (N, 4H) pre-activations, in gx
+    if gh is not None:                                      # None: already in gx
+        act += gh                                           # (N, 4H) pre-activations, in gx
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
     c_new, tc = store[:, :H], store[:, H:]
     if c.size <= SMALL:                 # few elements: fewer calls beat fewer passes
@@ -93,7 +94,7 @@ def plain_back(dh_new, dc_new, x, h, c, h_new, gt, p):
 
 
 FAMILY = Family(
-    "lstm", "LSTM", num_gates=4, gate_names=("i", "f", "g", "o"), fold=4, store=2,
+    "lstm", "LSTM", num_gates=4, gate_names=("i", "f", "g", "o"), fold=4, store=2, fused_step=True,
     step=step, back=back, plain_step=plain_step, plain_back=plain_back,
     equations=("i = s(x W_ii^T + b_ii + h W_hi^T + b_hi)     input gate",
                "f = s(x W_if^T + b_if + h W_hf^T + b_hf)     forget gate",

@@ -12,8 +12,8 @@ from .activations import tanh_grad
 
 # -- fast steps (the sequence driver) ---------------------------------------------------
 def step_tanh(gx, gh, h, c, h_new, store):
-    np.add(gx, gh, out=h_new)                    # a = x W_ih^T + b_ih + h W_hh^T + b_hh
-    np.tanh(h_new, out=h_new)                    # h' = tanh(a)
+    a = gx if gh is None else np.add(gx, gh, out=h_new)   # x W_ih^T + b_ih + h W_hh^T + b_hh
+    np.tanh(a, out=h_new)                        # h' = tanh(a)
     return None, h_new
 
 
@@ -24,8 +24,8 @@ def back_tanh(dh_new, dc_new, cache, dgx, dgr):
 
 
 def step_relu(gx, gh, h, c, h_new, store):
-    np.add(gx, gh, out=h_new)
-    np.maximum(h_new, 0.0, out=h_new)            # h' = max(a, 0); NaN stays NaN
+    a = gx if gh is None else np.add(gx, gh, out=h_new)
+    np.maximum(a, 0.0, out=h_new)            # h' = max(a, 0); NaN stays NaN
     return None, h_new
 
 
@@ -49,7 +49,7 @@ def _plain(act, act_grad):
     return plain_step, plain_back
 
 
-_common = dict(num_gates=1, gate_names=(), fold=1, store=0, torch_class="RNN",
+_common = dict(num_gates=1, gate_names=(), fold=1, store=0, torch_class="RNN", fused_step=True,
                gate_order={"onnx": (0,), "keras": (0,)})
 TANH = Family("rnn", "RNN_TANH", step=step_tanh, back=back_tanh,
               plain_step=_plain(np.tanh, tanh_grad)[0], plain_back=_plain(np.tanh, tanh_grad)[1],

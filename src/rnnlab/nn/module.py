@@ -15,6 +15,7 @@ from ..errors import ShapeError
 from .records import ThreadRecords
 from .state_dict import StateDictMixin
 
+_DERIVED = ("_weights", "_step_weights")   # per-instance caches of views of the parameters
 _SETTABLE = {"dropout": check_dropout, "batch_first": lambda v: check_bool("batch_first", v)}
 
 
@@ -32,6 +33,7 @@ class Module(StateDictMixin):
         d["_rng"] = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         d["_records"] = ThreadRecords()
         d["_lock"] = threading.Lock()
+        d["_version"] = 0          # bumped by every rnnlab call that writes the parameters
 
     # -- parameters ---------------------------------------------------------------
     def _init_parameters(self, shapes, hidden_size):
@@ -59,6 +61,7 @@ class Module(StateDictMixin):
                 raise ShapeError(f"{name}: expected shape {params[name].shape}, got {arr.shape}")
             with np.errstate(over="ignore", invalid="ignore"):
                 params[name][...] = arr
+            self._changed()
             return
         if name in self._FIXED and name in self.__dict__:
             raise TypeError(f"{name} is fixed when the module is built ({self.__dict__[name]!r}); "
@@ -78,6 +81,12 @@ class Module(StateDictMixin):
 
     def parameters(self):
         return list(self._parameters.values())
+
+    def _changed(self):
+        """Parameters were written through rnnlab (attribute assignment, load_state_dict,
+        an optimizer step, .to): snapshots such as ``layer.freeze()`` refresh themselves.
+        In-place NumPy writes to the arrays themselves are not seen (nothing can see them)."""
+        self.__dict__["_version"] = self.__dict__.get("_version", 0) + 1
 
     def zero_grad(self, set_to_none=True):
         """Forget the gradients (torch's default), or zero them in place."""
@@ -131,7 +140,9 @@ class Module(StateDictMixin):
                 for name in store:
                     store[name] = store[name].astype(dt)
         self.__dict__["dtype"] = dt
-        self.__dict__.pop("_weights", None)          # views of the old arrays
+        for key in _DERIVED:                         # views of the old arrays
+            self.__dict__.pop(key, None)
+        self._changed()
         self._reset_records()
         return self
 
@@ -150,7 +161,7 @@ class Module(StateDictMixin):
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_records", "_lock", "_weights")}
+                if k not in ("_records", "_lock") + _DERIVED}
 
     def __setstate__(self, state):
         self.__dict__.update(state)

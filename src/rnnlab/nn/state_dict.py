@@ -58,4 +58,5 @@ class StateDictMixin:
                                  "(nothing was changed):\n\t" + "\n\t".join(problems))
         for name, arr in new.items():
             self._parameters[name][...] = arr                 # in place: references stay valid
+        self._changed()
         return IncompatibleKeys(missing, unexpected)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..errors import BackwardError
-from ..sequence.driver import step_inference
+from ..sequence.stepper import frozen_weights, live_weights, step_layers
 from . import arguments as A
 from .grad_mode import is_recording
 from .records import backprop_call, run_call
@@ -34,6 +34,11 @@ class Stepping:
             self._records.steps.append(call)
         return y, state
 
+    def freeze(self):
+        """A FrozenStep: ``layer.step`` for inference from a snapshot of the weights laid
+        out for speed (row-major W^T; for RNN and LSTM one [x | h] matmul per layer)."""
+        return FrozenStep(self)
+
     def step_backward(self, d_y=None, d_state=None):
         """Undo the most recent step not yet undone (last in, first out). d_state is shaped
         like state (LSTM: (dh, dc), either may be None). Returns (dx_t, d_state_prev) and
@@ -50,15 +55,15 @@ class Stepping:
         return (grads[0], (grads[1], grads[2])) if len(grads) == 3 else grads
 
 
-def _fast_step(layer, x, state):
-    """The lean unrecorded step for well-formed arrays (anything else, including every
-    error case, goes through the general path and its messages). None = not taken.
-    Every check here is a cheap attribute test: at batch 1 the whole step is ~10 us."""
+def _lean_arguments(layer, x, state):
+    """(x (N, H_in), h (L, N, H_out), c or None, batched) for well-formed arrays; None for
+    anything else (including every error case: the general path has the messages).
+    Every check is a cheap attribute test: at batch 1 the whole step is ~10 us."""
     dt = layer.dtype
-    if type(x) is not np.ndarray or x.dtype != dt or x.shape[-1] != layer.input_size:
+    if type(x) is not np.ndarray or x.dtype != dt:
         return None
     batched = x.ndim == 2
-    if not batched and x.ndim != 1:
+    if not batched and x.ndim != 1 or x.shape[-1] != layer.input_size:
         return None
     N = x.shape[0] if batched else 1
     has_c = layer.family.has_cell_state
@@ -83,13 +88,91 @@ def _fast_step(layer, x, state):
         h = h if batched else h[:, None]
         if h.shape != (layer.num_layers, N, H_out):
             return None
-    h_new, c_new = step_inference(layer.family, x if batched else x[None], layer.weights(),
-                                  h, c)
-    if layer.num_layers > 1 or layer._records.last_dropout_masks:
-        layer._records.last_dropout_masks = [None] * (layer.num_layers - 1)
+    return (x if batched else x[None]), h, c, batched
+
+
+def _checked_arguments(layer, x, state):
+    """The same four values through the layer's full checks (which raise with torch's
+    wording): for what _lean_arguments does not take."""
+    x3, h0, c0, _, _, lay = A.prepare(layer, x, state, None, None, step=True)
+    _, N, _ = x3.shape
+    dt = layer.dtype
+    if h0 is None:
+        h0 = np.zeros((layer.num_layers, N, layer.proj_size or layer.hidden_size), dtype=dt)
+        if layer.family.has_cell_state:
+            c0 = np.zeros((layer.num_layers, N, layer.hidden_size), dtype=dt)
+    return x3[0], h0, c0, lay.batched
+
+
+def _step_result(layer, h_new, c_new, batched):
     y = h_new[-1].copy()
     y.flags.writeable = False
     if not batched:
         y, h_new = y[0], h_new[:, 0]
         c_new = None if c_new is None else c_new[:, 0]
-    return y, ((h_new, c_new) if has_c else h_new)
+    return y, ((h_new, c_new) if layer.family.has_cell_state else h_new)
+
+
+def _live_step_weights(layer):
+    cache = layer.__dict__.get("_step_weights")
+    if cache is None:                        # views: parameter arrays change only with .to
+        cache = live_weights(layer.family, layer.weights())
+        layer.__dict__["_step_weights"] = cache
+    return cache
+
+
+def _fast_step(layer, x, state):
+    """The lean unrecorded step for well-formed arrays. None = not taken."""
+    args = _lean_arguments(layer, x, state)
+    if args is None:
+        return None
+    x, h, c, batched = args
+    h_new, c_new = step_layers(layer.family, x, _live_step_weights(layer), h, c)
+    if layer.num_layers > 1 or layer._records.last_dropout_masks:
+        layer._records.last_dropout_masks = [None] * (layer.num_layers - 1)
+    return _step_result(layer, h_new, c_new, batched)
+
+
+class FrozenStep:
+    """``layer.freeze()``: inference steps from a snapshot of the weights laid out for
+    speed (see rnnlab.sequence.stepper). ``y, state = frozen.step(x_t, state)`` takes and
+    returns what ``layer.step`` does under no_grad in eval mode (no dropout, nothing
+    recorded) and equals it to rounding.
+
+    The snapshot follows the layer through rnnlab: after attribute assignment,
+    ``load_state_dict``, an optimizer step or ``.to(dtype)`` the next step re-reads the
+    weights. Writing into the parameter arrays yourself (``layer.weight_hh_l0[0] = 1``)
+    cannot be seen: call ``frozen.refresh()`` afterwards.
+    """
+
+    def __init__(self, layer):
+        if layer.bidirectional:
+            raise ValueError("freeze needs a unidirectional layer: the reverse direction of a "
+                             "bidirectional layer needs the whole sequence")
+        self.layer = layer
+        self.refresh()
+
+    def refresh(self):
+        """Take the snapshot again from the layer's current parameters."""
+        layer = self.layer
+        self._version = layer.__dict__.get("_version", 0)
+        self._weights = frozen_weights(layer.family, layer.weights())
+        return self
+
+    def step(self, input, state=None):
+        """One time step through every layer; see ``layer.step``."""
+        layer = self.layer
+        if layer.__dict__.get("_version", 0) != self._version:
+            self.refresh()
+        args = _lean_arguments(layer, input, state)
+        if args is None:
+            args = _checked_arguments(layer, input, state)
+        x, h, c, batched = args
+        h_new, c_new = step_layers(layer.family, x, self._weights, h, c)
+        return _step_result(layer, h_new, c_new, batched)
+
+    def __call__(self, input, state=None):
+        return self.step(input, state)
+
+    def __repr__(self):
+        return f"FrozenStep({self.layer!r})"

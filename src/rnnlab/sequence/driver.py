@@ -72,9 +72,14 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
     store = lease.empty((steps_kept, N, fam.store * H), dt)
     gh = lease.empty((N, GH), dt)                          # scratch, reused every step
-    # (H_out, G*H): a contiguous copy pays off over many steps (and is the record's
-    # snapshot); one unrecorded step (layer.step at inference) reads the transposed view
-    t_of = (lambda w_: np.ascontiguousarray(w_.T)) if record or T > 1 else (lambda w_: w_.T)
+    # (H_out, G*H) row-major, what the recurrent matmul reads fastest. Recording takes a
+    # copy (the record's snapshot, whatever the parameter's layout); otherwise a module's
+    # column-major parameter is already that (free), and a row-major one is copied when
+    # there are steps enough to pay for it
+    if record:
+        t_of = lambda w_: np.array(w_.T, order="C")                    # noqa: E731
+    else:
+        t_of = (lambda w_: np.ascontiguousarray(w_.T)) if T > 1 else (lambda w_: w_.T)
     w_hh_t = t_of(w.w_hh)
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
@@ -150,39 +155,6 @@ def _rows(cache, rows):
     if isinstance(cache, tuple):
         return tuple(_rows(a, rows) for a in cache)
     return None if cache is None else cache[rows]
-
-
-def step_inference(fam, x, weights, h, c):
-    """One unrecorded step through every layer of a unidirectional network, for streaming
-    at small batches: the same operations as run_forward on a length-1 sequence (equal to
-    rounding), without its set-up. x (N, H_in); h (L, N, H_out); c (L, N, H) or None.
-    Returns (h_new, c_new) shaped like h and c; the output is h_new[-1].
-
-    Lean on purpose (a batch-1 step is ~10 ufunc calls of ~0.5 us each): no per-step bias
-    fold (b_ih goes to x W_ih^T, b_hh to h W_hh^T, where the cell adds them, as torch
-    does), no scratch beyond what the cell writes."""
-    dt = x.dtype
-    h_new = np.empty(h.shape, dtype=dt)
-    c_new = None if c is None else np.empty(c.shape, dtype=dt)
-    inp = x
-    with np.errstate(**_QUIET):
-        for k, layer in enumerate(weights):
-            w_ih, w_hh, b_ih, b_hh, w_hr = layer[0]
-            gx = np.matmul(inp, w_ih.T)                             # (N, G*H)
-            gh = np.matmul(h[k], w_hh.T)
-            if b_ih is not None:
-                gx += b_ih
-                gh += b_hh
-            H = w_hh.shape[0] // fam.num_gates
-            target = h_new[k] if w_hr is None else np.empty((x.shape[0], H), dtype=dt)
-            store = np.empty((x.shape[0], fam.store * H), dtype=dt)
-            cn, _ = fam.step(gx, gh, h[k], None if c is None else c[k], target, store)
-            if w_hr is not None:
-                np.matmul(target, w_hr.T, out=h_new[k])
-            if cn is not None:
-                c_new[k] = cn
-            inp = h_new[k]
-    return h_new, c_new
 
 
 def _hidden_matmul(G, rec, reverse):

@@ -112,14 +112,15 @@ def step_worker(fw, kind, H, L, steps, threads, onnx_path):
     import numpy as np
     x = np.random.default_rng(0).standard_normal((steps + 200, 1, H)).astype(np.float32)
     times = []
-    if fw == "rnnlab":
+    if fw in ("rnnlab", "frozen"):             # layer.step / layer.freeze().step
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
         from ..nn import make_layer
         m, state = make_layer(kind, H, H, num_layers=L, seed=0).eval(), None
+        stepper = m.freeze() if fw == "frozen" else m
         for t in range(steps + 200):
             t0 = time.perf_counter()
-            y, state = m.step(x[t], state)
+            y, state = stepper.step(x[t], state)
             times.append(time.perf_counter() - t0)
     elif fw == "torch":
         import torch
@@ -145,13 +146,15 @@ def step_worker(fw, kind, H, L, steps, threads, onnx_path):
     return {"median": statistics.median(times[200:]), "rss": 0}
 
 
-def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=1500,
+def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
               threads=None, frameworks=FRAMEWORKS, print_fn=print):
     """Batch-1 step latency rows (same method as run)."""
+    steps = steps or STEPS
     threads = threads or os.cpu_count()
     avail = [fw for fw in frameworks if fw == "rnnlab" or _importable(fw)]
-    print_fn(f"batch-1 step latency, us: median over rounds (min-max); {steps} steps per "
-             "process after 200 warm-up")
+    if "rnnlab" in avail:
+        avail.insert(avail.index("rnnlab") + 1, "frozen")
+    print_fn(STEP_LEGEND.format(steps=steps))
     rows, tmp = [], tempfile.mkdtemp()
     for kind in kinds:
         for L in layers:
@@ -174,14 +177,27 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=1500,
     return rows
 
 
+STEPS = 1500                 # timed batch-1 steps per process
+STEP_LEGEND = ("batch-1 step, us: median over rounds (min-max), {steps} steps per process "
+               "after 200 warm-up\nstep = layer.step, frozen = layer.freeze().step; x: the "
+               "other's time / step's, / frozen's\n"
+               + "kind  L    H  " + "step (min-max)".ljust(19) + "frozen (min-max)".ljust(18)
+               + "".join(f" {fw:>6} {'x':>4} {'x':>4}" for fw in ("torch", "ort")))
+
+
 def format_step_row(r):
-    ours = r["rnnlab"]["us"]
-    s = f"{r['kind']:4s} step  L{r['L']} H{r['H']:<4d} batch 1   rnnlab {ours:7.1f} us " \
-        f"({r['rnnlab']['lo']:.0f}-{r['rnnlab']['hi']:.0f})"
-    for fw, short in (("torch", "torch"), ("onnxruntime", "ort")):
+    def cell(v):
+        return f"{v['us']:6.1f} ({v['lo']:.0f}-{v['hi']:.0f})".ljust(18) if v else " " * 18
+    ours, frozen = r["rnnlab"], r.get("frozen")
+    s = f"{r['kind']:4s} {r['L']:2d} {r['H']:4d}  {cell(ours)} {cell(frozen)}"
+    for fw in ("torch", "onnxruntime"):
         if fw in r:
-            s += f" {short} {r[fw]['us']:6.1f} us {r[fw]['us'] / ours:4.2f}x"
-    return s
+            t = r[fw]["us"]
+            s += f" {t:6.1f} {t / ours['us']:4.2f}" + (f" {t / frozen['us']:4.2f}" if frozen
+                                                       else "     ")
+        else:
+            s += " " * 17
+    return s.rstrip()
 
 
 def _spawn_step(fw, kind, H, L, steps, threads, onnx_path):
@@ -271,7 +287,9 @@ def write_table(path, head, rows, command, step_rows=()):
     if MARK_START not in text or MARK_END not in text:
         raise ValueError(f"{path} has no {MARK_START} ... {MARK_END} markers")
     body = "\n".join([f"`{command}` ({time.strftime('%Y-%m-%d')})", "", "```"] + head
-                     + [format_row(r) for r in rows] + [format_step_row(r) for r in step_rows]
+                     + [format_row(r) for r in rows]
+                     + ([STEP_LEGEND.format(steps=STEPS)] if step_rows else [])
+                     + [format_step_row(r) for r in step_rows]
                      + ["```"])
     a, b = text.index(MARK_START) + len(MARK_START), text.index(MARK_END)
     with open(path, "w") as f:

@@ -53,6 +53,10 @@ class Optimizer:
             for key, p, g in self._params():
                 if g is not None:
                     self._update(p, g, self.state.setdefault(key, {}), group)
+        for m in self.modules:             # layer.freeze() snapshots refresh themselves
+            changed = getattr(m, "_changed", None)
+            if changed is not None:
+                changed()
 
     def state_dict(self):
         """{"state": {key: {name: value}}, "param_groups": [...]}, arrays copied."""

@@ -1,0 +1,179 @@
+"""layer.freeze(): inference steps from a snapshot of the weights in a fast layout (issue 11)."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnnlab
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.optim import SGD
+
+CASES = [(RNN, {}), (RNN, {"nonlinearity": "relu"}), (GRU, {}), (LSTM, {}),
+         (LSTM, {"proj_size": 2}), (GRU, {"bias": False}), (LSTM, {"bias": False})]
+
+
+def _states(cls, s):
+    return list(s) if cls is LSTM else [s]
+
+
+@pytest.mark.parametrize("cls, kw", CASES)
+@pytest.mark.parametrize("L", [1, 3])
+def test_frozen_equals_torch_step_by_step(cls, kw, L):
+    """Against torch: one call of torch's layer per step, float64, <= 1e-10."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(L)
+    tm = getattr(torch.nn, cls.__name__)(3, 4, num_layers=L, **kw).double().eval()
+    om = cls(3, 4, num_layers=L, dtype=np.float64, **kw)
+    om.load_state_dict(tm.state_dict())
+    frozen = om.freeze()
+    rng = np.random.default_rng(L)
+    for batched in (True, False):
+        lead = (5,) if batched else ()
+        state, tstate = None, None
+        for _ in range(4):
+            x = rng.standard_normal(lead + (3,))
+            y, state = frozen.step(x, state)
+            with torch.no_grad():
+                ty, tstate = tm(torch.tensor(x)[None] if not batched else torch.tensor(x)[None],
+                                tstate)
+            np.testing.assert_allclose(y, ty[0].numpy(), rtol=0, atol=1e-10)
+            for a, b in zip(_states(cls, state), _states(cls, tstate)):
+                np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls, kw", CASES)
+def test_frozen_equals_layer_step(cls, kw, dtype):
+    m = cls(3, 4, num_layers=2, dtype=dtype, seed=1, **kw).eval()
+    frozen = m.freeze()
+    rng = np.random.default_rng(0)
+    tol = 1e-13 if dtype == np.float64 else 1e-6
+    for batched in (True, False):
+        lead = (2,) if batched else ()
+        sa = sb = None
+        for _ in range(5):
+            x = rng.standard_normal(lead + (3,)).astype(dtype)
+            ya, sa = m.step(x, sa)
+            yb, sb = frozen(x, sb)
+            assert yb.dtype == dtype and yb.shape == ya.shape and not yb.flags.writeable
+            np.testing.assert_allclose(ya, yb, rtol=0, atol=tol)
+            for a, b in zip(_states(cls, sa), _states(cls, sb)):
+                assert a.shape == b.shape and a.dtype == b.dtype
+                np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+            sb = sa
+
+
+def test_frozen_follows_rnnlab_writes_and_refresh_sees_in_place_ones():
+    m = LSTM(3, 4, dtype=np.float64, seed=0)
+    frozen = m.freeze()
+    x = np.ones((1, 3))
+
+    def same():
+        return np.allclose(frozen.step(x)[0], m.step(x)[0], rtol=0, atol=1e-13)
+
+    assert same()
+    m.weight_ih_l0 = np.zeros((16, 3))                       # attribute assignment
+    assert same()
+    m.load_state_dict({k: v * 2 for k, v in m.state_dict().items()})
+    assert same()
+    with rnnlab.enable_grad():                               # an optimizer step
+        out, _ = m(np.ones((2, 1, 3)))
+        m.backward(np.ones_like(out))
+    SGD(m, lr=0.5).step()
+    assert same()
+    m.to(np.float32)                                         # a new dtype: new arrays
+    y, _ = frozen.step(np.ones((1, 3), np.float32))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, m.step(np.ones((1, 3), np.float32))[0], atol=1e-6)
+    m.weight_ih_l0[...] = 1.0                                # in place: not visible ...
+    assert not np.allclose(frozen.step(x.astype(np.float32))[0],
+                           m.step(x.astype(np.float32))[0], atol=1e-6)
+    frozen.refresh()                                         # ... until refresh()
+    np.testing.assert_allclose(frozen.step(x.astype(np.float32))[0],
+                               m.step(x.astype(np.float32))[0], atol=1e-6)
+
+
+def test_frozen_is_inference_only():
+    """No records, no dropout, even in training mode with grad mode on."""
+    m = GRU(3, 4, num_layers=3, dropout=0.5, dtype=np.float64, seed=0)   # training mode
+    frozen = m.freeze()
+    x = np.ones((2, 3))
+    with rnnlab.enable_grad():
+        a, _ = frozen.step(x)
+        b, _ = frozen.step(x)
+    assert not m._records.steps
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, m.eval().step(x)[0], rtol=0, atol=1e-13)
+
+
+def test_frozen_refuses_bidirectional_and_reports_bad_input_like_step():
+    with pytest.raises(ValueError, match="unidirectional"):
+        GRU(3, 4, bidirectional=True).freeze()
+    m = LSTM(3, 4, num_layers=2, dtype=np.float64)
+    frozen = m.freeze()
+    for x, state in [(np.ones((2, 5)), None), (np.ones((1, 2, 3)), None),
+                     (np.ones((2, 3)), np.zeros((2, 2, 4))),
+                     (np.ones((2, 3)), (np.zeros((2, 3, 4)), np.zeros((2, 2, 4)))),
+                     ("abc", None), (np.ones(3), (np.zeros((2, 4)), np.zeros((2, 4, 1))))]:
+        with pytest.raises((TypeError, ValueError)) as want:
+            m.step(x, state)
+        with pytest.raises(type(want.value)) as got:
+            frozen.step(x, state)
+        assert str(got.value) == str(want.value)
+    # lists, float32 and ints go through the checked path and give the same numbers
+    y, _ = frozen.step([[1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(y, m.step(np.array([[1.0, 2.0, 3.0]]))[0], atol=1e-13)
+
+
+def test_frozen_nonfinite_like_layer_step():
+    m = LSTM(3, 4, num_layers=2, dtype=np.float64, seed=0)
+    m.weight_hh_l1 = np.where(np.arange(64).reshape(16, 4) == 5, np.inf, m.weight_hh_l1)
+    frozen = m.freeze()
+    x = np.array([[np.nan, 1.0, 2.0], [1.0, -1e308, 0.0], [0.5, 0.5, 0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ya, sa = m.eval().step(x)
+        ya, sa = m.step(x, sa)
+        yb, sb = frozen.step(x)
+        yb, sb = frozen.step(x, sb)
+    np.testing.assert_array_equal(np.isnan(ya), np.isnan(yb))
+    np.testing.assert_array_equal(np.isinf(ya), np.isinf(yb))
+    np.testing.assert_allclose(ya[np.isfinite(ya)], yb[np.isfinite(yb)], atol=1e-13)
+
+
+def test_frozen_custom_family_and_pickled_layer():
+    """A family without fused_step (two matmuls) and a layer whose arrays came back from
+    pickle (no shared buffers) both work."""
+    from rnnlab.cells import by_kind
+    m = pickle.loads(pickle.dumps(GRU(3, 4, num_layers=2, dtype=np.float64, seed=2)))
+    assert not by_kind("gru").fused_step
+    x = np.ones((2, 3))
+    np.testing.assert_allclose(m.freeze().step(x)[0], m.step(x)[0], atol=1e-13)
+
+
+JUNK = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=3),
+                 st.lists(st.floats(allow_nan=True), max_size=4),
+                 st.builds(lambda shape, v: np.full(shape, v),
+                           st.lists(st.integers(0, 5), max_size=3).map(tuple),
+                           st.floats(allow_nan=True, allow_infinity=True)),
+                 st.tuples(st.none(), st.none()))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.sampled_from(["rnn", "gru", "lstm"]), JUNK, JUNK)
+def test_frozen_fuzz_matches_layer_step(kind, x, state):
+    """Whatever comes in, frozen.step does what layer.step (eval, no grad) does: the same
+    numbers or the same clear error."""
+    m = rnnlab.nn.make_layer(kind, 3, 4, num_layers=2, dtype=np.float64, seed=0).eval()
+    frozen = m.freeze()
+    try:
+        want = m.step(x, state)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            frozen.step(x, state)
+        return
+    got = frozen.step(x, state)
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-12)
