@@ -7,7 +7,6 @@ the long profile (HYPOTHESIS_PROFILE=fuzz for more).
 """
 import contextlib
 import io
-import os
 import warnings
 
 import numpy as np
@@ -21,11 +20,7 @@ from rnnlab.tools import cli
 
 torch = pytest.importorskip("torch")
 
-settings.register_profile("ci", max_examples=40, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=2000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# profiles ("ci": the same examples every run; "fuzz": random, 2000 each): tests/conftest.py
 
 SPECIAL = [np.nan, np.inf, -np.inf, 1e30, -1e30, 5e-324, -2.2e-308, 0.0]
 KINDS = ["rnn", "rnn_relu", "gru", "lstm"]
