@@ -93,7 +93,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
             h_prev[t, :b] = h[:b]
         k = t if record else 0
         hb = h if b == N else h[:b]
-        ghb = np.matmul(hb, w_hh_t, out=gh[:b])            # (b, G*H) the sequential matmul
+        ghb = np.dot(hb, w_hh_t, out=gh[:b])            # (b, G*H) the sequential matmul
         if b_rest is not None:
             ghb[:, folded:] += b_rest
         target = out[t, :b] if w.w_hr is None else m_all[k, :b]
@@ -102,7 +102,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
         if record:
             caches[t] = cache
         if w.w_hr is not None:
-            np.matmul(target, w_hr_t, out=out[t, :b])      # projection to H_out
+            np.dot(target, w_hr_t, out=out[t, :b])      # projection to H_out
         if b == N:
             h, c = out[t], c_new
         else:                                              # rows not running keep their state
@@ -197,7 +197,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
             norms[t, :b] = np.linalg.norm(dh_t, axis=1)
         if w.w_hr is not None:
             dh_all[t, :b] = dh_t
-            dh_t = dh_t @ w.w_hr                           # through h = m W_hr^T
+            dh_t = np.dot(dh_t, w.w_hr)                    # through h = m W_hr^T
         dgx = dgx_all[t, :b]
         dgr = None if dgr_all is None else dgr_all[t, :b]
         first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
@@ -206,10 +206,10 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b], rec.caches[t],
                                    dgx, dgr, first)
         if dgr is None:
-            dh_new = dgx @ w_hh                            # the sequential matmul
+            dh_new = np.dot(dgx, w_hh)                     # the sequential matmul
         else:                                              # GRU: dgh = [dgx_rz, dgr]
-            dh_new = dgx[:, :F_] @ w_hh_f
-            dh_new += dgr @ w_hh_r
+            dh_new = dgx[:, :F_] @ w_hh_f                  # (column slices: np.dot would
+            dh_new += dgr @ w_hh_r                         # copy them, matmul reads them)
         if dh_direct is not None:
             dh_new += dh_direct
         if b == N:

@@ -88,11 +88,11 @@ def step_layers(fam, x, layers, h, c):
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
             if s.joint is not None:
-                gx = np.matmul(np.concatenate((inp, h[k]), axis=1), s.joint)   # (N, G*H)
+                gx = np.dot(np.concatenate((inp, h[k]), axis=1), s.joint)   # (N, G*H)
                 gh = None                                   # already in gx
             else:
-                gx = np.matmul(inp, s.w_ih_t)
-                gh = np.matmul(h[k], s.w_hh_t)
+                gx = np.dot(inp, s.w_ih_t)
+                gh = np.dot(h[k], s.w_hh_t)
                 if s.b_h is not None:
                     if s.b_h_at:
                         gh[:, s.b_h_at:] += s.b_h
@@ -104,7 +104,7 @@ def step_layers(fam, x, layers, h, c):
             store = np.empty((N, fam.store * s.H), dtype=dt)
             cn, _ = fam.step(gx, gh, h[k], None if c is None else c[k], target, store)
             if s.w_hr_t is not None:
-                np.matmul(target, s.w_hr_t, out=h_new[k])
+                np.dot(target, s.w_hr_t, out=h_new[k])
             if cn is not None:
                 c_new[k] = cn
             inp = h_new[k]
