@@ -24,6 +24,7 @@ import numpy as np
 from ..cells import by_mode
 from ..checks import float_array, gradient_array, to_numpy
 from ..errors import BackwardError, ShapeError
+from .kernels import kernel_for
 from .packed import batch_sizes_for, check_lengths
 from .pool import PLAIN
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -67,20 +68,28 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     dt = gx.dtype
     new = lease if pool_out else PLAIN
     out = (new.empty if sizes is None else new.zeros)((T, N, H_out), dt)   # padding: 0
-    steps_kept = T if record else 1                        # inference: one buffer, reused
-    h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
-    m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
-    store = lease.empty((steps_kept, N, fam.store * H), dt)
-    gh = lease.empty((N, GH), dt)                          # scratch, reused every step
-    # (H_out, G*H) row-major, what the recurrent matmul reads fastest. Recording takes a
-    # copy (the record's snapshot, whatever the parameter's layout); otherwise a module's
-    # column-major parameter is already that (free), and a row-major one is copied when
-    # there are steps enough to pay for it
+    # (H_out, G*H) row-major, what the recurrent matmul reads fastest: a copy (also the
+    # record's snapshot, whatever the parameter's layout) when recording or when there are
+    # steps enough to pay for it; one unrecorded step reads the transposed view
     if record:
         t_of = lambda w_: np.array(w_.T, order="C")                    # noqa: E731
     else:
         t_of = (lambda w_: np.ascontiguousarray(w_.T)) if T > 1 else (lambda w_: w_.T)
     w_hh_t = t_of(w.w_hh)
+    kernel = None if record or sizes is not None else kernel_for(fam, dt, N, GH, H_out,
+                                                                 w.w_hr is not None)
+    if kernel is not None:                                 # compiled loop (kernels.py)
+        c = np.ascontiguousarray
+        h0 = c(h0)
+        c_n = h0 if c0 is None else np.empty(c0.shape, dt)
+        kernel(c(gx), c(w_hh_t), np.zeros(H, dt) if b_rest is None else c(b_rest), h0,
+               h0 if c0 is None else c(c0), reverse, out, c_n)
+        return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), None
+    steps_kept = T if record else 1                        # inference: one buffer, reused
+    h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
+    m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
+    store = lease.empty((steps_kept, N, fam.store * H), dt)
+    gh = lease.empty((N, GH), dt)                          # scratch, reused every step
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
     caches = [None] * T if record else None

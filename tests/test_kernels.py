@@ -1,0 +1,176 @@
+"""The compiled float32 inference loops (rnnlab/sequence/kernels.py, numba; issue 11):
+their exp / sigmoid / tanh, and the layers through them against the NumPy path and torch."""
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import rnnlab
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.sequence import kernels
+
+numba = pytest.importorskip("numba")
+from rnnlab.sequence import _compiled  # noqa: E402  (needs numba)
+
+EPS = np.finfo(np.float32).eps
+
+
+@numba.njit
+def _apply(which, x, out):
+    for i in range(x.size):
+        out[i] = _compiled._sigmoid(x[i]) if which == 0 else (
+            _compiled._tanh(x[i]) if which == 1 else _compiled._exp(x[i]))
+
+
+def _special_grid():
+    pos = np.logspace(-45, 2, 3000)
+    return np.concatenate([np.linspace(-100, 100, 200001), pos, -pos,
+                           [0.0, np.inf, -np.inf, np.nan, 88.0, -88.0, 87.5, -87.5, 1e30,
+                            -1e30, 3e38, -3e38, 1e-40, -1e-40]]).astype(np.float32)
+
+
+@pytest.mark.parametrize("which, ref", [(0, lambda x: 1 / (1 + np.exp(-x))), (1, np.tanh)])
+def test_compiled_functions_within_a_few_ulps(which, ref):
+    x = _special_grid()
+    out = np.empty_like(x)
+    _apply(which, x, out)
+    with np.errstate(over="ignore"):
+        want = ref(x.astype(np.float64))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    fin = np.isfinite(want) & (np.abs(want) > 1e-30)
+    rel = np.abs(out[fin] - want[fin]) / np.abs(want[fin])
+    assert rel.max() <= 4 * EPS, rel.max()
+    tiny = np.isfinite(want) & (np.abs(want) <= 1e-30)          # sigmoid far left, tanh of
+    assert np.all(np.abs(out[tiny] - want[tiny]) <= 1e-30)      # subnormals: tiny either way
+    if which == 1:
+        assert np.signbit(out[x == 0][0]) == np.signbit(np.float32(0.0))
+        neg0 = np.array([-0.0], np.float32)
+        _apply(1, neg0, neg0)
+        assert np.signbit(neg0[0])                               # tanh(-0.0) = -0.0
+        assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] == -1
+    else:
+        assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] < 1e-37
+
+
+def _both_paths(m, x, hx=None, **kw):
+    """(compiled, numpy) results of an inference call, and whether the compiled one ran."""
+    calls = []
+    saved = kernels._load()
+    wrapped = [(fam, (lambda k: lambda *a: (calls.append(1), k(*a))[1])(k)) for fam, k in saved]
+    try:
+        kernels._state["kernels"] = wrapped
+        with rnnlab.no_grad():
+            a = m(x, hx, **kw)
+        kernels._state["kernels"] = ()
+        with rnnlab.no_grad():
+            b = m(x, hx, **kw)
+    finally:
+        kernels._state["kernels"] = saved
+    return a, b, bool(calls)
+
+
+def _flat(result):
+    out, state = result
+    return [out] + (list(state) if isinstance(state, tuple) else [state])
+
+
+CONFIGS = [dict(), dict(num_layers=3), dict(bidirectional=True, num_layers=2),
+           dict(bias=False), dict(batch_first=True)]
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+@pytest.mark.parametrize("kw", CONFIGS, ids=[str(k) for k in CONFIGS])
+def test_compiled_equals_numpy_path(cls, kw):
+    m = cls(5, 7, dtype=np.float32, seed=3, **kw).eval()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6, 5) if kw.get("batch_first") else (6, 4, 5)).astype(np.float32)
+    a, b, ran = _both_paths(m, x)
+    assert ran
+    for u, v in zip(_flat(a), _flat(b)):
+        assert u.dtype == np.float32 and u.shape == v.shape
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
+    a, b, ran = _both_paths(m, x[:, 0] if not kw.get("batch_first") else x[0])   # unbatched
+    assert ran
+    for u, v in zip(_flat(a), _flat(b)):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_compiled_equals_torch_float32(cls):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, cls.__name__)(8, 16, num_layers=2, bidirectional=True).eval()
+    om = cls(8, 16, num_layers=2, bidirectional=True, dtype=np.float32)
+    om.load_state_dict(tm.state_dict())
+    x = np.random.default_rng(1).standard_normal((30, 4, 8)).astype(np.float32)
+    (a, _, ran) = _both_paths(om, x)
+    assert ran
+    with torch.no_grad():
+        want = tm(torch.from_numpy(x))
+    for u, v in zip(_flat(a), _flat(want)):
+        np.testing.assert_allclose(u, v.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_only_where_it_wins_and_never_changes_other_calls():
+    from rnnlab.cells import by_kind
+    gru, lstm = by_kind("gru"), by_kind("lstm")
+    f32 = np.float32
+    if not kernels._load():
+        pytest.skip("numba present but the kernels did not build here")
+    assert kernels.kernel_for(gru, f32, 16, 96, 32, False) is not None
+    assert kernels.kernel_for(lstm, np.float64, 16, 128, 32, False) is None      # float64
+    assert kernels.kernel_for(lstm, f32, 16, 128, 32, True) is None              # proj_size
+    assert kernels.kernel_for(lstm, f32, 64, 1024, 256, False) is None           # > LIMIT
+    assert kernels.kernel_for(by_kind("rnn"), f32, 16, 32, 32, False) is None    # RNN: NumPy
+    m = LSTM(3, 4, dtype=np.float32, seed=0)
+    x = np.ones((5, 2, 3), np.float32)
+    for kw in (dict(lengths=[5, 3]), dict()):
+        a, b, ran = _both_paths(m.eval(), x, **kw)
+        assert ran == (not kw)                                    # lengths: NumPy path
+    with rnnlab.enable_grad():                                    # recorded: NumPy path
+        out, _ = m(x)
+        m.backward(np.ones_like(out))
+    assert m.grads
+
+
+def test_kernels_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("RNNLAB_KERNELS", "numpy")
+    monkeypatch.setattr(kernels, "_state", {"loaded": False, "kernels": None})
+    assert kernels._load() == ()
+    assert kernels.kernel_for(rnnlab.cells.by_kind("gru"), np.float32, 2, 6, 2, False) is None
+
+
+VALUES = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0, 1e-40, 50.0])
+
+
+@given(st.sampled_from([GRU, LSTM]), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6),
+       st.integers(0, 2 ** 32 - 1), st.lists(st.tuples(st.integers(0, 10 ** 6), VALUES),
+                                             max_size=4), st.booleans())
+def test_compiled_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, specials, in_weights):
+    """Random shapes and values with NaN / inf / huge / tiny values in the input or the
+    weights: the compiled loop gives the NumPy path's numbers to float32 rounding, NaN and
+    inf in the same places, and no warning."""
+    rng = np.random.default_rng(seed)
+    m = cls(3, H, num_layers=2, dtype=np.float32, seed=seed % 1000).eval()
+    x = rng.standard_normal((T, N, 3)).astype(np.float32)
+    target = m.weight_hh_l0 if in_weights else x
+    for pos, v in specials:
+        target.reshape(-1)[pos % target.size] = v
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, b, ran = _both_paths(m, x)
+    assert ran
+    for u, v in zip(_flat(a), _flat(b)):
+        np.testing.assert_array_equal(np.isnan(u), np.isnan(v))
+        np.testing.assert_array_equal(np.isposinf(u), np.isposinf(v))
+        np.testing.assert_array_equal(np.isneginf(u), np.isneginf(v))
+        fin = np.isfinite(v)
+        np.testing.assert_allclose(u[fin], v[fin], rtol=1e-4, atol=1e-5)
+
+
+def test_rnn_and_float64_unchanged():
+    """RNN (already faster than torch in NumPy) and float64 never take a compiled loop."""
+    for m in (RNN(3, 4, dtype=np.float32).eval(), GRU(3, 4, dtype=np.float64).eval()):
+        _, _, ran = _both_paths(m, np.ones((4, 2, 3), m.dtype))
+        assert not ran
