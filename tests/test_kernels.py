@@ -174,3 +174,38 @@ def test_rnn_and_float64_unchanged():
     for m in (RNN(3, 4, dtype=np.float32).eval(), GRU(3, 4, dtype=np.float64).eval()):
         _, _, ran = _both_paths(m, np.ones((4, 2, 3), m.dtype))
         assert not ran
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, monkeypatch):
+    """layer.step (live parameters: W_hh read in place, biases as views) and
+    layer.freeze().step (a snapshot) take the compiled loop for float32; both equal the
+    NumPy path to float32 rounding, and layer.step sees in-place edits at once."""
+    saved = kernels._load()
+    if not saved:
+        pytest.skip("kernels did not build here")
+    calls = []
+    wrapped = [(fam, (lambda k: lambda *a: (calls.append(1), k(*a))[1])(k)) for fam, k in saved]
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    results = []
+    for state in (wrapped, ()):
+        monkeypatch.setitem(kernels._state, "kernels", state)
+        m = cls(4, 6, num_layers=2, bias=bias, dtype=np.float32, seed=1).eval()
+        frozen = m.freeze()
+        sa = sb = None
+        ys = []
+        for x in xs:
+            ya, sa = m.step(x, sa)
+            yb, sb = frozen.step(x, sb)
+            ys += [ya, yb]
+        with np.errstate(all="ignore"):
+            m.weight_hh_l1[...] *= -2.0                           # in place: step sees it
+            if bias:
+                m.bias_hh_l0[...] += 0.5
+        ys.append(m.step(xs[0], sa)[0])
+        results.append(ys)
+    assert calls
+    for u, v in zip(*results):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)

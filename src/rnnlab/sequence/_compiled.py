@@ -87,9 +87,30 @@ def _project(a, gx_tn, h_n, w_hh_t, split):
         k += 1
 
 
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _project_rows(a, gx_tn, h_n, w_hh, split):
+    """_project for W_hh itself, (G*H, H_out) row-major (a live parameter): one dot
+    product per output, summed in any order (reassoc lets LLVM vectorise it)."""
+    K = h_n.shape[0]
+    for j in range(a.shape[0]):
+        acc = ZERO
+        for k in range(K):
+            acc += w_hh[j, k] * h_n[k]
+        a[j] = (gx_tn[j] if j < split else ZERO) + acc
+
+
+@inline
+def _recurrent(a, gx_tn, h_n, w, split, rows):
+    if rows:
+        _project_rows(a, gx_tn, h_n, w, split)
+    else:
+        _project(a, gx_tn, h_n, w, split)
+
+
 @loop
-def lstm(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n):
-    """gx (T, N, 4H) input projections with b_ih + b_hh; w_hh_t (H, 4H); b_rest unused."""
+def lstm(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows):
+    """gx (T, N, 4H) input projections with b_ih + b_hh; w_hh_t (H, 4H), or with
+    rows=True W_hh itself (4H, H); b_rest unused."""
     T, N, GH = gx.shape
     H = GH // 4
     a = np.empty(GH, f32)
@@ -98,7 +119,7 @@ def lstm(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n):
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
         for n in range(N):
-            _project(a, gx[t, n], prev[n], w_hh_t, GH)
+            _recurrent(a, gx[t, n], prev[n], w_hh_t, GH, rows)
             for j in range(H):
                 i = _sigmoid(a[j])
                 f = _sigmoid(a[H + j])
@@ -110,8 +131,9 @@ def lstm(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n):
 
 
 @loop
-def gru(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n):
-    """gx (T, N, 3H) input projections with b_ih and b_hh of r, z; w_hh_t (H, 3H);
+def gru(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows):
+    """gx (T, N, 3H) input projections with b_ih and b_hh of r, z; w_hh_t (H, 3H) (or, with
+    rows=True, W_hh itself, (3H, H));
     b_rest: b_hn (H,) (zeros without bias). c0, c_n unused."""
     T, N, GH = gx.shape
     H = GH // 3
@@ -121,7 +143,7 @@ def gru(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n):
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
         for n in range(N):
             hp = prev[n]
-            _project(a, gx[t, n], hp, w_hh_t, 2 * H)       # r, z: x + h parts; n: W_hn h
+            _recurrent(a, gx[t, n], hp, w_hh_t, 2 * H, rows)   # r, z: x + h; n: W_hn h
             for j in range(H):
                 hn = a[2 * H + j] + b_rest[j]                              # W_hn h + b_hn
                 r = _sigmoid(a[j])

@@ -83,7 +83,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
         h0 = c(h0)
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
         kernel(c(gx), c(w_hh_t), np.zeros(H, dt) if b_rest is None else c(b_rest), h0,
-               h0 if c0 is None else c(c0), reverse, out, c_n)
+               h0 if c0 is None else c(c0), reverse, out, c_n, False)
         return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), None
     steps_kept = T if record else 1                        # inference: one buffer, reused
     h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None

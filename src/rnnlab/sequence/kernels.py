@@ -31,8 +31,9 @@ _state = {"loaded": False, "kernels": None}
 
 def kernel_for(fam, dtype, N, GH, H_out, has_proj):
     """The compiled forward loop for this call, or None (use the NumPy path). Called as
-    kernel(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n), every array C-contiguous
-    float32 (see _compiled.lstm / _compiled.gru)."""
+    kernel(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows), every array C-contiguous
+    float32 (see _compiled.lstm / _compiled.gru; always pass rows, so that one compiled
+    signature serves every call)."""
     if dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > LIMIT:
         return None
     kernels = _load()
@@ -62,7 +63,7 @@ def _build():
             z = np.zeros((2, 1), np.float32)
             kernel(np.zeros((2, 2, G), np.float32), np.zeros((1, G), np.float32),
                    np.zeros(1, np.float32), z, z, False, np.empty((2, 2, 1), np.float32),
-                   np.empty((2, 1), np.float32))
+                   np.empty((2, 1), np.float32), False)
         return pairs
     except Exception:                       # numba missing, or unable to compile here
         return ()

@@ -13,6 +13,11 @@ Both read a list of ``StepWeights``, one per layer, made once and reused:
   [x | h] meets it in one matmul, with b_ih + b_hh summed once. GRU keeps two matmuls
   (its n gate needs the two parts apart) and b_hh of r and z folded into b_ih.
 
+The frozen snapshot also takes the compiled float32 loop of kernels.py (numba) where it
+is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate in one compiled
+pass (GRU up to kernels.LIMIT; LSTM while G*H * H_out <= JOINT_WINS, above which the one
+joint BLAS call is faster).
+
 The numbers equal the layer on a length-1 sequence to rounding (the snapshot sums in
 another order).
 """
@@ -20,8 +25,11 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .kernels import LIMIT, kernel_for
 from .records import LayerWeights
 
+JOINT_WINS = 1 << 17     # G*H * H_out above which [x | h] @ joint (BLAS) beats the
+#                          compiled loop for RNN / LSTM steps (LSTM H = 256: 36 vs 42 us)
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
 
 
@@ -34,6 +42,10 @@ class StepWeights(NamedTuple):
     b_h_at: int
     w_hr_t: Optional[np.ndarray]    # (H, H_out) projection, or None
     H: int
+    kernel: object = None           # the compiled loop (kernels.py), or None
+    b_rest: Optional[np.ndarray] = None    # its b_rest (zeros without bias)
+    b_fold: Optional[np.ndarray] = None    # live: b_hh of the folded gates, added to gx
+    rows: bool = False              # live: the kernel reads W_hh itself (w_hh_t.T)
 
 
 def live_weights(fam, weights):
@@ -41,9 +53,20 @@ def live_weights(fam, weights):
     out = []
     for layer in weights:
         w_ih, w_hh, b_ih, b_hh, w_hr = layer[0]
+        GH = w_hh.shape[0]
+        H = GH // fam.num_gates
+        kernel = kernel_for(fam, w_ih.dtype, 1, GH, w_hh.shape[1], w_hr is not None)
+        b_rest = b_fold = None
+        if kernel is not None and w_hh.flags.c_contiguous:
+            folded = fam.fold * H
+            b_rest = np.zeros(H, w_ih.dtype) if b_hh is None or folded == GH else \
+                b_hh[folded:]
+            b_fold = None if b_hh is None else b_hh[:folded]
+        else:
+            kernel = None
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,
-                               None if w_hr is None else w_hr.T,
-                               w_hh.shape[0] // fam.num_gates))
+                               None if w_hr is None else w_hr.T, H, kernel, b_rest, b_fold,
+                               True))
     return out
 
 
@@ -62,15 +85,23 @@ def frozen_weights(fam, weights):
             b_x[:folded] += w.b_hh[:folded]
             b_h = w.b_hh[folded:].copy() if folded < GH else None
         w_hr_t = None if w.w_hr is None else np.array(w.w_hr.T, order="C")
+        kernel = kernel_for(fam, w.w_ih.dtype, 1, GH, w.w_hh.shape[1], w.w_hr is not None)
+        b_rest = None
+        if kernel is not None:
+            b_rest = np.zeros(H, w.w_ih.dtype) if b_h is None else b_h
         if folded == GH and getattr(fam, "fused_step", False):
+            if GH * w.w_hh.shape[1] > JOINT_WINS:      # one threaded BLAS call beats the
+                kernel = None                          # compiled loop's own matmul here
             I = w.w_ih.shape[1]
             joint = np.empty((I + w.w_hh.shape[1], GH), dtype=w.w_ih.dtype)
             joint[:I] = w.w_ih.T
             joint[I:] = w.w_hh.T
-            out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H))
+            out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
+                                   kernel, b_rest))
         else:
             out.append(StepWeights(None, np.array(w.w_ih.T, order="C"),
-                                   np.array(w.w_hh.T, order="C"), b_x, b_h, folded, w_hr_t, H))
+                                   np.array(w.w_hh.T, order="C"), b_x, b_h, folded, w_hr_t, H,
+                                   kernel, b_rest))
     return out
 
 
@@ -87,6 +118,18 @@ def step_layers(fam, x, layers, h, c):
     inp = x
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
+            if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT:
+                gx = np.dot(inp, s.w_ih_t)                  # x part by BLAS, the rest
+                if s.b_x is not None:                       # compiled (kernels.py)
+                    gx += s.b_x
+                if s.b_fold is not None:
+                    gx[:, :s.b_fold.shape[0]] += s.b_fold
+                hk = np.ascontiguousarray(h[k])
+                s.kernel(gx[None], s.w_hh_t.T if s.rows else s.w_hh_t, s.b_rest, hk,
+                         hk if c is None else np.ascontiguousarray(c[k]), False,
+                         h_new[k][None], hk if c is None else c_new[k], s.rows)
+                inp = h_new[k]
+                continue
             if s.joint is not None:
                 gx = np.dot(np.concatenate((inp, h[k]), axis=1), s.joint)   # (N, G*H)
                 gh = None                                   # already in gx
