@@ -26,6 +26,8 @@ import numpy as np
 
 LIMIT = 1 << 20          # N * G*H * H_out per step; above it OpenBLAS wins (BENCHMARKS.md)
 
+KINDS = ("gru", "lstm")    # families with a compiled loop
+
 _state = {"loaded": False, "kernels": None}
 
 
@@ -34,10 +36,10 @@ def kernel_for(fam, dtype, N, GH, H_out, has_proj):
     kernel(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows), every array C-contiguous
     float32 (see _compiled.lstm / _compiled.gru; always pass rows, so that one compiled
     signature serves every call)."""
-    if dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > LIMIT:
-        return None
-    kernels = _load()
-    for family, kernel in kernels:
+    if (dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > LIMIT
+            or fam.kind not in KINDS):
+        return None                         # decided before numba is ever imported
+    for family, kernel in _load():
         if fam is family:
             return kernel
     return None

@@ -60,6 +60,9 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
         from ..nn import make_layer
+        from ..sequence import kernels
+        if kind in kernels.KINDS:      # numba's import, like torch's, before the baseline
+            kernels._load()
         m = make_layer(kind, I, H, seed=0).train(what == "train")
 
         def call():
