@@ -237,7 +237,47 @@ def test_nonfinite_propagates_like_torch(cls, where, value, loss):
         _same_nonfinite(om.grads.get(name, np.zeros(p.shape)), want, name)
 
 
-def _same_nonfinite(ours, theirs, what=""):
+@pytest.mark.parametrize("cls", [RNN, GRU, LSTM])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_zero_state_times_nonfinite_weight_with_one_unit(cls, dtype):
+    """hidden_size 1, batch 1, h0 = 0 and NaN / inf in W_hh: 0 * NaN is NaN in torch. With
+    an inner dimension of 1 NumPy's np.dot computes 0 there (a scaling path), so the
+    per-step products go through rnnlab.sequence.linalg.dot. Sequence, step, freeze and
+    the gradients, on the NumPy path (the compiled loops multiply element by element)."""
+    for value in (np.nan, np.inf):
+        tm, om = _torch_pair(cls, 2, 1)
+        with torch.no_grad():
+            tm.weight_hh_l0.view(-1)[0] = value
+        om.weight_hh_l0.reshape(-1)[0] = value
+        if dtype == np.float32:
+            tm, om = tm.float(), om.to(np.float32)
+        x = np.random.default_rng(0).standard_normal((3, 1, 2)).astype(dtype)
+        tx = torch.tensor(x, requires_grad=True)
+        tout = tm(tx)[0]
+        tout.backward(torch.ones_like(tout))
+        tols = dict(atol=1e-6, rtol=1e-5) if dtype == np.float32 else {}
+        from rnnlab.sequence import kernels
+        saved = kernels._state["kernels"], kernels._state["loaded"]
+        kernels._state.update(kernels=(), loaded=True)             # the NumPy path
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                out, _ = om(x)
+                g = om.backward(np.ones_like(out))
+                with rnnlab.no_grad():
+                    steps = [om.eval().step(x[0])[0], om.freeze().step(x[0])[0]]
+                om.train()
+        finally:
+            kernels._state["kernels"], kernels._state["loaded"] = saved
+        _same_nonfinite(out, tout, **tols)
+        _same_nonfinite(g[0], tx.grad, **tols)
+        for y in steps:
+            _same_nonfinite(y, tout[0], **tols)
+        for name, p in tm.named_parameters():
+            _same_nonfinite(om.grads[name], p.grad, name, **tols)
+
+
+def _same_nonfinite(ours, theirs, what="", atol=1e-9, rtol=1e-9):
     theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else theirs
     ours = np.asarray(ours)
     assert ours.shape == theirs.shape, what
@@ -245,4 +285,4 @@ def _same_nonfinite(ours, theirs, what=""):
     np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(theirs), err_msg=f"+inf {what}")
     np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(theirs), err_msg=f"-inf {what}")
     fin = np.isfinite(theirs)
-    np.testing.assert_allclose(ours[fin], theirs[fin], atol=1e-9, rtol=1e-9, err_msg=what)
+    np.testing.assert_allclose(ours[fin], theirs[fin], atol=atol, rtol=rtol, err_msg=what)

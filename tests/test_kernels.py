@@ -1,5 +1,6 @@
-"""The compiled float32 inference loops (rnnlab/sequence/kernels.py, numba; issue 11):
-their exp / sigmoid / tanh, and the layers through them against the NumPy path and torch."""
+"""The compiled float32 loops (rnnlab/sequence/kernels.py, numba; issue 11): their exp /
+sigmoid / tanh, and the layers through them (inference, training, steps) against the NumPy
+path and torch."""
 import warnings
 
 import numpy as np
@@ -53,11 +54,19 @@ def test_compiled_functions_within_a_few_ulps(which, ref):
         assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] < 1e-37
 
 
+def _counted(saved, calls, forward=True, backward=True):
+    """The loaded kernels with each call counted in ``calls``; forward / backward False: that
+    loop is left out (the NumPy path runs there)."""
+    def wrap(k, on):
+        return (lambda *a: (calls.append(1), k(*a))[1]) if on else None
+    return [(fam, wrap(f, forward), wrap(b, backward)) for fam, f, b in saved]
+
+
 def _both_paths(m, x, hx=None, **kw):
     """(compiled, numpy) results of an inference call, and whether the compiled one ran."""
     calls = []
     saved = kernels._load()
-    wrapped = [(fam, (lambda k: lambda *a: (calls.append(1), k(*a))[1])(k)) for fam, k in saved]
+    wrapped = _counted(saved, calls)
     try:
         kernels._state["kernels"] = wrapped
         with rnnlab.no_grad():
@@ -128,10 +137,8 @@ def test_compiled_only_where_it_wins_and_never_changes_other_calls():
     for kw in (dict(lengths=[5, 3]), dict()):
         a, b, ran = _both_paths(m.eval(), x, **kw)
         assert ran == (not kw)                                    # lengths: NumPy path
-    with rnnlab.enable_grad():                                    # recorded: NumPy path
-        out, _ = m(x)
-        m.backward(np.ones_like(out))
-    assert m.grads
+    assert kernels.kernel_for(lstm, f32, 16, 128, 32, False, backward=True) is not None
+    assert kernels.kernel_for(lstm, np.float64, 16, 128, 32, False, backward=True) is None
 
 
 def test_kernels_can_be_turned_off(monkeypatch):
@@ -186,7 +193,7 @@ def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, monkeypatch)
     if not saved:
         pytest.skip("kernels did not build here")
     calls = []
-    wrapped = [(fam, (lambda k: lambda *a: (calls.append(1), k(*a))[1])(k)) for fam, k in saved]
+    wrapped = _counted(saved, calls)
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((5, 3, 4)).astype(np.float32)
     results = []
@@ -209,3 +216,146 @@ def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, monkeypatch)
     assert calls
     for u, v in zip(*results):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
+
+
+# -- training: the recording forward and the BPTT loop ----------------------------------
+def _train_paths(m, x, hx, grads, forward, backward):
+    """Forward in training mode and backward with ``grads`` (d_output, d_h_n[, d_c_n]),
+    with the compiled forward / backward on or off; returns (everything, calls)."""
+    calls = []
+    saved = kernels._load()
+    try:
+        kernels._state["kernels"] = _counted(saved, calls, forward, backward)
+        m.grads.clear()
+        out, state = m.train()(x, hx)
+        back = m.backward(*grads)
+    finally:
+        kernels._state["kernels"] = saved
+    result = [out] + list(state if isinstance(state, tuple) else (state,)) + list(back)
+    return result + [m.grads[k].copy() for k in sorted(m.grads)], len(calls)
+
+
+TRAIN_CONFIGS = [dict(), dict(num_layers=2, bidirectional=True), dict(bias=False),
+                 dict(batch_first=True, num_layers=2)]
+WHICH = ["all", "output", "h_n", "c_n"]
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+@pytest.mark.parametrize("kw", TRAIN_CONFIGS, ids=[str(k) for k in TRAIN_CONFIGS])
+@pytest.mark.parametrize("which", WHICH)
+def test_compiled_training_equals_numpy_path(cls, kw, which):
+    """Forward and backward through the compiled loops, each alone and both, against the
+    NumPy path: outputs, states, dx, dh0, dc0 and every parameter gradient. With only c_n
+    in the loss no gradient reaches h at the last step, and the NumPy BPTT runs (it
+    leaves that branch out, as autograd does)."""
+    if which == "c_n" and cls is GRU:
+        pytest.skip("GRU has no c_n")
+    if not kernels._load():
+        pytest.skip("kernels did not build here")
+    m = cls(5, 7, dtype=np.float32, seed=3, **kw)
+    rng = np.random.default_rng(1)
+    bf = kw.get("batch_first", False)
+    T, N = 6, 4
+    x = rng.standard_normal((N, T, 5) if bf else (T, N, 5)).astype(np.float32)
+    out, state = m.eval()(x)
+    states = state if isinstance(state, tuple) else (state,)
+    hx = tuple(rng.standard_normal(s.shape).astype(np.float32) for s in states)
+    g = [rng.standard_normal(out.shape).astype(np.float32)] + [
+        rng.standard_normal(s.shape).astype(np.float32) for s in states]
+    keep = {"all": range(len(g)), "output": [0], "h_n": [1], "c_n": [2]}[which]
+    grads = [v if i in keep else None for i, v in enumerate(g)]
+    hx = hx if cls is LSTM else hx[0]
+    want, n = _train_paths(m, x, hx, grads, False, False)
+    assert n == 0
+    for forward, backward in ((True, True), (True, False), (False, True)):
+        got, n = _train_paths(m, x, hx, grads, forward, backward)
+        assert n > 0 or (which == "c_n" and not forward)
+        assert len(got) == len(want)
+        for u, v in zip(got, want):
+            if u is None or v is None:
+                assert u is v
+                continue
+            assert u.dtype == np.float32 and u.shape == v.shape
+            np.testing.assert_allclose(u, v, rtol=1e-5, atol=3e-6)
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_compiled_training_equals_torch_float32(cls):
+    torch = pytest.importorskip("torch")
+    if not kernels._load():
+        pytest.skip("kernels did not build here")
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, cls.__name__)(8, 16, num_layers=2, bidirectional=True)
+    om = cls(8, 16, num_layers=2, bidirectional=True, dtype=np.float32)
+    om.load_state_dict(tm.state_dict())
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((30, 4, 8)).astype(np.float32)
+    dy = rng.standard_normal((30, 4, 32)).astype(np.float32)
+    calls = []
+    saved = kernels._load()
+    try:
+        kernels._state["kernels"] = _counted(saved, calls)
+        om.train()(x)
+        dx, dh0 = om.backward(dy)[:2]
+    finally:
+        kernels._state["kernels"] = saved
+    assert calls
+    tx = torch.from_numpy(x).requires_grad_(True)
+    tm(tx)[0].backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-5, atol=1e-5)
+    for name, p in tm.named_parameters():
+        np.testing.assert_allclose(om.grads[name], p.grad.numpy(), rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+
+
+@given(st.sampled_from([GRU, LSTM]), st.integers(1, 5), st.integers(1, 5), st.integers(1, 6),
+       st.integers(0, 2 ** 32 - 1), st.lists(st.tuples(st.integers(0, 10 ** 6), VALUES),
+                                             max_size=4), st.sampled_from(["x", "w", "dy"]))
+def test_compiled_training_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, specials, where):
+    """Training with NaN / inf / huge / tiny values in the input, the weights or the
+    upstream gradient: every output and gradient as the NumPy path's, NaN and inf in the
+    same places, no warning."""
+    if not kernels._load():
+        return
+    rng = np.random.default_rng(seed)
+    m = cls(3, H, num_layers=2, dtype=np.float32, seed=seed % 1000)
+    x = rng.standard_normal((T, N, 3)).astype(np.float32)
+    dy = rng.standard_normal((T, N, H)).astype(np.float32)
+    target = {"x": x, "w": m.weight_hh_l0, "dy": dy}[where]
+    for pos, v in specials:
+        target.reshape(-1)[pos % target.size] = v
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for on in (True, False):
+            results.append(_train_paths(m, x, None, [dy], on, on)[0])
+    for u, v in zip(*results):
+        if v is None:
+            continue
+        np.testing.assert_array_equal(np.isnan(u), np.isnan(v))
+        np.testing.assert_array_equal(np.isposinf(u), np.isposinf(v))
+        np.testing.assert_array_equal(np.isneginf(u), np.isneginf(v))
+        fin = np.isfinite(v)                  # float32 sums of huge terms cancel: the
+        scale = np.abs(v[fin]).max(initial=0)  # tolerance follows the array's magnitude
+        np.testing.assert_allclose(u[fin], v[fin], rtol=1e-4, atol=1e-5 + 1e-4 * scale)
+
+
+def test_training_with_lengths_or_norms_takes_the_numpy_path():
+    """Packed lengths, dh_norms and proj_size keep the NumPy BPTT (the compiled loop has
+    none of them)."""
+    if not kernels._load():
+        pytest.skip("kernels did not build here")
+    x = np.ones((5, 2, 3), np.float32)
+    m = LSTM(3, 4, proj_size=2, dtype=np.float32, seed=0)
+    _, n = _train_paths(m, x, None, [np.ones((5, 2, 2), np.float32)], True, True)
+    assert n == 0
+    m = GRU(3, 4, dtype=np.float32, seed=0)
+    calls = []
+    saved = kernels._load()
+    try:
+        kernels._state["kernels"] = _counted(saved, calls)
+        out, _ = m.train()(x, lengths=[5, 3])
+        m.backward(np.ones_like(out))
+    finally:
+        kernels._state["kernels"] = saved
+    assert not calls

@@ -9,7 +9,10 @@ polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above); sigmoid 1 / (1 + e
 All three stay within a few float32 ulps of the exact values and keep NaN, +-inf and -0.0
 as NumPy does (tests/test_kernels.py). Written so that LLVM vectorises the loops over
 units: no calls, no branches it cannot turn into selects, error_model="numpy" (no
-ZeroDivisionError checks).
+ZeroDivisionError checks). Two things that silently stop the vectorising, measured (4x
+slower each): an inline helper taking an array (the unit helpers take scalars), and a
+loop writing into many arrays (LLVM gives up on the runtime alias checks; the recording
+and GRU's backward loop write into one scratch row u, copied out afterwards).
 """
 import numpy as np
 from llvmlite import ir
@@ -24,6 +27,7 @@ T0, T1, T2 = f32(-5.70498872745e-3), f32(2.06390887954e-2), f32(-5.37397155531e-
 T3, T4 = f32(1.33314422036e-1), f32(-3.33332819422e-1)
 ONE, TWO, HALF, ZERO = f32(1.0), f32(2.0), f32(0.5), f32(0.0)
 HI, LO, SMALL = f32(88.0), f32(-87.0), f32(0.625)
+UNDER = f32(-88.72283935546875)        # -log(FLT_MAX): below it float32 exp(-x) overflows
 
 
 @intrinsic
@@ -50,7 +54,9 @@ def _exp(x):
 @inline
 def _sigmoid(x):
     s = ONE / (ONE + _exp(min(max(-x, LO), HI)))
-    return s if x == x else x                          # the clamp would swallow NaN
+    s = ZERO if x <= UNDER else s                      # exp(-x) = inf there: exactly 0, as
+    return s if x == x else x                          # NumPy (0 * inf must stay NaN); the
+                                                       # clamp would swallow NaN
 
 
 @inline
@@ -107,46 +113,145 @@ def _recurrent(a, gx_tn, h_n, w, split, rows):
         _project(a, gx_tn, h_n, w, split)
 
 
+@inline
+def _copy(dst, src, start):
+    """dst[:] = src[start:start + len(dst)]"""
+    for k in range(dst.shape[0]):
+        dst[k] = src[start + k]
+
+
+@inline
+def _lstm_unit(ai, af, ag, ao, c):
+    """One LSTM unit from its pre-activations and c: (i, f, g, o, c', tanh(c')). Scalars
+    in and out (an array argument here stops LLVM from vectorising the callers' loops)."""
+    i, f, g, o = _sigmoid(ai), _sigmoid(af), _tanh(ag), _sigmoid(ao)
+    c_new = f * c + i * g                                                  # c' = f c + i g
+    return i, f, g, o, c_new, _tanh(c_new)
+
+
+@inline
+def _gru_unit(ar, az, xn, hn):
+    """One GRU unit from its pre-activations, x W_in + b_in and W_hn h + b_hn: (r, z, n)."""
+    r, z = _sigmoid(ar), _sigmoid(az)
+    return r, z, _tanh(xn + r * hn)
+
+
 @loop
-def lstm(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows):
+def lstm(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
     """gx (T, N, 4H) input projections with b_ih + b_hh; w_hh_t (H, 4H), or with
-    rows=True W_hh itself (4H, H); b_rest unused."""
+    rows=True W_hh itself (4H, H); b_rest unused. record=True (training) leaves i, f, g, o
+    in gx and c', tanh(c') in store (T, N, 2H): the NumPy step's layout, which the
+    backward reads (store is not touched otherwise)."""
     T, N, GH = gx.shape
     H = GH // 4
     a = np.empty(GH, f32)
+    u = np.empty(6 * H, f32)
     c_n[:] = c0
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
         for n in range(N):
             _recurrent(a, gx[t, n], prev[n], w_hh_t, GH, rows)
-            for j in range(H):
-                i = _sigmoid(a[j])
-                f = _sigmoid(a[H + j])
-                g = _tanh(a[2 * H + j])
-                o = _sigmoid(a[3 * H + j])
-                c = f * c_n[n, j] + i * g                                  # c' = f c + i g
-                c_n[n, j] = c
-                out[t, n, j] = o * _tanh(c)                                # h' = o tanh(c')
+            if record:                     # through u: few arrays per loop, so that
+                for j in range(H):         # LLVM vectorises each one
+                    i, f, g, o, c, tc = _lstm_unit(a[j], a[H + j], a[2 * H + j],
+                                                   a[3 * H + j], c_n[n, j])
+                    u[j], u[H + j], u[2 * H + j], u[3 * H + j] = i, f, g, o
+                    u[4 * H + j], u[5 * H + j] = c, tc
+                _copy(gx[t, n], u, 0)                                      # i, f, g, o
+                _copy(store[t, n], u, 4 * H)                               # c', tanh(c')
+                for j in range(H):
+                    c_n[n, j] = u[4 * H + j]
+                    out[t, n, j] = u[3 * H + j] * u[5 * H + j]             # h' = o tanh(c')
+            else:
+                for j in range(H):
+                    i, f, g, o, c, tc = _lstm_unit(a[j], a[H + j], a[2 * H + j],
+                                                   a[3 * H + j], c_n[n, j])
+                    c_n[n, j] = c
+                    out[t, n, j] = o * tc                                  # h' = o tanh(c')
 
 
 @loop
-def gru(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows):
+def gru(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
     """gx (T, N, 3H) input projections with b_ih and b_hh of r, z; w_hh_t (H, 3H) (or, with
     rows=True, W_hh itself, (3H, H));
-    b_rest: b_hn (H,) (zeros without bias). c0, c_n unused."""
+    b_rest: b_hn (H,) (zeros without bias). c0, c_n unused. record=True leaves r, z, n in
+    gx and W_hn h + b_hn in store (T, N, H), as the NumPy step does."""
     T, N, GH = gx.shape
     H = GH // 3
     a = np.empty(GH, f32)
+    u = np.empty(4 * H, f32)
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
         for n in range(N):
             hp = prev[n]
             _recurrent(a, gx[t, n], hp, w_hh_t, 2 * H, rows)   # r, z: x + h; n: W_hn h
+            if record:                     # through u, as in lstm
+                for j in range(H):
+                    hn = a[2 * H + j] + b_rest[j]                          # W_hn h + b_hn
+                    r, z, nn = _gru_unit(a[j], a[H + j], gx[t, n, 2 * H + j], hn)
+                    u[j], u[H + j], u[2 * H + j], u[3 * H + j] = r, z, nn, hn
+                _copy(gx[t, n], u, 0)                                      # r, z, n
+                _copy(store[t, n], u, 3 * H)                               # W_hn h + b_hn
+                for j in range(H):
+                    out[t, n, j] = u[2 * H + j] + u[H + j] * (hp[j] - u[2 * H + j])
+            else:
+                for j in range(H):
+                    hn = a[2 * H + j] + b_rest[j]                          # W_hn h + b_hn
+                    r, z, nn = _gru_unit(a[j], a[H + j], gx[t, n, 2 * H + j], hn)
+                    out[t, n, j] = nn + z * (hp[j] - nn)                   # (1 - z) n + z h
+
+
+# -- backward through time (training), the same formulas as cells/*.back ---------------
+# dout (T, N, H) upstream gradient of the outputs (read only when has_dout); dh (N, H),
+# dc (N, H): gradients arriving from after the last step, updated in place to those of
+# h0 and c0; acts, store: the recording forward's gx and store; init, seq: the state before
+# the first step and the sequence of states (LSTM: c0 and store, whose first H columns are
+# c'; GRU: h0 and the outputs); w_hh: W_hh (G*H, H) row-major; dgx (T, N, G*H) receives
+# d(x W_ih^T + b_ih), dgr (T, N, H) GRU's d(W_hn h + b_hn).
+
+@loop
+def lstm_back(dout, has_dout, dh, dc, acts, store, init, seq, w_hh, reverse, dgx, dgr):
+    T, N, GH = acts.shape
+    H = GH // 4
+    for s in range(T):
+        t = s if reverse else T - 1 - s                  # the forward's steps, last first
+        prev = init if s == T - 1 else seq[t + 1 if reverse else t - 1]
+        for n in range(N):
+            da = dgx[t, n]
             for j in range(H):
-                hn = a[2 * H + j] + b_rest[j]                              # W_hn h + b_hn
-                r = _sigmoid(a[j])
-                z = _sigmoid(a[H + j])
-                nn = _tanh(gx[t, n, 2 * H + j] + r * hn)                   # n
-                out[t, n, j] = nn + z * (hp[j] - nn)                       # (1 - z) n + z h
+                dht = dh[n, j] + dout[t, n, j] if has_dout else dh[n, j]
+                i, f, g = acts[t, n, j], acts[t, n, H + j], acts[t, n, 2 * H + j]
+                o, tc = acts[t, n, 3 * H + j], store[t, n, H + j]
+                d = dht * o * (ONE - tc * tc) + dc[n, j]          # through h' = o tanh(c')
+                da[j] = d * g * (i * (ONE - i))                   # di, through s
+                da[H + j] = d * prev[n, j] * (f * (ONE - f))      # df
+                da[2 * H + j] = d * i * (ONE - g * g)             # dg, through tanh
+                da[3 * H + j] = dht * tc * (o * (ONE - o))        # do
+                dc[n, j] = d * f                                  # c' = f c + ...
+            _project(dh[n], da, da, w_hh, 0)                      # dh = da W_hh
+
+
+@loop
+def gru_back(dout, has_dout, dh, dc, acts, store, init, seq, w_hh, reverse, dgx, dgr):
+    T, N, GH = acts.shape
+    H = GH // 3
+    u = np.empty(5 * H, f32)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        prev = init if s == T - 1 else seq[t + 1 if reverse else t - 1]
+        for n in range(N):
+            for j in range(H):             # into u only: one array written, it vectorises
+                dht = dh[n, j] + dout[t, n, j] if has_dout else dh[n, j]
+                r, z, nn = acts[t, n, j], acts[t, n, H + j], acts[t, n, 2 * H + j]
+                dan = dht * (ONE - z) * (ONE - nn * nn)          # dn, through tanh
+                u[j] = dan * store[t, n, j] * (r * (ONE - r))    # dr = dan * hn, through s
+                u[H + j] = (prev[n, j] - nn) * dht * (z * (ONE - z))   # dz = dh' (h - n)
+                u[2 * H + j] = dan * r                           # d(W_hn h + b_hn)
+                u[3 * H + j] = dht * z                           # through h' = ... + z h
+                u[4 * H + j] = dan
+            _copy(dgx[t, n, :2 * H], u, 0)                       # dr, dz, dn
+            _copy(dgx[t, n, 2 * H:], u, 4 * H)
+            _copy(dgr[t, n], u, 2 * H)
+            _project(dh[n], u[3 * H:], u[:GH], w_hh, H)          # dh = direct + dgh W_hh

@@ -24,7 +24,8 @@ import numpy as np
 from ..cells import by_mode
 from ..checks import float_array, gradient_array, to_numpy
 from ..errors import BackwardError, ShapeError
-from .kernels import kernel_for
+from .kernels import NO_STORE, kernel_for, step_caches
+from .linalg import dot
 from .packed import batch_sizes_for, check_lengths
 from .pool import PLAIN
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -76,19 +77,25 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     else:
         t_of = (lambda w_: np.ascontiguousarray(w_.T)) if T > 1 else (lambda w_: w_.T)
     w_hh_t = t_of(w.w_hh)
-    kernel = None if record or sizes is not None else kernel_for(fam, dt, N, GH, H_out,
-                                                                 w.w_hr is not None)
+    steps_kept = T if record else 1                        # inference: one buffer, reused
+    store = lease.empty((steps_kept, N, fam.store * H), dt)
+    kernel = None if sizes is not None else kernel_for(fam, dt, N, GH, H_out,
+                                                       w.w_hr is not None)
     if kernel is not None:                                 # compiled loop (kernels.py)
         c = np.ascontiguousarray
-        h0 = c(h0)
+        h0, c0 = c(h0), (None if c0 is None else c(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
-        kernel(c(gx), c(w_hh_t), np.zeros(H, dt) if b_rest is None else c(b_rest), h0,
-               h0 if c0 is None else c(c0), reverse, out, c_n, False)
-        return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), None
-    steps_kept = T if record else 1                        # inference: one buffer, reused
+        kernel(gx, c(w_hh_t), np.zeros(H, dt) if b_rest is None else c(b_rest), h0,
+               h0 if c0 is None else c0, reverse, out, c_n,
+               False, store if record else NO_STORE, record)
+        rec = None
+        if record:                                         # the NumPy step's caches
+            rec = DirectionRecord(out, h0, None, step_caches(fam, gx, store, out, h0, c0,
+                                                             reverse),
+                                  None, LayerWeights(w.w_ih.copy(), w_hh_t), gx, store, c0)
+        return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), rec
     h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
     m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
-    store = lease.empty((steps_kept, N, fam.store * H), dt)
     gh = lease.empty((N, GH), dt)                          # scratch, reused every step
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
@@ -102,7 +109,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
             h_prev[t, :b] = h[:b]
         k = t if record else 0
         hb = h if b == N else h[:b]
-        ghb = np.dot(hb, w_hh_t, out=gh[:b])            # (b, G*H) the sequential matmul
+        ghb = dot(hb, w_hh_t, out=gh[:b])               # (b, G*H) the sequential matmul
         if b_rest is not None:
             ghb[:, folded:] += b_rest
         target = out[t, :b] if w.w_hr is None else m_all[k, :b]
@@ -111,7 +118,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
         if record:
             caches[t] = cache
         if w.w_hr is not None:
-            np.dot(target, w_hr_t, out=out[t, :b])      # projection to H_out
+            dot(target, w_hr_t, out=out[t, :b])         # projection to H_out
         if b == N:
             h, c = out[t], c_new
         else:                                              # rows not running keep their state
@@ -121,7 +128,9 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     if record:
         kept = LayerWeights(w.w_ih.copy(), w_hh_t, None, None,
                             None if w.w_hr is None else w.w_hr.copy())
-        rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept)
+        whole = sizes is None                              # every row ran every step
+        rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept, gx if whole else None,
+                              store if whole else None, c0)
     return out, h, c, rec
 
 
@@ -190,44 +199,24 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     alloc = lease.empty if sizes is None else lease.zeros  # padded rows get 0
     dgx_all = alloc((T, N, GH), dt)                        # d(x W_ih^T + b_ih) per step
     dgr_all = None if F_ == GH else alloc((T, N, GH - F_), dt)   # dgh of the other gates
-    w_hh = w.w_hh.T                                        # (G*H, H_out) view
-    w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
     dh_all = None if w.w_hr is None else alloc((T, N, H_out), dt)
     absent = dh is None and dout is None       # nothing reaches h at a row's own last step
     no_grad_rows = np.zeros((T, N), bool) if absent and w.w_hr is not None else None
-    if dh is None:
-        dh = np.zeros((N, H_out), dtype=dt)                # 0 + g == g exactly: no 0 * inf
-    for t in (range(T) if reverse else range(T - 1, -1, -1)):
-        b = N if sizes is None else sizes[t]
-        if b == 0:
-            continue
-        dh_t = dh[:b] if dout is None else dh[:b] + dout[t, :b]   # from the future + output
-        if norms is not None:
-            norms[t, :b] = np.linalg.norm(dh_t, axis=1)
-        if w.w_hr is not None:
-            dh_all[t, :b] = dh_t
-            dh_t = np.dot(dh_t, w.w_hr)                    # through h = m W_hr^T
-        dgx = dgx_all[t, :b]
-        dgr = None if dgr_all is None else dgr_all[t, :b]
-        first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
-        if first and w.w_hr is not None:
-            no_grad_rows[t, b - first:b] = True
-        dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b], rec.caches[t],
-                                   dgx, dgr, first)
-        if dgr is None:
-            dh_new = np.dot(dgx, w_hh)                     # the sequential matmul
-        else:                                              # GRU: dgh = [dgx_rz, dgr]
-            dh_new = dgx[:, :F_] @ w_hh_f                  # (column slices: np.dot would
-            dh_new += dgr @ w_hh_r                         # copy them, matmul reads them)
-        if dh_direct is not None:
-            dh_new += dh_direct
-        if b == N:
-            dh, dc = dh_new, dc_prev
-        else:                                              # rows not running pass dh through
-            dh = np.concatenate([dh_new, dh[b:]])
-            if dc_prev is not None:
-                rest = np.zeros((N - b, dc_prev.shape[1]), dt) if dc is None else dc[b:]
-                dc = np.concatenate([dc_prev, rest])
+    kernel = None
+    if not absent and norms is None and rec.acts is not None and w.w_hr is None:
+        kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True)
+    if kernel is not None:                                 # compiled loop (kernels.py)
+        c = np.ascontiguousarray
+        dh = np.zeros((N, H_out), dt) if dh is None else np.array(dh, dtype=dt)   # own
+        if fam.has_cell_state:                                                     # copies,
+            dc = np.zeros(rec.c0.shape, dt) if dc is None else np.array(dc, dtype=dt)
+        first, seq = (rec.c0, rec.store) if fam.has_cell_state else (rec.h0, rec.out)
+        kernel(NO_STORE if dout is None else c(dout), dout is not None, dh,   # updated in
+               dh if dc is None else dc, rec.acts, rec.store, first, seq,     # place
+               c(w.w_hh.T), reverse, dgx_all, NO_STORE if dgr_all is None else dgr_all)
+    else:
+        dh, dc = _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all,
+                       no_grad_rows, absent, norms)
     GX = dgx_all.reshape(T * N, GH)
     dw_ih = GX.T @ x.reshape(T * N, x.shape[2])            # one matmul for all steps
     if dgr_all is None:
@@ -249,6 +238,53 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     if sizes is not None:
         _zero_padding(dx, sizes)                           # 0 * non-finite weight stays out
     return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr)
+
+
+def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_grad_rows,
+          absent, norms):
+    """The NumPy time loop of BPTT: fills dgx_all, dgr_all (and, with a projection, dh_all
+    and no_grad_rows); returns the gradients of h0 and c0."""
+    w = rec.weights
+    T, N, H_out = rec.out.shape
+    dt = rec.out.dtype
+    GH = w.w_hh.shape[1]
+    F_ = _folded(fam, GH)
+    w_hh = w.w_hh.T                                        # (G*H, H_out) view
+    w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
+    if dh is None:
+        dh = np.zeros((N, H_out), dtype=dt)                # 0 + g == g exactly: no 0 * inf
+    for t in (range(T) if reverse else range(T - 1, -1, -1)):
+        b = N if sizes is None else sizes[t]
+        if b == 0:
+            continue
+        dh_t = dh[:b] if dout is None else dh[:b] + dout[t, :b]   # from the future + output
+        if norms is not None:
+            norms[t, :b] = np.linalg.norm(dh_t, axis=1)
+        if w.w_hr is not None:
+            dh_all[t, :b] = dh_t
+            dh_t = dot(dh_t, w.w_hr)                       # through h = m W_hr^T
+        dgx = dgx_all[t, :b]
+        dgr = None if dgr_all is None else dgr_all[t, :b]
+        first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
+        if first and w.w_hr is not None:
+            no_grad_rows[t, b - first:b] = True
+        dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b], rec.caches[t],
+                                   dgx, dgr, first)
+        if dgr is None:
+            dh_new = dot(dgx, w_hh)                        # the sequential matmul
+        else:                                              # GRU: dgh = [dgx_rz, dgr]
+            dh_new = dgx[:, :F_] @ w_hh_f                  # (column slices: np.dot would
+            dh_new += dgr @ w_hh_r                         # copy them, matmul reads them)
+        if dh_direct is not None:
+            dh_new += dh_direct
+        if b == N:
+            dh, dc = dh_new, dc_prev
+        else:                                              # rows not running pass dh through
+            dh = np.concatenate([dh_new, dh[b:]])
+            if dc_prev is not None:
+                rest = np.zeros((N - b, dc_prev.shape[1]), dt) if dc is None else dc[b:]
+                dc = np.concatenate([dc_prev, rest])
+    return dh, dc
 
 
 def dropout_mask(shape, p, rng, dtype):

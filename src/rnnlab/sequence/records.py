@@ -22,6 +22,9 @@ class DirectionRecord(NamedTuple):
     caches: list                        # per step, what the cell's back needs
     m_all: Optional[np.ndarray]         # (L, N, H) h before the projection (proj_size only)
     weights: LayerWeights               # the values the forward used (w_hh as w_hh^T)
+    acts: Optional[np.ndarray] = None   # (L, N, G*H) every step's gate values (no lengths)
+    store: Optional[np.ndarray] = None  # (L, N, store*H) what every step stored (no lengths)
+    c0: Optional[np.ndarray] = None     # (N, H) the initial cell state (LSTM)
 
 
 @dataclass

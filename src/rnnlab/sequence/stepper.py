@@ -25,7 +25,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .kernels import LIMIT, kernel_for
+from .kernels import LIMIT, NO_STORE, kernel_for
+from .linalg import dot
 from .records import LayerWeights
 
 JOINT_WINS = 1 << 17     # G*H * H_out above which [x | h] @ joint (BLAS) beats the
@@ -119,7 +120,7 @@ def step_layers(fam, x, layers, h, c):
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
             if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT:
-                gx = np.dot(inp, s.w_ih_t)                  # x part by BLAS, the rest
+                gx = dot(inp, s.w_ih_t)                     # x part by BLAS, the rest
                 if s.b_x is not None:                       # compiled (kernels.py)
                     gx += s.b_x
                 if s.b_fold is not None:
@@ -127,15 +128,16 @@ def step_layers(fam, x, layers, h, c):
                 hk = np.ascontiguousarray(h[k])
                 s.kernel(gx[None], s.w_hh_t.T if s.rows else s.w_hh_t, s.b_rest, hk,
                          hk if c is None else np.ascontiguousarray(c[k]), False,
-                         h_new[k][None], hk if c is None else c_new[k], s.rows)
+                         h_new[k][None], hk if c is None else c_new[k], s.rows, NO_STORE,
+                         False)
                 inp = h_new[k]
                 continue
             if s.joint is not None:
-                gx = np.dot(np.concatenate((inp, h[k]), axis=1), s.joint)   # (N, G*H)
+                gx = dot(np.concatenate((inp, h[k]), axis=1), s.joint)   # (N, G*H)
                 gh = None                                   # already in gx
             else:
-                gx = np.dot(inp, s.w_ih_t)
-                gh = np.dot(h[k], s.w_hh_t)
+                gx = dot(inp, s.w_ih_t)
+                gh = dot(h[k], s.w_hh_t)
                 if s.b_h is not None:
                     if s.b_h_at:
                         gh[:, s.b_h_at:] += s.b_h
@@ -147,7 +149,7 @@ def step_layers(fam, x, layers, h, c):
             store = np.empty((N, fam.store * s.H), dtype=dt)
             cn, _ = fam.step(gx, gh, h[k], None if c is None else c[k], target, store)
             if s.w_hr_t is not None:
-                np.dot(target, s.w_hr_t, out=h_new[k])
+                dot(target, s.w_hr_t, out=h_new[k])
             if cn is not None:
                 c_new[k] = cn
             inp = h_new[k]
