@@ -55,11 +55,13 @@ def test_compiled_functions_within_a_few_ulps(which, ref):
 
 
 def _counted(saved, calls, forward=True, backward=True):
-    """The loaded kernels with each call counted in ``calls``; forward / backward False: that
-    loop is left out (the NumPy path runs there)."""
+    """The loaded kernels with each call counted in ``calls``; forward / backward False: the
+    forward (time loop and step) / backward ones are left out (the NumPy path runs there)."""
     def wrap(k, on):
         return (lambda *a: (calls.append(1), k(*a))[1]) if on else None
-    return [(fam, wrap(f, forward), wrap(b, backward)) for fam, f, b in saved]
+    return [k._replace(forward=wrap(k.forward, forward), step=wrap(k.step, forward),
+                       backward=wrap(k.backward, backward), back=wrap(k.back, backward))
+            for k in saved]
 
 
 def _both_paths(m, x, hx=None, **kw):
@@ -132,13 +134,48 @@ def test_compiled_only_where_it_wins_and_never_changes_other_calls():
     assert kernels.kernel_for(lstm, f32, 16, 128, 32, True) is None              # proj_size
     assert kernels.kernel_for(lstm, f32, 64, 1024, 256, False) is None           # > LIMIT
     assert kernels.kernel_for(by_kind("rnn"), f32, 16, 32, 32, False) is None    # RNN: NumPy
-    m = LSTM(3, 4, dtype=np.float32, seed=0)
-    x = np.ones((5, 2, 3), np.float32)
-    for kw in (dict(lengths=[5, 3]), dict()):
-        a, b, ran = _both_paths(m.eval(), x, **kw)
-        assert ran == (not kw)                                    # lengths: NumPy path
     assert kernels.kernel_for(lstm, f32, 16, 128, 32, False, backward=True) is not None
     assert kernels.kernel_for(lstm, np.float64, 16, 128, 32, False, backward=True) is None
+    # the one-step kernels: float32 GRU and LSTM only, everything else its NumPy step
+    assert kernels.cell_steps(lstm, np.float64) == (lstm.step, lstm.back)
+    assert kernels.cell_steps(by_kind("rnn"), f32) == (by_kind("rnn").step, by_kind("rnn").back)
+    assert kernels.cell_steps(gru, f32)[0] is not gru.step
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+@pytest.mark.parametrize("kw", [dict(lengths=[5, 3, 1]), dict(proj_size=2), dict(big=True)],
+                         ids=["lengths", "proj_size", "above LIMIT"])
+def test_compiled_steps_in_the_drivers_own_loop(cls, kw, monkeypatch):
+    """Where the whole-loop kernels do not apply (lengths, projections, sizes above LIMIT)
+    the driver's loop runs the compiled one-step kernels: the same results as the NumPy
+    steps, forward and backward, and the loop kernels are not called."""
+    if not kernels._load() or (cls is GRU and "proj_size" in kw):
+        pytest.skip("kernels did not build here, or GRU has no proj_size")
+    kw = dict(kw)
+    if kw.pop("big", False):
+        monkeypatch.setattr(kernels, "LIMIT", 0)
+    lengths = kw.pop("lengths", None)
+    m = cls(3, 4, dtype=np.float32, seed=0, **kw)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 3)).astype(np.float32)
+    results = []
+    for on in (True, False):
+        calls = []
+        saved = kernels._load()
+        kernels._state["kernels"] = [k._replace(forward=None, backward=None) for k in
+                                     _counted(saved, calls, on, on)]
+        try:
+            m.grads.clear()
+            out, state = m.train()(x, None, lengths)
+            back = m.backward(np.ones_like(out))
+            with rnnlab.no_grad():
+                inf = m(x, None, lengths)[0]
+        finally:
+            kernels._state["kernels"] = saved
+        assert bool(calls) == on
+        results.append([out, inf, back[0], back[1]] + [m.grads[k].copy() for k in sorted(m.grads)])
+    for u, v in zip(*results):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
 
 
 def test_kernels_can_be_turned_off(monkeypatch):
@@ -340,22 +377,43 @@ def test_compiled_training_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, sp
         np.testing.assert_allclose(u[fin], v[fin], rtol=1e-4, atol=1e-5 + 1e-4 * scale)
 
 
-def test_training_with_lengths_or_norms_takes_the_numpy_path():
-    """Packed lengths, dh_norms and proj_size keep the NumPy BPTT (the compiled loop has
-    none of them)."""
+def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
+    """Packed lengths, dh_norms and proj_size keep the driver's own BPTT loop (the
+    whole-loop kernels have none of them; its steps may be compiled), with the same
+    gradients as the NumPy steps."""
     if not kernels._load():
         pytest.skip("kernels did not build here")
-    x = np.ones((5, 2, 3), np.float32)
-    m = LSTM(3, 4, proj_size=2, dtype=np.float32, seed=0)
-    _, n = _train_paths(m, x, None, [np.ones((5, 2, 2), np.float32)], True, True)
-    assert n == 0
-    m = GRU(3, 4, dtype=np.float32, seed=0)
-    calls = []
+    from rnnlab.sequence import driver
     saved = kernels._load()
+    x = np.ones((5, 2, 3), np.float32)
+
+    def loops_called(run):
+        calls = []
+        counted = _counted(saved, calls)
+        kernels._state["kernels"] = [c._replace(step=k.step, back=k.back)
+                                     for c, k in zip(counted, saved)]
+        try:
+            run()
+        finally:
+            kernels._state["kernels"] = saved
+        return len(calls)
+
+    m = LSTM(3, 4, proj_size=2, dtype=np.float32, seed=0)
+    assert loops_called(lambda: m.backward(np.ones((5, 2, 2), np.float32))
+                        if m.train()(x) else None) == 0
+    g = GRU(3, 4, dtype=np.float32, seed=0)
+    assert loops_called(lambda: g.backward(np.ones((5, 2, 4), np.float32))
+                        if g.train()(x, lengths=[5, 3]) else None) == 0
+    w = [[(g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)]]
+    (out, _, _), cache = driver.forward("GRU", x, w)
+    norms = []
+    assert loops_called(lambda: norms.append(
+        driver.backward(cache, np.ones_like(out), dh_norms=True))) == 0
+    kernels._state["kernels"] = ()
     try:
-        kernels._state["kernels"] = _counted(saved, calls)
-        out, _ = m.train()(x, lengths=[5, 3])
-        m.backward(np.ones_like(out))
+        (out, _, _), cache = driver.forward("GRU", x, w)
+        want = driver.backward(cache, np.ones_like(out), dh_norms=True)
     finally:
         kernels._state["kernels"] = saved
-    assert not calls
+    np.testing.assert_allclose(norms[0]["dh_norms"][0][0], want["dh_norms"][0][0], rtol=1e-5)
+    np.testing.assert_allclose(norms[0]["dx"], want["dx"], rtol=1e-5, atol=1e-6)

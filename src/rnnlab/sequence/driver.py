@@ -24,7 +24,7 @@ import numpy as np
 from ..cells import by_mode
 from ..checks import float_array, gradient_array, to_numpy
 from ..errors import BackwardError, ShapeError
-from .kernels import NO_STORE, kernel_for, step_caches
+from .kernels import NO_STORE, cell_steps, kernel_for, step_caches
 from .linalg import dot
 from .packed import batch_sizes_for, check_lengths
 from .pool import PLAIN
@@ -99,6 +99,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     gh = lease.empty((N, GH), dt)                          # scratch, reused every step
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
+    step = cell_steps(fam, dt)[0]
     caches = [None] * T if record else None
     h, c = h0, c0
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
@@ -113,8 +114,8 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
         if b_rest is not None:
             ghb[:, folded:] += b_rest
         target = out[t, :b] if w.w_hr is None else m_all[k, :b]
-        c_new, cache = fam.step(gx[t, :b], ghb, hb, None if c is None else c[:b], target,
-                                store[k, :b])
+        c_new, cache = step(gx[t, :b], ghb, hb, None if c is None else c[:b], target,
+                            store[k, :b])
         if record:
             caches[t] = cache
         if w.w_hr is not None:
@@ -143,17 +144,17 @@ def _starting_rows(t, T, b, sizes, reverse):
     return b - later
 
 
-def _back(fam, dh_t, dc, cache, dgx, dgr, starting):
+def _back(back, dh_t, dc, cache, dgx, dgr, starting):
     """The cell's back for the rows running at this step. When no gradient reaches h from
     outside (``starting`` rows, at the end of the sorted block, have their last step here
     and neither output nor final h is in the loss), those rows call back with
     dh_new=None, so no 0 * inf / 0 * NaN enters where autograd has no branch at all."""
     if starting == 0:                                      # the usual case
-        return fam.back(dh_t, dc, cache, dgx, dgr)
+        return back(dh_t, dc, cache, dgx, dgr)
     b = dh_t.shape[0]
     parts = [(slice(0, b - starting), dh_t[:b - starting]), (slice(b - starting, b), None)]
-    outs = [fam.back(dh, None if dc is None else dc[r], _rows(cache, r), dgx[r],
-                     None if dgr is None else dgr[r])
+    outs = [back(dh, None if dc is None else dc[r], _rows(cache, r), dgx[r],
+                 None if dgr is None else dgr[r])
             for r, dh in parts if r.stop > r.start]
     if len(outs) == 1:
         return outs[0]
@@ -251,6 +252,7 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
     F_ = _folded(fam, GH)
     w_hh = w.w_hh.T                                        # (G*H, H_out) view
     w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
+    back = cell_steps(fam, dt)[1]
     if dh is None:
         dh = np.zeros((N, H_out), dtype=dt)                # 0 + g == g exactly: no 0 * inf
     for t in (range(T) if reverse else range(T - 1, -1, -1)):
@@ -268,7 +270,7 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
         first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
         if first and w.w_hr is not None:
             no_grad_rows[t, b - first:b] = True
-        dh_direct, dc_prev = _back(fam, dh_t, None if dc is None else dc[:b], rec.caches[t],
+        dh_direct, dc_prev = _back(back, dh_t, None if dc is None else dc[:b], rec.caches[t],
                                    dgx, dgr, first)
         if dgr is None:
             dh_new = dot(dgx, w_hh)                        # the sequential matmul

@@ -30,6 +30,7 @@ _compiled.py (the first use after installing compiles it: a few seconds). If num
 missing or fails to compile, the NumPy path runs; nothing else changes.
 """
 import os
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -50,10 +51,22 @@ def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False):
     if (dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > LIMIT
             or fam.kind not in KINDS):
         return None                         # decided before numba is ever imported
-    for family, forward, back in _load():
-        if fam is family:
-            return back if backward else forward
+    for k in _load():
+        if fam is k.family:
+            return k.backward if backward else k.forward
     return None
+
+
+def cell_steps(fam, dtype):
+    """(step, back) for the driver's own time loop (lengths, projections, sizes above
+    LIMIT: there BLAS does the matmuls): the family's NumPy step and back, or for float32
+    GRU and LSTM the compiled ones, with the same arguments and results (one pass over
+    the gates instead of ~12 ufunc calls forward, ~20 back)."""
+    if dtype == np.float32 and fam.kind in KINDS:
+        for k in _load():
+            if fam is k.family:
+                return k.step or fam.step, k.back or fam.back
+    return fam.step, fam.back
 
 
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
@@ -84,24 +97,76 @@ def _load():
     return _state["kernels"] or ()
 
 
+class Kernels(NamedTuple):
+    family: object
+    forward: Callable        # the time loop of a direction (see kernel_for)
+    backward: Callable       # the BPTT time loop
+    step: Callable           # one step, the family's step() arguments (see cell_steps)
+    back: Callable           # one step back, the family's back() arguments
+
+
+def _lstm_cell(step_kernel, back_kernel):
+    from ..cells import lstm
+
+    def step(gx, gh, h, c, h_new, store):
+        if gh is None:                                   # already in gx: NumPy's step
+            return lstm.step(gx, gh, h, c, h_new, store)
+        H = c.shape[1]
+        step_kernel(gx, gh, np.ascontiguousarray(c), h_new, store)   # c: a column slice
+        return store[:, :H], (gx, c, store[:, H:])
+
+    def back(dh_new, dc_new, cache, da, dgr):
+        if dh_new is None:                               # no branch through h: NumPy's
+            return lstm.back(dh_new, dc_new, cache, da, dgr)
+        act, c, tc = cache
+        dc_prev = np.empty(c.shape, c.dtype)
+        back_kernel(dh_new, dh_new if dc_new is None else dc_new, dc_new is not None, act, c,
+                    tc, da, dc_prev)
+        return None, dc_prev
+    return step, back
+
+
+def _gru_cell(step_kernel, back_kernel):
+    from ..cells import gru
+
+    def step(gx, gh, h, c, h_new, store):
+        step_kernel(gx, gh, h, h_new, store)
+        return None, (gx, store, h)
+
+    def back(dh_new, dc_new, cache, dgx, dgr):
+        if dh_new is None:
+            return gru.back(dh_new, dc_new, cache, dgx, dgr)
+        act, hn, h = cache
+        direct = np.empty(h.shape, h.dtype)
+        back_kernel(dh_new, act, hn, h, dgx, dgr, direct)
+        return direct, None
+    return step, back
+
+
 def _build():
-    """[(family, forward, backward)], each compiled (or loaded from the cache) and run once
-    on a tiny input; () when numba is missing or anything fails (the NumPy path then
-    runs)."""
+    """[Kernels], each compiled (or loaded from the cache) and run once on a tiny input; ()
+    when numba is missing or anything fails (the NumPy path then runs)."""
     from ..cells import gru, lstm
     try:
-        from . import _compiled             # imports numba
-        kernels = [(lstm.FAMILY, _compiled.lstm, _compiled.lstm_back),
-                   (gru.FAMILY, _compiled.gru, _compiled.gru_back)]
+        from . import _compiled as C        # imports numba
+        kernels = [Kernels(lstm.FAMILY, C.lstm, C.lstm_back,
+                           *_lstm_cell(C.lstm_step, C.lstm_back_step)),
+                   Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step))]
         f32 = np.float32
-        for fam, forward, back in kernels:
-            G = fam.num_gates
+        for k in kernels:
+            fam = k.family
+            G, S = fam.num_gates, fam.store
             z, gx = np.zeros((2, 1), f32), np.zeros((2, 2, G), f32)
-            out, store = np.empty((2, 2, 1), f32), np.empty((2, 2, fam.store), f32)
-            forward(gx, np.zeros((1, G), f32), np.zeros(1, f32), z, z, False, out,
-                    np.empty((2, 1), f32), False, store, True)
-            back(out, True, z.copy(), z.copy(), gx, store, z, out, np.zeros((G, 1), f32),
-                 False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
+            out, store = np.empty((2, 2, 1), f32), np.empty((2, 2, S), f32)
+            k.forward(gx, np.zeros((1, G), f32), np.zeros(1, f32), z, z, False, out,
+                      np.empty((2, 1), f32), False, store, True)
+            k.backward(out, True, z.copy(), z.copy(), gx, store, z, out, np.zeros((G, 1), f32),
+                       False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
+            h = np.zeros((2, 1), f32)                    # one step and back, as the driver
+            _, cache = k.step(gx[0], np.zeros((2, G), f32), h, h, np.empty((2, 1), f32),
+                              store[0])                  # calls them (column slices too)
+            k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
+                   np.empty((2, 1), f32))
         return kernels
     except Exception:                       # numba missing, or unable to compile here
         return ()
