@@ -60,6 +60,7 @@ def _counted(saved, calls, forward=True, backward=True):
     def wrap(k, on):
         return (lambda *a: (calls.append(1), k(*a))[1]) if on else None
     return [k._replace(forward=wrap(k.forward, forward), step=wrap(k.step, forward),
+                       rows_step=wrap(k.rows_step, forward),
                        backward=wrap(k.backward, backward), back=wrap(k.back, backward))
             for k in saved]
 
@@ -222,18 +223,20 @@ def test_rnn_and_float64_unchanged():
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 @pytest.mark.parametrize("bias", [True, False])
-def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, monkeypatch):
+@pytest.mark.parametrize("N", [1, 3, kernels.ROWS_N + 2])
+def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, N, monkeypatch):
     """layer.step (live parameters: W_hh read in place, biases as views) and
     layer.freeze().step (a snapshot) take the compiled loop for float32; both equal the
     NumPy path to float32 rounding, and layer.step sees in-place edits at once."""
     saved = kernels._load()
     if not saved:
         pytest.skip("kernels did not build here")
+    monkeypatch.setattr(kernels, "ROWS_MIN", 0)                  # small layers too
     calls = []
     wrapped = _counted(saved, calls)
     rng = np.random.default_rng(0)
-    xs = rng.standard_normal((5, 3, 4)).astype(np.float32)
-    results = []
+    xs = rng.standard_normal((5, N, 4)).astype(np.float32)   # N <= ROWS_N: the threaded
+    results = []                                            # step, above: the time loop
     for state in (wrapped, ()):
         monkeypatch.setitem(kernels._state, "kernels", state)
         m = cls(4, 6, num_layers=2, bias=bias, dtype=np.float32, seed=1).eval()
@@ -417,3 +420,39 @@ def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
         kernels._state["kernels"] = saved
     np.testing.assert_allclose(norms[0]["dh_norms"][0][0], want["dh_norms"][0][0], rtol=1e-5)
     np.testing.assert_allclose(norms[0]["dx"], want["dx"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_threaded_step_equals_torch_float32(cls):
+    """layer.step and freeze().step at batch 1 and 2 for a layer above ROWS_MIN (the
+    threaded compiled step, units split over threads) against torch, float32; NaN in a
+    weight reaches exactly the units it reaches in torch."""
+    torch = pytest.importorskip("torch")
+    if not kernels._load():
+        pytest.skip("kernels did not build here")
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, cls.__name__)(256, 256, num_layers=2).eval()
+    om = cls(256, 256, num_layers=2, dtype=np.float32).eval()
+    om.load_state_dict(tm.state_dict())
+    assert all(w.rows_step is not None for w in om.freeze()._weights)
+    rng = np.random.default_rng(3)
+    for N in (1, 2):
+        x = rng.standard_normal((4, N, 256)).astype(np.float32)
+        for nan in (False, True):
+            if nan:
+                with torch.no_grad():
+                    tm.weight_hh_l0[5, 7] = float("nan")
+                om.weight_hh_l0[5, 7] = np.nan
+            with torch.no_grad():
+                want = tm(torch.from_numpy(x))[0].numpy()
+            frozen = om.freeze()
+            for stepper in (om, frozen):
+                state = None
+                for t in range(4):
+                    y, state = stepper.step(x[t], state)
+                    np.testing.assert_array_equal(np.isnan(y), np.isnan(want[t]))
+                    fin = np.isfinite(want[t])
+                    np.testing.assert_allclose(y[fin], want[t][fin], rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            tm.weight_hh_l0[5, 7] = 0.0
+        om.weight_hh_l0[5, 7] = 0.0

@@ -97,12 +97,40 @@ def _load():
     return _state["kernels"] or ()
 
 
+def rows_step_for(fam, dtype, has_proj, size):
+    """The compiled step of a few rows (layer.step, freeze(): N <= ROWS_N) from the weights
+    in torch's layout, its units split over numba's threads, or None. Called as
+    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new), all C-contiguous float32 (biases
+    zeros when absent; c, c_new any (N, H) array for GRU). size: the layer's weight count
+    G*H * (I + H_out); below ROWS_MIN the single-threaded time-loop kernel is as fast."""
+    if (dtype != np.float32 or has_proj or fam.kind not in KINDS or size < ROWS_MIN):
+        return None
+    for k in _load():
+        if fam is k.family:
+            return k.rows_step
+    return None
+
+
+ROWS_N = 4               # rows up to which rows_step_for's step beats the time-loop kernel
+ROWS_MIN = 1 << 18       # weights (1 MB) from which it does (BENCHMARKS.md, fourth pass)
+
+
 class Kernels(NamedTuple):
     family: object
     forward: Callable        # the time loop of a direction (see kernel_for)
     backward: Callable       # the BPTT time loop
     step: Callable           # one step, the family's step() arguments (see cell_steps)
     back: Callable           # one step back, the family's back() arguments
+    rows_step: Callable      # one step from torch's layout, threaded (see rows_step_for)
+
+
+def _threaded(kernel):
+    import numba
+
+    def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
+        P = min(numba.get_num_threads(), max(1, h.shape[1] // 32))
+        kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P)
+    return step
 
 
 def _lstm_cell(step_kernel, back_kernel):
@@ -150,8 +178,10 @@ def _build():
     try:
         from . import _compiled as C        # imports numba
         kernels = [Kernels(lstm.FAMILY, C.lstm, C.lstm_back,
-                           *_lstm_cell(C.lstm_step, C.lstm_back_step)),
-                   Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step))]
+                           *_lstm_cell(C.lstm_step, C.lstm_back_step),
+                           _threaded(C.lstm_rows_step)),
+                   Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step),
+                           _threaded(C.gru_rows_step))]
         f32 = np.float32
         for k in kernels:
             fam = k.family
@@ -167,6 +197,8 @@ def _build():
                               store[0])                  # calls them (column slices too)
             k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
                    np.empty((2, 1), f32))
+            w, b = np.zeros((G, 1), f32), np.zeros(G, f32)
+            k.rows_step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32))
         return kernels
     except Exception:                       # numba missing, or unable to compile here
         return ()

@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .kernels import LIMIT, NO_STORE, kernel_for
+from .kernels import LIMIT, NO_STORE, ROWS_N, kernel_for, rows_step_for
 from .linalg import dot
 from .records import LayerWeights
 
@@ -47,6 +47,8 @@ class StepWeights(NamedTuple):
     b_rest: Optional[np.ndarray] = None    # its b_rest (zeros without bias)
     b_fold: Optional[np.ndarray] = None    # live: b_hh of the folded gates, added to gx
     rows: bool = False              # live: the kernel reads W_hh itself (w_hh_t.T)
+    rows_step: object = None        # the threaded compiled step (kernels.rows_step_for)
+    rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout
 
 
 def live_weights(fam, weights):
@@ -67,8 +69,21 @@ def live_weights(fam, weights):
             kernel = None
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,
                                None if w_hr is None else w_hr.T, H, kernel, b_rest, b_fold,
-                               True))
+                               True, *_rows(fam, w_ih, w_hh, b_ih, b_hh, w_hr, False)))
     return out
+
+
+def _rows(fam, w_ih, w_hh, b_ih, b_hh, w_hr, copy):
+    """(rows_step, rows_w) for a layer, or (None, ()): the parameters themselves (live:
+    C-contiguous ones only) or copies (frozen), zeros for absent biases."""
+    step = rows_step_for(fam, w_ih.dtype, w_hr is not None,
+                         w_hh.shape[0] * (w_ih.shape[1] + w_hh.shape[1]))
+    if step is None or not (copy or (w_ih.flags.c_contiguous and w_hh.flags.c_contiguous)):
+        return None, ()
+    bias = (lambda b: np.zeros(w_hh.shape[0], w_ih.dtype) if b is None else
+            np.array(b, order="C", copy=copy or None))
+    own = (lambda w: np.array(w, order="C")) if copy else (lambda w: w)
+    return step, (own(w_ih), own(w_hh), bias(b_ih), bias(b_hh))
 
 
 def frozen_weights(fam, weights):
@@ -98,11 +113,11 @@ def frozen_weights(fam, weights):
             joint[:I] = w.w_ih.T
             joint[I:] = w.w_hh.T
             out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
-                                   kernel, b_rest))
+                                   kernel, b_rest, None, False, *_rows(fam, *w, True)))
         else:
             out.append(StepWeights(None, np.array(w.w_ih.T, order="C"),
                                    np.array(w.w_hh.T, order="C"), b_x, b_h, folded, w_hr_t, H,
-                                   kernel, b_rest))
+                                   kernel, b_rest, None, False, *_rows(fam, *w, True)))
     return out
 
 
@@ -119,6 +134,13 @@ def step_layers(fam, x, layers, h, c):
     inp = x
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
+            if s.rows_step is not None and N <= ROWS_N:       # threaded, compiled
+                hk = np.ascontiguousarray(h[k])
+                ck = hk if c is None else np.ascontiguousarray(c[k])
+                s.rows_step(np.ascontiguousarray(inp), hk, ck, *s.rows_w, h_new[k],
+                            h_new[k] if c is None else c_new[k])
+                inp = h_new[k]
+                continue
             if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT:
                 gx = dot(inp, s.w_ih_t)                     # x part by BLAS, the rest
                 if s.b_x is not None:                       # compiled (kernels.py)
