@@ -456,3 +456,27 @@ def test_threaded_step_equals_torch_float32(cls):
         with torch.no_grad():
             tm.weight_hh_l0[5, 7] = 0.0
         om.weight_hh_l0[5, 7] = 0.0
+
+
+def _step_in_child(queue):
+    m = GRU(256, 256, dtype=np.float32, seed=0).eval()
+    queue.put(m.step(np.ones((1, 256), np.float32))[0])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_threaded_step_survives_fork():
+    """GNU OpenMP aborts a forked child that starts threads when its parent used them: a
+    child runs the same step in its own thread, with the same numbers."""
+    import multiprocessing
+    if not kernels._load():
+        pytest.skip("kernels did not build here")
+    m = GRU(256, 256, dtype=np.float32, seed=0).eval()
+    want = m.step(np.ones((1, 256), np.float32))[0]             # threads started here
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_step_in_child, args=(queue,))
+    p.start()
+    got = queue.get(timeout=60)
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -390,37 +390,66 @@ def _rowdot(w, j, v):
     return acc
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"}, parallel=True)
+@inline
+def _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P):
+    """Block p of P of the units: x (N, I), h (N, H), c (N, H); w_ih (4H, I), w_hh (4H, H),
+    b_ih, b_hh (4H,) (zeros without bias); writes h_new, c_new (N, H) there."""
+    N, H = h.shape
+    for n in range(N):
+        for j in range(p * H // P, (p + 1) * H // P):
+            i, f, g, o, cn, tc = _lstm_unit(
+                _rowdot(w_ih, j, x[n]) + _rowdot(w_hh, j, h[n]) + (b_ih[j] + b_hh[j]),
+                _rowdot(w_ih, H + j, x[n]) + _rowdot(w_hh, H + j, h[n])
+                + (b_ih[H + j] + b_hh[H + j]),
+                _rowdot(w_ih, 2 * H + j, x[n]) + _rowdot(w_hh, 2 * H + j, h[n])
+                + (b_ih[2 * H + j] + b_hh[2 * H + j]),
+                _rowdot(w_ih, 3 * H + j, x[n]) + _rowdot(w_hh, 3 * H + j, h[n])
+                + (b_ih[3 * H + j] + b_hh[3 * H + j]), c[n, j])
+            c_new[n, j] = cn
+            h_new[n, j] = o * tc
+
+
+@inline
+def _gru_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P):
+    """As _lstm_rows for the GRU (3H rows; c, c_new unused)."""
+    N, H = h.shape
+    for n in range(N):
+        for j in range(p * H // P, (p + 1) * H // P):
+            hn = _rowdot(w_hh, 2 * H + j, h[n]) + b_hh[2 * H + j]
+            r, z, nn = _gru_unit(
+                _rowdot(w_ih, j, x[n]) + _rowdot(w_hh, j, h[n]) + (b_ih[j] + b_hh[j]),
+                _rowdot(w_ih, H + j, x[n]) + _rowdot(w_hh, H + j, h[n])
+                + (b_ih[H + j] + b_hh[H + j]),
+                _rowdot(w_ih, 2 * H + j, x[n]) + b_ih[2 * H + j], hn)
+            h_new[n, j] = nn + z * (h[n, j] - nn)
+
+
+rows = njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+threaded = njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"},
+                parallel=True)
+
+
+@threaded
 def lstm_rows_step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
-    """x (N, I), h (N, H), c (N, H); w_ih (4H, I), w_hh (4H, H), b_ih, b_hh (4H,) (zeros
-    without bias); writes h_new, c_new (N, H). P: blocks of units (threads)."""
-    N, H = h.shape
     for p in prange(P):
-        for n in range(N):
-            for j in range(p * H // P, (p + 1) * H // P):
-                i, f, g, o, cn, tc = _lstm_unit(
-                    _rowdot(w_ih, j, x[n]) + _rowdot(w_hh, j, h[n]) + (b_ih[j] + b_hh[j]),
-                    _rowdot(w_ih, H + j, x[n]) + _rowdot(w_hh, H + j, h[n])
-                    + (b_ih[H + j] + b_hh[H + j]),
-                    _rowdot(w_ih, 2 * H + j, x[n]) + _rowdot(w_hh, 2 * H + j, h[n])
-                    + (b_ih[2 * H + j] + b_hh[2 * H + j]),
-                    _rowdot(w_ih, 3 * H + j, x[n]) + _rowdot(w_hh, 3 * H + j, h[n])
-                    + (b_ih[3 * H + j] + b_hh[3 * H + j]), c[n, j])
-                c_new[n, j] = cn
-                h_new[n, j] = o * tc
+        _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"}, parallel=True)
+@rows
+def lstm_rows_step_1(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
+    """lstm_rows_step in this thread (a forked child of a process that ran OpenMP, or a
+    numba with only its workqueue threading layer, which is not thread-safe)."""
+    for p in range(P):
+        _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
+
+
+@threaded
 def gru_rows_step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
-    """As lstm_rows_step for the GRU (3H rows; c, c_new unused)."""
-    N, H = h.shape
     for p in prange(P):
-        for n in range(N):
-            for j in range(p * H // P, (p + 1) * H // P):
-                hn = _rowdot(w_hh, 2 * H + j, h[n]) + b_hh[2 * H + j]
-                r, z, nn = _gru_unit(
-                    _rowdot(w_ih, j, x[n]) + _rowdot(w_hh, j, h[n]) + (b_ih[j] + b_hh[j]),
-                    _rowdot(w_ih, H + j, x[n]) + _rowdot(w_hh, H + j, h[n])
-                    + (b_ih[H + j] + b_hh[H + j]),
-                    _rowdot(w_ih, 2 * H + j, x[n]) + b_ih[2 * H + j], hn)
-                h_new[n, j] = nn + z * (h[n, j] - nn)
+        _gru_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
+
+
+@rows
+def gru_rows_step_1(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
+    for p in range(P):
+        _gru_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)

@@ -124,12 +124,22 @@ class Kernels(NamedTuple):
     rows_step: Callable      # one step from torch's layout, threaded (see rows_step_for)
 
 
-def _threaded(kernel):
+def _threaded(kernel, serial):
+    """The rows step: ``kernel`` (numba threads) in this process when numba's threading
+    layer is thread-safe (OpenMP or TBB), else and in forked children (GNU OpenMP aborts
+    a child that forks from a process using it) ``serial``, in the calling thread."""
     import numba
+    f32 = np.float32
+    z, w, b = np.zeros((1, 1), f32), np.zeros((3, 1), f32), np.zeros(3, f32)
+    kernel(z, z, z, w, w, b, b, np.empty((1, 1), f32), np.empty((1, 1), f32), 1)
+    pid = os.getpid() if numba.threading_layer() in ("omp", "tbb") else None
 
     def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
-        P = min(numba.get_num_threads(), max(1, h.shape[1] // 32))
-        kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P)
+        if os.getpid() == pid:
+            P = min(numba.get_num_threads(), max(1, h.shape[1] // 32))
+            kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P)
+        else:
+            serial(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1)
     return step
 
 
@@ -179,9 +189,9 @@ def _build():
         from . import _compiled as C        # imports numba
         kernels = [Kernels(lstm.FAMILY, C.lstm, C.lstm_back,
                            *_lstm_cell(C.lstm_step, C.lstm_back_step),
-                           _threaded(C.lstm_rows_step)),
+                           _threaded(C.lstm_rows_step, C.lstm_rows_step_1)),
                    Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step),
-                           _threaded(C.gru_rows_step))]
+                           _threaded(C.gru_rows_step, C.gru_rows_step_1))]
         f32 = np.float32
         for k in kernels:
             fam = k.family
