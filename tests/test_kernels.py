@@ -59,7 +59,9 @@ def _counted(saved, calls, forward=True, backward=True):
     forward (time loop and step) / backward ones are left out (the NumPy path runs there)."""
     def wrap(k, on):
         return (lambda *a: (calls.append(1), k(*a))[1]) if on else None
-    return [k._replace(forward=wrap(k.forward, forward), step=wrap(k.step, forward),
+    def wrap_factory(make, on):                 # the step is made per call (its biases)
+        return (lambda *b: wrap(make(*b), True)) if on else None
+    return [k._replace(forward=wrap(k.forward, forward), step=wrap_factory(k.step, forward),
                        rows_step=wrap(k.rows_step, forward),
                        backward=wrap(k.backward, backward), back=wrap(k.back, backward))
             for k in saved]
@@ -138,9 +140,11 @@ def test_compiled_only_where_it_wins_and_never_changes_other_calls():
     assert kernels.kernel_for(lstm, f32, 16, 128, 32, False, backward=True) is not None
     assert kernels.kernel_for(lstm, np.float64, 16, 128, 32, False, backward=True) is None
     # the one-step kernels: float32 GRU and LSTM only, everything else its NumPy step
-    assert kernels.cell_steps(lstm, np.float64) == (lstm.step, lstm.back)
-    assert kernels.cell_steps(by_kind("rnn"), f32) == (by_kind("rnn").step, by_kind("rnn").back)
-    assert kernels.cell_steps(gru, f32)[0] is not gru.step
+    assert kernels.cell_steps(lstm, np.float64) == (lstm.step, lstm.back, False)
+    rnn = by_kind("rnn")
+    assert kernels.cell_steps(rnn, f32) == (rnn.step, rnn.back, False)
+    step, back, adds = kernels.cell_steps(gru, f32, np.zeros(6, f32), np.zeros(2, f32))
+    assert step is not gru.step and back is not gru.back and adds
 
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])

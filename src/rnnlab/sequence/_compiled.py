@@ -300,14 +300,15 @@ def gru_back(dout, has_dout, dh, dc, acts, store, init, seq, w_hh, reverse, dgx,
 # gx receives the gate values, as in the NumPy step --------------------------------------
 
 @loop
-def lstm_step(gx, gh, c, h_new, store):
+def lstm_step(gx, gh, bias, c, h_new, store):
+    """bias (4H,): b_ih + b_hh, not yet in gx (the driver saves a pass over all of gx)."""
     N, GH = gx.shape
     H = GH // 4
     u = np.empty(6 * H, f32)
     a = np.empty(GH, f32)
     for n in range(N):
         for k in range(GH):            # first the sum (summing inside the unit loop: 7x
-            a[k] = gx[n, k] + gh[n, k]  # slower, not vectorised)
+            a[k] = (gx[n, k] + bias[k]) + gh[n, k]             # slower, not vectorised)
         for j in range(H):
             i, f, g, o, cn, tc = _lstm_unit(a[j], a[H + j], a[2 * H + j], a[3 * H + j],
                                             c[n, j])
@@ -320,17 +321,18 @@ def lstm_step(gx, gh, c, h_new, store):
 
 
 @loop
-def gru_step(gx, gh, h, h_new, store):
+def gru_step(gx, gh, bias, b_rest, h, h_new, store):
+    """bias (3H,): b_ih with b_hh of r, z; b_rest (H,): b_hn; neither yet in gx, gh."""
     N, GH = gx.shape
     H = GH // 3
     u = np.empty(4 * H, f32)
     a = np.empty(2 * H, f32)
     for n in range(N):
         for k in range(2 * H):         # as in lstm_step
-            a[k] = gx[n, k] + gh[n, k]
+            a[k] = (gx[n, k] + bias[k]) + gh[n, k]
         for j in range(H):
-            hn = gh[n, 2 * H + j]                                  # W_hn h + b_hn
-            r, z, nn = _gru_unit(a[j], a[H + j], gx[n, 2 * H + j], hn)
+            hn = gh[n, 2 * H + j] + b_rest[j]                      # W_hn h + b_hn
+            r, z, nn = _gru_unit(a[j], a[H + j], gx[n, 2 * H + j] + bias[2 * H + j], hn)
             u[j], u[H + j], u[2 * H + j], u[3 * H + j] = r, z, nn, hn
         _copy(gx[n], u, 0)                                         # r, z, n
         _copy(store[n], u, 3 * H)                                  # W_hn h + b_hn

@@ -56,11 +56,13 @@ def _fold_bias(fam, w):
     return bias, (b_hh[folded:] if folded < w_hh.shape[0] else None)
 
 
-def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_out, record):
+def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
+                       record):
     """Run one cell over time in one direction.
 
-    gx (L, N, G*H): input projections with the foldable part of b_hh added; the steps keep
-    their activations in it. b_rest: the rest of b_hh, added to h W_hh^T. Returns out
+    gx (L, N, G*H): input projections x W_ih^T; the steps keep their activations in it.
+    bias: b_ih with the foldable part of b_hh, added to gx (by the compiled steps as they
+    go, else here at once); b_rest: the rest of b_hh, added to h W_hh^T. Returns out
     (L, N, H_out), h_n, c_n and, when recording, the DirectionRecord.
     """
     T, N, GH = gx.shape
@@ -82,6 +84,8 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     kernel = None if sizes is not None else kernel_for(fam, dt, N, GH, H_out,
                                                        w.w_hr is not None)
     if kernel is not None:                                 # compiled loop (kernels.py)
+        if bias is not None:
+            gx += bias
         c = np.ascontiguousarray
         h0, c0 = c(h0), (None if c0 is None else c(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
@@ -99,7 +103,10 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
     gh = lease.empty((N, GH), dt)                          # scratch, reused every step
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
-    step = cell_steps(fam, dt)[0]
+    zeros = (lambda b, n: np.zeros(n, dt) if b is None else np.ascontiguousarray(b))
+    step, _, adds = cell_steps(fam, dt, zeros(bias, GH), zeros(b_rest, GH - folded))
+    if bias is not None and not adds:
+        gx += bias
     caches = [None] * T if record else None
     h, c = h0, c0
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
@@ -111,7 +118,7 @@ def _direction_forward(fam, gx, h0, c0, w, b_rest, reverse, sizes, lease, pool_o
         k = t if record else 0
         hb = h if b == N else h[:b]
         ghb = dot(hb, w_hh_t, out=gh[:b])               # (b, G*H) the sequential matmul
-        if b_rest is not None:
+        if b_rest is not None and not adds:
             ghb[:, folded:] += b_rest
         target = out[t, :b] if w.w_hr is None else m_all[k, :b]
         c_new, cache = step(gx[t, :b], ghb, hb, None if c is None else c[:b], target,
@@ -344,12 +351,10 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
                 gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,       # all steps
                                out=lease.empty((T * N, w.w_ih.shape[0]), dt))
                 bias, b_rest = _fold_bias(fam, w)
-                if bias is not None:
-                    gx += bias
                 j = k * D + d
                 out, hn, cn, rec = _direction_forward(
                     fam, gx.reshape(T, N, G * H), h0[j], None if c0 is None else c0[j], w,
-                    b_rest, d == 1, sizes, lease, k < L - 1 or D == 2, record)
+                    bias, b_rest, d == 1, sizes, lease, k < L - 1 or D == 2, record)
                 outs.append(out)
                 cache.saved.append(rec)
                 h_n.append(hn.copy())                    # hn may view a buffer reused later

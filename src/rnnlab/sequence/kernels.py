@@ -57,16 +57,21 @@ def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False):
     return None
 
 
-def cell_steps(fam, dtype):
-    """(step, back) for the driver's own time loop (lengths, projections, sizes above
+def cell_steps(fam, dtype, bias=None, b_rest=None):
+    """(step, back, adds) for the driver's own time loop (lengths, projections, sizes above
     LIMIT: there BLAS does the matmuls): the family's NumPy step and back, or for float32
     GRU and LSTM the compiled ones, with the same arguments and results (one pass over
-    the gates instead of ~12 ufunc calls forward, ~20 back)."""
+    the gates instead of ~12 ufunc calls forward, ~20 back). adds=True: the step adds
+    ``bias`` (G*H,) to x W_ih^T and ``b_rest`` (H,) to GRU's h W_hn^T itself, so the caller
+    must not (it saves a pass over all of gx); give both as C-contiguous arrays (zeros
+    without bias) when asking for a step."""
     if dtype == np.float32 and fam.kind in KINDS:
         for k in _load():
             if fam is k.family:
-                return k.step or fam.step, k.back or fam.back
-    return fam.step, fam.back
+                if k.step is None:
+                    return fam.step, k.back or fam.back, False
+                return k.step(bias, b_rest), k.back or fam.back, True
+    return fam.step, fam.back, False
 
 
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
@@ -119,7 +124,7 @@ class Kernels(NamedTuple):
     family: object
     forward: Callable        # the time loop of a direction (see kernel_for)
     backward: Callable       # the BPTT time loop
-    step: Callable           # one step, the family's step() arguments (see cell_steps)
+    step: Callable           # (bias, b_rest) -> one step with the family's step() arguments
     back: Callable           # one step back, the family's back() arguments
     rows_step: Callable      # one step from torch's layout, threaded (see rows_step_for)
 
@@ -146,12 +151,12 @@ def _threaded(kernel, serial):
 def _lstm_cell(step_kernel, back_kernel):
     from ..cells import lstm
 
-    def step(gx, gh, h, c, h_new, store):
-        if gh is None:                                   # already in gx: NumPy's step
-            return lstm.step(gx, gh, h, c, h_new, store)
-        H = c.shape[1]
-        step_kernel(gx, gh, np.ascontiguousarray(c), h_new, store)   # c: a column slice
-        return store[:, :H], (gx, c, store[:, H:])
+    def make_step(bias, b_rest):                         # b_rest: none for LSTM
+        def step(gx, gh, h, c, h_new, store):
+            H = c.shape[1]
+            step_kernel(gx, gh, bias, np.ascontiguousarray(c), h_new, store)   # c: a slice
+            return store[:, :H], (gx, c, store[:, H:])
+        return step
 
     def back(dh_new, dc_new, cache, da, dgr):
         if dh_new is None:                               # no branch through h: NumPy's
@@ -161,15 +166,17 @@ def _lstm_cell(step_kernel, back_kernel):
         back_kernel(dh_new, dh_new if dc_new is None else dc_new, dc_new is not None, act, c,
                     tc, da, dc_prev)
         return None, dc_prev
-    return step, back
+    return make_step, back
 
 
 def _gru_cell(step_kernel, back_kernel):
     from ..cells import gru
 
-    def step(gx, gh, h, c, h_new, store):
-        step_kernel(gx, gh, h, h_new, store)
-        return None, (gx, store, h)
+    def make_step(bias, b_rest):
+        def step(gx, gh, h, c, h_new, store):
+            step_kernel(gx, gh, bias, b_rest, h, h_new, store)
+            return None, (gx, store, h)
+        return step
 
     def back(dh_new, dc_new, cache, dgx, dgr):
         if dh_new is None:
@@ -178,7 +185,7 @@ def _gru_cell(step_kernel, back_kernel):
         direct = np.empty(h.shape, h.dtype)
         back_kernel(dh_new, act, hn, h, dgx, dgr, direct)
         return direct, None
-    return step, back
+    return make_step, back
 
 
 def _build():
@@ -203,8 +210,9 @@ def _build():
             k.backward(out, True, z.copy(), z.copy(), gx, store, z, out, np.zeros((G, 1), f32),
                        False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
             h = np.zeros((2, 1), f32)                    # one step and back, as the driver
-            _, cache = k.step(gx[0], np.zeros((2, G), f32), h, h, np.empty((2, 1), f32),
-                              store[0])                  # calls them (column slices too)
+            step = k.step(np.zeros(G, f32), np.zeros(1, f32))
+            _, cache = step(gx[0], np.zeros((2, G), f32), h, h, np.empty((2, 1), f32),
+                            store[0])                    # calls them (column slices too)
             k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
                    np.empty((2, 1), f32))
             w, b = np.zeros((G, 1), f32), np.zeros(G, f32)
