@@ -163,8 +163,9 @@ def _lstm_cell(step_kernel, back_kernel):
             return lstm.back(dh_new, dc_new, cache, da, dgr)
         act, c, tc = cache
         dc_prev = np.empty(c.shape, c.dtype)
-        back_kernel(dh_new, dh_new if dc_new is None else dc_new, dc_new is not None, act, c,
-                    tc, da, dc_prev)
+        c_, tc_ = np.ascontiguousarray(c), np.ascontiguousarray(tc)   # column slices: one
+        back_kernel(dh_new, dh_new if dc_new is None else dc_new,     # compiled layout
+                    dc_new is not None, act, c_, tc_, da, dc_prev)
         return None, dc_prev
     return make_step, back
 
@@ -215,6 +216,14 @@ def _build():
                             store[0])                    # calls them (column slices too)
             k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
                    np.empty((2, 1), f32))
+            if not fam.has_cell_state:       # GRU's backward reads the outputs, which
+                ro = out.copy()              # the layer has made read-only by then (a
+                ro.flags.writeable = False   # type of its own for numba)
+                k.backward(out, True, z.copy(), z.copy(), gx, store, z, ro,
+                           np.zeros((G, 1), f32), False, np.empty((2, 2, G), f32),
+                           np.empty((2, 2, 1), f32))
+                k.back(h, None, (gx[0], store[0], ro[0]), np.empty((2, G), f32),
+                       np.empty((2, 1), f32))
             w, b = np.zeros((G, 1), f32), np.zeros(G, f32)
             k.rows_step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32))
         return kernels
