@@ -25,9 +25,10 @@ through as in the NumPy path (sigmoid is exactly 0 where exp(-x) overflows, so t
 0 * inf stays NaN in the gradients).
 
 ``RNNLAB_KERNELS=numpy`` in the environment turns them off. The first use in a process
-imports numba (~0.5 s) and loads the compiled code from numba's cache next to
-_compiled.py (the first use after installing compiles it: a few seconds). If numba is
-missing or fails to compile, the NumPy path runs; nothing else changes.
+imports numba (~0.5 s) and loads the family's compiled code from numba's cache next to
+_compiled.py (the first use after installing compiles it: ~10 s per family on 2 cores,
+once). If numba is missing or fails to compile, the NumPy path runs; nothing else
+changes.
 """
 import os
 from typing import Callable, NamedTuple
@@ -51,7 +52,7 @@ def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False):
     if (dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > LIMIT
             or fam.kind not in KINDS):
         return None                         # decided before numba is ever imported
-    for k in _load():
+    for k in _load(fam.kind):
         if fam is k.family:
             return k.backward if backward else k.forward
     return None
@@ -66,7 +67,7 @@ def cell_steps(fam, dtype, bias=None, b_rest=None):
     must not (it saves a pass over all of gx); give both as C-contiguous arrays (zeros
     without bias) when asking for a step."""
     if dtype == np.float32 and fam.kind in KINDS:
-        for k in _load():
+        for k in _load(fam.kind):
             if fam is k.family:
                 if k.step is None:
                     return fam.step, k.back or fam.back, False
@@ -94,11 +95,21 @@ def step_caches(fam, gx, store, out, h0, c0, reverse):
     return caches
 
 
-def _load():
+def _load(kind=None):
+    """The kernels, compiled for ``kind``'s family (None: all) on first use. A family whose
+    kernels fail to compile is dropped (the NumPy path runs for it)."""
     if not _state["loaded"]:
         _state["loaded"] = True
         if os.environ.get("RNNLAB_KERNELS", "").lower() != "numpy":
             _state["kernels"] = _build()
+    warm = _state.setdefault("warm", set())
+    for k in list(_state["kernels"] or ()):
+        if (kind is None or k.family.kind == kind) and k.family.kind not in warm:
+            warm.add(k.family.kind)
+            try:
+                _warm(k)
+            except Exception:                # unable to compile here: NumPy for it
+                _state["kernels"] = [x for x in _state["kernels"] if x is not k]
     return _state["kernels"] or ()
 
 
@@ -110,7 +121,7 @@ def rows_step_for(fam, dtype, has_proj, size):
     G*H * (I + H_out); below ROWS_MIN the single-threaded time-loop kernel is as fast."""
     if (dtype != np.float32 or has_proj or fam.kind not in KINDS or size < ROWS_MIN):
         return None
-    for k in _load():
+    for k in _load(fam.kind):
         if fam is k.family:
             return k.rows_step
     return None
@@ -132,15 +143,17 @@ class Kernels(NamedTuple):
 def _threaded(kernel, serial):
     """The rows step: ``kernel`` (numba threads) in this process when numba's threading
     layer is thread-safe (OpenMP or TBB), else and in forked children (GNU OpenMP aborts
-    a child that forks from a process using it) ``serial``, in the calling thread."""
+    a child that forks from a process using it) ``serial``, in the calling thread (compiled
+    on its first use)."""
     import numba
-    f32 = np.float32
-    z, w, b = np.zeros((1, 1), f32), np.zeros((3, 1), f32), np.zeros(3, f32)
-    kernel(z, z, z, w, w, b, b, np.empty((1, 1), f32), np.empty((1, 1), f32), 1)
-    pid = os.getpid() if numba.threading_layer() in ("omp", "tbb") else None
+    where = {}                              # "pid": the process whose threads may run it
 
     def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
-        if os.getpid() == pid:
+        if "pid" not in where:              # the first call: starts numba's threads
+            kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1)
+            where["pid"] = (os.getpid() if numba.threading_layer() in ("omp", "tbb")
+                            else None)
+        elif os.getpid() == where["pid"]:
             P = min(numba.get_num_threads(), max(1, h.shape[1] // 32))
             kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P)
         else:
@@ -190,42 +203,43 @@ def _gru_cell(step_kernel, back_kernel):
 
 
 def _build():
-    """[Kernels], each compiled (or loaded from the cache) and run once on a tiny input; ()
-    when numba is missing or anything fails (the NumPy path then runs)."""
+    """[Kernels], not yet compiled; () when numba is missing."""
     from ..cells import gru, lstm
     try:
         from . import _compiled as C        # imports numba
-        kernels = [Kernels(lstm.FAMILY, C.lstm, C.lstm_back,
-                           *_lstm_cell(C.lstm_step, C.lstm_back_step),
-                           _threaded(C.lstm_rows_step, C.lstm_rows_step_1)),
-                   Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step),
-                           _threaded(C.gru_rows_step, C.gru_rows_step_1))]
-        f32 = np.float32
-        for k in kernels:
-            fam = k.family
-            G, S = fam.num_gates, fam.store
-            z, gx = np.zeros((2, 1), f32), np.zeros((2, 2, G), f32)
-            out, store = np.empty((2, 2, 1), f32), np.empty((2, 2, S), f32)
-            k.forward(gx, np.zeros((1, G), f32), np.zeros(1, f32), z, z, False, out,
-                      np.empty((2, 1), f32), False, store, True)
-            k.backward(out, True, z.copy(), z.copy(), gx, store, z, out, np.zeros((G, 1), f32),
-                       False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
-            h = np.zeros((2, 1), f32)                    # one step and back, as the driver
-            step = k.step(np.zeros(G, f32), np.zeros(1, f32))
-            _, cache = step(gx[0], np.zeros((2, G), f32), h, h, np.empty((2, 1), f32),
-                            store[0])                    # calls them (column slices too)
-            k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
-                   np.empty((2, 1), f32))
-            if not fam.has_cell_state:       # GRU's backward reads the outputs, which
-                ro = out.copy()              # the layer has made read-only by then (a
-                ro.flags.writeable = False   # type of its own for numba)
-                k.backward(out, True, z.copy(), z.copy(), gx, store, z, ro,
-                           np.zeros((G, 1), f32), False, np.empty((2, 2, G), f32),
-                           np.empty((2, 2, 1), f32))
-                k.back(h, None, (gx[0], store[0], ro[0]), np.empty((2, G), f32),
-                       np.empty((2, 1), f32))
-            w, b = np.zeros((G, 1), f32), np.zeros(G, f32)
-            k.rows_step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32))
-        return kernels
-    except Exception:                       # numba missing, or unable to compile here
-        return ()
+    except Exception:                       # numba missing, or unusable here
+        return []
+    return [Kernels(lstm.FAMILY, C.lstm, C.lstm_back, *_lstm_cell(C.lstm_step, C.lstm_back_step),
+                    _threaded(C.lstm_rows_step, C.lstm_rows_step_1)),
+            Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step),
+                    _threaded(C.gru_rows_step, C.gru_rows_step_1))]
+
+
+def _warm(k):
+    """Compile (or load from numba's cache) a family's kernels for the argument types the
+    driver and the steppers pass, by running each once on a tiny input, so that no call
+    compiles mid-run. The first time after installing: ~10 s per family on 2 cores."""
+    fam = k.family
+    f32 = np.float32
+    G, S = fam.num_gates, fam.store
+    z, gx = np.zeros((2, 1), f32), np.zeros((2, 2, G), f32)
+    out, store = np.empty((2, 2, 1), f32), np.empty((2, 2, S), f32)
+    k.forward(gx, np.zeros((1, G), f32), np.zeros(1, f32), z, z, False, out,
+              np.empty((2, 1), f32), False, store, True)
+    k.backward(out, True, z.copy(), z.copy(), gx, store, z, out, np.zeros((G, 1), f32),
+               False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
+    h = np.zeros((2, 1), f32)                        # one step and back, as the driver
+    step = k.step(np.zeros(G, f32), np.zeros(1, f32))
+    _, cache = step(gx[0], np.zeros((2, G), f32), h, h, np.empty((2, 1), f32),
+                    store[0])                        # calls them (column slices too)
+    k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
+           np.empty((2, 1), f32))
+    if not fam.has_cell_state:               # GRU's backward reads the outputs, which
+        ro = out.copy()                      # the layer has made read-only by then (a
+        ro.flags.writeable = False           # type of its own for numba)
+        k.backward(out, True, z.copy(), z.copy(), gx, store, z, ro, np.zeros((G, 1), f32),
+                   False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
+        k.back(h, None, (gx[0], store[0], ro[0]), np.empty((2, G), f32),
+               np.empty((2, 1), f32))
+    w, b = np.zeros((G, 1), f32), np.zeros(G, f32)
+    k.rows_step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32))

@@ -62,7 +62,7 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
         from ..nn import make_layer
         from ..sequence import kernels
         if kind in kernels.KINDS:      # numba's import, like torch's, before the baseline
-            kernels._load()
+            kernels._load(kind)
         m = make_layer(kind, I, H, seed=0).train(what == "train")
 
         def call():
