@@ -214,6 +214,17 @@ def _spawn_step(fw, kind, H, L, steps, threads, onnx_path):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _kernels_info():
+    """What rnnlab's GRU/LSTM rows run on: numba's version, or why the NumPy path."""
+    if os.environ.get("RNNLAB_KERNELS", "").lower() == "numpy":
+        return "off (RNNLAB_KERNELS=numpy)"
+    try:
+        import importlib.metadata as md
+        return f"numba {md.version('numba')}"
+    except Exception:
+        return "off (numba not installed)"
+
+
 def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, rounds=3, reps=5, threads=None,
         frameworks=FRAMEWORKS, print_fn=print):
     """The whole table; returns (rows, header lines)."""
@@ -224,6 +235,7 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, rounds=3, reps=5, threads=Non
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
             f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}",
             f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes",
+            f"rnnlab's compiled GRU/LSTM kernels: {_kernels_info()}",
             "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
             "/ rnnlab time"]
     for line in head:
