@@ -432,26 +432,21 @@ threaded = njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"
 
 
 @threaded
-def lstm_rows_step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
+def rows_step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P, lstm):
+    """P blocks of units on numba's threads; lstm: which family (_lstm_rows, _gru_rows)."""
     for p in prange(P):
-        _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
+        if lstm:
+            _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
+        else:
+            _gru_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
 
 
 @rows
-def lstm_rows_step_1(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
-    """lstm_rows_step in this thread (a forked child of a process that ran OpenMP, or a
-    numba with only its workqueue threading layer, which is not thread-safe)."""
+def rows_step_1(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P, lstm):
+    """rows_step in this thread (a forked child of a process that ran OpenMP, or a numba
+    with only its workqueue threading layer, which is not thread-safe)."""
     for p in range(P):
-        _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
-
-
-@threaded
-def gru_rows_step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
-    for p in prange(P):
-        _gru_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
-
-
-@rows
-def gru_rows_step_1(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
-    for p in range(P):
-        _gru_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
+        if lstm:
+            _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)
+        else:
+            _gru_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P)

@@ -140,7 +140,7 @@ class Kernels(NamedTuple):
     rows_step: Callable      # one step from torch's layout, threaded (see rows_step_for)
 
 
-def _threaded(kernel, serial):
+def _threaded(kernel, serial, lstm):
     """The rows step: ``kernel`` (numba threads) in this process when numba's threading
     layer is thread-safe (OpenMP or TBB), else and in forked children (GNU OpenMP aborts
     a child that forks from a process using it) ``serial``, in the calling thread (compiled
@@ -150,14 +150,14 @@ def _threaded(kernel, serial):
 
     def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
         if "pid" not in where:              # the first call: starts numba's threads
-            kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1)
+            kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, lstm)
             where["pid"] = (os.getpid() if numba.threading_layer() in ("omp", "tbb")
                             else None)
         elif os.getpid() == where["pid"]:
             P = min(numba.get_num_threads(), max(1, h.shape[1] // 32))
-            kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P)
+            kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P, lstm)
         else:
-            serial(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1)
+            serial(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, lstm)
     return step
 
 
@@ -210,9 +210,9 @@ def _build():
     except Exception:                       # numba missing, or unusable here
         return []
     return [Kernels(lstm.FAMILY, C.lstm, C.lstm_back, *_lstm_cell(C.lstm_step, C.lstm_back_step),
-                    _threaded(C.lstm_rows_step, C.lstm_rows_step_1)),
+                    _threaded(C.rows_step, C.rows_step_1, True)),
             Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step),
-                    _threaded(C.gru_rows_step, C.gru_rows_step_1))]
+                    _threaded(C.rows_step, C.rows_step_1, False))]
 
 
 def _warm(k):
