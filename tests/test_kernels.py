@@ -239,12 +239,12 @@ def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, N, monkeypat
     calls = []
     wrapped = _counted(saved, calls)
     rng = np.random.default_rng(0)
-    xs = rng.standard_normal((5, N, 4)).astype(np.float32)   # N <= ROWS_N: the threaded
-    results = []                                            # step, above: the time loop
+    xs = rng.standard_normal((5, N, 4)).astype(np.float32)   # frozen, N <= ROWS_N: the
+    results = []                                            # threaded step, else the loop
     for state in (wrapped, ()):
         monkeypatch.setitem(kernels._state, "kernels", state)
         m = cls(4, 6, num_layers=2, bias=bias, dtype=np.float32, seed=1).eval()
-        frozen = m.freeze()
+        frozen = m.freeze(threads=2)
         sa = sb = None
         ys = []
         for x in xs:
@@ -428,8 +428,8 @@ def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 def test_threaded_step_equals_torch_float32(cls):
-    """layer.step and freeze().step at batch 1 and 2 for a layer above ROWS_MIN (the
-    threaded compiled step, units split over threads) against torch, float32; NaN in a
+    """freeze(threads=2).step (the threaded compiled step, units split over threads, for a
+    layer above ROWS_MIN) and layer.step at batch 1 and 2 against torch, float32; NaN in a
     weight reaches exactly the units it reaches in torch."""
     torch = pytest.importorskip("torch")
     if not kernels._load():
@@ -438,7 +438,8 @@ def test_threaded_step_equals_torch_float32(cls):
     tm = getattr(torch.nn, cls.__name__)(256, 256, num_layers=2).eval()
     om = cls(256, 256, num_layers=2, dtype=np.float32).eval()
     om.load_state_dict(tm.state_dict())
-    assert all(w.rows_step is not None for w in om.freeze()._weights)
+    assert all(w.rows_step is not None for w in om.freeze(threads=2)._weights)
+    assert all(w.rows_step is None for w in om.freeze()._weights)       # opt-in only
     rng = np.random.default_rng(3)
     for N in (1, 2):
         x = rng.standard_normal((4, N, 256)).astype(np.float32)
@@ -449,7 +450,7 @@ def test_threaded_step_equals_torch_float32(cls):
                 om.weight_hh_l0[5, 7] = np.nan
             with torch.no_grad():
                 want = tm(torch.from_numpy(x))[0].numpy()
-            frozen = om.freeze()
+            frozen = om.freeze(threads=2)
             for stepper in (om, frozen):
                 state = None
                 for t in range(4):
@@ -467,12 +468,13 @@ import multiprocessing, numpy as np
 from rnnlab import GRU
 
 def child(queue):
-    m = GRU(256, 256, dtype=np.float32, seed=0).eval()
+    m = GRU(256, 256, dtype=np.float32, seed=0).eval().freeze(threads=2)
     queue.put(m.step(np.ones((1, 256), np.float32))[0])
 
 if __name__ == "__main__":
-    m = GRU(256, 256, dtype=np.float32, seed=0).eval()
+    m = GRU(256, 256, dtype=np.float32, seed=0).eval().freeze(threads=2)
     want = m.step(np.ones((1, 256), np.float32))[0]          # threads started here
+    want = m.step(np.ones((1, 256), np.float32))[0]
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     p = ctx.Process(target=child, args=(queue,))
@@ -499,3 +501,15 @@ def test_threaded_step_survives_fork(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                        timeout=180)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_freeze_threads_argument():
+    m = GRU(3, 4)
+    for bad, err in ((0, ValueError), (-1, ValueError), (True, TypeError), ("2", TypeError),
+                     (2.0, TypeError)):
+        with pytest.raises(err, match="threads"):
+            m.freeze(threads=bad)
+    assert m.freeze(threads=3).threads == 3 and m.freeze().threads == 1
+    assert "threads=3" in repr(m.freeze(threads=3))
+    x = np.ones((1, 3), np.float32)
+    np.testing.assert_allclose(m.freeze(threads=2).step(x)[0], m.freeze().step(x)[0])

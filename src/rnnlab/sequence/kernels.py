@@ -114,11 +114,16 @@ def _load(kind=None):
 
 
 def rows_step_for(fam, dtype, has_proj, size):
-    """The compiled step of a few rows (layer.step, freeze(): N <= ROWS_N) from the weights
-    in torch's layout, its units split over numba's threads, or None. Called as
-    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new), all C-contiguous float32 (biases
-    zeros when absent; c, c_new any (N, H) array for GRU). size: the layer's weight count
-    G*H * (I + H_out); below ROWS_MIN the single-threaded time-loop kernel is as fast."""
+    """The compiled step of a few rows (``freeze(threads=k)``, N <= ROWS_N) from the
+    weights in torch's layout, its units split over numba's threads, or None. Called as
+    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, threads), all C-contiguous float32
+    (biases zeros when absent; c, c_new any (N, H) array for GRU). size: the layer's weight
+    count G*H * (I + H_out); below ROWS_MIN threads do not pay.
+
+    Opt-in, never the default: numba's OpenMP threads spin after each step, and so do
+    OpenBLAS's after its calls; a threaded BLAS call between two steps (a large output
+    layer, say) then fights them for the cores (measured: a 1 x 256 @ 256 x 30000 matmul
+    after each step, 0.7 ms per step single-threaded, 10 ms with threads)."""
     if (dtype != np.float32 or has_proj or fam.kind not in KINDS or size < ROWS_MIN):
         return None
     for k in _load(fam.kind):
@@ -148,13 +153,13 @@ def _threaded(kernel, serial, lstm):
     import numba
     where = {}                              # "pid": the process whose threads may run it
 
-    def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
+    def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, threads):
         if "pid" not in where:              # the first call: starts numba's threads
             kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, lstm)
             where["pid"] = (os.getpid() if numba.threading_layer() in ("omp", "tbb")
                             else None)
         elif os.getpid() == where["pid"]:
-            P = min(numba.get_num_threads(), max(1, h.shape[1] // 32))
+            P = min(threads, numba.get_num_threads(), max(1, h.shape[1] // 32))
             kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P, lstm)
         else:
             serial(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, lstm)
@@ -242,4 +247,4 @@ def _warm(k):
         k.back(h, None, (gx[0], store[0], ro[0]), np.empty((2, G), f32),
                np.empty((2, 1), f32))
     w, b = np.zeros((G, 1), f32), np.zeros(G, f32)
-    k.rows_step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32))
+    k.rows_step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32), 1)

@@ -49,6 +49,7 @@ class StepWeights(NamedTuple):
     rows: bool = False              # live: the kernel reads W_hh itself (w_hh_t.T)
     rows_step: object = None        # the threaded compiled step (kernels.rows_step_for)
     rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout
+    threads: int = 1                # its threads
 
 
 def live_weights(fam, weights):
@@ -69,26 +70,28 @@ def live_weights(fam, weights):
             kernel = None
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,
                                None if w_hr is None else w_hr.T, H, kernel, b_rest, b_fold,
-                               True, *_rows(fam, w_ih, w_hh, b_ih, b_hh, w_hr, False)))
+                               True))
     return out
 
 
-def _rows(fam, w_ih, w_hh, b_ih, b_hh, w_hr, copy):
-    """(rows_step, rows_w) for a layer, or (None, ()): the parameters themselves (live:
-    C-contiguous ones only) or copies (frozen), zeros for absent biases."""
-    step = rows_step_for(fam, w_ih.dtype, w_hr is not None,
-                         w_hh.shape[0] * (w_ih.shape[1] + w_hh.shape[1]))
-    if step is None or not (copy or (w_ih.flags.c_contiguous and w_hh.flags.c_contiguous)):
-        return None, ()
-    bias = (lambda b: np.zeros(w_hh.shape[0], w_ih.dtype) if b is None else
-            np.array(b, order="C", copy=copy or None))
-    own = (lambda w: np.array(w, order="C")) if copy else (lambda w: w)
-    return step, (own(w_ih), own(w_hh), bias(b_ih), bias(b_hh))
+def _rows(fam, w, threads):
+    """(rows_step, rows_w, threads) for a frozen layer asked to use threads, else
+    (None, (), 1): copies of the weights in torch's layout, zeros for absent biases."""
+    step = None if threads < 2 else rows_step_for(
+        fam, w.w_ih.dtype, w.w_hr is not None,
+        w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1]))
+    if step is None:
+        return None, (), 1
+    bias = (lambda b: np.zeros(w.w_hh.shape[0], w.w_ih.dtype) if b is None else
+            np.array(b, order="C"))
+    return step, (np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"), bias(w.b_ih),
+                  bias(w.b_hh)), threads
 
 
-def frozen_weights(fam, weights):
+def frozen_weights(fam, weights, threads=1):
     """A snapshot in the fastest layout (copies: later edits of the parameters do not
-    reach it)."""
+    reach it). threads > 1: float32 GRU/LSTM layers of kernels.ROWS_MIN weights and more
+    (with numba) run each step on that many threads (kernels.rows_step_for)."""
     out = []
     for layer in weights:
         w = LayerWeights(*layer[0])
@@ -113,11 +116,11 @@ def frozen_weights(fam, weights):
             joint[:I] = w.w_ih.T
             joint[I:] = w.w_hh.T
             out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
-                                   kernel, b_rest, None, False, *_rows(fam, *w, True)))
+                                   kernel, b_rest, None, False, *_rows(fam, w, threads)))
         else:
             out.append(StepWeights(None, np.array(w.w_ih.T, order="C"),
                                    np.array(w.w_hh.T, order="C"), b_x, b_h, folded, w_hr_t, H,
-                                   kernel, b_rest, None, False, *_rows(fam, *w, True)))
+                                   kernel, b_rest, None, False, *_rows(fam, w, threads)))
     return out
 
 
@@ -138,7 +141,7 @@ def step_layers(fam, x, layers, h, c):
                 hk = np.ascontiguousarray(h[k])
                 ck = hk if c is None else np.ascontiguousarray(c[k])
                 s.rows_step(np.ascontiguousarray(inp), hk, ck, *s.rows_w, h_new[k],
-                            h_new[k] if c is None else c_new[k])
+                            h_new[k] if c is None else c_new[k], s.threads)
                 inp = h_new[k]
                 continue
             if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT:

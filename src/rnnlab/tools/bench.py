@@ -120,7 +120,7 @@ def step_worker(fw, kind, H, L, steps, threads, onnx_path):
         threadpool_limits(threads)
         from ..nn import make_layer
         m, state = make_layer(kind, H, H, num_layers=L, seed=0).eval(), None
-        stepper = m.freeze() if fw == "frozen" else m
+        stepper = m.freeze(threads=threads) if fw == "frozen" else m
         for t in range(steps + 200):
             t0 = time.perf_counter()
             y, state = stepper.step(x[t], state)
@@ -182,8 +182,8 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
 
 STEPS = 1500                 # timed batch-1 steps per process
 STEP_LEGEND = ("batch-1 step, us: median over rounds (min-max), {steps} steps per process "
-               "after 200 warm-up\nstep = layer.step, frozen = layer.freeze().step; x: the "
-               "other's time / step's, / frozen's\n"
+               "after 200 warm-up\nstep = layer.step, frozen = layer.freeze(threads=T).step "
+               "(T: everyone's threads)\nx: the other's time / step's, / frozen's\n"
                + "kind  L    H  " + "step (min-max)".ljust(19) + "frozen (min-max)".ljust(18)
                + "".join(f" {fw:>6} {'x':>4} {'x':>4}" for fw in ("torch", "ort")))
 
