@@ -18,6 +18,11 @@ is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate in one com
 pass (GRU up to kernels.LIMIT; LSTM while G*H * H_out <= JOINT_WINS, above which the one
 joint BLAS call is faster).
 
+``freeze(threads=k)`` (k >= 2) adds, for float32 GRU/LSTM layers of kernels.ROWS_MIN
+weights and more, a copy of the weights in torch's layout for the threaded compiled step
+(kernels.rows_step_for: each thread computes a block of units from its own rows), taken
+at batch sizes up to kernels.ROWS_N. Opt-in: see rows_step_for for why.
+
 The numbers equal the layer on a length-1 sequence to rounding (the snapshot sums in
 another order).
 """
