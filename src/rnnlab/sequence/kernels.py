@@ -1,20 +1,24 @@
-"""Compiled time loops (numba) for float32 GRU and LSTM at small sizes: optional.
+"""Compiled kernels (numba) for float32 GRU and LSTM: optional.
 
 At (T, N, H) = (50, 16, 32) a NumPy cell step is ~12 ufunc calls of ~1 us each forward and
 ~20 backward, and no layout change removes that (BENCHMARKS.md); a compiled loop does the
-recurrent matmul and every gate of every unit in one pass. These loops serve the sequence
-driver for the built-in GRU and LSTM families, in float32, without lengths or projections,
-when N * G*H * H_out is at most ``LIMIT`` (above it OpenBLAS's matmul wins):
+recurrent matmul and every gate of every unit in one pass. Three kinds, for the built-in
+GRU and LSTM families in float32:
 
-- the forward time loop of a direction, unrecorded (inference) or recording (training:
-  it leaves the gate values and the cell's stored values exactly where the NumPy step
-  leaves them, so either backward can read the record);
-- the BPTT time loop (per step the cell's back and dh W_hh), when some gradient reaches h
-  at the last step and no per-step norms are asked for. dW_ih, dW_hh, the biases and dx
-  stay single BLAS calls after the loop, as on the NumPy path.
+- whole time loops (``kernel_for``), without lengths or projections, when N * G*H * H_out
+  is at most ``LIMIT`` (above it OpenBLAS's matmul wins): the forward loop of a direction,
+  unrecorded (inference) or recording (training: it leaves the gate values and the cell's
+  stored values exactly where the NumPy step leaves them, so either backward can read the
+  record), and the BPTT loop (per step the cell's back and dh W_hh) when some gradient
+  reaches h at the last step and no per-step norms are asked for. dW_ih, dW_hh, the
+  biases and dx stay single BLAS calls after the loop, as on the NumPy path;
+- one step and one back step (``cell_steps``) with the family's step / back arguments,
+  for the driver's own loop everywhere else (lengths, projections, large sizes: BLAS
+  does the matmuls, one compiled call the gates);
+- the threaded batch-1 step of ``freeze(threads=k)`` (``rows_step_for``), opt-in.
 
-Everything else, and every machine without numba (``pip install 'rnnlab[fast]'``), runs
-the NumPy path.
+Every machine without numba (``pip install 'rnnlab[fast]'``), float64, RNN and custom
+families run the NumPy path.
 
 Numbers: the same equations as cells/gru.py and cells/lstm.py, in float32. pip's llvmlite
 has no vector math library, so exp, sigmoid and tanh are our own (Cephes' float32
