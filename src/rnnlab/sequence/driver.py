@@ -93,10 +93,9 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
                h0 if c0 is None else c0, reverse, out, c_n,
                False, store if record else NO_STORE, record)
         rec = None
-        if record:                                         # the NumPy step's caches
-            rec = DirectionRecord(out, h0, None, step_caches(fam, gx, store, out, h0, c0,
-                                                             reverse),
-                                  None, LayerWeights(w.w_ih.copy(), w_hh_t), gx, store, c0)
+        if record:                        # per-step caches: derived if a NumPy back needs them
+            rec = DirectionRecord(out, h0, None, None, None, LayerWeights(w.w_ih.copy(), w_hh_t),
+                                  gx, store, c0)
         return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), rec
     h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
     m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
@@ -260,6 +259,8 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
     w_hh = w.w_hh.T                                        # (G*H, H_out) view
     w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
     back = cell_steps(fam, dt)[1]
+    caches = rec.caches if rec.caches is not None else step_caches(     # compiled forward
+        fam, rec.acts, rec.store, rec.out, rec.h0, rec.c0, reverse)
     if dh is None:
         dh = np.zeros((N, H_out), dtype=dt)                # 0 + g == g exactly: no 0 * inf
     for t in (range(T) if reverse else range(T - 1, -1, -1)):
@@ -277,7 +278,7 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
         first = 0 if not absent else _starting_rows(t, T, b, sizes, reverse)
         if first and w.w_hr is not None:
             no_grad_rows[t, b - first:b] = True
-        dh_direct, dc_prev = _back(back, dh_t, None if dc is None else dc[:b], rec.caches[t],
+        dh_direct, dc_prev = _back(back, dh_t, None if dc is None else dc[:b], caches[t],
                                    dgx, dgr, first)
         if dgr is None:
             dh_new = dot(dgx, w_hh)                        # the sequential matmul

@@ -30,8 +30,8 @@ through as in the NumPy path (sigmoid is exactly 0 where exp(-x) overflows, so t
 
 ``RNNLAB_KERNELS=numpy`` in the environment turns them off. The first use in a process
 imports numba (~0.5 s) and loads the family's compiled code from numba's cache next to
-_compiled.py (the first use after installing compiles it: ~10 s per family on 2 cores,
-once). If numba is missing or fails to compile, the NumPy path runs; nothing else
+_compiled.py (the first use after installing compiles it: 5-7 s per family on 2 cores,
+once; the threaded step another few seconds when first asked for). If numba is missing or fails to compile, the NumPy path runs; nothing else
 changes.
 """
 import os
@@ -83,8 +83,8 @@ NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded 
 
 
 def step_caches(fam, gx, store, out, h0, c0, reverse):
-    """After a recording compiled forward: per step, the cache the NumPy step would have
-    returned, as views of gx and store (LSTM: gates, c before the step, tanh(c'); GRU:
+    """After a recording compiled forward (when a NumPy backward needs them): per step, the
+    cache the NumPy step would have returned, as views of gx and store (LSTM: gates, c before the step, tanh(c'); GRU:
     gates, W_hn h + b_hn, h before the step), so the NumPy backward can run on it too."""
     T = gx.shape[0]
     H = store.shape[2] // fam.store
@@ -132,8 +132,20 @@ def rows_step_for(fam, dtype, has_proj, size):
         return None
     for k in _load(fam.kind):
         if fam is k.family:
+            warm = _state.setdefault("warm_rows", set())
+            if fam.kind not in warm and k.rows_step is not None:
+                warm.add(fam.kind)
+                _warm_rows(k.rows_step, fam.num_gates)
             return k.rows_step
     return None
+
+
+def _warm_rows(step, G):
+    """Compile the threaded step (not part of _warm: most processes never ask for it, and
+    its first call starts numba's threads)."""
+    f32 = np.float32
+    h, w, b = np.zeros((2, 1), f32), np.zeros((G, 1), f32), np.zeros(G, f32)
+    step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32), 1)
 
 
 ROWS_N = 4               # rows up to which rows_step_for's step beats the time-loop kernel
@@ -227,7 +239,7 @@ def _build():
 def _warm(k):
     """Compile (or load from numba's cache) a family's kernels for the argument types the
     driver and the steppers pass, by running each once on a tiny input, so that no call
-    compiles mid-run. The first time after installing: ~10 s per family on 2 cores."""
+    compiles mid-run. The first time after installing: 5-7 s per family on 2 cores."""
     fam = k.family
     f32 = np.float32
     G, S = fam.num_gates, fam.store
@@ -250,5 +262,3 @@ def _warm(k):
                    False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
         k.back(h, None, (gx[0], store[0], ro[0]), np.empty((2, G), f32),
                np.empty((2, 1), f32))
-    w, b = np.zeros((G, 1), f32), np.zeros(G, f32)
-    k.rows_step(h, h, h, w, w, b, b, np.empty((2, 1), f32), np.empty((2, 1), f32), 1)

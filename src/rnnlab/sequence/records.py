@@ -19,7 +19,8 @@ class DirectionRecord(NamedTuple):
     out: np.ndarray                     # (L, N, H_out) its outputs
     h0: np.ndarray                      # (N, H_out) its initial state (the driver's copy)
     h_prev: Optional[np.ndarray]        # (L, N, H_out) state before each step (lengths only)
-    caches: list                        # per step, what the cell's back needs
+    caches: Optional[list]              # per step, what the cell's back needs (None: the
+    #                                     compiled forward ran; kernels.step_caches derives it)
     m_all: Optional[np.ndarray]         # (L, N, H) h before the projection (proj_size only)
     weights: LayerWeights               # the values the forward used (w_hh as w_hh^T)
     acts: Optional[np.ndarray] = None   # (L, N, G*H) every step's gate values (no lengths)
