@@ -177,3 +177,20 @@ def test_frozen_fuzz_matches_layer_step(kind, x, state):
         return
     got = frozen.step(x, state)
     np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-12)
+
+
+@given(st.one_of(st.none(), st.integers(-3, 6), st.booleans(), st.floats(allow_nan=True),
+                 st.text(max_size=2), st.just([2])))
+def test_freeze_threads_fuzz(threads):
+    """freeze(threads=...): None or an int >= 1 works and gives layer.step's numbers; any
+    other value is a TypeError / ValueError naming threads, and no warning."""
+    m = GRU(3, 4, dtype=np.float32, seed=0).eval()
+    x = np.ones((2, 3), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            frozen = m.freeze(threads=threads)
+        except (TypeError, ValueError) as e:
+            assert "threads" in str(e)
+            return
+    np.testing.assert_allclose(frozen.step(x)[0], m.step(x)[0], rtol=1e-6, atol=1e-7)

@@ -93,16 +93,21 @@ def _project(a, gx_tn, h_n, w_hh_t, split):
         k += 1
 
 
+@inline
+def _rowdot(w, j, v):
+    """w[j] @ v (summed in any order where the caller allows reassoc)."""
+    acc = ZERO
+    for k in range(v.shape[0]):
+        acc += w[j, k] * v[k]
+    return acc
+
+
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _project_rows(a, gx_tn, h_n, w_hh, split):
     """_project for W_hh itself, (G*H, H_out) row-major (a live parameter): one dot
     product per output, summed in any order (reassoc lets LLVM vectorise it)."""
-    K = h_n.shape[0]
     for j in range(a.shape[0]):
-        acc = ZERO
-        for k in range(K):
-            acc += w_hh[j, k] * h_n[k]
-        a[j] = (gx_tn[j] if j < split else ZERO) + acc
+        a[j] = (gx_tn[j] if j < split else ZERO) + _rowdot(w_hh, j, h_n)
 
 
 @inline
@@ -383,14 +388,6 @@ def gru_back_step(dh_new, act, hn, h, dgx, dgr, direct):
 # GRU at H = 256, 3 MB, then fits in the cores' own caches: 124 -> 34 us per step). Dot
 # products over W's rows, summed in any order (reassoc). The caller picks P, the number of
 # blocks (kernels.py: numba's thread count, at most one block per 32 units).
-
-@inline
-def _rowdot(w, j, v):
-    acc = ZERO
-    for k in range(v.shape[0]):
-        acc += w[j, k] * v[k]
-    return acc
-
 
 @inline
 def _lstm_rows(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p, P):
