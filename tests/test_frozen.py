@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.optim import SGD
+from rnnlab.sequence import kernels, stepper
 
 CASES = [(RNN, {}), (RNN, {"nonlinearity": "relu"}), (GRU, {}), (LSTM, {}),
          (LSTM, {"proj_size": 2}), (GRU, {"bias": False}), (LSTM, {"bias": False})]
@@ -194,3 +195,53 @@ def test_freeze_threads_fuzz(threads):
             assert "threads" in str(e)
             return
     np.testing.assert_allclose(frozen.step(x)[0], m.step(x)[0], rtol=1e-6, atol=1e-7)
+
+
+BLAS_CASES = [(LSTM, {}, 256, 256), (LSTM, {"proj_size": 64}, 448, 256),
+              (RNN, {}, 512, 512), (RNN, {"nonlinearity": "relu"}, 512, 512),
+              (GRU, {}, 8, 8), (LSTM, {}, 8, 8), (GRU, {"bias": False}, 5, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls, kw, I, H", BLAS_CASES)
+def test_blas_row_steps_equal_torch(cls, kw, I, H, dtype):
+    """The BLAS-row step (stepper._blas_step: one BLAS matrix-vector product per row and
+    part, weights in torch's layout): freeze() of RNN / LSTM layers from 2^19 weights ([W_ih |
+    W_hh] in one product) and layer.step of float32 GRU / LSTM (the gates compiled), at
+    batch 1-5, against torch step by step, with a NaN weight and an inf input reaching what
+    they reach in torch. float64 <= 1e-10; float32 1e-5."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    tm = getattr(torch.nn, cls.__name__)(I, H, num_layers=2, **kw).eval()
+    tm = tm.double() if dtype == np.float64 else tm
+    om = cls(I, H, num_layers=2, dtype=dtype, **kw).eval()
+    om.load_state_dict(tm.state_dict())
+    big = H * (I + (kw.get("proj_size") or H)) * (1 if cls is RNN else 4) >= stepper.BLAS_ROWS
+    assert (om.freeze()._weights[0].blas is not None) == big         # the first layer
+    if dtype == np.float32 and cls is not RNN and kernels._load():
+        assert all(w.blas is not None and w.blas[-1] is not None
+                   for w in stepper.live_weights(om.family, om.weights()))
+    rng = np.random.default_rng(2)
+    tol = dict(rtol=0, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    for N in (1, 2, 3, 5):
+        x = rng.standard_normal((3, N, I)).astype(dtype)
+        for bad in (False, True):
+            if bad:
+                with torch.no_grad():
+                    tm.weight_hh_l0[5, 2] = float("nan")
+                om.weight_hh_l0[5, 2] = np.nan
+                x[1, 0, 3] = np.inf
+            with torch.no_grad():
+                want = tm(torch.from_numpy(x))[0].numpy()
+            for stepper_ in (om, om.freeze()):
+                state = None
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    for t in range(3):
+                        y, state = stepper_.step(x[t], state)
+                        np.testing.assert_array_equal(np.isnan(y), np.isnan(want[t]))
+                        fin = np.isfinite(want[t])
+                        np.testing.assert_allclose(y[fin], want[t][fin], **tol)
+        with torch.no_grad():
+            tm.weight_hh_l0[5, 2] = 0.0
+        om.weight_hh_l0[5, 2] = 0.0

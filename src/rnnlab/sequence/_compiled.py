@@ -382,6 +382,53 @@ def gru_back_step(dh_new, act, hn, h, dgx, dgr, direct):
         _copy(direct[n], u, 4 * H)
 
 
+# -- the gates of one step from BLAS's products (layer.step and freeze() at batch 1-4, where
+# one BLAS matrix-vector product per row reads the weights in torch's layout fastest) ----
+
+@inline
+def _pre(a, ax, ah, b_ih, b_hh, n, K, has_h):
+    """a[k] = (ax[n, k] + b_ih[k]) + (ah[n, k] + b_hh[k]) for k < K (torch's sum); without
+    has_h, ax already holds x W_ih^T + h W_hh^T (one [x | h] product)."""
+    if has_h:
+        for k in range(K):
+            a[k] = (ax[n, k] + b_ih[k]) + (ah[n, k] + b_hh[k])
+    else:
+        for k in range(K):
+            a[k] = (ax[n, k] + b_ih[k]) + b_hh[k]
+
+
+@loop
+def lstm_cell(ax, ah, has_h, b_ih, b_hh, c, h_new, c_new):
+    """ax = x W_ih^T (N, 4H), ah = h W_hh^T (read only with has_h; without it ax is
+    [x | h] [W_ih | W_hh]^T); b_ih, b_hh (4H,) (zeros without bias); c (N, H). Writes
+    h_new, c_new (N, H)."""
+    N, GH = ax.shape
+    H = GH // 4
+    a = np.empty(GH, f32)
+    for n in range(N):
+        _pre(a, ax, ah, b_ih, b_hh, n, GH, has_h)
+        for j in range(H):
+            i, f, g, o, cn, tc = _lstm_unit(a[j], a[H + j], a[2 * H + j], a[3 * H + j],
+                                            c[n, j])
+            c_new[n, j] = cn
+            h_new[n, j] = o * tc                                   # h' = o tanh(c')
+
+
+@loop
+def gru_cell(ax, ah, has_h, b_ih, b_hh, h, h_new, c_new):
+    """As lstm_cell for the GRU (3H columns; always has_h: its n gate needs the two parts
+    apart; c_new unused)."""
+    N, GH = ax.shape
+    H = GH // 3
+    a = np.empty(2 * H, f32)
+    for n in range(N):
+        _pre(a, ax, ah, b_ih, b_hh, n, 2 * H, True)                # r, z
+        for j in range(H):
+            r, z, nn = _gru_unit(a[j], a[H + j], ax[n, 2 * H + j] + b_ih[2 * H + j],
+                                 ah[n, 2 * H + j] + b_hh[2 * H + j])
+            h_new[n, j] = nn + z * (h[n, j] - nn)                  # (1 - z) n + z h
+
+
 # -- one step of a few rows from the weights in torch's layout, split over threads --------
 # layer.step and freeze() at batch 1: each thread computes a contiguous block of units,
 # reading only the weight rows of its units (half the weights each on 2 cores: a 2-layer

@@ -15,6 +15,9 @@ GRU and LSTM families in float32:
 - one step and one back step (``cell_steps``) with the family's step / back arguments,
   for the driver's own loop everywhere else (lengths, projections, large sizes: BLAS
   does the matmuls, one compiled call the gates);
+- the gates of one step from BLAS's products (``cell_for``): ``layer.step`` and
+  ``freeze()`` at batch 1-4, where one BLAS matrix-vector product per row reads the
+  weights in torch's layout (stepper.py);
 - the threaded batch-1 step of ``freeze(threads=k)`` (``rows_step_for``), opt-in.
 
 Every machine without numba (``pip install 'rnnlab[fast]'``), float64, RNN and custom
@@ -117,6 +120,19 @@ def _load(kind=None):
     return _state["kernels"] or ()
 
 
+def cell_for(fam, dtype):
+    """The compiled gates of one step of N rows from BLAS's products, or None:
+    cell(ax, ah, has_h, b_ih, b_hh, s, h_new, c_new) with ax = x W_ih^T (N, G*H) (without
+    has_h: [x | h] [W_ih | W_hh]^T, LSTM only), ah = h W_hh^T, b_ih, b_hh (G*H,) (zeros
+    without bias), s = c (LSTM) or h (GRU); writes h_new (N, H) and LSTM's c_new. All
+    C-contiguous float32 (see _compiled.lstm_cell / gru_cell)."""
+    if dtype == np.float32 and fam.kind in KINDS:
+        for k in _load(fam.kind):
+            if fam is k.family:
+                return k.cell
+    return None
+
+
 def rows_step_for(fam, dtype, has_proj, size):
     """The compiled step of a few rows (``freeze(threads=k)``, N <= ROWS_N) from the
     weights in torch's layout, its units split over numba's threads, or None. Called as
@@ -159,6 +175,7 @@ class Kernels(NamedTuple):
     step: Callable           # (bias, b_rest) -> one step with the family's step() arguments
     back: Callable           # one step back, the family's back() arguments
     rows_step: Callable      # one step from torch's layout, threaded (see rows_step_for)
+    cell: Callable           # the gates from BLAS's products (see cell_for)
 
 
 def _threaded(kernel, serial, lstm):
@@ -231,9 +248,9 @@ def _build():
     except Exception:                       # numba missing, or unusable here
         return []
     return [Kernels(lstm.FAMILY, C.lstm, C.lstm_back, *_lstm_cell(C.lstm_step, C.lstm_back_step),
-                    _threaded(C.rows_step, C.rows_step_1, True)),
+                    _threaded(C.rows_step, C.rows_step_1, True), C.lstm_cell),
             Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step),
-                    _threaded(C.rows_step, C.rows_step_1, False))]
+                    _threaded(C.rows_step, C.rows_step_1, False), C.gru_cell)]
 
 
 def _warm(k):
@@ -255,6 +272,11 @@ def _warm(k):
                     store[0])                        # calls them (column slices too)
     k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
            np.empty((2, 1), f32))
+    ro = h.copy()                            # the cell of layer.step / freeze(): its state
+    for s in (h, ro):                        # argument may be a read-only array (a type
+        k.cell(gx[0], gx[0], True, np.zeros(G, f32), np.zeros(G, f32), s,   # of its own)
+               np.empty((2, 1), f32), np.empty((2, 1), f32))
+        ro.flags.writeable = False
     if not fam.has_cell_state:               # GRU's backward reads the outputs, which
         ro = out.copy()                      # the layer has made read-only by then (a
         ro.flags.writeable = False           # type of its own for numba)

@@ -10,3 +10,11 @@ def dot(a, b, out=None):
     if a.shape[1] == 1:
         return np.matmul(a, b, out=out)
     return np.dot(a, b, out=out)
+
+
+def matvec(w, v, out):
+    """w @ v for a 2-D w and a 1-D v into ``out`` (as ``dot``: np.matmul when the inner
+    dimension is 1)."""
+    if w.shape[1] == 1:
+        return np.matmul(w, v, out=out)
+    return np.dot(w, v, out=out)

@@ -13,6 +13,18 @@ Both read a list of ``StepWeights``, one per layer, made once and reused:
   [x | h] meets it in one matmul, with b_ih + b_hh summed once. GRU keeps two matmuls
   (its n gate needs the two parts apart) and b_hh of r and z folded into b_ih.
 
+At batch 1-4 (``ROWS_N``) two layouts take a BLAS matrix-vector product per row with the
+weights in torch's own layout, then the gates (``_blas_step``), because there BLAS reads
+the weights fastest and, from about 2^19 weights, splits the product over its own threads
+(OpenBLAS; no thread pool of ours, so nothing to contend with the caller's BLAS calls):
+
+- frozen RNN / LSTM layers of ``BLAS_ROWS`` weights and more: [W_ih | W_hh] as one
+  (G*H, I + H_out) matrix meets [x | h] (LSTM H = 256 at batch 1: 45 -> 22 us per step);
+  more rows read its transpose;
+- live float32 GRU / LSTM layers with numba: W_ih x and W_hh h from the parameters
+  themselves, the gates compiled (kernels.cell_for): 10-35% less than the compiled loop
+  that reads W_hh row by row, at every size measured.
+
 The frozen snapshot also takes the compiled float32 loop of kernels.py (numba) where it
 is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate in one compiled
 pass (GRU up to kernels.LIMIT; LSTM while G*H * H_out <= JOINT_WINS, above which the one
@@ -30,8 +42,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .kernels import LIMIT, NO_STORE, ROWS_N, kernel_for, rows_step_for
-from .linalg import dot
+from .kernels import LIMIT, NO_STORE, ROWS_N, cell_for, kernel_for, rows_step_for
+from .linalg import dot, matvec
 from .records import LayerWeights
 
 JOINT_WINS = 1 << 17     # G*H * H_out above which [x | h] @ joint (BLAS) beats the
@@ -55,6 +67,30 @@ class StepWeights(NamedTuple):
     rows_step: object = None        # the threaded compiled step (kernels.rows_step_for)
     rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout
     threads: int = 1                # its threads
+    blas: Optional[tuple] = None    # rows up to ROWS_N: (w_x, w_h, b_ih, b_hh, cell), see
+    #                                 _blas_rows
+
+
+BLAS_ROWS = 1 << 19      # weights of a joint [W_ih | W_hh] from which one BLAS product per
+#                          row in torch's layout beats the (I + H, G*H) layout at batch 1-4
+#                          (OpenBLAS splits such a product over its threads: LSTM H = 256,
+#                          1024 x 512, 12 vs 22 us on 2 threads, the same on 1)
+
+
+def _bias_pair(b_ih, b_hh, GH, dt):
+    """b_ih, b_hh as the compiled cell takes them: zeros when absent."""
+    z = (lambda b: np.zeros(GH, dt) if b is None else b)
+    return z(b_ih), z(b_hh)
+
+
+def _live_blas(fam, w_ih, w_hh, b_ih, b_hh):
+    """``StepWeights.blas`` of a live layer, or None: per row x W_ih^T and h W_hh^T from
+    the parameters themselves (views: in-place edits are seen), the gates compiled. Only
+    where the compiled cell exists (float32 GRU / LSTM with numba)."""
+    cell = cell_for(fam, w_ih.dtype)
+    if cell is None or any(b is not None and not b.flags.c_contiguous for b in (b_ih, b_hh)):
+        return None
+    return (w_ih, w_hh, *_bias_pair(b_ih, b_hh, w_hh.shape[0], w_ih.dtype), cell)
 
 
 def live_weights(fam, weights):
@@ -75,7 +111,7 @@ def live_weights(fam, weights):
             kernel = None
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,
                                None if w_hr is None else w_hr.T, H, kernel, b_rest, b_fold,
-                               True))
+                               True, blas=_live_blas(fam, w_ih, w_hh, b_ih, b_hh)))
     return out
 
 
@@ -116,8 +152,18 @@ def frozen_weights(fam, weights, threads=1):
         if folded == GH and getattr(fam, "fused_step", False):
             if GH * w.w_hh.shape[1] > JOINT_WINS:      # one threaded BLAS call beats the
                 kernel = None                          # compiled loop's own matmul here
-            I = w.w_ih.shape[1]
-            joint = np.empty((I + w.w_hh.shape[1], GH), dtype=w.w_ih.dtype)
+            I, K = w.w_ih.shape[1], w.w_ih.shape[1] + w.w_hh.shape[1]
+            if GH * K >= BLAS_ROWS:                    # torch's layout, [W_ih | W_hh]: one
+                rows = np.empty((GH, K), dtype=w.w_ih.dtype)     # product per row (batch
+                rows[:, :I] = w.w_ih                             # up to ROWS_N); more rows
+                rows[:, I:] = w.w_hh                             # read its transpose
+                joint = rows.T
+                blas = (rows, None, *_bias_pair(w.b_ih, w.b_hh, GH, w.w_ih.dtype),
+                        cell_for(fam, w.w_ih.dtype))
+                out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
+                                       kernel, b_rest, None, False, blas=blas))
+                continue
+            joint = np.empty((K, GH), dtype=w.w_ih.dtype)
             joint[:I] = w.w_ih.T
             joint[I:] = w.w_hh.T
             out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
@@ -127,6 +173,43 @@ def frozen_weights(fam, weights, threads=1):
                                    np.array(w.w_hh.T, order="C"), b_x, b_h, folded, w_hr_t, H,
                                    kernel, b_rest, None, False, *_rows(fam, w, threads)))
     return out
+
+
+def _products(w, v):
+    """v @ w^T for w (G*H, K) in torch's layout and a few rows v (N, K): one BLAS
+    matrix-vector product per row, or for 3-4 rows and a small w one matrix product
+    (measured, OpenBLAS: per row wins from 2^15 weights, or up to 2 rows)."""
+    out = np.empty((v.shape[0], w.shape[0]), dtype=v.dtype)
+    if v.shape[0] <= 2 or w.size >= 1 << 15:
+        for n in range(v.shape[0]):
+            matvec(w, v[n], out[n])
+        return out
+    return dot(v, w.T, out=out)
+
+
+def _blas_step(fam, s, inp, hk, ck, target, c_out):
+    """One step of a few rows (N <= ROWS_N) from BLAS's matrix-vector products, one per row
+    and part, with the weights in torch's layout (``s.blas``: see _blas_rows); the gates by
+    the compiled cell or, without one, by the family's NumPy step. target (N, H) receives
+    h' (before any projection), c_out LSTM's c'; returns c' (None for RNN and GRU)."""
+    w_x, w_h, b_ih, b_hh, cell = s.blas
+    N = inp.shape[0]
+    xs = inp if w_h is not None else np.concatenate((inp, hk), axis=1)      # [x | h]
+    ax = _products(w_x, xs)
+    ah = None if w_h is None else _products(w_h, hk)
+    if cell is not None:
+        state = np.ascontiguousarray(hk if ck is None else ck)
+        cell(ax, ax if ah is None else ah, ah is not None, b_ih, b_hh, state, target,
+             target if c_out is None else c_out)
+        return c_out
+    if s.b_x is not None:
+        ax += s.b_x
+    if ah is not None and s.b_h is not None:
+        ah[:, s.b_h_at:] += s.b_h
+    cn, _ = fam.step(ax, ah, hk, ck, target, np.empty((N, fam.store * s.H), dtype=ax.dtype))
+    if cn is not None:
+        c_out[...] = cn
+    return cn
 
 
 def step_layers(fam, x, layers, h, c):
@@ -142,6 +225,14 @@ def step_layers(fam, x, layers, h, c):
     inp = x
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
+            if s.blas is not None and N <= ROWS_N:            # BLAS per row, torch's layout
+                target = h_new[k] if s.w_hr_t is None else np.empty((N, s.H), dtype=dt)
+                _blas_step(fam, s, inp, h[k], None if c is None else c[k], target,
+                           None if c is None else c_new[k])
+                if s.w_hr_t is not None:
+                    dot(target, s.w_hr_t, out=h_new[k])
+                inp = h_new[k]
+                continue
             if s.rows_step is not None and N <= ROWS_N:       # threaded, compiled
                 hk = np.ascontiguousarray(h[k])
                 ck = hk if c is None else np.ascontiguousarray(c[k])
