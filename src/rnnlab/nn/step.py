@@ -38,14 +38,18 @@ class Stepping:
 
     def freeze(self, threads=None):
         """A FrozenStep: ``layer.step`` for inference from a snapshot of the weights laid
-        out for speed (row-major W^T; for RNN and LSTM one [x | h] matmul per layer).
+        out for speed (row-major W^T; for RNN and LSTM one [x | h] matmul per layer; for
+        RNN and LSTM layers of 2^19 weights and more, at batch 1-4, [W_ih | W_hh] in
+        torch's layout, one BLAS matrix-vector product per row, which OpenBLAS splits over
+        its own threads).
 
-        threads: None or 1 (default): each step runs in the calling thread. k >= 2: with
-        numba installed, float32 GRU and LSTM layers of 2^18 weights and more (H = 256)
-        split each step over k threads, each reading its own rows of the weights (2-3x
-        faster at batch 1 on 2 cores). Only when nothing between the steps runs threaded
-        BLAS: OpenMP's and OpenBLAS's waiting threads then fight over the cores and both
-        slow down many times (BENCHMARKS.md)."""
+        threads: None or 1 (default): rnnlab starts no threads of its own (BLAS may use
+        its threads, as for any NumPy matmul). k >= 2: with numba installed, float32 GRU
+        layers of 2^18 weights and more (H = 256), and LSTM layers between 2^18 and 2^19,
+        split each step over k of numba's threads, each reading its own rows of the
+        weights (~2.5x faster at batch 1 on 2 cores). Only when nothing between the steps
+        runs threaded BLAS: OpenMP's and OpenBLAS's waiting threads then fight over the
+        cores and both slow down many times (BENCHMARKS.md)."""
         return FrozenStep(self, threads)
 
     def step_backward(self, d_y=None, d_state=None):
