@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import rnnlab
@@ -245,3 +245,51 @@ def test_blas_row_steps_equal_torch(cls, kw, I, H, dtype):
         with torch.no_grad():
             tm.weight_hh_l0[5, 2] = 0.0
         om.weight_hh_l0[5, 2] = 0.0
+
+
+@settings(deadline=None, max_examples=max(100, settings.default.max_examples))
+@example(kind="rnn", dtype=np.float32, sizes=(512, 512), L=1, N=1, bias=True, bad=None,
+         seed=0)                                         # the paths' thresholds, always
+@example(kind="lstm", dtype=np.float64, sizes=(256, 256), L=2, N=3, bias=True, bad="nan_w",
+         seed=1)
+@example(kind="lstm", dtype=np.float32, sizes=(256, 256), L=2, N=2, bias=True, bad="inf_x",
+         seed=2)
+@example(kind="gru", dtype=np.float32, sizes=(256, 256), L=2, N=4, bias=True, bad="inf_w",
+         seed=3)
+@example(kind="rnn_relu", dtype=np.float64, sizes=(512, 512), L=2, N=5, bias=False,
+         bad="nan_x", seed=0)
+@given(kind=st.sampled_from(["rnn", "rnn_relu", "gru", "lstm"]),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       sizes=st.sampled_from([(1, 1), (2, 3), (5, 16), (64, 64), (160, 128), (256, 256),
+                              (512, 512)]),
+       L=st.integers(1, 2), N=st.integers(1, 6), bias=st.booleans(),
+       bad=st.sampled_from([None, "nan_x", "inf_x", "nan_w", "inf_w"]),
+       seed=st.integers(0, 3))
+def test_steps_equal_the_sequence_call(kind, dtype, sizes, L, N, bias, bad, seed):
+    """layer.step and freeze().step (every step path: BLAS rows in torch's layout, the
+    compiled loop, the joint matmul, numba's or NumPy's gates) equal the layer's own
+    sequence call over the same two steps, at sizes on both sides of each path's
+    threshold, with NaN / inf in the input or a weight placed where torch places it (the
+    sequence call is checked against torch elsewhere)."""
+    I, H = sizes
+    m = rnnlab.nn.make_layer(kind, I, H, num_layers=L, bias=bias, dtype=dtype, seed=seed).eval()
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, N, I)).astype(dtype)
+    if bad in ("nan_x", "inf_x"):
+        x[0, 0, I // 2] = np.nan if bad == "nan_x" else -np.inf
+    elif bad is not None:
+        w = m.weight_hh_l0.copy()
+        w[w.shape[0] // 2, 0] = np.nan if bad == "nan_w" else np.inf
+        m.weight_hh_l0 = w
+    out, _ = m(x)
+    tol = dict(rtol=0, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-5)
+    for stepper_ in (m, m.freeze()):
+        state = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for t in range(2):
+                y, state = stepper_.step(x[t], state)
+                np.testing.assert_array_equal(np.isnan(y), np.isnan(out[t]))
+                np.testing.assert_array_equal(np.isposinf(y), np.isposinf(out[t]))
+                fin = np.isfinite(out[t])
+                np.testing.assert_allclose(y[fin], out[t][fin], **tol)

@@ -68,7 +68,7 @@ class StepWeights(NamedTuple):
     rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout
     threads: int = 1                # its threads
     blas: Optional[tuple] = None    # rows up to ROWS_N: (w_x, w_h, b_ih, b_hh, cell), see
-    #                                 _blas_rows
+    #                                 _blas_step
 
 
 BLAS_ROWS = 1 << 19      # weights of a joint [W_ih | W_hh] from which one BLAS product per
@@ -189,9 +189,11 @@ def _products(w, v):
 
 def _blas_step(fam, s, inp, hk, ck, target, c_out):
     """One step of a few rows (N <= ROWS_N) from BLAS's matrix-vector products, one per row
-    and part, with the weights in torch's layout (``s.blas``: see _blas_rows); the gates by
-    the compiled cell or, without one, by the family's NumPy step. target (N, H) receives
-    h' (before any projection), c_out LSTM's c'; returns c' (None for RNN and GRU)."""
+    and part, with the weights in torch's layout (``s.blas`` = (w_x, w_h, b_ih, b_hh,
+    cell): w_x is [W_ih | W_hh] with w_h None, or W_ih with w_h W_hh; made by
+    _live_blas and frozen_weights); the gates by the compiled cell or, without one, by the
+    family's NumPy step. Writes h' (before any projection) into target (N, H) and LSTM's
+    c' into c_out."""
     w_x, w_h, b_ih, b_hh, cell = s.blas
     N = inp.shape[0]
     xs = inp if w_h is not None else np.concatenate((inp, hk), axis=1)      # [x | h]
@@ -201,15 +203,12 @@ def _blas_step(fam, s, inp, hk, ck, target, c_out):
         state = np.ascontiguousarray(hk if ck is None else ck)
         cell(ax, ax if ah is None else ah, ah is not None, b_ih, b_hh, state, target,
              target if c_out is None else c_out)
-        return c_out
-    if s.b_x is not None:
-        ax += s.b_x
-    if ah is not None and s.b_h is not None:
-        ah[:, s.b_h_at:] += s.b_h
-    cn, _ = fam.step(ax, ah, hk, ck, target, np.empty((N, fam.store * s.H), dtype=ax.dtype))
+        return
+    if s.b_x is not None:              # the family's NumPy step: only the joint form comes
+        ax += s.b_x                    # here (the live form exists only with the cell)
+    cn, _ = fam.step(ax, None, hk, ck, target, np.empty((N, fam.store * s.H), dtype=ax.dtype))
     if cn is not None:
         c_out[...] = cn
-    return cn
 
 
 def step_layers(fam, x, layers, h, c):
