@@ -5,6 +5,8 @@ import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
@@ -262,3 +264,21 @@ def test_lean_inference_step_equals_general_path(cls, kw, dtype):
                 np.testing.assert_allclose(a, b, rtol=0, atol=tol)
             state_b = state_a                                 # compare one step at a time
         assert not ya.flags.writeable
+
+
+@given(st.integers(1, 300), st.integers(1, 300), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from(["C", "F", "view"]), st.booleans())
+def test_transposed_copy_is_exact(m, k, dtype, layout, copy):
+    """linalg.transposed (a blocked copy of w.T for large w): the same values as w.T, its
+    own C-contiguous array (copy=False may return w.T itself when that is C-contiguous)."""
+    from rnnlab.sequence.linalg import transposed
+    w = np.arange(m * k * 2, dtype=dtype).reshape(m, 2 * k)[:, ::2] if layout == "view" else \
+        np.asarray(np.arange(m * k, dtype=dtype).reshape(m, k), order=layout)
+    t = transposed(w, copy=copy)
+    assert t.flags.c_contiguous and t.shape == (w.shape[1], w.shape[0]) and t.dtype == dtype
+    np.testing.assert_array_equal(t, w.T)
+    assert copy is False and w.T.flags.c_contiguous or not np.shares_memory(t, w)
+    big = np.ones((200, 400), dtype)                       # the blocked branch (>= 2^16)
+    big[123, 321] = np.nan
+    tb = transposed(big)
+    assert np.isnan(tb[321, 123]) and np.isnan(tb).sum() == 1

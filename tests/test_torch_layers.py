@@ -112,3 +112,19 @@ def test_nan_and_inf_propagate_like_torch(kind):
     assert np.array_equal(np.isnan(g[0]), np.isnan(tg))
     finite = np.isfinite(to)
     assert np.abs(out[finite] - to[finite]).max() < 1e-12
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kind, H, proj, batch, lengths, bidirectional", [
+    ("gru", 512, 0, 1, None, False), ("lstm", 384, 0, 3, [4, 1, 3], True),
+    ("lstm", 512, 256, 2, None, False), ("rnn", 1024, 0, 4, None, False),
+    ("rnn_relu", 768, 0, 2, [2, 4], False), ("gru", 512, 0, 5, None, False)])
+def test_few_rows_and_a_large_w_hh_against_torch(kind, H, proj, batch, lengths,
+                                                 bidirectional, dtype):
+    """Sequence calls where h W_hh^T is one BLAS product per row from W_hh itself (batch
+    up to linalg.FEW_ROWS, W_hh of linalg.BLAS_ROWS weights or more; batch 5 takes the
+    matrix product): outputs, states and every gradient against torch."""
+    case = Case(kind=kind, input_size=8, hidden_size=H, num_layers=2, proj_size=proj,
+                bidirectional=bidirectional, batch=batch, seq_len=4, lengths=lengths,
+                dtype=dtype, seed=3)
+    _assert(run_layer_case(case), dtype, case.label())

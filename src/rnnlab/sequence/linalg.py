@@ -1,5 +1,12 @@
-"""The per-step matrix product of the driver and the steppers."""
+"""The per-step matrix products of the driver and the steppers."""
 import numpy as np
+
+BLAS_ROWS = 1 << 19      # weights from which OpenBLAS splits a matrix-vector product over
+#                          its threads (0.3.31: between 393k and 524k); there, for a few
+#                          rows, one product per row with W in torch's layout beats one
+#                          matrix product (LSTM W_hh at H = 512, batch 1: 40 vs ~140 us
+#                          per step; BENCHMARKS.md, fifth pass)
+FEW_ROWS = 4             # rows up to which products per row win at that size
 
 
 def dot(a, b, out=None):
@@ -12,9 +19,32 @@ def dot(a, b, out=None):
     return np.dot(a, b, out=out)
 
 
+def per_row(w, v, out):
+    """out[n] = w @ v[n] for each row n of v (w (M, K) in any layout; v (N, K))."""
+    for n in range(v.shape[0]):
+        matvec(w, v[n], out[n])
+    return out
+
+
 def matvec(w, v, out):
     """w @ v for a 2-D w and a 1-D v into ``out`` (as ``dot``: np.matmul when the inner
     dimension is 1)."""
     if w.shape[1] == 1:
         return np.matmul(w, v, out=out)
     return np.dot(w, v, out=out)
+
+
+def transposed(w, copy=True):
+    """w.T (w 2-D) as a C-contiguous array of its own; copy=False: w.T itself when it
+    already is one. NumPy's own transposing copy goes cache-unfriendly for large arrays
+    (2048 x 512 float32: 7.4 ms here); blocks of 64 rows take 0.8 ms."""
+    t = w.T
+    if not copy and t.flags.c_contiguous:
+        return t
+    out = np.empty(t.shape, dtype=w.dtype)
+    if w.size < 1 << 16:
+        out[...] = t
+        return out
+    for i in range(0, w.shape[0], 64):
+        out[:, i:i + 64] = w[i:i + 64].T
+    return out

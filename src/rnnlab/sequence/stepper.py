@@ -43,7 +43,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .kernels import LIMIT, NO_STORE, ROWS_N, cell_for, kernel_for, rows_step_for
-from .linalg import dot, matvec
+from .linalg import BLAS_ROWS, dot, per_row, transposed
 from .records import LayerWeights
 
 JOINT_WINS = 1 << 17     # G*H * H_out above which [x | h] @ joint (BLAS) beats the
@@ -69,12 +69,6 @@ class StepWeights(NamedTuple):
     threads: int = 1                # its threads
     blas: Optional[tuple] = None    # rows up to ROWS_N: (w_x, w_h, b_ih, b_hh, cell), see
     #                                 _blas_step
-
-
-BLAS_ROWS = 1 << 19      # weights of a joint [W_ih | W_hh] from which one BLAS product per
-#                          row in torch's layout beats the (I + H, G*H) layout at batch 1-4
-#                          (OpenBLAS splits such a product over its threads: LSTM H = 256,
-#                          1024 x 512, 12 vs 22 us on 2 threads, the same on 1)
 
 
 def _bias_pair(b_ih, b_hh, GH, dt):
@@ -144,7 +138,7 @@ def frozen_weights(fam, weights, threads=1):
             b_x = w.b_ih.copy()
             b_x[:folded] += w.b_hh[:folded]
             b_h = w.b_hh[folded:].copy() if folded < GH else None
-        w_hr_t = None if w.w_hr is None else np.array(w.w_hr.T, order="C")
+        w_hr_t = None if w.w_hr is None else transposed(w.w_hr)
         kernel = kernel_for(fam, w.w_ih.dtype, 1, GH, w.w_hh.shape[1], w.w_hr is not None)
         b_rest = None
         if kernel is not None:
@@ -154,6 +148,9 @@ def frozen_weights(fam, weights, threads=1):
                 kernel = None                          # compiled loop's own matmul here
             I, K = w.w_ih.shape[1], w.w_ih.shape[1] + w.w_hh.shape[1]
             if GH * K >= BLAS_ROWS:                    # torch's layout, [W_ih | W_hh]: one
+                #                                        (joint LSTM H = 256, 1024 x 512:
+                #                                        12 vs 22 us on 2 threads, the same
+                #                                        on 1)
                 rows = np.empty((GH, K), dtype=w.w_ih.dtype)     # product per row (batch
                 rows[:, :I] = w.w_ih                             # up to ROWS_N); more rows
                 rows[:, I:] = w.w_hh                             # read its transpose
@@ -169,8 +166,8 @@ def frozen_weights(fam, weights, threads=1):
             out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
                                    kernel, b_rest, None, False, *_rows(fam, w, threads)))
         else:
-            out.append(StepWeights(None, np.array(w.w_ih.T, order="C"),
-                                   np.array(w.w_hh.T, order="C"), b_x, b_h, folded, w_hr_t, H,
+            out.append(StepWeights(None, transposed(w.w_ih),
+                                   transposed(w.w_hh), b_x, b_h, folded, w_hr_t, H,
                                    kernel, b_rest, None, False, *_rows(fam, w, threads)))
     return out
 
@@ -181,9 +178,7 @@ def _products(w, v):
     (measured, OpenBLAS: per row wins from 2^15 weights, or up to 2 rows)."""
     out = np.empty((v.shape[0], w.shape[0]), dtype=v.dtype)
     if v.shape[0] <= 2 or w.size >= 1 << 15:
-        for n in range(v.shape[0]):
-            matvec(w, v[n], out[n])
-        return out
+        return per_row(w, v, out)
     return dot(v, w.T, out=out)
 
 
