@@ -24,7 +24,8 @@ import tempfile
 import time
 
 FAMILIES = ("rnn", "gru", "lstm")
-SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32)]
+SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32),   # the issue's, and
+         (100, 1, 256, 256), (100, 1, 512, 512)]                         # batch-1 sequences
 FRAMEWORKS = ("rnnlab", "torch", "onnxruntime")
 MARK_START, MARK_END = "<!-- bench -->", "<!-- /bench -->"
 
