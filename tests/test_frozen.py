@@ -197,6 +197,21 @@ def test_freeze_threads_fuzz(threads):
     np.testing.assert_allclose(frozen.step(x)[0], m.step(x)[0], rtol=1e-6, atol=1e-7)
 
 
+def _assert_steps_give(steppers, x, want, tol):
+    """Each stepper, stepped over x from a zero state, gives want[t] at every step: NaN and
+    +inf exactly where want has them, the finite values within tol, and no warning."""
+    for stepper_ in steppers:
+        state = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for t in range(len(x)):
+                y, state = stepper_.step(x[t], state)
+                np.testing.assert_array_equal(np.isnan(y), np.isnan(want[t]))
+                np.testing.assert_array_equal(np.isposinf(y), np.isposinf(want[t]))
+                fin = np.isfinite(want[t])
+                np.testing.assert_allclose(y[fin], want[t][fin], **tol)
+
+
 BLAS_CASES = [(LSTM, {}, 256, 256), (LSTM, {"proj_size": 64}, 448, 256),
               (RNN, {}, 512, 512), (RNN, {"nonlinearity": "relu"}, 512, 512),
               (GRU, {}, 8, 8), (LSTM, {}, 8, 8), (GRU, {"bias": False}, 5, 3)]
@@ -233,15 +248,7 @@ def test_blas_row_steps_equal_torch(cls, kw, I, H, dtype):
                 x[1, 0, 3] = np.inf
             with torch.no_grad():
                 want = tm(torch.from_numpy(x))[0].numpy()
-            for stepper_ in (om, om.freeze()):
-                state = None
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error")
-                    for t in range(3):
-                        y, state = stepper_.step(x[t], state)
-                        np.testing.assert_array_equal(np.isnan(y), np.isnan(want[t]))
-                        fin = np.isfinite(want[t])
-                        np.testing.assert_allclose(y[fin], want[t][fin], **tol)
+            _assert_steps_give((om, om.freeze()), x, want, tol)
         with torch.no_grad():
             tm.weight_hh_l0[5, 2] = 0.0
         om.weight_hh_l0[5, 2] = 0.0
@@ -283,13 +290,4 @@ def test_steps_equal_the_sequence_call(kind, dtype, sizes, L, N, bias, bad, seed
         m.weight_hh_l0 = w
     out, _ = m(x)
     tol = dict(rtol=0, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-5)
-    for stepper_ in (m, m.freeze()):
-        state = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            for t in range(2):
-                y, state = stepper_.step(x[t], state)
-                np.testing.assert_array_equal(np.isnan(y), np.isnan(out[t]))
-                np.testing.assert_array_equal(np.isposinf(y), np.isposinf(out[t]))
-                fin = np.isfinite(out[t])
-                np.testing.assert_allclose(y[fin], out[t][fin], **tol)
+    _assert_steps_give((m, m.freeze()), x, out, tol)
