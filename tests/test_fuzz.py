@@ -339,7 +339,11 @@ def test_losses_and_heads_bad_input(a, b, reduction, ignore):
 def test_optimizers_bad_input(name, kwargs, state):
     from rnnlab import Linear, optim
     lin = Linear(3, 2, dtype=np.float64)
-    _only_clear_errors(lambda: getattr(optim, name)(lin, **kwargs))
+    if _only_clear_errors(lambda: getattr(optim, name)(lin, **kwargs)):
+        group = getattr(optim, name)(lin, **kwargs).param_groups[0]    # taken: plain numbers
+        for key, v in group.items():
+            assert type(v) in ((tuple,) if key == "betas" else (float, bool)), (key, v)
+            assert key in ("momentum", "dampening") or type(v) is not float or v >= 0
     opt = getattr(optim, name)(lin)
     _only_clear_errors(lambda: opt.load_state_dict(state))
     _only_clear_errors(lambda: rnnlab.clip_grad_norm_(state, 1.0))
@@ -364,3 +368,33 @@ def test_train_convert_sample_cli_fuzz(tmp_path_factory, argv):
     if "train" in argv and "--steps" not in argv:
         argv += ["--steps", "2"]                       # keep each example short
     _cli_exits_cleanly(argv)
+
+
+@pytest.mark.parametrize("make, exc", [
+    (lambda o, m: o.SGD(m, lr="0.1"), TypeError), (lambda o, m: o.SGD(m, lr=np.nan), ValueError),
+    (lambda o, m: o.Adam(m, lr=1 + 0j), TypeError), (lambda o, m: o.Adam(m, lr=np.ones(1)),
+                                                     TypeError),
+    (lambda o, m: o.Adam(m, betas=(0.9,)), TypeError),
+    (lambda o, m: o.Adam(m, betas=np.array([1 + 0j, 0.9])), TypeError),
+    (lambda o, m: o.AdamW(m, eps=-1.0), ValueError), (lambda o, m: o.Adam(m, amsgrad="yes"),
+                                                      TypeError),
+    (lambda o, m: o.SGD(m, nesterov=1, momentum=0.9), TypeError),
+    (lambda o, m: o.StepLR(o.SGD(m), 2.5), TypeError),
+    (lambda o, m: o.CosineAnnealingLR(o.SGD(m), 0), ValueError),
+    (lambda o, m: o.StepLR(o.SGD(m), 2, gamma="0.5"), TypeError),
+    (lambda o, m: rnnlab.clip_grad_norm_(m, "1"), TypeError),
+    (lambda o, m: rnnlab.clip_grad_norm_(m, 1.0, norm_type=None), TypeError),
+    (lambda o, m: rnnlab.clip_grad_value_(m, np.ones(2)), TypeError)])
+def test_training_settings_are_numbers(make, exc):
+    """Optimizer, schedule and clipping settings: real numbers (Python's or NumPy's) and
+    bools only, each refused with the setting's name; NaN where torch refuses it too."""
+    from rnnlab import Linear, optim
+    lin = Linear(3, 2, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(exc) as got:
+            make(optim, lin)
+    assert str(got.value)
+    opt = optim.Adam(lin, lr=np.float32(0.01), betas=np.array([0.8, 0.9]), eps=np.array(1e-6))
+    assert opt.param_groups[0]["betas"] == (0.8, 0.9) and opt.param_groups[0]["eps"] == 1e-6
+

@@ -70,6 +70,20 @@ def check_int(name, value, minimum=1):
     return int(value)
 
 
+def check_real(name, value):
+    """A number-valued setting (a learning rate, a norm) as a Python float: an int or a
+    float, Python's or NumPy's (a 0-d array too). TypeError for anything else (bool, str,
+    complex, None, arrays with dimensions), naming the setting. NaN and inf pass: the
+    caller decides."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        what = (f"an array of shape {value.shape}" if isinstance(value, np.ndarray)
+                else type(value).__name__)
+        raise TypeError(f"{name} must be a real number, got {what}")
+    return float(value)
+
+
 def check_bool(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 
+from ..checks import check_real
+
 
 def module_list(modules):
     """One module or an iterable of modules -> a list; anything without ``grads`` and
@@ -27,7 +29,7 @@ def clip_grad_norm_(modules, max_norm, norm_type=2.0, error_if_nonfinite=False):
     every gradient is multiplied by min(1, max_norm / (total + 1e-6)), as torch does.
     Returns total (before clipping). error_if_nonfinite: raise if total is NaN or inf.
     """
-    max_norm, norm_type = float(max_norm), float(norm_type)
+    max_norm, norm_type = check_real("max_norm", max_norm), check_real("norm_type", norm_type)
     grads = _grads(modules)
     if not grads:
         return 0.0
@@ -51,6 +53,6 @@ def clip_grad_norm_(modules, max_norm, norm_type=2.0, error_if_nonfinite=False):
 
 def clip_grad_value_(modules, clip_value):
     """Clamp every gradient element into [-clip_value, clip_value], in place."""
-    c = float(clip_value)
+    c = check_real("clip_value", clip_value)
     for g in _grads(modules):
         np.clip(g, -c, c, out=g)

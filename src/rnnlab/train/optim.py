@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..checks import to_numpy
+from ..checks import check_bool, check_int, check_real, to_numpy
 from .clip import module_list
 
 
@@ -28,8 +28,8 @@ class Optimizer:
         if not self.modules:
             raise ValueError("optimizer got an empty list of modules")
         for key, value in defaults.items():
-            if isinstance(value, float) and value < 0 and key != "momentum":
-                raise ValueError(f"Invalid {key} value: {value}")
+            if isinstance(value, float) and not value >= 0 and key != "momentum":
+                raise ValueError(f"Invalid {key} value: {value}")      # NaN too
         self.param_groups = [dict(defaults)]
         self.state = {}
 
@@ -107,14 +107,17 @@ class SGD(Optimizer):
 
     def __init__(self, modules, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
+        lr, momentum, dampening, weight_decay = (
+            check_real(n, v) for n, v in (("lr", lr), ("momentum", momentum),
+                                          ("dampening", dampening),
+                                          ("weight_decay", weight_decay)))
+        nesterov = check_bool("nesterov", nesterov)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        if momentum < 0:
+        if not momentum >= 0:
             raise ValueError(f"Invalid momentum value: {momentum}")
-        super().__init__(modules, dict(lr=float(lr), momentum=float(momentum),
-                                       dampening=float(dampening),
-                                       weight_decay=float(weight_decay),
-                                       nesterov=bool(nesterov)))
+        super().__init__(modules, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                       weight_decay=weight_decay, nesterov=nesterov))
 
     @staticmethod
     def _update(p, g, state, group):
@@ -140,12 +143,17 @@ class Adam(Optimizer):
 
     def __init__(self, modules, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False):
-        b1, b2 = (float(b) for b in betas)
+        if not (isinstance(betas, (tuple, list)) or isinstance(betas, np.ndarray)
+                and betas.ndim == 1) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of numbers (b1, b2), got "
+                            f"{type(betas).__name__}")
+        b1, b2 = (check_real(f"betas[{i}]", b) for i, b in enumerate(betas))
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"Invalid beta parameters: {betas}")
-        super().__init__(modules, dict(lr=float(lr), betas=(b1, b2), eps=float(eps),
-                                       weight_decay=float(weight_decay),
-                                       amsgrad=bool(amsgrad)))
+        super().__init__(modules, dict(lr=check_real("lr", lr), betas=(b1, b2),
+                                       eps=check_real("eps", eps),
+                                       weight_decay=check_real("weight_decay", weight_decay),
+                                       amsgrad=check_bool("amsgrad", amsgrad)))
 
     def _update(self, p, g, state, group):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -189,9 +197,9 @@ class StepLR:
     """lr = base_lr * gamma ** (epoch // step_size); call step() once per epoch/step."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        self.optimizer, self.step_size, self.gamma = optimizer, int(step_size), float(gamma)
-        if self.step_size < 1:
-            raise ValueError(f"step_size must be a positive integer, got {step_size}")
+        self.optimizer = optimizer
+        self.step_size = check_int("step_size", step_size)
+        self.gamma = check_real("gamma", gamma)
         self.base_lr, self.last_epoch = optimizer.param_groups[0]["lr"], 0
 
     def get_lr(self):
@@ -213,9 +221,7 @@ class CosineAnnealingLR(StepLR):
 
     def __init__(self, optimizer, T_max, eta_min=0.0):
         super().__init__(optimizer, 1)
-        self.T_max, self.eta_min = int(T_max), float(eta_min)
-        if self.T_max < 1:
-            raise ValueError(f"T_max must be a positive integer, got {T_max}")
+        self.T_max, self.eta_min = check_int("T_max", T_max), check_real("eta_min", eta_min)
 
     def get_lr(self):
         t = self.last_epoch
