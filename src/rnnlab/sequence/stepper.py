@@ -19,11 +19,11 @@ the weights fastest and, from about 2^19 weights, splits the product over its ow
 (OpenBLAS; no thread pool of ours, so nothing to contend with the caller's BLAS calls):
 
 - frozen RNN / LSTM layers of ``BLAS_ROWS`` weights and more: [W_ih | W_hh] as one
-  (G*H, I + H_out) matrix meets [x | h] (LSTM H = 256 at batch 1: 45 -> 22 us per step);
+  (G*H, I + H_out) matrix meets [x | h] (LSTM H = 256 at batch 1: 45 -> ~20 us per step);
   more rows read its transpose;
 - live float32 GRU / LSTM layers with numba: W_ih x and W_hh h from the parameters
-  themselves, the gates compiled (kernels.cell_for): 10-35% less than the compiled loop
-  that reads W_hh row by row, at every size measured.
+  themselves, the gates compiled (kernels.cell_for): 10-25% less time at batch 1 than the
+  compiled loop that reads W_hh row by row, up to 2.8x less at batch 2-4, nowhere more.
 
 The frozen snapshot also takes the compiled float32 loop of kernels.py (numba) where it
 is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate in one compiled
