@@ -398,3 +398,33 @@ def test_training_settings_are_numbers(make, exc):
     opt = optim.Adam(lin, lr=np.float32(0.01), betas=np.array([0.8, 0.9]), eps=np.array(1e-6))
     assert opt.param_groups[0]["betas"] == (0.8, 0.9) and opt.param_groups[0]["eps"] == 1e-6
 
+
+
+@given(JUNK, JUNK)
+def test_loaded_training_states_are_checked(base_lr, lr):
+    """A schedule's and an optimizer's load_state_dict take numbers only (the
+    constructors' checks); a refused load changes nothing."""
+    from rnnlab import Linear, optim
+    opt = optim.Adam(Linear(3, 2, dtype=np.float64), lr=0.01)
+    sched = optim.StepLR(opt, 2)
+    before = (dict(opt.param_groups[0]), sched.state_dict())
+    if _only_clear_errors(lambda: sched.load_state_dict({"base_lr": base_lr, "last_epoch": 3})):
+        assert type(sched.base_lr) is float and sched.last_epoch == 3
+    sd = opt.state_dict()
+    sd["param_groups"] = [dict(sd["param_groups"][0], lr=lr)]
+    if _only_clear_errors(lambda: opt.load_state_dict(sd)):
+        assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] >= 0
+    else:
+        assert opt.param_groups[0] == before[0]
+    _only_clear_errors(lambda: sched.load_state_dict(base_lr))
+
+
+def test_reference_lengths_are_checked():
+    from rnnlab import GRU, reference
+    m = GRU(2, 3, dtype=np.float64, seed=0)
+    x = np.ones((3, 2, 2))
+    with pytest.raises(TypeError, match="lengths"):
+        reference.run(m, x, lengths=[2.5, 1])
+    with pytest.raises(ValueError, match="lengths"):
+        reference.run(m, x, lengths=[4, 1])
+    assert reference.run(m, x, lengths=np.array([3, 1]))["output"].shape == (3, 2, 3)

@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .sequence.packed import check_lengths
+
 
 class Step(NamedTuple):
     """One step of one sequence in one layer and direction."""
@@ -45,7 +47,7 @@ def run(module, x, h0=None, c0=None, lengths=None):
     T, N = x.shape[:2]
     L, D = module.num_layers, module.num_directions
     H, H_out = module.hidden_size, module.proj_size or module.hidden_size
-    lengths = [T] * N if lengths is None else [int(v) for v in lengths]
+    lengths = [T] * N if lengths is None else check_lengths(lengths, T, N).tolist()
     h0 = np.zeros((L * D, N, H_out)) if h0 is None else np.asarray(h0, dtype=np.float64)
     c0 = np.zeros((L * D, N, H)) if c0 is None else np.asarray(c0, dtype=np.float64)
     output = np.zeros((T, N, D * H_out))

@@ -87,14 +87,21 @@ class Optimizer:
                 else:
                     new[key][n] = np.array(arr, dtype=params[key].dtype)
         groups = state_dict.get("param_groups", [self.param_groups[0]])
-        if len(groups) != 1 or set(groups[0]) != set(self.param_groups[0]):
+        if (not isinstance(groups, (list, tuple)) or len(groups) != 1
+                or not hasattr(groups[0], "keys")
+                or set(groups[0]) != set(self.param_groups[0])):
             problems.append(f"param_groups must be one group with keys "
                             f"{sorted(self.param_groups[0])}")
         if problems:
             raise ValueError("optimizer state does not fit (nothing was changed):\n\t"
                              + "\n\t".join(problems))
+        try:                                   # the constructor's checks, on the loaded values
+            group = type(self)(self.modules, **groups[0]).param_groups[0]
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"optimizer state does not fit (nothing was changed): {exc}") \
+                from None
         self.state = new
-        self.param_groups = [dict(groups[0])]
+        self.param_groups = [group]
 
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.param_groups[0].items())
@@ -213,7 +220,11 @@ class StepLR:
         return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
 
     def load_state_dict(self, sd):
-        self.base_lr, self.last_epoch = float(sd["base_lr"]), int(sd["last_epoch"])
+        if not hasattr(sd, "keys") or set(sd) != {"base_lr", "last_epoch"}:
+            raise TypeError("load_state_dict expects what state_dict() returned (keys "
+                            f"base_lr, last_epoch), got {type(sd).__name__}")
+        self.base_lr, self.last_epoch = (check_real("base_lr", sd["base_lr"]),
+                                         check_int("last_epoch", sd["last_epoch"], minimum=0))
 
 
 class CosineAnnealingLR(StepLR):
