@@ -197,9 +197,10 @@ def test_freeze_threads_fuzz(threads):
     np.testing.assert_allclose(frozen.step(x)[0], m.step(x)[0], rtol=1e-6, atol=1e-7)
 
 
-def _assert_steps_give(steppers, x, want, tol):
-    """Each stepper, stepped over x from a zero state, gives want[t] at every step: NaN and
-    +inf exactly where want has them, the finite values within tol, and no warning."""
+def _assert_steps_give(steppers, x, want, tol, want_state=None):
+    """Each stepper, stepped over x from a zero state, gives want[t] at every step (and,
+    given want_state, ends in that state: h, or (h, c)): NaN and +inf exactly where want
+    has them, the finite values within tol, and no warning."""
     for stepper_ in steppers:
         state = None
         with warnings.catch_warnings():
@@ -210,6 +211,12 @@ def _assert_steps_give(steppers, x, want, tol):
                 np.testing.assert_array_equal(np.isposinf(y), np.isposinf(want[t]))
                 fin = np.isfinite(want[t])
                 np.testing.assert_allclose(y[fin], want[t][fin], **tol)
+        if want_state is not None:
+            for a, b in zip(_states(LSTM if isinstance(state, tuple) else GRU, state),
+                            want_state):
+                np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+                fin = np.isfinite(b)
+                np.testing.assert_allclose(a[fin], b[fin], **tol)
 
 
 BLAS_CASES = [(LSTM, {}, 256, 256), (LSTM, {"proj_size": 64}, 448, 256),
@@ -247,8 +254,9 @@ def test_blas_row_steps_equal_torch(cls, kw, I, H, dtype):
                 om.weight_hh_l0[5, 2] = np.nan
                 x[1, 0, 3] = np.inf
             with torch.no_grad():
-                want = tm(torch.from_numpy(x))[0].numpy()
-            _assert_steps_give((om, om.freeze()), x, want, tol)
+                want, tstate = tm(torch.from_numpy(x))
+            tstate = [t.numpy() for t in (tstate if isinstance(tstate, tuple) else (tstate,))]
+            _assert_steps_give((om, om.freeze()), x, want.numpy(), tol, tstate)
         with torch.no_grad():
             tm.weight_hh_l0[5, 2] = 0.0
         om.weight_hh_l0[5, 2] = 0.0
