@@ -49,7 +49,9 @@ class Stepping:
         split each step over k of numba's threads, each reading its own rows of the
         weights (~2.5x faster at batch 1 on 2 cores). Only when nothing between the steps
         runs threaded BLAS: OpenMP's and OpenBLAS's waiting threads then fight over the
-        cores and both slow down many times (BENCHMARKS.md)."""
+        cores and both slow down many times, unless Python was started with
+        OPENBLAS_THREAD_TIMEOUT=4 in the environment (OpenBLAS's idle threads then sleep;
+        that in turn slows the steps that run on OpenBLAS's threads; BENCHMARKS.md)."""
         return FrozenStep(self, threads)
 
     def step_backward(self, d_y=None, d_state=None):
