@@ -299,3 +299,21 @@ def test_steps_equal_the_sequence_call(kind, dtype, sizes, L, N, bias, bad, seed
     out, _ = m(x)
     tol = dict(rtol=0, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-5)
     _assert_steps_give((m, m.freeze()), x, out, tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_frozen_blas_rows_are_a_snapshot(dtype):
+    """The BLAS-row frozen layout (LSTM H = 256) is a snapshot like the others: an in-place
+    write into a weight or a bias is not seen until refresh()."""
+    m = LSTM(256, 256, dtype=dtype, seed=0).eval()
+    frozen = m.freeze()
+    assert frozen._weights[0].blas is not None
+    x = np.ones((1, 256), dtype)
+    before = frozen.step(x)[0]
+    m.bias_ih_l0[...] += 1.0
+    m.weight_hh_l0[...] *= 0.5
+    np.testing.assert_array_equal(frozen.step(x)[0], before)
+    frozen.refresh()
+    np.testing.assert_allclose(frozen.step(x)[0], m.step(x)[0], rtol=0,
+                               atol=1e-12 if dtype == np.float64 else 1e-6)
+    assert not np.allclose(frozen.step(x)[0], before)

@@ -71,9 +71,10 @@ class StepWeights(NamedTuple):
     #                                 _blas_step
 
 
-def _bias_pair(b_ih, b_hh, GH, dt):
-    """b_ih, b_hh as the compiled cell takes them: zeros when absent."""
-    z = (lambda b: np.zeros(GH, dt) if b is None else b)
+def _bias_pair(b_ih, b_hh, GH, dt, copy):
+    """b_ih, b_hh as the compiled cell takes them: zeros when absent; copy: C-contiguous
+    copies (a snapshot), else the arrays themselves (live, already C-contiguous)."""
+    z = (lambda b: np.zeros(GH, dt) if b is None else np.array(b, order="C") if copy else b)
     return z(b_ih), z(b_hh)
 
 
@@ -84,7 +85,7 @@ def _live_blas(fam, w_ih, w_hh, b_ih, b_hh):
     cell = cell_for(fam, w_ih.dtype)
     if cell is None or any(b is not None and not b.flags.c_contiguous for b in (b_ih, b_hh)):
         return None
-    return (w_ih, w_hh, *_bias_pair(b_ih, b_hh, w_hh.shape[0], w_ih.dtype), cell)
+    return (w_ih, w_hh, *_bias_pair(b_ih, b_hh, w_hh.shape[0], w_ih.dtype, False), cell)
 
 
 def live_weights(fam, weights):
@@ -155,7 +156,7 @@ def frozen_weights(fam, weights, threads=1):
                 rows[:, :I] = w.w_ih                             # up to ROWS_N); more rows
                 rows[:, I:] = w.w_hh                             # read its transpose
                 joint = rows.T
-                blas = (rows, None, *_bias_pair(w.b_ih, w.b_hh, GH, w.w_ih.dtype),
+                blas = (rows, None, *_bias_pair(w.b_ih, w.b_hh, GH, w.w_ih.dtype, True),
                         cell_for(fam, w.w_ih.dtype))
                 out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
                                        kernel, b_rest, None, False, blas=blas))
