@@ -272,7 +272,9 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
     dt = rec.out.dtype
     GH = w.w_hh.shape[1]
     F_ = _folded(fam, GH)
-    w_hh = w.w_hh.T                                        # (G*H, H_out) view
+    # (G*H, H_out): a row-major copy when the loop is long enough to pay for it (BLAS
+    # reads it ~20% faster than the transposed view: (64, 1024) @ (1024, 256) 138 vs 176 us)
+    w_hh = w.w_hh.T if rows or T == 1 else transposed(w.w_hh)
     w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
     back = cell_steps(fam, dt)[1]
     caches = rec.caches if rec.caches is not None else step_caches(     # compiled forward
