@@ -1,8 +1,7 @@
 """One time step through every layer of a unidirectional layer (decoders, streaming)."""
-import numbers
-
 import numpy as np
 
+from ..checks import check_int
 from ..errors import BackwardError
 from ..sequence.stepper import frozen_weights, live_weights, step_layers
 from . import arguments as A
@@ -164,14 +163,8 @@ class FrozenStep:
         if layer.bidirectional:
             raise ValueError("freeze needs a unidirectional layer: the reverse direction of a "
                              "bidirectional layer needs the whole sequence")
-        if threads is not None and (isinstance(threads, bool)
-                                    or not isinstance(threads, numbers.Integral)):
-            raise TypeError(f"freeze: threads must be None or an int >= 1, got "
-                            f"{type(threads).__name__}")
-        if threads is not None and threads < 1:
-            raise ValueError(f"freeze: threads must be None or an int >= 1, got {threads}")
+        self.threads = 1 if threads is None else check_int("freeze: threads", threads)
         self.layer = layer
-        self.threads = 1 if threads is None else int(threads)
         self.refresh()
 
     def refresh(self):

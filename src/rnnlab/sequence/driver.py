@@ -87,13 +87,14 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     store = lease.empty((steps_kept, N, fam.store * H), dt)
     kernel = None if sizes is not None or rows else kernel_for(fam, dt, N, GH, H_out,
                                                                w.w_hr is not None)
+    zeros = (lambda b, n: np.zeros(n, dt) if b is None else np.ascontiguousarray(b))
     if kernel is not None:                                 # compiled loop (kernels.py)
         if bias is not None:
             gx += bias
         c = np.ascontiguousarray
         h0, c0 = c(h0), (None if c0 is None else c(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
-        kernel(gx, c(w_hh_t), np.zeros(H, dt) if b_rest is None else c(b_rest), h0,
+        kernel(gx, c(w_hh_t), zeros(b_rest, H), h0,
                h0 if c0 is None else c0, reverse, out, c_n,
                False, store if record else NO_STORE, record)
         rec = None
@@ -106,7 +107,6 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     gh = lease.empty((N, GH), dt)                          # scratch, reused every step
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
-    zeros = (lambda b, n: np.zeros(n, dt) if b is None else np.ascontiguousarray(b))
     step, _, adds = cell_steps(fam, dt, zeros(bias, GH), zeros(b_rest, GH - folded))
     if bias is not None and not adds:
         gx += bias

@@ -13,7 +13,7 @@ Both read a list of ``StepWeights``, one per layer, made once and reused:
   [x | h] meets it in one matmul, with b_ih + b_hh summed once. GRU keeps two matmuls
   (its n gate needs the two parts apart) and b_hh of r and z folded into b_ih.
 
-At batch 1-4 (``ROWS_N``) two layouts take a BLAS matrix-vector product per row with the
+At batch 1-4 (``linalg.FEW_ROWS``) two layouts take a BLAS matrix-vector product per row with the
 weights in torch's own layout, then the gates (``_blas_step``), because there BLAS reads
 the weights fastest and, from about 2^19 weights, splits the product over its own threads
 (OpenBLAS; no thread pool of ours, so nothing to contend with the caller's BLAS calls):
@@ -43,7 +43,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .kernels import LIMIT, NO_STORE, ROWS_N, cell_for, kernel_for, rows_step_for
-from .linalg import BLAS_ROWS, dot, per_row, transposed
+from .linalg import BLAS_ROWS, FEW_ROWS, dot, per_row, transposed
 from .records import LayerWeights
 
 JOINT_WINS = 1 << 17     # G*H * H_out above which [x | h] @ joint (BLAS) beats the
@@ -67,7 +67,7 @@ class StepWeights(NamedTuple):
     rows_step: object = None        # the threaded compiled step (kernels.rows_step_for)
     rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout
     threads: int = 1                # its threads
-    blas: Optional[tuple] = None    # rows up to ROWS_N: (w_x, w_h, b_ih, b_hh, cell), see
+    blas: Optional[tuple] = None    # up to FEW_ROWS rows: (w_x, w_h, b_ih, b_hh, cell), see
     #                                 _blas_step
 
 
@@ -118,10 +118,8 @@ def _rows(fam, w, threads):
         w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1]))
     if step is None:
         return None, (), 1
-    bias = (lambda b: np.zeros(w.w_hh.shape[0], w.w_ih.dtype) if b is None else
-            np.array(b, order="C"))
-    return step, (np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"), bias(w.b_ih),
-                  bias(w.b_hh)), threads
+    return step, (np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"),
+                  *_bias_pair(w.b_ih, w.b_hh, w.w_hh.shape[0], w.w_ih.dtype, True)), threads
 
 
 def frozen_weights(fam, weights, threads=1):
@@ -153,7 +151,7 @@ def frozen_weights(fam, weights, threads=1):
                 #                                        12 vs 22 us on 2 threads, the same
                 #                                        on 1)
                 rows = np.empty((GH, K), dtype=w.w_ih.dtype)     # product per row (batch
-                rows[:, :I] = w.w_ih                             # up to ROWS_N); more rows
+                rows[:, :I] = w.w_ih                             # up to FEW_ROWS); more
                 rows[:, I:] = w.w_hh                             # read its transpose
                 joint = rows.T
                 blas = (rows, None, *_bias_pair(w.b_ih, w.b_hh, GH, w.w_ih.dtype, True),
@@ -184,7 +182,7 @@ def _products(w, v):
 
 
 def _blas_step(fam, s, inp, hk, ck, target, c_out):
-    """One step of a few rows (N <= ROWS_N) from BLAS's matrix-vector products, one per row
+    """One step of a few rows (N <= FEW_ROWS) from BLAS's matrix-vector products, one per row
     and part, with the weights in torch's layout (``s.blas`` = (w_x, w_h, b_ih, b_hh,
     cell): w_x is [W_ih | W_hh] with w_h None, or W_ih with w_h W_hh; made by
     _live_blas and frozen_weights); the gates by the compiled cell or, without one, by the
@@ -220,7 +218,7 @@ def step_layers(fam, x, layers, h, c):
     inp = x
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
-            if s.blas is not None and N <= ROWS_N:            # BLAS per row, torch's layout
+            if s.blas is not None and N <= FEW_ROWS:          # BLAS per row, torch's layout
                 target = h_new[k] if s.w_hr_t is None else np.empty((N, s.H), dtype=dt)
                 _blas_step(fam, s, inp, h[k], None if c is None else c[k], target,
                            None if c is None else c_new[k])
