@@ -243,6 +243,8 @@ def test_blas_row_steps_equal_torch(cls, kw, I, H, dtype):
     if dtype == np.float32 and cls is not RNN and kernels._load():
         assert all(w.blas is not None and w.blas[-1] is not None
                    for w in stepper.live_weights(om.family, om.weights()))
+    if big:                                  # the live step reads [W_ih | W_hh] itself
+        assert stepper.live_weights(om.family, om.weights())[0].blas[1] is None
     rng = np.random.default_rng(2)
     tol = dict(rtol=0, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
     for N in (1, 2, 3, 5):
@@ -317,3 +319,109 @@ def test_frozen_blas_rows_are_a_snapshot(dtype):
     np.testing.assert_allclose(frozen.step(x)[0], m.step(x)[0], rtol=0,
                                atol=1e-12 if dtype == np.float64 else 1e-6)
     assert not np.allclose(frozen.step(x)[0], before)
+
+
+def _joined_layers(m):
+    return [stepper.joined(w[0].w_ih, w[0].w_hh) is not None for w in m.weights()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_rnn_and_lstm_layers_keep_w_ih_and_w_hh_in_one_array(dtype):
+    """Unidirectional RNN / LSTM layers of 2^19 weights and more keep weight_ih_l{k} and
+    weight_hh_l{k} as column blocks of one array (nn/layers.py _join_weights), drawn
+    exactly as before (torch's order, then copied), also after .to(dtype); GRU, smaller
+    and bidirectional layers keep arrays of their own."""
+    m = LSTM(256, 256, num_layers=2, dtype=dtype, seed=4)
+    assert _joined_layers(m) == [True, True]
+    rng = np.random.default_rng(4)            # Module._init_parameters, by hand
+    k = 1 / np.sqrt(256)
+    for name, p in m.named_parameters():
+        want = rng.random(p.shape, dtype=np.dtype(dtype)) * (2 * k) - k
+        np.testing.assert_array_equal(p, want.astype(dtype), err_msg=name)
+    other = np.float64 if dtype == np.float32 else np.float32
+    before = m.state_dict()
+    m.to(other)
+    assert _joined_layers(m) == [True, True]
+    for name, p in m.named_parameters():
+        np.testing.assert_array_equal(p, before[name].astype(other))
+    assert _joined_layers(LSTM(448, 256, proj_size=64, dtype=dtype)) == [True]
+    assert _joined_layers(RNN(512, 512, num_layers=2, dtype=dtype)) == [True, True]
+    assert _joined_layers(LSTM(8, 256, num_layers=2, dtype=dtype)) == [False, True]
+    assert _joined_layers(GRU(512, 512, dtype=dtype)) == [False]
+    assert _joined_layers(LSTM(128, 128, dtype=dtype)) == [False]
+    assert not any(_joined_layers(LSTM(256, 256, bidirectional=True, dtype=dtype)))
+
+
+def _one_step_from_copies(m, x, state=None):
+    """The same layer rebuilt from copies of m's parameters (arrays of their own), stepped:
+    what m.step must give."""
+    ref = type(m)(**m.config())
+    for name, p in m.named_parameters():
+        ref._parameters[name] = p.copy()             # arrays of their own: not joined
+    ref.eval()
+    assert not any(_joined_layers(ref))
+    return ref.step(x, state)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_joined_weights_step_sees_every_write(dtype):
+    """layer.step of a layer keeping [W_ih | W_hh] as one array reads the live parameters:
+    in-place writes into weight_ih / weight_hh (NaN included), attribute assignment,
+    load_state_dict and an optimizer step all reach the next step, at batch 1 and 6."""
+    m = LSTM(256, 256, num_layers=2, dtype=dtype, seed=0).eval()
+    assert all(_joined_layers(m))
+    rng = np.random.default_rng(0)
+    tol = dict(rtol=0, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+
+    def check(N=1):
+        x = rng.standard_normal((N, 256)).astype(dtype)
+        y, (h, c) = m.step(x)
+        y2, _ = m.step(x, (h, c))
+        want, wstate = _one_step_from_copies(m, x)
+        want2, _ = _one_step_from_copies(m, x, wstate)
+        for a, b in ((y, want), (y2, want2)):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+            np.testing.assert_allclose(a[~np.isnan(b)], b[~np.isnan(b)], **tol)
+        return y
+
+    first = check()
+    m.weight_ih_l0[:, 3] *= -2.0                        # in place, a column of W_ih
+    m.weight_hh_l1[7] = 0.5                             # in place, a row of W_hh
+    second = check()
+    assert not np.allclose(first, second)
+    m.weight_hh_l0 = np.zeros((1024, 256))              # attribute assignment
+    check(6)
+    sd = LSTM(256, 256, num_layers=2, dtype=dtype, seed=1).state_dict()
+    m.load_state_dict(sd)
+    np.testing.assert_array_equal(m.weight_ih_l0, sd["weight_ih_l0"].astype(dtype))
+    check()
+    m.train()
+    out, _ = m(rng.standard_normal((3, 2, 256)).astype(dtype))
+    m.backward(np.ones_like(out))
+    SGD(m, lr=0.5).step()
+    m.eval()
+    assert all(_joined_layers(m))
+    check()
+    m.weight_ih_l1[0, 0] = np.nan
+    assert np.isnan(check(2)).any()
+
+
+def test_joined_weights_survive_pickle_with_their_optimizer():
+    """A layer restored by pickle or copy.deepcopy keeps [W_ih | W_hh] as one array again,
+    and an optimizer restored with it stays linked to it (rnnlab's optimizers read the
+    parameters through the module at every step): an optimizer step on the restored pair
+    changes the restored layer exactly as on the original pair."""
+    import copy
+    m = LSTM(256, 256, dtype=np.float64, seed=0)
+    opt = SGD(m, lr=0.1)
+    x = np.random.default_rng(0).standard_normal((2, 1, 256))
+    for restore in (lambda o: pickle.loads(pickle.dumps(o)), copy.deepcopy):
+        m2, opt2 = restore((m, opt))
+        assert _joined_layers(m) == [True] and _joined_layers(m2) == [True]
+        for layer, o in ((m, opt), (m2, opt2)):
+            out, _ = layer(x)
+            layer.backward(np.ones_like(out))
+            o.step()
+            layer.zero_grad()
+        np.testing.assert_allclose(m2(x)[0], m(x)[0], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(m2.step(x[0])[0], m.step(x[0])[0], rtol=0, atol=1e-13)
