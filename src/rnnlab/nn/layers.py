@@ -14,7 +14,6 @@ from ..checks import check_bool, check_dropout, check_int
 from ..errors import BackwardError
 from ..sequence import LayerWeights, from_packed
 from ..sequence.packed import is_packed, pack_like
-from ..sequence.stepper import joined, joins
 from .grad_mode import why_not_recorded
 from .module import Module
 from .records import Call, backprop_call, last_recorded, run_call
@@ -73,36 +72,6 @@ class RNNBase(Stepping, Module):
                     if name is not None:
                         shapes[name] = shape
         self._init_parameters(shapes, H)
-        self._join_weights()
-
-    def _join_weights(self):
-        """Where it makes ``layer.step`` faster (``stepper.joins``: unidirectional RNN and
-        LSTM layers of 2^19 weights and more, e.g. LSTM H = 256), keep weight_ih_l{k} and
-        weight_hh_l{k} as the two column blocks of one (G*H, I + H_out) array: the step then
-        reads [W_ih | W_hh] in one BLAS product per row, which OpenBLAS splits over its
-        threads, from the live parameters (LSTM(256, 256) at batch 1: 56 -> ~25 us).
-        Values are unchanged; the arrays are new, so this runs only where new arrays are
-        made anyway: construction, ``.to(dtype)``, and pickle / copy.deepcopy, which restore
-        views as arrays of their own (rnnlab's optimizers read the parameters through the
-        module at every step, so one restored with the layer stays linked to it; an array
-        you pickled beside the layer is a copy after loading). Arrays kept apart otherwise
-        (``layer._parameters`` replaced by hand) step through the separate products, with
-        the same numbers to rounding."""
-        if self.bidirectional:
-            return
-        p = self._parameters
-        for names in self.names():
-            n = names[0]
-            w_ih, w_hh = p[n.w_ih], p[n.w_hh]
-            (GH, I), H_out = w_ih.shape, w_hh.shape[1]
-            if joined(w_ih, w_hh) is not None or not joins(self.family, GH, I, H_out):
-                continue
-            both = np.empty((GH, I + H_out), dtype=w_ih.dtype)
-            both[:, :I] = w_ih
-            both[:, I:] = w_hh
-            p[n.w_ih], p[n.w_hh] = both[:, :I], both[:, I:]
-        for key in ("_weights", "_step_weights"):
-            self.__dict__.pop(key, None)
 
     num_directions = property(lambda self: 2 if self.bidirectional else 1)
     _h_out = property(lambda self: self.proj_size or self.hidden_size)

@@ -75,9 +75,6 @@ class Module(StateDictMixin):
             raise TypeError(f"set {name} through {how[name]}")
         object.__setattr__(self, name, value)
 
-    def _join_weights(self):
-        """Lay new parameter arrays out for speed (recurrent layers: nn/layers.py)."""
-
     def named_parameters(self):
         """(name, array) pairs in torch's order; the arrays are the live parameters."""
         return iter(list(self._parameters.items()))
@@ -143,7 +140,6 @@ class Module(StateDictMixin):
                 for name in store:
                     store[name] = store[name].astype(dt)
         self.__dict__["dtype"] = dt
-        self._join_weights()
         for key in _DERIVED:                         # views of the old arrays
             self.__dict__.pop(key, None)
         self._changed()
@@ -171,4 +167,3 @@ class Module(StateDictMixin):
         self.__dict__.update(state)
         self.__dict__["_lock"] = threading.Lock()
         self._reset_records()
-        self._join_weights()             # pickle and deepcopy restore views as copies

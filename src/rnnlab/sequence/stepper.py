@@ -78,49 +78,12 @@ def _bias_pair(b_ih, b_hh, GH, dt, copy):
     return z(b_ih), z(b_hh)
 
 
-def joins(fam, GH, I, H_out):
-    """Whether a unidirectional layer of this family and size steps fastest from one
-    [W_ih | W_hh] (G*H, I + H_out) matrix in torch's layout: families whose every gate is
-    x- and h-part simply added (RNN, LSTM) with BLAS_ROWS weights and more, where OpenBLAS
-    splits the one matrix-vector product per row over its threads (the two separate
-    products are each below that size at LSTM H = 256: 39 vs 13 us for both). frozen
-    snapshots take that layout, and such layers keep their live weights in it
-    (nn/layers.py: weight_ih and weight_hh are column blocks of one array)."""
-    return (fam.fold == fam.num_gates and getattr(fam, "fused_step", False)
-            and GH * (I + H_out) >= BLAS_ROWS)
-
-
-def joined(w_ih, w_hh):
-    """The C-contiguous (G*H, I + H_out) array whose column blocks w_ih (G*H, I) and w_hh
-    (G*H, H_out) are, or None (any other layout, e.g. arrays restored by pickle)."""
-    buf = w_ih.base
-    if buf is None or w_hh.base is not buf or not isinstance(buf, np.ndarray):
-        return None
-    I = w_ih.shape[1]
-    if (buf.ndim != 2 or not buf.flags.c_contiguous or buf.dtype != w_ih.dtype
-            or buf.shape != (w_ih.shape[0], I + w_hh.shape[1])
-            or w_ih.strides != buf.strides or w_hh.strides != buf.strides):
-        return None
-    start = buf.__array_interface__["data"][0]
-    if (w_ih.__array_interface__["data"][0] != start
-            or w_hh.__array_interface__["data"][0] != start + I * buf.itemsize):
-        return None
-    return buf
-
-
 def _live_blas(fam, w_ih, w_hh, b_ih, b_hh):
-    """``StepWeights.blas`` of a live layer, or None: the products from the parameters
-    themselves (views: in-place edits are seen), the gates compiled where the compiled cell
-    exists (float32 GRU / LSTM with numba). A layer keeping [W_ih | W_hh] as one array
-    (``joined``) takes it at every batch size and dtype, the family's NumPy step without
-    the cell; otherwise x W_ih^T and h W_hh^T apart, with the cell only, at batch 1-4."""
+    """``StepWeights.blas`` of a live layer, or None: per row x W_ih^T and h W_hh^T from
+    the parameters themselves (views: in-place edits are seen), the gates compiled. Only
+    where the compiled cell exists (float32 GRU / LSTM with numba)."""
     cell = cell_for(fam, w_ih.dtype)
-    if any(b is not None and not b.flags.c_contiguous for b in (b_ih, b_hh)):
-        return None
-    buf = joined(w_ih, w_hh)
-    if buf is not None:                    # [W_ih | W_hh] itself: one product per row,
-        return (buf, None, *_bias_pair(b_ih, b_hh, w_hh.shape[0], w_ih.dtype, False), cell)
-    if cell is None:
+    if cell is None or any(b is not None and not b.flags.c_contiguous for b in (b_ih, b_hh)):
         return None
     return (w_ih, w_hh, *_bias_pair(b_ih, b_hh, w_hh.shape[0], w_ih.dtype, False), cell)
 
@@ -183,7 +146,7 @@ def frozen_weights(fam, weights, threads=1):
             if GH * w.w_hh.shape[1] > JOINT_WINS:      # one threaded BLAS call beats the
                 kernel = None                          # compiled loop's own matmul here
             I, K = w.w_ih.shape[1], w.w_ih.shape[1] + w.w_hh.shape[1]
-            if joins(fam, GH, I, w.w_hh.shape[1]):     # torch's layout, [W_ih | W_hh]: one
+            if GH * K >= BLAS_ROWS:                    # torch's layout, [W_ih | W_hh]: one
                 #                                        (joint LSTM H = 256, 1024 x 512:
                 #                                        12 vs 22 us on 2 threads, the same
                 #                                        on 1)
@@ -209,23 +172,22 @@ def frozen_weights(fam, weights, threads=1):
 
 
 def _products(w, v):
-    """v @ w^T for w (G*H, K) in torch's layout and rows v (N, K): up to FEW_ROWS rows one
-    BLAS matrix-vector product per row, except for 3-4 rows and a small w (measured,
-    OpenBLAS: per row wins from 2^15 weights, or up to 2 rows); else one matrix product."""
+    """v @ w^T for w (G*H, K) in torch's layout and a few rows v (N, K): one BLAS
+    matrix-vector product per row, or for 3-4 rows and a small w one matrix product
+    (measured, OpenBLAS: per row wins from 2^15 weights, or up to 2 rows)."""
     out = np.empty((v.shape[0], w.shape[0]), dtype=v.dtype)
-    N = v.shape[0]
-    if N <= 2 or (N <= FEW_ROWS and w.size >= 1 << 15):
+    if v.shape[0] <= 2 or w.size >= 1 << 15:
         return per_row(w, v, out)
     return dot(v, w.T, out=out)
 
 
 def _blas_step(fam, s, inp, hk, ck, target, c_out):
-    """One step from BLAS's products (``_products``: one per row and part at batch 1-4)
-    with the weights in torch's layout (``s.blas`` = (w_x, w_h, b_ih, b_hh, cell): w_x is
-    [W_ih | W_hh] with w_h None, taken at any batch size, or W_ih with w_h W_hh, at batch
-    1-4 (FEW_ROWS); made by _live_blas and frozen_weights); the gates by the compiled cell
-    or, without one, by the family's NumPy step. Writes h' (before any projection) into
-    target (N, H) and LSTM's c' into c_out."""
+    """One step of a few rows (N <= FEW_ROWS) from BLAS's matrix-vector products, one per row
+    and part, with the weights in torch's layout (``s.blas`` = (w_x, w_h, b_ih, b_hh,
+    cell): w_x is [W_ih | W_hh] with w_h None, or W_ih with w_h W_hh; made by
+    _live_blas and frozen_weights); the gates by the compiled cell or, without one, by the
+    family's NumPy step. Writes h' (before any projection) into target (N, H) and LSTM's
+    c' into c_out."""
     w_x, w_h, b_ih, b_hh, cell = s.blas
     N = inp.shape[0]
     xs = inp if w_h is not None else np.concatenate((inp, hk), axis=1)      # [x | h]
@@ -236,8 +198,8 @@ def _blas_step(fam, s, inp, hk, ck, target, c_out):
         cell(ax, ax if ah is None else ah, ah is not None, b_ih, b_hh, state, target,
              target if c_out is None else c_out)
         return
-    ax += b_ih                         # the family's NumPy step: only the joint form comes
-    ax += b_hh                         # here (the other exists only with the cell)
+    if s.b_x is not None:              # the family's NumPy step: only the joint form comes
+        ax += s.b_x                    # here (the live form exists only with the cell)
     cn, _ = fam.step(ax, None, hk, ck, target, np.empty((N, fam.store * s.H), dtype=ax.dtype))
     if cn is not None:
         c_out[...] = cn
@@ -256,8 +218,7 @@ def step_layers(fam, x, layers, h, c):
     inp = x
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
-            loop = s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT
-            if s.blas is not None and (N <= FEW_ROWS or (s.blas[1] is None and not loop)):
+            if s.blas is not None and N <= FEW_ROWS:          # BLAS per row, torch's layout
                 target = h_new[k] if s.w_hr_t is None else np.empty((N, s.H), dtype=dt)
                 _blas_step(fam, s, inp, h[k], None if c is None else c[k], target,
                            None if c is None else c_new[k])
@@ -272,7 +233,7 @@ def step_layers(fam, x, layers, h, c):
                             h_new[k] if c is None else c_new[k], s.threads)
                 inp = h_new[k]
                 continue
-            if loop:
+            if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT:
                 gx = dot(inp, s.w_ih_t)                     # x part by BLAS, the rest
                 if s.b_x is not None:                       # compiled (kernels.py)
                     gx += s.b_x
