@@ -1,13 +1,13 @@
 """A batch-1 decoder loop: a 2-layer GRU(256) step, then a threaded BLAS output matmul
-(1 x 256 @ 256 x 30000, a vocabulary-sized head), with ``freeze()`` and with
-``freeze(threads=2)``. Shows the fight between numba's OpenMP threads and OpenBLAS's
+(1 x 256 @ 256 x 30000, a vocabulary-sized head), with ``freeze()``, with
+``freeze(threads=2)`` and with ``layer.step`` after ``rnnlab.set_num_threads(2)``. Shows the fight between numba's OpenMP threads and OpenBLAS's
 idle threads, and what ``OPENBLAS_THREAD_TIMEOUT`` does to it:
 
     python benchmarks/mixed_steps.py                              # OpenBLAS's default
     OPENBLAS_THREAD_TIMEOUT=4 python benchmarks/mixed_steps.py    # idle threads sleep
 
 Each stepper: 50 warm-up iterations, then the median of 300 (step + matmul) and of 300
-steps alone. float32, with numba (the ``fast`` extra); without it both steppers are the
+steps alone. float32, with numba (the ``fast`` extra); without it every stepper is the
 same single-threaded step.
 """
 import os
@@ -33,8 +33,10 @@ def main():
     w_out = rng.standard_normal((256, 30000)).astype(np.float32)
     x = rng.standard_normal((1, 256)).astype(np.float32)
     print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}")
-    for name, stepper in (("freeze()", model.freeze()),
-                          ("freeze(threads=2)", model.freeze(threads=2))):
+    for name, stepper, threads in (("freeze()", model.freeze(), 1),
+                                   ("freeze(threads=2)", model.freeze(threads=2), 1),
+                                   ("set_num_threads(2)", model, 2)):
+        rnnlab.set_num_threads(threads)        # layer.step's own threads
         state = [None]
 
         def step():
@@ -48,6 +50,7 @@ def main():
             step_and_head()
         both = median_us(step_and_head, 300)
         alone = median_us(step, 300)
+        rnnlab.set_num_threads(1)
         print(f"{name:18s} step + output matmul {both / 1e3:7.3f} ms   step alone "
               f"{alone:6.1f} us")
 

@@ -317,3 +317,72 @@ def test_frozen_blas_rows_are_a_snapshot(dtype):
     np.testing.assert_allclose(frozen.step(x)[0], m.step(x)[0], rtol=0,
                                atol=1e-12 if dtype == np.float64 else 1e-6)
     assert not np.allclose(frozen.step(x)[0], before)
+
+
+@pytest.fixture
+def one_thread_after():
+    yield
+    rnnlab.set_num_threads(1)
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_set_num_threads_live_steps_equal_torch(cls, one_thread_after, monkeypatch):
+    """After rnnlab.set_num_threads(2), layer.step of float32 GRU / LSTM layers of 2^18
+    weights and more (H = 256) splits each step over numba's threads reading the live
+    parameters (batch 1-4; batch 5 takes the other paths): against torch step by step, with
+    in-place writes into the parameters (a scaled W_hh, then a NaN weight) seen at the next
+    step, and an inf input."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    tm = getattr(torch.nn, cls.__name__)(256, 256, num_layers=2).eval()
+    om = cls(256, 256, num_layers=2, dtype=np.float32).eval()
+    om.load_state_dict(tm.state_dict())
+    rnnlab.set_num_threads(2)
+    assert rnnlab.get_num_threads() == 2 and om.freeze().threads == 2
+    taken = []
+    if kernels._load():
+        assert stepper._live_rows_step(om.family, np.float32, 1024 * 512) is not None
+        lookup = stepper._live_rows_step
+        monkeypatch.setattr(stepper, "_live_rows_step",
+                            lambda *a: taken.append(a) or lookup(*a))
+    rng = np.random.default_rng(4)
+    tol = dict(rtol=1e-5, atol=1e-5)
+    for N, edit in ((1, None), (2, "scale"), (4, "nan"), (5, None), (3, "zero")):
+        if edit is not None:
+            with torch.no_grad():
+                if edit == "scale":
+                    tm.weight_hh_l1.mul_(0.5)
+                else:
+                    tm.weight_ih_l0[7, 3] = float("nan") if edit == "nan" else 0.0
+            if edit == "scale":
+                om.weight_hh_l1[...] *= 0.5                  # in place: nothing tells rnnlab
+            else:
+                om.weight_ih_l0[7, 3] = np.nan if edit == "nan" else 0.0
+        x = rng.standard_normal((3, N, 256)).astype(np.float32)
+        x[1, 0, 5] = np.inf
+        with torch.no_grad():
+            want, tstate = tm(torch.from_numpy(x))
+        tstate = [t.numpy() for t in (tstate if isinstance(tstate, tuple) else (tstate,))]
+        _assert_steps_give((om,), x, want.numpy(), tol, tstate)
+    assert not kernels._load() or len(taken) == 2 * 3 * 4         # layers x steps x N <= 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(st.integers(-2, 4), st.booleans(), st.floats(allow_nan=True), st.none(),
+                 st.text(max_size=2), st.just(np.int64(2)), st.just([2])))
+def test_set_num_threads_takes_a_positive_int(n):
+    """rnnlab.set_num_threads(n): an int >= 1 (NumPy's too) is kept and freeze() takes it;
+    anything else is a TypeError / ValueError naming the threads, the setting unchanged,
+    and no warning."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                rnnlab.set_num_threads(n)
+            except (TypeError, ValueError) as e:
+                assert "threads" in str(e) and rnnlab.get_num_threads() == 1
+                return
+        assert rnnlab.get_num_threads() == n
+        assert GRU(3, 4).freeze().threads == n
+    finally:
+        rnnlab.set_num_threads(1)

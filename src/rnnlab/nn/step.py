@@ -3,6 +3,7 @@ import numpy as np
 
 from ..checks import check_int
 from ..errors import BackwardError
+from ..sequence.kernels import get_num_threads
 from ..sequence.stepper import frozen_weights, live_weights, step_layers
 from . import arguments as A
 from .grad_mode import is_recording
@@ -19,7 +20,10 @@ class Stepping:
         for zeros; y (N, H_out) is the last layer's new h. Same numbers as the layer on a
         length-1 sequence, dropout between layers included in training mode.
         Unidirectional layers only. Recorded for ``step_backward`` (last in, first out)
-        when grad mode is on (training mode, or rnnlab.enable_grad()).
+        when grad mode is on (training mode, or rnnlab.enable_grad()). Unrecorded steps
+        at batch 1-4 of float32 GRU / LSTM layers of 2^18 weights and more run on
+        ``rnnlab.set_num_threads(k)`` threads when k >= 2 (numba; see ``freeze`` for
+        when not to).
         """
         if self.bidirectional:
             raise ValueError("step needs a unidirectional layer: the reverse direction of a "
@@ -42,8 +46,9 @@ class Stepping:
         torch's layout, one BLAS matrix-vector product per row, which OpenBLAS splits over
         its own threads).
 
-        threads: None or 1 (default): rnnlab starts no threads of its own (BLAS may use
-        its threads, as for any NumPy matmul). k >= 2: with numba installed, float32 GRU
+        threads: None (default): ``rnnlab.get_num_threads()`` now, 1 unless
+        ``rnnlab.set_num_threads`` changed it. 1: rnnlab starts no threads of its own (BLAS
+        may use its threads, as for any NumPy matmul). k >= 2: with numba installed, float32 GRU
         layers of 2^18 weights and more (H = 256), and LSTM layers between 2^18 and 2^19,
         split each step over k of numba's threads, each reading its own rows of the
         weights (~2.5x faster at batch 1 on 2 cores). Only when nothing between the steps
@@ -163,7 +168,8 @@ class FrozenStep:
         if layer.bidirectional:
             raise ValueError("freeze needs a unidirectional layer: the reverse direction of a "
                              "bidirectional layer needs the whole sequence")
-        self.threads = 1 if threads is None else check_int("freeze: threads", threads)
+        self.threads = (get_num_threads() if threads is None
+                        else check_int("freeze: threads", threads))
         self.layer = layer
         self.refresh()
 

@@ -42,6 +42,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..checks import check_int
+
 LIMIT = 1 << 20          # N * G*H * H_out per step; above it OpenBLAS wins (BENCHMARKS.md)
 
 KINDS = ("gru", "lstm")    # families with a compiled loop
@@ -134,7 +136,8 @@ def cell_for(fam, dtype):
 
 
 def rows_step_for(fam, dtype, has_proj, size):
-    """The compiled step of a few rows (``freeze(threads=k)``, N <= ROWS_N) from the
+    """The compiled step of a few rows (``freeze(threads=k)``, and ``layer.step`` after
+    set_num_threads(k), k >= 2; N <= ROWS_N) from the
     weights in torch's layout, its units split over numba's threads, or None. Called as
     step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, threads), all C-contiguous float32
     (biases zeros when absent; c, c_new any (N, H) array for GRU). size: the layer's weight
@@ -168,6 +171,22 @@ ROWS_N = 4               # rows up to which rows_step_for's step beats the time-
 ROWS_MIN = 1 << 18       # weights (1 MB) from which it does (BENCHMARKS.md, fourth pass)
 
 
+def set_num_threads(n):
+    """``rnnlab.set_num_threads(n)`` (torch's name): how many threads rnnlab's own compiled
+    code may use. Today that is the threaded step of rows_step_for: ``layer.step`` at
+    batch 1-4 (ROWS_N) of float32 GRU and LSTM layers of ROWS_MIN weights and more (H =
+    256) splits each step over n of numba's threads, reading the live parameters, and
+    ``layer.freeze()`` without ``threads=`` takes n. NumPy's BLAS keeps its own thread
+    setting (threadpoolctl changes it). 1, the default: rnnlab starts no threads of its
+    own. Opt-in for the reason rows_step_for gives."""
+    _state["threads"] = check_int("set_num_threads: the number of threads", n)
+
+
+def get_num_threads():
+    """The setting of set_num_threads (1 unless changed)."""
+    return _state.get("threads", 1)
+
+
 class Kernels(NamedTuple):
     family: object
     forward: Callable        # the time loop of a direction (see kernel_for)
@@ -182,7 +201,8 @@ def _threaded(kernel, serial, lstm):
     """The rows step: ``kernel`` (numba threads) in this process when numba's threading
     layer is thread-safe (OpenMP or TBB), else and in forked children (GNU OpenMP aborts
     a child that forks from a process using it) ``serial``, in the calling thread (compiled
-    on its first use)."""
+    on its first use). Threads: at most numba's thread count as the first call finds it
+    (asking numba at every step cost ~2.5 us)."""
     import numba
     where = {}                              # "pid": the process whose threads may run it
 
@@ -191,8 +211,9 @@ def _threaded(kernel, serial, lstm):
             kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, lstm)
             where["pid"] = (os.getpid() if numba.threading_layer() in ("omp", "tbb")
                             else None)
+            where["most"] = numba.get_num_threads()
         elif os.getpid() == where["pid"]:
-            P = min(threads, numba.get_num_threads(), max(1, h.shape[1] // 32))
+            P = min(threads, where["most"], max(1, h.shape[1] // 32))
             kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P, lstm)
         else:
             serial(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, lstm)

@@ -33,7 +33,10 @@ joint BLAS call is faster).
 ``freeze(threads=k)`` (k >= 2) adds, for float32 GRU/LSTM layers of kernels.ROWS_MIN
 weights and more, a copy of the weights in torch's layout for the threaded compiled step
 (kernels.rows_step_for: each thread computes a block of units from its own rows), taken
-at batch sizes up to kernels.ROWS_N. Opt-in: see rows_step_for for why.
+at batch sizes up to kernels.ROWS_N. ``layer.step`` takes the same step straight from the
+live parameters (already in torch's layout: nothing is copied) after
+``rnnlab.set_num_threads(k)``, k >= 2 (``StepWeights.rows_w``, looked up per step by
+``_live_rows_step``). Opt-in: see rows_step_for for why.
 
 The numbers equal the layer on a length-1 sequence to rounding (the snapshot sums in
 another order).
@@ -42,7 +45,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .kernels import LIMIT, NO_STORE, ROWS_N, cell_for, kernel_for, rows_step_for
+from .kernels import (LIMIT, NO_STORE, ROWS_MIN, ROWS_N, cell_for, get_num_threads,
+                      kernel_for, rows_step_for)
 from .linalg import BLAS_ROWS, FEW_ROWS, dot, per_row, transposed
 from .records import LayerWeights
 
@@ -65,8 +69,10 @@ class StepWeights(NamedTuple):
     b_fold: Optional[np.ndarray] = None    # live: b_hh of the folded gates, added to gx
     rows: bool = False              # live: the kernel reads W_hh itself (w_hh_t.T)
     rows_step: object = None        # the threaded compiled step (kernels.rows_step_for)
-    rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout
+    rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout (live: the
+    #                                 parameters, taken when set_num_threads(k >= 2))
     threads: int = 1                # its threads
+    rows_size: int = 0              # live: the layer's weights, for rows_step_for
     blas: Optional[tuple] = None    # up to FEW_ROWS rows: (w_x, w_h, b_ih, b_hh, cell), see
     #                                 _blas_step
 
@@ -104,9 +110,14 @@ def live_weights(fam, weights):
             b_fold = None if b_hh is None else b_hh[:folded]
         else:
             kernel = None
+        rows_w, size = (), 0                # no threaded step with a projection
+        if w_hr is None:
+            rows_w = (w_ih, w_hh, *_bias_pair(b_ih, b_hh, GH, w_ih.dtype, False))
+            size = GH * (w_ih.shape[1] + w_hh.shape[1])
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,
                                None if w_hr is None else w_hr.T, H, kernel, b_rest, b_fold,
-                               True, blas=_live_blas(fam, w_ih, w_hh, b_ih, b_hh)))
+                               True, rows_w=rows_w, rows_size=size,
+                               blas=_live_blas(fam, w_ih, w_hh, b_ih, b_hh)))
     return out
 
 
@@ -205,6 +216,20 @@ def _blas_step(fam, s, inp, hk, ck, target, c_out):
         c_out[...] = cn
 
 
+_LIVE_ROWS = {}       # (id(family), dtype, size >= ROWS_MIN) -> rows_step_for's answer
+#                       (only the built-in families, which live as long as the process,
+#                       get a step; any other family's id maps to None)
+
+
+def _live_rows_step(fam, dt, size):
+    """rows_step_for for a live layer, looked up once per family, dtype and side of
+    ROWS_MIN (its other conditions; ~2 us a step saved)."""
+    key = (id(fam), dt, size >= ROWS_MIN)
+    if key not in _LIVE_ROWS:
+        _LIVE_ROWS[key] = rows_step_for(fam, dt, False, size)
+    return _LIVE_ROWS[key]
+
+
 def step_layers(fam, x, layers, h, c):
     """x (N, H_in); h (L, N, H_out); c (L, N, H) or None; layers: StepWeights per layer.
     Returns (h_new, c_new) shaped like h and c; the output is h_new[-1].
@@ -216,21 +241,25 @@ def step_layers(fam, x, layers, h, c):
     h_new = np.empty(h.shape, dtype=dt)
     c_new = None if c is None else np.empty(c.shape, dtype=dt)
     inp = x
+    threads = get_num_threads()
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
+            rows_step, t = s.rows_step, s.threads
+            if rows_step is None and s.rows_size and threads > 1 and N <= ROWS_N:
+                rows_step, t = _live_rows_step(fam, dt, s.rows_size), threads
+            if rows_step is not None and N <= ROWS_N:         # threaded, compiled
+                hk = np.ascontiguousarray(h[k])
+                ck = hk if c is None else np.ascontiguousarray(c[k])
+                rows_step(np.ascontiguousarray(inp), hk, ck, *s.rows_w, h_new[k],
+                          h_new[k] if c is None else c_new[k], t)
+                inp = h_new[k]
+                continue
             if s.blas is not None and N <= FEW_ROWS:          # BLAS per row, torch's layout
                 target = h_new[k] if s.w_hr_t is None else np.empty((N, s.H), dtype=dt)
                 _blas_step(fam, s, inp, h[k], None if c is None else c[k], target,
                            None if c is None else c_new[k])
                 if s.w_hr_t is not None:
                     dot(target, s.w_hr_t, out=h_new[k])
-                inp = h_new[k]
-                continue
-            if s.rows_step is not None and N <= ROWS_N:       # threaded, compiled
-                hk = np.ascontiguousarray(h[k])
-                ck = hk if c is None else np.ascontiguousarray(c[k])
-                s.rows_step(np.ascontiguousarray(inp), hk, ck, *s.rows_w, h_new[k],
-                            h_new[k] if c is None else c_new[k], s.threads)
                 inp = h_new[k]
                 continue
             if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT:

@@ -4,7 +4,8 @@ Every (framework, family, size, workload) is timed in its own fresh Python proce
 frameworks alternate round by round (``--rounds``); inside a process one warm-up call is
 excluded and the median of ``--reps`` calls is kept; the table shows the median over
 rounds and its spread (min-max). All frameworks get the same thread count (torch
-set_num_threads, onnxruntime intra_op_num_threads, threadpoolctl for NumPy's BLAS), and
+set_num_threads, onnxruntime intra_op_num_threads, threadpoolctl for NumPy's BLAS and
+rnnlab.set_num_threads for rnnlab's own threaded step), and
 the BLAS kernel NumPy runs is printed. Workloads: ``train`` (forward + backward with a
 random upstream gradient on every output; not for onnxruntime), ``infer`` (forward in
 eval / no_grad), and ``step`` (batch-1 step latency, see benchmarks/step_latency.py). The
@@ -62,6 +63,7 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
         threadpool_limits(threads)
         from ..nn import make_layer
         from ..sequence import kernels
+        kernels.set_num_threads(threads)
         if kind in kernels.KINDS:      # numba's import, like torch's, before the baseline
             kernels._load(kind)
         m = make_layer(kind, I, H, seed=0).train(what == "train")
@@ -120,8 +122,10 @@ def step_worker(fw, kind, H, L, steps, threads, onnx_path):
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
         from ..nn import make_layer
+        from ..sequence import kernels
+        kernels.set_num_threads(threads)       # as torch.set_num_threads below
         m, state = make_layer(kind, H, H, num_layers=L, seed=0).eval(), None
-        stepper = m.freeze(threads=threads) if fw == "frozen" else m
+        stepper = m.freeze() if fw == "frozen" else m
         for t in range(steps + 200):
             t0 = time.perf_counter()
             y, state = stepper.step(x[t], state)
@@ -183,8 +187,9 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
 
 STEPS = 1500                 # timed batch-1 steps per process
 STEP_LEGEND = ("batch-1 step, us: median over rounds (min-max), {steps} steps per process "
-               "after 200 warm-up\nstep = layer.step, frozen = layer.freeze(threads=T).step "
-               "(T: everyone's threads)\nx: the other's time / step's, / frozen's\n"
+               "after 200 warm-up\nstep = layer.step, frozen = layer.freeze().step, after "
+               "rnnlab.set_num_threads(T) (T: everyone's threads)\n"
+               "x: the other's time / step's, / frozen's\n"
                + "kind  L    H  " + "step (min-max)".ljust(19) + "frozen (min-max)".ljust(18)
                + "".join(f" {fw:>6} {'x':>4} {'x':>4}" for fw in ("torch", "ort")))
 
