@@ -218,8 +218,39 @@ def test_compiled_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, specials, i
         np.testing.assert_allclose(u[fin], v[fin], rtol=1e-4, atol=1e-5)
 
 
+@given(st.sampled_from(["rnn", "rnn_relu"]), st.integers(1, 4), st.integers(1, 40),
+       st.booleans(), st.integers(0, 2 ** 32 - 1),
+       st.lists(st.tuples(st.integers(0, 10 ** 6), VALUES, st.integers(0, 3)), max_size=6))
+def test_compiled_rnn_cells_like_the_numpy_step(kind, N, H, has_h, seed, specials):
+    """The RNN cells of layer.step / freeze() at batch 1-4 (kernels.cell_for): h' =
+    act((ax + b_ih) + (ah + b_hh)) as the NumPy step computes it, NaN, inf and the sign of
+    zero included (tanh(-0.0) = -0.0; relu is NumPy's maximum(a, 0), so -0.0 gives 0.0),
+    finite values within a few float32 ulps, no warning; without has_h, ah is not read."""
+    fam = rnnlab.cells.by_kind(kind)
+    cell = kernels.cell_for(fam, np.float32)
+    assert cell is not None
+    rng = np.random.default_rng(seed)
+    parts = [rng.standard_normal((N, H)).astype(np.float32) * 3 for _ in range(2)] + [
+        rng.standard_normal(H).astype(np.float32) for _ in range(2)]
+    for pos, v, which in specials:
+        parts[which].reshape(-1)[pos % parts[which].size] = v
+    ax, ah, b_ih, b_hh = parts
+    out = np.empty((N, H), np.float32)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("error")
+        cell(ax, ah, has_h, b_ih, b_hh, ax, out, out)
+        a = (ax + b_ih) + ((ah + b_hh) if has_h else b_hh)
+        want = np.tanh(a) if kind == "rnn" else np.maximum(a, np.float32(0))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_array_equal(np.signbit(out[out == 0]), np.signbit(want[out == 0]))
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(out[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)])
+    np.testing.assert_allclose(out[fin], want[fin], rtol=4 * EPS, atol=0)
+
+
 def test_rnn_and_float64_unchanged():
-    """RNN (already faster than torch in NumPy) and float64 never take a compiled loop."""
+    """RNN (already faster than torch in NumPy) and float64 never take a compiled loop
+    (RNN's compiled gates serve only layer.step / freeze() at batch 1-4)."""
     for m in (RNN(3, 4, dtype=np.float32).eval(), GRU(3, 4, dtype=np.float64).eval()):
         _, _, ran = _both_paths(m, np.ones((4, 2, 3), m.dtype))
         assert not ran

@@ -429,6 +429,40 @@ def gru_cell(ax, ah, has_h, b_ih, b_hh, h, h_new, c_new):
             h_new[n, j] = nn + z * (h[n, j] - nn)                  # (1 - z) n + z h
 
 
+@inline
+def _relu(a):
+    """NumPy's maximum(a, 0): NaN stays NaN, -0.0 gives 0.0."""
+    return a if a > ZERO or a != a else ZERO
+
+
+@loop
+def rnn_tanh_cell(ax, ah, has_h, b_ih, b_hh, h, h_new, c_new):
+    """As lstm_cell for the Elman RNN with tanh (H columns; h and c_new unused): h' =
+    tanh((x W_ih^T + b_ih) + (h W_hh^T + b_hh)), torch's sum; without has_h, ax holds
+    [x | h] [W_ih | W_hh]^T (freeze()'s joint form)."""
+    N, H = ax.shape
+    for n in range(N):             # the loops written out: an inline helper reading the
+        if has_h:                  # arrays would stop LLVM from vectorising them
+            for j in range(H):
+                h_new[n, j] = _tanh((ax[n, j] + b_ih[j]) + (ah[n, j] + b_hh[j]))
+        else:
+            for j in range(H):
+                h_new[n, j] = _tanh((ax[n, j] + b_ih[j]) + b_hh[j])
+
+
+@loop
+def rnn_relu_cell(ax, ah, has_h, b_ih, b_hh, h, h_new, c_new):
+    """rnn_tanh_cell with relu, as the NumPy step (maximum(a, 0))."""
+    N, H = ax.shape
+    for n in range(N):
+        if has_h:
+            for j in range(H):
+                h_new[n, j] = _relu((ax[n, j] + b_ih[j]) + (ah[n, j] + b_hh[j]))
+        else:
+            for j in range(H):
+                h_new[n, j] = _relu((ax[n, j] + b_ih[j]) + b_hh[j])
+
+
 # -- one step of a few rows from the weights in torch's layout, split over threads --------
 # layer.step and freeze() at batch 1: each thread computes a contiguous block of units,
 # reading only the weight rows of its units (half the weights each on 2 cores: a 2-layer

@@ -15,13 +15,14 @@ GRU and LSTM families in float32:
 - one step and one back step (``cell_steps``) with the family's step / back arguments,
   for the driver's own loop everywhere else (lengths, projections, large sizes: BLAS
   does the matmuls, one compiled call the gates);
-- the gates of one step from BLAS's products (``cell_for``): ``layer.step`` and
-  ``freeze()`` at batch 1-4, where one BLAS matrix-vector product per row reads the
-  weights in torch's layout (stepper.py);
-- the threaded batch-1 step of ``freeze(threads=k)`` (``rows_step_for``), opt-in.
+- the gates of one step from BLAS's products (``cell_for``, also for the two RNN
+  families): ``layer.step`` and ``freeze()`` at batch 1-4, where one BLAS
+  matrix-vector product per row reads the weights in torch's layout (stepper.py);
+- the threaded batch-1 step of ``freeze(threads=k)`` and of ``layer.step`` after
+  ``set_num_threads(k)`` (``rows_step_for``), opt-in.
 
-Every machine without numba (``pip install 'rnnlab[fast]'``), float64, RNN and custom
-families run the NumPy path.
+Every machine without numba (``pip install 'rnnlab[fast]'``), float64, custom families,
+and RNN everywhere but those gates run the NumPy path.
 
 Numbers: the same equations as cells/gru.py and cells/lstm.py, in float32. pip's llvmlite
 has no vector math library, so exp, sigmoid and tanh are our own (Cephes' float32
@@ -47,6 +48,7 @@ from ..checks import check_int
 LIMIT = 1 << 20          # N * G*H * H_out per step; above it OpenBLAS wins (BENCHMARKS.md)
 
 KINDS = ("gru", "lstm")    # families with a compiled loop
+CELL_KINDS = KINDS + ("rnn", "rnn_relu")     # and with compiled gates (cell_for)
 
 _state = {"loaded": False, "kernels": None}
 
@@ -125,10 +127,11 @@ def _load(kind=None):
 def cell_for(fam, dtype):
     """The compiled gates of one step of N rows from BLAS's products, or None:
     cell(ax, ah, has_h, b_ih, b_hh, s, h_new, c_new) with ax = x W_ih^T (N, G*H) (without
-    has_h: [x | h] [W_ih | W_hh]^T, LSTM only), ah = h W_hh^T, b_ih, b_hh (G*H,) (zeros
+    has_h: [x | h] [W_ih | W_hh]^T, LSTM and RNN), ah = h W_hh^T, b_ih, b_hh (G*H,) (zeros
     without bias), s = c (LSTM) or h (GRU); writes h_new (N, H) and LSTM's c_new. All
-    C-contiguous float32 (see _compiled.lstm_cell / gru_cell)."""
-    if dtype == np.float32 and fam.kind in KINDS:
+    C-contiguous float32 (see _compiled.lstm_cell / gru_cell / rnn_tanh_cell /
+    rnn_relu_cell)."""
+    if dtype == np.float32 and fam.kind in CELL_KINDS:
         for k in _load(fam.kind):
             if fam is k.family:
                 return k.cell
@@ -263,7 +266,7 @@ def _gru_cell(step_kernel, back_kernel):
 
 def _build():
     """[Kernels], not yet compiled; () when numba is missing."""
-    from ..cells import gru, lstm
+    from ..cells import gru, lstm, rnn
     try:
         from . import _compiled as C        # imports numba
     except Exception:                       # numba missing, or unusable here
@@ -271,7 +274,9 @@ def _build():
     return [Kernels(lstm.FAMILY, C.lstm, C.lstm_back, *_lstm_cell(C.lstm_step, C.lstm_back_step),
                     _threaded(C.rows_step, C.rows_step_1, True), C.lstm_cell),
             Kernels(gru.FAMILY, C.gru, C.gru_back, *_gru_cell(C.gru_step, C.gru_back_step),
-                    _threaded(C.rows_step, C.rows_step_1, False), C.gru_cell)]
+                    _threaded(C.rows_step, C.rows_step_1, False), C.gru_cell),
+            Kernels(rnn.TANH, None, None, None, None, None, C.rnn_tanh_cell),   # the cell
+            Kernels(rnn.RELU, None, None, None, None, None, C.rnn_relu_cell)]   # only
 
 
 def _warm(k):
@@ -283,21 +288,24 @@ def _warm(k):
     G, S = fam.num_gates, fam.store
     z, gx = np.zeros((2, 1), f32), np.zeros((2, 2, G), f32)
     out, store = np.empty((2, 2, 1), f32), np.empty((2, 2, S), f32)
+    h = np.zeros((2, 1), f32)
+    ro = h.copy()                            # the cell of layer.step / freeze(): its state
+    for s in (h, ro):                        # argument may be a read-only array (a type
+        for has_h in (True, False):          # of its own); RNN's joint form: no h part
+            k.cell(gx[0], gx[0], has_h, np.zeros(G, f32), np.zeros(G, f32), s,
+                   np.empty((2, 1), f32), np.empty((2, 1), f32))
+        ro.flags.writeable = False
+    if k.forward is None:                    # RNN: the cell only
+        return
     k.forward(gx, np.zeros((1, G), f32), np.zeros(1, f32), z, z, False, out,
               np.empty((2, 1), f32), False, store, True)
     k.backward(out, True, z.copy(), z.copy(), gx, store, z, out, np.zeros((G, 1), f32),
                False, np.empty((2, 2, G), f32), np.empty((2, 2, 1), f32))
-    h = np.zeros((2, 1), f32)                        # one step and back, as the driver
-    step = k.step(np.zeros(G, f32), np.zeros(1, f32))
+    step = k.step(np.zeros(G, f32), np.zeros(1, f32))   # one step and back, as the driver
     _, cache = step(gx[0], np.zeros((2, G), f32), h, h, np.empty((2, 1), f32),
                     store[0])                        # calls them (column slices too)
     k.back(h, h if fam.has_cell_state else None, cache, np.empty((2, G), f32),
            np.empty((2, 1), f32))
-    ro = h.copy()                            # the cell of layer.step / freeze(): its state
-    for s in (h, ro):                        # argument may be a read-only array (a type
-        k.cell(gx[0], gx[0], True, np.zeros(G, f32), np.zeros(G, f32), s,   # of its own)
-               np.empty((2, 1), f32), np.empty((2, 1), f32))
-        ro.flags.writeable = False
     if not fam.has_cell_state:               # GRU's backward reads the outputs, which
         ro = out.copy()                      # the layer has made read-only by then (a
         ro.flags.writeable = False           # type of its own for numba)

@@ -188,7 +188,7 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
 STEPS = 1500                 # timed batch-1 steps per process
 STEP_LEGEND = ("batch-1 step, us: median over rounds (min-max), {steps} steps per process "
                "after 200 warm-up\nstep = layer.step, frozen = layer.freeze().step, after "
-               "rnnlab.set_num_threads(T) (T: everyone's threads)\n"
+               "rnnlab.set_num_threads(T)\nT: everyone's threads; "
                "x: the other's time / step's, / frozen's\n"
                + "kind  L    H  " + "step (min-max)".ljust(19) + "frozen (min-max)".ljust(18)
                + "".join(f" {fw:>6} {'x':>4} {'x':>4}" for fw in ("torch", "ort")))
