@@ -436,31 +436,27 @@ def _relu(a):
 
 
 @loop
-def rnn_tanh_cell(ax, ah, has_h, b_ih, b_hh, h, h_new, c_new):
-    """As lstm_cell for the Elman RNN with tanh (H columns; h and c_new unused): h' =
-    tanh((x W_ih^T + b_ih) + (h W_hh^T + b_hh)), torch's sum; without has_h, ax holds
-    [x | h] [W_ih | W_hh]^T (freeze()'s joint form)."""
+def _rnn_cell(ax, ah, has_h, b_ih, b_hh, h_new, relu):
+    """h' = act((x W_ih^T + b_ih) + (h W_hh^T + b_hh)), torch's sum, act = relu or tanh;
+    without has_h, ax holds [x | h] [W_ih | W_hh]^T (freeze()'s joint form). Both flags
+    are the same for the whole loop, which LLVM takes out of it."""
     N, H = ax.shape
-    for n in range(N):             # the loops written out: an inline helper reading the
-        if has_h:                  # arrays would stop LLVM from vectorising them
-            for j in range(H):
-                h_new[n, j] = _tanh((ax[n, j] + b_ih[j]) + (ah[n, j] + b_hh[j]))
-        else:
-            for j in range(H):
-                h_new[n, j] = _tanh((ax[n, j] + b_ih[j]) + b_hh[j])
+    for n in range(N):
+        for j in range(H):
+            a = (ax[n, j] + b_ih[j]) + ((ah[n, j] + b_hh[j]) if has_h else b_hh[j])
+            h_new[n, j] = _relu(a) if relu else _tanh(a)
+
+
+@loop
+def rnn_tanh_cell(ax, ah, has_h, b_ih, b_hh, h, h_new, c_new):
+    """As lstm_cell for the Elman RNN with tanh (H columns; h and c_new unused)."""
+    _rnn_cell(ax, ah, has_h, b_ih, b_hh, h_new, False)
 
 
 @loop
 def rnn_relu_cell(ax, ah, has_h, b_ih, b_hh, h, h_new, c_new):
     """rnn_tanh_cell with relu, as the NumPy step (maximum(a, 0))."""
-    N, H = ax.shape
-    for n in range(N):
-        if has_h:
-            for j in range(H):
-                h_new[n, j] = _relu((ax[n, j] + b_ih[j]) + (ah[n, j] + b_hh[j]))
-        else:
-            for j in range(H):
-                h_new[n, j] = _relu((ax[n, j] + b_ih[j]) + b_hh[j])
+    _rnn_cell(ax, ah, has_h, b_ih, b_hh, h_new, True)
 
 
 # -- one step of a few rows from the weights in torch's layout, split over threads --------
