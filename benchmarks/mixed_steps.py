@@ -1,7 +1,8 @@
 """A batch-1 decoder loop: a 2-layer GRU(256) step, then a threaded BLAS output matmul
 (1 x 256 @ 256 x 30000, a vocabulary-sized head), with ``freeze()``, with
-``freeze(threads=2)`` and with ``layer.step`` after ``rnnlab.set_num_threads(2)``. Shows the fight between numba's OpenMP threads and OpenBLAS's
-idle threads, and what ``OPENBLAS_THREAD_TIMEOUT`` does to it:
+``freeze(threads=2)`` and with ``layer.step`` after ``rnnlab.set_num_threads(2)``. Shows
+the fight between numba's OpenMP threads and OpenBLAS's idle threads, and what
+``OPENBLAS_THREAD_TIMEOUT`` does to it:
 
     python benchmarks/mixed_steps.py                              # OpenBLAS's default
     OPENBLAS_THREAD_TIMEOUT=4 python benchmarks/mixed_steps.py    # idle threads sleep
