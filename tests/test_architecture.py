@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 SRC = pathlib.Path(__file__).parent.parent / "src" / "rnnlab"
-RANK = {"errors": 0, "checks": 0, "cells": 1, "sequence": 2, "nn": 3, "functional": 4,
+RANK = {"errors": 0, "checks": 0, "tuning": 0, "cells": 1, "sequence": 2, "nn": 3, "functional": 4,
         "reference": 4, "columns": 4, "io": 4, "train": 4, "tools": 5}
 
 

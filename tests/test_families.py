@@ -1,6 +1,7 @@
 """The family registry: a new family in one file gets layers, directions, lengths, cells,
 the reference loop, gradcheck and explain; and the plain reference BPTT equals the fast
 path for every family and option."""
+import contextlib
 import importlib.util
 import pathlib
 
@@ -65,8 +66,8 @@ def test_reference_bptt_equals_fast_path(case):
     _reference_vs_fast(case)
 
 
-# GRU and LSTM steps take whole-row passes up to N * H = cells.gru.SMALL / cells.lstm.SMALL
-# and per-gate slices above it: both paths against the plain loop (batch 40 x H 32 = 1280).
+# GRU and LSTM steps take whole-row passes up to N * H = tuning.SMALL_GATES and per-gate
+# slices above it: both paths against the plain loop (batch 40 x H 32 = 1280).
 BIG_CASES = [Case(kind, num_layers=2, bidirectional=bi, lengths=lens, seq_len=4, batch=40,
                   hidden_size=32, input_size=3, seed=9)
              for kind, bi, lens in [("gru", True, None), ("lstm", False, None),
@@ -75,8 +76,7 @@ BIG_CASES = [Case(kind, num_layers=2, bidirectional=bi, lengths=lens, seq_len=4,
 
 
 def test_small_threshold_sits_between_the_cases():
-    assert cells.by_kind("gru").step.__globals__["SMALL"] < 40 * 32
-    assert cells.by_kind("lstm").step.__globals__["SMALL"] < 40 * 32
+    assert 3 * 2 <= rnnlab.tuning.SMALL_GATES < 40 * 32
 
 
 @pytest.mark.parametrize("case", BIG_CASES, ids=[c.label() for c in BIG_CASES])
@@ -114,3 +114,31 @@ def test_registry_errors():
     with pytest.raises(ValueError, match="already registered"):
         import dataclasses
         cells.register(dataclasses.replace(cells.FAMILIES["gru"], mode="GRU2"))
+
+
+def test_new_family_gets_compiled_loops(mgu):
+    """The example family's scalar units (its own file, nothing else) give it every
+    compiled float32 loop shape: the same numbers as its NumPy step, forward and back,
+    with and without lengths, and in layer.step."""
+    from rnnlab.sequence import kernels
+    if not kernels.warm(mgu):
+        pytest.skip("numba is not installed here")
+    assert set(kernels.kernels(mgu, "sequence")) >= {"forward", "backward", "step", "back",
+                                                      "cell"}
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    dy = rng.standard_normal((6, 3, 10)).astype(np.float32)
+    results = []
+    for compiled in (True, False):
+        with (contextlib.nullcontext() if compiled else kernels.disabled()):
+            layer = rnnlab.RNNBase("MGU", 4, 5, num_layers=2, bidirectional=True,
+                                   dtype=np.float32, seed=2)
+            got = []
+            for lengths in (None, [6, 2, 4]):
+                out, h_n = layer(x, lengths=lengths)
+                got += [out, h_n, *layer.backward(dy)]
+            uni = rnnlab.RNNBase("MGU", 4, 5, dtype=np.float32, seed=2).eval()
+            got += [uni.step(x[0])[0], uni.freeze().step(x[0])[0]]
+            results.append(got + [layer.grads[k] for k in sorted(layer.grads)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)

@@ -239,9 +239,9 @@ def test_blas_row_steps_equal_torch(cls, kw, I, H, dtype):
     tm = tm.double() if dtype == np.float64 else tm
     om = cls(I, H, num_layers=2, dtype=dtype, **kw).eval()
     om.load_state_dict(tm.state_dict())
-    big = H * (I + (kw.get("proj_size") or H)) * (1 if cls is RNN else 4) >= stepper.BLAS_ROWS
+    big = H * (I + (kw.get("proj_size") or H)) * (1 if cls is RNN else 4) >= rnnlab.tuning.BLAS_ROWS
     assert (om.freeze()._weights[0].blas is not None) == big         # the first layer
-    if dtype == np.float32 and kernels._load():           # RNN too: its compiled gates
+    if dtype == np.float32 and kernels.warm(om.family):           # RNN too: its compiled gates
         assert all(w.blas is not None and w.blas[-1] is not None
                    for w in stepper.live_weights(om.family, om.weights()))
     rng = np.random.default_rng(2)
@@ -341,7 +341,7 @@ def test_set_num_threads_live_steps_equal_torch(cls, one_thread_after, monkeypat
     rnnlab.set_num_threads(2)
     assert rnnlab.get_num_threads() == 2 and om.freeze().threads == 2
     taken = []
-    if kernels._load():
+    if kernels.warm(om.family):
         assert stepper._live_rows_step(om.family, np.float32, 1024 * 512) is not None
         lookup = stepper._live_rows_step
         monkeypatch.setattr(stepper, "_live_rows_step",
@@ -365,7 +365,7 @@ def test_set_num_threads_live_steps_equal_torch(cls, one_thread_after, monkeypat
             want, tstate = tm(torch.from_numpy(x))
         tstate = [t.numpy() for t in (tstate if isinstance(tstate, tuple) else (tstate,))]
         _assert_steps_give((om,), x, want.numpy(), tol, tstate)
-    assert not kernels._load() or len(taken) == 2 * 3 * 4         # layers x steps x N <= 4
+    assert not kernels.warm(om.family) or len(taken) == 2 * 3 * 4         # layers x steps x N <= 4
 
 
 @settings(max_examples=40, deadline=None)

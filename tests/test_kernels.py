@@ -1,6 +1,7 @@
 """The compiled float32 loops (rnnlab/sequence/kernels.py, numba; issue 11): their exp /
 sigmoid / tanh, and the layers through them (inference, training, steps) against the NumPy
 path and torch."""
+import contextlib
 import warnings
 
 import numpy as np
@@ -54,33 +55,47 @@ def test_compiled_functions_within_a_few_ulps(which, ref):
         assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] < 1e-37
 
 
-def _counted(saved, calls, forward=True, backward=True):
-    """The loaded kernels with each call counted in ``calls``; forward / backward False: the
-    forward (time loop and step) / backward ones are left out (the NumPy path runs there)."""
-    def wrap(k, on):
-        return (lambda *a: (calls.append(1), k(*a))[1]) if on else None
-    def wrap_factory(make, on):                 # the step is made per call (its biases)
-        return (lambda *b: wrap(make(*b), True)) if on else None
-    return [k._replace(forward=wrap(k.forward, forward), step=wrap_factory(k.step, forward),
-                       rows_step=wrap(k.rows_step, forward),
-                       backward=wrap(k.backward, backward), back=wrap(k.back, backward))
-            for k in saved]
+FORWARD_KEYS = ("forward", "step", "cell", "rows", "rows_1")
+BACKWARD_KEYS = ("backward", "back")
+FAMILIES = [rnnlab.cells.by_kind(k) for k in ("rnn", "rnn_relu", "gru", "lstm")]
+
+
+def _built():
+    """{family: its compiled functions} (building them), or {} when numba cannot."""
+    out = {f: kernels.kernels(f, "cell") for f in FAMILIES}
+    return {f: k for f, k in out.items() if k is not None}
+
+
+@contextlib.contextmanager
+def _counted(calls, forward=True, backward=True, keep=()):
+    """Within: each family's compiled functions counted in ``calls``; forward / backward
+    False: those kinds are left out (the NumPy path runs there); ``keep``: names left as
+    they are (not counted)."""
+    saved = dict(kernels._BUILT)
+
+    def wrap(f):
+        return lambda *a: (calls.append(1), f(*a))[1]
+    try:
+        for fam, k in _built().items():
+            on = [n for n, on in ((FORWARD_KEYS, forward), (BACKWARD_KEYS, backward)) if on]
+            kernels._BUILT[fam] = {n: (f if n in keep else wrap(f)) for n, f in k.items()
+                                   if n in keep or any(n in group for group in on)}
+        yield
+    finally:
+        kernels._BUILT.clear()
+        kernels._BUILT.update(saved)
+
+
+_numpy_only = kernels.disabled
 
 
 def _both_paths(m, x, hx=None, **kw):
     """(compiled, numpy) results of an inference call, and whether the compiled one ran."""
     calls = []
-    saved = kernels._load()
-    wrapped = _counted(saved, calls)
-    try:
-        kernels._state["kernels"] = wrapped
-        with rnnlab.no_grad():
-            a = m(x, hx, **kw)
-        kernels._state["kernels"] = ()
-        with rnnlab.no_grad():
-            b = m(x, hx, **kw)
-    finally:
-        kernels._state["kernels"] = saved
+    with _counted(calls), rnnlab.no_grad():
+        a = m(x, hx, **kw)
+    with _numpy_only(), rnnlab.no_grad():
+        b = m(x, hx, **kw)
     return a, b, bool(calls)
 
 
@@ -93,9 +108,11 @@ CONFIGS = [dict(), dict(num_layers=3), dict(bidirectional=True, num_layers=2),
            dict(bias=False), dict(batch_first=True)]
 
 
-@pytest.mark.parametrize("cls", [GRU, LSTM])
+@pytest.mark.parametrize("cls", [RNN, GRU, LSTM, "relu"])
 @pytest.mark.parametrize("kw", CONFIGS, ids=[str(k) for k in CONFIGS])
 def test_compiled_equals_numpy_path(cls, kw):
+    if cls == "relu":
+        cls, kw = RNN, dict(kw, nonlinearity="relu")
     m = cls(5, 7, dtype=np.float32, seed=3, **kw).eval()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 6, 5) if kw.get("batch_first") else (6, 4, 5)).astype(np.float32)
@@ -130,16 +147,16 @@ def test_compiled_only_where_it_wins_and_never_changes_other_calls():
     from rnnlab.cells import by_kind
     gru, lstm = by_kind("gru"), by_kind("lstm")
     f32 = np.float32
-    if not kernels._load():
+    if not _built():
         pytest.skip("numba present but the kernels did not build here")
     assert kernels.kernel_for(gru, f32, 16, 96, 32, False) is not None
     assert kernels.kernel_for(lstm, np.float64, 16, 128, 32, False) is None      # float64
     assert kernels.kernel_for(lstm, f32, 16, 128, 32, True) is None              # proj_size
-    assert kernels.kernel_for(lstm, f32, 64, 1024, 256, False) is None           # > LIMIT
-    assert kernels.kernel_for(by_kind("rnn"), f32, 16, 32, 32, False) is None    # RNN: NumPy
+    assert kernels.kernel_for(lstm, f32, 64, 1024, 256, False) is None           # > COMPILED_LOOP_MAX
+    assert kernels.kernel_for(by_kind("rnn"), f32, 16, 32, 32, False) is not None
     assert kernels.kernel_for(lstm, f32, 16, 128, 32, False, backward=True) is not None
     assert kernels.kernel_for(lstm, np.float64, 16, 128, 32, False, backward=True) is None
-    # the one-step kernels: float32 GRU and LSTM only, everything else its NumPy step
+    # the one-step kernels: float32 GRU and LSTM only (RNN's NumPy step is as fast)
     assert kernels.cell_steps(lstm, np.float64) == (lstm.step, lstm.back, False)
     rnn = by_kind("rnn")
     assert kernels.cell_steps(rnn, f32) == (rnn.step, rnn.back, False)
@@ -149,16 +166,16 @@ def test_compiled_only_where_it_wins_and_never_changes_other_calls():
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 @pytest.mark.parametrize("kw", [dict(lengths=[5, 3, 1]), dict(proj_size=2), dict(big=True)],
-                         ids=["lengths", "proj_size", "above LIMIT"])
+                         ids=["lengths", "proj_size", "above COMPILED_LOOP_MAX"])
 def test_compiled_steps_in_the_drivers_own_loop(cls, kw, monkeypatch):
-    """Where the whole-loop kernels do not apply (lengths, projections, sizes above LIMIT)
+    """Where the whole-loop kernels do not apply (lengths, projections, sizes above COMPILED_LOOP_MAX)
     the driver's loop runs the compiled one-step kernels: the same results as the NumPy
     steps, forward and backward, and the loop kernels are not called."""
-    if not kernels._load() or (cls is GRU and "proj_size" in kw):
+    if not _built() or (cls is GRU and "proj_size" in kw):
         pytest.skip("kernels did not build here, or GRU has no proj_size")
     kw = dict(kw)
     if kw.pop("big", False):
-        monkeypatch.setattr(kernels, "LIMIT", 0)
+        monkeypatch.setattr(kernels, "COMPILED_LOOP_MAX", 0)
     lengths = kw.pop("lengths", None)
     m = cls(3, 4, dtype=np.float32, seed=0, **kw)
     rng = np.random.default_rng(0)
@@ -166,17 +183,15 @@ def test_compiled_steps_in_the_drivers_own_loop(cls, kw, monkeypatch):
     results = []
     for on in (True, False):
         calls = []
-        saved = kernels._load()
-        kernels._state["kernels"] = [k._replace(forward=None, backward=None) for k in
-                                     _counted(saved, calls, on, on)]
-        try:
+        with _counted(calls, on, on) if on else _numpy_only():
+            for k in kernels._BUILT.values():      # the whole-loop kernels out
+                for name in ("forward", "backward"):
+                    (k or {}).pop(name, None)
             m.grads.clear()
             out, state = m.train()(x, None, lengths)
             back = m.backward(np.ones_like(out))
             with rnnlab.no_grad():
                 inf = m(x, None, lengths)[0]
-        finally:
-            kernels._state["kernels"] = saved
         assert bool(calls) == on
         results.append([out, inf, back[0], back[1]] + [m.grads[k].copy() for k in sorted(m.grads)])
     for u, v in zip(*results):
@@ -185,15 +200,16 @@ def test_compiled_steps_in_the_drivers_own_loop(cls, kw, monkeypatch):
 
 def test_kernels_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("RNNLAB_KERNELS", "numpy")
-    monkeypatch.setattr(kernels, "_state", {"loaded": False, "kernels": None})
-    assert kernels._load() == ()
+    monkeypatch.setitem(kernels._state, "numba", None)
+    monkeypatch.setattr(kernels, "_BUILT", {})
+    assert not kernels.available()
     assert kernels.kernel_for(rnnlab.cells.by_kind("gru"), np.float32, 2, 6, 2, False) is None
 
 
 VALUES = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0, 1e-40, 50.0])
 
 
-@given(st.sampled_from([GRU, LSTM]), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6),
+@given(st.sampled_from([RNN, GRU, LSTM]), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6),
        st.integers(0, 2 ** 32 - 1), st.lists(st.tuples(st.integers(0, 10 ** 6), VALUES),
                                              max_size=4), st.booleans())
 def test_compiled_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, specials, in_weights):
@@ -238,7 +254,7 @@ def test_compiled_rnn_cells_like_the_numpy_step(kind, N, H, has_h, seed, special
     out = np.empty((N, H), np.float32)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("error")
-        cell(ax, ah, has_h, b_ih, b_hh, ax, out, out)
+        cell(ax, ah, has_h, b_ih, b_hh, ax, ax, out, out)
         a = (ax + b_ih) + ((ah + b_hh) if has_h else b_hh)
         want = np.tanh(a) if kind == "rnn" else np.maximum(a, np.float32(0))
     np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
@@ -248,46 +264,43 @@ def test_compiled_rnn_cells_like_the_numpy_step(kind, N, H, has_h, seed, special
     np.testing.assert_allclose(out[fin], want[fin], rtol=4 * EPS, atol=0)
 
 
-def test_rnn_and_float64_unchanged():
-    """RNN (already faster than torch in NumPy) and float64 never take a compiled loop
-    (RNN's compiled gates serve only layer.step / freeze() at batch 1-4)."""
-    for m in (RNN(3, 4, dtype=np.float32).eval(), GRU(3, 4, dtype=np.float64).eval()):
+def test_float64_never_compiled():
+    for cls in (RNN, GRU, LSTM):
+        m = cls(3, 4, dtype=np.float64).eval()
         _, _, ran = _both_paths(m, np.ones((4, 2, 3), m.dtype))
         assert not ran
 
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("N", [1, 3, kernels.ROWS_N + 2])
+@pytest.mark.parametrize("N", [1, 3, rnnlab.tuning.FEW_ROWS + 2])
 def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, N, monkeypatch):
     """layer.step (live parameters: W_hh read in place, biases as views) and
     layer.freeze().step (a snapshot) take the compiled loop for float32; both equal the
     NumPy path to float32 rounding, and layer.step sees in-place edits at once."""
-    saved = kernels._load()
-    if not saved:
+    if not _built():
         pytest.skip("kernels did not build here")
-    monkeypatch.setattr(kernels, "ROWS_MIN", 0)                  # small layers too
+    monkeypatch.setattr(kernels, "THREADED_MIN", 0)              # small layers too
     calls = []
-    wrapped = _counted(saved, calls)
     rng = np.random.default_rng(0)
-    xs = rng.standard_normal((5, N, 4)).astype(np.float32)   # frozen, N <= ROWS_N: the
+    xs = rng.standard_normal((5, N, 4)).astype(np.float32)   # frozen, N <= FEW_ROWS: the
     results = []                                            # threaded step, else the loop
-    for state in (wrapped, ()):
-        monkeypatch.setitem(kernels._state, "kernels", state)
-        m = cls(4, 6, num_layers=2, bias=bias, dtype=np.float32, seed=1).eval()
-        frozen = m.freeze(threads=2)
-        sa = sb = None
-        ys = []
-        for x in xs:
-            ya, sa = m.step(x, sa)
-            yb, sb = frozen.step(x, sb)
-            ys += [ya, yb]
-        with np.errstate(all="ignore"):
-            m.weight_hh_l1[...] *= -2.0                           # in place: step sees it
-            if bias:
-                m.bias_hh_l0[...] += 0.5
-        ys.append(m.step(xs[0], sa)[0])
-        results.append(ys)
+    for paths in (_counted(calls), _numpy_only()):
+        with paths:
+            m = cls(4, 6, num_layers=2, bias=bias, dtype=np.float32, seed=1).eval()
+            frozen = m.freeze(threads=2)
+            sa = sb = None
+            ys = []
+            for x in xs:
+                ya, sa = m.step(x, sa)
+                yb, sb = frozen.step(x, sb)
+                ys += [ya, yb]
+            with np.errstate(all="ignore"):
+                m.weight_hh_l1[...] *= -2.0                           # in place: step sees it
+                if bias:
+                    m.bias_hh_l0[...] += 0.5
+            ys.append(m.step(xs[0], sa)[0])
+            results.append(ys)
     assert calls
     for u, v in zip(*results):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
@@ -298,14 +311,10 @@ def _train_paths(m, x, hx, grads, forward, backward):
     """Forward in training mode and backward with ``grads`` (d_output, d_h_n[, d_c_n]),
     with the compiled forward / backward on or off; returns (everything, calls)."""
     calls = []
-    saved = kernels._load()
-    try:
-        kernels._state["kernels"] = _counted(saved, calls, forward, backward)
+    with _counted(calls, forward, backward) if forward or backward else _numpy_only():
         m.grads.clear()
         out, state = m.train()(x, hx)
         back = m.backward(*grads)
-    finally:
-        kernels._state["kernels"] = saved
     result = [out] + list(state if isinstance(state, tuple) else (state,)) + list(back)
     return result + [m.grads[k].copy() for k in sorted(m.grads)], len(calls)
 
@@ -315,7 +324,7 @@ TRAIN_CONFIGS = [dict(), dict(num_layers=2, bidirectional=True), dict(bias=False
 WHICH = ["all", "output", "h_n", "c_n"]
 
 
-@pytest.mark.parametrize("cls", [GRU, LSTM])
+@pytest.mark.parametrize("cls", [RNN, GRU, LSTM])
 @pytest.mark.parametrize("kw", TRAIN_CONFIGS, ids=[str(k) for k in TRAIN_CONFIGS])
 @pytest.mark.parametrize("which", WHICH)
 def test_compiled_training_equals_numpy_path(cls, kw, which):
@@ -323,9 +332,9 @@ def test_compiled_training_equals_numpy_path(cls, kw, which):
     NumPy path: outputs, states, dx, dh0, dc0 and every parameter gradient. With only c_n
     in the loss no gradient reaches h at the last step, and the NumPy BPTT runs (it
     leaves that branch out, as autograd does)."""
-    if which == "c_n" and cls is GRU:
-        pytest.skip("GRU has no c_n")
-    if not kernels._load():
+    if which == "c_n" and cls is not LSTM:
+        pytest.skip("only LSTM has c_n")
+    if not _built():
         pytest.skip("kernels did not build here")
     m = cls(5, 7, dtype=np.float32, seed=3, **kw)
     rng = np.random.default_rng(1)
@@ -344,7 +353,8 @@ def test_compiled_training_equals_numpy_path(cls, kw, which):
     assert n == 0
     for forward, backward in ((True, True), (True, False), (False, True)):
         got, n = _train_paths(m, x, hx, grads, forward, backward)
-        assert n > 0 or (which == "c_n" and not forward)
+        assert n > 0 or (not forward and (which == "c_n" or cls is RNN))   # RNN: no
+        #                                                   compiled step in the driver loop
         assert len(got) == len(want)
         for u, v in zip(got, want):
             if u is None or v is None:
@@ -357,7 +367,7 @@ def test_compiled_training_equals_numpy_path(cls, kw, which):
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 def test_compiled_training_equals_torch_float32(cls):
     torch = pytest.importorskip("torch")
-    if not kernels._load():
+    if not _built():
         pytest.skip("kernels did not build here")
     torch.manual_seed(0)
     tm = getattr(torch.nn, cls.__name__)(8, 16, num_layers=2, bidirectional=True)
@@ -367,13 +377,9 @@ def test_compiled_training_equals_torch_float32(cls):
     x = rng.standard_normal((30, 4, 8)).astype(np.float32)
     dy = rng.standard_normal((30, 4, 32)).astype(np.float32)
     calls = []
-    saved = kernels._load()
-    try:
-        kernels._state["kernels"] = _counted(saved, calls)
+    with _counted(calls):
         om.train()(x)
         dx, dh0 = om.backward(dy)[:2]
-    finally:
-        kernels._state["kernels"] = saved
     assert calls
     tx = torch.from_numpy(x).requires_grad_(True)
     tm(tx)[0].backward(torch.from_numpy(dy))
@@ -383,14 +389,14 @@ def test_compiled_training_equals_torch_float32(cls):
                                    err_msg=name)
 
 
-@given(st.sampled_from([GRU, LSTM]), st.integers(1, 5), st.integers(1, 5), st.integers(1, 6),
+@given(st.sampled_from([RNN, GRU, LSTM]), st.integers(1, 5), st.integers(1, 5), st.integers(1, 6),
        st.integers(0, 2 ** 32 - 1), st.lists(st.tuples(st.integers(0, 10 ** 6), VALUES),
                                              max_size=4), st.sampled_from(["x", "w", "dy"]))
 def test_compiled_training_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, specials, where):
     """Training with NaN / inf / huge / tiny values in the input, the weights or the
     upstream gradient: every output and gradient as the NumPy path's, NaN and inf in the
     same places, no warning."""
-    if not kernels._load():
+    if not _built():
         return
     rng = np.random.default_rng(seed)
     m = cls(3, H, num_layers=2, dtype=np.float32, seed=seed % 1000)
@@ -419,21 +425,15 @@ def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
     """Packed lengths, dh_norms and proj_size keep the driver's own BPTT loop (the
     whole-loop kernels have none of them; its steps may be compiled), with the same
     gradients as the NumPy steps."""
-    if not kernels._load():
+    if not _built():
         pytest.skip("kernels did not build here")
     from rnnlab.sequence import driver
-    saved = kernels._load()
     x = np.ones((5, 2, 3), np.float32)
 
     def loops_called(run):
         calls = []
-        counted = _counted(saved, calls)
-        kernels._state["kernels"] = [c._replace(step=k.step, back=k.back)
-                                     for c, k in zip(counted, saved)]
-        try:
+        with _counted(calls, keep=("step", "back", "cell")):
             run()
-        finally:
-            kernels._state["kernels"] = saved
         return len(calls)
 
     m = LSTM(3, 4, proj_size=2, dtype=np.float32, seed=0)
@@ -447,12 +447,9 @@ def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
     norms = []
     assert loops_called(lambda: norms.append(
         driver.backward(cache, np.ones_like(out), dh_norms=True))) == 0
-    kernels._state["kernels"] = ()
-    try:
+    with _numpy_only():
         (out, _, _), cache = driver.forward("GRU", x, w)
         want = driver.backward(cache, np.ones_like(out), dh_norms=True)
-    finally:
-        kernels._state["kernels"] = saved
     np.testing.assert_allclose(norms[0]["dh_norms"][0][0], want["dh_norms"][0][0], rtol=1e-5)
     np.testing.assert_allclose(norms[0]["dx"], want["dx"], rtol=1e-5, atol=1e-6)
 
@@ -460,11 +457,11 @@ def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
 @pytest.mark.parametrize("cls, H", [(GRU, 256), (LSTM, 200)])
 def test_threaded_step_equals_torch_float32(cls, H):
     """freeze(threads=2).step (the threaded compiled step, units split over threads, for a
-    layer above ROWS_MIN; LSTM from H = 256 takes the BLAS-row step instead) and layer.step
+    layer above THREADED_MIN; LSTM from H = 256 takes the BLAS-row step instead) and layer.step
     at batch 1 and 2 against torch, float32; NaN in a weight reaches exactly the units it
     reaches in torch."""
     torch = pytest.importorskip("torch")
-    if not kernels._load():
+    if not _built():
         pytest.skip("kernels did not build here")
     torch.manual_seed(0)
     tm = getattr(torch.nn, cls.__name__)(H, H, num_layers=2).eval()
@@ -526,7 +523,7 @@ def test_threaded_step_survives_fork(tmp_path):
     interpreter (this one may hold other libraries' threads, which fork does not like)."""
     import subprocess
     import sys
-    if not kernels._load():
+    if not _built():
         pytest.skip("kernels did not build here")
     script = tmp_path / "fork_step.py"
     script.write_text(_FORK_SCRIPT)

@@ -1,4 +1,4 @@
-"""Elementwise activations shared by the cell families.
+"""Elementwise activations shared by the cell families, each beside its derivative.
 
 sigmoid is 1 / (1 + exp(-x)), four passes in place. It keeps its relative precision over
 the whole range in float32 and float64 (no cancellation: at x = -17 it returns 4.1e-8 in
@@ -6,8 +6,15 @@ float32, where 0.5 * (1 + tanh(x / 2)) gives 0), and NaN stays NaN. For x below 
 -88 (float32) / -709 (float64) exp(-x) overflows to inf and the result is the exact limit
 0, as in torch; callers run it under np.errstate(over="ignore"), as the driver does, so no
 warning reaches the user.
+
+The scalar units of the families (their compiled forms) use the names below: ``sigmoid``,
+``tanh``, ``relu`` and ``ONE`` / ``ZERO``; the compiled module binds its own float32
+versions of the same names (sequence/_compiled.py).
 """
 import numpy as np
+
+ONE, ZERO = 1.0, 0.0
+tanh = np.tanh
 
 
 def sigmoid(x, out=None):
@@ -27,3 +34,14 @@ def sigmoid_grad(s):
 def tanh_grad(t):
     """d tanh / d x expressed through its output t."""
     return 1.0 - t * t
+
+
+def relu(x):
+    """max(x, 0); NaN stays NaN (np.maximum), -0.0 gives 0.0."""
+    return np.maximum(x, 0.0)
+
+
+def relu_grad(y):
+    """d relu / d x through its output y: 1 where y > 0, else 0 (NaN y passes the
+    gradient, as torch's threshold backward does)."""
+    return np.where(y <= 0.0, 0.0, 1.0)

@@ -7,22 +7,21 @@
 
 Gate row blocks of W_ih, W_hh, b_ih, b_hh: (r | z | n). This is ONNX's GRU with
 linear_before_reset=1 and Keras's GRU with reset_after=True; the other variant (r applied
-to h before the matmul) computes something else. Contract: cells/__init__.py.
+to h before the matmul) computes something else. The record: gate values r | z | n, and
+the store block hn = W_hn h + b_hn. Contract: cells/family.py.
 """
 import numpy as np
 
-from . import Family
-from .activations import sigmoid, sigmoid_grad, tanh_grad
+from ..tuning import SMALL_GATES
+from .activations import ONE, sigmoid, sigmoid_grad, tanh, tanh_grad
+from .family import Family, Units
 
 
 # -- fast steps (the sequence driver) ---------------------------------------------------
-SMALL = 1024    # N * H up to which one sigmoid over whole rows wins (same numbers)
-
-
 def step(gx, gh, h, c, h_new, store):
     H = h.shape[1]
     r, z, n, hn, gh_n = gx[:, :H], gx[:, H:2 * H], gx[:, 2 * H:], store, gh[:, 2 * H:]
-    if h.size <= SMALL:                 # few elements: whole contiguous rows beat slices
+    if h.size <= SMALL_GATES:           # few elements: whole contiguous rows beat slices
         np.copyto(hn, n)                                    # x_n aside (hn as scratch)
         gx += gh
         sigmoid(gx, out=gx)                                 # r, z (and n's slot)
@@ -38,11 +37,11 @@ def step(gx, gh, h, c, h_new, store):
     np.subtract(h, n, out=h_new)
     h_new *= z
     h_new += n                                              # h' = n + z * (h - n)
-    return None, (gx, hn, h)
+    return None, (gx, store, h, c)
 
 
 def back(dh_new, dc_new, cache, dgx, dgr):
-    act, hn, h = cache
+    act, hn, h, _ = cache
     H = h.shape[1]
     r, z, n = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
     dar, daz, dan = dgx[:, :H], dgx[:, H:2 * H], dgx[:, 2 * H:]
@@ -88,8 +87,44 @@ def plain_back(dh_new, dc_new, x, h, c, h_new, g, p):
     return p["w_ih"].T @ dax, dh + p["w_hh"].T @ dah, None, dp
 
 
+# -- scalar units (the compiled loops; contract in cells/family.py) ----------------------
+def unit(ar, az, xn, hn, h):
+    """One unit: r, z, n and h' from the pre-activations of r and z, x W_in + b_in,
+    hn = W_hn h + b_hn and the previous h."""
+    r, z = sigmoid(ar), sigmoid(az)
+    n = tanh(xn + r * hn)
+    return r, z, n, n + z * (h - n)                         # h' = (1 - z) n + z h
+
+
+def unit_back(dh, r, z, n, hn, h):
+    """d(r, z pre-activations), d hn, the direct dh, and d(x W_in + b_in)."""
+    dan = dh * (ONE - z) * (ONE - n * n)                    # dn, through tanh
+    dar = dan * hn * (r * (ONE - r))                        # dr = dan hn, through s
+    daz = (h - n) * dh * (z * (ONE - z))                    # dz = dh' (h - n), through s
+    return dar, daz, dan * r, dh * z, dan
+
+
+def forward_units(a, xa, hp, cp, u, h_out, c_out, lo, hi, H, keep):
+    for j in range(lo, hi):
+        hn = a[2 * H + j]
+        r, z, n, h = unit(a[j], a[H + j], xa[2 * H + j], hn, hp[j])
+        if keep:
+            u[j], u[H + j], u[2 * H + j] = r, z, n          # gate values
+            u[3 * H + j] = hn                               # store: hn
+        h_out[j] = h
+
+
+def back_units(dh, dc, acts, store, hp, cp, d, dcp, H):
+    for j in range(H):
+        dar, daz, dhn, direct, dxn = unit_back(dh[j], acts[j], acts[H + j], acts[2 * H + j],
+                                               store[j], hp[j])
+        d[j], d[H + j], d[2 * H + j] = dar, daz, dhn        # d gh
+        d[3 * H + j] = direct
+        d[4 * H + j] = dxn                                  # d(x W_in + b_in)
+
+
 FAMILY = Family(
-    "gru", "GRU", num_gates=3, gate_names=("r", "z", "n"), fold=2, store=1,
+    "gru", "GRU", num_gates=3, gate_names=("r", "z", "n"), fold=2, store_names=("hn",),
     step=step, back=back, plain_step=plain_step, plain_back=plain_back,
     equations=("r = s(x W_ir^T + b_ir + h W_hr^T + b_hr)           reset gate",
                "z = s(x W_iz^T + b_iz + h W_hz^T + b_hz)           update gate",
@@ -97,6 +132,8 @@ FAMILY = Family(
                "part,",
                "                                                    unlike the GRU paper",
                "h' = (1 - z) * n + z * h"),
-    torch_class="GRU",
+    torch_class="GRU", units=Units(forward_units, back_units, functions=(unit, unit_back)),
     gate_order={"onnx": (1, 0, 2), "keras": (1, 0, 2)},    # both z | r | h
+    onnx={"op": "GRU", "attributes": {"linear_before_reset": 1}},
+    keras={"class": "GRU", "options": {"reset_after": True}, "bias": "pair"},
 )

@@ -7,18 +7,17 @@
     c' = f * c + i * g
     h' = o * tanh(c')              (with proj_size the driver then applies h' W_hr^T)
 
-Gate row blocks: (i | f | g | o). Contract: cells/__init__.py.
+Gate row blocks: (i | f | g | o). The record: gate values i | f | g | o, and the store
+blocks c' and tanh(c'). Contract: cells/family.py.
 """
 import numpy as np
 
-from . import Family
-from .activations import sigmoid, sigmoid_grad, tanh_grad
+from ..tuning import SMALL_GATES
+from .activations import ONE, sigmoid, sigmoid_grad, tanh, tanh_grad
+from .family import Family, Units
 
 
 # -- fast steps (the sequence driver) ---------------------------------------------------
-SMALL = 1024    # N * H up to which one sigmoid over all four gates wins (same numbers)
-
-
 def step(gx, gh, h, c, h_new, store):
     H = c.shape[1]
     act = gx
@@ -26,7 +25,7 @@ def step(gx, gh, h, c, h_new, store):
         act += gh                                           # (N, 4H) pre-activations, in gx
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
     c_new, tc = store[:, :H], store[:, H:]
-    if c.size <= SMALL:                 # few elements: fewer calls beat fewer passes
+    if c.size <= SMALL_GATES:           # few elements: fewer calls beat fewer passes
         np.tanh(g, out=tc)                                  # g, aside
         sigmoid(act, out=act)                               # i, f, o (and g's slot)
         np.copyto(g, tc)
@@ -38,12 +37,13 @@ def step(gx, gh, h, c, h_new, store):
     c_new += np.multiply(i, g, out=h_new)                   # c' = f c + i g (h_new as scratch)
     np.tanh(c_new, out=tc)
     np.multiply(o, tc, out=h_new)                           # h' = o tanh(c')
-    return c_new, (act, c, tc)
+    return c_new, (act, store, h, c)
 
 
 def back(dh_new, dc_new, cache, da, dgr):
-    act, c, tc = cache
+    act, store, _, c = cache
     H = c.shape[1]
+    tc = store[:, H:]
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
     if dh_new is None:                                      # only c' is in the loss
         dc = np.array(dc_new, copy=True)
@@ -93,8 +93,47 @@ def plain_back(dh_new, dc_new, x, h, c, h_new, gt, p):
     return p["w_ih"].T @ da, p["w_hh"].T @ da, dc * f, dp
 
 
+# -- scalar units (the compiled loops; contract in cells/family.py) ----------------------
+def unit(ai, af, ag, ao, c):
+    """One unit: i, f, g, o, c', tanh(c') and h' from the four pre-activations and c."""
+    i, f, g, o = sigmoid(ai), sigmoid(af), tanh(ag), sigmoid(ao)
+    c_new = f * c + i * g                                   # c' = f c + i g
+    tc = tanh(c_new)
+    return i, f, g, o, c_new, tc, o * tc                    # h' = o tanh(c')
+
+
+def unit_back(dh, dc, i, f, g, o, tc, c):
+    """d of the four pre-activations and dc_prev, from dh' and dc' (the gradient reaching
+    c' from after the step)."""
+    d = dh * o * (ONE - tc * tc) + dc                       # through h' = o tanh(c')
+    return (d * g * (i * (ONE - i)),                        # di, through s
+            d * c * (f * (ONE - f)),                        # df
+            d * i * (ONE - g * g),                          # dg, through tanh
+            dh * tc * (o * (ONE - o)),                      # do
+            d * f)                                          # c' = f c + ...
+
+
+def forward_units(a, xa, hp, cp, u, h_out, c_out, lo, hi, H, keep):
+    for j in range(lo, hi):
+        i, f, g, o, c, tc, h = unit(a[j], a[H + j], a[2 * H + j], a[3 * H + j], cp[j])
+        if keep:
+            u[j], u[H + j], u[2 * H + j], u[3 * H + j] = i, f, g, o  # gate values
+            u[4 * H + j], u[5 * H + j] = c, tc                      # store: c', tanh(c')
+        c_out[j] = c
+        h_out[j] = h
+
+
+def back_units(dh, dc, acts, store, hp, cp, d, dcp, H):
+    for j in range(H):
+        di, df, dg, do, dcp[j] = unit_back(dh[j], dc[j], acts[j], acts[H + j],
+                                           acts[2 * H + j], acts[3 * H + j], store[H + j],
+                                           cp[j])
+        d[j], d[H + j], d[2 * H + j], d[3 * H + j] = di, df, dg, do  # d gh (= d gx)
+
+
 FAMILY = Family(
-    "lstm", "LSTM", num_gates=4, gate_names=("i", "f", "g", "o"), fold=4, store=2, fused_step=True,
+    "lstm", "LSTM", num_gates=4, gate_names=("i", "f", "g", "o"), fold=4,
+    store_names=("c", "tanh_c"), fused_step=True,
     step=step, back=back, plain_step=plain_step, plain_back=plain_back,
     equations=("i = s(x W_ii^T + b_ii + h W_hi^T + b_hi)     input gate",
                "f = s(x W_if^T + b_if + h W_hf^T + b_hf)     forget gate",
@@ -103,5 +142,8 @@ FAMILY = Family(
                "c' = f * c + i * g",
                "h' = o * tanh(c')"),
     has_cell_state=True, torch_class="LSTM", supports_projection=True,
+    units=Units(forward_units, back_units, functions=(unit, unit_back), direct=False),
     gate_order={"onnx": (0, 3, 1, 2), "keras": (0, 1, 2, 3)},    # i o f c / i f c o
+    onnx={"op": "LSTM", "attributes": {}},
+    keras={"class": "LSTM", "options": {}, "bias": "sum"},
 )

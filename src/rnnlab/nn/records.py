@@ -10,6 +10,7 @@ import weakref
 from ..errors import BackwardError
 from ..sequence import run_backward, run_forward
 from ..sequence.pool import PLAIN, Pool
+from ..tuning import POOL_MIN
 from . import arguments as A
 from .grad_mode import is_recording
 
@@ -57,7 +58,7 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     rec = layer._records
     if not step:
         rec.last_call = None            # its buffers may serve this call
-    small = not record and x.size * layer.hidden_size < 1 << 16   # e.g. batch-1 steps
+    small = not record and x.size * layer.hidden_size < POOL_MIN     # e.g. batch-1 steps
     lease = PLAIN if small else rec.pool.lease()        # pooling only pays for big buffers
     try:
         (out, h_n, c_n), cache = run_forward(
@@ -67,7 +68,7 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     finally:
         if not record:
             lease.release()
-    output = lay.seq_out(out)
+    output = lay.seq_out(out).view()    # a view of its own: the record's stays writeable
     output.flags.writeable = False      # backward reads it: copy before changing in place
     h_n = lay.state_out(h_n)
     c_n = None if c_n is None else lay.state_out(c_n)

@@ -24,8 +24,9 @@ import numpy as np
 from ..cells import by_mode
 from ..checks import float_array, gradient_array, to_numpy
 from ..errors import BackwardError, ShapeError
-from .kernels import NO_STORE, cell_steps, kernel_for, step_caches
-from .linalg import BLAS_ROWS, FEW_ROWS, dot, per_row, transposed
+from ..tuning import BLAS_ROWS, FEW_ROWS
+from .kernels import NO_STORE, cell_steps, kernel_for, ready, step_caches
+from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for, check_lengths
 from .pool import PLAIN
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -91,10 +92,9 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     if kernel is not None:                                 # compiled loop (kernels.py)
         if bias is not None:
             gx += bias
-        c = np.ascontiguousarray
-        h0, c0 = c(h0), (None if c0 is None else c(c0))
+        h0, c0 = ready(h0), (None if c0 is None else ready(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
-        kernel(gx, c(w_hh_t), zeros(b_rest, H), h0,
+        kernel(gx, ready(w_hh_t), zeros(b_rest, GH - _folded(fam, GH)), h0,
                h0 if c0 is None else c0, reverse, out, c_n,
                False, store if record else NO_STORE, record)
         rec = None
@@ -142,9 +142,7 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     if record:
         kept = LayerWeights(w.w_ih.copy(), w_hh_t, None, None,
                             None if w.w_hr is None else w.w_hr.copy())
-        whole = sizes is None                              # every row ran every step
-        rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept, gx if whole else None,
-                              store if whole else None, c0)
+        rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept, None, None, c0)
     return out, h, c, rec
 
 
@@ -228,14 +226,13 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     if not absent and norms is None and rec.acts is not None and w.w_hr is None and not rows:
         kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True)
     if kernel is not None:                                 # compiled loop (kernels.py)
-        c = np.ascontiguousarray
         dh = np.zeros((N, H_out), dt) if dh is None else np.array(dh, dtype=dt)   # own
         if fam.has_cell_state:                                                     # copies,
             dc = np.zeros(rec.c0.shape, dt) if dc is None else np.array(dc, dtype=dt)
-        first, seq = (rec.c0, rec.store) if fam.has_cell_state else (rec.h0, rec.out)
-        kernel(NO_STORE if dout is None else c(dout), dout is not None, dh,   # updated in
-               dh if dc is None else dc, rec.acts, rec.store, first, seq,     # place
-               transposed(w.w_hh), reverse, dgx_all, NO_STORE if dgr_all is None else dgr_all)
+        kernel(NO_STORE if dout is None else ready(dout), dout is not None, dh,   # updated
+               dh if dc is None else dc, rec.acts, rec.store, rec.h0,          # in place
+               rec.h0 if rec.c0 is None else rec.c0, ready(rec.out), transposed(w.w_hh),
+               reverse, dgx_all, NO_STORE if dgr_all is None else dgr_all)
     else:
         dh, dc = _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all,
                        no_grad_rows, absent, norms, rows)

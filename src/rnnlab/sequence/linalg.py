@@ -1,12 +1,7 @@
 """The per-step matrix products of the driver and the steppers."""
 import numpy as np
 
-BLAS_ROWS = 1 << 19      # weights from which OpenBLAS splits a matrix-vector product over
-#                          its threads (0.3.31: between 393k and 524k); there, for a few
-#                          rows, one product per row with W in torch's layout beats one
-#                          matrix product (LSTM W_hh at H = 512, batch 1: 40 vs ~140 us
-#                          per step; BENCHMARKS.md, fifth pass)
-FEW_ROWS = 4             # rows up to which products per row win at that size
+from ..tuning import TRANSPOSE_BLOCK, TRANSPOSE_BLOCKED
 
 
 def dot(a, b, out=None):
@@ -36,15 +31,15 @@ def matvec(w, v, out):
 
 def transposed(w, copy=True):
     """w.T (w 2-D) as a C-contiguous array of its own; copy=False: w.T itself when it
-    already is one. NumPy's own transposing copy goes cache-unfriendly for large arrays
-    (2048 x 512 float32: 7.4 ms here); blocks of 64 rows take 0.8 ms."""
+    already is one. Large ones go by blocks of rows (NumPy's own transposing copy is
+    cache-unfriendly there; tuning.TRANSPOSE_BLOCKED)."""
     t = w.T
     if not copy and t.flags.c_contiguous:
         return t
     out = np.empty(t.shape, dtype=w.dtype)
-    if w.size < 1 << 16:
+    if w.size < TRANSPOSE_BLOCKED:
         out[...] = t
         return out
-    for i in range(0, w.shape[0], 64):
-        out[:, i:i + 64] = w[i:i + 64].T
+    for i in range(0, w.shape[0], TRANSPOSE_BLOCK):
+        out[:, i:i + TRANSPOSE_BLOCK] = w[i:i + TRANSPOSE_BLOCK].T
     return out

@@ -23,8 +23,8 @@ class DirectionRecord(NamedTuple):
     #                                     compiled forward ran; kernels.step_caches derives it)
     m_all: Optional[np.ndarray]         # (L, N, H) h before the projection (proj_size only)
     weights: LayerWeights               # the values the forward used (w_hh as w_hh^T)
-    acts: Optional[np.ndarray] = None   # (L, N, G*H) every step's gate values (no lengths)
-    store: Optional[np.ndarray] = None  # (L, N, store*H) what every step stored (no lengths)
+    acts: Optional[np.ndarray] = None   # (L, N, G*H) every step's gate values and
+    store: Optional[np.ndarray] = None  # (L, N, S*H) stored values: compiled forward only
     c0: Optional[np.ndarray] = None     # (N, H) the initial cell state (LSTM)
 
 

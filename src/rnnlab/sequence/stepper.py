@@ -27,13 +27,13 @@ the weights fastest and, from about 2^19 weights, splits the product over its ow
 
 The frozen snapshot also takes the compiled float32 loop of kernels.py (numba) where it
 is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate in one compiled
-pass (GRU up to kernels.LIMIT; LSTM while G*H * H_out <= JOINT_WINS, above which the one
+pass (up to tuning.COMPILED_LOOP_MAX; LSTM while G*H * H_out <= JOINT_WINS, above which the one
 joint BLAS call is faster).
 
-``freeze(threads=k)`` (k >= 2) adds, for float32 GRU/LSTM layers of kernels.ROWS_MIN
+``freeze(threads=k)`` (k >= 2) adds, for float32 GRU/LSTM layers of tuning.THREADED_MIN
 weights and more, a copy of the weights in torch's layout for the threaded compiled step
 (kernels.rows_step_for: each thread computes a block of units from its own rows), taken
-at batch sizes up to kernels.ROWS_N. ``layer.step`` takes the same step straight from the
+at batch sizes up to tuning.FEW_ROWS. ``layer.step`` takes the same step straight from the
 live parameters (already in torch's layout: nothing is copied) after
 ``rnnlab.set_num_threads(k)``, k >= 2 (``StepWeights.rows_w``, looked up per step by
 ``_live_rows_step``). Opt-in: see rows_step_for for why.
@@ -45,13 +45,12 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .kernels import (LIMIT, NO_STORE, ROWS_MIN, ROWS_N, cell_for, get_num_threads,
-                      kernel_for, rows_step_for)
-from .linalg import BLAS_ROWS, FEW_ROWS, dot, per_row, transposed
+from ..tuning import (BLAS_ROWS, COMPILED_LOOP_MAX, FEW_ROWS, JOINT_WINS, PER_ROW_ALWAYS,
+                      PER_ROW_MIN, THREADED_MIN)
+from .kernels import NO_STORE, cell_for, get_num_threads, kernel_for, ready, rows_step_for
+from .linalg import dot, per_row, transposed
 from .records import LayerWeights
 
-JOINT_WINS = 1 << 17     # G*H * H_out above which [x | h] @ joint (BLAS) beats the
-#                          compiled loop for RNN / LSTM steps (LSTM H = 256: 36 vs 42 us)
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
 
 
@@ -105,8 +104,7 @@ def live_weights(fam, weights):
         b_rest = b_fold = None
         if kernel is not None and w_hh.flags.c_contiguous:
             folded = fam.fold * H
-            b_rest = np.zeros(H, w_ih.dtype) if b_hh is None or folded == GH else \
-                b_hh[folded:]
+            b_rest = np.zeros(GH - folded, w_ih.dtype) if b_hh is None else b_hh[folded:]
             b_fold = None if b_hh is None else b_hh[:folded]
         else:
             kernel = None
@@ -135,7 +133,7 @@ def _rows(fam, w, threads):
 
 def frozen_weights(fam, weights, threads=1):
     """A snapshot in the fastest layout (copies: later edits of the parameters do not
-    reach it). threads > 1: float32 GRU/LSTM layers of kernels.ROWS_MIN weights and more
+    reach it). threads > 1: float32 GRU/LSTM layers of tuning.THREADED_MIN weights and more
     (with numba) run each step on that many threads (kernels.rows_step_for)."""
     out = []
     for layer in weights:
@@ -152,7 +150,7 @@ def frozen_weights(fam, weights, threads=1):
         kernel = kernel_for(fam, w.w_ih.dtype, 1, GH, w.w_hh.shape[1], w.w_hr is not None)
         b_rest = None
         if kernel is not None:
-            b_rest = np.zeros(H, w.w_ih.dtype) if b_h is None else b_h
+            b_rest = np.zeros(GH - folded, w.w_ih.dtype) if b_h is None else b_h
         if folded == GH and getattr(fam, "fused_step", False):
             if GH * w.w_hh.shape[1] > JOINT_WINS:      # one threaded BLAS call beats the
                 kernel = None                          # compiled loop's own matmul here
@@ -187,7 +185,7 @@ def _products(w, v):
     matrix-vector product per row, or for 3-4 rows and a small w one matrix product
     (measured, OpenBLAS: per row wins from 2^15 weights, or up to 2 rows)."""
     out = np.empty((v.shape[0], w.shape[0]), dtype=v.dtype)
-    if v.shape[0] <= 2 or w.size >= 1 << 15:
+    if v.shape[0] <= PER_ROW_ALWAYS or w.size >= PER_ROW_MIN:
         return per_row(w, v, out)
     return dot(v, w.T, out=out)
 
@@ -205,9 +203,9 @@ def _blas_step(fam, s, inp, hk, ck, target, c_out):
     ax = _products(w_x, xs)
     ah = None if w_h is None else _products(w_h, hk)
     if cell is not None:
-        state = np.ascontiguousarray(hk if ck is None else ck)
-        cell(ax, ax if ah is None else ah, ah is not None, b_ih, b_hh, state, target,
-             target if c_out is None else c_out)
+        h_ = ready(hk)
+        cell(ax, ax if ah is None else ah, ah is not None, b_ih, b_hh, h_,
+             h_ if ck is None else ready(ck), target, target if c_out is None else c_out)
         return
     if s.b_x is not None:              # the family's NumPy step: only the joint form comes
         ax += s.b_x                    # here (the live form exists only with the cell)
@@ -216,15 +214,15 @@ def _blas_step(fam, s, inp, hk, ck, target, c_out):
         c_out[...] = cn
 
 
-_LIVE_ROWS = {}       # (id(family), dtype, size >= ROWS_MIN) -> rows_step_for's answer
+_LIVE_ROWS = {}       # (id(family), dtype, size >= THREADED_MIN) -> rows_step_for's answer
 #                       (only the built-in families, which live as long as the process,
 #                       get a step; any other family's id maps to None)
 
 
 def _live_rows_step(fam, dt, size):
     """rows_step_for for a live layer, looked up once per family, dtype and side of
-    ROWS_MIN (its other conditions; ~2 us a step saved)."""
-    key = (id(fam), dt, size >= ROWS_MIN)
+    THREADED_MIN (its other conditions; ~2 us a step saved)."""
+    key = (id(fam), dt, size >= THREADED_MIN)
     if key not in _LIVE_ROWS:
         _LIVE_ROWS[key] = rows_step_for(fam, dt, False, size)
     return _LIVE_ROWS[key]
@@ -245,12 +243,12 @@ def step_layers(fam, x, layers, h, c):
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
             rows_step, t = s.rows_step, s.threads
-            if rows_step is None and s.rows_size and threads > 1 and N <= ROWS_N:
+            if rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS:
                 rows_step, t = _live_rows_step(fam, dt, s.rows_size), threads
-            if rows_step is not None and N <= ROWS_N:         # threaded, compiled
-                hk = np.ascontiguousarray(h[k])
-                ck = hk if c is None else np.ascontiguousarray(c[k])
-                rows_step(np.ascontiguousarray(inp), hk, ck, *s.rows_w, h_new[k],
+            if rows_step is not None and N <= FEW_ROWS:         # threaded, compiled
+                hk = ready(h[k])
+                ck = hk if c is None else ready(c[k])
+                rows_step(ready(inp), hk, ck, *s.rows_w, h_new[k],
                           h_new[k] if c is None else c_new[k], t)
                 inp = h_new[k]
                 continue
@@ -262,15 +260,15 @@ def step_layers(fam, x, layers, h, c):
                     dot(target, s.w_hr_t, out=h_new[k])
                 inp = h_new[k]
                 continue
-            if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= LIMIT:
+            if s.kernel is not None and N * s.w_hh_t.shape[0] * s.w_hh_t.shape[1] <= COMPILED_LOOP_MAX:
                 gx = dot(inp, s.w_ih_t)                     # x part by BLAS, the rest
                 if s.b_x is not None:                       # compiled (kernels.py)
                     gx += s.b_x
                 if s.b_fold is not None:
                     gx[:, :s.b_fold.shape[0]] += s.b_fold
-                hk = np.ascontiguousarray(h[k])
+                hk = ready(h[k])
                 s.kernel(gx[None], s.w_hh_t.T if s.rows else s.w_hh_t, s.b_rest, hk,
-                         hk if c is None else np.ascontiguousarray(c[k]), False,
+                         hk if c is None else ready(c[k]), False,
                          h_new[k][None], hk if c is None else c_new[k], s.rows, NO_STORE,
                          False)
                 inp = h_new[k]

@@ -64,9 +64,8 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
         from ..nn import make_layer
         from ..sequence import kernels
         kernels.set_num_threads(threads)
-        if kind in kernels.KINDS:      # numba's import, like torch's, before the baseline
-            kernels._load(kind)
         m = make_layer(kind, I, H, seed=0).train(what == "train")
+        kernels.warm(m.family)         # numba's import, like torch's, before the baseline
 
         def call():
             if what == "train":
@@ -241,7 +240,7 @@ def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, rounds=3, reps=5, threads=Non
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
             f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}",
             f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes",
-            f"rnnlab's compiled GRU/LSTM kernels: {_kernels_info()}",
+            f"rnnlab's compiled kernels: {_kernels_info()}",
             "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
             "/ rnnlab time"]
     for line in head:

@@ -1,0 +1,174 @@
+"""The loop shapes of the compiled kernels, written once for every family: templates that
+_compiled.specialise compiles per family (kernels.py says where each runs). Each leaves
+these names open, bound per family: G, F, S, CB (ints: gates, folded gates, store blocks,
+c' block), HAS_C, DIRECT (bools: a cell state; a direct path from h to h'), FORWARD_UNITS
+and BACK_UNITS (the family's scalar units; the row layouts they read and write are in
+cells/family.py).
+
+A unit loop writes into few arrays and its flags are constants per call site, so that
+LLVM vectorises it (a loop storing into many arrays, or under a runtime flag, is not:
+measured up to 25% slower).
+"""
+# ruff: noqa: F821
+# flake8: noqa: F821
+import numpy as np
+from numba import prange
+
+from ._compiled import _copy, _recurrent, _rowdot, f32
+
+def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
+    """The time loop of one direction. gx (T, N, G*H): x W_ih^T with b_ih and the b_hh of
+    the folded gates; w_hh_t (H_out, G*H), or with rows=True W_hh itself (G*H, H_out);
+    b_rest: the b_hh of the other gates ((G-F)*H, zeros without bias); h0, c0 (N, H)
+    (c0: any (N, H) array without a cell state); out (T, N, H) the outputs; c_n (N, H)
+    receives the last c. record=True leaves the gate values in gx and the stored values in
+    store (T, N, S*H), the NumPy step's layout (store is not touched otherwise)."""
+    T, N, GH = gx.shape
+    H = GH // G
+    FH = F * H
+    A = np.empty((N, GH), f32)
+    u = np.empty(GH + S * H, f32)
+    if HAS_C:
+        c_n[:] = c0
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
+        _recurrent(A, gx[t], b_rest, prev, w_hh_t, FH, rows)
+        for n in range(N):
+            if record:                 # a constant flag each: LLVM drops the dead stores
+                FORWARD_UNITS(A[n], gx[t, n], prev[n], c_n[n], u, out[t, n], c_n[n], 0, H,
+                              H, True)
+                _copy(gx[t, n], u, 0)
+                _copy(store[t, n], u, GH)
+            else:
+                FORWARD_UNITS(A[n], gx[t, n], prev[n], c_n[n], u, out[t, n], c_n[n], 0, H,
+                              H, False)
+
+
+def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr):
+    """BPTT of one direction. dout (T, N, H) upstream gradient of the outputs (read only
+    when has_dout); dh (N, H), dc (N, H) (any (N, H) array without a cell state): the
+    gradients from after the last step, updated in place to those of h0 and c0; acts,
+    store: the recording forward's gx and store; h0, c0, out: its states; w_hh (G*H, H)
+    row-major; dgx (T, N, G*H) receives d(x W_ih^T + b_ih), dgr (T, N, (G-F)*H) the
+    d(h W_h + b_h) of the gates past F."""
+    T, N, GH = acts.shape
+    H = GH // G
+    FH = F * H
+    XB = GH + H
+    u = np.empty(XB + GH - FH, f32)
+    dht = np.empty(H, f32)
+    Dg = np.empty((N, GH), f32)
+    Dd = np.empty((N, H), f32)
+    Z = np.zeros(H, f32)
+    for s in range(T):
+        t = s if reverse else T - 1 - s                  # the forward's steps, last first
+        p = t + 1 if reverse else t - 1
+        for n in range(N):
+            for j in range(H):
+                dht[j] = dh[n, j] + dout[t, n, j] if has_dout else dh[n, j]
+            hp = h0[n] if s == T - 1 else out[p, n]
+            cp = c0[n] if s == T - 1 or not HAS_C else store[p, n, CB * H:(CB + 1) * H]
+            d = dgx[t, n] if FH == GH and not DIRECT else u
+            BACK_UNITS(dht, dc[n], acts[t, n], store[t, n], hp, cp, d, dc[n], H)
+            if FH < GH or DIRECT:
+                _copy(dgx[t, n, :FH], u, 0)
+            if FH < GH:                                  # d gh: [folded | the others]
+                _copy(Dg[n], u, 0)
+                _copy(dgx[t, n, FH:], u, XB)
+                _copy(dgr[t, n], u, FH)
+            if DIRECT:
+                _copy(Dd[n], u, GH)
+        _recurrent(dh, Dd, Z, Dg if FH < GH else dgx[t], w_hh,
+                   H if DIRECT else 0, False)            # dh = direct + d gh W_hh
+
+
+def STEP(gx, gh, bias, b_rest, h, c, h_new, store):
+    """One step of N rows (the driver's own loop, where BLAS does the matmuls) with the
+    family step's arguments: gx = x W_ih^T, gh = h W_hh^T without biases; bias (G*H,):
+    b_ih with the folded b_hh; b_rest ((G-F)*H,): the other b_hh. Leaves the gate values
+    in gx and the stored values in store, as the NumPy step."""
+    N, GH = gx.shape
+    H = GH // G
+    FH = F * H
+    a, xa = np.empty(GH, f32), np.empty(GH, f32)
+    u, cs = np.empty(GH + S * H, f32), np.empty(H, f32)
+    for n in range(N):
+        for k in range(FH):            # first the sums (inside the unit loop: 7x slower)
+            a[k] = (gx[n, k] + bias[k]) + gh[n, k]
+        for k in range(FH, GH):
+            a[k] = gh[n, k] + b_rest[k - FH]
+            xa[k] = gx[n, k] + bias[k]
+        FORWARD_UNITS(a, xa, h[n], c[n], u, h_new[n], cs, 0, H, H, True)
+        _copy(gx[n], u, 0)
+        _copy(store[n], u, GH)                           # c' among them
+
+
+def BACK_STEP(dh_new, dc_new, acts, store, h, c, dgx, dgr, direct, dc_prev):
+    """One back step of N rows with the family back's results: dgx, dgr, the direct dh
+    and dc_prev (cell state only)."""
+    N, GH = acts.shape
+    H = GH // G
+    FH = F * H
+    XB = GH + H
+    u = np.empty(XB + GH - FH, f32)
+    for n in range(N):
+        d = dgx[n] if FH == GH and not DIRECT else u
+        BACK_UNITS(dh_new[n], dc_new[n], acts[n], store[n], h[n], c[n], d, dc_prev[n],
+                   H)
+        if FH < GH or DIRECT:
+            _copy(dgx[n, :FH], u, 0)
+        if FH < GH:
+            _copy(dgx[n, FH:], u, XB)
+            _copy(dgr[n], u, FH)
+        if DIRECT:
+            _copy(direct[n], u, GH)
+
+
+def CELL(ax, ah, has_h, b_ih, b_hh, h, c, h_new, c_new):
+    """The gates of one step from BLAS's products (layer.step and freeze() at batch 1-4):
+    ax = x W_ih^T (N, G*H), ah = h W_hh^T (read only with has_h; without it ax is
+    [x | h] [W_ih | W_hh]^T, folded families only); b_ih, b_hh (G*H,) (zeros without
+    bias); h, c (N, H) (c: any (N, H) array without a cell state). Writes h_new (and
+    c_new)."""
+    N, GH = ax.shape
+    H = GH // G
+    FH = F * H
+    a, xa = np.empty(GH, f32), np.empty(GH, f32)
+    u = np.empty(GH + S * H, f32)
+    for n in range(N):
+        if has_h:                                        # torch's sum
+            for k in range(FH):
+                a[k] = (ax[n, k] + b_ih[k]) + (ah[n, k] + b_hh[k])
+        else:
+            for k in range(FH):
+                a[k] = (ax[n, k] + b_ih[k]) + b_hh[k]
+        for k in range(FH, GH):
+            a[k] = ah[n, k] + b_hh[k]
+            xa[k] = ax[n, k] + b_ih[k]
+        FORWARD_UNITS(a, xa, h[n], c[n], u, h_new[n], c_new[n], 0, H, H, False)
+
+
+def ROWS(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
+    """One step of a few rows from the weights in torch's layout (w_ih (G*H, I), w_hh
+    (G*H, H), biases (G*H,), zeros when absent), the units in P blocks; compiled twice:
+    over numba's threads (prange) and in the calling thread. Each block reads only its
+    units' weight rows (half the weights each on 2 cores: a 2-layer GRU at H = 256, 3 MB,
+    then fits in the cores' own caches). Dot products summed in any order (reassoc)."""
+    N, H = h.shape
+    GH = G * H
+    FH = F * H
+    for p in prange(P):
+        lo, hi = p * H // P, (p + 1) * H // P
+        a, xa = np.empty(GH, f32), np.empty(GH, f32)
+        u = np.empty(GH + S * H, f32)
+        for n in range(N):
+            for k0 in range(0, GH, H):
+                for k in range(k0 + lo, k0 + hi):
+                    if k < FH:
+                        a[k] = _rowdot(w_ih, k, x[n]) + _rowdot(w_hh, k, h[n]) + (
+                            b_ih[k] + b_hh[k])
+                    else:
+                        a[k] = _rowdot(w_hh, k, h[n]) + b_hh[k]
+                        xa[k] = _rowdot(w_ih, k, x[n]) + b_ih[k]
+            FORWARD_UNITS(a, xa, h[n], c[n], u, h_new[n], c_new[n], lo, hi, H, False)

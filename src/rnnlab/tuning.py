@@ -1,0 +1,49 @@
+"""Every size threshold that picks a compute path, in one place, each with what was
+measured to set it (2-core x86-64, NumPy 2.4 with OpenBLAS 0.3.31, numba 0.68, float32;
+BENCHMARKS.md and docs/benchmarks-history.md have the runs). They choose between paths
+that compute the same numbers (to rounding); none changes a result.
+"""
+
+#: N * H up to which the NumPy GRU / LSTM steps run their sigmoid over whole contiguous
+#: rows (more arithmetic, fewer ufunc calls): at batch 1-16, H <= 64, one call on a
+#: column slice costs ~1 us more than on a row, which outweighs the extra elements.
+SMALL_GATES = 1024
+
+#: N * G*H * H_out per step up to which a compiled whole-sequence loop (its own
+#: recurrent matmul) beats OpenBLAS's matmul plus compiled gates; above it BLAS wins
+#: (LSTM (100, 64, 256, 256): 1 << 22 per step, BLAS 1.3x faster).
+COMPILED_LOOP_MAX = 1 << 20
+
+#: Weights of W_hh from which OpenBLAS splits a matrix-vector product over its threads
+#: (0.3.31: between 393k and 524k); there, for a few rows, one product per row with W in
+#: torch's layout beats one matrix product (LSTM W_hh at H = 512, batch 1: 40 vs ~140 us
+#: per step).
+BLAS_ROWS = 1 << 19
+
+#: Rows up to which products per row (BLAS_ROWS) and the threaded step win.
+FEW_ROWS = 4
+
+#: W (G*H x K) weights from which a product per row beats one matrix product for 3-4
+#: rows (OpenBLAS); with 1-2 rows the product per row always wins.
+PER_ROW_MIN = 1 << 15
+PER_ROW_ALWAYS = 2
+
+#: G*H * H_out above which one [x | h] @ [W_ih; W_hh]^T BLAS call beats the compiled
+#: single-step loop for RNN / LSTM steps (LSTM H = 256: 36 vs 42 us).
+JOINT_WINS = 1 << 17
+
+#: Weights of a layer (G*H * (I + H_out)) from which set_num_threads(k) / freeze(threads=k)
+#: split a step over threads (1 MB: below it the threads' start-up costs more than the
+#: halved product saves); and units per thread at the least.
+THREADED_MIN = 1 << 18
+THREAD_UNITS = 32
+
+#: x.size * H below which an unrecorded call allocates plainly instead of leasing pool
+#: buffers (a batch-1 step: the lease's bookkeeping costs more than the page faults).
+POOL_MIN = 1 << 16
+
+#: A transposed copy of a matrix of this many elements or more goes by blocks of
+#: TRANSPOSE_BLOCK rows (NumPy's own transposing copy of 2048 x 512 float32: 7.4 ms;
+#: by 64-row blocks: 0.8 ms).
+TRANSPOSE_BLOCKED = 1 << 16
+TRANSPOSE_BLOCK = 64
