@@ -44,8 +44,26 @@ def by_kind(kind):
             from None
 
 
+def variant(kind, **options):
+    """The family computing what torch's class of family ``kind`` computes with
+    ``options`` (e.g. variant("rnn", nonlinearity="relu") is "rnn_relu"), or a ValueError
+    naming the option that class does not take."""
+    fam = by_kind(kind)
+    same = [f for f in FAMILIES.values()
+            if f.torch_class is not None and f.torch_class == fam.torch_class]
+    for key in options:
+        if not any(key in f.options for f in same):
+            takers = sorted(f.kind for f in FAMILIES.values() if key in f.options and f.listed)
+            raise ValueError(f"{key} is only for {' and '.join(takers)}, not {kind}")
+    for f in same:
+        if all(f.options.get(k) == v for k, v in options.items()):
+            return f
+    raise ValueError(f"no family {kind} with {options}; registered: "
+                     f"{[f.options for f in same]}")
+
+
 for _family in (rnn.TANH, rnn.RELU, gru.FAMILY, lstm.FAMILY):
     register(_family)
 
 __all__ = ["Family", "Units", "FAMILIES", "register", "unregister", "by_mode", "by_kind",
-           "to_framework", "from_framework"]
+           "variant", "to_framework", "from_framework"]

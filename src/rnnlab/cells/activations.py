@@ -15,6 +15,7 @@ import numpy as np
 
 ONE, ZERO = 1.0, 0.0
 tanh = np.tanh
+RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}     # where each activation's values lie
 
 
 def sigmoid(x, out=None):

@@ -83,7 +83,7 @@ class Family:
     kind: str                       # registry key and command-line name: "gru"
     mode: str                       # torch's mode string: "GRU", "RNN_TANH", ...
     num_gates: int                  # G: row blocks of H in W_ih / W_hh
-    gate_names: tuple               # letters of the row blocks ("r", "z", "n"); ("a",) RNN
+    gate_names: tuple               # letters of the row blocks ("r", "z", "n"); () RNN
     fold: int                       # leading gates whose b_hh folds into the projection
     store_names: tuple              # the (N, H) blocks a step keeps in ``store``
     step: Callable
@@ -100,11 +100,14 @@ class Family:
     fused_step: bool = False        # step accepts gh=None (all of it already in gx)
     listed: bool = True             # offered as a CLI kind (RNN's relu goes through --nonlinearity)
     units: Optional[Units] = None   # scalar forms: the family has compiled float32 loops
+    gate_activations: tuple = ()    # per gate: "sigmoid", "tanh", ... (explain's axes)
     activation: str = "tanh"        # what makes h from the gates (explain's wording)
-    #: ONNX: op type and the attributes that say this family (None: no ONNX op)
+    #: ONNX: {"op": its op type, "attributes": the values that say this family (per
+    #: direction for "activations"), "defaults": ONNX's values for attributes a node leaves
+    #: out} (None: no ONNX op computes it)
     onnx: Optional[dict] = None
-    #: Keras: layer class, its options, and whether its one bias is b_ih + b_hh ("sum")
-    #: or the pair [b_ih; b_hh] ("pair") (None: no Keras layer)
+    #: Keras: {"class": its layer, "options": the config values that say this family,
+    #: "bias": "sum" (one bias b_ih + b_hh) or "pair" ([b_ih; b_hh])} (None: no Keras layer)
     keras: Optional[dict] = None
 
     @property

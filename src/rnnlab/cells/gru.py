@@ -132,8 +132,12 @@ FAMILY = Family(
                "part,",
                "                                                    unlike the GRU paper",
                "h' = (1 - z) * n + z * h"),
+    gate_activations=("sigmoid", "sigmoid", "tanh"),
     torch_class="GRU", units=Units(forward_units, back_units, functions=(unit, unit_back)),
     gate_order={"onnx": (1, 0, 2), "keras": (1, 0, 2)},    # both z | r | h
-    onnx={"op": "GRU", "attributes": {"linear_before_reset": 1}},
-    keras={"class": "GRU", "options": {"reset_after": True}, "bias": "pair"},
+    onnx={"op": "GRU", "attributes": {"linear_before_reset": 1,
+                                      "activations": ["Sigmoid", "Tanh"]},
+          "defaults": {"linear_before_reset": 0, "activations": ["Sigmoid", "Tanh"]}},
+    keras={"class": "GRU", "options": {"reset_after": True, "activation": "tanh",
+                                       "recurrent_activation": "sigmoid"}, "bias": "pair"},
 )

@@ -141,9 +141,12 @@ FAMILY = Family(
                "o = s(x W_io^T + b_io + h W_ho^T + b_ho)     output gate",
                "c' = f * c + i * g",
                "h' = o * tanh(c')"),
+    gate_activations=("sigmoid", "sigmoid", "tanh", "sigmoid"),
     has_cell_state=True, torch_class="LSTM", supports_projection=True,
     units=Units(forward_units, back_units, functions=(unit, unit_back), direct=False),
     gate_order={"onnx": (0, 3, 1, 2), "keras": (0, 1, 2, 3)},    # i o f c / i f c o
-    onnx={"op": "LSTM", "attributes": {}},
-    keras={"class": "LSTM", "options": {}, "bias": "sum"},
+    onnx={"op": "LSTM", "attributes": {"activations": ["Sigmoid", "Tanh", "Tanh"]},
+          "defaults": {"activations": ["Sigmoid", "Tanh", "Tanh"]}},
+    keras={"class": "LSTM", "options": {"activation": "tanh", "recurrent_activation": "sigmoid"},
+           "bias": "sum"},
 )

@@ -78,20 +78,24 @@ def _units(act):
                  shapes=frozenset({"sequence", "cell"}))
 
 
+# ONNX's RNN op (its defaults for attributes a node leaves out) and Keras's SimpleRNN (one
+# bias: b_ih + b_hh)
+_onnx = {"op": "RNN", "defaults": {"activations": ["Tanh"]}}
+_keras = {"class": "SimpleRNN", "bias": "sum"}
 _common = dict(num_gates=1, gate_names=(), fold=1, store_names=(), torch_class="RNN",
                fused_step=True, gate_order={"onnx": (0,), "keras": (0,)})
 TANH = Family("rnn", "RNN_TANH", step=step_tanh, back=back_tanh,
               plain_step=_plain(np.tanh, tanh_grad)[0], plain_back=_plain(np.tanh, tanh_grad)[1],
               equations=("h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)",),
-              options={}, units=_units("tanh"),
-              onnx={"op": "RNN", "attributes": {"activations": ["Tanh"]}},
-              keras={"class": "SimpleRNN", "options": {"activation": "tanh"}, "bias": "sum"},
+              options={"nonlinearity": "tanh"}, units=_units("tanh"),
+              onnx=dict(_onnx, attributes={"activations": ["Tanh"]}),
+              keras=dict(_keras, options={"activation": "tanh"}),
               **_common)
 _relu = _plain(relu, relu_grad)
 RELU = Family("rnn_relu", "RNN_RELU", step=step_relu, back=back_relu,
               plain_step=_relu[0], plain_back=_relu[1],
               equations=("h' = relu(x W_ih^T + b_ih + h W_hh^T + b_hh)",),
               options={"nonlinearity": "relu"}, listed=False, units=_units("relu"),
-              activation="relu", onnx={"op": "RNN", "attributes": {"activations": ["Relu"]}},
-              keras={"class": "SimpleRNN", "options": {"activation": "relu"}, "bias": "sum"},
+              activation="relu", onnx=dict(_onnx, attributes={"activations": ["Relu"]}),
+              keras=dict(_keras, options={"activation": "relu"}),
               **_common)

@@ -18,10 +18,8 @@ import sys
 
 import numpy as np
 
-from ..cells import by_mode, from_framework, to_framework
-from ..nn import GRU, LSTM, RNN
-
-_KERAS = {"RNN_TANH": "SimpleRNN", "RNN_RELU": "SimpleRNN", "GRU": "GRU", "LSTM": "LSTM"}
+from ..cells import FAMILIES, from_framework, to_framework
+from ..nn import RNNBase, make_layer
 
 
 class KerasConversionError(ValueError):
@@ -53,7 +51,7 @@ def _keras_weights(w, fam, bias):
     """rnnlab LayerWeights -> the list a Keras cell's set_weights takes."""
     out = [_blocks(w.w_ih, fam).T, _blocks(w.w_hh, fam).T]
     if bias:
-        if fam.mode == "GRU":
+        if fam.keras["bias"] == "pair":
             out.append(np.stack([_blocks(w.b_ih, fam), _blocks(w.b_hh, fam)]))
         else:
             out.append(_blocks(w.b_ih + w.b_hh, fam))
@@ -63,7 +61,7 @@ def _keras_weights(w, fam, bias):
 def to_keras(module):
     """A Keras model computing ``module``'s output (see the module docstring)."""
     keras = keras_module()
-    if not isinstance(module, (RNN, GRU, LSTM)):
+    if not isinstance(module, RNNBase) or module.family.keras is None:
         raise TypeError(f"to_keras takes an rnnlab RNN, GRU or LSTM layer, got "
                         f"{type(module).__name__}")
     if module.proj_size:
@@ -74,13 +72,8 @@ def to_keras(module):
     layers = [keras.Input((None, module.input_size), dtype="float32")]
     weights = []
     for k, ws in enumerate(module.weights()):
-        kw = dict(units=H, return_sequences=True, use_bias=module.bias)
-        name = _KERAS[fam.mode]
-        if name == "SimpleRNN":
-            kw["activation"] = "relu" if fam.mode == "RNN_RELU" else "tanh"
-        if name == "GRU":
-            kw["reset_after"] = True
-        make = getattr(keras.layers, name)
+        kw = dict(units=H, return_sequences=True, use_bias=module.bias, **fam.keras["options"])
+        make = getattr(keras.layers, fam.keras["class"])
         layer = make(**kw) if len(ws) == 1 else keras.layers.Bidirectional(
             make(**kw), merge_mode="concat")
         layers.append(layer)
@@ -92,23 +85,31 @@ def to_keras(module):
 
 
 def _config_check(cfg, where, backward=False):
-    name = cfg["class"]
+    """The family whose Keras record says what this layer config computes, or a
+    KerasConversionError naming the setting no family has."""
     if cfg.get("go_backwards") and not backward:
         raise KerasConversionError(f"{where}: go_backwards=True (use Bidirectional)")
     for key in ("dropout", "recurrent_dropout"):
         if cfg.get(key, 0):
             raise KerasConversionError(f"{where}: {key}={cfg[key]} has no torch equivalent")
-    act = cfg.get("activation")
-    allowed = ("tanh", "relu") if name == "SimpleRNN" else ("tanh",)
-    if act not in allowed:
-        raise KerasConversionError(f"{where}: activation {act!r} (torch's {name} uses "
-                                   f"{' or '.join(allowed)})")
-    if name != "SimpleRNN" and cfg.get("recurrent_activation") != "sigmoid":
-        raise KerasConversionError(f"{where}: recurrent_activation "
-                                   f"{cfg.get('recurrent_activation')!r} (torch uses sigmoid)")
-    if name == "GRU" and not cfg.get("reset_after", True):
-        raise KerasConversionError(f"{where}: GRU(reset_after=False) applies the reset gate "
-                                   "before the matmul, which torch's GRU does not compute")
+    misses = []
+    for fam in FAMILIES.values():
+        if fam.keras and fam.keras["class"] == cfg["class"]:
+            bad = [k for k, v in fam.keras["options"].items() if cfg.get(k, v) != v]
+            if not bad:
+                return fam
+            misses.append((fam, bad))
+    if not misses:
+        raise KerasConversionError(f"{where}: no rnnlab family computes a {cfg['class']}")
+    fam, bad = min(misses, key=lambda m: len(m[1]))
+    key = bad[0]
+    if key == "reset_after":
+        raise KerasConversionError(f"{where}: {cfg['class']}(reset_after=False) applies the "
+                                   "reset gate before the matmul, which torch's GRU does not "
+                                   "compute")
+    allowed = sorted({f.keras["options"][key] for f, _ in misses if key in f.keras["options"]})
+    raise KerasConversionError(f"{where}: {key} {cfg.get(key)!r} (torch's {cfg['class']} "
+                               f"uses {' or '.join(allowed)})")
 
 
 def from_keras(model_or_layer):
@@ -131,51 +132,44 @@ def from_keras(model_or_layer):
                 raise KerasConversionError(f"layer {i}: Bidirectional merge_mode "
                                            f"{layer.merge_mode!r} (torch concatenates)")
             cells = [layer.forward_layer, layer.backward_layer]
-        elif kind in ("SimpleRNN", "GRU", "LSTM"):
+        elif kind in {f.keras["class"] for f in FAMILIES.values() if f.keras}:
             cells = [layer]
         else:
             raise KerasConversionError(f"layer {i} is a {kind}: from_keras reads models made "
                                        "of SimpleRNN, GRU, LSTM and Bidirectional layers only")
+        fams = []
         cfgs = []
         for j, c in enumerate(cells):
             cfg = dict(c.get_config(), **{"class": type(c).__name__})
-            _config_check(cfg, f"layer {i} ({type(c).__name__})", backward=j == 1)
+            fams.append(_config_check(cfg, f"layer {i} ({type(c).__name__})", backward=j == 1))
             cfgs.append(cfg)
-        names = {c["class"] for c in cfgs}
-        if len(names) != 1:
-            raise KerasConversionError(f"layer {i}: the two directions differ ({names})")
+        if len(set(fams)) != 1:
+            raise KerasConversionError(f"layer {i}: the two directions differ")
         if kind == "Bidirectional" and not cells[1].go_backwards:
             raise KerasConversionError(f"layer {i}: the backward layer must run backwards")
-        specs.append((cfgs[0], [c.get_weights() for c in cells]))
+        specs.append((fams[0], cfgs[0], [c.get_weights() for c in cells]))
     if not specs:
         raise KerasConversionError("no recurrent layer found")
-    first = specs[0][0]
-    mode = {"SimpleRNN": "RNN_RELU" if first["activation"] == "relu" else "RNN_TANH",
-            "GRU": "GRU", "LSTM": "LSTM"}[first["class"]]
-    fam = by_mode(mode)
-    H, bias, D = first["units"], first["use_bias"], len(specs[0][1])
-    for cfg, ws in specs:
-        if (cfg["class"], cfg["units"], cfg["use_bias"], cfg.get("activation"), len(ws)) != \
-                (first["class"], H, bias, first.get("activation"), D):
+    fam, first = specs[0][0], specs[0][1]
+    H, bias, D = first["units"], first["use_bias"], len(specs[0][2])
+    for f, cfg, ws in specs:
+        if (f, cfg["units"], cfg["use_bias"], len(ws)) != (fam, H, bias, D):
             raise KerasConversionError("the recurrent layers differ in kind, units, bias, "
                                        "activation or direction: torch's layers stack equal ones")
-    for cfg, _ in specs[:-1]:
+    for _, cfg, _ in specs[:-1]:
         if not cfg.get("return_sequences"):
             raise KerasConversionError("an inner layer has return_sequences=False")
-    I = specs[0][1][0][0].shape[0]
-    cls = {"RNN_TANH": RNN, "RNN_RELU": RNN, "GRU": GRU, "LSTM": LSTM}[mode]
-    kw = dict(num_layers=len(specs), bias=bias, bidirectional=D == 2, batch_first=True)
-    if cls is RNN:
-        kw["nonlinearity"] = "relu" if mode == "RNN_RELU" else "tanh"
-    layer = cls(I, H, **kw)
+    I = specs[0][2][0][0].shape[0]
+    layer = make_layer(fam.kind, I, H, num_layers=len(specs), bias=bias, bidirectional=D == 2,
+                       batch_first=True)
     sd = {}
-    for k, (_, ws) in enumerate(specs):
+    for k, (_, _, ws) in enumerate(specs):
         for d, w in enumerate(ws):
             s = f"_l{k}" + ("_reverse" if d else "")
             sd["weight_ih" + s] = _unblocks(w[0].T, fam)
             sd["weight_hh" + s] = _unblocks(w[1].T, fam)
             if bias:
-                if mode == "GRU":
+                if fam.keras["bias"] == "pair":
                     sd["bias_ih" + s], sd["bias_hh" + s] = (_unblocks(w[2][0], fam),
                                                             _unblocks(w[2][1], fam))
                 else:

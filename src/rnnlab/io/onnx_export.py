@@ -18,10 +18,7 @@ import json
 import numpy as np
 
 from ..cells import to_framework
-from ..nn import GRU, LSTM, RNN
-
-_OPS = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
-
+from ..nn import RNNBase
 
 def require(name, extra):
     try:
@@ -54,7 +51,7 @@ class _Graph:
 def export_onnx(module, path, *, lengths=False, opset=17):
     """Write ``module`` (RNN, GRU, LSTM; proj_size included) to ``path`` as ONNX."""
     onnx = require("onnx", "onnx")
-    if not isinstance(module, (RNN, GRU, LSTM)):
+    if not isinstance(module, RNNBase) or module.family.onnx is None:
         raise TypeError(f"export_onnx takes an rnnlab RNN, GRU or LSTM layer, got "
                         f"{type(module).__name__} (cells, heads and other families have no "
                         "ONNX equivalent here)")
@@ -122,12 +119,10 @@ def _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H):
         ins.append("")
     ins += [seq_lens, h0k] + ([c0k] if c0k is not None else [])
     attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
-    if fam.mode == "GRU":
-        attrs["linear_before_reset"] = 1
-    if fam.mode.startswith("RNN"):
-        attrs["activations"] = ["Relu" if fam.mode == "RNN_RELU" else "Tanh"] * D
+    for key, value in fam.onnx["attributes"].items():       # what says this family
+        attrs[key] = value * D if key == "activations" else value
     n_out = 3 if c0k is not None else 2
-    outs = g.op(_OPS[fam.mode], ins, n_out=n_out, **attrs)
+    outs = g.op(fam.onnx["op"], ins, n_out=n_out, **attrs)
     y = g.op("Transpose", [outs[0]], perm=[0, 2, 1, 3])            # (T, N, D, H)
     y = g.op("Reshape", [y, g.const("shape", [0, 0, -1], np.int64)])  # (T, N, D*H)
     return y, outs[1], (outs[2] if c0k is not None else None)

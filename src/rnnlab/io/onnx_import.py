@@ -12,14 +12,14 @@ import json
 
 import numpy as np
 
-from ..cells import by_mode, from_framework
-from ..nn import GRU, LSTM, RNN
+from ..cells import FAMILIES, from_framework
+from ..nn import make_layer
+from ..nn.kinds import LAYERS
 from .onnx_export import require
 
 PLUMBING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gather",
             "Shape", "Constant", "ConstantOfShape", "Cast", "Identity", "Split", "Expand",
             "Range", "Less", "Where"}
-_DEFAULT_ACTS = {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
 
 
 class OnnxImportError(ValueError):
@@ -51,9 +51,10 @@ def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
                     values[n.output[0]] = numpy_helper.to_array(a.t)
     meta = {p.key: p.value for p in model.metadata_props}.get("rnnlab")
     meta = json.loads(meta) if meta else None
-    rec = [n for n in graph.node if n.op_type in ("RNN", "GRU", "LSTM")]
+    ops = {f.onnx["op"] for f in FAMILIES.values() if f.onnx}
+    rec = [n for n in graph.node if n.op_type in ops]
     scans = [n for n in graph.node if n.op_type == "Scan"]
-    other = sorted({n.op_type for n in graph.node} - PLUMBING - {"RNN", "GRU", "LSTM", "Scan"})
+    other = sorted({n.op_type for n in graph.node} - PLUMBING - ops - {"Scan"})
     if other:
         raise OnnxImportError(f"the graph holds {', '.join(other)} besides the recurrent "
                               "layers; import_onnx reads graphs of recurrent layers only")
@@ -93,46 +94,68 @@ def _check_chain(graph, rec):
                                   + ("the previous layer's output" if k else "a graph input"))
 
 
+def _family_for(node, k, a, D):
+    """The registered family whose ONNX record says what node ``k`` computes, or an
+    OnnxImportError naming the attribute no family has."""
+    op = node.op_type
+    got = {key: (v.decode() if isinstance(v, bytes) else v) for key, v in a.items()}
+    if "activations" in got:
+        got["activations"] = [s.decode() if isinstance(s, bytes) else s
+                               for s in got["activations"]]
+    candidates = [f for f in FAMILIES.values() if f.onnx and f.onnx["op"] == op]
+    misses = []
+    for fam in candidates:
+        want = dict(fam.onnx["attributes"])
+        if "activations" in want:
+            want["activations"] = want["activations"] * D
+        seen = {key: got.get(key, fam.onnx["defaults"].get(key)) for key in want}
+        if "activations" in seen and "activations" not in got:
+            seen["activations"] = fam.onnx["defaults"]["activations"] * D
+        bad = [key for key in want if seen[key] != want[key]]
+        if not bad:
+            return fam
+        misses.append((fam, bad, seen))
+    if not misses:
+        raise OnnxImportError(f"{op} node {k}: no rnnlab family computes this op")
+    fam, bad, seen = min(misses, key=lambda m: len(m[1]))
+    key = bad[0]
+    if key == "linear_before_reset":
+        raise OnnxImportError(f"{op} node {k}: linear_before_reset={seen[key]} applies the "
+                              "reset gate before the matmul, which torch's GRU does not "
+                              "compute")
+    raise OnnxImportError(f"{op} node {k}: {key} {seen[key]} (torch computes "
+                          f"{fam.onnx['attributes'][key]}; custom activations have no torch "
+                          "equivalent)")
+
+
 def _from_nodes(graph, rec, values, meta, batch_first, dtype):
     op = rec[0].op_type
     if any(n.op_type != op for n in rec):
         raise OnnxImportError(f"mixed recurrent ops {[n.op_type for n in rec]}")
     _check_chain(graph, rec)
-    layers, mode, D, H, bias = [], None, None, None, False
+    layers, fam, D, H, bias = [], None, None, None, False
     for k, node in enumerate(rec):
         a = _attrs(node)
         for bad in ("clip", "activation_alpha", "activation_beta"):
             if bad in a:
                 raise OnnxImportError(f"{op} node {k}: attribute {bad} has no torch equivalent")
         if a.get("input_forget", 0):
-            raise OnnxImportError(f"LSTM node {k}: input_forget=1 (coupled input and forget "
+            raise OnnxImportError(f"{op} node {k}: input_forget=1 (coupled input and forget "
                                   "gates) has no torch equivalent")
-        if op == "GRU" and a.get("linear_before_reset", 0) != 1:
-            raise OnnxImportError(f"GRU node {k}: linear_before_reset=0 applies the reset gate "
-                                  "before the matmul, which torch's GRU does not compute")
         direction = a.get("direction", b"forward")
         direction = direction.decode() if isinstance(direction, bytes) else direction
         if direction not in ("forward", "bidirectional"):
             raise OnnxImportError(f"{op} node {k}: direction {direction!r} has no torch "
                                   "equivalent (torch's reverse runs only beside a forward)")
         d = 2 if direction == "bidirectional" else 1
-        acts = [s.decode() if isinstance(s, bytes) else s for s in a.get("activations", [])]
-        if op == "RNN":
-            acts = acts or ["Tanh"] * d
-            if len(set(acts)) != 1 or acts[0] not in ("Tanh", "Relu"):
-                raise OnnxImportError(f"RNN node {k}: activations {acts} (torch's RNN is "
-                                      "tanh or relu in every direction)")
-            m = "RNN_TANH" if acts[0] == "Tanh" else "RNN_RELU"
-        else:
-            if acts and acts != _DEFAULT_ACTS[op] * d:
-                raise OnnxImportError(f"{op} node {k}: custom activations {acts}")
-            m = op
-        if op == "LSTM" and len(node.input) > 7 and node.input[7]:
-            raise OnnxImportError(f"LSTM node {k}: peepholes (input P) have no torch "
+        if len(node.input) > 7 and node.input[7]:
+            raise OnnxImportError(f"{op} node {k}: peepholes (input P) have no torch "
                                   "equivalent")
-        if mode is not None and (m, d) != (mode, D):
+        f = _family_for(node, k, {key: v for key, v in a.items()
+                                  if key not in ("hidden_size", "direction", "layout")}, d)
+        if fam is not None and (f, d) != (fam, D):
             raise OnnxImportError("the layers differ in activation or direction")
-        mode, D = m, d
+        fam, D = f, d
         try:
             W, R = values[node.input[1]], values[node.input[2]]
         except KeyError:
@@ -144,18 +167,14 @@ def _from_nodes(graph, rec, values, meta, batch_first, dtype):
         H = int(a.get("hidden_size", R.shape[-1]))
         bias = bias or B is not None
         layers.append((W, R, B))
-    fam = by_mode(mode)
     G = fam.num_gates
     I = layers[0][0].shape[2]
     if batch_first is None:
         batch_first = bool((meta or {}).get("config", {}).get("batch_first",
                                                               _attrs(rec[0]).get("layout", 0)))
-    cls = {"RNN_TANH": RNN, "RNN_RELU": RNN, "GRU": GRU, "LSTM": LSTM}[mode]
     kw = dict(num_layers=len(layers), bias=bias, bidirectional=D == 2,
               batch_first=batch_first, dtype=dtype)
-    if cls is RNN:
-        kw["nonlinearity"] = "tanh" if mode == "RNN_TANH" else "relu"
-    layer = cls(I, H, **kw)
+    layer = make_layer(fam.kind, I, H, **kw)
     sd = {}
     for k, (W, R, B) in enumerate(layers):
         if W.shape[:2] != (D, G * H) or R.shape != (D, G * H, H):
@@ -179,11 +198,12 @@ def _from_scans(scans, meta, values, batch_first, dtype):
     cfg = dict(meta["config"])
     cfg.pop("lengths", None)
     cfg.pop("dtype", None)
-    if meta.get("class") != "LSTM" or not cfg.get("proj_size"):
+    cls = LAYERS.get(meta.get("class"))
+    if cls is None or not cfg.get("proj_size"):
         raise OnnxImportError("unexpected Scan graph metadata")
     if batch_first is not None:
         cfg["batch_first"] = batch_first
-    layer = LSTM(**cfg, dtype=dtype)
+    layer = cls(**cfg, dtype=dtype)
     D = layer.num_directions
     if len(scans) != layer.num_layers * D:
         raise OnnxImportError(f"expected {layer.num_layers * D} Scan nodes, found {len(scans)}")

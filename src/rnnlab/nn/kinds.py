@@ -5,8 +5,13 @@ from ..cells import by_kind
 from .cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from .layers import GRU, LSTM, RNN, RNNBase
 
-LAYERS = {"RNN": RNN, "GRU": GRU, "LSTM": LSTM}
-CELLS = {"RNN": RNNCell, "GRU": GRUCell, "LSTM": LSTMCell}
+LAYERS = {c.__name__: c for c in (RNN, GRU, LSTM)}            # by the torch class they mirror
+CELLS = {c.__name__[:-len("Cell")]: c for c in (RNNCell, GRUCell, LSTMCell)}
+
+
+def layer_class(fam):
+    """The layer class of a family: its torch class's rnnlab twin, or RNNBase."""
+    return LAYERS.get(fam.torch_class, RNNBase)
 
 
 def _make(classes, base, kind, input_size, hidden_size, kwargs):

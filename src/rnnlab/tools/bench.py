@@ -24,7 +24,9 @@ import sys
 import tempfile
 import time
 
-FAMILIES = ("rnn", "gru", "lstm")
+from ..cells import FAMILIES as _ALL
+
+FAMILIES = tuple(k for k, f in _ALL.items() if f.torch_class and f.listed)   # torch has them
 SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32),   # the issue's, and
          (100, 1, 256, 256), (100, 1, 512, 512)]                         # batch-1 sequences
 FRAMEWORKS = ("rnnlab", "torch", "onnxruntime")
@@ -89,7 +91,7 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
     else:
         s = _ort_session(onnx_path, threads)
         feeds = {"input": x, "h0": np.zeros((1, N, H), np.float32)}
-        if kind == "lstm":
+        if _ALL[kind].has_cell_state:
             feeds["c0"] = np.zeros((1, N, H), np.float32)
 
         def call():
@@ -230,7 +232,7 @@ def _kernels_info():
         return "off (numba not installed)"
 
 
-def run(kinds=("rnn", "gru", "lstm"), sizes=SIZES, rounds=3, reps=5, threads=None,
+def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
         frameworks=FRAMEWORKS, print_fn=print):
     """The whole table; returns (rows, header lines)."""
     import numpy as np

@@ -208,7 +208,7 @@ def _fail(command, message):
 
 
 def cmd_explain(args):
-    from ..cells import by_kind
+    from ..cells import by_kind, variant
     from .explain import Config, explain
     if args.kind == "gradients":
         from .explain_gradients import explain_gradients
@@ -219,8 +219,11 @@ def cmd_explain(args):
         return 0 if rep.ok else 1
     if args.proj_size and not by_kind(args.kind).supports_projection:
         return _fail("explain", f"--proj-size is only supported for lstm, not {args.kind}")
-    if args.nonlinearity != "tanh" and args.kind != "rnn":
-        return _fail("explain", "--nonlinearity is only for rnn")
+    if args.nonlinearity != "tanh":
+        try:
+            variant(args.kind, nonlinearity=args.nonlinearity)
+        except ValueError as exc:
+            return _fail("explain", f"--{exc}")
     hidden = args.hidden_size or (args.proj_size + 1 if args.proj_size else 2)
     if args.proj_size < 0 or (args.proj_size and args.proj_size >= hidden):
         return _fail("explain", f"--proj-size must be 0 or smaller than --hidden-size "
@@ -255,6 +258,7 @@ def cmd_verify(args):
         print("rnnlab verify needs torch to compare against: pip install 'torch==2.13.0'",
               file=sys.stderr)
         return 2
+    from ..cells import FAMILIES
     from .conformance import layer_matrix, passed, run_cell_case, run_layer_case
     import warnings
     warnings.filterwarnings("ignore", message=".*oneDNN.*")
@@ -293,13 +297,14 @@ def cmd_verify(args):
             print(f"{case.label()[:44]:44s} ERROR {type(exc).__name__}: {exc}"[:100])
             continue
         show(case.label(), errs, case.dtype)
-    for kind in ("rnn", "rnn_relu", "gru", "lstm"):
+    kinds = [k for k, f in FAMILIES.items() if f.torch_class]
+    for kind in kinds:
         for dtype in ("float64", "float32"):
             for unbatched in (False, True):
                 label = f"{kind} cell loop{' unbatched' if unbatched else ''} {dtype}"
                 show(label, run_cell_case(kind, unbatched=unbatched, dtype=dtype,
                                           seed=args.seed), dtype)
-    total = len(cases) + 16
+    total = len(cases) + 4 * len(kinds)
     print(f"{total - failures} passed, {failures} failed in {time.perf_counter() - t0:.1f} s")
     return 1 if failures else 0
 

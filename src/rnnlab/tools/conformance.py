@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from ..cells import by_kind
+from ..cells import FAMILIES, by_kind
 from ..nn import backprop_cells, make_cell, run_cells
 from .cases import TOL, Case, error, within
 
@@ -166,7 +166,7 @@ def layer_matrix(level="quick", seed=0):
     a float32 set. full: the whole product, layers 1..3, both dtypes.
     """
     rng = np.random.default_rng(seed)
-    kinds = ["rnn", "rnn_relu", "gru", "lstm"]
+    kinds = [k for k, f in FAMILIES.items() if f.torch_class]
     cases = []
     layers = (1, 2) if level == "quick" else (1, 2, 3)
     dtypes = ("float64",) if level == "quick" else ("float64", "float32")
@@ -174,7 +174,7 @@ def layer_matrix(level="quick", seed=0):
             kinds, layers, (False, True), (False, True), (True, False), dtypes)):
         variants = [dict(with_state=True), dict(with_state=False), dict(unbatched=True),
                     dict(lengths=True)]
-        if kind == "lstm":
+        if FAMILIES[kind].supports_projection:
             variants += [dict(proj_size=True), dict(proj_size=True, lengths=True),
                          dict(proj_size=True, unbatched=True),
                          dict(proj_size=True, with_state=False)]
@@ -198,5 +198,6 @@ def layer_matrix(level="quick", seed=0):
         for kind in kinds:
             cases.append(Case(kind=kind, num_layers=2, bidirectional=True, dtype="float32",
                               seq_len=6, batch=3, input_size=5, hidden_size=7,
-                              proj_size=3 if kind == "lstm" else 0, seed=7))
+                              proj_size=3 if FAMILIES[kind].supports_projection else 0,
+                              seed=7))
     return cases

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import reference as R
-from ..cells import by_kind
+from ..cells import by_kind, variant
+from ..cells.activations import RANGES
 from ..nn import enable_grad, make_cell, make_layer, no_grad, run_cells
 from .cases import TOL, Case, error
 
@@ -21,8 +22,8 @@ def Config(kind="gru", input_size=3, hidden_size=2, layers=1, bidirectional=Fals
            lengths=None, nonlinearity="tanh"):
     """An explain configuration: a Case with explain's small defaults; RNN's relu is the
     family "rnn_relu"."""
-    if kind == "rnn" and nonlinearity == "relu":
-        kind = "rnn_relu"
+    if nonlinearity != "tanh":
+        kind = variant(kind, nonlinearity=nonlinearity).kind
     return Case(kind, input_size, hidden_size, layers, bidirectional, batch_first,
                 proj_size=proj_size, seq_len=seq_len, batch=batch, seed=seed, dtype=dtype,
                 lengths=lengths)
@@ -126,7 +127,7 @@ def explain(cfg, with_torch=False, png=None):
         _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n)
     if png:
         _figure(cfg, layer, ref, png)
-        rep.add("Figure", [f"hidden states{' and gates' if cfg.kind != 'rnn' else ''} over "
+        rep.add("Figure", [f"hidden states{' and gates' if layer.family.gate_names else ''} over "
                            f"time per layer and direction written to {png}"])
     return rep
 
@@ -392,8 +393,8 @@ def _section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n):
 
 def _figure(cfg, layer, ref, path):
     """States (h, and c for a cell-state family) and gates over time for sequence 0, one
-    row per layer and direction, over that sequence's own length; gates on [0, 1] (tanh
-    gates on [-1, 1]), a legend per unit."""
+    row per layer and direction, over that sequence's own length; each gate on its
+    activation's range, a legend per unit."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -405,7 +406,7 @@ def _figure(cfg, layer, ref, path):
     fam = layer.family
     D = layer.num_directions
     panels = ["h"] + (["c"] if fam.has_cell_state else []) + list(fam.gate_names)
-    tanh_gates = {"n", "g"}
+    ranges = dict(zip(fam.gate_names, (RANGES.get(a) for a in fam.gate_activations)))
     fig, axes = plt.subplots(cfg.num_layers * D, len(panels),
                              figsize=(3.2 * len(panels), 2.4 * cfg.num_layers * D), squeeze=False)
     for k in range(cfg.num_layers):
@@ -419,7 +420,9 @@ def _figure(cfg, layer, ref, path):
                     vals = np.stack([r.c for r in recs])
                 else:
                     vals = np.stack([r.gates[what] for r in recs])
-                    ax.set_ylim(-1.05 if what in tanh_gates else -0.05, 1.05)
+                    if ranges.get(what):
+                        lo, hi = ranges[what]
+                        ax.set_ylim(lo - 0.05, hi + 0.05)
                 for u in range(vals.shape[1]):
                     ax.plot(ts, vals[:, u], marker="o", markersize=3, label=f"unit {u}")
                 title = what if what in ("h", "c") else f"gate {what}"
