@@ -427,7 +427,7 @@ def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
     gradients as the NumPy steps."""
     if not _built():
         pytest.skip("kernels did not build here")
-    from rnnlab.sequence import driver
+    from rnnlab.sequence import checked as driver
     x = np.ones((5, 2, 3), np.float32)
 
     def loops_called(run):

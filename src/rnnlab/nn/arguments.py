@@ -8,7 +8,7 @@ import numpy as np
 from ..checks import float_array, gradient_array
 from ..errors import ShapeError
 from ..sequence import check_lengths
-from ..sequence.driver import check_masks
+from ..sequence.checked import check_masks
 from .layout import Layout
 
 

@@ -1,8 +1,13 @@
 """The one sequence driver: any cell family over time, layers, directions, dropout and
-variable lengths, forward and backpropagation through time (driver.py); the records it
-passes (records.py); lengths and PackedSequence conversion (packed.py); and the buffer
-pool that spares page faults (pool.py). Depends on rnnlab.cells only."""
-from .driver import backward, dropout_mask, forward, run_backward, run_forward
+variable lengths: forward (driver.py), backpropagation through time (bptt.py), the checked
+public entry points (checked.py); the records they pass (records.py); lengths and
+PackedSequence conversion (packed.py); the buffer pool that spares page faults (pool.py);
+the one-step path of layer.step and freeze() (stepper.py); the compiled kernels
+(kernels.py, _compiled.py, _loops.py) and the per-step products (linalg.py). Depends on
+rnnlab.cells only."""
+from .bptt import run_backward
+from .checked import backward, forward
+from .driver import dropout_mask, run_forward
 from .packed import PackedSequence, batch_sizes_for, check_lengths, from_packed, to_packed
 from .records import Cache, LayerWeights
 
