@@ -19,3 +19,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_sessionstart(session):
+    """Compile (or load from numba's cache) every family's kernels once, before the first
+    test, so that no test pays numba's first compile (the first run after installing:
+    ~25 s on 2 cores) and a shape-only test is not the one that takes 30 s."""
+    import time
+
+    from rnnlab.cells import FAMILIES
+    from rnnlab.sequence import kernels
+    t0 = time.perf_counter()
+    built = [kind for kind, fam in FAMILIES.items() if kernels.warm(fam)]
+    session.config._rnnlab_warmup = (built, time.perf_counter() - t0)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    built, seconds = getattr(config, "_rnnlab_warmup", ([], 0.0))
+    terminalreporter.write_line(f"rnnlab kernels warmed up before the tests: "
+                                f"{', '.join(built) or 'none (no numba)'} in {seconds:.1f} s")

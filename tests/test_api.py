@@ -72,8 +72,15 @@ def test_grads_accumulate_and_zero_grad():
     m.backward(np.ones_like(out))                         # backward again: adds
     for k in g1:
         np.testing.assert_allclose(m.grads[k], 2 * g1[k])
-    m.zero_grad()
+    kept = dict(m.grads)
+    m.zero_grad(set_to_none=False)                        # zeroed in place, same arrays
+    assert set(m.grads) == set(g1) and all(m.grads[k] is kept[k] for k in g1)
     assert all(not v.any() for v in m.grads.values())
+    m.backward(np.ones_like(out))                         # adds into the zeroed arrays
+    for k in g1:
+        np.testing.assert_allclose(m.grads[k], g1[k])
+    m.zero_grad()                                         # torch's default: set to None
+    assert m.grads == {}
 
 
 def test_double_float_and_dtype_mismatch():

@@ -8,8 +8,14 @@ from rnnlab.tools import cli
 
 
 def run(capsys, *argv):
+    """Run the command; every line it prints fits 100 columns (checked on every run; lines
+    naming a file the test passed may be longer)."""
     code = cli.main(list(argv))
     out = capsys.readouterr()
+    paths = [a for a in argv if "/" in a]
+    long = [line for line in (out.out + out.err).splitlines()
+            if len(line) > 100 and not any(p in line for p in paths)]
+    assert not long, long[:3]
     return code, out.out, out.err
 
 
@@ -49,7 +55,7 @@ def test_bad_arguments_exit_2(capsys, argv):
 def test_explain_proj_errors(capsys):
     assert run(capsys, "explain", "gru", "--proj-size", "1")[0] == 2
     code, _, err = run(capsys, "explain", "lstm", "--hidden-size", "2", "--proj-size", "2")
-    assert code == 2 and "smaller than --hidden-size" in err
+    assert code == 2 and "below --hidden-size" in err
 
 
 def test_verify_quick_passes(capsys):
@@ -104,7 +110,7 @@ def test_bench_small(capsys, tmp_path):
     doc = tmp_path / "B.md"
     doc.write_text("before\n<!-- bench -->\nold\n<!-- /bench -->\nafter\n")
     code, out, _ = run(capsys, "bench", "--kinds", "lstm", "--sizes", "3,2,4,5", "--reps", "1",
-                       "--rounds", "2", "--write", str(doc), "--step-hidden", "8",
+                       "--rounds", "1", "--write", str(doc), "--step-hidden", "8",
                        "--step-layers", "1")
     text = doc.read_text()
     assert code == 0 and "old" not in text and "ort" in text and " torch " in text
@@ -147,30 +153,13 @@ def test_explain_defaults_work_together(capsys):
     code, out, _ = run(capsys, "explain", "lstm", "--proj-size", "2")
     assert code == 0 and "LSTM(3, 3, proj_size=2)" in out
     code, _, err = run(capsys, "explain", "lstm", "--proj-size", "3", "--hidden-size", "3")
-    assert code == 2 and "--proj-size must be 0 or smaller" in err
+    assert code == 2 and "--proj-size must be 0 or below" in err
     code, _, err = run(capsys, "explain", "gru", "--lengths", "3,1", "--batch", "3")
     assert code == 2 and "disagrees" in err
     code, _, err = run(capsys, "explain", "gru", "--lengths", "4,1", "--seq-len", "2")
     assert code == 2 and "shorter" in err
     code, out, _ = run(capsys, "explain", "gru", "--lengths", "4,1", "--seq-len", "6")
     assert code == 0 and "(6, 2, 3)" in out
-
-
-@pytest.mark.parametrize("argv", [["explain", "lstm", "--layers", "2", "--bidirectional",
-                                   "--proj-size", "2", "--hidden-size", "4", "--lengths",
-                                   "5,2,3", "--batch-first"],
-                                  ["verify", "--quick", "--verbose"],
-                                  ["gradcheck", "--samples", "2"],
-                                  ["bench", "--sizes", "3,2,4,5", "--reps", "1", "--kinds",
-                                   "lstm", "--rounds", "1", "--step-hidden", "8",
-                                   "--step-layers", "1"]])
-def test_lines_fit_100_columns(capsys, argv):
-    if argv[0] in ("verify", "bench"):
-        pytest.importorskip("torch")
-    code, out, _ = run(capsys, *argv)
-    assert code == 0
-    long = [line for line in out.splitlines() if len(line) > 100]
-    assert not long, long[:3]
 
 
 def test_explain_gradients(capsys, tmp_path):

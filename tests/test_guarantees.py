@@ -263,7 +263,8 @@ def test_dtype_hint_is_valid_numpy():
         m(x)
     msg = str(exc.value)
     assert "input.astype(np.float32)" in msg and "dtype=np.float64" in msg
-    x.astype(np.float32)
+    assert m(x.astype(np.float32))[0].dtype == np.float32          # either hint works
+    assert GRU(3, 4, dtype=np.float64)(x)[0].dtype == np.float64
     with pytest.raises(TypeError) as exc:                 # also a TypeError
         m(np.ones((2, 1, 3), np.int64))
     assert "astype(np.float32)" in str(exc.value) and ".to(" not in str(exc.value)

@@ -205,11 +205,26 @@ def test_cosine_schedule_against_torch():
         assert oopt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"], abs=1e-12)
 
 
-def test_losses_never_warn():
+def test_losses_never_warn_and_give_torchs_values():
+    """Huge, infinite and NaN inputs: no warning, and the loss and its gradient are
+    torch's (inf, NaN or finite where torch's are)."""
     import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for big in (1e300, np.inf, np.nan):
-            losses.mse(np.full(4, big), np.zeros(4))
-            losses.mse(np.full(4, min(big, 3e38), np.float32), np.zeros(4), reduction="sum")
-            losses.cross_entropy(np.array([[big, 0.0], [0.0, -big]]), np.array([0, 1]))
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for big in (1e300, np.inf, np.nan):
+        cases = [(lambda a, b: losses.mse(a, b), lambda a, b: F.mse_loss(a, b),
+                  np.full(4, big), np.zeros(4)),
+                 (lambda a, b: losses.mse(a, b, reduction="sum"),
+                  lambda a, b: F.mse_loss(a, b, reduction="sum"),
+                  np.full(4, min(big, 3e38), np.float32), np.zeros(4, np.float32)),
+                 (lambda a, b: losses.cross_entropy(a, b), F.cross_entropy,
+                  np.array([[big, 0.0], [0.0, -big]]), np.array([0, 1]))]
+        for ours, theirs, a, b in cases:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                value, grad = ours(a, b)
+            ta = torch.tensor(a, requires_grad=True)
+            want = theirs(ta, torch.tensor(b))
+            want.backward()
+            np.testing.assert_allclose(value, want.item(), rtol=1e-6)
+            np.testing.assert_allclose(grad, ta.grad.numpy(), rtol=1e-6)

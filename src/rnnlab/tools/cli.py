@@ -226,8 +226,8 @@ def cmd_explain(args):
             return _fail("explain", f"--{exc}")
     hidden = args.hidden_size or (args.proj_size + 1 if args.proj_size else 2)
     if args.proj_size < 0 or (args.proj_size and args.proj_size >= hidden):
-        return _fail("explain", f"--proj-size must be 0 or smaller than --hidden-size "
-                     f"(got --proj-size {args.proj_size}, --hidden-size {hidden})")
+        return _fail("explain", f"--proj-size must be 0 or below --hidden-size (got "
+                     f"{args.proj_size} and {hidden})")
     batch, seq_len = args.batch or 1, args.seq_len or 3
     if args.lengths is not None:
         if args.batch is not None and args.batch != len(args.lengths):

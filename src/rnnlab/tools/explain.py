@@ -160,7 +160,8 @@ def _section_equations(rep, cfg, layer):
         f"({L}, {N}, {cfg.input_size})  (L, N, H_in)"
     outs = f"({N}, {L}, {D * H_out})" if cfg.batch_first else f"({L}, {N}, {D * H_out})"
     LD = cfg.num_layers * D
-    lines += ["", f"Shapes (L = {L} steps, N = {N} sequences, D = {D} direction(s), "
+    lines += ["", f"Shapes (L = {L} step{'s' * (L != 1)}, N = {N} sequence{'s' * (N != 1)}, "
+                  f"D = {D} direction{'s' * (D != 1)}, "
                   f"H_out = {H_out}):",
               f"  input   {xin}",
               f"  h0      ({LD}, {N}, {H_out})  (D * num_layers, N, H_out); missing = zeros"]
@@ -228,9 +229,11 @@ def _section_steps(rep, cfg, layer, x, h0, ref, out_tm, tol):
                     if gate_names:
                         lines.append(" " * 8 + "  ".join(f"{g} {fmt(gates[g], 2)}"
                                                          for g in gate_names))
+    checked = min(cfg.batch, HAND_CHECKED)
     if cfg.batch > 2:
-        lines.append(f"(sequences 2..{cfg.batch - 1} not shown; the first "
-                     f"{min(cfg.batch, HAND_CHECKED)} are checked)")
+        lines.append(f"(sequences 2..{cfg.batch - 1} not shown; the hand loop below checks "
+                     f"sequences 0..{checked - 1}"
+                     + (f", not {checked}..{cfg.batch - 1})" if cfg.batch > checked else ")"))
     lines.append("")
     lines.append("hand loop vs layer output:  " +
                  rep.check("hand-written loop == layer output", ref["output"], out_tm, tol=tol))
@@ -291,7 +294,7 @@ def _section_cell_loop(rep, cfg, x, tol):
     def loop():
         with no_grad():
             return run_cells(cell, x)[0]
-    lines = [f"A {cell_cls.__name__} run in a Python loop vs {layer_cls.__name__}"
+    lines = [f"{cell_cls.__name__} run in a Python loop vs {layer_cls.__name__}"
              f"(num_layers=1) on the same input:"]
     lines.append("  independently initialised: " +
                  rep.check("cell loop vs layer, independent init (expected to differ)",
@@ -338,10 +341,15 @@ def _section_gradients(rep, cfg, layer, out):
         else:
             d[t, i] = 1.0
     norms = gradient_norms(layer, d)[0][0][:last[0] + 1, 0]   # layer 0, forward, sequence 0
+    others = []
+    if cfg.num_layers > 1 or layer.num_directions > 1 or cfg.batch > 1:
+        others = [f"(shown: layer 0, forward direction, sequence 0 of {cfg.batch}; "
+                  "rnnlab.columns.gradient_norms",
+                  " gives every layer, direction and sequence)"]
     lines = ["loss = sum of the output at each sequence's last step; |dloss/dh_t| reaching",
              "layer 0's forward direction at every step (sequence 0), as BPTT carries it back",
              "through the products of Jacobians dh_t/dh_(t-1) (W_hh^T times the gate and",
-             "activation derivatives):"]
+             "activation derivatives):"] + others
     shown = range(len(norms)) if len(norms) <= 12 else list(range(6)) + list(range(len(norms) - 6, len(norms)))
     lines.append("  " + "  ".join(f"t={t}: {norms[t]:.2e}" for t in list(shown)[:6]))
     if len(norms) > 6:

@@ -219,8 +219,8 @@ def sample(run_dir, prime="", length=200, temperature=1.0, seed=0):
     """Text from a charlm checkpoint: feed ``prime``, then draw ``length`` characters."""
     tensors, meta = load_run(run_dir)
     if meta["task"]["task"] != "charlm":
-        raise CheckpointError(f"{run_dir} is a {meta['task']['task']} checkpoint; sample "
-                              "needs a charlm one")
+        raise CheckpointError(f"{run_dir} holds a checkpoint of task "
+                              f"{meta['task']['task']!r}; sample needs one of charlm")
     if not temperature > 0:
         raise ValueError(f"--temperature must be positive, got {temperature}")
     cfg = meta["model"]

@@ -3,7 +3,8 @@ and the baseline a model that learned nothing scores.
 
 - adding: two channels, uniform values and two markers (one in each half); predict the sum
   of the two marked values from the last step (Hochreiter & Schmidhuber 1997; Le et al.
-  2015). Baseline: always predicting 1.0, MSE about 0.167.
+  2015). Baseline: always predicting 1.0, MSE 1/6 ~ 0.167 in expectation; measured on
+  the task's fixed test set of 2000 sequences (length 50): 0.161.
 - copy: S symbols, blanks, a delimiter; repeat the symbols in the last S steps (a memory
   task). Reported: accuracy on those S steps; baseline: 1 / number of symbols.
 - charlm: next character of the user's text; bits per character on the last 10% of the
