@@ -1,4 +1,4 @@
-"""layer.freeze(): inference steps from a snapshot of the weights in a fast layout (issue 11)."""
+"""layer.freeze(): inference steps from a snapshot of the weights in a fast layout."""
 import pickle
 import warnings
 

@@ -1,4 +1,4 @@
-"""Memory, threads, refused calls and error messages (issue items 9-17; no torch needed
+"""Memory, threads, refused calls and error messages (no torch needed
 except where a torch PackedSequence is the subject)."""
 import pickle
 import threading
@@ -24,7 +24,7 @@ def _kept_after(fn):
     return kept
 
 
-# -- 9. inference keeps no record ----------------------------------------------------------
+# -- inference keeps no record ----------------------------------------------------------
 @pytest.mark.parametrize("how", ["eval", "no_grad"])
 def test_inference_keeps_no_record(how):
     m = GRU(8, 64, num_layers=3)
@@ -53,7 +53,7 @@ def test_eval_backward_with_enable_grad():
     assert dx.shape == (2, 1, 3)
 
 
-# -- 10. inference loops run at bounded memory ----------------------------------------------
+# -- inference loops run at bounded memory ----------------------------------------------
 def _cell_loop(cell, steps):
     h = c = np.zeros((1, 64), np.float32)
     x = np.ones((1, 64), np.float32)
@@ -101,7 +101,7 @@ def test_training_cell_loop_records():
     assert cell.pending == 3
 
 
-# -- 11. construction peaks at the parameters' size -----------------------------------------
+# -- construction peaks at the parameters' size -----------------------------------------
 def test_constructor_peak_memory():
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -112,7 +112,7 @@ def test_constructor_peak_memory():
     assert peak <= 1.5 * params and not m.grads          # gradients appear with backward
 
 
-# -- 12. threads --------------------------------------------------------------------------
+# -- threads --------------------------------------------------------------------------
 def test_no_grad_is_per_thread():
     cell = GRUCell(3, 4, dtype=np.float64)
     inside, done = threading.Event(), threading.Event()
@@ -162,7 +162,7 @@ def test_two_threads_one_layer():
         np.testing.assert_array_equal(edx, gdx)
 
 
-# -- 13. a refused call changes nothing ------------------------------------------------------
+# -- a refused call changes nothing ------------------------------------------------------
 def test_refused_calls_change_nothing():
     m = GRU(3, 4, num_layers=2, dtype=np.float64)
     out, h = m(np.ones((2, 1, 3)))
@@ -182,7 +182,7 @@ def test_refused_calls_change_nothing():
     assert cell.pending == 3 and not cell.grads
 
 
-# -- 14. clear errors, never IndexError/KeyError/AttributeError, never a warning --------------
+# -- clear errors, never IndexError/KeyError/AttributeError, never a warning --------------
 def test_fixed_configuration():
     m = GRU(3, 4, num_layers=2)
     for name, value in [("num_layers", 3), ("hidden_size", 5), ("bidirectional", True),
@@ -248,14 +248,14 @@ def test_columns_and_packed_errors():
         columns.gradient_norms(GRU(3, 4))
 
 
-# -- 15. load_state_dict(path) -------------------------------------------------------------
+# -- load_state_dict(path) -------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["weights.pt", None, 3, [("weight_ih_l0", 1)]])
 def test_load_state_dict_wrong_kind(bad):
     with pytest.raises(TypeError, match="mapping"):
         GRU(3, 4).load_state_dict(bad)
 
 
-# -- 16. the dtype hint is valid NumPy -----------------------------------------------------------
+# -- the dtype hint is valid NumPy -----------------------------------------------------------
 def test_dtype_hint_is_valid_numpy():
     m = GRU(3, 4)
     x = np.ones((2, 1, 3))
@@ -270,7 +270,7 @@ def test_dtype_hint_is_valid_numpy():
     assert "astype(np.float32)" in str(exc.value) and ".to(" not in str(exc.value)
 
 
-# -- 17. PackedSequence in, PackedSequence out ----------------------------------------------------
+# -- PackedSequence in, PackedSequence out ----------------------------------------------------
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 def test_packed_input_like_torch(cls):
     torch = pytest.importorskip("torch")

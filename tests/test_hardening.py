@@ -18,7 +18,7 @@ def _torch_pair(cls, *args, **kw):
     return tm, om
 
 
-# -- 1. values past a sequence's length never matter -----------------------------------
+# -- values past a sequence's length never matter -----------------------------------
 @pytest.mark.parametrize("cls", [RNN, GRU, LSTM])
 @pytest.mark.parametrize("junk", [np.nan, np.inf, -1e30])
 def test_padding_garbage_changes_nothing(cls, junk):
@@ -57,7 +57,7 @@ def test_padding_garbage_changes_nothing(cls, junk):
     np.testing.assert_array_equal(g2[0], clean)            # dx: zero at the padding
 
 
-# -- 2. in-place changes between forward and backward ----------------------------------
+# -- in-place changes between forward and backward ----------------------------------
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 @pytest.mark.parametrize("lengths", [None, [4, 2]])
 def test_backward_uses_what_forward_saw(cls, lengths):
@@ -101,7 +101,7 @@ def test_cell_backward_uses_what_forward_saw():
         np.testing.assert_array_equal(cell.grads[k], g[k])
 
 
-# -- 3. .to() with the same dtype keeps everything --------------------------------------
+# -- .to() with the same dtype keeps everything --------------------------------------
 def test_to_same_dtype_is_identity():
     m = GRU(3, 4)
     out, _ = m(np.ones((2, 1, 3), np.float32))
@@ -118,7 +118,7 @@ def test_to_same_dtype_is_identity():
         m.to("cuda")
 
 
-# -- 4. complex refused ------------------------------------------------------------------
+# -- complex refused ------------------------------------------------------------------
 def test_complex_refused_everywhere():
     m = GRU(3, 4, dtype=np.float64)
     x = np.ones((2, 1, 3))
@@ -138,7 +138,7 @@ def test_complex_refused_everywhere():
     assert cell.pending == 1                                  # the refused call changed nothing
 
 
-# -- 5. from_packed with a bad permutation ------------------------------------------------
+# -- from_packed with a bad permutation ------------------------------------------------
 def test_from_packed_checks_permutation():
     from rnnlab.sequence import PackedSequence
     data = np.arange(6.0).reshape(3, 2)
@@ -147,7 +147,7 @@ def test_from_packed_checks_permutation():
             rnnlab.from_packed(PackedSequence(data, np.array([2, 1]), np.array(idx), None))
 
 
-# -- 6. sigmoid keeps relative precision -------------------------------------------------
+# -- sigmoid keeps relative precision -------------------------------------------------
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 def test_sigmoid_relative_precision(dt):
     from rnnlab.cells.activations import sigmoid
@@ -167,7 +167,7 @@ def test_sigmoid_relative_precision(dt):
     assert s[x == -17][0] > 4e-8
 
 
-# -- 7. functional checks, foreign records -----------------------------------------------
+# -- functional checks, foreign records -----------------------------------------------
 def test_functional_checks():
     w = GRU(3, 4, dtype=np.float64).weights()
     x = np.ones((5, 2, 3))
@@ -193,7 +193,7 @@ def test_backward_refuses_another_modules_record():
         b.backward(np.ones_like(out), call=a.last_call)
 
 
-# -- 8. NaN / inf in weights and states, missing upstream gradients ----------------------
+# -- NaN / inf in weights and states, missing upstream gradients ----------------------
 @pytest.mark.parametrize("where", ["weight_ih_l1", "weight_hh_l0", "bias_hh_l1", "h0"])
 @pytest.mark.parametrize("value", [np.inf, np.nan])
 @pytest.mark.parametrize("cls, loss", [(c, lo) for c in (RNN, GRU, LSTM)

@@ -1,4 +1,4 @@
-"""The compiled float32 loops (rnnlab/sequence/kernels.py, numba; issue 11): their exp /
+"""The compiled float32 loops (rnnlab/sequence/kernels.py, numba): their exp /
 sigmoid / tanh, and the layers through them (inference, training, steps) against the NumPy
 path and torch."""
 import contextlib

@@ -1,4 +1,4 @@
-"""Variable lengths, one-step decoding, streaming (issue 3)."""
+"""Variable lengths, one-step decoding, streaming."""
 import importlib.util
 import itertools
 import pathlib

@@ -6,6 +6,7 @@ skipped silently: weights of the input that the layer does not use are listed, a
 the conversion fail unless --allow-unused.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -128,7 +129,8 @@ def run_target(layer, path, x, h0, c0):
     tm = getattr(torch.nn, fam.torch_class)(**{k: v for k, v in layer.config().items()
                                                if k != "dtype"})
     tm.load_state_dict(torch.load(path, weights_only=True))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*oneDNN")    # torch's note on proj_size
         hx = torch.from_numpy(h0) if c0 is None else (torch.from_numpy(h0),
                                                       torch.from_numpy(c0))
         return tm(torch.from_numpy(x), hx)[0].numpy(), "torch"
