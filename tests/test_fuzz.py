@@ -5,8 +5,6 @@ input: ValueError or TypeError with a message, never another exception, never a 
 and the module unchanged. CI runs a bounded number of examples; ``pytest -m slow`` runs
 the long profile (HYPOTHESIS_PROFILE=fuzz for more).
 """
-import contextlib
-import io
 import warnings
 
 import numpy as np
@@ -16,9 +14,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import rnnlab
 from rnnlab import functional as F
 from rnnlab.nn import make_cell, make_layer
-from rnnlab.tools import cli
 
 torch = pytest.importorskip("torch")
+
+from fuzz_helpers import JUNK, cli_exits_cleanly, only_clear_errors, snapshot, unchanged  # noqa: E402,E501
 
 # profiles ("ci": the same examples every run; "fuzz": random, 2000 each): tests/conftest.py
 
@@ -155,92 +154,54 @@ def test_layers_equal_torch(cfg, data):
 
 
 # -- invalid input: only ValueError / TypeError, nothing changed -------------------------
-JUNK = st.one_of(
-    st.none(), st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=3),
-    st.lists(st.integers(-2, 6), max_size=4),
-    st.builds(lambda s, dt: np.ones(s, dtype=dt),
-              st.lists(st.integers(0, 6), min_size=0, max_size=4).map(tuple),
-              st.sampled_from([np.float32, np.float64, np.int64, np.complex128, bool, object])),
-    st.builds(lambda s: np.full(s, np.nan), st.lists(st.integers(0, 5), max_size=3).map(tuple)),
-    st.tuples(st.none(), st.none()), st.just({"a": 1}))
-
-
-def _snapshot(m):
-    return ({k: v.copy() for k, v in m.state_dict().items()},
-            {k: v.copy() for k, v in m.grads.items()}, m.last_call if hasattr(m, "last_call")
-            else m.pending)
-
-
-def _unchanged(m, snap):
-    params, grads, rec = snap
-    for k, v in m.state_dict().items():
-        np.testing.assert_array_equal(v, params[k], err_msg=k)
-    assert set(m.grads) == set(grads)
-    for k, v in m.grads.items():
-        np.testing.assert_array_equal(v, grads[k], err_msg=k)
-    assert rec is (m.last_call if hasattr(m, "last_call") else m.pending) or rec == m.pending
-
-
-def _only_clear_errors(fn):
-    """Run fn: success, or ValueError/TypeError with a message; no warning."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            fn()
-        except (ValueError, TypeError) as exc:
-            assert str(exc), f"{type(exc).__name__} without a message"
-            return False
-    return True
-
-
 @given(st.sampled_from(KINDS), JUNK, JUNK, JUNK, JUNK)
 def test_layer_bad_input(kind, x, hx, lengths, masks):
     m = make_layer(kind, 3, 4, num_layers=2, dtype=np.float64)
     out, _ = m(np.ones((2, 1, 3)))
-    snap = _snapshot(m)
-    if not _only_clear_errors(lambda: m(x, hx, lengths=lengths, dropout_masks=masks)):
-        _unchanged(m, snap)
+    snap = snapshot(m)
+    if not only_clear_errors(lambda: m(x, hx, lengths=lengths, dropout_masks=masks)):
+        unchanged(m, snap)
 
 
 @given(st.sampled_from(KINDS), JUNK, JUNK, JUNK)
 def test_layer_bad_gradients(kind, d_out, d_h, d_c):
     m = make_layer(kind, 3, 4, num_layers=2, dtype=np.float64)
     m(np.ones((2, 1, 3)))
-    snap = _snapshot(m)
+    snap = snapshot(m)
     lstm = m.family.has_cell_state
-    ok = _only_clear_errors(lambda: m.backward(d_out, d_h, d_c) if lstm else m.backward(d_out, d_h))
+    ok = only_clear_errors(lambda: m.backward(d_out, d_h, d_c) if lstm else m.backward(d_out, d_h))
     if not ok:
-        _unchanged(m, snap)
+        unchanged(m, snap)
 
 
 @given(st.sampled_from(KINDS), JUNK, JUNK, JUNK)
 def test_cell_and_step_bad_input(kind, x, h, g):
     cell = make_cell(kind, 3, 4, dtype=np.float64)
     cell(np.ones(3))
-    snap = _snapshot(cell)
-    if not _only_clear_errors(lambda: cell(x, h)):
-        _unchanged(cell, snap)
-    snap = _snapshot(cell)
-    if not _only_clear_errors(lambda: cell.backward(g)):
-        _unchanged(cell, snap)
+    snap = snapshot(cell)
+    if not only_clear_errors(lambda: cell(x, h)):
+        unchanged(cell, snap)
+    snap = snapshot(cell)
+    if not only_clear_errors(lambda: cell.backward(g)):
+        unchanged(cell, snap)
     layer = make_layer(kind, 3, 4, num_layers=2, dtype=np.float64)
     layer.step(np.ones(3))
     n_steps = len(layer._records.steps)
-    if not _only_clear_errors(lambda: layer.step(x, h)):
+    if not only_clear_errors(lambda: layer.step(x, h)):
         assert len(layer._records.steps) == n_steps
     n_steps = len(layer._records.steps)
-    if not _only_clear_errors(lambda: layer.step_backward(g, h)):
+    if not only_clear_errors(lambda: layer.step_backward(g, h)):
         assert len(layer._records.steps) == n_steps
-    _only_clear_errors(lambda: rnnlab.backprop_cells(cell, g, h))
+    only_clear_errors(lambda: rnnlab.backprop_cells(cell, g, h))
 
 
 @given(st.sampled_from(["GRU", "LSTM", "RNN_TANH", "X", None]), JUNK, JUNK, JUNK, JUNK)
 def test_functional_bad_input(mode, x, h0, lengths, masks):
     w = make_layer("gru", 3, 4, dtype=np.float64).weights()
-    _only_clear_errors(lambda: F.forward(mode, x, w, h0, lengths=lengths, masks=masks))
-    _only_clear_errors(lambda: F.forward("GRU", np.ones((2, 1, 3)), x))
+    only_clear_errors(lambda: F.forward(mode, x, w, h0, lengths=lengths, masks=masks))
+    only_clear_errors(lambda: F.forward("GRU", np.ones((2, 1, 3)), x))
     (_, _, _), cache = F.forward("GRU", np.ones((2, 1, 3)), w)
-    _only_clear_errors(lambda: F.backward(cache, x, h0))
+    only_clear_errors(lambda: F.backward(cache, x, h0))
 
 
 @given(st.lists(st.integers(-1, 4), min_size=0, max_size=5), JUNK,
@@ -251,7 +212,7 @@ def test_from_packed_fuzz(sizes, data, idx, feat):
     for d in (data, np.arange(rows * feat, dtype=float).reshape(rows, feat)):
         packed = PackedSequence(d, np.array(sizes, dtype=np.int64),
                                 np.array(idx, dtype=np.int64) if idx else None, None)
-        if _only_clear_errors(lambda: rnnlab.from_packed(packed)) and sizes and \
+        if only_clear_errors(lambda: rnnlab.from_packed(packed)) and sizes and \
                 isinstance(d, np.ndarray) and d.dtype.kind == "f" and d.ndim == 2:
             t = torch.nn.utils.rnn.PackedSequence(
                 torch.from_numpy(d), torch.tensor(sizes),
@@ -268,9 +229,9 @@ def test_from_packed_fuzz(sizes, data, idx, feat):
        st.booleans())
 def test_state_dict_fuzz(sd, strict):
     m = make_layer("gru", 3, 4, dtype=np.float64)
-    snap = _snapshot(m)
-    if not _only_clear_errors(lambda: m.load_state_dict(sd, strict=strict)):
-        _unchanged(m, snap)
+    snap = snapshot(m)
+    if not only_clear_errors(lambda: m.load_state_dict(sd, strict=strict)):
+        unchanged(m, snap)
 
 
 ARGS = ["explain", "verify", "gradcheck", "bench", "rnn", "gru", "lstm", "mgu", "--layers",
@@ -280,21 +241,6 @@ ARGS = ["explain", "verify", "gradcheck", "bench", "rnn", "gru", "lstm", "mgu", 
         "--no-torch", "--quick", "--full", "--help", "--version", ""]
 
 
-def _cli_exits_cleanly(argv):
-    """The command ends with exit code 0/1/2 (argparse's usage errors included), never a
-    traceback or a warning."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            try:
-                code = cli.main(argv)
-            except SystemExit as exc:                   # argparse: usage errors, --help
-                code = exc.code
-    assert code in (0, 1, 2, None), (argv, code)
-    assert "Traceback" not in err.getvalue(), (argv, err.getvalue())
-
-
 @settings(max_examples=25)
 @given(st.lists(st.sampled_from(ARGS), max_size=6))
 def test_cli_fuzz(argv):
@@ -302,7 +248,7 @@ def test_cli_fuzz(argv):
         argv = [a for a in argv if a not in ("verify", "bench")]   # slow, covered elsewhere
     if "--full" in argv or ("gradcheck" in argv and "--samples" not in argv):
         argv = [a for a in argv if a != "gradcheck"]
-    _cli_exits_cleanly(argv)
+    cli_exits_cleanly(argv)
 
 
 @pytest.mark.slow
@@ -314,117 +260,3 @@ def test_long_fuzz_profile():
                  test_cell_and_step_bad_input, test_functional_bad_input, test_from_packed_fuzz,
                  test_state_dict_fuzz):
         long(test)()
-
-
-# -- the training and interchange surface ---------------------------------------------------
-@given(JUNK, JUNK, st.sampled_from(["mean", "sum", "none", "avg"]), st.integers(-101, 3))
-def test_losses_and_heads_bad_input(a, b, reduction, ignore):
-    from rnnlab import Embedding, Linear, losses
-    _only_clear_errors(lambda: losses.cross_entropy(a, b, ignore_index=ignore,
-                                                    reduction=reduction))
-    _only_clear_errors(lambda: losses.mse(a, b, reduction=reduction))
-    lin, emb = Linear(3, 2, dtype=np.float64), Embedding(5, 3, dtype=np.float64)
-    lin(np.ones((2, 3)))
-    emb(np.array([1, 2]))
-    for m, call in ((lin, lambda: lin(a)), (lin, lambda: lin.backward(a)),
-                    (emb, lambda: emb(a)), (emb, lambda: emb.backward(b))):
-        before = _snapshot(m)
-        if not _only_clear_errors(call):
-            _unchanged(m, before)
-
-
-@given(st.sampled_from(["SGD", "Adam", "AdamW"]), st.dictionaries(
-    st.sampled_from(["lr", "momentum", "betas", "eps", "weight_decay", "nesterov", "amsgrad",
-                     "dampening", "bogus"]), JUNK, max_size=3), JUNK)
-def test_optimizers_bad_input(name, kwargs, state):
-    from rnnlab import Linear, optim
-    lin = Linear(3, 2, dtype=np.float64)
-    if _only_clear_errors(lambda: getattr(optim, name)(lin, **kwargs)):
-        group = getattr(optim, name)(lin, **kwargs).param_groups[0]    # taken: plain numbers
-        for key, v in group.items():
-            assert type(v) in ((tuple,) if key == "betas" else (float, bool)), (key, v)
-            assert key in ("momentum", "dampening") or type(v) is not float or v >= 0
-    opt = getattr(optim, name)(lin)
-    _only_clear_errors(lambda: opt.load_state_dict(state))
-    _only_clear_errors(lambda: rnnlab.clip_grad_norm_(state, 1.0))
-
-
-TRAIN_ARGS = ["train", "sample", "convert", "adding", "copy", "charlm", "digits", "--steps",
-              "2", "0", "-1", "--hidden", "4", "--batch", "3", "--seq-len", "12", "--lr", "0.1",
-              "nan", "--clip", "none", "1", "--optim", "sgd", "adamw", "--model", "lstm",
-              "--layers", "--text", "/nonexistent", "--out", "--resume", "RUN", "RUN2",
-              "--prime", "ab", "--length", "5", "--temperature", "0", "--prefix", "x.",
-              "--allow-unused", "--lengths", "A.npz", "B.onnx", "C.txt", ""]
-
-
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(TRAIN_ARGS), max_size=7))
-def test_train_convert_sample_cli_fuzz(tmp_path_factory, argv):
-    d = tmp_path_factory.mktemp("cli")
-    rnnlab.save(make_layer("gru", 3, 4), d / "A.npz")
-    names = {"RUN": d / "run", "RUN2": d / "run2", "A.npz": d / "A.npz",
-             "B.onnx": d / "B.onnx", "C.txt": d / "C.txt"}
-    argv = [str(names.get(a, a)) for a in argv]
-    if "train" in argv and "--steps" not in argv:
-        argv += ["--steps", "2"]                       # keep each example short
-    _cli_exits_cleanly(argv)
-
-
-@pytest.mark.parametrize("make, exc", [
-    (lambda o, m: o.SGD(m, lr="0.1"), TypeError), (lambda o, m: o.SGD(m, lr=np.nan), ValueError),
-    (lambda o, m: o.Adam(m, lr=1 + 0j), TypeError), (lambda o, m: o.Adam(m, lr=np.ones(1)),
-                                                     TypeError),
-    (lambda o, m: o.Adam(m, betas=(0.9,)), TypeError),
-    (lambda o, m: o.Adam(m, betas=np.array([1 + 0j, 0.9])), TypeError),
-    (lambda o, m: o.AdamW(m, eps=-1.0), ValueError), (lambda o, m: o.Adam(m, amsgrad="yes"),
-                                                      TypeError),
-    (lambda o, m: o.SGD(m, nesterov=1, momentum=0.9), TypeError),
-    (lambda o, m: o.StepLR(o.SGD(m), 2.5), TypeError),
-    (lambda o, m: o.CosineAnnealingLR(o.SGD(m), 0), ValueError),
-    (lambda o, m: o.StepLR(o.SGD(m), 2, gamma="0.5"), TypeError),
-    (lambda o, m: rnnlab.clip_grad_norm_(m, "1"), TypeError),
-    (lambda o, m: rnnlab.clip_grad_norm_(m, 1.0, norm_type=None), TypeError),
-    (lambda o, m: rnnlab.clip_grad_value_(m, np.ones(2)), TypeError)])
-def test_training_settings_are_numbers(make, exc):
-    """Optimizer, schedule and clipping settings: real numbers (Python's or NumPy's) and
-    bools only, each refused with the setting's name; NaN where torch refuses it too."""
-    from rnnlab import Linear, optim
-    lin = Linear(3, 2, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(exc) as got:
-            make(optim, lin)
-    assert str(got.value)
-    opt = optim.Adam(lin, lr=np.float32(0.01), betas=np.array([0.8, 0.9]), eps=np.array(1e-6))
-    assert opt.param_groups[0]["betas"] == (0.8, 0.9) and opt.param_groups[0]["eps"] == 1e-6
-
-
-
-@given(JUNK, JUNK)
-def test_loaded_training_states_are_checked(base_lr, lr):
-    """A schedule's and an optimizer's load_state_dict take numbers only (the
-    constructors' checks); a refused load changes nothing."""
-    from rnnlab import Linear, optim
-    opt = optim.Adam(Linear(3, 2, dtype=np.float64), lr=0.01)
-    sched = optim.StepLR(opt, 2)
-    before = (dict(opt.param_groups[0]), sched.state_dict())
-    if _only_clear_errors(lambda: sched.load_state_dict({"base_lr": base_lr, "last_epoch": 3})):
-        assert type(sched.base_lr) is float and sched.last_epoch == 3
-    sd = opt.state_dict()
-    sd["param_groups"] = [dict(sd["param_groups"][0], lr=lr)]
-    if _only_clear_errors(lambda: opt.load_state_dict(sd)):
-        assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] >= 0
-    else:
-        assert opt.param_groups[0] == before[0]
-    _only_clear_errors(lambda: sched.load_state_dict(base_lr))
-
-
-def test_reference_lengths_are_checked():
-    from rnnlab import GRU, reference
-    m = GRU(2, 3, dtype=np.float64, seed=0)
-    x = np.ones((3, 2, 2))
-    with pytest.raises(TypeError, match="lengths"):
-        reference.run(m, x, lengths=[2.5, 1])
-    with pytest.raises(ValueError, match="lengths"):
-        reference.run(m, x, lengths=[4, 1])
-    assert reference.run(m, x, lengths=np.array([3, 1]))["output"].shape == (3, 2, 3)

@@ -1,7 +1,6 @@
 """The compiled float32 loops (rnnlab/sequence/kernels.py, numba): their exp /
 sigmoid / tanh, and the layers through them (inference, training, steps) against the NumPy
 path and torch."""
-import contextlib
 import warnings
 
 import numpy as np
@@ -53,55 +52,7 @@ def test_compiled_functions_within_a_few_ulps(which, ref):
         assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] == -1
     else:
         assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] < 1e-37
-
-
-FORWARD_KEYS = ("forward", "step", "cell", "rows", "rows_1")
-BACKWARD_KEYS = ("backward", "back")
-FAMILIES = [rnnlab.cells.by_kind(k) for k in ("rnn", "rnn_relu", "gru", "lstm")]
-
-
-def _built():
-    """{family: its compiled functions} (building them), or {} when numba cannot."""
-    out = {f: kernels.kernels(f, "cell") for f in FAMILIES}
-    return {f: k for f, k in out.items() if k is not None}
-
-
-@contextlib.contextmanager
-def _counted(calls, forward=True, backward=True, keep=()):
-    """Within: each family's compiled functions counted in ``calls``; forward / backward
-    False: those kinds are left out (the NumPy path runs there); ``keep``: names left as
-    they are (not counted)."""
-    saved = dict(kernels._BUILT)
-
-    def wrap(f):
-        return lambda *a: (calls.append(1), f(*a))[1]
-    try:
-        for fam, k in _built().items():
-            on = [n for n, on in ((FORWARD_KEYS, forward), (BACKWARD_KEYS, backward)) if on]
-            kernels._BUILT[fam] = {n: (f if n in keep else wrap(f)) for n, f in k.items()
-                                   if n in keep or any(n in group for group in on)}
-        yield
-    finally:
-        kernels._BUILT.clear()
-        kernels._BUILT.update(saved)
-
-
-_numpy_only = kernels.disabled
-
-
-def _both_paths(m, x, hx=None, **kw):
-    """(compiled, numpy) results of an inference call, and whether the compiled one ran."""
-    calls = []
-    with _counted(calls), rnnlab.no_grad():
-        a = m(x, hx, **kw)
-    with _numpy_only(), rnnlab.no_grad():
-        b = m(x, hx, **kw)
-    return a, b, bool(calls)
-
-
-def _flat(result):
-    out, state = result
-    return [out] + (list(state) if isinstance(state, tuple) else [state])
+from kernel_paths import both_paths, built, counted, flat, numpy_only  # noqa: E402
 
 
 CONFIGS = [dict(), dict(num_layers=3), dict(bidirectional=True, num_layers=2),
@@ -116,14 +67,14 @@ def test_compiled_equals_numpy_path(cls, kw):
     m = cls(5, 7, dtype=np.float32, seed=3, **kw).eval()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 6, 5) if kw.get("batch_first") else (6, 4, 5)).astype(np.float32)
-    a, b, ran = _both_paths(m, x)
+    a, b, ran = both_paths(m, x)
     assert ran
-    for u, v in zip(_flat(a), _flat(b)):
+    for u, v in zip(flat(a), flat(b)):
         assert u.dtype == np.float32 and u.shape == v.shape
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
-    a, b, ran = _both_paths(m, x[:, 0] if not kw.get("batch_first") else x[0])   # unbatched
+    a, b, ran = both_paths(m, x[:, 0] if not kw.get("batch_first") else x[0])   # unbatched
     assert ran
-    for u, v in zip(_flat(a), _flat(b)):
+    for u, v in zip(flat(a), flat(b)):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
 
 
@@ -135,11 +86,11 @@ def test_compiled_equals_torch_float32(cls):
     om = cls(8, 16, num_layers=2, bidirectional=True, dtype=np.float32)
     om.load_state_dict(tm.state_dict())
     x = np.random.default_rng(1).standard_normal((30, 4, 8)).astype(np.float32)
-    (a, _, ran) = _both_paths(om, x)
+    (a, _, ran) = both_paths(om, x)
     assert ran
     with torch.no_grad():
         want = tm(torch.from_numpy(x))
-    for u, v in zip(_flat(a), _flat(want)):
+    for u, v in zip(flat(a), flat(want)):
         np.testing.assert_allclose(u, v.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -147,7 +98,7 @@ def test_compiled_only_where_it_wins_and_never_changes_other_calls():
     from rnnlab.cells import by_kind
     gru, lstm = by_kind("gru"), by_kind("lstm")
     f32 = np.float32
-    if not _built():
+    if not built():
         pytest.skip("numba present but the kernels did not build here")
     assert kernels.kernel_for(gru, f32, 16, 96, 32, False) is not None
     assert kernels.kernel_for(lstm, np.float64, 16, 128, 32, False) is None      # float64
@@ -171,7 +122,7 @@ def test_compiled_steps_in_the_drivers_own_loop(cls, kw, monkeypatch):
     """Where the whole-loop kernels do not apply (lengths, projections, sizes above COMPILED_LOOP_MAX)
     the driver's loop runs the compiled one-step kernels: the same results as the NumPy
     steps, forward and backward, and the loop kernels are not called."""
-    if not _built() or (cls is GRU and "proj_size" in kw):
+    if not built() or (cls is GRU and "proj_size" in kw):
         pytest.skip("kernels did not build here, or GRU has no proj_size")
     kw = dict(kw)
     if kw.pop("big", False):
@@ -183,7 +134,7 @@ def test_compiled_steps_in_the_drivers_own_loop(cls, kw, monkeypatch):
     results = []
     for on in (True, False):
         calls = []
-        with _counted(calls, on, on) if on else _numpy_only():
+        with counted(calls, on, on) if on else numpy_only():
             for k in kernels._BUILT.values():      # the whole-loop kernels out
                 for name in ("forward", "backward"):
                     (k or {}).pop(name, None)
@@ -224,9 +175,9 @@ def test_compiled_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, specials, i
         target.reshape(-1)[pos % target.size] = v
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        a, b, ran = _both_paths(m, x)
+        a, b, ran = both_paths(m, x)
     assert ran
-    for u, v in zip(_flat(a), _flat(b)):
+    for u, v in zip(flat(a), flat(b)):
         np.testing.assert_array_equal(np.isnan(u), np.isnan(v))
         np.testing.assert_array_equal(np.isposinf(u), np.isposinf(v))
         np.testing.assert_array_equal(np.isneginf(u), np.isneginf(v))
@@ -267,7 +218,7 @@ def test_compiled_rnn_cells_like_the_numpy_step(kind, N, H, has_h, seed, special
 def test_float64_never_compiled():
     for cls in (RNN, GRU, LSTM):
         m = cls(3, 4, dtype=np.float64).eval()
-        _, _, ran = _both_paths(m, np.ones((4, 2, 3), m.dtype))
+        _, _, ran = both_paths(m, np.ones((4, 2, 3), m.dtype))
         assert not ran
 
 
@@ -278,14 +229,14 @@ def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, N, monkeypat
     """layer.step (live parameters: W_hh read in place, biases as views) and
     layer.freeze().step (a snapshot) take the compiled loop for float32; both equal the
     NumPy path to float32 rounding, and layer.step sees in-place edits at once."""
-    if not _built():
+    if not built():
         pytest.skip("kernels did not build here")
     monkeypatch.setattr(kernels, "THREADED_MIN", 0)              # small layers too
     calls = []
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((5, N, 4)).astype(np.float32)   # frozen, N <= FEW_ROWS: the
     results = []                                            # threaded step, else the loop
-    for paths in (_counted(calls), _numpy_only()):
+    for paths in (counted(calls), numpy_only()):
         with paths:
             m = cls(4, 6, num_layers=2, bias=bias, dtype=np.float32, seed=1).eval()
             frozen = m.freeze(threads=2)
@@ -306,154 +257,6 @@ def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, N, monkeypat
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=2e-6)
 
 
-# -- training: the recording forward and the BPTT loop ----------------------------------
-def _train_paths(m, x, hx, grads, forward, backward):
-    """Forward in training mode and backward with ``grads`` (d_output, d_h_n[, d_c_n]),
-    with the compiled forward / backward on or off; returns (everything, calls)."""
-    calls = []
-    with _counted(calls, forward, backward) if forward or backward else _numpy_only():
-        m.grads.clear()
-        out, state = m.train()(x, hx)
-        back = m.backward(*grads)
-    result = [out] + list(state if isinstance(state, tuple) else (state,)) + list(back)
-    return result + [m.grads[k].copy() for k in sorted(m.grads)], len(calls)
-
-
-TRAIN_CONFIGS = [dict(), dict(num_layers=2, bidirectional=True), dict(bias=False),
-                 dict(batch_first=True, num_layers=2)]
-WHICH = ["all", "output", "h_n", "c_n"]
-
-
-@pytest.mark.parametrize("cls", [RNN, GRU, LSTM])
-@pytest.mark.parametrize("kw", TRAIN_CONFIGS, ids=[str(k) for k in TRAIN_CONFIGS])
-@pytest.mark.parametrize("which", WHICH)
-def test_compiled_training_equals_numpy_path(cls, kw, which):
-    """Forward and backward through the compiled loops, each alone and both, against the
-    NumPy path: outputs, states, dx, dh0, dc0 and every parameter gradient. With only c_n
-    in the loss no gradient reaches h at the last step, and the NumPy BPTT runs (it
-    leaves that branch out, as autograd does)."""
-    if which == "c_n" and cls is not LSTM:
-        pytest.skip("only LSTM has c_n")
-    if not _built():
-        pytest.skip("kernels did not build here")
-    m = cls(5, 7, dtype=np.float32, seed=3, **kw)
-    rng = np.random.default_rng(1)
-    bf = kw.get("batch_first", False)
-    T, N = 6, 4
-    x = rng.standard_normal((N, T, 5) if bf else (T, N, 5)).astype(np.float32)
-    out, state = m.eval()(x)
-    states = state if isinstance(state, tuple) else (state,)
-    hx = tuple(rng.standard_normal(s.shape).astype(np.float32) for s in states)
-    g = [rng.standard_normal(out.shape).astype(np.float32)] + [
-        rng.standard_normal(s.shape).astype(np.float32) for s in states]
-    keep = {"all": range(len(g)), "output": [0], "h_n": [1], "c_n": [2]}[which]
-    grads = [v if i in keep else None for i, v in enumerate(g)]
-    hx = hx if cls is LSTM else hx[0]
-    want, n = _train_paths(m, x, hx, grads, False, False)
-    assert n == 0
-    for forward, backward in ((True, True), (True, False), (False, True)):
-        got, n = _train_paths(m, x, hx, grads, forward, backward)
-        assert n > 0 or (not forward and (which == "c_n" or cls is RNN))   # RNN: no
-        #                                                   compiled step in the driver loop
-        assert len(got) == len(want)
-        for u, v in zip(got, want):
-            if u is None or v is None:
-                assert u is v
-                continue
-            assert u.dtype == np.float32 and u.shape == v.shape
-            np.testing.assert_allclose(u, v, rtol=1e-5, atol=3e-6)
-
-
-@pytest.mark.parametrize("cls", [GRU, LSTM])
-def test_compiled_training_equals_torch_float32(cls):
-    torch = pytest.importorskip("torch")
-    if not _built():
-        pytest.skip("kernels did not build here")
-    torch.manual_seed(0)
-    tm = getattr(torch.nn, cls.__name__)(8, 16, num_layers=2, bidirectional=True)
-    om = cls(8, 16, num_layers=2, bidirectional=True, dtype=np.float32)
-    om.load_state_dict(tm.state_dict())
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((30, 4, 8)).astype(np.float32)
-    dy = rng.standard_normal((30, 4, 32)).astype(np.float32)
-    calls = []
-    with _counted(calls):
-        om.train()(x)
-        dx, dh0 = om.backward(dy)[:2]
-    assert calls
-    tx = torch.from_numpy(x).requires_grad_(True)
-    tm(tx)[0].backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-5, atol=1e-5)
-    for name, p in tm.named_parameters():
-        np.testing.assert_allclose(om.grads[name], p.grad.numpy(), rtol=1e-5, atol=1e-5,
-                                   err_msg=name)
-
-
-@given(st.sampled_from([RNN, GRU, LSTM]), st.integers(1, 5), st.integers(1, 5), st.integers(1, 6),
-       st.integers(0, 2 ** 32 - 1), st.lists(st.tuples(st.integers(0, 10 ** 6), VALUES),
-                                             max_size=4), st.sampled_from(["x", "w", "dy"]))
-def test_compiled_training_fuzz_nonfinite_like_numpy_path(cls, T, N, H, seed, specials, where):
-    """Training with NaN / inf / huge / tiny values in the input, the weights or the
-    upstream gradient: every output and gradient as the NumPy path's, NaN and inf in the
-    same places, no warning."""
-    if not _built():
-        return
-    rng = np.random.default_rng(seed)
-    m = cls(3, H, num_layers=2, dtype=np.float32, seed=seed % 1000)
-    x = rng.standard_normal((T, N, 3)).astype(np.float32)
-    dy = rng.standard_normal((T, N, H)).astype(np.float32)
-    target = {"x": x, "w": m.weight_hh_l0, "dy": dy}[where]
-    for pos, v in specials:
-        target.reshape(-1)[pos % target.size] = v
-    results = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for on in (True, False):
-            results.append(_train_paths(m, x, None, [dy], on, on)[0])
-    for u, v in zip(*results):
-        if v is None:
-            continue
-        np.testing.assert_array_equal(np.isnan(u), np.isnan(v))
-        np.testing.assert_array_equal(np.isposinf(u), np.isposinf(v))
-        np.testing.assert_array_equal(np.isneginf(u), np.isneginf(v))
-        fin = np.isfinite(v)                  # float32 sums of huge terms cancel: the
-        scale = np.abs(v[fin]).max(initial=0)  # tolerance follows the array's magnitude
-        np.testing.assert_allclose(u[fin], v[fin], rtol=1e-4, atol=1e-5 + 1e-4 * scale)
-
-
-def test_training_with_lengths_norms_or_projection_keeps_the_drivers_loop():
-    """Packed lengths, dh_norms and proj_size keep the driver's own BPTT loop (the
-    whole-loop kernels have none of them; its steps may be compiled), with the same
-    gradients as the NumPy steps."""
-    if not _built():
-        pytest.skip("kernels did not build here")
-    from rnnlab.sequence import checked as driver
-    x = np.ones((5, 2, 3), np.float32)
-
-    def loops_called(run):
-        calls = []
-        with _counted(calls, keep=("step", "back", "cell")):
-            run()
-        return len(calls)
-
-    m = LSTM(3, 4, proj_size=2, dtype=np.float32, seed=0)
-    assert loops_called(lambda: m.backward(np.ones((5, 2, 2), np.float32))
-                        if m.train()(x) else None) == 0
-    g = GRU(3, 4, dtype=np.float32, seed=0)
-    assert loops_called(lambda: g.backward(np.ones((5, 2, 4), np.float32))
-                        if g.train()(x, lengths=[5, 3]) else None) == 0
-    w = [[(g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)]]
-    (out, _, _), cache = driver.forward("GRU", x, w)
-    norms = []
-    assert loops_called(lambda: norms.append(
-        driver.backward(cache, np.ones_like(out), dh_norms=True))) == 0
-    with _numpy_only():
-        (out, _, _), cache = driver.forward("GRU", x, w)
-        want = driver.backward(cache, np.ones_like(out), dh_norms=True)
-    np.testing.assert_allclose(norms[0]["dh_norms"][0][0], want["dh_norms"][0][0], rtol=1e-5)
-    np.testing.assert_allclose(norms[0]["dx"], want["dx"], rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("cls, H", [(GRU, 256), (LSTM, 200)])
 def test_threaded_step_equals_torch_float32(cls, H):
     """freeze(threads=2).step (the threaded compiled step, units split over threads, for a
@@ -461,7 +264,7 @@ def test_threaded_step_equals_torch_float32(cls, H):
     at batch 1 and 2 against torch, float32; NaN in a weight reaches exactly the units it
     reaches in torch."""
     torch = pytest.importorskip("torch")
-    if not _built():
+    if not built():
         pytest.skip("kernels did not build here")
     torch.manual_seed(0)
     tm = getattr(torch.nn, cls.__name__)(H, H, num_layers=2).eval()
@@ -523,7 +326,7 @@ def test_threaded_step_survives_fork(tmp_path):
     interpreter (this one may hold other libraries' threads, which fork does not like)."""
     import subprocess
     import sys
-    if not _built():
+    if not built():
         pytest.skip("kernels did not build here")
     script = tmp_path / "fork_step.py"
     script.write_text(_FORK_SCRIPT)
@@ -542,4 +345,3 @@ def test_freeze_threads_argument():
     assert "threads=3" in repr(m.freeze(threads=3))
     x = np.ones((1, 3), np.float32)
     np.testing.assert_allclose(m.freeze(threads=2).step(x)[0], m.freeze().step(x)[0])
-

@@ -1,0 +1,68 @@
+"""The argument types and help format of the rnnlab command: each turns text into a value
+or an argparse error that says what was expected and what came."""
+import argparse
+
+
+def lengths(text):
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 3,1,2, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"lengths must be positive integers, got {text!r}")
+    return vals
+
+
+def _number(convert, what):
+    """An argparse type: text -> a positive (finite) number, or a clear usage error."""
+    def parse(text):
+        try:
+            v = convert(text)
+        except ValueError:
+            v = None
+        if v is None or not 0 < v < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}")
+        return v
+    return parse
+
+
+positive = _number(int, "integer")
+positive_float = _number(float, "number")
+
+
+def clip(text):
+    if text.lower() in ("none", "0", "off"):
+        return 0.0
+    return positive_float(text)
+
+
+def radii(text):
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or not all(0 < v < 100 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.5,1,1.5, got "
+                                         f"{text!r}")
+    return vals
+
+
+def sizes(text):
+    out = []
+    for part in text.split(";"):
+        vals = part.split(",")
+        if len(vals) != 4:
+            raise argparse.ArgumentTypeError(f"a size is T,N,I,H (four integers), got {part!r}")
+        out.append(tuple(positive(v) for v in vals))
+    return out
+
+
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help (not for flags, nor where the help text
+    already says how the default is chosen)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
