@@ -26,8 +26,7 @@ class RNNCellBase(Module):
 
     def __init__(self, mode, input_size, hidden_size, bias=True, device=None, *,
                  dtype=np.float32, seed=None):
-        super().__init__(dtype, seed)
-        self.to(device=device)
+        super().__init__(dtype, seed, device)
         self.family = by_mode(mode)
         self.mode = self.family.mode
         self.input_size = check_int("input_size", input_size)

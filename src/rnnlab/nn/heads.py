@@ -43,8 +43,7 @@ class Linear(_Head):
 
     def __init__(self, in_features, out_features, bias=True, device=None, *,
                  dtype=np.float32, seed=None):
-        super().__init__(dtype, seed)
-        self.to(device=device)
+        super().__init__(dtype, seed, device)
         self.in_features = check_int("in_features", in_features)
         self.out_features = check_int("out_features", out_features)
         shapes = {"weight": (self.out_features, self.in_features)}
@@ -97,8 +96,7 @@ class Embedding(_Head):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, device=None, *,
                  dtype=np.float32, seed=None):
-        super().__init__(dtype, seed)
-        self.to(device=device)
+        super().__init__(dtype, seed, device)
         self.num_embeddings = check_int("num_embeddings", num_embeddings)
         self.embedding_dim = check_int("embedding_dim", embedding_dim)
         if padding_idx is not None:

@@ -40,8 +40,7 @@ class RNNBase(Stepping, Module):
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
                  device=None, *, dtype=np.float32, seed=None):
-        super().__init__(dtype, seed)
-        self.to(device=device)
+        super().__init__(dtype, seed, device)
         self.family = by_mode(mode)
         self.mode = self.family.mode
         self.dropout = check_dropout(dropout)

@@ -24,7 +24,7 @@ class Module(StateDictMixin):
 
     _FIXED = ()            # configuration attributes that cannot change after construction
 
-    def __init__(self, dtype, seed):
+    def __init__(self, dtype, seed, device=None):
         d = self.__dict__
         d["_parameters"] = {}
         d["grads"] = {}
@@ -34,6 +34,7 @@ class Module(StateDictMixin):
         d["_records"] = ThreadRecords()
         d["_lock"] = threading.Lock()
         d["_version"] = 0          # bumped by every rnnlab call that writes the parameters
+        self.to(device=device)     # "cpu" (or None) only: checked like torch's device=
 
     # -- parameters ---------------------------------------------------------------
     def _init_parameters(self, shapes, hidden_size):
