@@ -79,7 +79,7 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     else:
         t_of = (lambda w_: transposed(w_, copy=False)) if T > 1 else (lambda w_: w_.T)
     # a few rows and a large W_hh: h W_hh^T as one BLAS product per row from W_hh itself,
-    # which OpenBLAS splits over its threads (linalg.BLAS_ROWS), not the compiled loop;
+    # which OpenBLAS splits over its threads (tuning.BLAS_ROWS), not the compiled loop;
     # the record keeps W_hh^T, which BPTT's products per row read fastest
     rows = _few_rows(N, GH, H_out)
     w_hh_t = None if rows and not record else t_of(w.w_hh)
@@ -148,7 +148,7 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
 def _few_rows(N, GH, H_out):
     """Whether h W_hh^T (and BPTT's dgh W_hh) is one BLAS matrix-vector product per row
     (N rows, W_hh (G*H, H_out)): a few rows and a W_hh that OpenBLAS splits over its
-    threads (linalg.BLAS_ROWS; a 1-row LSTM at H = 512: 22.7 -> ~5.6 ms for 100 steps)."""
+    threads (tuning.BLAS_ROWS; a 1-row LSTM at H = 512: 22.7 -> ~5.6 ms for 100 steps)."""
     return N <= FEW_ROWS and GH * H_out >= BLAS_ROWS
 
 

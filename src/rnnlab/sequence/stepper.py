@@ -13,28 +13,27 @@ Both read a list of ``StepWeights``, one per layer, made once and reused:
   [x | h] meets it in one matmul, with b_ih + b_hh summed once. GRU keeps two matmuls
   (its n gate needs the two parts apart) and b_hh of r and z folded into b_ih.
 
-At batch 1-4 (``linalg.FEW_ROWS``) two layouts take a BLAS matrix-vector product per row with the
-weights in torch's own layout, then the gates (``_blas_step``), because there BLAS reads
-the weights fastest and, from about 2^19 weights, splits the product over its own threads
-(OpenBLAS; no thread pool of ours, so nothing to contend with the caller's BLAS calls):
+At batch 1-4 (``tuning.FEW_ROWS``) two layouts take a BLAS matrix-vector product per
+row with the weights in torch's own layout, then the gates (``_blas_step``), because there
+BLAS reads the weights fastest and, from about 2^19 weights, splits the product over its
+own threads (OpenBLAS; no thread pool of ours, so nothing to contend with the caller's
+BLAS calls):
 
-- frozen RNN / LSTM layers of ``BLAS_ROWS`` weights and more: [W_ih | W_hh] as one
-  (G*H, I + H_out) matrix meets [x | h] (LSTM H = 256 at batch 1: 45 -> ~20 us per step);
-  more rows read its transpose;
-- live float32 GRU / LSTM layers with numba: W_ih x and W_hh h from the parameters
-  themselves, the gates compiled (kernels.cell_for): 10-25% less time at batch 1 than the
-  compiled loop that reads W_hh row by row, up to 2.8x less at batch 2-4, nowhere more.
+- frozen RNN / LSTM layers of ``tuning.BLAS_ROWS`` weights and more: [W_ih | W_hh] as
+  one (G*H, I + H_out) matrix meets [x | h]; more rows read its transpose;
+- live float32 layers with numba: W_ih x and W_hh h from the parameters themselves, the
+  gates compiled (kernels.cell_for).
 
-The frozen snapshot also takes the compiled float32 loop of kernels.py (numba) where it
-is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate in one compiled
-pass (up to tuning.COMPILED_LOOP_MAX; LSTM while G*H * H_out <= JOINT_WINS, above which the one
-joint BLAS call is faster).
+The frozen snapshot also takes the compiled float32 one-step loop of kernels.py (numba)
+where it is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate in one
+compiled pass (up to tuning.COMPILED_LOOP_MAX; for fused families while G*H * H_out <=
+tuning.JOINT_WINS, above which the one joint BLAS call is faster).
 
 ``freeze(threads=k)`` (k >= 2) adds, for float32 GRU/LSTM layers of tuning.THREADED_MIN
 weights and more, a copy of the weights in torch's layout for the threaded compiled step
 (kernels.rows_step_for: each thread computes a block of units from its own rows), taken
-at batch sizes up to tuning.FEW_ROWS. ``layer.step`` takes the same step straight from the
-live parameters (already in torch's layout: nothing is copied) after
+at batch sizes up to tuning.FEW_ROWS. ``layer.step`` takes the same step straight from
+the live parameters (already in torch's layout: nothing is copied) after
 ``rnnlab.set_num_threads(k)``, k >= 2 (``StepWeights.rows_w``, looked up per step by
 ``_live_rows_step``). Opt-in: see rows_step_for for why.
 
