@@ -67,9 +67,9 @@ def test_grads_accumulate_and_zero_grad():
     m = GRU(2, 3, dtype=np.float64, seed=0)
     x = f64(4, 1, 2)
     out, h = m(x)
-    m.backward(np.ones_like(out))
+    m.backward(np.ones_like(out), retain_graph=True)      # torch's: keep the saved values
     g1 = {k: v.copy() for k, v in m.grads.items()}
-    m.backward(np.ones_like(out))                         # backward again: adds
+    m.backward(np.ones_like(out), retain_graph=True)      # backward again: adds
     for k in g1:
         np.testing.assert_allclose(m.grads[k], 2 * g1[k])
     kept = dict(m.grads)
@@ -79,6 +79,8 @@ def test_grads_accumulate_and_zero_grad():
     m.backward(np.ones_like(out))                         # adds into the zeroed arrays
     for k in g1:
         np.testing.assert_allclose(m.grads[k], g1[k])
+    with pytest.raises(ValueError, match="backward through the graph a second time"):
+        m.backward(np.ones_like(out))                     # freed by the last backward
     m.zero_grad()                                         # torch's default: set to None
     assert m.grads == {}
 

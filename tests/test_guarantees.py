@@ -112,6 +112,82 @@ def test_constructor_peak_memory():
     assert peak <= 1.5 * params and not m.grads          # gradients appear with backward
 
 
+# -- the scratch pool: one call's working set, given back on request ------------------------
+def _measured(fn):
+    """(peak bytes above the start, bytes still held at the end) of fn()."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    fn()
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak - base, now - base
+
+
+def test_inference_with_changing_lengths_holds_one_calls_scratch():
+    """no_grad calls whose length changes every time keep about one call's working set,
+    not one per length (the issue's case, scaled down: GRU(64, 256, 2 layers) at batch 32
+    and lengths 400-439 held 400 MB for ~55 MB of scratch a call)."""
+    m = GRU(16, 64, num_layers=2).eval()
+    x = np.ones((140, 8, 16), np.float32)
+    one_peak, _ = _measured(lambda: m(x[:139]))                # the longest call
+    rnnlab.empty_cache()
+
+    def calls():
+        for T in range(100, 140):
+            m(x[:T])
+    _, held = _measured(calls)
+    assert held <= 1.2 * one_peak, (held, one_peak)
+    assert m._records.pool.bytes <= one_peak
+
+
+def test_long_training_call_scratch_is_given_back():
+    """A training call's record is freed by its backward; the pool then keeps at most that
+    call's scratch until a shorter call, ``eval()`` or ``rnnlab.empty_cache()``."""
+    m = GRU(8, 16)
+    params = sum(p.nbytes for p in m.parameters())
+    long = np.ones((5000, 2, 8), np.float32)
+
+    def train_long():
+        out, _ = m(long)
+        m.backward(np.ones_like(out))
+    peak, held = _measured(train_long)
+    assert m.last_call is None and held <= 0.75 * peak     # the record is freed ...
+    assert m._records.pool.bytes > 0                      # ... into the pool
+    m.eval()
+    assert m._records.pool.bytes == 0                     # eval() gives it back
+    m.train()
+    train_long()
+    out, _ = m(long[:10])                                 # a short call trims the pool
+    m.backward(np.ones_like(out))
+    assert m._records.pool.bytes < 10 * 2 * 3 * 16 * 4 * 8
+    train_long()
+    rnnlab.empty_cache()
+    assert m._records.pool.bytes == 0 and sum(g.nbytes for g in m.grads.values()) == params
+
+
+def test_first_backward_peaks_at_four_times_the_parameters():
+    """The measured rule the README states: training peaks at 4x the parameter bytes
+    during the first backward (parameters, the forward's copy of the recurrent weights,
+    BPTT's transposed copy, gradients) and holds 2x between calls (parameters and
+    gradients)."""
+    m = GRU(8, 600, dtype=np.float64)
+    params = sum(p.nbytes for p in m.parameters())
+    x = np.ones((4, 1, 8))
+
+    def step():
+        out, _ = m(x)
+        m.backward(np.ones_like(out))
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0] - params     # the parameters count too
+    tracemalloc.reset_peak()
+    step()
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert 3.5 * params <= peak - base <= 4.2 * params, (peak - base) / params
+    assert now - base <= 2.1 * params, (now - base) / params
+
+
 # -- threads --------------------------------------------------------------------------
 def test_no_grad_is_per_thread():
     cell = GRUCell(3, 4, dtype=np.float64)

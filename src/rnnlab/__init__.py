@@ -23,6 +23,7 @@ from .nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, 
                  RNNCellBase, backprop_cells, enable_grad, no_grad, run_cells)
 from .sequence import PackedSequence, from_packed, to_packed
 from .sequence.kernels import get_num_threads, set_num_threads
+from .sequence.pool import empty_cache
 from .io import export_onnx, from_state_dict, import_onnx, load, load_torch, save
 from .train import clip_grad_norm_, clip_grad_value_, losses, optim
 
@@ -36,4 +37,5 @@ __all__ = ["RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "R
            "save", "load", "load_torch", "from_state_dict", "export_onnx", "import_onnx",
            "functional", "columns", "reference", "run_cells", "backprop_cells", "from_packed",
            "to_packed", "PackedSequence", "no_grad", "enable_grad", "ShapeError",
-           "BackwardError", "StateDictError", "DTypeError", "set_num_threads", "get_num_threads"]
+           "BackwardError", "StateDictError", "DTypeError", "set_num_threads", "get_num_threads",
+           "empty_cache"]

@@ -18,6 +18,11 @@ class StateDictError(ValueError, RuntimeError):
     """load_state_dict found missing/unexpected keys or shape mismatches (all listed)."""
 
 
+class StateDictTypeError(StateDictError, TypeError):
+    """load_state_dict found a value that is no real array (complex, text, ...); also a
+    TypeError, as every wrong kind of value is in rnnlab."""
+
+
 class DTypeError(ValueError, TypeError, RuntimeError):
     """An array of the wrong dtype (torch: "input must have the type ..."). Also a
     TypeError, so either ``except`` works."""

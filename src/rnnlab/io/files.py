@@ -17,8 +17,13 @@ import zlib
 import numpy as np
 
 from ..checks import to_numpy
+from ..errors import StateDictError
 from ..nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, RNNCell,
                   RNNCellBase)
+from ..nn.module import parameter_shapes
+from ..nn.state_dict import check_tensors
+from . import limits
+from .limits import Budget
 from .safetensors import load_safetensors, save_safetensors
 
 CLASSES = {c.__name__: c for c in (RNN, GRU, LSTM, RNNBase, RNNCell, GRUCell, LSTMCell,
@@ -47,18 +52,49 @@ def save(module, path):
         np.savez(path, __rnnlab__=np.array(meta), **tensors)
 
 
+def _read_npz(path):
+    """{name: array} of an .npz, each member's header checked against the size the archive
+    declares for it (and rnnlab.io.limits) before its array is allocated."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            held = 0
+            for info in infos:
+                limits.check_member(path, info)
+                held += info.file_size
+            budget = Budget(path, held)
+            for info in infos:
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    shape, fortran, dtype = {(1, 0): np.lib.format.read_array_header_1_0,
+                                             (2, 0): np.lib.format.read_array_header_2_0
+                                             }.get(version, np.lib.format.read_array_header_2_0
+                                                   )(f)
+                    need = limits.elements(shape, path, info.filename) * dtype.itemsize
+                    if dtype.hasobject:
+                        raise ValueError(f"{info.filename} holds Python objects (pickles), "
+                                         "which rnnlab does not read")
+                    limits.check_member(path, info, need)
+                    budget.take(need, info.filename)
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except limits.LimitError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError, TypeError, SyntaxError) as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: "
+                         f"{str(exc)[:150]})") from None
+
+
 def read_weights(path):
     """(tensors, rnnlab metadata dict or None) of a .safetensors or .npz file."""
     if _extension(path) == ".safetensors":
         tensors, meta = load_safetensors(path)
         raw = meta.get("rnnlab")
     else:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                tensors = {k: z[k] for k in z.files}
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile,
-                zlib.error, NotImplementedError) as exc:
-            raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+        tensors = _read_npz(path)
         raw = tensors.pop("__rnnlab__", None)
         raw = None if raw is None else str(raw)
     info = None
@@ -68,23 +104,31 @@ def read_weights(path):
             if info.get("format") != FORMAT or info.get("class") not in CLASSES or \
                     not isinstance(info.get("config"), dict):
                 raise ValueError
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             raise ValueError(f"{path}: its rnnlab configuration is not readable: {raw:.80}") \
                 from None
     return tensors, info
 
 
 def load(path):
-    """The module saved by ``save``: same class, configuration, dtype and weights."""
+    """The module saved by ``save``: same class, configuration, dtype and weights. The
+    configuration must describe the tensors the file holds: it is checked against them
+    before the module is built (a file cannot make rnnlab allocate what it does not hold)."""
     tensors, info = read_weights(path)
     if info is None:
         raise ValueError(f"{path} holds weights without an rnnlab configuration; build the "
                          "module with rnnlab.from_state_dict(tensors) instead")
+    cls = CLASSES[info["class"]]
     try:
-        module = CLASSES[info["class"]](**info["config"])
+        shapes = parameter_shapes(cls, **info["config"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: cannot rebuild {info['class']} from {info['config']}: "
                          f"{exc}") from None
+    problems = check_tensors(shapes, tensors)[2]
+    if problems:
+        raise ValueError(f"{path}: its configuration does not describe its tensors: "
+                         + "; ".join(problems)[:400])
+    module = cls(**info["config"])
     module.load_state_dict(tensors)
     return module
 
@@ -116,14 +160,24 @@ def from_state_dict(state_dict, prefix="", **overrides):
     if not found:
         raise ValueError(f"no recurrent layer weights (weight_ih_l0, ...) under prefix "
                          f"{prefix!r}; prefixes with such weights: {prefixes or 'none'}")
-    layers = 1 + max(int(k[1]) for k in found)
+    indices = sorted({int(k[1]) for k in found})
+    if indices != list(range(len(indices))):
+        have = set(indices)
+        gaps = [k for k in range(len(indices) + 5) if k not in have][:5]
+        raise ValueError(f"the weights under prefix {prefix!r} skip layer(s) {gaps} (found "
+                         f"layers {indices[:10]}{' ...' if len(indices) > 10 else ''})")
+    layers = len(indices)
     bi = any(k[2] for k in found)
     bias = ("bias_ih", "0", None) in found
     proj = ("weight_hr", "0", None) in found
     w_ih, w_hh = found.get(("weight_ih", "0", None)), found.get(("weight_hh", "0", None))
     if w_ih is None or w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2:
         raise ValueError(f"{prefix}weight_ih_l0 / weight_hh_l0 are missing or not matrices")
-    H = found[("weight_hr", "0", None)].shape[1] if proj else w_hh.shape[1]
+    H = found[("weight_hr", "0", None)].shape[1] if proj and found[("weight_hr", "0", None)] \
+        .ndim == 2 else w_hh.shape[1]
+    if H == 0 or w_hh.shape[0] == 0:
+        raise ValueError(f"{prefix}weight_hh_l0 has shape {w_hh.shape}: a layer needs at least "
+                         "one hidden unit")
     G, rem = divmod(w_hh.shape[0], H)
     kinds = {1: RNN, 3: GRU, 4: LSTM}
     if rem or G not in kinds or (proj and G != 4):
@@ -144,7 +198,16 @@ def from_state_dict(state_dict, prefix="", **overrides):
     dt = w_ih.dtype if w_ih.dtype in (np.float32, np.float64) else np.float32
     kw.update(dtype=dt)
     kw.update(overrides)
-    layer = cls(w_ih.shape[1], H, **kw)
     sd = {f"{n}_l{k}{r or ''}": v for (n, k, r), v in found.items()}
+    try:
+        shapes = parameter_shapes(cls, input_size=w_ih.shape[1], hidden_size=H, **kw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{prefix or 'the state_dict'}: not a layer rnnlab can build: {exc}") \
+            from None
+    problems = check_tensors(shapes, sd)[2]
+    if problems:                                 # checked before anything is allocated
+        raise StateDictError(f"the weights under prefix {prefix!r} do not form a "
+                             f"{cls.__name__}: " + "; ".join(problems)[:400])
+    layer = cls(w_ih.shape[1], H, **kw)
     layer.load_state_dict(sd)
     return layer

@@ -15,6 +15,8 @@ import numpy as np
 from ..cells import FAMILIES, from_framework
 from ..nn import make_layer
 from ..nn.kinds import LAYERS
+from ..nn.module import parameter_shapes
+from ..nn.state_dict import check_tensors
 from .onnx_export import require
 
 PLUMBING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gather",
@@ -29,8 +31,25 @@ class OnnxImportError(ValueError):
 def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
     """An rnnlab RNN / GRU / LSTM computing what the ONNX graph computes.
     batch_first: override (default: the graph's own, from rnnlab metadata or the nodes'
-    layout attribute)."""
+    layout attribute). Anything it cannot reproduce, or a damaged graph, is an
+    OnnxImportError (a ValueError) naming the file and the node."""
     onnx = require("onnx", "onnx")
+    where = "the model" if hasattr(path_or_model, "graph") else str(path_or_model)
+    try:
+        return _import(onnx, path_or_model, batch_first, dtype)
+    except OnnxImportError as exc:
+        if where in str(exc):
+            raise
+        raise OnnxImportError(f"{where}: {exc}") from None
+    except (OSError, ImportError):
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, StopIteration,
+            RecursionError, MemoryError, OverflowError) as exc:
+        raise OnnxImportError(f"{where}: not a graph rnnlab can read ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+
+
+def _import(onnx, path_or_model, batch_first, dtype):
     from onnx import numpy_helper
     if hasattr(path_or_model, "graph"):
         model = path_or_model
@@ -51,6 +70,8 @@ def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
                     values[n.output[0]] = numpy_helper.to_array(a.t)
     meta = {p.key: p.value for p in model.metadata_props}.get("rnnlab")
     meta = json.loads(meta) if meta else None
+    if meta is not None and not isinstance(meta, dict):
+        raise OnnxImportError("its rnnlab metadata is not a JSON object")
     ops = {f.onnx["op"] for f in FAMILIES.values() if f.onnx}
     rec = [n for n in graph.node if n.op_type in ops]
     scans = [n for n in graph.node if n.op_type == "Scan"]
@@ -158,13 +179,27 @@ def _from_nodes(graph, rec, values, meta, batch_first, dtype):
         fam, D = f, d
         try:
             W, R = values[node.input[1]], values[node.input[2]]
-        except KeyError:
+        except (KeyError, IndexError):
             raise OnnxImportError(f"{op} node {k}: W and R must be constant "
                                   "initializers") from None
         B = values.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
         if len(node.input) > 3 and node.input[3] and B is None:
             raise OnnxImportError(f"{op} node {k}: B must be a constant initializer")
-        H = int(a.get("hidden_size", R.shape[-1]))
+        G = f.num_gates
+        for name, arr, ndim in (("W", W, 3), ("R", R, 3), ("B", B, 2)):
+            if arr is not None and (arr.ndim != ndim or arr.dtype.kind != "f"):
+                raise OnnxImportError(f"{op} node {k}: {name} must be a {ndim}-D float "
+                                      f"tensor, got {arr.ndim}-D {arr.dtype}")
+        H = R.shape[2]
+        if int(a.get("hidden_size", H)) != H or W.shape[:2] != (d, G * H) or \
+                R.shape != (d, G * H, H) or (B is not None and B.shape != (d, 2 * G * H)):
+            raise OnnxImportError(
+                f"{op} node {k}: W {W.shape}, R {R.shape}" + (f", B {B.shape}" if B is not None
+                                                              else "")
+                + f" do not fit hidden_size {a.get('hidden_size', H)} with {d} "
+                "direction(s) and " + f"{G} gate(s)")
+        if H == 0 or W.shape[2] == 0:
+            raise OnnxImportError(f"{op} node {k}: W {W.shape} / R {R.shape} are empty")
         bias = bias or B is not None
         layers.append((W, R, B))
     G = fam.num_gates
@@ -174,12 +209,14 @@ def _from_nodes(graph, rec, values, meta, batch_first, dtype):
                                                               _attrs(rec[0]).get("layout", 0)))
     kw = dict(num_layers=len(layers), bias=bias, bidirectional=D == 2,
               batch_first=batch_first, dtype=dtype)
+    for k, (W, R, B) in enumerate(layers):
+        want = I if k == 0 else D * H
+        if R.shape[2] != H or W.shape[2] != want:
+            raise OnnxImportError(f"layer {k}: W {W.shape} / R {R.shape} do not chain "
+                                  f"(expected input size {want}, hidden size {H})")
     layer = make_layer(fam.kind, I, H, **kw)
     sd = {}
     for k, (W, R, B) in enumerate(layers):
-        if W.shape[:2] != (D, G * H) or R.shape != (D, G * H, H):
-            raise OnnxImportError(f"layer {k}: W {W.shape} / R {R.shape} do not fit "
-                                  f"hidden_size {H} with {D} direction(s)")
         for d in range(D):
             s = f"_l{k}" + ("_reverse" if d else "")
             sd["weight_ih" + s] = from_framework(W[d], fam, "onnx")
@@ -194,8 +231,9 @@ def _from_nodes(graph, rec, values, meta, batch_first, dtype):
 
 def _from_scans(scans, meta, values, batch_first, dtype):
     """rnnlab's own LSTM-with-projection graphs: weights from the Scan bodies' outer
-    initializers (Wi, Wh, b = b_ih + b_hh, Wr)."""
-    cfg = dict(meta["config"])
+    initializers (Wi, Wh, b = b_ih + b_hh, Wr), checked against the metadata's
+    configuration before the layer is built."""
+    cfg = dict(meta.get("config") or {})
     cfg.pop("lengths", None)
     cfg.pop("dtype", None)
     cls = LAYERS.get(meta.get("class"))
@@ -203,22 +241,35 @@ def _from_scans(scans, meta, values, batch_first, dtype):
         raise OnnxImportError("unexpected Scan graph metadata")
     if batch_first is not None:
         cfg["batch_first"] = batch_first
-    layer = cls(**cfg, dtype=dtype)
-    D = layer.num_directions
-    if len(scans) != layer.num_layers * D:
-        raise OnnxImportError(f"expected {layer.num_layers * D} Scan nodes, found {len(scans)}")
+    shapes = parameter_shapes(cls, **cfg, dtype=dtype)
+    D = 2 if cfg.get("bidirectional") else 1
+    if len(scans) != cfg.get("num_layers", 1) * D:
+        raise OnnxImportError(f"expected {cfg.get('num_layers', 1) * D} Scan nodes, found "
+                              f"{len(scans)}")
     sd = {}
     for j, node in enumerate(scans):
-        body = next(a.g for a in node.attribute if a.name == "body")
-        used = [i for n in body.node for i in n.input if i in values]
-        pick = {p: next(v for v in used if v.startswith(p + "_")) for p in ("Wi", "Wh", "Wr", "b")}
+        body = [a.g for a in node.attribute if a.name == "body"]
+        used = [i for n in (body[0].node if body else ()) for i in n.input if i in values]
+        pick = {p: [v for v in used if v.startswith(p + "_")] for p in ("Wi", "Wh", "Wr", "b")}
+        if not all(pick.values()):
+            missing = [p for p, v in pick.items() if not v]
+            raise OnnxImportError(f"Scan node {j}: its body does not read {missing}: not a "
+                                  "graph rnnlab's export_onnx wrote")
+        pick = {p: values[v[0]] for p, v in pick.items()}
+        if any(pick[p].ndim != 2 for p in ("Wi", "Wh", "Wr")) or pick["b"].ndim != 1:
+            raise OnnxImportError(f"Scan node {j}: its weights are not matrices")
         k, d = divmod(j, D)
         s = f"_l{k}" + ("_reverse" if d else "")
-        sd["weight_ih" + s] = values[pick["Wi"]].T
-        sd["weight_hh" + s] = values[pick["Wh"]].T
-        sd["weight_hr" + s] = values[pick["Wr"]].T
-        if layer.bias:
-            sd["bias_ih" + s] = values[pick["b"]]
-            sd["bias_hh" + s] = np.zeros_like(values[pick["b"]])
+        sd["weight_ih" + s] = pick["Wi"].T
+        sd["weight_hh" + s] = pick["Wh"].T
+        sd["weight_hr" + s] = pick["Wr"].T
+        if cfg.get("bias", True):
+            sd["bias_ih" + s] = pick["b"]
+            sd["bias_hh" + s] = np.zeros_like(pick["b"])
+    problems = check_tensors(shapes, sd)[2]
+    if problems:
+        raise OnnxImportError("the Scan graph's weights do not fit its metadata: "
+                              + "; ".join(problems)[:300])
+    layer = cls(**cfg, dtype=dtype)
     layer.load_state_dict(sd)
     return layer

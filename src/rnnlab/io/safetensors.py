@@ -13,6 +13,7 @@ import struct
 import numpy as np
 
 from ..checks import to_numpy
+from .limits import elements
 
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
            "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
@@ -50,7 +51,9 @@ def save_safetensors(tensors, path, metadata=None):
 
 def load_safetensors(path):
     """Read ``path`` -> ({name: array}, metadata dict). Anything malformed is a
-    ValueError naming what is wrong."""
+    ValueError naming the file and what is wrong: as the reference implementation, the
+    tensors' offsets must tile the data exactly (no gap, no overlap) and shapes are lists
+    of integers."""
     with open(path, "rb") as f:
         blob = f.read()
     if len(blob) < 8:
@@ -61,24 +64,44 @@ def load_safetensors(path):
                          f"{len(blob)}-byte file)")
     try:
         header = json.loads(blob[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a safetensors file (bad JSON header: {exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a safetensors file (bad JSON header: "
+                         f"{type(exc).__name__}: {str(exc)[:100]})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: not a safetensors file (header is not a JSON object)")
     data = memoryview(blob)[8 + n:]
     metadata = header.pop("__metadata__", None) or {}
-    tensors = {}
+    if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise ValueError(f"{path}: __metadata__ must map strings to strings")
+    entries = []
     for name, info in header.items():
         try:
             dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
-            shape = tuple(int(s) for s in info["shape"])
-            begin, end = (int(o) for o in info["data_offsets"])
+            shape = tuple(info["shape"])
+            begin, end = info["data_offsets"]
+            if not all(type(v) is int for v in shape + (begin, end)):
+                raise TypeError
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: tensor {name!r} has a malformed entry {info!r}") from None
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(data) or \
-                end - begin != dtype.itemsize * int(np.prod(shape)):
+            raise ValueError(f"{path}: tensor {name!r} has a malformed entry "
+                             f"{str(info)[:100]}") from None
+        count = elements(shape, path, f"tensor {name!r}")
+        if not 0 <= begin <= end or end - begin != dtype.itemsize * count:
             raise ValueError(f"{path}: tensor {name!r}: shape {shape} and offsets "
-                             f"{[begin, end]} do not fit the data")
+                             f"{[begin, end]} do not fit each other")
+        entries.append((begin, end, name, dtype, shape))
+    entries.sort()
+    at = 0
+    for begin, end, name, _, _ in entries:          # the tensors tile the data exactly
+        if begin != at:
+            raise ValueError(f"{path}: tensor {name!r} starts at byte {begin} of the data, "
+                             f"expected {at} (gap or overlap)")
+        at = end
+    if at != len(data):
+        raise ValueError(f"{path}: the tensors cover {at} bytes of data, the file holds "
+                         f"{len(data)}")
+    tensors = {}
+    for begin, end, name, dtype, shape in entries:
         tensors[name] = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape) \
             .astype(dtype.newbyteorder("="))
-    return tensors, metadata
+    return {name: tensors[name] for name in header}, metadata

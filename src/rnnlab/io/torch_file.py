@@ -10,6 +10,11 @@ code is imported or executed. The legacy format (``_use_new_zipfile_serializatio
 magic number, protocol and sys-info pickles, the object pickle, the storage keys, then each
 storage as an int64 element count and its bytes) is read the same way; the tar format of
 torch < 0.4 is not.
+
+Reading costs at most what rnnlab.io.limits allows: storages are read only as far as their
+tensors need and checked against the archive's declared sizes first, every array made is
+counted against the file's budget (an expanded, stride-0 tensor too), and the structure is
+walked once per object (shared containers stay shared) to a bounded depth and count.
 """
 import collections
 import io
@@ -18,6 +23,9 @@ import zipfile
 import zlib
 
 import numpy as np
+
+from . import limits
+from .limits import Budget
 
 _STORAGES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
@@ -37,6 +45,14 @@ class _StorageType:
         self.dtype = _STORAGES[name]
 
 
+class _Storage:
+    """One storage's elements (``flat``, 1-D), or, in a legacy file before its bytes are
+    read, its description (``flat`` None)."""
+
+    def __init__(self, key, dtype, numel, flat=None):
+        self.key, self.dtype, self.numel, self.flat = key, dtype, numel, flat
+
+
 class _Lazy:
     """A tensor of a legacy file, rebuilt once its storage's bytes are read."""
 
@@ -44,21 +60,46 @@ class _Lazy:
         self.storage, self.args = storage, (offset, size, stride)
 
 
-def _rebuild_tensor(storage, offset, size, stride, *_ignored):
-    """torch._utils._rebuild_tensor_v2 with NumPy: a strided view, copied."""
-    if isinstance(storage, dict):                       # legacy: bytes come later
-        return _Lazy(storage, offset, size, stride)
-    flat, itemsize = storage
-    if any(s < 0 for s in size) or any(s < 0 for s in stride):
-        raise ValueError(f"tensor with negative size/stride {size}/{stride}")
-    if int(np.prod(size)) == 0:
+def _ints(value, what):
+    """A tuple of non-negative Python ints, or ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ValueError(f"a tensor's {what} must be non-negative integers, got {value!r:.80}")
+    return tuple(value)
+
+
+def _make_rebuild(budget):
+    def rebuild(storage, offset, size, stride, *_ignored):
+        """torch._utils._rebuild_tensor_v2 with NumPy: a strided view, copied (its bytes
+        counted against the file's budget)."""
+        if not isinstance(storage, _Storage):
+            raise ValueError(f"a tensor's storage must be a storage, got "
+                             f"{type(storage).__name__}")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError(f"a tensor's offset must be a non-negative integer, got "
+                             f"{offset!r:.40}")
+        size, stride = _ints(size, "size"), _ints(stride, "stride")
+        if len(size) != len(stride):
+            raise ValueError(f"a tensor's size {size} and stride {stride} differ in length")
+        if storage.flat is None:                        # legacy: bytes come later
+            return _Lazy(storage, offset, size, stride)
+        return _tensor(storage.flat, offset, size, stride, budget)
+    return rebuild
+
+
+def _tensor(flat, offset, size, stride, budget):
+    n = limits.elements(size, budget.path, "a tensor")
+    if n == 0:
         return np.zeros(size, dtype=flat.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if offset < 0 or last >= flat.size:
-        raise ValueError(f"tensor (offset {offset}, size {size}, stride {stride}) reaches "
+    last = offset + sum((k - 1) * s for k, s in zip(size, stride))
+    if last >= flat.size:
+        raise ValueError(f"a tensor (offset {offset}, size {size}, stride {stride}) reaches "
                          f"past its storage of {flat.size} elements")
-    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(size),
-                                           strides=tuple(s * itemsize for s in stride))
+    budget.take(n * flat.itemsize, f"a tensor of shape {size}")
+    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
+                                           strides=tuple(s * flat.itemsize for s in stride))
     return np.array(view, copy=True)
 
 
@@ -66,48 +107,61 @@ def _rebuild_parameter(data, requires_grad=None, backward_hooks=None, *_):
     return data
 
 
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-}
+def _allowed(budget):
+    """The only callables a checkpoint may name: (module, name) -> rnnlab's own code."""
+    rebuild = _make_rebuild(budget)
+    return {("collections", "OrderedDict"): collections.OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2"): rebuild,
+            ("torch._utils", "_rebuild_tensor"): rebuild,
+            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter}
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data, archive, prefix):
+    """Resolves only OrderedDict, torch's rebuild functions and storage classes; reads
+    each storage (as far as its elements) when the pickle first names it."""
+
+    def __init__(self, data, archive, prefix, budget):
         super().__init__(io.BytesIO(data))
-        self.archive, self.prefix, self.storages = archive, prefix, {}
+        self.archive, self.prefix, self.budget, self.storages = archive, prefix, budget, {}
+        self.allowed = _allowed(budget)
 
     def find_class(self, module, name):
         if module == "torch" and name in _STORAGES:
             return _StorageType(name)
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
+        if (module, name) in self.allowed:
+            return self.allowed[(module, name)]
         raise UnsafeCheckpointError(
             f"the file asks for {module}.{name}, which load_torch does not allow (only "
             "tensors, dicts, lists, tuples, numbers, strings and None are read; nothing "
             "from the file is executed)")
 
-    def persistent_load(self, pid):
-        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage" or \
+    def _described(self, pid, length):
+        if not isinstance(pid, tuple) or len(pid) < length or pid[0] != "storage" or \
                 not isinstance(pid[1], _StorageType):
             raise UnsafeCheckpointError(f"unknown persistent id {pid!r:.80}")
-        stype, key, numel = pid[1], str(pid[2]), int(pid[4])
+        stype, key, numel = pid[1], str(pid[2]), _ints(pid[4], "storage size")[0]
         if stype.dtype == "bfloat16":
             raise UnsafeCheckpointError("bfloat16 tensors have no NumPy dtype; convert them "
                                         "to float32 before torch.save")
+        return np.dtype(stype.dtype).newbyteorder("<"), key, numel
+
+    def persistent_load(self, pid):
+        dt, key, numel = self._described(pid, 5)
         if key not in self.storages:
+            name = f"{self.prefix}data/{key}"
             try:
-                raw = self.archive.read(f"{self.prefix}data/{key}")
+                info = self.archive.getinfo(name)
             except KeyError:
                 raise ValueError(f"storage {key} is missing from the archive") from None
-            dt = np.dtype(stype.dtype).newbyteorder("<")
-            if len(raw) < numel * dt.itemsize:
-                raise ValueError(f"storage {key} has {len(raw)} bytes, needs "
-                                 f"{numel * dt.itemsize}")
-            flat = np.frombuffer(raw, dtype=dt, count=numel).astype(dt.newbyteorder("="))
-            self.storages[key] = (flat, flat.itemsize)
+            need = numel * dt.itemsize
+            limits.check_member(self.budget.path, info, need)
+            self.budget.take(need, f"storage {key}")
+            with self.archive.open(info) as f:          # only what the tensors use
+                raw = f.read(need)
+            if len(raw) < need:
+                raise ValueError(f"storage {key} has {len(raw)} bytes, needs {need}")
+            flat = np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="))
+            self.storages[key] = _Storage(key, dt, numel, flat)
         return self.storages[key]
 
 
@@ -117,111 +171,152 @@ _MAGIC = 0x1950A86A20F9469CFC6C
 class _LegacyUnpickler(_Unpickler):
     """The legacy format: storages are read after the object pickle."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, budget):
         pickle.Unpickler.__init__(self, stream)
-        self.storages = {}
+        self.budget, self.storages = budget, {}
+        self.allowed = _allowed(budget)
 
     def persistent_load(self, pid):
-        if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage" or \
-                not isinstance(pid[1], _StorageType):
-            raise UnsafeCheckpointError(f"unknown persistent id {pid!r:.80}")
-        stype, key, numel, view = pid[1], str(pid[2]), int(pid[4]), pid[5]
-        if stype.dtype == "bfloat16":
-            raise UnsafeCheckpointError("bfloat16 tensors have no NumPy dtype; convert them "
-                                        "to float32 before torch.save")
-        if view is not None:
+        dt, key, numel = self._described(pid, 6)
+        if pid[5] is not None:
             raise UnsafeCheckpointError("storage views of the legacy format are not read")
-        return self.storages.setdefault(key, {"key": key, "dtype": stype.dtype,
-                                              "numel": numel})
+        return self.storages.setdefault(key, _Storage(key, dt, numel))
 
 
-def _load_legacy(path):
-    with open(path, "rb") as f:
-        stream = io.BytesIO(f.read())
-    try:
-        u = _LegacyUnpickler(stream)
-        if u.load() != _MAGIC:
-            raise ValueError(f"{path}: neither a torch.save zip file nor its legacy format")
-        u.load()                                          # protocol version
-        info = u.load()
-        if isinstance(info, dict) and info.get("little_endian") is False:
-            raise ValueError(f"{path}: big-endian checkpoints are not supported")
-        obj = u.load()
-        keys = u.load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, IndexError, KeyError,
-            MemoryError, OverflowError, RecursionError) as exc:   # damaged opcodes, lengths
-        raise ValueError(f"{path}: neither a torch.save zip file nor a readable legacy file "
-                         f"({type(exc).__name__}: {exc})") from None
+def _load_legacy(path, data, budget):
+    stream = io.BytesIO(data)
+    u = _LegacyUnpickler(stream, budget)
+    if u.load() != _MAGIC:
+        raise ValueError("neither a torch.save zip file nor its legacy format")
+    u.load()                                          # protocol version
+    info = u.load()
+    if isinstance(info, dict) and info.get("little_endian") is False:
+        raise ValueError("big-endian checkpoints are not supported")
+    obj = u.load()
+    keys = u.load()
     if not isinstance(keys, list):
-        raise ValueError(f"{path}: the storage key list is missing")
-    size = len(stream.getbuffer())
+        raise ValueError("the storage key list is missing")
     for key in keys:
-        meta = u.storages.get(str(key))
+        st = u.storages.get(str(key))
         head = stream.read(8)
-        if meta is None or len(head) != 8:
-            raise ValueError(f"{path}: storage {key} is not described or is truncated")
+        if st is None or len(head) != 8:
+            raise ValueError(f"storage {key} is not described or is truncated")
         count = int.from_bytes(head, "little", signed=True)
-        dt = np.dtype(meta["dtype"]).newbyteorder("<")
-        if count < meta["numel"] or count * dt.itemsize > size - stream.tell():
-            raise ValueError(f"{path}: storage {key} is truncated")
-        raw = stream.read(count * dt.itemsize)
-        flat = np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="))
-        meta["data"] = (flat, flat.itemsize)
-    return _materialise(obj, path)
-
-
-def _materialise(obj, path):
-    if isinstance(obj, _Lazy):
-        if "data" not in obj.storage:
-            raise ValueError(f"{path}: storage {obj.storage['key']} has no data")
-        return _rebuild_tensor(obj.storage["data"], *obj.args)
-    if isinstance(obj, dict):
-        return type(obj)((k, _materialise(v, path)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(v, path) for v in obj)
+        if count < st.numel or count * st.dtype.itemsize > len(data) - stream.tell():
+            raise ValueError(f"storage {key} is truncated")
+        raw = stream.read(count * st.dtype.itemsize)
+        st.flat = np.frombuffer(raw, dtype=st.dtype).astype(st.dtype.newbyteorder("="))
     return obj
+
+
+def _walk(obj, budget):
+    """The saved structure with OrderedDicts as dicts (key order kept) and legacy tensors
+    rebuilt, each object converted once (shared containers stay shared, as the pickle
+    made them). Refused when it nests deeper than limits.MAX_DEPTH or holds more than
+    limits.MAX_ITEMS items counted as a tree would (a container shared through the
+    pickle's memo counts at every place it stands: a few hundred bytes of pickle can
+    describe 2**40 of them)."""
+    done, items = {}, {}
+
+    def tree_size(o, depth):
+        if not isinstance(o, (dict, list, tuple)):
+            return 1
+        if id(o) not in items:
+            if depth > limits.MAX_DEPTH:
+                raise limits.LimitError(f"{budget.path}: the saved structure nests deeper "
+                                        f"than {limits.MAX_DEPTH} (rnnlab.io.limits)")
+            items[id(o)] = 0                         # a cycle counts its first visit
+            parts = list(o.items()) if isinstance(o, dict) else [(None, v) for v in o]
+            n = 1 + sum(tree_size(k, depth + 1) + tree_size(v, depth + 1) for k, v in parts)
+            items[id(o)] = n
+        if items[id(o)] > limits.MAX_ITEMS:
+            raise limits.LimitError(f"{budget.path}: the saved structure holds more than "
+                                    f"{limits.MAX_ITEMS:,} items (counting shared ones at "
+                                    "every place they stand; rnnlab.io.limits)")
+        return items[id(o)]
+
+    def go(o):
+        if isinstance(o, _Lazy):
+            if o.storage.flat is None:
+                raise ValueError(f"storage {o.storage.key} has no data")
+            return _tensor(o.storage.flat, *o.args, budget)
+        if isinstance(o, (_Storage, _StorageType)):
+            raise ValueError("a bare storage where a tensor or a value was expected")
+        if not isinstance(o, (dict, list, tuple)):
+            return o
+        if id(o) in done:
+            return done[id(o)][1]
+        if isinstance(o, dict):
+            out = {}
+            done[id(o)] = (o, out)
+            for k, v in o.items():
+                key = go(k)
+                try:
+                    out[key] = go(v)
+                except TypeError:
+                    raise ValueError("a tensor is used as a dict key") from None
+            return out
+        if isinstance(o, list):
+            out = []
+            done[id(o)] = (o, out)
+            out.extend(go(v) for v in o)
+            return out
+        out = tuple(go(v) for v in o)
+        done[id(o)] = (o, out)
+        return out
+    tree_size(obj, 0)
+    return go(obj)
 
 
 def load_torch(path):
     """Read a file written by ``torch.save`` (zip or legacy format) with NumPy alone: the
     saved structure with every tensor as a NumPy array (dicts, OrderedDicts, lists, tuples,
     numbers, strings and None as they were). Anything else in the file is refused with
-    UnsafeCheckpointError (a ValueError) naming it; no code from the file runs."""
+    UnsafeCheckpointError (a ValueError) naming it; no code from the file runs. A damaged
+    or hostile file is a ValueError naming the file (rnnlab.io.limits: what reading may
+    cost)."""
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        return _load_legacy(path)
-    except (NotImplementedError, EOFError, zlib.error) as exc:  # a damaged zip header
-        raise ValueError(f"{path}: damaged zip archive ({exc})") from None
-    try:
-        return _load_zip(archive, path)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
-        raise ValueError(f"{path}: damaged zip archive ({exc})") from None
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] == b"PK":
+            with zipfile.ZipFile(path) as archive:
+                return _load_zip(archive, path)
+        with open(path, "rb") as f:
+            data = f.read()
+        budget = Budget(path, len(data))
+        return _walk(_load_legacy(path, data, budget), budget)
+    except (UnsafeCheckpointError, limits.LimitError) as exc:
+        if str(path) in str(exc):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None
+    except OSError as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise ValueError(f"{path}: damaged archive ({exc})") from None
+    except (ValueError, TypeError, pickle.UnpicklingError, EOFError, AttributeError,
+            IndexError, KeyError, MemoryError, OverflowError, RecursionError, zlib.error,
+            zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError, StopIteration) \
+            as exc:
+        raise ValueError(f"{path}: not a readable torch.save file ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
 
 
 def _load_zip(archive, path):
-    with archive:
-        pkl = [n for n in archive.namelist() if n.endswith("data.pkl")]
-        if len(pkl) != 1:
-            raise ValueError(f"{path}: expected one data.pkl in the archive, found {len(pkl)}")
-        prefix = pkl[0][:-len("data.pkl")]
-        order = archive.read(prefix + "byteorder").decode().strip() \
-            if prefix + "byteorder" in archive.namelist() else "little"
+    infos = archive.infolist()
+    held = 0
+    for info in infos:
+        limits.check_member(path, info)
+        held += info.file_size
+    pkl = [i for i in infos if i.filename.endswith("data.pkl")]
+    if len(pkl) != 1:
+        raise ValueError(f"expected one data.pkl in the archive, found {len(pkl)}")
+    prefix = pkl[0].filename[:-len("data.pkl")]
+    names = {i.filename for i in infos}
+    if prefix + "byteorder" in names:
+        order = archive.read(prefix + "byteorder")[:16].decode("ascii", "replace").strip()
         if order != "little":
-            raise ValueError(f"{path}: big-endian checkpoints are not supported")
-        try:
-            obj = _Unpickler(archive.read(pkl[0]), archive, prefix).load()
-        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
-            raise ValueError(f"{path}: cannot read the pickle ({exc})") from None
-    return _plain(obj)
-
-
-def _plain(obj):
-    """OrderedDicts become dicts (key order kept); everything else as it is."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_plain(v) for v in obj)
-    return obj
+            raise ValueError("big-endian checkpoints are not supported")
+    budget = Budget(path, held)
+    budget.take(pkl[0].file_size, "the pickle")
+    obj = _Unpickler(archive.read(pkl[0]), archive, prefix, budget).load()
+    return _walk(obj, budget)

@@ -19,6 +19,7 @@ class _Head(Module):
 
     def _record(self, saved):
         rec = self._records
+        rec.freed = False
         if is_recording(self):
             rec.last_call, rec.unrecorded_reason = saved, None
         else:
@@ -26,6 +27,11 @@ class _Head(Module):
 
     def _last(self):
         return last_recorded(self)
+
+    def _done(self, retain_graph):
+        """After a backward: forget the call's saved values unless retain_graph (torch)."""
+        if not retain_graph:
+            self._records.last_call, self._records.freed = None, True
 
     last_call = property(lambda self: self._records.last_call)
 
@@ -67,24 +73,28 @@ class Linear(_Head):
             raise ShapeError(f"Linear: input must be (..., {self.in_features}), got shape "
                              f"{x.shape}")
         w = self._parameters["weight"]
-        y = x @ w.T                                          # (..., out)
-        b = self._parameters.get("bias")
-        if b is not None:
-            y += b
+        with np.errstate(over="ignore", invalid="ignore"):   # inf / NaN as torch, quietly
+            y = x @ w.T                                      # (..., out)
+            b = self._parameters.get("bias")
+            if b is not None:
+                y += b
         self._record((x.copy(), w.copy()))
         return y
 
-    def backward(self, d_output):
-        """dx for the most recent recorded call; adds dW = dy^T x and db = sum dy."""
+    def backward(self, d_output, *, retain_graph=False):
+        """dx for the most recent recorded call; adds dW = dy^T x and db = sum dy. The
+        call's saved values are freed afterwards unless retain_graph=True, as in torch."""
         x, w = self._last()
         dy = gradient_array(d_output, x.shape[:-1] + (self.out_features,), self.dtype,
                             "d_output")
         dy2 = dy.reshape(-1, self.out_features)
-        grads = [("weight", dy2.T @ x.reshape(-1, self.in_features))]
-        if "bias" in self._parameters:
-            grads.append(("bias", dy2.sum(axis=0)))
-        self._add_grads(grads)
-        return dy @ w                                        # (..., in)
+        with np.errstate(over="ignore", invalid="ignore"):
+            grads = [("weight", dy2.T @ x.reshape(-1, self.in_features))]
+            if "bias" in self._parameters:
+                grads.append(("bias", dy2.sum(axis=0)))
+            self._add_grads(grads)
+            self._done(retain_graph)
+            return dy @ w                                    # (..., in)
 
 
 class Embedding(_Head):
@@ -106,11 +116,10 @@ class Embedding(_Head):
                                  f"({self.num_embeddings}), got {padding_idx}")
             padding_idx %= self.num_embeddings
         self.padding_idx = padding_idx
-        w = self._rng.standard_normal((self.num_embeddings, self.embedding_dim),
-                                      dtype=self.dtype)
-        if padding_idx is not None:
-            w[padding_idx] = 0
-        self._parameters["weight"] = w
+        self._init_parameters({"weight": (self.num_embeddings, self.embedding_dim)}, 1,
+                              normal=True)
+        if padding_idx is not None and self.weight.flags.writeable:
+            self.weight[padding_idx] = 0
 
     def config(self):
         return dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
@@ -132,15 +141,18 @@ class Embedding(_Head):
         self._record(idx.copy())
         return self._parameters["weight"][idx]
 
-    def backward(self, d_output):
+    def backward(self, d_output, *, retain_graph=False):
         """Adds d_output's rows into the gradient of the rows they came from; returns
-        None (indices have no gradient)."""
+        None (indices have no gradient). The call's saved indices are freed afterwards
+        unless retain_graph=True, as in torch."""
         idx = self._last()
         de = gradient_array(d_output, idx.shape + (self.embedding_dim,), self.dtype,
                             "d_output")
         g = np.zeros((self.num_embeddings, self.embedding_dim), dtype=self.dtype)
-        np.add.at(g, idx.ravel(), de.reshape(-1, self.embedding_dim))
+        with np.errstate(over="ignore", invalid="ignore"):   # sums past the range: inf
+            np.add.at(g, idx.ravel(), de.reshape(-1, self.embedding_dim))
         if self.padding_idx is not None:
             g[self.padding_idx] = 0
         self._add_grads([("weight", g)])
+        self._done(retain_graph)
         return None

@@ -151,21 +151,23 @@ class RNNBase(Stepping, Module):
                 call.packed = packed
         return result
 
-    def backward(self, d_output=None, d_h_n=None, *, call=None):
+    def backward(self, d_output=None, d_h_n=None, *, call=None, retain_graph=False):
         """Backpropagate through this thread's most recent forward (or ``call``, a
         ``last_call`` kept from an earlier forward of this layer): returns (dx, dh0) shaped
-        like input and h0 and adds every parameter's gradient into ``grads``. Calling it
-        again for the same forward adds the gradients again."""
-        return self._backward(call, d_output, d_h_n, None)
+        like input and h0 and adds every parameter's gradient into ``grads``. Then the
+        forward's saved values are freed, as torch frees a graph: a second backward through
+        the same forward needs retain_graph=True on the first (it adds the gradients
+        again)."""
+        return self._backward(call, d_output, d_h_n, None, retain_graph)
 
-    def _backward(self, call, d_output, d_h_n, d_c_n):
+    def _backward(self, call, d_output, d_h_n, d_c_n, retain_graph):
         if call is None:
             call = last_recorded(self)
         if not isinstance(call, Call) or call.layout.step or call.owner() is not self:
             raise BackwardError("call must be a last_call record from this layer's forward")
         if call.packed is not None and is_packed(d_output):
             d_output = from_packed(d_output, batch_first=self.batch_first)[0]
-        dx, *rest = backprop_call(self, call, d_output, d_h_n, d_c_n)
+        dx, *rest = backprop_call(self, call, d_output, d_h_n, d_c_n, retain_graph)
         if call.packed is not None:
             dx = pack_like(dx.transpose(1, 0, 2) if self.batch_first else dx, call.packed)
         return (dx, *rest)
@@ -229,9 +231,11 @@ class LSTM(RNNBase):
     def _extra_config(self):
         return {"proj_size": self.proj_size}
 
-    def backward(self, d_output=None, d_h_n=None, d_c_n=None, *, call=None):
-        """Returns (dx, dh0, dc0) and adds every parameter's gradient into ``grads``."""
-        return self._backward(call, d_output, d_h_n, d_c_n)
+    def backward(self, d_output=None, d_h_n=None, d_c_n=None, *, call=None,
+                 retain_graph=False):
+        """Returns (dx, dh0, dc0) and adds every parameter's gradient into ``grads``; see
+        RNNBase.backward for ``call`` and ``retain_graph``."""
+        return self._backward(call, d_output, d_h_n, d_c_n, retain_graph)
 
 
 def _check_proj(value):

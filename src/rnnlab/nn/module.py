@@ -6,6 +6,7 @@ over backward calls, and ``zero_grad()`` removes the entries (``set_to_none=Fals
 zeroes them in place). Configuration attributes given at construction (sizes, layers,
 directions, bias, ...) are fixed; ``dropout`` and ``batch_first`` may be changed (checked).
 """
+import contextlib
 import threading
 
 import numpy as np
@@ -14,6 +15,30 @@ from ..checks import check_bool, check_dropout, resolve_dtype, to_numpy
 from ..errors import ShapeError
 from .records import ThreadRecords
 from .state_dict import StateDictMixin
+
+_PLAN = threading.local()
+_PLAN.on = False
+
+
+@contextlib.contextmanager
+def planned():
+    """Within: modules are built without drawing their parameters (each a read-only view
+    of a single zero): their names, shapes and configuration at no memory cost. Readers
+    build a file's module this way first and compare its shapes with the file's tensors
+    before allocating anything (a configuration can claim any size)."""
+    before = getattr(_PLAN, "on", False)
+    _PLAN.on = True
+    try:
+        yield
+    finally:
+        _PLAN.on = before
+
+
+def parameter_shapes(cls, **config):
+    """{torch name: shape} of ``cls(**config)``, without allocating its parameters."""
+    with planned():
+        return {name: p.shape for name, p in cls(**config).named_parameters()}
+
 
 _DERIVED = ("_weights", "_step_weights")   # per-instance caches of views of the parameters
 _SETTABLE = {"dropout": check_dropout, "batch_first": lambda v: check_bool("batch_first", v)}
@@ -37,15 +62,22 @@ class Module(StateDictMixin):
         self.to(device=device)     # "cpu" (or None) only: checked like torch's device=
 
     # -- parameters ---------------------------------------------------------------
-    def _init_parameters(self, shapes, hidden_size):
+    def _init_parameters(self, shapes, hidden_size, normal=False):
         """Register ``shapes`` (name -> shape) and draw each from U(-1/sqrt(H), 1/sqrt(H))
-        in that order, like torch's reset_parameters; drawn in the module's dtype, so
-        construction peaks at the parameters' own size."""
+        in that order, like torch's reset_parameters (normal=True: from N(0, 1), as torch's
+        Embedding); drawn in the module's dtype, so construction peaks at the parameters'
+        own size. Inside ``planned()`` nothing is drawn (see there)."""
         k = 1.0 / np.sqrt(hidden_size)
         for name, shape in shapes.items():
-            p = self._rng.random(shape, dtype=self.dtype)        # U[0, 1) in place
-            p *= 2 * k
-            p -= k
+            if _PLAN.on:                         # a read-only view of one zero: no memory
+                self._parameters[name] = np.broadcast_to(np.zeros((), self.dtype), shape)
+                continue
+            if normal:
+                p = self._rng.standard_normal(shape, dtype=self.dtype)
+            else:
+                p = self._rng.random(shape, dtype=self.dtype)    # U[0, 1) in place
+                p *= 2 * k
+                p -= k
             self._parameters[name] = p
 
     def __getattr__(self, name):
@@ -99,20 +131,32 @@ class Module(StateDictMixin):
                     g[...] = 0
 
     def _add_grads(self, named):
-        """Add (name, gradient) pairs into ``grads`` (thread-safe)."""
-        with self._lock:
+        """Add (name, gradient) pairs into ``grads`` (thread-safe). A first gradient that
+        is a fresh array of the module's dtype (one the backward made, owning its memory)
+        becomes the entry itself: no copy, so the first backward does not hold the
+        gradients twice. Sums past the dtype's range give inf quietly, as torch's."""
+        with self._lock, np.errstate(over="ignore", invalid="ignore"):
             for name, value in named:
                 if name is None or value is None:
                     continue
                 g = self.grads.get(name)
                 if g is None:
-                    self.grads[name] = np.array(value, dtype=self.dtype, copy=True)
+                    owned = (isinstance(value, np.ndarray) and value.base is None
+                             and value.dtype == self.dtype and value.flags.writeable)
+                    self.grads[name] = value if owned else np.array(value, dtype=self.dtype,
+                                                                    copy=True)
                 else:
                     g += value
 
     # -- modes and dtype ------------------------------------------------------------
     def train(self, mode=True):
-        self.__dict__["training"] = check_bool("mode", mode)
+        """Training mode (dropout on, calls recorded) or, with mode=False, eval mode. A
+        change of mode gives this thread's free scratch buffers back (rnnlab.empty_cache()
+        gives back every module's)."""
+        mode = check_bool("mode", mode)
+        if mode != self.__dict__["training"]:
+            self._records.pool.clear()
+        self.__dict__["training"] = mode
         return self
 
     def eval(self):

@@ -20,6 +20,7 @@ class ThreadRecords(threading.local):
 
     def __init__(self):
         self.last_call = None          # the most recent recorded forward (layers)
+        self.freed = False             # ... was freed by its backward
         self.unrecorded_reason = None  # why the most recent forward was not recorded
         self.last_dropout_masks = []
         self.steps = []                # layer.step records, last in first out
@@ -34,20 +35,33 @@ def last_recorded(module):
     if rec.last_call is None:
         why = rec.unrecorded_reason
         raise BackwardError(f"{type(module).__name__}.backward: " + (
-            "called before forward" if why is None else
+            FREED if rec.freed else "called before forward" if why is None else
             f"the most recent forward was not recorded: {why}"))
     return rec.last_call
 
 
 class Call:
     """What one recorded layer forward or step leaves for its backward."""
-    __slots__ = ("cache", "layout", "output", "h_n", "c_n", "owner", "packed", "__weakref__")
+    __slots__ = ("cache", "layout", "output", "h_n", "c_n", "owner", "packed", "lease",
+                 "__weakref__")
 
-    def __init__(self, cache, layout, output, h_n, c_n, owner, packed=None):
+    def __init__(self, cache, layout, output, h_n, c_n, owner, packed=None, lease=PLAIN):
         self.cache, self.layout = cache, layout
         self.output, self.h_n, self.c_n = output, h_n, c_n
         self.owner = weakref.ref(owner)
         self.packed = packed           # the input PackedSequence's structure, or None
+        self.lease = lease             # the forward's buffers
+
+    def free(self):
+        """Forget what backward needs and give the buffers back (torch frees a graph's
+        saved values the same way after backward)."""
+        self.cache = None
+        self.lease.release()
+
+
+FREED = ("Trying to backward through the graph a second time: the forward's saved values "
+         "were freed by the first backward. Pass retain_graph=True to the first backward "
+         "to call it again")
 
 
 def run_call(layer, input, hx, lengths, dropout_masks, step):
@@ -57,7 +71,8 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     record = is_recording(layer)
     rec = layer._records
     if not step:
-        rec.last_call = None            # its buffers may serve this call
+        rec.last_call = None            # unless the caller keeps it, its buffers may serve
+        rec.freed = False               # this call
     small = not record and x.size * layer.hidden_size < POOL_MIN     # e.g. batch-1 steps
     lease = PLAIN if small else rec.pool.lease()        # pooling only pays for big buffers
     try:
@@ -76,7 +91,7 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
                               for m in cache.dropout_masks]
     call = None
     if record:
-        call = Call(cache, lay, output, h_n, c_n, layer)
+        call = Call(cache, lay, output, h_n, c_n, layer, lease=lease)
         weakref.finalize(call, lease.release)   # buffers go back when the record is garbage
     return call, ((output, (h_n, c_n)) if c_n is not None else (output, h_n))
 
@@ -84,6 +99,8 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
 def call_gradients(layer, call, d_output, d_h_n, d_c_n, dh_norms=False):
     """rnnlab.sequence.backward for one call record, upstream gradients given in the user's
     layout (checked); returns the driver's dict, nothing added to ``grads``."""
+    if call.cache is None:
+        raise BackwardError(FREED)
     lay = call.layout
     dout = A.upstream(layer, d_output, call.output, lay.seq_in, "d_output")
     dh = A.upstream(layer, d_h_n, call.h_n, lay.state_in, "d_h_n")
@@ -91,11 +108,17 @@ def call_gradients(layer, call, d_output, d_h_n, d_c_n, dh_norms=False):
     return run_backward(call.cache, dout, dh, dc, dh_norms=dh_norms, pool=layer._records.pool)
 
 
-def backprop_call(layer, call, d_output, d_h_n, d_c_n):
+def backprop_call(layer, call, d_output, d_h_n, d_c_n, retain_graph=False):
     """Gradients for one call record; adds the parameter gradients into ``grads`` only
-    after everything is checked and computed. Returns (dx, dh0[, dc0]) in the user's layout."""
+    after everything is checked and computed, then frees the record unless retain_graph.
+    Returns (dx, dh0[, dc0]) in the user's layout."""
     lay = call.layout
     g = call_gradients(layer, call, d_output, d_h_n, d_c_n)
+    if not retain_graph:
+        call.free()
+        if layer._records.last_call is call:
+            layer._records.last_call = None
+            layer._records.freed = True
     layer._add_grads((n, dw) for names, dws in zip(layer.names(), g["dweights"])
                      for layer_names, layer_dws in zip(names, dws)
                      for n, dw in zip(layer_names, layer_dws))

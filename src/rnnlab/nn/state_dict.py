@@ -5,9 +5,39 @@ from collections import namedtuple
 import numpy as np
 
 from ..checks import to_numpy
-from ..errors import StateDictError
+from ..errors import StateDictError, StateDictTypeError
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def check_tensors(shapes, tensors, strict=True):
+    """Compare ``tensors`` (name -> array-like) with ``shapes`` (name -> shape) without
+    copying anything: (missing, unexpected, problems, wrong_kind, arrays), ``problems``
+    the messages (missing / unexpected keys only when strict), ``wrong_kind`` whether a
+    value is no real array, ``arrays`` the matching ones as NumPy arrays."""
+    keys = list(tensors.keys())
+    missing = [k for k in shapes if k not in keys]
+    unexpected = [k for k in keys if k not in shapes]
+    problems, arrays, wrong_kind = [], {}, False
+    for name, shape in shapes.items():
+        if name not in keys:
+            continue
+        try:
+            arr = to_numpy(tensors[name], name)
+        except TypeError as exc:
+            problems.append(str(exc))
+            wrong_kind = True
+            continue
+        if arr.shape != tuple(shape):
+            problems.append(f"size mismatch for {name}: expected shape {tuple(shape)}, got "
+                            f"{arr.shape}")
+        else:
+            arrays[name] = arr
+    if strict and unexpected:
+        problems.insert(0, "unexpected key(s): " + ", ".join(map(str, unexpected)))
+    if strict and missing:
+        problems.insert(0, "missing key(s): " + ", ".join(missing))
+    return missing, unexpected, problems, wrong_kind, arrays
 
 
 class StateDictMixin:
@@ -30,32 +60,16 @@ class StateDictMixin:
                    "torch.load(path) for .pt) and pass the resulting mapping"
                    if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__")
                    else ""))
-        expected = self._parameters
-        keys = list(state_dict.keys())
-        missing = [k for k in expected if k not in keys]
-        unexpected = [k for k in keys if k not in expected]
-        problems, new = [], {}
-        for name in expected:
-            if name not in keys:
-                continue
-            try:
-                arr = to_numpy(state_dict[name], name)
-            except TypeError as exc:
-                problems.append(str(exc))
-                continue
-            if arr.shape != expected[name].shape:
-                problems.append(f"size mismatch for {name}: expected shape "
-                                f"{expected[name].shape}, got {arr.shape}")
-            else:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    new[name] = np.array(arr, dtype=self.dtype, copy=True)
-        if strict and unexpected:
-            problems.insert(0, "unexpected key(s): " + ", ".join(map(str, unexpected)))
-        if strict and missing:
-            problems.insert(0, "missing key(s): " + ", ".join(missing))
+        missing, unexpected, problems, wrong_kind, arrays = check_tensors(
+            {n: p.shape for n, p in self._parameters.items()}, state_dict, strict)
         if problems:
-            raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__} "
-                                 "(nothing was changed):\n\t" + "\n\t".join(problems))
+            cls = StateDictTypeError if wrong_kind else StateDictError
+            raise cls(f"Error(s) in loading state_dict for {type(self).__name__} "
+                      "(nothing was changed):\n\t" + "\n\t".join(problems))
+        new = {}
+        with np.errstate(over="ignore", invalid="ignore"):
+            for name, arr in arrays.items():
+                new[name] = np.array(arr, dtype=self.dtype, copy=True)
         for name, arr in new.items():
             self._parameters[name][...] = arr                 # in place: references stay valid
         self._changed()

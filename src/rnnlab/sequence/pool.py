@@ -1,47 +1,67 @@
 """Reusable scratch buffers for the sequence driver.
 
 Writing to freshly allocated memory costs page faults; for the big per-call arrays (input
-projections, per-step stores, gradient buffers) that can cost as much as the arithmetic
-(measured in BENCHMARKS.md). A module keeps a Pool; each forward or backward takes its
-buffers through a Lease and gives them back when the lease is released (for a forward:
-when the call's record is garbage, so a record kept for a later backward keeps its
-buffers). Only internal arrays are pooled, never one handed to the user.
+projections, per-step stores, gradient buffers) that can cost as much as the arithmetic.
+A module keeps a Pool per thread; each forward or backward takes its buffers through a
+Lease and gives them back when the lease is released (a forward's when its record is
+freed: by backward, by the next forward, or when it is garbage).
+
+The rule, in bytes: after a lease is released the pool keeps free buffers of at most the
+bytes that lease took (one call's working set), least recently used dropped first. A long
+sequence's scratch is therefore given back by the next shorter call, and inference whose
+lengths change every call holds about one call's working set, never one per length.
+``clear()`` (``rnnlab.empty_cache()``, ``module.eval()``) gives everything back.
+Only internal arrays are pooled, never one handed to the user.
 """
+import weakref
 from collections import OrderedDict
 
 import numpy as np
 
+ALL = weakref.WeakSet()            # every pool, for rnnlab.empty_cache()
+
 
 class Pool:
-    """Free buffers by (shape, dtype): at most ``keep`` per shape, and only the ``shapes``
-    most recently used shapes (inputs whose length changes every batch would otherwise
-    leave a buffer behind for every length ever seen)."""
+    """Free buffers by (shape, dtype), at most ``keep`` per shape, at most the bytes of the
+    most recently released lease in all."""
 
-    def __init__(self, keep=2, shapes=16):
-        self._free = OrderedDict()
+    def __init__(self, keep=2):
+        self._free = OrderedDict()           # key -> [arrays], least recently used first
         self._keep = keep
-        self._shapes = shapes
+        self.bytes = 0                       # held in free buffers
+        ALL.add(self)
 
     def lease(self):
         return Lease(self)
 
     def _get(self, key):
         stack = self._free.get(key)
-        if stack is None:
+        if not stack:
             return None
         self._free.move_to_end(key)
-        return stack.pop() if stack else None
+        arr = stack.pop()
+        self.bytes -= arr.nbytes
+        return arr
 
     def _put(self, key, arr):
         stack = self._free.setdefault(key, [])
         self._free.move_to_end(key)
         if len(stack) < self._keep:
             stack.append(arr)
-        while len(self._free) > self._shapes:
-            self._free.popitem(last=False)              # least recently used shape
+            self.bytes += arr.nbytes
+
+    def trim(self, limit):
+        """Drop least recently used free buffers until at most ``limit`` bytes are held."""
+        while self.bytes > limit and self._free:
+            key, stack = next(iter(self._free.items()))
+            while stack and self.bytes > limit:
+                self.bytes -= stack.pop(0).nbytes
+            if not stack:
+                del self._free[key]
 
     def clear(self):
         self._free.clear()
+        self.bytes = 0
 
 
 class Lease:
@@ -50,6 +70,7 @@ class Lease:
     def __init__(self, pool=None):
         self.pool = pool
         self.taken = []
+        self.bytes = 0
 
     def empty(self, shape, dtype):
         key = (tuple(shape), np.dtype(dtype).str)
@@ -58,6 +79,7 @@ class Lease:
             arr = np.empty(shape, dtype=dtype)
         if self.pool is not None:
             self.taken.append((key, arr))
+            self.bytes += arr.nbytes
         return arr
 
     def zeros(self, shape, dtype):
@@ -76,10 +98,22 @@ class Lease:
                     return
 
     def release(self):
-        if self.pool is not None:
+        """Give every buffer back; the pool then keeps at most this call's bytes."""
+        if self.pool is not None and (self.taken or self.bytes):
             for key, arr in self.taken:
                 self.pool._put(key, arr)
+            self.pool.trim(self.bytes)
         self.taken = []
+        self.bytes = 0
 
 
 PLAIN = Lease(None)      # plain allocation, nothing kept
+
+
+def empty_cache():
+    """``rnnlab.empty_cache()`` (torch.cuda.empty_cache's name): give back every free
+    scratch buffer of every module. Buffers a recorded forward still needs for its
+    backward stay until that record is freed (by its backward, unless retain_graph=True,
+    or by the layer's next forward)."""
+    for pool in list(ALL):
+        pool.clear()

@@ -65,7 +65,10 @@ def read(path, prefix="", nonlinearity=None):
         if info is not None:
             return load(path), [], []
         others = []
-    layer = from_state_dict(sd, prefix, **over)
+    try:
+        layer = from_state_dict(sd, prefix, **over)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
     used = {str(k) for k in sd if (m := _KEY.match(str(k))) and (m.group(1) == prefix or not
                                                                    prefix)}
     return layer, [k for k in sd if k not in used], others
