@@ -5,6 +5,7 @@ from .files import from_state_dict, load, read_weights, save
 from .onnx_export import export_onnx
 from .onnx_import import OnnxImportError, import_onnx
 from .safetensors import load_safetensors, save_safetensors
+from . import limits
 from .torch_file import UnsafeCheckpointError, load_torch
 
 __all__ = ["save", "load", "read_weights", "from_state_dict", "load_torch",

@@ -84,8 +84,11 @@ def _read_npz(path):
             NotImplementedError, TypeError, SyntaxError) as exc:
         if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
+        text = str(exc)[:300]
+        if str(path) in text:
+            raise ValueError(text) from None
         raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: "
-                         f"{str(exc)[:150]})") from None
+                         f"{text})") from None
 
 
 def read_weights(path):

@@ -297,8 +297,11 @@ def load_torch(path):
             IndexError, KeyError, MemoryError, OverflowError, RecursionError, zlib.error,
             zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError, StopIteration) \
             as exc:
+        text = str(exc)[:300]
+        if str(path) in text:
+            raise ValueError(text) from None
         raise ValueError(f"{path}: not a readable torch.save file ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
+                         f"{text})") from None
 
 
 def _load_zip(archive, path):
