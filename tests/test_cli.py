@@ -96,7 +96,17 @@ def test_gradcheck(capsys, monkeypatch):
     assert code == 1 and "FAIL" in out
 
 
+def test_bench_needs_threadpoolctl(capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "threadpoolctl" else real(name, *a))
+    code, _, err = run(capsys, "bench", "--kinds", "gru")
+    assert code == 2 and "pip install threadpoolctl" in err
+
+
 def test_bench_small(capsys, tmp_path):
+    pytest.importorskip("threadpoolctl")
     code, out, _ = run(capsys, "bench", "--kinds", "gru", "--sizes", "3,2,4,5", "--reps", "1",
                        "--rounds", "1", "--no-torch", "--no-onnxruntime", "--step-hidden", "8",
                        "--step-layers", "1,2")

@@ -292,7 +292,9 @@ def test_out_of_range_values_become_inf_without_warning():
         m.load_state_dict(sd)
         assert np.isinf(m.weight_ih_l0).all()
         out, _ = m(np.ones((2, 1, 3), np.float32))
-        m.backward(np.full(out.shape, 1e300))
+        with pytest.raises(TypeError, match="Mismatch in dtype: d_output has the type float64"):
+            m.backward(np.full(out.shape, 1e300))         # an array of another dtype: torch's
+        m.backward(np.full(out.shape, 1e300).tolist())    # a list is read in the layer's dtype
 
 
 def test_torch_unusual_dtypes():

@@ -36,26 +36,49 @@ def to_numpy(value, name="input"):
     return arr
 
 
-def float_array(value, dtype, name="input"):
-    """A real float array of exactly ``dtype`` (torch's rule: no silent casting)."""
-    arr = to_numpy(value, name)
-    if arr.dtype != dtype:
-        dt = np.dtype(dtype).name
-        hint = f"convert it: {name}.astype(np.{dt})"
-        if arr.dtype in FLOAT_DTYPES:
-            call = "double" if arr.dtype == np.float64 else "float"
-            hint += (f", or use a {arr.dtype.name} module: construct it with "
-                     f"dtype=np.{arr.dtype.name} or call .{call}()")
-        raise DTypeError(f"{name} must have the type {dt}, got type {arr.dtype.name}; {hint}")
+def _native(arr):
+    """arr in the machine's byte order (big-endian data is the same numbers)."""
+    if arr.dtype.byteorder not in ("=", "|") and not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
-def gradient_array(value, shape, dtype, name):
-    """An upstream gradient: any real array of ``shape``, cast to ``dtype`` (values out of
-    float32's range become inf, as torch's copy does; no warning)."""
+def _got(value, arr):
+    """How to name what came: an array's dtype, or what NumPy made of a list / scalar."""
+    if isinstance(value, np.ndarray) or hasattr(value, "detach"):
+        return f"type {arr.dtype.name}"
+    return f"a {type(value).__name__}, which NumPy reads as {arr.dtype.name}"
+
+
+def float_array(value, dtype, name="input"):
+    """A real float array of exactly ``dtype`` (torch's rule: no silent casting; the byte
+    order is not a type and is converted)."""
+    arr = _native(to_numpy(value, name))
+    if arr.dtype != dtype:
+        dt = np.dtype(dtype).name
+        hint = f"convert it: {name}.astype(np.{dt})" if isinstance(value, np.ndarray) else \
+            f"convert it: np.asarray({name}, np.{dt})"
+        if arr.dtype in FLOAT_DTYPES and isinstance(value, np.ndarray):
+            call = "double" if arr.dtype == np.float64 else "float"
+            hint += (f", or use a {arr.dtype.name} module: construct it with "
+                     f"dtype=np.{arr.dtype.name} or call .{call}()")
+        raise DTypeError(f"{name} must have the type {dt}, got {_got(value, arr)}; {hint}")
+    return arr
+
+
+def gradient_array(value, shape, dtype, name, cast=False):
+    """An upstream gradient of ``shape``: an array of the output's ``dtype`` (torch's
+    "Mismatch in dtype" otherwise), or a list / scalar, which is read in that dtype. With
+    cast=True (dropout masks) any real array is cast (values out of float32's range
+    become inf, as torch's copy does; no warning)."""
     arr = to_numpy(value, name)
     if arr.shape != tuple(shape):
         raise ShapeError(f"{name} must have the shape {tuple(shape)}, got {arr.shape}")
+    given = isinstance(value, np.ndarray) or hasattr(value, "detach")
+    if given and not cast and _native(arr).dtype != dtype:
+        raise DTypeError(f"Mismatch in dtype: {name} has the type {arr.dtype.name} and the "
+                         f"output it belongs to {np.dtype(dtype).name}; convert it: "
+                         f"{name}.astype(np.{np.dtype(dtype).name})")
     with np.errstate(over="ignore", invalid="ignore"):
         return arr.astype(dtype, copy=False)
 

@@ -69,7 +69,7 @@ def prepare(layer, input, hx, lengths, masks, step=False):
                             f"{type(masks).__name__}")
         shape = lay.seq_shape(T, N, layer.num_directions * H_out)
         masks = [None if m is None else lay.seq_in(gradient_array(m, shape, layer.dtype,
-                                                                  "dropout mask"))
+                                                                  "dropout mask", cast=True))
                  for m in masks]
         masks = check_masks(masks, layer.num_layers, (T, N, layer.num_directions * H_out),
                             layer.dtype)

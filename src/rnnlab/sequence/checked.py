@@ -116,7 +116,7 @@ def check_masks(masks, L, shape, dtype):
     out = []
     for m in masks:
         if m is not None:
-            m = gradient_array(m, shape, dtype, "dropout mask")
+            m = gradient_array(m, shape, dtype, "dropout mask", cast=True)
             m = np.array(m, copy=True)                   # the record keeps its own copy
         out.append(m)
     return out

@@ -135,6 +135,10 @@ def cmd_gradcheck(args):
 
 
 def cmd_bench(args):
+    import importlib.util
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return fail("bench", "it needs threadpoolctl (the same BLAS threads for all): "
+                    "pip install threadpoolctl")
     from . import bench
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in bench.FAMILIES]

@@ -22,6 +22,11 @@ def _grads(modules):
     return [g for m in module_list(modules) for g in m.grads.values()]
 
 
+class NonFiniteNormError(ValueError, RuntimeError):
+    """clip_grad_norm_(error_if_nonfinite=True) met a NaN or inf norm: torch raises a
+    RuntimeError there; this is both."""
+
+
 def clip_grad_norm_(modules, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale all gradients together so that their global norm is at most max_norm.
 
@@ -41,7 +46,7 @@ def clip_grad_norm_(modules, max_norm, norm_type=2.0, error_if_nonfinite=False):
                      for g in grads]
             total = float(np.linalg.norm(np.array(norms), norm_type))
     if error_if_nonfinite and not math.isfinite(total):
-        raise ValueError(f"The total norm of order {norm_type} for gradients is non-finite "
+        raise NonFiniteNormError(f"The total norm of order {norm_type} for gradients is non-finite "
                          f"({total}), so it cannot be clipped; set error_if_nonfinite=False "
                          "to clip anyway")
     coef = min(max_norm / (total + 1e-6), 1.0)
