@@ -188,6 +188,37 @@ def test_first_backward_peaks_at_four_times_the_parameters():
     assert now - base <= 2.1 * params, (now - base) / params
 
 
+def test_heads_and_gradient_sums_are_quiet_and_torchs():
+    """Linear on inf input, Embedding's backward with 3e38 gradients and gradient sums
+    past float32's range: no warning, and torch's values (inf / NaN where torch's are)."""
+    torch = pytest.importorskip("torch")
+    lin = rnnlab.Linear(3, 2)
+    tl = torch.nn.Linear(3, 2)
+    tl.load_state_dict({k: torch.from_numpy(v) for k, v in lin.state_dict().items()})
+    x = np.array([[np.inf, 1.0, -1.0], [3e38, 3e38, 3e38]], np.float32)
+    emb = rnnlab.Embedding(4, 3)
+    te = torch.nn.Embedding(4, 3)
+    te.load_state_dict({"weight": torch.from_numpy(emb.weight.copy())})
+    idx = np.array([1, 1, 1])
+    d = np.full((3, 3), 3e38, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = lin(x)
+        lin.backward(np.full((2, 2), 3e38, np.float32), retain_graph=True)
+        lin.backward(np.full((2, 2), 3e38, np.float32))           # the sum overflows
+        emb(idx)
+        emb.backward(d)
+    ty = tl(torch.from_numpy(x))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-6)   # inf / NaN at the same places
+    ty.backward(torch.full((2, 2), 3e38))
+    ty = tl(torch.from_numpy(x))
+    ty.backward(torch.full((2, 2), 3e38))
+    for name, p in tl.named_parameters():
+        np.testing.assert_allclose(lin.grads[name], p.grad.numpy(), rtol=1e-6, err_msg=name)
+    te(torch.from_numpy(idx)).backward(torch.from_numpy(d))
+    np.testing.assert_allclose(emb.grads["weight"], te.weight.grad.numpy(), rtol=1e-6)
+
+
 # -- threads --------------------------------------------------------------------------
 def test_no_grad_is_per_thread():
     cell = GRUCell(3, 4, dtype=np.float64)

@@ -242,6 +242,11 @@ def _walk(obj, budget):
             return _tensor(o.storage.flat, *o.args, budget)
         if isinstance(o, (_Storage, _StorageType)):
             raise ValueError("a bare storage where a tensor or a value was expected")
+        if isinstance(o, (set, frozenset)):
+            if any(isinstance(v, (_Lazy, _Storage, _StorageType, dict, list, tuple))
+                   for v in o):
+                raise ValueError("a set holding tensors or containers")
+            return o
         if not isinstance(o, (dict, list, tuple)):
             return o
         if id(o) in done:
