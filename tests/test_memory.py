@@ -1,0 +1,219 @@
+"""Memory, measured with tracemalloc: inference keeps no record and runs at bounded
+memory, construction peaks at the parameters' size, the scratch pool holds one call's
+working set and gives it back, backward frees the record, training peaks at 4x the
+parameters, and heads and gradient sums stay quiet on overflow."""
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import GRU, LSTM, GRUCell, LSTMCell
+
+
+def _kept_after(fn):
+    """Bytes still allocated after fn() returns, less what fn returned."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    result = fn()
+    arrays = result if isinstance(result, tuple) else (result,)
+    returned = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+    kept = tracemalloc.get_traced_memory()[0] - base - returned
+    tracemalloc.stop()
+    return kept
+
+
+# -- inference keeps no record ----------------------------------------------------------
+@pytest.mark.parametrize("how", ["eval", "no_grad"])
+def test_inference_keeps_no_record(how):
+    m = GRU(8, 64, num_layers=3)
+    x = np.random.default_rng(0).standard_normal((200, 32, 8)).astype(np.float32)
+    gx = 200 * 32 * 3 * 64 * 4                  # one layer's input projection, bytes
+    m.train()
+    kept_train = _kept_after(lambda: m(x))
+    m._reset_records()
+    if how == "eval":
+        m.eval()
+        kept = _kept_after(lambda: m(x))
+    else:
+        with rnnlab.no_grad():
+            kept = _kept_after(lambda: m(x))
+    assert m.last_call is None
+    assert kept < 2 * gx < kept_train              # one layer's reusable scratch at most
+    with pytest.raises(ValueError, match="not recorded"):
+        m.backward(np.ones((200, 32, 64), np.float32))
+
+
+def test_eval_backward_with_enable_grad():
+    m = LSTM(3, 4, dtype=np.float64).eval()
+    with rnnlab.enable_grad():
+        out, _ = m(np.ones((2, 1, 3)))
+    dx, dh, dc = m.backward(np.ones_like(out))
+    assert dx.shape == (2, 1, 3)
+
+
+# -- inference loops run at bounded memory ----------------------------------------------
+def _cell_loop(cell, steps):
+    h = c = np.zeros((1, 64), np.float32)
+    x = np.ones((1, 64), np.float32)
+    for _ in range(steps):
+        h, c = cell(x, (h, c))
+    return h
+
+
+def test_eval_cell_loop_bounded():
+    cell = LSTMCell(64, 64).eval()
+    _cell_loop(cell, 100)
+    kept = _kept_after(lambda: _cell_loop(cell, 10_000))
+    assert kept < 1_000_000 and cell.pending == 0
+
+
+@pytest.mark.slow
+def test_eval_cell_loop_bounded_100k():
+    cell = LSTMCell(64, 64).eval()
+    _cell_loop(cell, 100)
+    assert _kept_after(lambda: _cell_loop(cell, 100_000)) < 2_000_000
+
+
+def test_eval_layer_step_bounded():
+    m = GRU(16, 32, num_layers=2).eval()
+    x = np.ones((1, 16), np.float32)
+
+    def loop():
+        state = None
+        for _ in range(3000):
+            y, state = m.step(x, state)
+        return y
+    loop()
+    assert _kept_after(loop) < 500_000 and m._records.steps == []
+    with pytest.raises(ValueError, match="no step left.*training mode"):
+        m.step_backward(np.ones((1, 32), np.float32))
+
+
+def test_training_cell_loop_records():
+    cell = GRUCell(3, 4).train()
+    for _ in range(3):
+        cell(np.ones(3, np.float32))
+    assert cell.pending == 3
+    with rnnlab.no_grad():
+        cell(np.ones(3, np.float32))
+    assert cell.pending == 3
+
+
+# -- construction peaks at the parameters' size -----------------------------------------
+def test_constructor_peak_memory():
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    m = GRU(8, 1024)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    params = sum(p.nbytes for p in m.parameters())
+    assert peak <= 1.5 * params and not m.grads          # gradients appear with backward
+
+
+# -- the scratch pool: one call's working set, given back on request ------------------------
+def _measured(fn):
+    """(peak bytes above the start, bytes still held at the end) of fn()."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    fn()
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak - base, now - base
+
+
+def test_inference_with_changing_lengths_holds_one_calls_scratch():
+    """no_grad calls whose length changes every time keep about one call's working set,
+    not one per length (the issue's case, scaled down: GRU(64, 256, 2 layers) at batch 32
+    and lengths 400-439 held 400 MB for ~55 MB of scratch a call)."""
+    m = GRU(16, 64, num_layers=2).eval()
+    x = np.ones((140, 8, 16), np.float32)
+    one_peak, _ = _measured(lambda: m(x[:139]))                # the longest call
+    rnnlab.empty_cache()
+
+    def calls():
+        for T in range(100, 140):
+            m(x[:T])
+    _, held = _measured(calls)
+    assert held <= 1.2 * one_peak, (held, one_peak)
+    assert m._records.pool.bytes <= one_peak
+
+
+def test_long_training_call_scratch_is_given_back():
+    """A training call's record is freed by its backward; the pool then keeps at most that
+    call's scratch until a shorter call, ``eval()`` or ``rnnlab.empty_cache()``."""
+    m = GRU(8, 16)
+    params = sum(p.nbytes for p in m.parameters())
+    long = np.ones((5000, 2, 8), np.float32)
+
+    def train_long():
+        out, _ = m(long)
+        m.backward(np.ones_like(out))
+    peak, held = _measured(train_long)
+    assert m.last_call is None and held <= 0.75 * peak     # the record is freed ...
+    assert m._records.pool.bytes > 0                      # ... into the pool
+    m.eval()
+    assert m._records.pool.bytes == 0                     # eval() gives it back
+    m.train()
+    train_long()
+    out, _ = m(long[:10])                                 # a short call trims the pool
+    m.backward(np.ones_like(out))
+    assert m._records.pool.bytes < 10 * 2 * 3 * 16 * 4 * 8
+    train_long()
+    rnnlab.empty_cache()
+    assert m._records.pool.bytes == 0 and sum(g.nbytes for g in m.grads.values()) == params
+
+
+def test_first_backward_peaks_at_four_times_the_parameters():
+    """The measured rule the README states: training peaks at 4x the parameter bytes
+    during the first backward (parameters, the forward's copy of the recurrent weights,
+    BPTT's transposed copy, gradients) and holds 2x between calls (parameters and
+    gradients)."""
+    m = GRU(8, 600, dtype=np.float64)
+    params = sum(p.nbytes for p in m.parameters())
+    x = np.ones((4, 1, 8))
+
+    def step():
+        out, _ = m(x)
+        m.backward(np.ones_like(out))
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0] - params     # the parameters count too
+    tracemalloc.reset_peak()
+    step()
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert 3.5 * params <= peak - base <= 4.2 * params, (peak - base) / params
+    assert now - base <= 2.1 * params, (now - base) / params
+
+
+def test_heads_and_gradient_sums_are_quiet_and_torchs():
+    """Linear on inf input, Embedding's backward with 3e38 gradients and gradient sums
+    past float32's range: no warning, and torch's values (inf / NaN where torch's are)."""
+    torch = pytest.importorskip("torch")
+    lin = rnnlab.Linear(3, 2)
+    tl = torch.nn.Linear(3, 2)
+    tl.load_state_dict({k: torch.from_numpy(v) for k, v in lin.state_dict().items()})
+    x = np.array([[np.inf, 1.0, -1.0], [3e38, 3e38, 3e38]], np.float32)
+    emb = rnnlab.Embedding(4, 3)
+    te = torch.nn.Embedding(4, 3)
+    te.load_state_dict({"weight": torch.from_numpy(emb.weight.copy())})
+    idx = np.array([1, 1, 1])
+    d = np.full((3, 3), 3e38, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = lin(x)
+        lin.backward(np.full((2, 2), 3e38, np.float32), retain_graph=True)
+        lin.backward(np.full((2, 2), 3e38, np.float32))           # the sum overflows
+        emb(idx)
+        emb.backward(d)
+    ty = tl(torch.from_numpy(x))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-6)   # inf / NaN at the same places
+    ty.backward(torch.full((2, 2), 3e38))
+    ty = tl(torch.from_numpy(x))
+    ty.backward(torch.full((2, 2), 3e38))
+    for name, p in tl.named_parameters():
+        np.testing.assert_allclose(lin.grads[name], p.grad.numpy(), rtol=1e-6, err_msg=name)
+    te(torch.from_numpy(idx)).backward(torch.from_numpy(d))
+    np.testing.assert_allclose(emb.grads["weight"], te.weight.grad.numpy(), rtol=1e-6)
