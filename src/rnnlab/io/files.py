@@ -23,6 +23,7 @@ from ..nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase,
 from ..nn.module import parameter_shapes
 from ..nn.state_dict import check_tensors
 from . import limits
+from .atomic import replacing
 from .limits import Budget
 from .safetensors import load_safetensors, save_safetensors
 
@@ -40,7 +41,8 @@ def _extension(path):
 
 
 def save(module, path):
-    """Write the module's weights and configuration to ``path`` (.safetensors or .npz)."""
+    """Write the module's weights and configuration to ``path`` (.safetensors or .npz),
+    atomically: a failed write leaves the old file as it was."""
     name = type(module).__name__
     if name not in CLASSES or not hasattr(module, "config"):
         raise TypeError(f"save takes an rnnlab layer, cell, Linear or Embedding, got {name}")
@@ -49,7 +51,8 @@ def save(module, path):
     if _extension(path) == ".safetensors":
         save_safetensors(tensors, path, {"rnnlab": meta})
     else:
-        np.savez(path, __rnnlab__=np.array(meta), **tensors)
+        with replacing(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, __rnnlab__=np.array(meta), **tensors)
 
 
 def _read_npz(path):

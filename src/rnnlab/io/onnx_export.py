@@ -18,6 +18,7 @@ import json
 import numpy as np
 
 from ..cells import to_framework
+from .atomic import replacing
 from ..nn import RNNBase
 
 def require(name, extra):
@@ -102,7 +103,8 @@ def export_onnx(module, path, *, lengths=False, opset=17):
     onnx.helper.set_model_props(model, {"rnnlab": json.dumps({"class": type(module).__name__,
                                                               "config": cfg})})
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    with replacing(path, ".onnx") as tmp:
+        onnx.save(model, tmp)
     return model
 
 

@@ -13,6 +13,7 @@ import struct
 import numpy as np
 
 from ..checks import to_numpy
+from .atomic import replacing
 from .limits import elements
 
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
@@ -22,7 +23,7 @@ _MAX_HEADER = 100_000_000
 
 
 def save_safetensors(tensors, path, metadata=None):
-    """Write {name: array} (and string metadata) to ``path``."""
+    """Write {name: array} (and string metadata) to ``path``, atomically."""
     header, chunks, offset = {}, [], 0
     if metadata is not None:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
@@ -42,7 +43,7 @@ def save_safetensors(tensors, path, metadata=None):
         offset += len(data)
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)                        # align the data to 8 bytes
-    with open(path, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:   # atomic: old or new, never half
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for c in chunks:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..io import (export_onnx, from_state_dict, import_onnx, load, load_torch, read_weights,
                   save)
+from ..io.atomic import replacing
 from ..io.files import _KEY
 from ..nn import no_grad
 from .cases import TOL, error
@@ -82,14 +83,16 @@ def write(layer, path, lengths=False):
         export_onnx(layer, path, lengths=lengths)
     elif ext == ".keras":
         from ..io.keras import to_keras
-        to_keras(layer).save(path)
+        with replacing(path, ".keras") as tmp:
+            to_keras(layer).save(tmp)
     else:
         try:
             import torch
         except ImportError:
             raise ConvertError("writing .pt needs torch (pip install torch)") from None
-        torch.save({k: torch.from_numpy(np.ascontiguousarray(v))
-                    for k, v in layer.state_dict().items()}, path)
+        with replacing(path) as tmp:
+            torch.save({k: torch.from_numpy(np.ascontiguousarray(v))
+                        for k, v in layer.state_dict().items()}, tmp)
 
 
 def run_target(layer, path, x, h0, c0):
