@@ -218,11 +218,14 @@ def test_from_state_dict_infers_and_refuses():
 def test_onnx_export_runs_in_onnxruntime(tmp_path, cls, kw, lengths):
     ort = pytest.importorskip("onnxruntime")
     m = cls(3, 4, **kw, seed=1)
-    rnnlab.export_onnx(m, tmp_path / "m.onnx", lengths=lengths)
+    states = kw["num_layers"] != 2                     # with and without state inputs
+    rnnlab.export_onnx(m, tmp_path / "m.onnx", lengths=lengths, states=states)
     s = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     x, h0, c0 = _inputs(m)
-    feeds = {"input": x, "h0": h0}
-    if c0 is not None:
+    if not states:                                     # the graph starts from zeros
+        h0, c0 = np.zeros_like(h0), (None if c0 is None else np.zeros_like(c0))
+    feeds = {"input": x, "h0": h0} if states else {"input": x}
+    if c0 is not None and states:
         feeds["c0"] = c0
     lens = np.array([5, 2, 3]) if lengths else None
     if lengths:

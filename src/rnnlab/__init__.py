@@ -20,11 +20,12 @@ import sys as _sys
 from . import columns, functional, reference
 from .errors import BackwardError, DTypeError, ShapeError, StateDictError
 from .nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, RNNCell,
-                 RNNCellBase, backprop_cells, enable_grad, no_grad, run_cells)
+                 RNNCellBase, SequenceModel, backprop_cells, enable_grad, no_grad, run_cells)
 from .sequence import PackedSequence, from_packed, to_packed
 from .sequence.kernels import get_num_threads, set_num_threads
 from .sequence.pool import empty_cache
 from .io import export_onnx, from_state_dict, import_onnx, load, load_torch, save
+from .io.keras import from_keras, to_keras
 from .train import clip_grad_norm_, clip_grad_value_, losses, optim
 
 # rnnlab.losses and rnnlab.optim are also importable by those names
@@ -32,10 +33,10 @@ _sys.modules[__name__ + ".losses"] = losses
 _sys.modules[__name__ + ".optim"] = optim
 
 __version__ = "0.2.0"
-__all__ = ["RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "RNNCellBase",
+__all__ = ["SequenceModel", "RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "RNNCellBase",
            "Linear", "Embedding", "losses", "optim", "clip_grad_norm_", "clip_grad_value_",
            "save", "load", "load_torch", "from_state_dict", "export_onnx", "import_onnx",
+           "to_keras", "from_keras", "empty_cache",
            "functional", "columns", "reference", "run_cells", "backprop_cells", "from_packed",
            "to_packed", "PackedSequence", "no_grad", "enable_grad", "ShapeError",
-           "BackwardError", "StateDictError", "DTypeError", "set_num_threads", "get_num_threads",
-           "empty_cache"]
+           "BackwardError", "StateDictError", "DTypeError", "set_num_threads", "get_num_threads"]

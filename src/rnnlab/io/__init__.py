@@ -8,6 +8,6 @@ from .safetensors import load_safetensors, save_safetensors
 from . import limits
 from .torch_file import UnsafeCheckpointError, load_torch
 
-__all__ = ["save", "load", "read_weights", "from_state_dict", "load_torch",
+__all__ = ["limits", "save", "load", "read_weights", "from_state_dict", "load_torch",
            "UnsafeCheckpointError", "load_safetensors", "save_safetensors", "export_onnx",
            "import_onnx", "OnnxImportError"]

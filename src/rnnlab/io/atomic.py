@@ -7,6 +7,9 @@ import contextlib
 import os
 import tempfile
 
+_UMASK = os.umask(0)                              # read once (os.umask can only swap it)
+os.umask(_UMASK)
+
 
 def _fsync_dir(directory):
     try:
@@ -31,6 +34,8 @@ def replacing(path, suffix=""):
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp" + suffix,
                                dir=directory)
     os.close(fd)
+    with contextlib.suppress(OSError):            # a new file's usual mode, not mkstemp's 0600
+        os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         with open(tmp, "rb+") as f:               # the bytes on disk before the rename

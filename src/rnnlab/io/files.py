@@ -19,7 +19,7 @@ import numpy as np
 from ..checks import to_numpy
 from ..errors import StateDictError
 from ..nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, RNNCell,
-                  RNNCellBase)
+                  RNNCellBase, SequenceModel)
 from ..nn.module import parameter_shapes
 from ..nn.state_dict import check_tensors
 from . import limits
@@ -28,7 +28,7 @@ from .limits import Budget
 from .safetensors import load_safetensors, save_safetensors
 
 CLASSES = {c.__name__: c for c in (RNN, GRU, LSTM, RNNBase, RNNCell, GRUCell, LSTMCell,
-                                   RNNCellBase, Linear, Embedding)}
+                                   RNNCellBase, Linear, Embedding, SequenceModel)}
 FORMAT = "rnnlab-module-1"
 
 
@@ -45,7 +45,8 @@ def save(module, path):
     atomically: a failed write leaves the old file as it was."""
     name = type(module).__name__
     if name not in CLASSES or not hasattr(module, "config"):
-        raise TypeError(f"save takes an rnnlab layer, cell, Linear or Embedding, got {name}")
+        raise TypeError(f"save takes an rnnlab layer, cell, Linear, Embedding or "
+                        f"SequenceModel, got {name}")
     meta = json.dumps({"format": FORMAT, "class": name, "config": module.config()})
     tensors = module.state_dict()
     if _extension(path) == ".safetensors":
@@ -117,9 +118,23 @@ def read_weights(path):
 
 
 def load(path):
-    """The module saved by ``save``: same class, configuration, dtype and weights. The
+    """The module saved by ``save``: same class, configuration, dtype and weights; for a
+    run directory of ``rnnlab train`` its SequenceModel (``RUN/model.safetensors``). The
     configuration must describe the tensors the file holds: it is checked against them
     before the module is built (a file cannot make rnnlab allocate what it does not hold)."""
+    if os.path.isdir(path):                    # a run: its latest complete checkpoint
+        inside = os.path.join(path, "model.safetensors")
+        try:
+            with open(os.path.join(path, "checkpoints", "LATEST"), encoding="utf-8") as f:
+                name = f.read(100).strip()
+            if name.startswith("ckpt-") and "/" not in name and os.sep not in name:
+                inside = os.path.join(path, "checkpoints", name, "model.safetensors")
+        except (OSError, UnicodeDecodeError):
+            pass
+        if not os.path.isfile(inside):
+            raise ValueError(f"{path} is a directory without model.safetensors: not a run "
+                             "directory of rnnlab train")
+        path = inside
     tensors, info = read_weights(path)
     if info is None:
         raise ValueError(f"{path} holds weights without an rnnlab configuration; build the "

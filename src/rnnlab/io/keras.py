@@ -58,30 +58,91 @@ def _keras_weights(w, fam, bias):
     return out
 
 
-def to_keras(module):
-    """A Keras model computing ``module``'s output (see the module docstring)."""
-    keras = keras_module()
-    if not isinstance(module, RNNBase) or module.family.keras is None:
-        raise TypeError(f"to_keras takes an rnnlab RNN, GRU or LSTM layer, got "
-                        f"{type(module).__name__}")
+def _recurrent(keras, module, x, last_sequences=True, return_state=False):
+    """Apply ``module``'s layers (Keras SimpleRNN / GRU / LSTM, Bidirectional for two
+    directions) to the Keras tensor x (N, L, I); returns (output, states, [(keras layer,
+    weights)]) with states the per-layer, per-direction h (and c)."""
+    if module.family.keras is None:
+        raise KerasConversionError(f"Keras has no layer for the {module.family.kind} family")
     if module.proj_size:
         raise KerasConversionError("LSTM proj_size has no Keras equivalent (Keras's LSTM has "
                                    "no projection)")
     fam = module.family
-    H = module.hidden_size
-    layers = [keras.Input((None, module.input_size), dtype="float32")]
-    weights = []
+    todo, hs, cs = [], [], []
     for k, ws in enumerate(module.weights()):
-        kw = dict(units=H, return_sequences=True, use_bias=module.bias, **fam.keras["options"])
+        kw = dict(units=module.hidden_size, use_bias=module.bias, return_state=return_state,
+                  return_sequences=last_sequences or k < module.num_layers - 1,
+                  **fam.keras["options"])
         make = getattr(keras.layers, fam.keras["class"])
         layer = make(**kw) if len(ws) == 1 else keras.layers.Bidirectional(
             make(**kw), merge_mode="concat")
-        layers.append(layer)
-        weights.append([a for w in ws for a in _keras_weights(w, fam, module.bias)])
-    model = keras.Sequential(layers, name=f"rnnlab_{type(module).__name__}")
-    for layer, w in zip(model.layers, weights):
+        res = layer(x)
+        if return_state:
+            x, states = res[0], list(res[1:])
+            per = 2 if fam.has_cell_state else 1          # per direction: h (, c)
+            for d in range(len(ws)):
+                hs.append(states[d * per])
+                if fam.has_cell_state:
+                    cs.append(states[d * per + 1])
+        else:
+            x = res
+        todo.append((layer, [a for w in ws for a in _keras_weights(w, fam, module.bias)]))
+    return x, (hs, cs), todo
+
+
+def _set(todo):
+    for layer, w in todo:
         layer.set_weights([np.asarray(a, dtype=np.float32) for a in w])
+
+
+def to_keras(module, return_state=False):
+    """A Keras model computing ``module``'s output (see the module docstring): a layer
+    (N, L, H_in) -> (N, L, D * H_out), with return_state=True also h_n (and LSTM's c_n)
+    shaped as rnnlab's, (num_layers * D, N, H); or a whole SequenceModel (tokens (N, T)
+    int or features (N, T, I) -> Embedding / Dense -> the layers -> Dense), batch-first as
+    Keras is. States start at zero."""
+    keras = keras_module()
+    from ..nn import SequenceModel
+    if isinstance(module, SequenceModel):
+        return _model_to_keras(keras, module)
+    if not isinstance(module, RNNBase):
+        raise TypeError(f"to_keras takes an rnnlab RNN, GRU or LSTM layer or a "
+                        f"SequenceModel, got {type(module).__name__}")
+    inp = keras.Input((None, module.input_size), dtype="float32")
+    out, (hs, cs), todo = _recurrent(keras, module, inp, return_state=return_state)
+    outputs = [out]
+    if return_state:
+        outputs.append(keras.ops.stack(hs, axis=0))
+        if cs:
+            outputs.append(keras.ops.stack(cs, axis=0))
+    model = keras.Model(inp, outputs if return_state else out,
+                        name=f"rnnlab_{type(module).__name__}")
+    _set(todo)
     return model
+
+
+def _model_to_keras(keras, model):
+    """A SequenceModel as a Keras functional model (batch-first)."""
+    cfg = model.config()
+    if model.embedding is not None:
+        inp = keras.Input((None,), dtype="int32")
+        emb = keras.layers.Embedding(model.embedding.num_embeddings,
+                                     model.embedding.embedding_dim)
+        x = emb(inp)
+        todo = [(emb, [model.embedding.weight])]
+    else:
+        inp = keras.Input((None, cfg["input_size"]), dtype="float32")
+        x, todo = inp, []
+        if model.input is not None:
+            dense = keras.layers.Dense(model.input.out_features)
+            x = dense(x)
+            todo.append((dense, [model.input.weight.T, model.input.bias]))
+    x, _, rec = _recurrent(keras, model.rnn, x, last_sequences=model.readout == "every")
+    head = keras.layers.Dense(model.head.out_features)
+    out = head(x)
+    km = keras.Model(inp, out, name="rnnlab_SequenceModel")
+    _set(todo + rec + [(head, [model.head.weight.T, model.head.bias])])
+    return km
 
 
 def _config_check(cfg, where, backward=False):

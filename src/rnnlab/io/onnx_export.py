@@ -1,9 +1,10 @@
 """Export an rnnlab layer to ONNX, exactly (checked by running it in onnxruntime).
 
 Graph inputs: ``input`` (L, N, H_in), or (N, L, H_in) with batch_first, L and N dynamic;
-``h0`` (num_layers * D, N, H_out); ``c0`` (LSTM, (num_layers * D, N, H)); with
-lengths=True ``lengths`` (N,) int64 with torch's packed semantics. Outputs ``output``,
-``h_n`` (and ``c_n``), shaped as the rnnlab layer's. The graph computes in float32.
+with states=True ``h0`` (num_layers * D, N, H_out) and ``c0`` (LSTM, (num_layers * D, N,
+H)), else the states start at zero; with lengths=True ``lengths`` (N,) int64 with torch's
+packed semantics. Outputs ``output``, ``h_n`` (and ``c_n``), shaped as the rnnlab layer's.
+The graph computes in float32.
 
 Each layer is one ONNX RNN / GRU (linear_before_reset=1, torch's variant) / LSTM node,
 weights permuted to ONNX's gate order (the families' ``gate_order["onnx"]``) and the two
@@ -48,36 +49,103 @@ class _Graph:
         self.nodes.append(self.h.make_node(op_type, inputs, outs, **attrs))
         return outs[0] if n_out == 1 else outs
 
+    def save(self, path, name, inputs, outputs, opset, meta):
+        """Check the graph, write it atomically, return the ModelProto."""
+        onnx = self.onnx
+        graph = self.h.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        model = self.h.make_model(graph, opset_imports=[self.h.make_opsetid("", opset)],
+                                  producer_name="rnnlab")
+        model.ir_version = min(model.ir_version, 9)
+        self.h.set_model_props(model, {"rnnlab": json.dumps(meta)})
+        onnx.checker.check_model(model)
+        with replacing(path, ".onnx") as tmp:
+            onnx.save(model, tmp)
+        return model
 
-def export_onnx(module, path, *, lengths=False, opset=17):
-    """Write ``module`` (RNN, GRU, LSTM; proj_size included) to ``path`` as ONNX."""
+
+MIN_OPSET = 13      # Unsqueeze's axes and Split's sizes as inputs
+
+
+def check_opset(onnx, opset):
+    """The opset asked for, or a ValueError naming the range export_onnx writes."""
+    top = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
+        raise ValueError(f"opset must be an integer from {MIN_OPSET} (the minimum rnnlab's "
+                         f"graphs need) to {top} (this onnx package's newest), got {opset!r}")
+    return opset
+
+
+def export_onnx(module, path, *, lengths=False, states=False, opset=17):
+    """Write ``module`` to ``path`` as ONNX: a recurrent layer (RNN, GRU, LSTM; proj_size
+    included) or a whole SequenceModel (model_export.py).
+
+    A layer's graph takes ``input`` (L, N, H_in), or (N, L, H_in) with batch_first, L and N
+    dynamic; with ``lengths=True`` also ``lengths`` (N,), int64, with torch's packed
+    semantics; with ``states=True`` also ``h0`` (num_layers * D, N, H_out) and LSTM's
+    ``c0`` (num_layers * D, N, H) — without them the states start at zero, as the layer's
+    do. Outputs ``output``, ``h_n`` (and ``c_n``), shaped as the layer's. float32.
+    Written atomically; opset from MIN_OPSET up."""
     onnx = require("onnx", "onnx")
+    check_opset(onnx, opset)
+    from ..nn import SequenceModel
+    if isinstance(module, SequenceModel):
+        from .model_export import export_model
+        return export_model(onnx, module, path, lengths=lengths, opset=opset)
     if not isinstance(module, RNNBase) or module.family.onnx is None:
-        raise TypeError(f"export_onnx takes an rnnlab RNN, GRU or LSTM layer, got "
-                        f"{type(module).__name__} (cells, heads and other families have no "
-                        "ONNX equivalent here)")
+        raise TypeError(f"export_onnx takes an rnnlab RNN, GRU or LSTM layer or a "
+                        f"SequenceModel, got {type(module).__name__} (cells, heads and other "
+                        "families have no ONNX equivalent here)")
     fam = module.family
     L, D, H = module.num_layers, module.num_directions, module.hidden_size
     H_out, I = module.proj_size or H, module.input_size
     g = _Graph(onnx)
     TP = onnx.TensorProto
-    inputs = [onnx.helper.make_tensor_value_info(
-        "input", TP.FLOAT, ["N", "L", I] if module.batch_first else ["L", "N", I]),
-        onnx.helper.make_tensor_value_info("h0", TP.FLOAT, [L * D, "N", H_out])]
-    if fam.has_cell_state:
-        inputs.append(onnx.helper.make_tensor_value_info("c0", TP.FLOAT, [L * D, "N", H]))
+    vi = onnx.helper.make_tensor_value_info
+    inputs = [vi("input", TP.FLOAT, ["N", "L", I] if module.batch_first else ["L", "N", I])]
+    if states:
+        inputs.append(vi("h0", TP.FLOAT, [L * D, "N", H_out]))
+        if fam.has_cell_state:
+            inputs.append(vi("c0", TP.FLOAT, [L * D, "N", H]))
     if lengths:
-        inputs.append(onnx.helper.make_tensor_value_info("lengths", TP.INT64, ["N"]))
+        inputs.append(vi("lengths", TP.INT64, ["N"]))
     x = g.op("Transpose", ["input"], perm=[1, 0, 2]) if module.batch_first else "input"
-    seq_lens = g.op("Cast", ["lengths"], to=TP.INT32) if lengths else ""
-    mask = _mask(g, x, TP) if lengths and module.proj_size else None
+    x, h_parts, c_parts = layer_nodes(g, module, x, "lengths" if lengths else None,
+                                      ("h0", "c0") if states else None)
+    out = g.op("Transpose", [x], perm=[1, 0, 2]) if module.batch_first else x
+    g.nodes.append(onnx.helper.make_node("Identity", [out], ["output"]))
+    g.nodes.append(onnx.helper.make_node("Concat", h_parts, ["h_n"], axis=0))
+    outputs = [vi("output", TP.FLOAT, ["N", "L", D * H_out] if module.batch_first
+                  else ["L", "N", D * H_out]), vi("h_n", TP.FLOAT, [L * D, "N", H_out])]
+    if fam.has_cell_state:
+        g.nodes.append(onnx.helper.make_node("Concat", c_parts, ["c_n"], axis=0))
+        outputs.append(vi("c_n", TP.FLOAT, [L * D, "N", H]))
+    cfg = dict(module.config(), lengths=bool(lengths), states=bool(states))
+    return g.save(path, f"rnnlab_{type(module).__name__}", inputs, outputs, opset,
+                  {"class": type(module).__name__, "config": cfg})
+
+
+def layer_nodes(g, module, x, lengths, states):
+    """The nodes of every layer of ``module`` reading ``x`` (time-major): ``lengths`` the
+    name of an int64 (N,) input or None; ``states`` the names of h0 (and c0) inputs, or
+    None (zeros). Returns (output, [h_n rows per layer], [c_n rows per layer])."""
+    fam = module.family
+    TP = g.onnx.TensorProto
+    L, D, H = module.num_layers, module.num_directions, module.hidden_size
+    H_out = module.proj_size or H
+    seq_lens = g.op("Cast", [lengths], to=TP.INT32) if lengths else ""
+    mask = _mask(g, x, lengths) if lengths and module.proj_size else None
     h_parts, c_parts = [], []
     for k in range(L):
-        rows = lambda name: g.op("Slice", [name, g.const("s", [k * D], np.int64),  # noqa: E731
-                                           g.const("e", [(k + 1) * D], np.int64),
-                                           g.const("a", [0], np.int64)])
-        h0k = rows("h0")
-        c0k = rows("c0") if fam.has_cell_state else None
+        if states is not None:
+            rows = lambda name: g.op("Slice", [name, g.const("s", [k * D], np.int64),  # noqa
+                                               g.const("e", [(k + 1) * D], np.int64),
+                                               g.const("a", [0], np.int64)])
+            h0k = rows(states[0])
+            c0k = rows(states[1]) if fam.has_cell_state else None
+        elif module.proj_size:                    # Scan needs its states: zeros
+            h0k, c0k = _zeros(g, x, D, H_out), _zeros(g, x, D, H)
+        else:                                     # the ops' own zeros
+            h0k, c0k = "", ("" if fam.has_cell_state else None)
         ws = module.weights()[k]
         if module.proj_size:
             x, hk, ck = _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP)
@@ -85,27 +153,16 @@ def export_onnx(module, path, *, lengths=False, opset=17):
             x, hk, ck = _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H)
         h_parts.append(hk)
         c_parts.append(ck)
-    out = g.op("Transpose", [x], perm=[1, 0, 2]) if module.batch_first else x
-    g.nodes.append(onnx.helper.make_node("Identity", [out], ["output"]))
-    g.nodes.append(onnx.helper.make_node("Concat", h_parts, ["h_n"], axis=0))
-    outputs = [onnx.helper.make_tensor_value_info(
-        "output", TP.FLOAT, ["N", "L", D * H_out] if module.batch_first else ["L", "N", D * H_out]),
-        onnx.helper.make_tensor_value_info("h_n", TP.FLOAT, [L * D, "N", H_out])]
-    if fam.has_cell_state:
-        g.nodes.append(onnx.helper.make_node("Concat", c_parts, ["c_n"], axis=0))
-        outputs.append(onnx.helper.make_tensor_value_info("c_n", TP.FLOAT, [L * D, "N", H]))
-    graph = onnx.helper.make_graph(g.nodes, f"rnnlab_{type(module).__name__}", inputs, outputs,
-                                   g.inits)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
-                                   producer_name="rnnlab")
-    model.ir_version = min(model.ir_version, 9)
-    cfg = dict(module.config(), lengths=bool(lengths))
-    onnx.helper.set_model_props(model, {"rnnlab": json.dumps({"class": type(module).__name__,
-                                                              "config": cfg})})
-    onnx.checker.check_model(model)
-    with replacing(path, ".onnx") as tmp:
-        onnx.save(model, tmp)
-    return model
+    return x, h_parts, c_parts
+
+
+def _zeros(g, x, D, width):
+    """(D, N, width) zeros, N taken from x (T, N, F)."""
+    n = g.op("Gather", [g.op("Shape", [x]), g.const("i1", [1], np.int64)], axis=0)
+    shape = g.op("Concat", [g.const("d", [D], np.int64), n, g.const("w", [width], np.int64)],
+                 axis=0)
+    return g.op("ConstantOfShape", [shape],
+                value=g.onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
 
 
 def _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H):
@@ -130,13 +187,13 @@ def _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H):
     return y, outs[1], (outs[2] if c0k is not None else None)
 
 
-def _mask(g, x, TP):
+def _mask(g, x, lengths):
     """(T, N, 1) bool: step t < lengths[n]."""
     shape = g.op("Shape", [x])
     T = g.op("Gather", [shape, g.const("i0", 0, np.int64)], axis=0)
     t = g.op("Range", [g.const("z", 0, np.int64), T, g.const("one", 1, np.int64)])
     t = g.op("Unsqueeze", [t, g.const("ax", [1], np.int64)])            # (T, 1)
-    m = g.op("Less", [t, g.op("Unsqueeze", ["lengths", g.const("ax0", [0], np.int64)])])
+    m = g.op("Less", [t, g.op("Unsqueeze", [lengths, g.const("ax0", [0], np.int64)])])
     return g.op("Unsqueeze", [m, g.const("ax2", [2], np.int64)])        # (T, N, 1)
 
 

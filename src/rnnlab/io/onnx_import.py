@@ -234,8 +234,8 @@ def _from_scans(scans, meta, values, batch_first, dtype):
     initializers (Wi, Wh, b = b_ih + b_hh, Wr), checked against the metadata's
     configuration before the layer is built."""
     cfg = dict(meta.get("config") or {})
-    cfg.pop("lengths", None)
-    cfg.pop("dtype", None)
+    for key in ("lengths", "states", "dtype"):              # the graph's, not the layer's
+        cfg.pop(key, None)
     cls = LAYERS.get(meta.get("class"))
     if cls is None or not cfg.get("proj_size"):
         raise OnnxImportError("unexpected Scan graph metadata")

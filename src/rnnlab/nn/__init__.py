@@ -7,9 +7,10 @@ from .grad_mode import enable_grad, is_recording, no_grad
 from .heads import Embedding, Linear
 from .kinds import layer_class, make_cell, make_layer
 from .layers import GRU, LSTM, RNN, RNNBase, param_names
+from .model import SequenceModel
 from .module import Module
 
 __all__ = ["Linear", "Embedding", "RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell",
            "LSTMCell", "RNNCellBase",
-           "Module", "run_cells", "backprop_cells", "no_grad", "enable_grad", "is_recording",
+           "Module", "SequenceModel", "run_cells", "backprop_cells", "no_grad", "enable_grad", "is_recording",
            "make_layer", "make_cell", "layer_class", "param_names"]

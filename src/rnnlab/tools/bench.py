@@ -172,7 +172,8 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
                 if "onnxruntime" in avail:
                     from ..io import export_onnx
                     from ..nn import make_layer
-                    export_onnx(make_layer(kind, H, H, num_layers=L, seed=0), onnx_path)
+                    export_onnx(make_layer(kind, H, H, num_layers=L, seed=0), onnx_path,
+                                states=True)
                 res = {fw: [] for fw in avail}
                 for _ in range(rounds):
                     for fw in avail:
@@ -255,7 +256,7 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
             if "onnxruntime" in avail:
                 from ..io import export_onnx
                 from ..nn import make_layer
-                export_onnx(make_layer(kind, I, H, seed=0), onnx_path)
+                export_onnx(make_layer(kind, I, H, seed=0), onnx_path, states=True)
             for what in ("train", "infer"):
                 fws = [fw for fw in avail if not (fw == "onnxruntime" and what == "train")]
                 res = {fw: [] for fw in fws}

@@ -11,8 +11,8 @@ import os
 import sys
 
 from . import commands as C
-from .cli_args import (Help, clip, lengths, positive, positive_float, radii,
-                       sizes)
+from .cli_args import (Help, clip, lengths, non_negative_float, positive, positive_float,
+                       radii, sizes, unit_interval)
 
 
 def build_parser():
@@ -22,7 +22,8 @@ def build_parser():
                                 "NumPy: explain what they compute, verify against torch, check "
                                 "gradients, benchmark.", formatter_class=Help)
     p.add_argument("--version", action="version", version=f"rnnlab {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, title="commands",
+                           metavar="{explain,verify,gradcheck,train,sample,convert,bench}")
 
     e = sub.add_parser("explain", help="equations, shapes, step-by-step numbers and the "
                        "output <-> h_n map for one configuration, checked on the numbers",
@@ -72,28 +73,45 @@ def build_parser():
     gc.add_argument("--seed", type=int, default=0, help="seed for data and weights")
     gc.add_argument("--samples", type=positive, default=12, help="entries checked per array")
 
+    from ..train.tasks import DEFAULTS
+    table = "\n".join(f"  {task:7s} " + ", ".join(f"{k} {v}" for k, v in list(d.items())[:5])
+                      + "\n          " + ", ".join(f"{k} {v}" for k, v in list(d.items())[5:])
+                      for task, d in DEFAULTS.items())
     t = sub.add_parser("train", help="train a model on a task with rnnlab alone (defaults "
                        "solve it); prints test <metric> <value> (baseline <value>)",
-                       formatter_class=Help)
-    t.add_argument("task", choices=["adding", "copy", "charlm", "digits"],
+                       formatter_class=Help, epilog="task defaults (each option left out "
+                       f"takes its task's):\n{table}")
+    t.add_argument("task", choices=sorted(DEFAULTS),
                    help="adding / copy problems, character LM on --text, sklearn digits")
     t.add_argument("--model", choices=[k for k, f in FAMILIES.items() if f.listed],
                    help="cell family (task default: gru)")
     t.add_argument("--hidden", type=positive, help="hidden size (task default)")
     t.add_argument("--layers", type=positive, help="num_layers (task default: 1)")
+    t.add_argument("--bidirectional", action="store_true", help="two directions per layer")
+    t.add_argument("--dropout", type=unit_interval, default=0.0,
+                   help="dropout between layers (with --layers 2 or more)")
     t.add_argument("--seq-len", type=positive, help="sequence length (task default)")
     t.add_argument("--batch", type=positive, help="sequences per step (task default)")
     t.add_argument("--steps", type=positive, help="training steps in total (task default)")
     t.add_argument("--lr", type=positive_float, help="learning rate (task default)")
-    t.add_argument("--optim", choices=["adam", "sgd"], help="optimizer (default: adam)")
+    t.add_argument("--optim", choices=["adam", "adamw", "sgd"],
+                   help="optimizer (task default: adam)")
+    t.add_argument("--weight-decay", type=non_negative_float, default=0.0,
+                   help="weight decay (adamw: decoupled, its default 0.01 when left at 0)")
+    t.add_argument("--schedule", choices=["none", "step", "cosine"], default="none",
+                   help="learning-rate schedule over --steps")
     t.add_argument("--clip", type=clip, help="clip the global gradient norm to this; 0 or "
                    "none: no clipping (task default: 1.0)")
+    t.add_argument("--eval-every", type=positive, help="held-out evaluation (and a "
+                   "checkpoint) every this many steps (default: steps / 10, at most 100)")
     t.add_argument("--seed", type=int, default=0, help="seed for weights and batches")
-    t.add_argument("--text", metavar="FILE", help="the text for charlm")
-    t.add_argument("--out", metavar="DIR", help="write model.safetensors, optimizer.npz, "
-                   "history.json and curves.png here")
+    t.add_argument("--text", metavar="FILE", help="the text for charlm (builtin: a "
+                   "generated 100 KB text)")
+    t.add_argument("--out", metavar="DIR", help="write the run here: checkpoints, "
+                   "model.safetensors, best.safetensors, history.json, curves.png")
     t.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (to "
                    "--steps in total)")
+    t.add_argument("--force", action="store_true", help="replace the run --out holds")
 
     sm = sub.add_parser("sample", help="text from a charlm checkpoint", formatter_class=Help)
     sm.add_argument("dir", help="a directory written by rnnlab train charlm --out")

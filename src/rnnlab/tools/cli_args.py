@@ -28,6 +28,22 @@ def _number(convert, what):
 
 
 positive = _number(int, "integer")
+
+
+def non_negative_float(text):
+    """A real number >= 0 (a weight decay)."""
+    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+
+
+def unit_interval(text):
+    """A probability in [0, 1) (dropout)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = None
+    if v is None or not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return v
 positive_float = _number(float, "number")
 
 
@@ -58,7 +74,7 @@ def sizes(text):
     return out
 
 
-class Help(argparse.ArgumentDefaultsHelpFormatter):
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows each option's default in --help (not for flags, nor where the help text
     already says how the default is chosen)."""
 

@@ -173,31 +173,41 @@ def cmd_bench(args):
 
 
 def cmd_train(args):
-    from ..train.loop import CheckpointError, run
-    from ..train.tasks import DEFAULTS, TaskError
-    hp = dict(DEFAULTS[args.task])
+    from ..train.loop import CheckpointError, NonFiniteLoss, run
+    from ..train.tasks import COMMON, DEFAULTS, TaskError, builtin_text
+    hp = dict(DEFAULTS[args.task], **COMMON)
     for key in ("model", "hidden", "layers", "seq_len", "batch", "steps", "lr", "optim",
-                "clip"):
+                "clip", "dropout", "bidirectional", "weight_decay", "schedule", "eval_every"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
     hp["clip"] = hp["clip"] or None
+    if hp["dropout"] and hp["layers"] < 2:
+        return fail("train", "--dropout acts between layers: it needs --layers 2 or more")
     text = None
     if args.task == "charlm":
         if not args.text:
-            return fail("train", "charlm needs --text FILE (the text to learn)")
-        try:
-            with open(args.text, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            return fail("train", f"cannot read --text {args.text}: {exc}")
-        if not text.strip():
-            return fail("train", f"--text {args.text} is empty")
+            return fail("train", "charlm needs --text FILE (the text to learn), or --text "
+                        "builtin")
+        if args.text == "builtin":
+            text = builtin_text()
+        else:
+            try:
+                with open(args.text, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                return fail("train", f"cannot read --text {args.text}: {exc}")
+            if not text.strip():
+                return fail("train", f"--text {args.text} is empty")
     elif args.text:
         return fail("train", f"--text is only for charlm, not {args.task}")
     try:
-        run(args.task, hp, seed=args.seed, out=args.out, resume_dir=args.resume, text=text)
+        run(args.task, hp, seed=args.seed, out=args.out, resume_dir=args.resume, text=text,
+            force=args.force)
     except (TaskError, CheckpointError) as exc:
         return fail("train", str(exc))
+    except NonFiniteLoss as exc:
+        print(f"rnnlab train: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

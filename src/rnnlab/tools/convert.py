@@ -1,9 +1,11 @@
-"""``rnnlab convert IN OUT``: move a recurrent layer between .pt/.pth, .safetensors, .npz,
-.onnx and .keras (chosen by extension), then prove it: run the written file in its own
-runtime (onnxruntime, Keras, torch, or rnnlab for its files) on a random batch and print
-the largest difference from the source; fail beyond the float32 tolerance. Nothing is
-skipped silently: weights of the input that the layer does not use are listed, and make
-the conversion fail unless --allow-unused.
+"""``rnnlab convert IN OUT``: move a recurrent layer, or a whole model (a run directory of
+``rnnlab train``, or a saved SequenceModel), between .pt/.pth, .safetensors, .npz, .onnx
+and .keras (chosen by extension), then prove it: run the SOURCE file in its own runtime
+(onnxruntime for .onnx, Keras for .keras, torch for .pt when it is installed, rnnlab for
+its own files) and the written file in its runtime on the same random batch, and print
+the largest difference and the runtimes that ran; fail beyond the float32 tolerance.
+Nothing is skipped silently: weights of the input the layer does not use are listed, and
+make the conversion fail unless --allow-unused.
 """
 import os
 import warnings
@@ -14,11 +16,12 @@ from ..io import (export_onnx, from_state_dict, import_onnx, load, load_torch, r
                   save)
 from ..io.atomic import replacing
 from ..io.files import _KEY
-from ..nn import no_grad
+from ..nn import SequenceModel, no_grad
 from .cases import TOL, error
 
 READS = (".pt", ".pth", ".safetensors", ".npz", ".onnx", ".keras")
 WRITES = (".pt", ".pth", ".safetensors", ".npz", ".onnx", ".keras")
+N, T = 3, 5
 
 
 class ConvertError(ValueError):
@@ -26,10 +29,12 @@ class ConvertError(ValueError):
 
 
 def _ext(path, allowed, what):
+    if what == "input" and os.path.isdir(path):
+        return "run"
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in allowed:
         raise ConvertError(f"{what} {path}: unknown extension {ext or '(none)'}; use one of "
-                           f"{', '.join(allowed)}")
+                           f"{', '.join(allowed)} (or a run directory as input)")
     return ext
 
 
@@ -49,11 +54,14 @@ def _state_dict_in(obj, path):
 
 
 def read(path, prefix="", nonlinearity=None):
-    """(layer, unused weight names, other entries) from any readable file."""
+    """(layer or SequenceModel, unused weight names, other entries) from any readable
+    file or run directory."""
     ext = _ext(path, READS, "input")
-    if not os.path.isfile(path):
+    if ext != "run" and not os.path.isfile(path):
         raise ConvertError(f"input {path} does not exist")
     over = {} if nonlinearity is None else {"nonlinearity": nonlinearity}
+    if ext == "run":
+        return load(path), [], []
     if ext == ".onnx":
         return import_onnx(path), [], []
     if ext == ".keras":
@@ -75,16 +83,17 @@ def read(path, prefix="", nonlinearity=None):
     return layer, [k for k in sd if k not in used], others
 
 
-def write(layer, path, lengths=False):
+def write(obj, path, lengths=False, print_fn=print):
+    """Write a layer or a SequenceModel to ``path`` (atomically)."""
     ext = _ext(path, WRITES, "output")
     if ext in (".safetensors", ".npz"):
-        save(layer, path)
+        save(obj, path)
     elif ext == ".onnx":
-        export_onnx(layer, path, lengths=lengths)
+        export_onnx(obj, path, lengths=lengths)
     elif ext == ".keras":
         from ..io.keras import to_keras
         with replacing(path, ".keras") as tmp:
-            to_keras(layer).save(tmp)
+            to_keras(obj).save(tmp)
     else:
         try:
             import torch
@@ -92,61 +101,89 @@ def write(layer, path, lengths=False):
             raise ConvertError("writing .pt needs torch (pip install torch)") from None
         with replacing(path) as tmp:
             torch.save({k: torch.from_numpy(np.ascontiguousarray(v))
-                        for k, v in layer.state_dict().items()}, tmp)
+                        for k, v in obj.state_dict().items()}, tmp)
+        if isinstance(obj, SequenceModel):
+            print_fn(f"{path} holds the state_dict of this torch module (torch.load it into "
+                     "SequenceModel()):\n" + obj.torch_source())
 
 
-def run_target(layer, path, x, h0, c0):
-    """The written file's output on (x, h0, c0) in its own runtime, or None when the
-    runtime is not installed (and the name of the runtime)."""
-    ext = os.path.splitext(str(path))[1].lower()
-    if ext in (".safetensors", ".npz"):
+def _batch(obj, rng):
+    """A random input (time-major) for ``obj``."""
+    if isinstance(obj, SequenceModel):
+        if obj.embedding is not None:
+            return rng.integers(0, obj.embedding.num_embeddings, (T, N))
+        return rng.standard_normal((T, N, obj.config()["input_size"])).astype(np.float32)
+    shape = (N, T, obj.input_size) if obj.batch_first else (T, N, obj.input_size)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _batch_first(obj):
+    return isinstance(obj, SequenceModel) or obj.batch_first
+
+
+def run_in(path, obj, x, prefix=""):
+    """``path``'s output on x (the layout ``obj`` takes, states zero) in the file's own
+    runtime: (output, runtime name), or (None, runtime name) when it is not installed.
+    prefix: the layer's key prefix in a .pt state_dict."""
+    ext = "run" if os.path.isdir(path) else os.path.splitext(str(path))[1].lower()
+    if ext in ("run", ".safetensors", ".npz"):
         m = load(path).to(np.float32)
         with no_grad():
-            out = m(x, (h0, c0) if c0 is not None else h0)
-        return out[0], "rnnlab"
+            return np.asarray(m.eval()(x)[0]), "rnnlab"
     if ext == ".onnx":
         try:
             import onnxruntime as ort
         except ImportError:
             return None, "onnxruntime"
         s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feeds = {"input": x, "h0": h0}
-        if c0 is not None:
-            feeds["c0"] = c0
-        names = {i.name for i in s.get_inputs()}
-        if "lengths" in names:
-            feeds["lengths"] = np.full(x.shape[0 if layer.batch_first else 1],
-                                       x.shape[1 if layer.batch_first else 0], np.int64)
-        return s.run(["output"], feeds)[0], "onnxruntime"
+        feeds = {"input": x}
+        for i in s.get_inputs():                   # graphs of other writers: zero states
+            if i.name not in feeds:
+                shape = [N if isinstance(d, str) or d is None else d for d in i.shape]
+                feeds[i.name] = (np.full(N, T, np.int64) if "int" in i.type else
+                                 np.zeros(shape, np.float32))
+        return s.run(None, feeds)[0], "onnxruntime"
     if ext == ".keras":
         from ..io.keras import keras_module
         try:
             keras = keras_module()
         except ImportError:
             return None, "keras"
-        xb = x if layer.batch_first else x.transpose(1, 0, 2)
-        out = np.asarray(keras.saving.load_model(path)(xb))
-        return (out if layer.batch_first else out.transpose(1, 0, 2)), "keras"
+        km = keras.saving.load_model(path)
+        seq = x.ndim == 3
+        xb = x if (_batch_first(obj) and not isinstance(obj, SequenceModel)) else (
+            x.transpose(1, 0, 2) if seq else x.T)
+        out = np.asarray(km(xb))
+        if isinstance(obj, SequenceModel):
+            return (out.transpose(1, 0, 2) if obj.readout == "every" else out), "keras"
+        return (out if obj.batch_first else out.transpose(1, 0, 2)), "keras"
     try:
         import torch
     except ImportError:
         return None, "torch"
-    fam = layer.family
-    tm = getattr(torch.nn, fam.torch_class)(**{k: v for k, v in layer.config().items()
-                                               if k != "dtype"})
-    tm.load_state_dict(torch.load(path, weights_only=True))
-    with torch.no_grad(), warnings.catch_warnings():
+    if isinstance(obj, SequenceModel):
+        ns = {}
+        exec(compile(obj.torch_source(), "torch_source", "exec"), ns)   # rnnlab's own text
+        tm, sd = ns["SequenceModel"](), load_torch(path)
+    else:
+        cfg = {k: v for k, v in obj.config().items() if k != "dtype"}
+        tm = getattr(torch.nn, obj.family.torch_class)(**cfg)
+        sd, _ = _state_dict_in(load_torch(path), path)
+        sd = {k[len(prefix):]: v for k, v in sd.items()
+              if str(k).startswith(prefix) and _KEY.match(str(k)[len(prefix):])}
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*oneDNN")    # torch's note on proj_size
-        hx = torch.from_numpy(h0) if c0 is None else (torch.from_numpy(h0),
-                                                      torch.from_numpy(c0))
-        return tm(torch.from_numpy(x), hx)[0].numpy(), "torch"
+        tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()})
+        with torch.no_grad():
+            return tm(torch.from_numpy(x))[0].numpy(), "torch"
 
 
 def convert(src, dst, prefix="", allow_unused=False, nonlinearity=None, lengths=False,
             print_fn=print):
-    """Returns the largest difference (None when the target runtime is missing)."""
-    layer, unused, others = read(src, prefix, nonlinearity)
-    print_fn(f"read {src}: {layer!r}")
+    """Returns the largest difference between the source and the written file, each run
+    in its own runtime (None when the target's runtime is missing)."""
+    obj, unused, others = read(src, prefix, nonlinearity)
+    print_fn(f"read {src}: {obj!r}")
     if others:
         print_fn(f"  other entries of the checkpoint (not weights of the layer): {others}")
     if unused:
@@ -155,28 +192,23 @@ def convert(src, dst, prefix="", allow_unused=False, nonlinearity=None, lengths=
             raise ConvertError(f"{len(unused)} weights of {src} are not used by the layer "
                                "(listed above); pass --prefix to pick another layer or "
                                "--allow-unused to convert anyway")
-    layer = layer.to(np.float32)
-    write(layer, dst, lengths)
-    rng = np.random.default_rng(0)
-    N, T = 3, 5
-    D, H_out = layer.num_directions, layer.proj_size or layer.hidden_size
-    x = rng.standard_normal((N, T, layer.input_size) if layer.batch_first
-                            else (T, N, layer.input_size)).astype(np.float32)
-    h0 = (rng.standard_normal((layer.num_layers * D, N, H_out)) * 0.5).astype(np.float32)
-    c0 = ((rng.standard_normal((layer.num_layers * D, N, layer.hidden_size)) * 0.5)
-          .astype(np.float32) if layer.family.has_cell_state else None)
-    if os.path.splitext(str(dst))[1].lower() == ".keras":
-        h0 = np.zeros_like(h0)                        # the Keras model starts from zeros
-        c0 = None if c0 is None else np.zeros_like(c0)
-    with no_grad():
-        want = layer(x, (h0, c0) if c0 is not None else h0)[0]
-    got, runtime = run_target(layer, dst, x, h0, c0)
+    obj = obj.to(np.float32)
+    write(obj, dst, lengths, print_fn)
+    x = _batch(obj, np.random.default_rng(0))
+    want, source = run_in(src, obj, x, prefix)
+    if want is None:                                  # no source runtime: rnnlab's reading
+        with no_grad():
+            want = np.asarray(obj.eval()(x)[0])
+        source = f"rnnlab (its reading of {src}" + (", torch not installed)" if
+                                                     source == "torch" else ")")
+    got, target = run_in(dst, obj, x)
     if got is None:
-        print_fn(f"wrote {dst}; {runtime} is not installed, so it was not run (install it to "
+        print_fn(f"wrote {dst}; {target} is not installed, so it was not run (install it to "
                  "verify)")
         return None
     err = error(got, want, "float32")
     verdict = "ok" if err <= TOL["float32"] else "FAILED"
-    print_fn(f"wrote {dst}; ran it in {runtime} on a random batch ({N} x {T}): max |difference| "
-             f"{err:.1e} (tolerance {TOL['float32']:g}) {verdict}")
+    print_fn(f"wrote {dst}; ran the source in {source} and {dst} in {target} on a random "
+             f"batch ({N} x {T}): max |difference| {err:.1e} (tolerance {TOL['float32']:g}) "
+             f"{verdict}")
     return err

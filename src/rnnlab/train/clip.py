@@ -13,6 +13,10 @@ def module_list(modules):
     items = [modules] if hasattr(modules, "grads") else list(modules) \
         if hasattr(modules, "__iter__") else [modules]
     for m in items:
+        if isinstance(m, np.ndarray):
+            raise TypeError("pass the modules, not their parameters: rnnlab keeps each "
+                            "gradient on its module (optim.Adam([gru, head]) or "
+                            "optim.Adam(model), not optim.Adam(gru.parameters()))")
         if not (hasattr(m, "grads") and hasattr(m, "named_parameters")):
             raise TypeError(f"expected rnnlab modules (with grads), got {type(m).__name__}")
     return items

@@ -1,25 +1,32 @@
-"""The training tasks of ``rnnlab train``: data, the quantity reported on held-out data,
-and the baseline a model that learned nothing scores.
+"""The training tasks of ``rnnlab train``: data, the held-out loss and metric, the baseline
+a model that learned nothing scores, and a fingerprint of the data (a resumed run must see
+the same data).
 
 - adding: two channels, uniform values and two markers (one in each half); predict the sum
   of the two marked values from the last step (Hochreiter & Schmidhuber 1997; Le et al.
-  2015). Baseline: always predicting 1.0, MSE 1/6 ~ 0.167 in expectation; measured on
-  the task's fixed test set of 2000 sequences (length 50): 0.161.
+  2015). Loss and metric: MSE. Baseline: always predicting 1.0, MSE 1/6 ~ 0.167 in
+  expectation; measured on the task's fixed test set of 2000 sequences (length 50): 0.161.
 - copy: S symbols, blanks, a delimiter; repeat the symbols in the last S steps (a memory
-  task). Reported: accuracy on those S steps; baseline: 1 / number of symbols.
-- charlm: next character of the user's text; bits per character on the last 10% of the
-  text; baseline: the characters' frequencies (a unigram model).
+  task). Metric: accuracy on those S steps; baseline: 1 / number of symbols.
+- charlm: next character of the user's text (or ``builtin``, a generated text);
+  bits per character on the last 10% of the text, never trained on; baseline: the
+  characters' frequencies (a unigram model). Below MIN_TEXT characters a model can only
+  memorise the text (measured: docs/training.md), and the run says so.
 - digits: scikit-learn's 8x8 digits read row by row (8 steps of 8 pixels), class at the
   last step; accuracy on the last 20%; baseline: the most frequent class.
 
 Batches are drawn from ``np.random.default_rng([seed, step])``, so a resumed run sees the
-same batches as an uninterrupted one.
+same batches as an uninterrupted one. Losses are in nats (cross-entropy) or MSE.
 """
+import hashlib
 import math
 
 import numpy as np
 
+from ..nn import no_grad
 from . import losses
+
+MIN_TEXT = 20_000        # characters below which charlm memorises (docs/training.md)
 
 
 class TaskError(ValueError):
@@ -28,25 +35,55 @@ class TaskError(ValueError):
 
 class Task:
     name = ""
-    loss = "ce"          # "ce" or "mse"
-    read = "last"        # which steps the head reads
-    metric = ""
-    vocab = None         # input vocabulary (embedding), or None for float input
+    objective = "classification"     # "classification" (cross-entropy) or "regression" (MSE)
+    read = "last"                    # which steps the head reads
+    metric = ""                      # the reported quantity, with its unit
+    vocab = None                     # input vocabulary (embedding), or None for float input
+    tokens = None                    # the vocabulary's strings (charlm)
     input_size = None
     out_features = None
-    seq_len = None       # fixed length, or None: --seq-len
+    seq_len = None
+
+    @property
+    def loss_unit(self):
+        return "MSE" if self.objective == "regression" else "nats"
 
     def batch(self, rng, N):
         raise NotImplementedError
 
     def loss_and_grad(self, pred, y):
-        if self.loss == "mse":
+        if self.objective == "regression":
             return losses.mse(pred, y)
-        return losses.cross_entropy(pred, y.reshape(-1))
+        d = pred.reshape(-1, pred.shape[-1])
+        loss, g = losses.cross_entropy(d, y.reshape(-1))
+        return loss, g.reshape(pred.shape)
+
+    def held_out(self):
+        """The held-out data as (x, y) batches."""
+        raise NotImplementedError
 
     def evaluate(self, model):
-        """The reported quantity on held-out data."""
-        raise NotImplementedError
+        """(held-out loss, held-out metric) of ``model``, run in eval mode without a
+        record (the caller puts it back in training mode)."""
+        total, count, hits = 0.0, 0, 0.0
+        model.eval()
+        for x, y in self.held_out():
+            with no_grad():
+                pred = model(x.astype(model.dtype) if x.dtype.kind == "f" else x)[0]
+            if self.objective == "regression":
+                loss, _ = losses.mse(pred.astype(np.float64), y.astype(np.float64),
+                                     reduction="sum")
+                n = y.size
+            else:
+                logits = pred.reshape(-1, pred.shape[-1]).astype(np.float64)
+                loss, _ = losses.cross_entropy(logits, y.reshape(-1), reduction="sum")
+                n = y.size
+                hits += float(np.sum(logits.argmax(axis=1) == y.reshape(-1)))
+            total, count = total + float(loss), count + n
+        return total / count, self._metric(total / count, hits / count)
+
+    def _metric(self, loss, accuracy):
+        return accuracy
 
     def baseline(self):
         raise NotImplementedError
@@ -54,9 +91,13 @@ class Task:
     def config(self):
         return {"task": self.name}
 
+    def fingerprint(self):
+        """What must match for a resumed run to see the same data."""
+        return self.config()
+
 
 class Adding(Task):
-    name, loss, metric, input_size, out_features = "adding", "mse", "mse", 2, 1
+    name, objective, metric, input_size, out_features = "adding", "regression", "mse", 2, 1
 
     def __init__(self, seq_len=50):
         if seq_len < 2:
@@ -79,10 +120,11 @@ class Adding(Task):
     def batch(self, rng, N):
         return self._make(rng, N)
 
-    def evaluate(self, model):
-        x, y = self.test
-        pred, _ = model(x.astype(model.rnn.dtype))
-        return float(np.mean((pred - y) ** 2))
+    def held_out(self):
+        return [self.test]
+
+    def _metric(self, loss, accuracy):
+        return loss
 
     def baseline(self):
         return float(np.mean((1.0 - self.test[1]) ** 2))
@@ -100,6 +142,7 @@ class Copy(Task):
                             f"({length} symbols, a delimiter, {length} answers), got {seq_len}")
         self.seq_len, self.symbols, self.length = seq_len, symbols, length
         self.vocab = symbols + 2                  # 0 blank, 1..K symbols, K+1 delimiter
+        self.input_size = min(32, self.vocab)
         self.out_features = symbols + 1
         self.test = self._make(np.random.default_rng(12345), 1000)
 
@@ -116,11 +159,15 @@ class Copy(Task):
     def batch(self, rng, N):
         return self._make(rng, N)
 
+    def held_out(self):
+        return [self.test]
+
     def evaluate(self, model):
+        loss, _ = Task.evaluate(self, model)
         x, y = self.test
-        pred, _ = model(x)
-        guess = pred.reshape(self.seq_len, -1, self.out_features).argmax(axis=2)
-        return float(np.mean(guess[-self.length:] == y[-self.length:]))
+        with no_grad():
+            guess = model(x)[0].argmax(axis=2)
+        return loss, float(np.mean(guess[-self.length:] == y[-self.length:]))
 
     def baseline(self):
         return 1.0 / self.symbols
@@ -137,21 +184,17 @@ class CharLM(Task):
             raise TaskError(f"charlm needs a text of at least {2 * seq_len + 2} characters "
                             f"for --seq-len {seq_len}, got {len(text)}")
         self.seq_len = seq_len
-        self.chars = sorted(set(text))
-        self.vocab = self.out_features = len(self.chars)
-        lookup = {c: i for i, c in enumerate(self.chars)}
+        self.tokens = sorted(set(text))
+        self.vocab = self.out_features = len(self.tokens)
+        self.input_size = min(32, self.vocab)
+        lookup = {c: i for i, c in enumerate(self.tokens)}
         data = np.array([lookup[c] for c in text], dtype=np.int64)
         cut = max(int(len(data) * 0.9), len(data) - max(len(data) // 10, seq_len + 1))
         self.train_data, self.test_data = data[:cut], data[cut:]
         if len(self.train_data) < seq_len + 1 or len(self.test_data) < 2:
             raise TaskError(f"charlm: text too short for --seq-len {seq_len}")
-
-    def encode(self, text):
-        lookup = {c: i for i, c in enumerate(self.chars)}
-        unknown = sorted(set(text) - set(lookup))
-        if unknown:
-            raise TaskError(f"characters not in the model's vocabulary: {unknown[:10]}")
-        return np.array([lookup[c] for c in text], dtype=np.int64)
+        self.digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        self.chars = len(text)
 
     def batch(self, rng, N):
         T = self.seq_len
@@ -159,18 +202,16 @@ class CharLM(Task):
         win = np.stack([self.train_data[s:s + T + 1] for s in starts], axis=1)   # (T+1, N)
         return win[:-1], win[1:]
 
-    def evaluate(self, model):
-        """Bits per character over the held-out text, read in windows of seq_len."""
+    def held_out(self):
         d, T = self.test_data, self.seq_len
-        total, count = 0.0, 0
+        out = []
         for s in range(0, len(d) - 1, T):
-            x, y = d[s:s + T][:, None], d[s + 1:s + T + 1][:, None]
-            x = x[:len(y)]
-            pred, _ = model(x)
-            loss, _ = losses.cross_entropy(pred.astype(np.float64), y.reshape(-1),
-                                           reduction="sum")
-            total, count = total + loss, count + len(y)
-        return total / count / math.log(2)
+            y = d[s + 1:s + T + 1]
+            out.append((d[s:s + len(y)][:, None], y[:, None]))
+        return out
+
+    def _metric(self, loss, accuracy):
+        return loss / math.log(2)                              # nats -> bits per character
 
     def baseline(self):
         freq = np.bincount(self.train_data, minlength=self.vocab) + 1.0
@@ -178,7 +219,11 @@ class CharLM(Task):
         return float(-np.mean(np.log2(p[self.test_data])))
 
     def config(self):
-        return {"task": self.name, "seq_len": self.seq_len, "chars": "".join(self.chars)}
+        return {"task": self.name, "seq_len": self.seq_len}
+
+    def fingerprint(self):
+        return {"task": self.name, "seq_len": self.seq_len, "text_sha256": self.digest,
+                "chars": "".join(self.tokens)}
 
 
 class Digits(Task):
@@ -200,9 +245,8 @@ class Digits(Task):
         pick = rng.integers(0, self.train_x.shape[1], N)
         return self.train_x[:, pick], self.train_y[pick]
 
-    def evaluate(self, model):
-        pred, _ = model(self.test_x.astype(model.rnn.dtype))
-        return float(np.mean(pred.argmax(axis=1) == self.test_y))
+    def held_out(self):
+        return [(self.test_x, self.test_y)]
 
     def baseline(self):
         return float(np.bincount(self.test_y).max() / len(self.test_y))
@@ -219,6 +263,9 @@ DEFAULTS = {
     "digits": dict(model="gru", hidden=64, layers=1, seq_len=8, batch=64, steps=1500, lr=1e-2,
                    optim="adam", clip=1.0),
 }
+#: the settings every task shares (none changes what a task is)
+COMMON = dict(dropout=0.0, bidirectional=False, weight_decay=0.0, schedule="none",
+              eval_every=None)
 
 
 def make_task(name, seq_len=None, text=None):
@@ -228,10 +275,37 @@ def make_task(name, seq_len=None, text=None):
         return Copy(seq_len or DEFAULTS["copy"]["seq_len"])
     if name == "charlm":
         if text is None:
-            raise TaskError("charlm needs --text FILE (the text to learn)")
+            raise TaskError("charlm needs --text FILE (the text to learn), or --text builtin")
         return CharLM(text, seq_len or DEFAULTS["charlm"]["seq_len"])
     if name == "digits":
         if seq_len not in (None, 8):
             raise TaskError("digits images are 8 rows: --seq-len must be 8 (or left out)")
         return Digits()
     raise TaskError(f"unknown task {name!r}; choose from {sorted(DEFAULTS)}")
+
+
+def builtin_text(chars=100_000, seed=0):
+    """A generated English-like text of about ``chars`` characters (a small grammar with
+    varied nouns, verbs and adjectives): enough to learn from without memorising."""
+    rng = np.random.default_rng(seed)
+    subjects = ["the old man", "a young girl", "my friend", "the teacher", "a small dog",
+                "the farmer", "her brother", "the captain", "a tired cat", "the doctor",
+                "our neighbour", "the child", "a quiet student", "the baker", "his sister"]
+    verbs = ["sees", "likes", "paints", "finds", "carries", "remembers", "watches", "buys",
+             "follows", "brings", "draws", "keeps", "reads", "opens", "loves"]
+    adjectives = ["red", "green", "old", "new", "small", "large", "bright", "dark", "quiet",
+                  "heavy", "soft", "long", "warm", "cold", "strange"]
+    objects = ["ball", "river", "house", "book", "apple", "garden", "letter", "window",
+               "boat", "mountain", "coat", "lamp", "road", "flower", "table"]
+    places = ["in the morning", "near the sea", "after dinner", "at the market",
+              "in the garden", "on the hill", "before the rain", "by the road"]
+    out, n = [], 0
+    while n < chars:
+        s = (f"{rng.choice(subjects)} {rng.choice(verbs)} the {rng.choice(adjectives)} "
+             f"{rng.choice(objects)}")
+        if rng.random() < 0.5:
+            s += f" {rng.choice(places)}"
+        s += ".\n" if rng.random() < 0.3 else ". "
+        out.append(s[0].upper() + s[1:])
+        n += len(s)
+    return "".join(out)
