@@ -1,7 +1,7 @@
 """The docs run as written: every Python block of README.md and docs/*.md, in order, one
-namespace per page (in a scratch directory, from the repository root's imports); every
-``rnnlab ...`` command they show parses with the command's own parser; and .ci/run runs
-the README's test command."""
+namespace per page (in a scratch directory, from the repository root's imports), after
+the commands of the ``console`` blocks before it; every other ``rnnlab ...`` command they
+show parses with the command's own parser; and .ci/run runs the README's test command."""
 import pathlib
 import re
 import shlex
@@ -15,14 +15,12 @@ ROOT = pathlib.Path(__file__).parent.parent
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 
 
-def _python_blocks(text):
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
-
-
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_python_blocks_run(page, tmp_path, monkeypatch):
-    blocks = _python_blocks(page.read_text())
-    if not blocks:
+def test_python_blocks_run(page, tmp_path, monkeypatch, capsys):
+    """Python blocks run in order, one namespace per page; ``console`` blocks before them
+    run their ``$ rnnlab ...`` commands first (a walkthrough: train, then use the run)."""
+    blocks = re.findall(r"```(python|console)\n(.*?)```", page.read_text(), flags=re.S)
+    if not any(kind == "python" for kind, _ in blocks):
         pytest.skip("no Python block")
     monkeypatch.chdir(tmp_path)                     # blocks write files
     monkeypatch.syspath_prepend(str(ROOT))          # `import examples.mgu_family`
@@ -30,7 +28,12 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
     from rnnlab import cells
     before = set(cells.FAMILIES)
     try:
-        for block in blocks:
+        for kind, block in blocks:
+            if kind == "console":
+                for line in block.splitlines():
+                    if line.startswith("$ rnnlab "):
+                        assert cli.main(shlex.split(line[2:])[1:]) == 0, line
+                continue
             exec(compile(block, str(page.name), "exec"), ns)
     finally:                                        # a page may register a family
         for kind in set(cells.FAMILIES) - before:

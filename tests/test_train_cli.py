@@ -123,7 +123,7 @@ def test_small_text_warns_and_names_units(capsys, tmp_path):
     code, stdout, _ = run(capsys, "train", "charlm", "--text", small, "--steps", "4", *SMALL,
                           "--seq-len", "16", "--eval-every", "2")
     assert code == 0
-    assert "the text has 4,000 characters; below about 20,000" in stdout
+    assert "the text has 4,000 characters; below about 8,000" in stdout
     assert "nats" in stdout and "test bits/char" in stdout
 
 

@@ -257,3 +257,20 @@ def test_history_json_is_the_checkpoints(tmp_path):
     loop.run("adding", dict(HP), out=str(out), print_fn=_quiet)
     top = json.loads((out / "history.json").read_text())
     assert top == _final(out)[1]
+
+
+def test_a_damaged_checkpoint_is_refused_by_name(tmp_path, capsys):
+    """A truncated optimizer.npz (or state.json) in the latest checkpoint: --resume exits 2
+    with one line naming the checkpoint, not a BadZipFile traceback."""
+    from rnnlab.tools import cli
+    out = tmp_path / "run"
+    loop.run("adding", dict(HP), out=str(out), print_fn=_quiet)
+    ck = out / "checkpoints" / (out / "checkpoints" / "LATEST").read_text()
+    for name in ("optimizer.npz", "state.json"):
+        good = (ck / name).read_bytes()
+        (ck / name).write_bytes(good[:len(good) // 2])
+        code = cli.main(["train", "adding", "--steps", "12", "--hidden", "8", "--batch", "4",
+                         "--seq-len", "10", "--resume", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "is damaged" in err and len(err.strip().splitlines()) == 1, err
+        (ck / name).write_bytes(good)

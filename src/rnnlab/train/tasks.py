@@ -26,7 +26,7 @@ import numpy as np
 from ..nn import no_grad
 from . import losses
 
-MIN_TEXT = 20_000        # characters below which charlm memorises (docs/training.md)
+MIN_TEXT = 8_000         # characters below which charlm memorises (docs/training.md)
 
 
 class TaskError(ValueError):
