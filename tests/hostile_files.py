@@ -178,35 +178,30 @@ def empty_hidden(d):
     return path, "convert"
 
 
-def onnx_hidden_size(d):
-    """An ONNX GRU whose hidden_size says 10**6 over 2-unit weights."""
-    from onnx import TensorProto, helper, numpy_helper
-    inits = [numpy_helper.from_array(np.ones((1, 6, 3), np.float32), "W"),
-             numpy_helper.from_array(np.ones((1, 6, 2), np.float32), "R")]
-    node = helper.make_node("GRU", ["X", "W", "R"], ["Y"], hidden_size=10 ** 6,
-                            linear_before_reset=1)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
-        "X", TensorProto.FLOAT, [5, 1, 3])], [helper.make_tensor_value_info(
-            "Y", TensorProto.FLOAT, None)], inits)
-    path = d / "hidden.onnx"
+def _onnx_node(path, op, inits, **attrs):
+    """A one-node ONNX graph X -> op(X, W, R) -> Y over ``inits`` ([W, R])."""
     import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    node = helper.make_node(op, ["X", "W", "R"], ["Y"], **attrs)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [5, 1, 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(a, n) for a, n in zip(inits, ("W", "R"))])
     onnx.save(helper.make_model(graph), str(path))
     return path, "onnx"
+
+
+def onnx_hidden_size(d):
+    """An ONNX GRU whose hidden_size says 10**6 over 2-unit weights."""
+    return _onnx_node(d / "hidden.onnx", "GRU", [np.ones((1, 6, 3), np.float32),
+                                                 np.ones((1, 6, 2), np.float32)],
+                      hidden_size=10 ** 6, linear_before_reset=1)
 
 
 def onnx_flat_weights(d):
     """An ONNX LSTM whose W is 2-D and R a scalar (an IndexError inside, before)."""
-    from onnx import TensorProto, helper, numpy_helper
-    inits = [numpy_helper.from_array(np.ones((8, 3), np.float32), "W"),
-             numpy_helper.from_array(np.array(1.0, np.float32), "R")]
-    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=2)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
-        "X", TensorProto.FLOAT, [5, 1, 3])], [helper.make_tensor_value_info(
-            "Y", TensorProto.FLOAT, None)], inits)
-    path = d / "flat.onnx"
-    import onnx
-    onnx.save(helper.make_model(graph), str(path))
-    return path, "onnx"
+    return _onnx_node(d / "flat.onnx", "LSTM", [np.ones((8, 3), np.float32),
+                                                np.array(1.0, np.float32)], hidden_size=2)
 
 
 BUILDERS = [laughs, deep, inflating_storage, stride_zero, huge_storage, many_views,

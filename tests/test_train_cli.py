@@ -4,7 +4,6 @@ before the first step; bad input exits 2 with one line."""
 import json
 import os
 
-import numpy as np
 import pytest
 
 import rnnlab

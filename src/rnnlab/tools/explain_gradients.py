@@ -16,10 +16,9 @@ import math
 import numpy as np
 
 from ..columns import gradient_norms
-from ..nn import enable_grad, make_layer
+from ..nn import SequenceModel, enable_grad, make_layer
 from ..train import losses, optim
 from ..train.clip import clip_grad_norm_
-from ..train.model import SeqModel
 from ..train.tasks import Adding
 from .explain import Report
 
@@ -46,19 +45,18 @@ def train_adding(rho, clip, steps, seed, T=10, H=32, lr=0.1):
     """Loss and gradient norms (before, after clipping) per step; stops at a non-finite
     loss."""
     task = Adding(T)
-    model = SeqModel("rnn", 2, H, 1, 1, "last", dtype="float64", seed=seed)
+    model = SequenceModel("rnn", 2, H, 1, dtype=np.float64, seed=seed)
     model.rnn.weight_hh_l0 = rho * orthogonal(H, np.random.default_rng(seed))
-    opt = optim.SGD(model.modules, lr=lr)
+    opt = optim.SGD(model, lr=lr)
     hist = {"loss": [], "norm": [], "clipped": []}
     with np.errstate(all="ignore"):
         for step in range(steps):
             x, y = task.batch(np.random.default_rng([seed, step]), 32)
-            for m in model.modules:
-                m.zero_grad()
+            model.zero_grad()
             pred, _ = model(x.astype(np.float64))
             loss, d = losses.mse(pred, y)
             model.backward(d)
-            norm = clip_grad_norm_(model.modules, clip if clip else math.inf)
+            norm = clip_grad_norm_(model, clip if clip else math.inf)
             opt.step()
             hist["loss"].append(loss)
             hist["norm"].append(norm)

@@ -78,8 +78,16 @@ def check_out(out, resume_dir, force):
 
 def _check_resume(state, task, hp, path):
     """A checkpoint fits this run: same task, data, model and optimizer; more steps."""
-    if state["task"]["task"] != task.name:
-        raise CheckpointError(f"{path} is a checkpoint of task {state['task']['task']!r}, "
+    try:
+        if not all(isinstance(state[k], dict) for k in ("task", "train", "history")) or \
+                not isinstance(state["step"], int) or state["step"] < 0 or \
+                not isinstance(state["history"].get("loss"), list):
+            raise TypeError
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{path}: the checkpoint's state.json is damaged (its task, "
+                              "settings, step or history are missing or malformed)") from None
+    if state["task"].get("task") != task.name:
+        raise CheckpointError(f"{path} is a checkpoint of task {state['task'].get('task')!r}, "
                               f"not {task.name!r}")
     for key, value in task.fingerprint().items():
         if state["task"].get(key) != value:
