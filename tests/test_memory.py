@@ -137,7 +137,7 @@ def test_inference_with_changing_lengths_holds_one_calls_scratch():
         for T in range(100, 140):
             m(x[:T])
     _, held = _measured(calls)
-    assert held <= 1.2 * one_peak, (held, one_peak)
+    assert held <= 1.5 * one_peak, (held, one_peak)          # not one per length (40x)
     assert m._records.pool.bytes <= one_peak
 
 
