@@ -24,7 +24,8 @@ from .nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, 
 from .sequence import PackedSequence, from_packed, to_packed
 from .sequence.kernels import get_num_threads, set_num_threads
 from .sequence.pool import empty_cache
-from .io import export_onnx, from_state_dict, import_onnx, load, load_torch, save
+from .io import (export_onnx, from_state_dict, import_onnx, load, load_torch, onnx_layers,
+                 save)
 from .io.keras import from_keras, to_keras
 from .train import clip_grad_norm_, clip_grad_value_, losses, optim
 
@@ -36,6 +37,7 @@ __version__ = "0.2.0"
 __all__ = ["SequenceModel", "RNN", "GRU", "LSTM", "RNNBase", "RNNCell", "GRUCell", "LSTMCell", "RNNCellBase",
            "Linear", "Embedding", "losses", "optim", "clip_grad_norm_", "clip_grad_value_",
            "save", "load", "load_torch", "from_state_dict", "export_onnx", "import_onnx",
+           "onnx_layers",
            "to_keras", "from_keras", "empty_cache",
            "functional", "columns", "reference", "run_cells", "backprop_cells", "from_packed",
            "to_packed", "PackedSequence", "no_grad", "enable_grad", "ShapeError",

@@ -3,11 +3,12 @@ alone, .npz), torch checkpoints read without torch, layers rebuilt from a state_
 the ONNX and Keras converters. Depends on rnnlab.nn."""
 from .files import from_state_dict, load, read_weights, save
 from .onnx_export import export_onnx
-from .onnx_import import OnnxImportError, import_onnx
+from .onnx_import import OnnxImportError, import_onnx, onnx_layers
+from .onnx_result import ImportedLayer
 from .safetensors import load_safetensors, save_safetensors
 from . import limits
 from .torch_file import UnsafeCheckpointError, load_torch
 
 __all__ = ["limits", "save", "load", "read_weights", "from_state_dict", "load_torch",
            "UnsafeCheckpointError", "load_safetensors", "save_safetensors", "export_onnx",
-           "import_onnx", "OnnxImportError"]
+           "import_onnx", "onnx_layers", "ImportedLayer", "OnnxImportError"]

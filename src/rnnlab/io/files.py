@@ -155,6 +155,52 @@ def load(path):
 
 
 _KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
+_CELL_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh)$")
+
+
+def _weight_like(state_dict, prefixes):
+    keys = [str(k) for k in state_dict if re.search(r"weight|bias|kernel", str(k))]
+    return (f"prefixes with such weights: {sorted(prefixes)}" if prefixes else
+            f"the weight-like keys it holds ({len(keys)}): {keys[:12]}"
+            + (" ..." if len(keys) > 12 else ""))
+
+
+def _cell(state_dict, prefix, overrides):
+    """RNNCell / GRUCell / LSTMCell from torch's cell keys (weight_ih, weight_hh, bias_ih,
+    bias_hh under ``prefix``)."""
+    found = {m.group(2): to_numpy(v, str(k)) for k, v in state_dict.items()
+             if (m := _CELL_KEY.match(str(k))) and m.group(1) == prefix}
+    w_ih, w_hh = found.get("weight_ih"), found.get("weight_hh")
+    if w_ih is None or w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2 or w_hh.shape[1] == 0:
+        raise ValueError(f"{prefix}weight_ih / weight_hh are missing or not matrices")
+    H = w_hh.shape[1]
+    G, rem = divmod(w_hh.shape[0], H)
+    kinds = {1: RNNCell, 3: GRUCell, 4: LSTMCell}
+    if rem or G not in kinds:
+        raise ValueError(f"{prefix}weight_hh has shape {w_hh.shape}: not an RNNCell, GRUCell "
+                         "or LSTMCell of torch's layout")
+    cls = kinds[G]
+    if cls is RNNCell and "nonlinearity" not in overrides:
+        raise ValueError("an RNNCell's weights do not say whether it used tanh or relu: pass "
+                         "nonlinearity='tanh' or 'relu'")
+    extra = set(overrides) - {"nonlinearity", "dtype"}
+    if cls is not RNNCell and "nonlinearity" in overrides:
+        raise ValueError(f"nonlinearity is only for RNNCell; these weights are a "
+                         f"{cls.__name__}")
+    if extra:
+        raise TypeError(f"from_state_dict got unexpected override(s) {sorted(extra)} for a "
+                        "cell")
+    kw = dict(bias="bias_ih" in found,
+              dtype=w_ih.dtype if w_ih.dtype in (np.float32, np.float64) else np.float32)
+    kw.update(overrides)
+    shapes = parameter_shapes(cls, input_size=w_ih.shape[1], hidden_size=H, **kw)
+    problems = check_tensors(shapes, found)[2]
+    if problems:
+        raise StateDictError(f"the weights under prefix {prefix!r} do not form a "
+                             f"{cls.__name__}: " + "; ".join(problems)[:400])
+    cell = cls(w_ih.shape[1], H, **kw)
+    cell.load_state_dict(found)
+    return cell
 
 
 def from_state_dict(state_dict, prefix="", **overrides):
@@ -162,25 +208,31 @@ def from_state_dict(state_dict, prefix="", **overrides):
     kind, input and hidden size, layers, bidirectional, bias and proj_size come from the
     names and shapes; ``nonlinearity`` (RNN: required, the weights cannot tell tanh from
     relu), ``batch_first``, ``dropout`` and ``dtype`` (default: the weights' float dtype)
-    are overrides. With prefix="" a state_dict holding one layer under some prefix uses
-    it; several layers are a ValueError naming the prefixes to choose from."""
+    are overrides. Cell keys (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) give
+    an RNNCell / GRUCell / LSTMCell. With prefix="" a state_dict holding one layer or cell
+    under some prefix uses it; several are a ValueError naming the prefixes to choose
+    from; none lists the weight-like keys it does hold."""
     if not hasattr(state_dict, "items"):
         raise TypeError(f"from_state_dict expects a mapping of names to arrays, got "
                         f"{type(state_dict).__name__}")
     prefixes = sorted({m.group(1) for m in map(_KEY.match, map(str, state_dict)) if m})
-    if not prefix and len(prefixes) > 1:
-        raise ValueError(f"several recurrent layers in this state_dict: pass prefix= one of "
-                         f"{prefixes}")
-    if not prefix and len(prefixes) == 1:
-        prefix = prefixes[0]                              # the only layer there is
+    cells = sorted({m.group(1) for m in map(_CELL_KEY.match, map(str, state_dict)) if m})
+    if not prefix and len(prefixes) + len(cells) > 1:
+        raise ValueError(f"several recurrent layers or cells in this state_dict: pass "
+                         f"prefix= one of {sorted(prefixes + cells)}")
+    if not prefix and len(prefixes) + len(cells) == 1:
+        prefix = (prefixes + cells)[0]                    # the only one there is
+    if prefix in cells and prefix not in prefixes:
+        return _cell(state_dict, prefix, overrides)
     found = {}
     for key, value in state_dict.items():
         m = _KEY.match(str(key))
         if m and m.group(1) == prefix:
             found[m.group(2, 3, 4)] = to_numpy(value, str(key))
     if not found:
-        raise ValueError(f"no recurrent layer weights (weight_ih_l0, ...) under prefix "
-                         f"{prefix!r}; prefixes with such weights: {prefixes or 'none'}")
+        raise ValueError(f"no recurrent layer or cell weights (weight_ih_l0, ... or "
+                         f"weight_ih, ...) under prefix {prefix!r}; "
+                         + _weight_like(state_dict, prefixes + cells))
     indices = sorted({int(k[1]) for k in found})
     if indices != list(range(len(indices))):
         have = set(indices)

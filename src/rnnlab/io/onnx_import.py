@@ -1,46 +1,85 @@
 """Import ONNX recurrent layers into rnnlab, exactly or not at all.
 
-Reads graphs of ONNX RNN / GRU / LSTM nodes — one node, or one per layer chained through
-Transpose / Reshape / Squeeze / Concat / Slice plumbing as torch's and tf2onnx's exporters
-write them — and graphs written by rnnlab.export_onnx (including LSTM projection, as a
-Scan). Anything torch's layers cannot compute is refused with an error naming it: GRU
-linear_before_reset=0, activations other than the defaults (RNN: Tanh or Relu), clip,
-input_forget, peepholes (LSTM input P), direction "reverse", and any other op between the
-layers.
+``import_onnx(path)`` reads a graph whose top level is one RNN / GRU / LSTM node or a
+chain of them, with the plumbing exporters write between the graph's inputs, the nodes
+and its outputs (Transpose, Squeeze, Reshape, Concat of final states, Slice of state rows,
+Cast of lengths, zeros built from Shape), and graphs written by rnnlab.export_onnx
+(including LSTM projection, as Scan). Each op on that path is understood (it decides
+batch_first and which output is which) or the import is refused naming the node.
+Weights may be computed from constants (folded in NumPy, onnx_graph.py) or fed by the
+caller (``inputs=``); constant initial states and sequence lengths are kept
+(onnx_result.ImportedLayer). ``onnx_layers(path)`` lists every recurrent node, including
+those in If / Loop / Scan bodies, and ``import_onnx(path, node=NAME)`` imports one alone.
+Anything torch's layers cannot compute is refused naming it: GRU linear_before_reset=0,
+activations other than the defaults (RNN: Tanh or Relu), clip, input_forget, peepholes,
+direction "reverse".
 """
 import json
 
 import numpy as np
 
-from ..cells import FAMILIES, from_framework
-from ..nn import make_layer
-from ..nn.kinds import LAYERS
-from ..nn.module import parameter_shapes
-from ..nn.state_dict import check_tensors
+from . import limits
 from .onnx_export import require
+from .onnx_graph import RECURRENT, GraphError, Scope, attrs, describe, walk
+from .onnx_nodes import OnnxImportError, build
+from .onnx_paths import PathError, Paths
+from .onnx_result import GraphMap, ImportedLayer
+from .onnx_scan import ScanGraphError, from_scans
 
-PLUMBING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gather",
-            "Shape", "Constant", "ConstantOfShape", "Cast", "Identity", "Split", "Expand",
-            "Range", "Less", "Where"}
+HINT = ("rnnlab.onnx_layers(path) lists the graph's recurrent nodes; import_onnx(path, "
+        "node=NAME) imports one of them alone")
 
 
-class OnnxImportError(ValueError):
-    """The graph holds something rnnlab cannot reproduce exactly."""
+def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32, inputs=None,
+                node=None):
+    """An rnnlab RNN / GRU / LSTM computing what the ONNX graph computes (an ImportedLayer
+    when the graph also feeds it constant initial states or lengths).
 
-
-def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
-    """An rnnlab RNN / GRU / LSTM computing what the ONNX graph computes.
-    batch_first: override (default: the graph's own, from rnnlab metadata or the nodes'
-    layout attribute). Anything it cannot reproduce, or a damaged graph, is an
+    batch_first: the layout the returned layer takes (default: the graph's own).
+    inputs: {graph input name: array} for weights the graph takes as inputs (ONNX's
+    conformance cases do). node: import only the recurrent node of this name (see
+    onnx_layers), wherever it sits. Anything it cannot reproduce, or a damaged graph, is an
     OnnxImportError (a ValueError) naming the file and the node."""
+    return read_graph(path_or_model, batch_first=batch_first, dtype=dtype, inputs=inputs,
+                      node=node)[0]
+
+
+def read_graph(path_or_model, *, batch_first=None, dtype=np.float32, inputs=None, node=None):
+    """(import_onnx's result, GraphMap): ``graph.run(layer, feeds)`` computes the graph's
+    own outputs from its own feeds (None for node=)."""
     onnx = require("onnx", "onnx")
+    return _guard(path_or_model, lambda: _import(onnx, path_or_model, batch_first, dtype,
+                                                 inputs, node), inputs)
+
+
+def onnx_layers(path_or_model, *, inputs=None):
+    """Every RNN / GRU / LSTM node of the graph, top level and inside If / Loop / Scan
+    bodies: a list of dicts with name, op, path (the subgraphs it sits in), hidden_size,
+    input_size, direction, attributes, whether its weights are constant, and which of its
+    inputs are."""
+    onnx = require("onnx", "onnx")
+
+    def run():
+        model = _load(onnx, path_or_model)
+        given = _given(model.graph, inputs)
+        return [describe(n, scope, path) for path, n, scope in walk(model.graph, given=given)
+                if n.op_type in RECURRENT]
+    return _guard(path_or_model, run, inputs)
+
+
+def _guard(path_or_model, run, inputs):
+    if inputs is not None and not isinstance(inputs, dict):
+        raise TypeError(f"inputs must be a dict of graph input name -> array, got "
+                        f"{type(inputs).__name__}")
     where = "the model" if hasattr(path_or_model, "graph") else str(path_or_model)
     try:
-        return _import(onnx, path_or_model, batch_first, dtype)
-    except OnnxImportError as exc:
+        return run()
+    except (OnnxImportError, GraphError, PathError, ScanGraphError) as exc:
         if where in str(exc):
-            raise
+            raise OnnxImportError(str(exc)) from None
         raise OnnxImportError(f"{where}: {exc}") from None
+    except limits.LimitError as exc:
+        raise limits.LimitError(f"{where}: {exc}") from None
     except (OSError, ImportError):
         raise
     except (ValueError, TypeError, IndexError, KeyError, AttributeError, StopIteration,
@@ -49,227 +88,187 @@ def import_onnx(path_or_model, *, batch_first=None, dtype=np.float32):
                               f"{str(exc)[:200]})") from None
 
 
-def _import(onnx, path_or_model, batch_first, dtype):
-    from onnx import numpy_helper
-    if hasattr(path_or_model, "graph"):
-        model = path_or_model
-    else:
-        try:
-            model = onnx.load(str(path_or_model))
-        except OSError:
-            raise
-        except Exception as exc:                     # protobuf's DecodeError and the like
-            raise OnnxImportError(f"{path_or_model}: not a readable ONNX model ({exc})") \
-                from None
+def _load(onnx, src):
+    if hasattr(src, "graph"):
+        return src
+    try:
+        return onnx.load(str(src))
+    except OSError:
+        raise
+    except Exception as exc:                     # protobuf's DecodeError and the like
+        raise OnnxImportError(f"{src}: not a readable ONNX model ({exc})") from None
+
+
+def _given(graph, inputs):
+    if inputs is None:
+        return {}
+    names = [i.name for i in graph.input]
+    out = {}
+    for name, value in inputs.items():
+        if name not in names:
+            raise OnnxImportError(f"inputs: {name!r} is not an input of the graph (its inputs: "
+                                  f"{names})")
+        a = np.asarray(value)
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"inputs[{name!r}] must be a numeric array, got {a.dtype}")
+        out[name] = a
+    return out
+
+
+def _import(onnx, src, batch_first, dtype, inputs, node):
+    model = _load(onnx, src)
     graph = model.graph
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    values[n.output[0]] = numpy_helper.to_array(a.t)
+    given = _given(graph, inputs)
+    if node is not None:
+        return _one_node(graph, node, given, batch_first, dtype)
+    scope = Scope(graph, given=given)
     meta = {p.key: p.value for p in model.metadata_props}.get("rnnlab")
     meta = json.loads(meta) if meta else None
     if meta is not None and not isinstance(meta, dict):
         raise OnnxImportError("its rnnlab metadata is not a JSON object")
-    ops = {f.onnx["op"] for f in FAMILIES.values() if f.onnx}
-    rec = [n for n in graph.node if n.op_type in ops]
-    scans = [n for n in graph.node if n.op_type == "Scan"]
-    other = sorted({n.op_type for n in graph.node} - PLUMBING - ops - {"Scan"})
-    if other:
-        raise OnnxImportError(f"the graph holds {', '.join(other)} besides the recurrent "
-                              "layers; import_onnx reads graphs of recurrent layers only")
-    if scans:
-        if meta is None or not rec == []:
-            raise OnnxImportError("the graph uses Scan: only the Scan graphs rnnlab's "
-                                  "export_onnx writes (LSTM with proj_size) are read")
-        return _from_scans(scans, meta, values, batch_first, dtype)
-    if not rec:
-        raise OnnxImportError("the graph holds no RNN, GRU or LSTM node")
-    return _from_nodes(graph, rec, values, meta, batch_first, dtype)
+    if any(n.op_type == "Scan" for n in graph.node) and meta is not None:
+        return from_scans([n for n in graph.node if n.op_type == "Scan"], meta, scope,
+                          batch_first, dtype), None
+    if not any(n.op_type in RECURRENT for n in graph.node):
+        nested = [f"{p}{n.op_type} {n.name or n.output[0]!r}"
+                  for p, n, _ in walk(graph, given=given) if n.op_type in RECURRENT]
+        if nested:
+            where = ", ".join(nested)[:300]
+            raise OnnxImportError(f"its recurrent nodes sit inside subgraphs ({where}), not "
+                                  f"at the top level; {HINT}")
+        ops = sorted({n.op_type for n in graph.node})
+        hint = (" (torch exports RNNCell / GRUCell / LSTMCell as Gemm and activation ops: "
+                "load the cell's state_dict instead, rnnlab.from_state_dict)"
+                if "Gemm" in ops else "")
+        raise OnnxImportError(f"the graph holds no RNN, GRU or LSTM node (its ops: "
+                              f"{', '.join(ops)[:200]}){hint}")
+    try:
+        paths = Paths(graph, scope)
+        derived = paths.batch_first(_seq_output_labels(paths))
+    except PathError as exc:
+        raise OnnxImportError(f"{exc}; {HINT}") from None
+    rec = paths.layers
+    layer = build(rec, scope, graph, derived if batch_first is None else batch_first, dtype)
+    carried, states = _states(paths, layer)
+    lens = paths.lengths_in
+    if lens is not None and lens[0] == "const":
+        carried["lengths"] = _lengths(lens[1], rec[0])
+    D = 2 if layer.bidirectional else 1
+    gmap = GraphMap(paths.x_input, states, lens[1] if lens and lens[0] == "lens" else None,
+                    _outputs(paths, len(rec)), D)
+    if derived != layer.batch_first:
+        gmap = None                              # the caller asked for another layout
+    return (ImportedLayer(layer, **carried) if carried else layer), gmap
 
 
-def _attrs(node):
-    from onnx import helper
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+def _seq_output_labels(paths):
+    seqs = [k for _, k in paths.outputs if k is not None and k[0] == "seq"
+            and k[2] == ("layer", len(paths.layers) - 1) and "F" in _merged(k[1])]
+    return seqs[0][1] if seqs else None
 
 
-def _check_chain(graph, rec):
-    """Layer k must read layer k-1's Y (through plumbing only); layer 0 a graph input."""
-    producer = {o: n for n in graph.node for o in n.output}
-    inputs = {i.name for i in graph.input}
-    for k, node in enumerate(rec):
-        want = {rec[k - 1].output[0]} if k else inputs
-        seen, stack, ok = set(), [node.input[0]], False
-        while stack:
-            name = stack.pop()
-            if name in want:
-                ok = True
-                break
-            if name in seen or name not in producer or producer[name] in rec:
-                continue
-            seen.add(name)
-            stack.extend(i for i in producer[name].input if i)
-        if not ok:
-            raise OnnxImportError(f"{node.op_type} node {k} does not read "
-                                  + ("the previous layer's output" if k else "a graph input"))
+def _merged(labels):
+    from .onnx_paths import _features
+    return _features(list(labels))
 
 
-def _family_for(node, k, a, D):
-    """The registered family whose ONNX record says what node ``k`` computes, or an
-    OnnxImportError naming the attribute no family has."""
-    op = node.op_type
-    got = {key: (v.decode() if isinstance(v, bytes) else v) for key, v in a.items()}
-    if "activations" in got:
-        got["activations"] = [s.decode() if isinstance(s, bytes) else s
-                               for s in got["activations"]]
-    candidates = [f for f in FAMILIES.values() if f.onnx and f.onnx["op"] == op]
-    misses = []
-    for fam in candidates:
-        want = dict(fam.onnx["attributes"])
-        if "activations" in want:
-            want["activations"] = want["activations"] * D
-        seen = {key: got.get(key, fam.onnx["defaults"].get(key)) for key in want}
-        if "activations" in seen and "activations" not in got:
-            seen["activations"] = fam.onnx["defaults"]["activations"] * D
-        bad = [key for key in want if seen[key] != want[key]]
-        if not bad:
-            return fam
-        misses.append((fam, bad, seen))
-    if not misses:
-        raise OnnxImportError(f"{op} node {k}: no rnnlab family computes this op")
-    fam, bad, seen = min(misses, key=lambda m: len(m[1]))
-    key = bad[0]
-    if key == "linear_before_reset":
-        raise OnnxImportError(f"{op} node {k}: linear_before_reset={seen[key]} applies the "
-                              "reset gate before the matmul, which torch's GRU does not "
-                              "compute")
-    raise OnnxImportError(f"{op} node {k}: {key} {seen[key]} (torch computes "
-                          f"{fam.onnx['attributes'][key]}; custom activations have no torch "
-                          "equivalent)")
+def _outputs(paths, L):
+    out = {}
+    for name, k in paths.outputs:
+        if k is None or k[0] in ("const", "in", "shape", "zero", "lens", "rows"):
+            raise OnnxImportError(f"graph output {name!r} is not computed by the recurrent "
+                                  "nodes; import_onnx reproduces graphs whose outputs are "
+                                  "their results")
+        if k[0] == "seq":
+            if k[2] != ("layer", L - 1):
+                raise OnnxImportError(f"graph output {name!r} is the sequence output of "
+                                      f"recurrent node {k[2][1]}, not of the last one; the "
+                                      f"imported layer returns only the last's; {HINT}")
+            labels = _merged(k[1])
+            if sorted(labels) not in (sorted(["T", "N", "F"]), sorted(["T", "N", "D1", "H"]),
+                                      sorted(["T", "N", "D2", "H"])):
+                raise OnnxImportError(f"graph output {name!r} has axes {labels}")
+            out[name] = ("seq", tuple(labels))
+        elif k[0] == "yh":
+            out[name] = ("part", k[1], k[2], k[3])
+        elif k[0] == "states":
+            if k[2] != L:
+                raise OnnxImportError(f"graph output {name!r} concatenates the final states "
+                                      f"of {k[2]} of the {L} recurrent nodes")
+            out[name] = ("all", k[1])
+        else:
+            raise OnnxImportError(f"graph output {name!r} is not one rnnlab reproduces")
+    return out
 
 
-def _from_nodes(graph, rec, values, meta, batch_first, dtype):
-    op = rec[0].op_type
-    if any(n.op_type != op for n in rec):
-        raise OnnxImportError(f"mixed recurrent ops {[n.op_type for n in rec]}")
-    _check_chain(graph, rec)
-    layers, fam, D, H, bias = [], None, None, None, False
-    for k, node in enumerate(rec):
-        a = _attrs(node)
-        for bad in ("clip", "activation_alpha", "activation_beta"):
-            if bad in a:
-                raise OnnxImportError(f"{op} node {k}: attribute {bad} has no torch equivalent")
-        if a.get("input_forget", 0):
-            raise OnnxImportError(f"{op} node {k}: input_forget=1 (coupled input and forget "
-                                  "gates) has no torch equivalent")
-        direction = a.get("direction", b"forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
-        if direction not in ("forward", "bidirectional"):
-            raise OnnxImportError(f"{op} node {k}: direction {direction!r} has no torch "
-                                  "equivalent (torch's reverse runs only beside a forward)")
-        d = 2 if direction == "bidirectional" else 1
-        if len(node.input) > 7 and node.input[7]:
-            raise OnnxImportError(f"{op} node {k}: peepholes (input P) have no torch "
-                                  "equivalent")
-        f = _family_for(node, k, {key: v for key, v in a.items()
-                                  if key not in ("hidden_size", "direction", "layout")}, d)
-        if fam is not None and (f, d) != (fam, D):
-            raise OnnxImportError("the layers differ in activation or direction")
-        fam, D = f, d
-        try:
-            W, R = values[node.input[1]], values[node.input[2]]
-        except (KeyError, IndexError):
-            raise OnnxImportError(f"{op} node {k}: W and R must be constant "
-                                  "initializers") from None
-        B = values.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-        if len(node.input) > 3 and node.input[3] and B is None:
-            raise OnnxImportError(f"{op} node {k}: B must be a constant initializer")
-        G = f.num_gates
-        for name, arr, ndim in (("W", W, 3), ("R", R, 3), ("B", B, 2)):
-            if arr is not None and (arr.ndim != ndim or arr.dtype.kind != "f"):
-                raise OnnxImportError(f"{op} node {k}: {name} must be a {ndim}-D float "
-                                      f"tensor, got {arr.ndim}-D {arr.dtype}")
-        H = R.shape[2]
-        if int(a.get("hidden_size", H)) != H or W.shape[:2] != (d, G * H) or \
-                R.shape != (d, G * H, H) or (B is not None and B.shape != (d, 2 * G * H)):
-            raise OnnxImportError(
-                f"{op} node {k}: W {W.shape}, R {R.shape}" + (f", B {B.shape}" if B is not None
-                                                              else "")
-                + f" do not fit hidden_size {a.get('hidden_size', H)} with {d} "
-                "direction(s) and " + f"{G} gate(s)")
-        if H == 0 or W.shape[2] == 0:
-            raise OnnxImportError(f"{op} node {k}: W {W.shape} / R {R.shape} are empty")
-        bias = bias or B is not None
-        layers.append((W, R, B))
-    G = fam.num_gates
-    I = layers[0][0].shape[2]
-    if batch_first is None:
-        batch_first = bool((meta or {}).get("config", {}).get("batch_first",
-                                                              _attrs(rec[0]).get("layout", 0)))
-    kw = dict(num_layers=len(layers), bias=bias, bidirectional=D == 2,
-              batch_first=batch_first, dtype=dtype)
-    for k, (W, R, B) in enumerate(layers):
-        want = I if k == 0 else D * H
-        if R.shape[2] != H or W.shape[2] != want:
-            raise OnnxImportError(f"layer {k}: W {W.shape} / R {R.shape} do not chain "
-                                  f"(expected input size {want}, hidden size {H})")
-    layer = make_layer(fam.kind, I, H, **kw)
-    sd = {}
-    for k, (W, R, B) in enumerate(layers):
-        for d in range(D):
-            s = f"_l{k}" + ("_reverse" if d else "")
-            sd["weight_ih" + s] = from_framework(W[d], fam, "onnx")
-            sd["weight_hh" + s] = from_framework(R[d], fam, "onnx")
-            if bias:
-                b = np.zeros(2 * G * H, W.dtype) if B is None else B[d]
-                sd["bias_ih" + s] = from_framework(b[:G * H], fam, "onnx")
-                sd["bias_hh" + s] = from_framework(b[G * H:], fam, "onnx")
-    layer.load_state_dict(sd)
-    return layer
+def _lengths(v, node):
+    v = np.asarray(v)
+    if v.ndim != 1 or v.dtype.kind not in "iu" or (v < 1).any():
+        raise OnnxImportError(f"{node.op_type} {node.name!r}: its constant sequence_lens "
+                              f"{v.tolist()[:8]} are not positive integers (one per sequence)")
+    return v.astype(np.int64)
 
 
-def _from_scans(scans, meta, values, batch_first, dtype):
-    """rnnlab's own LSTM-with-projection graphs: weights from the Scan bodies' outer
-    initializers (Wi, Wh, b = b_ih + b_hh, Wr), checked against the metadata's
-    configuration before the layer is built."""
-    cfg = dict(meta.get("config") or {})
-    for key in ("lengths", "states", "dtype"):              # the graph's, not the layer's
-        cfg.pop(key, None)
-    cls = LAYERS.get(meta.get("class"))
-    if cls is None or not cfg.get("proj_size"):
-        raise OnnxImportError("unexpected Scan graph metadata")
-    if batch_first is not None:
-        cfg["batch_first"] = batch_first
-    shapes = parameter_shapes(cls, **cfg, dtype=dtype)
-    D = 2 if cfg.get("bidirectional") else 1
-    if len(scans) != cfg.get("num_layers", 1) * D:
-        raise OnnxImportError(f"expected {cfg.get('num_layers', 1) * D} Scan nodes, found "
-                              f"{len(scans)}")
-    sd = {}
-    for j, node in enumerate(scans):
-        body = [a.g for a in node.attribute if a.name == "body"]
-        used = [i for n in (body[0].node if body else ()) for i in n.input if i in values]
-        pick = {p: [v for v in used if v.startswith(p + "_")] for p in ("Wi", "Wh", "Wr", "b")}
-        if not all(pick.values()):
-            missing = [p for p, v in pick.items() if not v]
-            raise OnnxImportError(f"Scan node {j}: its body does not read {missing}: not a "
-                                  "graph rnnlab's export_onnx wrote")
-        pick = {p: values[v[0]] for p, v in pick.items()}
-        if any(pick[p].ndim != 2 for p in ("Wi", "Wh", "Wr")) or pick["b"].ndim != 1:
-            raise OnnxImportError(f"Scan node {j}: its weights are not matrices")
-        k, d = divmod(j, D)
-        s = f"_l{k}" + ("_reverse" if d else "")
-        sd["weight_ih" + s] = pick["Wi"].T
-        sd["weight_hh" + s] = pick["Wh"].T
-        sd["weight_hr" + s] = pick["Wr"].T
-        if cfg.get("bias", True):
-            sd["bias_ih" + s] = pick["b"]
-            sd["bias_hh" + s] = np.zeros_like(pick["b"])
-    problems = check_tensors(shapes, sd)[2]
-    if problems:
-        raise OnnxImportError("the Scan graph's weights do not fit its metadata: "
-                              + "; ".join(problems)[:300])
-    layer = cls(**cfg, dtype=dtype)
-    layer.load_state_dict(sd)
-    return layer
+def _states(paths, layer):
+    """(constants to carry, graph inputs feeding hx by role)."""
+    L, D = layer.num_layers, 2 if layer.bidirectional else 1
+    carried, inputs = {}, {}
+    for role, per_layer in paths.state_in.items():
+        kinds = {v[0] for v in per_layer.values()}
+        if kinds == {"const"}:
+            parts = {k: np.asarray(v[1]) for k, v in per_layer.items()}
+            shapes = {p.shape for p in parts.values()}
+            width = layer.hidden_size if role == "c0" else (layer.proj_size or
+                                                            layer.hidden_size)
+            if len(shapes) != 1 or any(len(s) != 3 or s[0] != D or s[2] != width
+                                       for s in shapes):
+                raise OnnxImportError(f"constant initial {role[0]} of shape(s) "
+                                      f"{sorted(shapes)} where ({D}, batch, {width}) belongs")
+            n = shapes.pop()[1]
+            full = np.zeros((L * D, n, width), layer.dtype)
+            for k, p in parts.items():
+                full[k * D:(k + 1) * D] = p
+            carried[role] = full
+        elif kinds == {"in"} and L == 1:
+            inputs[role] = per_layer[0][1]
+        elif kinds == {"rows"} and len(per_layer) == L and len({v[1] for v in
+                                                                per_layer.values()}) == 1 and \
+                all(v[2:4] == (k * D, (k + 1) * D) for k, v in per_layer.items()):
+            inputs[role] = per_layer[0][1]
+        else:
+            raise OnnxImportError(f"the recurrent nodes take their initial {role[0]} in a way "
+                                  "rnnlab's single hx does not reproduce (mixed constants "
+                                  "and inputs, or separate inputs per node)")
+    return carried, inputs
+
+
+def _one_node(graph, name, given, batch_first, dtype):
+    found = [(p, n, s) for p, n, s in walk(graph, given=given)
+             if n.op_type in RECURRENT and name in (n.name, n.output[0])]
+    if len(found) != 1:
+        names = [n.name or n.output[0] for _, n, _ in walk(graph, given=given)
+                 if n.op_type in RECURRENT]
+        raise OnnxImportError(f"node={name!r}: " + ("no recurrent node of that name" if not
+                                                   found else "several nodes have that name")
+                              + f" (the graph's recurrent nodes: {names})")
+    path, node, scope = found[0]
+    a = attrs(node)
+    layout = a.get("layout", 0)
+    layer = build([node], scope, graph if not path else None,
+                   bool(layout) if batch_first is None else batch_first, dtype)
+    ins = list(node.input) + [""] * 8
+    carried = {}
+    D = 2 if layer.bidirectional else 1
+    for slot, role in ((5, "h0"), (6, "c0")):
+        v = scope.get(ins[slot]) if ins[slot] else None
+        if v is not None:
+            v = np.asarray(v).transpose(1, 0, 2) if layout and v.ndim == 3 else np.asarray(v)
+            if v.ndim != 3 or v.shape[0] != D:
+                raise OnnxImportError(f"node {name!r}: its constant initial {role[0]} has "
+                                      f"shape {v.shape}")
+            if np.any(v):
+                carried[role] = v.astype(layer.dtype)
+    lens = scope.get(ins[4]) if ins[4] else None
+    if lens is not None:
+        carried["lengths"] = _lengths(lens, node)
+    return (ImportedLayer(layer, **carried) if carried else layer), None

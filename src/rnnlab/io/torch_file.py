@@ -26,6 +26,7 @@ import numpy as np
 
 from . import limits
 from .limits import Budget
+from .torch_script import ScriptObject, flatten, script_class
 
 _STORAGES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
@@ -107,13 +108,25 @@ def _rebuild_parameter(data, requires_grad=None, backward_hooks=None, *_):
     return data
 
 
+def _as_list(values, *_):
+    return list(values) if isinstance(values, (list, tuple)) else values
+
+
+def _first(value, *_):
+    return value
+
+
 def _allowed(budget):
     """The only callables a checkpoint may name: (module, name) -> rnnlab's own code."""
     rebuild = _make_rebuild(budget)
-    return {("collections", "OrderedDict"): collections.OrderedDict,
-            ("torch._utils", "_rebuild_tensor_v2"): rebuild,
-            ("torch._utils", "_rebuild_tensor"): rebuild,
-            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter}
+    out = {("collections", "OrderedDict"): collections.OrderedDict,
+           ("torch._utils", "_rebuild_tensor_v2"): rebuild,
+           ("torch._utils", "_rebuild_tensor"): rebuild,
+           ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+           ("torch.jit._pickle", "restore_type_tag"): _first}    # TorchScript archives
+    for kind in ("tensor", "int", "double", "bool"):
+        out[("torch.jit._pickle", f"build_{kind}list")] = _as_list
+    return out
 
 
 class _Unpickler(pickle.Unpickler):
@@ -126,6 +139,8 @@ class _Unpickler(pickle.Unpickler):
         self.allowed = _allowed(budget)
 
     def find_class(self, module, name):
+        if module == "__torch__" or module.startswith("__torch__."):
+            return script_class(module, name)
         if module == "torch" and name in _STORAGES:
             return _StorageType(name)
         if (module, name) in self.allowed:
@@ -327,4 +342,6 @@ def _load_zip(archive, path):
     budget = Budget(path, held)
     budget.take(pkl[0].file_size, "the pickle")
     obj = _Unpickler(archive.read(pkl[0]), archive, prefix, budget).load()
+    if isinstance(obj, ScriptObject):                # a torch.jit.save archive
+        obj = flatten(obj, budget, (_Lazy, np.ndarray))
     return _walk(obj, budget)

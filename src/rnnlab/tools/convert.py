@@ -15,8 +15,10 @@ import numpy as np
 from ..io import (export_onnx, from_state_dict, import_onnx, load, load_torch, read_weights,
                   save)
 from ..io.atomic import replacing
-from ..io.files import _KEY
-from ..nn import SequenceModel, no_grad
+from ..io.files import _CELL_KEY, _KEY
+from ..io.onnx_import import read_graph
+from ..io.onnx_result import ImportedLayer
+from ..nn import RNNCellBase, SequenceModel, no_grad
 from .cases import TOL, error
 
 READS = (".pt", ".pth", ".safetensors", ".npz", ".onnx", ".keras")
@@ -43,10 +45,10 @@ def _state_dict_in(obj, path):
     that holds recurrent weights (e.g. {"epoch", "model", "optimizer"})."""
     if not isinstance(obj, dict):
         raise ConvertError(f"{path} holds a {type(obj).__name__}, not a state_dict")
-    if any(_KEY.match(str(k)) for k in obj):
+    if any(_KEY.match(str(k)) or _CELL_KEY.match(str(k)) for k in obj):
         return obj, []
     cands = [k for k, v in obj.items() if isinstance(v, dict) and any(
-        _KEY.match(str(kk)) for kk in v)]
+        _KEY.match(str(kk)) or _CELL_KEY.match(str(kk)) for kk in v)]
     if len(cands) != 1:
         raise ConvertError(f"{path}: " + ("no recurrent layer weights found" if not cands else
                                           f"several entries hold layer weights: {cands}"))
@@ -63,7 +65,13 @@ def read(path, prefix="", nonlinearity=None):
     if ext == "run":
         return load(path), [], []
     if ext == ".onnx":
-        return import_onnx(path), [], []
+        obj = import_onnx(path)
+        if isinstance(obj, ImportedLayer):
+            raise ConvertError(f"{path} feeds its recurrent nodes constant "
+                               f"{' and '.join(obj.carried)}, which a file of weights does "
+                               "not hold; use it in Python (rnnlab.import_onnx(path) keeps "
+                               "them)")
+        return obj, [], []
     if ext == ".keras":
         from ..io.keras import from_keras, keras_module
         return from_keras(keras_module().saving.load_model(path)), [], []
@@ -78,6 +86,11 @@ def read(path, prefix="", nonlinearity=None):
         layer = from_state_dict(sd, prefix, **over)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{path}: {exc}") from None
+    if isinstance(layer, RNNCellBase):
+        raise ConvertError(f"{path}: the weights under prefix {prefix!r} are a "
+                           f"{type(layer).__name__}; convert moves layers and models (a "
+                           "cell: rnnlab.from_state_dict(rnnlab.load_torch(path), prefix=...) "
+                           "then rnnlab.save)")
     used = {str(k) for k in sd if (m := _KEY.match(str(k))) and (m.group(1) == prefix or not
                                                                    prefix)}
     return layer, [k for k in sd if k not in used], others
@@ -107,8 +120,21 @@ def write(obj, path, lengths=False, print_fn=print):
                      "SequenceModel()):\n" + obj.torch_source())
 
 
-def _batch(obj, rng):
-    """A random input (time-major) for ``obj``."""
+def _batch(obj, rng, src=None):
+    """A random input for ``obj`` (in the layout it takes), of the sizes the source
+    graph fixes, if it does."""
+    n, t = N, T
+    if str(src).lower().endswith(".onnx") and not isinstance(obj, SequenceModel):
+        _, gmap = read_graph(src, batch_first=obj.batch_first)
+        import onnx
+        graph = onnx.load(str(src), load_external_data=False).graph
+        dims = [d.dim_value if d.HasField("dim_value") else None for i in graph.input
+                if gmap and i.name == gmap.input for d in i.type.tensor_type.shape.dim]
+        if len(dims) == 3:
+            t, n = (dims[1], dims[0]) if obj.batch_first else (dims[0], dims[1])
+            n, t = n or N, t or T
+        return rng.standard_normal((n, t, obj.input_size) if obj.batch_first else
+                                   (t, n, obj.input_size)).astype(np.float32)
     if isinstance(obj, SequenceModel):
         if obj.embedding is not None:
             return rng.integers(0, obj.embedding.num_embeddings, (T, N))
@@ -135,14 +161,7 @@ def run_in(path, obj, x, prefix=""):
             import onnxruntime as ort
         except ImportError:
             return None, "onnxruntime"
-        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feeds = {"input": x}
-        for i in s.get_inputs():                   # graphs of other writers: zero states
-            if i.name not in feeds:
-                shape = [N if isinstance(d, str) or d is None else d for d in i.shape]
-                feeds[i.name] = (np.full(N, T, np.int64) if "int" in i.type else
-                                 np.zeros(shape, np.float32))
-        return s.run(None, feeds)[0], "onnxruntime"
+        return _onnx_output(ort, path, obj, x), "onnxruntime"
     if ext == ".keras":
         from ..io.keras import keras_module
         try:
@@ -165,6 +184,17 @@ def run_in(path, obj, x, prefix=""):
         ns = {}
         exec(compile(obj.torch_source(), "torch_source", "exec"), ns)   # rnnlab's own text
         tm, sd = ns["SequenceModel"](), load_torch(path)
+    elif _is_script(path):                           # a torch.jit.save archive: run it
+        tm = torch.jit.load(str(path)).eval()
+        for part in [p for p in prefix.split(".") if p]:
+            tm = getattr(tm, part)
+        names = tm._c._method_names()               # a scripted nn.GRU: forward__0
+        if "forward" not in names and "forward__0" not in names:
+            raise ConvertError(f"{path}: the archive's module at {prefix!r} has no forward "
+                               "method to run")
+        run = tm.forward if "forward" in names else getattr(tm, "forward__0")
+        with torch.no_grad():
+            return run(torch.from_numpy(x))[0].numpy(), "torch (TorchScript)"
     else:
         cfg = {k: v for k, v in obj.config().items() if k != "dtype"}
         tm = getattr(torch.nn, obj.family.torch_class)(**cfg)
@@ -176,6 +206,41 @@ def run_in(path, obj, x, prefix=""):
         tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()})
         with torch.no_grad():
             return tm(torch.from_numpy(x))[0].numpy(), "torch"
+
+
+def _is_script(path):
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _onnx_output(ort, path, obj, x):
+    """The graph's sequence output on x in onnxruntime, in the layout ``obj`` returns;
+    its other inputs get zero states and full lengths."""
+    gmap = None
+    if not isinstance(obj, SequenceModel):
+        _, gmap = read_graph(path, batch_first=obj.batch_first)
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {gmap.input if gmap else "input": x}
+    n = x.shape[0] if _batch_first(obj) else x.shape[1]
+    for i in s.get_inputs():
+        if i.name not in feeds:
+            shape = [n if isinstance(d, str) or d is None else d for d in i.shape]
+            feeds[i.name] = (np.full(n, x.shape[1 if _batch_first(obj) else 0],
+                                     np.int32 if "int32" in i.type else np.int64)
+                             if "int" in i.type else np.zeros(shape, np.float32))
+    outs = dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))
+    if gmap is None:
+        return outs[s.get_outputs()[0].name]
+    seqs = [(name, how[1]) for name, how in gmap.outputs.items() if how[0] == "seq"]
+    if not seqs:
+        raise ConvertError(f"{path}: the graph's outputs are final states only, so its "
+                           "sequence output cannot be compared with the written file's")
+    name, labels = seqs[0]
+    return gmap.to_layer(outs[name], labels, obj.batch_first)
 
 
 def convert(src, dst, prefix="", allow_unused=False, nonlinearity=None, lengths=False,
@@ -194,7 +259,7 @@ def convert(src, dst, prefix="", allow_unused=False, nonlinearity=None, lengths=
                                "--allow-unused to convert anyway")
     obj = obj.to(np.float32)
     write(obj, dst, lengths, print_fn)
-    x = _batch(obj, np.random.default_rng(0))
+    x = _batch(obj, np.random.default_rng(0), src)
     want, source = run_in(src, obj, x, prefix)
     if want is None:                                  # no source runtime: rnnlab's reading
         with no_grad():
@@ -209,6 +274,6 @@ def convert(src, dst, prefix="", allow_unused=False, nonlinearity=None, lengths=
     err = error(got, want, "float32")
     verdict = "ok" if err <= TOL["float32"] else "FAILED"
     print_fn(f"wrote {dst}; ran the source in {source} and {dst} in {target} on a random "
-             f"batch ({N} x {T}): max |difference| {err:.1e} (tolerance {TOL['float32']:g}) "
+             f"batch of shape {tuple(x.shape)}: max |difference| {err:.1e} (tolerance {TOL['float32']:g}) "
              f"{verdict}")
     return err
