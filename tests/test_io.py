@@ -324,12 +324,26 @@ def test_keras_refusals():
              (keras.layers.LSTM(4, recurrent_activation="hard_sigmoid"), "recurrent_activation"),
              (keras.layers.SimpleRNN(4, activation="sigmoid"), "activation"),
              (keras.layers.LSTM(4, go_backwards=True), "go_backwards"),
-             (keras.layers.GRU(4, recurrent_dropout=0.1), "recurrent_dropout"),
              (keras.layers.Dense(4), "Dense")]
     for layer, message in cases:
         model = keras.Sequential([keras.Input((None, 3)), layer])
         with pytest.raises(KerasConversionError, match=message):
             from_keras(model)
+
+
+@pytest.mark.parametrize("kind", ["GRU", "LSTM", "SimpleRNN"])
+def test_keras_dropout_trained_layers_import_for_inference(kind):
+    """Keras's dropout acts only in training: the imported layer equals the Keras layer
+    at inference, and a warning says the dropout itself is not carried."""
+    keras = pytest.importorskip("keras")
+    from rnnlab.io.keras import KerasDropoutWarning, from_keras
+    model = keras.Sequential([keras.Input((None, 3)), getattr(keras.layers, kind)(
+        4, dropout=0.3, recurrent_dropout=0.2, return_sequences=True)])
+    with pytest.warns(KerasDropoutWarning, match="dropout=0.3, recurrent_dropout=0.2"):
+        layer = from_keras(model)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(layer(x)[0]), np.asarray(model(x, training=False)),
+                               atol=1e-5)
 
 
 # -- rnnlab convert ------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import rnnlab
 from rnnlab.io.torch_file import UnsafeCheckpointError
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
+                                        "ignore::torch.jit.TracerWarning")
 
 
 class Encoder(torch.nn.Module):

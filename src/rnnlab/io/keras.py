@@ -10,8 +10,9 @@ and is refused.
 
 from_keras(model_or_layer) -> an rnnlab layer (batch_first=True) from a model made of
 those layers only (an InputLayer may lead). GRU(reset_after=False), activations other than
-tanh (relu for SimpleRNN) and sigmoid, go_backwards, dropout or recurrent_dropout, and any
-other layer are refused by name.
+tanh (relu for SimpleRNN) and sigmoid, go_backwards, and any other layer are refused by
+name. A layer trained with dropout / recurrent_dropout is imported for inference (the
+weights are the whole layer there) with a KerasDropoutWarning saying what is not carried.
 """
 import os
 import sys
@@ -145,14 +146,23 @@ def _model_to_keras(keras, model):
     return km
 
 
+class KerasDropoutWarning(UserWarning):
+    """A Keras layer's dropout settings are not carried by the import (its weights are)."""
+
+
 def _config_check(cfg, where, backward=False):
     """The family whose Keras record says what this layer config computes, or a
     KerasConversionError naming the setting no family has."""
     if cfg.get("go_backwards") and not backward:
         raise KerasConversionError(f"{where}: go_backwards=True (use Bidirectional)")
-    for key in ("dropout", "recurrent_dropout"):
-        if cfg.get(key, 0):
-            raise KerasConversionError(f"{where}: {key}={cfg[key]} has no torch equivalent")
+    dropped = {key: cfg[key] for key in ("dropout", "recurrent_dropout") if cfg.get(key, 0)}
+    if dropped:
+        import warnings
+        warnings.warn(f"{where}: {', '.join(f'{k}={v}' for k, v in dropped.items())} act only "
+                      "while Keras trains; the weights are the whole layer at inference and "
+                      "are imported, the dropout is not (training the imported layer in "
+                      "rnnlab applies no dropout of Keras's kind: recurrent_dropout has no "
+                      "torch equivalent)", KerasDropoutWarning, stacklevel=4)
     misses = []
     for fam in FAMILIES.values():
         if fam.keras and fam.keras["class"] == cfg["class"]:
