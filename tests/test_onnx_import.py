@@ -352,3 +352,23 @@ def test_convert_compares_with_the_source_in_onnxruntime(tmp_path):
     onnx.save(_lstm_graph(h0=np.ones((1, 2, 2))), str(tmp_path / "c.onnx"))
     assert cli.main(["convert", str(tmp_path / "c.onnx"), str(tmp_path / "c.npz")]) == 2
     assert not (tmp_path / "c.npz").exists()
+
+
+@settings(max_examples=int(__import__("os").environ.get("RNNLAB_FUZZ", 40)), deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(spec=SPEC.filter(_fits), flips=st.lists(st.tuples(st.integers(0, 10 ** 6),
+                                                          st.integers(0, 255)), max_size=4))
+def test_damaged_graphs_are_value_errors(tmp_path_factory, spec, flips):
+    """Bytes of a valid graph changed at random: imported or a ValueError naming the file,
+    never another exception."""
+    model, _, weights, _ = graph(spec)
+    data = bytearray(model.SerializeToString())
+    for at, value in flips:
+        data[at % len(data)] = value
+    path = tmp_path_factory.mktemp("g") / "g.onnx"
+    path.write_bytes(bytes(data))
+    for call in (lambda: rnnlab.import_onnx(path), lambda: rnnlab.onnx_layers(path)):
+        try:
+            call()
+        except ValueError as exc:
+            assert "g.onnx" in str(exc)
