@@ -26,11 +26,14 @@ def pytest_sessionstart(session):
     test, so that no test pays numba's first compile (the first run after installing:
     ~25 s on 2 cores) and a shape-only test is not the one that takes 30 s."""
     import time
+    import warnings
 
     from rnnlab.cells import FAMILIES
     from rnnlab.sequence import kernels
     t0 = time.perf_counter()
-    built = [kind for kind, fam in FAMILIES.items() if kernels.warm(fam)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kernels.KernelCompileWarning)
+        built = [kind for kind, fam in FAMILIES.items() if kernels.warm(fam)]
     session.config._rnnlab_warmup = (built, time.perf_counter() - t0)
 
 

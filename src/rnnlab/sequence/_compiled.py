@@ -19,6 +19,7 @@ row u, copied out afterwards (a loop writing into many arrays is not vectorised:
 gives up on the runtime alias checks; measured 4x slower).
 """
 import hashlib
+import os
 import types as pytypes
 
 import numpy as np
@@ -223,3 +224,16 @@ def specialise(family):
             out[key] = _bound(getattr(_loops, template), names, f"{key}_{family.kind}_{tag}",
                               **options)
     return out
+
+
+def cache_state(built):
+    """(whether every function of ``built`` that kernels.py warms up — not the threaded
+    rows step, built on its first use — has an entry in numba's disk cache, the cache
+    directory), or (None, None) when numba's cache cannot be inspected."""
+    try:
+        files = [d._cache._cache_file._index_path for key, d in built.items()
+                 if not key.startswith("rows")]
+        where = next(iter(built.values()))._cache._cache_path
+    except (AttributeError, StopIteration):      # numba's internals moved: unknown
+        return None, None
+    return all(os.path.exists(f) for f in files), where

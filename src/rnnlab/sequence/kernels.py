@@ -32,10 +32,13 @@ in the NumPy path (sigmoid is exactly 0 where exp(-x) overflows, so that 0 * inf
 in the gradients).
 
 ``RNNLAB_KERNELS=numpy`` in the environment turns them off. The first use of a family in a
-process imports numba (~0.5 s) and loads its compiled code from numba's cache next to
-_compiled.py (the first use after installing compiles it: several seconds per family;
-``rnnlab warmup`` does it ahead of time). If numba is missing or fails to compile, the
-NumPy path runs; nothing else changes.
+process imports numba (~0.5 s); each kernel is then loaded from numba's cache (next to
+_compiled.py, or NUMBA_CACHE_DIR) on its own first use, so inference never builds the
+backward loops. The first use after installing compiles instead (measured: GRU's
+inference loop 3 s, LSTM's 7 s, every kernel of the four families 29 s on 2 cores),
+announced once per process with a KernelCompileWarning; ``rnnlab warmup`` does it ahead
+of time. If numba is missing or a kernel fails to compile, the NumPy path runs for it;
+nothing else changes.
 """
 import contextlib
 import os
@@ -45,7 +48,7 @@ import numpy as np
 from ..checks import check_int
 from ..tuning import COMPILED_LOOP_MAX, THREAD_UNITS, THREADED_MIN
 
-_state = {"numba": None, "threads": 1}
+_state = {"numba": None, "threads": 1, "announced": False}
 _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for it)
 FAILED = {}              # kind -> why its kernels did not build (NumPy runs for it)
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
@@ -65,9 +68,59 @@ def available():
     return _state["numba"]
 
 
+class KernelCompileWarning(UserWarning):
+    """rnnlab is about to compile a family's float32 kernels (numba's cache has none):
+    the first use after installing waits several seconds; ``rnnlab warmup`` does it
+    ahead of time."""
+
+
+def _announce(fam, where):
+    if _state["announced"]:
+        return
+    _state["announced"] = True
+    import warnings
+    try:
+        warnings.warn(f"rnnlab is compiling its float32 kernels for {fam.kind} (the first use "
+                      f"since installing: 3-15 s per family, once; later processes "
+                      f"load them from numba's cache in {where}). Run `rnnlab warmup` at "
+                      "install time to pay this ahead; RNNLAB_KERNELS=numpy skips them.",
+                      KernelCompileWarning, stacklevel=4)
+    except Warning:                  # warnings turned into errors: still build the kernels
+        pass
+
+
+class _Built(dict):
+    """A family's compiled functions by name. Each is compiled (or loaded from numba's
+    cache) on its first ``get``, so a process that only runs inference never compiles the
+    backward loops; one that fails to build is None from then on (the NumPy path)."""
+
+    def __init__(self, fam, functions):
+        super().__init__(functions)
+        self.fam, self.done = fam, set()
+
+    def get(self, key, default=None):
+        if key not in self:
+            return default
+        if key not in self.done and not key.startswith("rows"):   # rows: on its first call
+            from . import _compiled
+            fn = dict.__getitem__(self, key)
+            cached, where = _compiled.cache_state({key: fn})
+            if cached is False:
+                _announce(self.fam, where)
+            try:
+                _warm(self.fam, {key: fn})
+            except Exception as exc:         # unable to compile here: NumPy for it
+                FAILED[self.fam.kind] = f"{key}: {type(exc).__name__}: {exc}"
+                self[key] = None
+            self.done.add(key)
+        return dict.__getitem__(self, key)
+
+    __getitem__ = get
+
+
 def kernels(fam, shape):
     """The family's compiled functions when it has ``shape`` (and numba is there), else
-    None. Built and warmed up (compiled, or loaded from numba's cache) on first use."""
+    None: a mapping whose functions compile (or load from numba's cache) on first use."""
     units = fam.units
     if units is None or shape not in units.shapes:
         return None
@@ -76,19 +129,29 @@ def kernels(fam, shape):
         if available():
             from . import _compiled
             try:
-                built = _compiled.specialise(fam)
-                _warm(fam, built)
-                _BUILT[fam] = built
-            except Exception as exc:         # unable to compile here: NumPy for it
-                _BUILT[fam] = None
+                _BUILT[fam] = _Built(fam, _compiled.specialise(fam))
+            except Exception as exc:         # unable to build here: NumPy for it
                 FAILED[fam.kind] = f"{type(exc).__name__}: {exc}"
     return _BUILT[fam]
 
 
 def warm(fam):
-    """Build (compile, or load from numba's cache) every compiled kernel of ``fam`` now;
-    True when it has them. ``rnnlab warmup`` calls it for every family."""
-    return kernels(fam, next(iter(fam.units.shapes))) is not None if fam.units else False
+    """Build (compile, or load from numba's cache) every compiled kernel of ``fam`` now
+    (the threaded rows step waits for its first call); True when it has them all.
+    ``rnnlab warmup`` calls it for every family."""
+    k = kernels(fam, next(iter(fam.units.shapes))) if fam.units else None
+    if k is None:
+        return False
+    return all(k.get(key) is not None for key in list(k) if not key.startswith("rows"))
+
+
+def cache_state(fam):
+    """(whether ``fam``'s kernels are in numba's disk cache, the cache directory); (None,
+    None) when unknown (no numba, no units, or numba's cache not inspectable)."""
+    if fam.units is None or not available():
+        return None, None
+    from . import _compiled
+    return _compiled.cache_state(_compiled.specialise(fam))
 
 
 @contextlib.contextmanager
@@ -256,11 +319,13 @@ def _warm(fam, k):
         for rows, w in ((False, np.zeros((1, GH), f32)), (True, np.zeros((GH, 1), f32))):
             k["forward"](gx, w, np.zeros(GH - FH, f32), h, h.copy(), False, out, h.copy(),
                          rows, store, True)
+    if "backward" in k:
         k["backward"](out, True, h.copy(), h.copy(), gx, store, h, h, out,
                       np.zeros((GH, 1), f32), False, np.zeros((2, 2, GH), f32),
                       np.zeros((2, 2, max(GH - FH, 1)), f32))
     if "step" in k:
         k["step"](g2, g2.copy(), z1, np.zeros(GH - FH, f32), h, h, h.copy(), store[0])
+    if "back" in k:
         k["back"](h, h, g2, store[0], h, h, g2.copy(), np.zeros((2, max(GH - FH, 1)), f32),
                   h.copy(), h.copy())
     if "cell" in k:

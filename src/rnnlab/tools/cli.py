@@ -5,6 +5,7 @@
     rnnlab verify --quick
     rnnlab gradcheck
     rnnlab bench --sizes 100,64,256,256
+    rnnlab warmup
 """
 import argparse
 import os
@@ -23,7 +24,7 @@ def build_parser():
                                 "gradients, benchmark.", formatter_class=Help)
     p.add_argument("--version", action="version", version=f"rnnlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, title="commands",
-                           metavar="{explain,verify,gradcheck,train,sample,convert,bench}")
+                           metavar="{explain,verify,gradcheck,train,sample,convert,bench,warmup}")
 
     e = sub.add_parser("explain", help="equations, shapes, step-by-step numbers and the "
                        "output <-> h_n map for one configuration, checked on the numbers",
@@ -156,12 +157,18 @@ def build_parser():
     b.add_argument("--no-sequences", action="store_true", help="only the step table")
     b.add_argument("--write", metavar="FILE", help="replace the table between the bench "
                    "markers in FILE (BENCHMARKS.md) with this run's")
+    b.add_argument("--cold-start", action="store_true", help="also time the first calls "
+                   "of a fresh process with an empty numba cache (the first use after "
+                   "install) and with it filled")
+    sub.add_parser("warmup", help="compile the float32 kernels now (or load them from "
+                   "numba's cache), so a fresh install's first call does not wait",
+                   formatter_class=Help)
     return p
 
 
 COMMANDS = {"explain": C.cmd_explain, "train": C.cmd_train, "sample": C.cmd_sample,
             "convert": C.cmd_convert, "verify": C.cmd_verify, "gradcheck": C.cmd_gradcheck,
-            "bench": C.cmd_bench}
+            "bench": C.cmd_bench, "warmup": C.cmd_warmup}
 
 
 def main(argv=None):

@@ -147,10 +147,15 @@ def cmd_bench(args):
     fws = [fw for fw, off in (("rnnlab", False), ("torch", args.no_torch),
                               ("onnxruntime", args.no_onnxruntime)) if not off]
     rows, head = [], []
+    if args.cold_start:
+        head = bench.format_cold(*bench.cold_start(kinds))
+        for line in head:
+            print(line)
     if not args.no_sequences:
-        rows, head = bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES,
+        rows, table_head = bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES,
                                rounds=args.rounds, reps=args.reps, threads=args.threads,
                                frameworks=fws)
+        head = table_head + head
     step_rows = []
     if args.step_hidden.lower() != "none":
         try:
@@ -165,11 +170,18 @@ def cmd_bench(args):
             sizes = ";".join(",".join(map(str, s)) for s in (args.sizes or bench.SIZES))
             bench.write_table(args.write, head, rows,
                               f"rnnlab bench --kinds {args.kinds} --sizes '{sizes}' --rounds "
-                              f"{args.rounds} --reps {args.reps} --write {args.write}",
+                              f"{args.rounds} --reps {args.reps}"
+                              + (" --cold-start" if args.cold_start else "")
+                              + f" --write {args.write}",
                               step_rows)
         except (OSError, ValueError) as exc:
             return fail("bench", str(exc))
     return 0
+
+
+def cmd_warmup(args):
+    from .warmup import warmup
+    return warmup()
 
 
 def cmd_train(args):

@@ -1,0 +1,63 @@
+"""Cold start: kernels compile on first use, one kernel at a time, announced when numba's
+cache has none; `rnnlab warmup` builds them all ahead; the bench can time a cold start."""
+import warnings
+
+import pytest
+
+from rnnlab.cells import FAMILIES
+from rnnlab.sequence import kernels
+from rnnlab.tools import cli
+
+pytest.importorskip("numba")
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="compiled kernels are off")
+
+
+def test_warmup_command(capsys):
+    assert cli.main(["warmup"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("rnn", "gru", "lstm"):
+        assert f"{kind}: " in out
+    assert "numba's cache: " in out and "NUMBA_CACHE_DIR" in out
+
+
+def test_kernels_build_one_at_a_time_and_announce_a_cold_cache(monkeypatch):
+    from rnnlab.sequence import _compiled
+    fam = FAMILIES["gru"]
+    built = kernels._Built(fam, _compiled.specialise(fam))
+    monkeypatch.setattr(_compiled, "cache_state", lambda fns: (False, "/some/cache"))
+    monkeypatch.setitem(kernels._state, "announced", False)
+    with pytest.warns(kernels.KernelCompileWarning, match="compiling .* gru .*/some/cache.*"
+                      "rnnlab warmup"):
+        cell = built.get("cell")
+    assert cell is not None and built.done == {"cell"}       # nothing else was built
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # announced once per process
+        assert built.get("forward") is not None
+    assert built.done == {"cell", "forward"}
+
+
+def test_a_kernel_that_fails_to_build_is_the_numpy_path(monkeypatch):
+    from rnnlab.sequence import _compiled
+    fam = FAMILIES["lstm"]
+    built = kernels._Built(fam, _compiled.specialise(fam))
+
+    def broken(fam, k):
+        raise RuntimeError("no compiler here")
+    monkeypatch.setattr(kernels, "_warm", broken)
+    monkeypatch.setitem(kernels.FAILED, "lstm", None)
+    assert built.get("step") is None and "no compiler here" in kernels.FAILED["lstm"]
+
+
+def test_cold_start_lines():
+    from rnnlab.tools.bench import format_cold
+    lines = format_cold({"import": 0.1, "gru": 3.0, "lstm": 7.0},
+                        {"import": 0.1, "gru": 0.3, "lstm": 0.05})
+    assert lines[0].endswith("gru 3.00 + lstm 7.00 = 10.1 s") and "empty" in lines[0]
+    assert lines[1].endswith("= 0.4 s") and "cache filled" in lines[1]
+
+
+@pytest.mark.slow
+def test_cold_start_is_measured_in_fresh_processes():
+    from rnnlab.tools.bench import cold_start
+    cold, cached = cold_start(["rnn"])
+    assert cold["rnn"] > 5 * cached["rnn"]          # compiled, then loaded from the cache
