@@ -141,7 +141,7 @@ def accepts(spec):
     attrs = spec.get("attrs") or {}
     if spec["fault"] is not None:
         return False
-    if attrs.get("linear_before_reset", 1) == 0 or attrs.get("direction") == "reverse":
+    if attrs.get("direction") == "reverse":
         return False
     if "activations" in attrs or "clip" in attrs:
         return attrs.get("activations") == ["Relu"] * spec["D"] and "clip" not in attrs

@@ -275,8 +275,6 @@ def _hand_graph(tmp_path, op, **attrs):
 
 
 @pytest.mark.parametrize("op, attrs, message", [
-    ("GRU", dict(linear_before_reset=0), "linear_before_reset"),
-    ("GRU", dict(), "linear_before_reset"),
     ("LSTM", dict(clip=3.0), "clip"),
     ("LSTM", dict(input_forget=1), "input_forget"),
     ("LSTM", dict(peepholes=True), "peepholes"),
@@ -320,8 +318,7 @@ def test_keras_refusals():
     from rnnlab.io.keras import KerasConversionError, from_keras, to_keras
     with pytest.raises(ValueError, match="proj_size"):
         to_keras(LSTM(3, 4, proj_size=2))
-    cases = [(keras.layers.GRU(4, reset_after=False), "reset_after"),
-             (keras.layers.LSTM(4, recurrent_activation="hard_sigmoid"), "recurrent_activation"),
+    cases = [(keras.layers.LSTM(4, recurrent_activation="hard_sigmoid"), "recurrent_activation"),
              (keras.layers.SimpleRNN(4, activation="sigmoid"), "activation"),
              (keras.layers.LSTM(4, go_backwards=True), "go_backwards"),
              (keras.layers.Dense(4), "Dense")]
@@ -329,6 +326,25 @@ def test_keras_refusals():
         model = keras.Sequential([keras.Input((None, 3)), layer])
         with pytest.raises(KerasConversionError, match=message):
             from_keras(model)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_keras_gru_reset_before_both_ways(bidirectional):
+    """Keras's GRU(reset_after=False) is rnnlab's GRU(reset_after=False): imported, equal
+    to Keras; exported, equal to rnnlab."""
+    keras = pytest.importorskip("keras")
+    from rnnlab.io.keras import from_keras, to_keras
+    layer = keras.layers.GRU(4, reset_after=False, return_sequences=True)
+    if bidirectional:
+        layer = keras.layers.Bidirectional(layer)
+    model = keras.Sequential([keras.Input((None, 3)), layer])
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    ours = from_keras(model)
+    assert ours.reset_after is False and ours.bidirectional == bidirectional
+    np.testing.assert_allclose(np.asarray(ours(x)[0]), np.asarray(model(x)), atol=1e-5)
+    back = GRU(3, 4, batch_first=True, reset_after=False, bidirectional=bidirectional, seed=3)
+    np.testing.assert_allclose(np.asarray(to_keras(back)(x)), np.asarray(back(x)[0]),
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["GRU", "LSTM", "SimpleRNN"])

@@ -8,7 +8,7 @@ kernels, layers, cells, explain, conformance, gradcheck, bench, converters — r
 families from ``FAMILIES``; adding a family is its module plus one ``register`` line
 below (docs/families.md shows a complete example).
 """
-from . import gru, lstm, rnn
+from . import gru, gru_reset_before, lstm, rnn
 from .family import Family, Units, from_framework, to_framework
 
 FAMILIES = {}       # kind -> Family
@@ -49,8 +49,9 @@ def variant(kind, **options):
     ``options`` (e.g. variant("rnn", nonlinearity="relu") is "rnn_relu"), or a ValueError
     naming the option that class does not take."""
     fam = by_kind(kind)
+    cls = fam.torch_class or fam.layer_class
     same = [f for f in FAMILIES.values()
-            if f.torch_class is not None and f.torch_class == fam.torch_class]
+            if cls is not None and (f.torch_class or f.layer_class) == cls]
     for key in options:
         if not any(key in f.options for f in same):
             takers = sorted(f.kind for f in FAMILIES.values() if key in f.options and f.listed)
@@ -62,7 +63,7 @@ def variant(kind, **options):
                      f"{[f.options for f in same]}")
 
 
-for _family in (rnn.TANH, rnn.RELU, gru.FAMILY, lstm.FAMILY):
+for _family in (rnn.TANH, rnn.RELU, gru.FAMILY, gru_reset_before.FAMILY, lstm.FAMILY):
     register(_family)
 
 __all__ = ["Family", "Units", "FAMILIES", "register", "unregister", "by_mode", "by_kind",

@@ -93,6 +93,12 @@ class Family:
     equations: tuple                # one line each, the code's letters
     has_cell_state: bool = False    # the state is (h, c); c' is the store block "c"
     torch_class: Optional[str] = None   # torch.nn class computing the same (None: none)
+    layer_class: Optional[str] = None   # rnnlab class building it when torch has none
+    #: families whose step needs the weights themselves: with_weights(w) -> (step, back,
+    #: extra) for one direction's LayerWeights (torch's layout); step / back follow the
+    #: contract above, and extra() gives ((G-FOLD)*H rows of dW_hh, of db_hh) to add to
+    #: the driver's products; such a family runs the NumPy paths only
+    with_weights: Optional[Callable] = None
     options: dict = field(default_factory=dict)   # constructor keywords of that class
     supports_projection: bool = False    # proj_size (LSTM only in torch)
     #: framework -> the torch gate block at each position of that framework's layout

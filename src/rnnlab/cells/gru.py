@@ -123,6 +123,20 @@ def back_units(dh, dc, acts, store, hp, cp, d, dcp, H):
         d[4 * H + j] = dxn                                  # d(x W_in + b_in)
 
 
+def converters(reset_after):
+    """The ONNX and Keras records of a GRU family (this one, and the reset-before variant
+    of gru_reset_before.py): same op and gate order, told apart by one attribute. With
+    the reset gate before the product every bias lies outside r, so Keras keeps one."""
+    return dict(
+        gate_order={"onnx": (1, 0, 2), "keras": (1, 0, 2)},    # both z | r | h
+        onnx={"op": "GRU", "attributes": {"linear_before_reset": int(reset_after),
+                                          "activations": ["Sigmoid", "Tanh"]},
+              "defaults": {"linear_before_reset": 0, "activations": ["Sigmoid", "Tanh"]}},
+        keras={"class": "GRU", "options": {"reset_after": reset_after, "activation": "tanh",
+                                           "recurrent_activation": "sigmoid"},
+               "bias": "pair" if reset_after else "sum"})
+
+
 FAMILY = Family(
     "gru", "GRU", num_gates=3, gate_names=("r", "z", "n"), fold=2, store_names=("hn",),
     step=step, back=back, plain_step=plain_step, plain_back=plain_back,
@@ -134,10 +148,5 @@ FAMILY = Family(
                "h' = (1 - z) * n + z * h"),
     gate_activations=("sigmoid", "sigmoid", "tanh"),
     torch_class="GRU", units=Units(forward_units, back_units, functions=(unit, unit_back)),
-    gate_order={"onnx": (1, 0, 2), "keras": (1, 0, 2)},    # both z | r | h
-    onnx={"op": "GRU", "attributes": {"linear_before_reset": 1,
-                                      "activations": ["Sigmoid", "Tanh"]},
-          "defaults": {"linear_before_reset": 0, "activations": ["Sigmoid", "Tanh"]}},
-    keras={"class": "GRU", "options": {"reset_after": True, "activation": "tanh",
-                                       "recurrent_activation": "sigmoid"}, "bias": "pair"},
+    **converters(reset_after=True),
 )

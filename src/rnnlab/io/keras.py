@@ -9,7 +9,8 @@ blocks in Keras's order (the families' gate_order["keras"]); one bias b_ih + b_h
 and is refused.
 
 from_keras(model_or_layer) -> an rnnlab layer (batch_first=True) from a model made of
-those layers only (an InputLayer may lead). GRU(reset_after=False), activations other than
+those layers only (an InputLayer may lead); GRU(reset_after=False) becomes rnnlab's
+GRU(reset_after=False). Activations other than
 tanh (relu for SimpleRNN) and sigmoid, go_backwards, and any other layer are refused by
 name. A layer trained with dropout / recurrent_dropout is imported for inference (the
 weights are the whole layer there) with a KerasDropoutWarning saying what is not carried.

@@ -6,7 +6,8 @@ H)), else the states start at zero; with lengths=True ``lengths`` (N,) int64 wit
 packed semantics. Outputs ``output``, ``h_n`` (and ``c_n``), shaped as the rnnlab layer's.
 The graph computes in float32.
 
-Each layer is one ONNX RNN / GRU (linear_before_reset=1, torch's variant) / LSTM node,
+Each layer is one ONNX RNN / GRU (linear_before_reset=1 for torch's variant, 0 for
+GRU(reset_after=False)) / LSTM node,
 weights permuted to ONNX's gate order (the families' ``gate_order["onnx"]``) and the two
 biases concatenated. ONNX has no projection: an LSTM with proj_size is exported as a Scan
 over time whose body is the LSTM step written with MatMul / Sigmoid / Tanh; with lengths

@@ -10,8 +10,8 @@ Weights may be computed from constants (folded in NumPy, onnx_graph.py) or fed b
 caller (``inputs=``); constant initial states and sequence lengths are kept
 (onnx_result.ImportedLayer). ``onnx_layers(path)`` lists every recurrent node, including
 those in If / Loop / Scan bodies, and ``import_onnx(path, node=NAME)`` imports one alone.
-Anything torch's layers cannot compute is refused naming it: GRU linear_before_reset=0,
-activations other than the defaults (RNN: Tanh or Relu), clip, input_forget, peepholes,
+GRU nodes with linear_before_reset=0 become GRU(reset_after=False). Anything rnnlab
+cannot compute is refused naming it: activations other than the defaults (RNN: Tanh or Relu), clip, input_forget, peepholes,
 direction "reverse".
 """
 import json

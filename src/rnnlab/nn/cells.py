@@ -22,7 +22,8 @@ _NAMES = LayerWeights("weight_ih", "weight_hh", "bias_ih", "bias_hh", None)
 class RNNCellBase(Module):
     """A cell of any registered family: RNNCellBase(mode, input_size, hidden_size, bias)."""
 
-    _FIXED = ("mode", "family", "input_size", "hidden_size", "bias", "nonlinearity")
+    _FIXED = ("mode", "family", "input_size", "hidden_size", "bias", "nonlinearity",
+              "reset_after")
 
     def __init__(self, mode, input_size, hidden_size, bias=True, device=None, *,
                  dtype=np.float32, seed=None):
@@ -42,6 +43,8 @@ class RNNCellBase(Module):
         extra = "" if self.bias else ", bias=False"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             extra += f", nonlinearity={self.nonlinearity!r}"
+        if not getattr(self, "reset_after", True):
+            extra += ", reset_after=False"
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
 
     def config(self):
@@ -51,6 +54,8 @@ class RNNCellBase(Module):
             cfg["mode"] = self.mode
         if hasattr(self, "nonlinearity"):
             cfg["nonlinearity"] = self.nonlinearity
+        if not getattr(self, "reset_after", True):
+            cfg["reset_after"] = False
         cfg["dtype"] = self.dtype.name
         return cfg
 
@@ -175,11 +180,15 @@ class RNNCell(RNNCellBase):
 
 class GRUCell(RNNCellBase):
     """r, z = s(...), n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
-    Gate row blocks (r | z | n)."""
+    Gate row blocks (r | z | n). reset_after=False (keyword-only, not in torch): n =
+    tanh(W_in x + b_in + W_hn (r * h) + b_hn), as GRU(reset_after=False)."""
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, *, dtype=np.float32,
-                 seed=None):
-        super().__init__("GRU", input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
+                 seed=None, reset_after=True):
+        from ..checks import check_bool
+        self.reset_after = check_bool("reset_after", reset_after)
+        super().__init__("GRU" if reset_after else "GRU_RESET_BEFORE", input_size,
+                         hidden_size, bias, device, dtype=dtype, seed=seed)
 
 
 class LSTMCell(RNNCellBase):

@@ -11,12 +11,12 @@ CELLS = {c.__name__[:-len("Cell")]: c for c in (RNNCell, GRUCell, LSTMCell)}
 
 def layer_class(fam):
     """The layer class of a family: its torch class's rnnlab twin, or RNNBase."""
-    return LAYERS.get(fam.torch_class, RNNBase)
+    return LAYERS.get(fam.torch_class or fam.layer_class, RNNBase)
 
 
 def _make(classes, base, kind, input_size, hidden_size, kwargs):
     fam = by_kind(kind)
-    cls = classes.get(fam.torch_class)
+    cls = classes.get(fam.torch_class or fam.layer_class)
     if cls is None:
         return base(fam.mode, input_size, hidden_size, **kwargs)
     return cls(input_size, hidden_size, **fam.options, **kwargs)

@@ -35,7 +35,7 @@ class RNNBase(Stepping, Module):
     the last layer's h at every step (forward half, backward half)."""
 
     _FIXED = ("mode", "family", "input_size", "hidden_size", "num_layers", "bias",
-              "bidirectional", "proj_size", "nonlinearity")
+              "bidirectional", "proj_size", "nonlinearity", "reset_after")
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
@@ -114,7 +114,8 @@ class RNNBase(Stepping, Module):
 
     def __repr__(self):
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                        bidirectional=False, proj_size=0, nonlinearity="tanh")
+                        bidirectional=False, proj_size=0, nonlinearity="tanh",
+                        reset_after=True)
         s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
         for key, value in self.config().items():
             if key in defaults and value != defaults[key]:
@@ -200,18 +201,24 @@ class GRU(RNNBase):
     """GRU with torch's gate order (r | z | n) and n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
 
     GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-        bidirectional=False, device=None, *, dtype=np.float32, seed=None)
+        bidirectional=False, device=None, *, dtype=np.float32, seed=None, reset_after=True)
+
+    reset_after=False (keyword-only; torch has no such option) is the GRU of the original
+    paper, ONNX's linear_before_reset=0 and Keras's reset_after=False:
+    n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); same parameters (cells/gru_reset_before.py).
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, *, dtype=np.float32,
-                 seed=None, **kwargs):
+                 seed=None, reset_after=True, **kwargs):
         _no_proj("GRU", kwargs)
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, device=device, dtype=dtype, seed=seed)
+        self.reset_after = check_bool("reset_after", reset_after)
+        super().__init__("GRU" if reset_after else "GRU_RESET_BEFORE", input_size,
+                         hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device=device, dtype=dtype, seed=seed)
 
     def _extra_config(self):
-        return {}
+        return {} if self.reset_after else {"reset_after": False}
 
 
 class LSTM(RNNBase):

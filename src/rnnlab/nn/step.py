@@ -6,7 +6,7 @@ from ..errors import BackwardError
 from ..sequence.kernels import get_num_threads
 from ..sequence.stepper import frozen_weights, live_weights, step_layers
 from . import arguments as A
-from .grad_mode import is_recording
+from .grad_mode import is_recording, no_grad
 from .records import backprop_call, run_call
 
 
@@ -142,6 +142,8 @@ def _live_step_weights(layer):
 
 def _fast_step(layer, x, state):
     """The lean unrecorded step for well-formed arrays. None = not taken."""
+    if layer.family.with_weights is not None:    # its step needs the weights: the driver
+        return None
     args = _lean_arguments(layer, x, state)
     if args is None:
         return None
@@ -177,7 +179,8 @@ class FrozenStep:
         """Take the snapshot again from the layer's current parameters."""
         layer = self.layer
         self._version = layer.__dict__.get("_version", 0)
-        self._weights = frozen_weights(layer.family, layer.weights(), self.threads)
+        self._weights = None if layer.family.with_weights is not None else frozen_weights(
+            layer.family, layer.weights(), self.threads)
         return self
 
     def step(self, input, state=None):
@@ -185,6 +188,11 @@ class FrozenStep:
         layer = self.layer
         if layer.__dict__.get("_version", 0) != self._version:
             self.refresh()
+        if self._weights is None:                # a family whose step needs the weights
+            with no_grad():
+                _, result = run_call(layer, input, state, None,
+                                     [None] * (layer.num_layers - 1), step=True)
+            return result
         args = _lean_arguments(layer, input, state)
         if args is None:
             args = _checked_arguments(layer, input, state)

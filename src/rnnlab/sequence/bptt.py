@@ -83,7 +83,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     dh_all = None if w.w_hr is None else alloc((T, N, H_out), dt)
     absent = dh is None and dout is None       # nothing reaches h at a row's own last step
     no_grad_rows = np.zeros((T, N), bool) if absent and w.w_hr is not None else None
-    kernel = None
+    kernel = bound = None
     rows = _few_rows(N, GH, H_out)
     if not absent and norms is None and rec.acts is not None and w.w_hr is None and not rows:
         kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True)
@@ -96,8 +96,10 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
                rec.h0 if rec.c0 is None else rec.c0, ready(rec.out), transposed(w.w_hh),
                reverse, dgx_all, NO_STORE if dgr_all is None else dgr_all)
     else:
+        bound = None if fam.with_weights is None else fam.with_weights(
+            LayerWeights(w.w_ih, w.w_hh.T, None, None, None))
         dh, dc = _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all,
-                       no_grad_rows, absent, norms, rows)
+                       no_grad_rows, absent, norms, rows, None if bound is None else bound[1])
     GX = dgx_all.reshape(T * N, GH)
     dw_ih = GX.T @ x.reshape(T * N, x.shape[2])            # one matmul for all steps
     if dgr_all is None:
@@ -110,6 +112,11 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         db_ih = GX.sum(axis=0)
         db_hh = db_ih.copy() if dgr_all is None else np.concatenate(
             [db_ih[:F_], dgr_all.reshape(T * N, GH - F_).sum(axis=0)])
+    if kernel is None and bound is not None:               # what the family's back kept
+        extra_w, extra_b = bound[2]()
+        dw_hh[F_:] += extra_w
+        if db_hh is not None:
+            db_hh[F_:] += extra_b
     dw_hr = None
     if w.w_hr is not None:
         m_all = rec.m_all if no_grad_rows is None else np.where(no_grad_rows[..., None], 0,
@@ -122,7 +129,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
 
 
 def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_grad_rows,
-          absent, norms, rows=False):
+          absent, norms, rows=False, back=None):
     """The NumPy time loop of BPTT: fills dgx_all, dgr_all (and, with a projection, dh_all
     and no_grad_rows); returns the gradients of h0 and c0. rows: dgh W_hh as one BLAS
     product per row (_few_rows)."""
@@ -135,7 +142,7 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
     # reads it ~20% faster than the transposed view: (64, 1024) @ (1024, 256) 138 vs 176 us)
     w_hh = w.w_hh.T if rows or T == 1 else transposed(w.w_hh)
     w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
-    back = cell_steps(fam, dt)[1]
+    back = cell_steps(fam, dt)[1] if back is None else back
     caches = rec.caches if rec.caches is not None else step_caches(     # compiled forward
         fam, rec.acts, rec.store, rec.out, rec.h0, rec.c0, reverse)
     if dh is None:

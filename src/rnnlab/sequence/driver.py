@@ -107,6 +107,8 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
     step, _, adds = cell_steps(fam, dt, zeros(bias, GH), zeros(b_rest, GH - folded))
+    if fam.with_weights is not None:                      # its step needs W_hh itself
+        step, adds = fam.with_weights(w)[0], False
     if bias is not None and not adds:
         gx += bias
     caches = [None] * T if record else None

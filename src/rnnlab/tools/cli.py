@@ -46,6 +46,9 @@ def build_parser():
     e.add_argument("--seed", type=int, default=0, help="seed for weights and example data")
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="precision")
     e.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh", help="RNN only")
+    e.add_argument("--no-reset-after", dest="reset_after", action="store_false",
+                   help="GRU only: the original GRU, the reset gate before W_hn "
+                   "(GRU(reset_after=False); torch has none)")
     e.add_argument("--lengths", type=lengths, default=None,
                    help="per-sequence lengths, comma-separated (e.g. 3,1,2); sets the batch "
                    "to their number and the padded length to at least their maximum")

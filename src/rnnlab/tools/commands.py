@@ -30,6 +30,11 @@ def cmd_explain(args):
             variant(args.kind, nonlinearity=args.nonlinearity)
         except ValueError as exc:
             return fail("explain", f"--{exc}")
+    if not args.reset_after:
+        try:
+            variant(args.kind, reset_after=False)
+        except ValueError:
+            return fail("explain", f"--no-reset-after is only for gru, not {args.kind}")
     hidden = args.hidden_size or (args.proj_size + 1 if args.proj_size else 2)
     if args.proj_size < 0 or (args.proj_size and args.proj_size >= hidden):
         return fail("explain", f"--proj-size must be 0 or below --hidden-size (got "
@@ -47,7 +52,7 @@ def cmd_explain(args):
                  layers=args.layers, bidirectional=args.bidirectional,
                  batch_first=args.batch_first, proj_size=args.proj_size, seq_len=seq_len,
                  batch=batch, seed=args.seed, dtype=args.dtype, lengths=args.lengths,
-                 nonlinearity=args.nonlinearity)
+                 nonlinearity=args.nonlinearity, reset_after=args.reset_after)
     rep = explain(cfg, with_torch=args.torch, png=args.png)
     print(rep.text())
     return 0 if rep.ok else 1

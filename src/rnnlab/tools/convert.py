@@ -108,6 +108,13 @@ def write(obj, path, lengths=False, print_fn=print):
         with replacing(path, ".keras") as tmp:
             to_keras(obj).save(tmp)
     else:
+        fam = (obj.rnn if isinstance(obj, SequenceModel) else obj).family
+        if fam.torch_class is None:
+            opts = ", ".join(f"{k}={v!r}" for k, v in fam.options.items()) or fam.kind
+            raise ConvertError(f"{path}: torch has no {fam.layer_class or 'layer'} with "
+                               f"{opts}: its weights in a .pt file would compute another "
+                               "function in torch (write .safetensors, .npz, .onnx or "
+                               ".keras)")
         try:
             import torch
         except ImportError:

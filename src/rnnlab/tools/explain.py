@@ -18,11 +18,13 @@ SHOWN_STEPS = 6         # with more steps, the first and last SHOWN_STEPS // 2 a
 
 def Config(kind="gru", input_size=3, hidden_size=2, layers=1, bidirectional=False,
            batch_first=False, proj_size=0, seq_len=3, batch=1, seed=0, dtype="float64",
-           lengths=None, nonlinearity="tanh"):
+           lengths=None, nonlinearity="tanh", reset_after=True):
     """An explain configuration: a Case with explain's small defaults; RNN's relu is the
-    family "rnn_relu"."""
+    family "rnn_relu", GRU(reset_after=False) "gru_reset_before"."""
     if nonlinearity != "tanh":
         kind = variant(kind, nonlinearity=nonlinearity).kind
+    if not reset_after:
+        kind = variant(kind, reset_after=False).kind
     return Case(kind, input_size, hidden_size, layers, bidirectional, batch_first,
                 proj_size=proj_size, seq_len=seq_len, batch=batch, seed=seed, dtype=dtype,
                 lengths=lengths)
