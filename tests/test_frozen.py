@@ -111,7 +111,7 @@ def test_frozen_is_inference_only():
 
 
 def test_frozen_refuses_bidirectional_and_reports_bad_input_like_step():
-    with pytest.raises(ValueError, match="unidirectional"):
+    with pytest.raises(ValueError, match="needs a forward layer"):
         GRU(3, 4, bidirectional=True).freeze()
     m = LSTM(3, 4, num_layers=2, dtype=np.float64)
     frozen = m.freeze()

@@ -280,7 +280,6 @@ def _hand_graph(tmp_path, op, **attrs):
     ("LSTM", dict(peepholes=True), "peepholes"),
     ("LSTM", dict(activations=["HardSigmoid", "Tanh", "Tanh"]), "activations"),
     ("RNN", dict(activations=["Sigmoid"]), "activations"),
-    ("RNN", dict(direction="reverse"), "reverse"),
 ])
 def test_onnx_import_refuses_by_name(tmp_path, op, attrs, message):
     path = _hand_graph(tmp_path, op, **attrs)

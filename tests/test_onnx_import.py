@@ -46,9 +46,9 @@ def _export_all(m):
 
 CASES = _conformance_cases()
 # What rnnlab cannot compute yet, refused naming the attribute (the GRU cases with
-# linear_before_reset=0 import as GRU(reset_after=False))
-REFUSED = {"test_gru_reverse": "reverse", "test_simple_rnn_reverse": "reverse",
-           "test_lstm_reverse": "reverse", "test_lstm_with_peepholes": "peepholes"}
+# linear_before_reset=0 import as GRU(reset_after=False), the reverse ones as
+# direction="reverse" layers)
+REFUSED = {"test_lstm_with_peepholes": "peepholes"}
 
 
 def test_the_conformance_cases_are_all_there():

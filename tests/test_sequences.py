@@ -153,7 +153,7 @@ def test_step_unbatched_and_errors():
         m.step(np.ones((1, 2, 3)))
     with pytest.raises(ValueError, match="hx should also be 3-D"):
         m.step(np.ones((2, 3)), np.ones((2, 4)))
-    with pytest.raises(ValueError, match="unidirectional"):
+    with pytest.raises(ValueError, match="needs a forward layer"):
         GRU(3, 4, bidirectional=True).step(np.ones(3, np.float32))
 
 

@@ -189,3 +189,106 @@ def test_explain_prints_the_variant(capsys):
     assert "(r * h) W_hn^T" in out and "0 unexpected" in out
     assert cli.main(["explain", "lstm", "--no-reset-after"]) == 2
     assert "only for gru" in capsys.readouterr().err
+
+
+# -- direction="reverse": one direction over reversed time ---------------------------------
+def _torch_reverse(torch, cls, m, x, lengths, h0):
+    """torch computes a reverse-only stack as the reverse halves of single-layer
+    bidirectional modules, chained (its own packed semantics with lengths)."""
+    inp, finals = torch.tensor(x, requires_grad=True), []
+    x_t = inp
+    L = m.num_layers
+    for k in range(L):
+        t = getattr(torch.nn, cls)(m.input_size if k == 0 else m.hidden_size, m.hidden_size,
+                                   bidirectional=True, dtype=torch.float64)
+        with torch.no_grad():
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(t, n + "_l0_reverse").copy_(torch.tensor(getattr(m, f"{n}_l{k}")))
+        hx = None
+        if h0 is not None:
+            hk = torch.cat([torch.zeros(1, *h0.shape[1:], dtype=torch.float64), h0[k:k + 1]])
+            hx = (hk, torch.zeros_like(hk)) if cls == "LSTM" else hk
+        if lengths is not None:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x_t, lengths,
+                                                             enforce_sorted=False)
+            o, s = t(packed, hx)
+            o = torch.nn.utils.rnn.pad_packed_sequence(o, total_length=x.shape[0])[0]
+        else:
+            o, s = t(x_t, hx)
+        x_t = o[:, :, m.hidden_size:]
+        finals.append((s[0] if cls == "LSTM" else s)[1])
+    return inp, x_t, torch.stack(finals)
+
+
+@pytest.mark.parametrize("cls", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("L, lengths", [(1, None), (2, [5, 3, 1]), (2, None)])
+def test_reverse_layers_equal_torchs_reverse_direction(cls, L, lengths):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(L)
+    m = getattr(rnnlab, cls)(3, 4, num_layers=L, direction="reverse", dtype=np.float64,
+                             seed=1)
+    x = rng.standard_normal((5, 3, 3))
+    h0 = rng.standard_normal((L, 3, 4))
+    hx = h0 if cls != "LSTM" else (h0, np.zeros_like(h0))
+    out, state = m(x, hx, lengths=lengths)
+    h_n = state[0] if cls == "LSTM" else state
+    inp, want, h_want = _torch_reverse(torch, cls, m, x, lengths, torch.tensor(h0,
+                                                                           requires_grad=True))
+    np.testing.assert_allclose(out, want.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(h_n, h_want.detach().numpy(), atol=1e-12)
+    g_out, g_h = rng.standard_normal(out.shape), rng.standard_normal(h_n.shape)
+    grads = m.backward(g_out, g_h) if cls != "LSTM" else m.backward(g_out, g_h, None)
+    ((want * torch.tensor(g_out)).sum() + (h_want * torch.tensor(g_h)).sum()).backward()
+    np.testing.assert_allclose(grads[0], inp.grad.numpy(), atol=1e-10)
+
+
+def test_reverse_in_float32_compiled_and_numpy_paths_agree():
+    x = np.random.default_rng(0).standard_normal((6, 2, 3)).astype(np.float32)
+    m = rnnlab.LSTM(3, 8, num_layers=2, direction="reverse", seed=0)
+    with rnnlab.no_grad():
+        fast = np.asarray(m(x)[0])
+        from rnnlab.sequence import kernels
+        with kernels.disabled():
+            slow = np.asarray(m(x)[0])
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(cls="GRU"), dict(cls="LSTM", proj_size=2),
+                                dict(cls="RNN", num_layers=2)])
+def test_reverse_exports_and_imports_through_onnx(tmp_path, kw):
+    ort = pytest.importorskip("onnxruntime")
+    kw = dict(kw)
+    cls = getattr(rnnlab, kw.pop("cls"))
+    m = cls(3, 4, direction="reverse", seed=4, **kw)
+    rnnlab.export_onnx(m, tmp_path / "r.onnx", lengths=True)
+    x = np.random.default_rng(1).standard_normal((5, 2, 3)).astype(np.float32)
+    lens = np.array([5, 2])
+    s = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
+    want = s.run(None, {"input": x, "lengths": lens})
+    got = m(x, lengths=lens)
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-5, atol=2e-6)
+    back = rnnlab.import_onnx(tmp_path / "r.onnx")
+    assert back.direction == "reverse" and repr(back) == repr(m)
+
+
+def test_reverse_is_refused_where_there_is_none(tmp_path):
+    from rnnlab.tools import cli
+    m = rnnlab.GRU(3, 4, direction="reverse")
+    assert repr(m) == "GRU(3, 4, direction='reverse')"
+    with pytest.raises(ValueError, match="needs a forward layer"):
+        m.step(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="bidirectional=True already runs"):
+        rnnlab.GRU(3, 4, bidirectional=True, direction="reverse")
+    with pytest.raises(ValueError, match="direction must be"):
+        rnnlab.GRU(3, 4, direction="backward")
+    rnnlab.save(m, tmp_path / "r.safetensors")
+    assert rnnlab.load(tmp_path / "r.safetensors").direction == "reverse"
+    assert cli.main(["convert", str(tmp_path / "r.safetensors"), str(tmp_path / "r.pt")]) == 2
+    if __import__("importlib").util.find_spec("keras"):
+        from rnnlab.io.keras import to_keras
+        with pytest.raises(ValueError, match="go_backwards"):
+            to_keras(m)
+    sd = m.state_dict()
+    assert rnnlab.from_state_dict(sd, direction="reverse").direction == "reverse"
+    with pytest.raises(ValueError, match="reset_after is only for GRU"):
+        rnnlab.from_state_dict(rnnlab.LSTM(3, 4).state_dict(), reset_after=False)

@@ -207,8 +207,9 @@ def from_state_dict(state_dict, prefix="", **overrides):
     """Build the layer a torch state_dict (or the sub-module at ``prefix`` of one) holds:
     kind, input and hidden size, layers, bidirectional, bias and proj_size come from the
     names and shapes; ``nonlinearity`` (RNN: required, the weights cannot tell tanh from
-    relu), ``batch_first``, ``dropout`` and ``dtype`` (default: the weights' float dtype)
-    are overrides. Cell keys (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) give
+    relu), ``batch_first``, ``dropout``, ``dtype`` (default: the weights' float dtype) and
+    the options weights cannot tell, ``reset_after`` (GRU) and ``direction`` are
+    overrides. Cell keys (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) give
     an RNNCell / GRUCell / LSTMCell. With prefix="" a state_dict holding one layer or cell
     under some prefix uses it; several are a ValueError naming the prefixes to choose
     from; none lists the weight-like keys it does hold."""
@@ -265,7 +266,13 @@ def from_state_dict(state_dict, prefix="", **overrides):
                          "nonlinearity='tanh' or 'relu'")
     if cls is not RNN and "nonlinearity" in overrides:
         raise ValueError(f"nonlinearity is only for RNN; these weights are a {cls.__name__}")
-    extra = set(overrides) - {"nonlinearity", "batch_first", "dropout", "dtype", "seed"}
+    extra = set(overrides) - {"nonlinearity", "batch_first", "dropout", "dtype", "seed",
+                              "direction", "reset_after"}
+    if "reset_after" in overrides and cls is not GRU:
+        raise ValueError(f"reset_after is only for GRU; these weights are a {cls.__name__}")
+    if overrides.get("direction", "forward") == "reverse" and bi:
+        raise ValueError("direction='reverse' is for one direction; these weights have "
+                         "_reverse twins (bidirectional)")
     if extra:
         raise TypeError(f"from_state_dict got unexpected override(s) {sorted(extra)}")
     dt = w_ih.dtype if w_ih.dtype in (np.float32, np.float64) else np.float32

@@ -69,6 +69,9 @@ def _recurrent(keras, module, x, last_sequences=True, return_state=False):
     if module.proj_size:
         raise KerasConversionError("LSTM proj_size has no Keras equivalent (Keras's LSTM has "
                                    "no projection)")
+    if module.direction == "reverse":
+        raise KerasConversionError("direction='reverse' has no Keras equivalent (Keras's "
+                                   "go_backwards returns the outputs in reversed time order)")
     fam = module.family
     todo, hs, cs = [], [], []
     for k, ws in enumerate(module.weights()):

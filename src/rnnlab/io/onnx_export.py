@@ -149,7 +149,8 @@ def layer_nodes(g, module, x, lengths, states):
             h0k, c0k = "", ("" if fam.has_cell_state else None)
         ws = module.weights()[k]
         if module.proj_size:
-            x, hk, ck = _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP)
+            x, hk, ck = _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP,
+                                    module.direction == "reverse")
         else:
             x, hk, ck = _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H)
         h_parts.append(hk)
@@ -178,7 +179,7 @@ def _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H):
     else:
         ins.append("")
     ins += [seq_lens, h0k] + ([c0k] if c0k is not None else [])
-    attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+    attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else module.direction)
     for key, value in fam.onnx["attributes"].items():       # what says this family
         attrs[key] = value * D if key == "activations" else value
     n_out = 3 if c0k is not None else 2
@@ -198,8 +199,8 @@ def _mask(g, x, lengths):
     return g.op("Unsqueeze", [m, g.const("ax2", [2], np.int64)])        # (T, N, 1)
 
 
-def _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP):
-    """LSTM with projection: one Scan per direction."""
+def _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP, reverse=False):
+    """LSTM with projection: one Scan per direction (reverse: the one runs backwards)."""
     hp = g.onnx.helper
     ys, hs, cs = [], [], []
     H_out = ws[0].w_hr.shape[0]
@@ -243,7 +244,8 @@ def _scan_layer(g, x, ws, h0k, c0k, mask, D, H, TP):
         n_scan = 2 if mask is not None else 1
         outs = g.op("Scan", [h0, c0, x] + ([mask] if mask is not None else []), n_out=3,
                     body=body_graph, num_scan_inputs=n_scan,
-                    scan_input_directions=[d] * n_scan, scan_output_directions=[d])
+                    scan_input_directions=[d or int(reverse)] * n_scan,
+                    scan_output_directions=[d or int(reverse)])
         hs.append(g.op("Unsqueeze", [outs[0], g.const("ax", [0], np.int64)]))
         cs.append(g.op("Unsqueeze", [outs[1], g.const("ax", [0], np.int64)]))
         ys.append(outs[2])

@@ -44,28 +44,29 @@ def _check_node(node, k, a):
         raise OnnxImportError(f"{op} node {k}: input_forget=1 (coupled input and forget "
                               "gates) has no torch equivalent")
     direction = a.get("direction", "forward")
-    if direction not in ("forward", "bidirectional"):
-        raise OnnxImportError(f"{op} node {k}: direction {direction!r} has no torch "
-                              "equivalent (torch's reverse runs only beside a forward)")
+    if direction not in ("forward", "bidirectional", "reverse"):
+        raise OnnxImportError(f"{op} node {k}: direction {direction!r} is not one of "
+                              "ONNX's forward, reverse, bidirectional")
     D = 2 if direction == "bidirectional" else 1
     if len(node.input) > 7 and node.input[7]:
         raise OnnxImportError(f"{op} node {k}: peepholes (input P) have no torch equivalent")
     fam = _family_for(node, k, {key: v for key, v in a.items()
                                 if key not in ("hidden_size", "direction", "layout")}, D)
-    return fam, D
+    return fam, D, direction == "reverse"
 
 
 def build(rec, scope, graph, batch_first, dtype):
     op = rec[0].op_type
     if any(n.op_type != op for n in rec):
         raise OnnxImportError(f"mixed recurrent ops {[n.op_type for n in rec]}")
-    layers, fam, D, H, bias = [], None, None, None, False
+    layers, fam, D, H, bias, rev = [], None, None, None, False, None
     for k, node in enumerate(rec):
         a = attrs(node)
-        f, d = _check_node(node, k, a)
-        if fam is not None and (f, d) != (fam, D):
-            raise OnnxImportError("the layers differ in activation or direction")
-        fam, D = f, d
+        f, d, r = _check_node(node, k, a)
+        if fam is not None and (f, d, r) != (fam, D, rev):
+            raise OnnxImportError("the layers differ in family, activation or direction "
+                                  "(rnnlab's layer has one of each)")
+        fam, D, rev = f, d, r
         W, R, B = _weights(node, scope, graph, k)
         G = f.num_gates
         for name, arr, ndim in (("W", W, 3), ("R", R, 3), ("B", B, 2)):
@@ -91,7 +92,8 @@ def build(rec, scope, graph, batch_first, dtype):
             raise OnnxImportError(f"layer {k}: W {W.shape} / R {R.shape} do not chain "
                                   f"(expected input size {want}, hidden size {H})")
     layer = make_layer(fam.kind, I, H, num_layers=len(layers), bias=bias,
-                       bidirectional=D == 2, batch_first=bool(batch_first), dtype=dtype)
+                       bidirectional=D == 2, batch_first=bool(batch_first), dtype=dtype,
+                       **({"direction": "reverse"} if rev else {}))
     sd = {}
     for k, (W, R, B) in enumerate(layers):
         for d in range(D):

@@ -35,11 +35,11 @@ class RNNBase(Stepping, Module):
     the last layer's h at every step (forward half, backward half)."""
 
     _FIXED = ("mode", "family", "input_size", "hidden_size", "num_layers", "bias",
-              "bidirectional", "proj_size", "nonlinearity", "reset_after")
+              "bidirectional", "proj_size", "nonlinearity", "reset_after", "direction")
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
-                 device=None, *, dtype=np.float32, seed=None):
+                 device=None, *, dtype=np.float32, seed=None, direction="forward"):
         super().__init__(dtype, seed, device)
         self.family = by_mode(mode)
         self.mode = self.family.mode
@@ -50,6 +50,12 @@ class RNNBase(Stepping, Module):
         self.bias = check_bool("bias", bias)
         self.batch_first = check_bool("batch_first", batch_first)
         self.bidirectional = check_bool("bidirectional", bidirectional)
+        if direction not in ("forward", "reverse"):
+            raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")
+        if direction == "reverse" and self.bidirectional:
+            raise ValueError("direction='reverse' is one direction over reversed time; "
+                             "bidirectional=True already runs forward and reverse")
+        self.direction = direction
         self.proj_size = _check_proj(proj_size)
         if self.proj_size and not self.family.supports_projection:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
@@ -105,6 +111,8 @@ class RNNBase(Stepping, Module):
         cfg = dict(input_size=self.input_size, hidden_size=self.hidden_size,
                    num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
                    dropout=self.dropout, bidirectional=self.bidirectional)
+        if self.direction == "reverse":
+            cfg["direction"] = "reverse"
         cfg.update(self._extra_config())
         cfg["dtype"] = self.dtype.name
         return cfg
@@ -115,7 +123,7 @@ class RNNBase(Stepping, Module):
     def __repr__(self):
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
                         bidirectional=False, proj_size=0, nonlinearity="tanh",
-                        reset_after=True)
+                        reset_after=True, direction="forward")
         s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
         for key, value in self.config().items():
             if key in defaults and value != defaults[key]:
@@ -179,18 +187,22 @@ class RNN(RNNBase):
 
     RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True,
         batch_first=False, dropout=0.0, bidirectional=False, device=None, *,
-        dtype=np.float32, seed=None)
+        dtype=np.float32, seed=None, direction="forward")
+
+    direction="reverse" (keyword-only, every layer class; torch has none): one direction
+    over reversed time, as ONNX's direction="reverse" (each sequence from its own last
+    element, with lengths); parameters named as a forward layer's.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None, *,
-                 dtype=np.float32, seed=None, **kwargs):
+                 dtype=np.float32, seed=None, direction="forward", **kwargs):
         _no_proj("RNN", kwargs)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype, seed=seed)
+                         device=device, dtype=dtype, seed=seed, direction=direction)
         self.nonlinearity = nonlinearity
 
     def _extra_config(self):
@@ -201,7 +213,8 @@ class GRU(RNNBase):
     """GRU with torch's gate order (r | z | n) and n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
 
     GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-        bidirectional=False, device=None, *, dtype=np.float32, seed=None, reset_after=True)
+        bidirectional=False, device=None, *, dtype=np.float32, seed=None, reset_after=True,
+        direction="forward")
 
     reset_after=False (keyword-only; torch has no such option) is the GRU of the original
     paper, ONNX's linear_before_reset=0 and Keras's reset_after=False:
@@ -210,12 +223,12 @@ class GRU(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, *, dtype=np.float32,
-                 seed=None, reset_after=True, **kwargs):
+                 seed=None, reset_after=True, direction="forward", **kwargs):
         _no_proj("GRU", kwargs)
         self.reset_after = check_bool("reset_after", reset_after)
         super().__init__("GRU" if reset_after else "GRU_RESET_BEFORE", input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype, seed=seed)
+                         device=device, dtype=dtype, seed=seed, direction=direction)
 
     def _extra_config(self):
         return {} if self.reset_after else {"reset_after": False}
@@ -225,15 +238,17 @@ class LSTM(RNNBase):
     """LSTM with torch's gate order (i | f | g | o) and optional projection (proj_size).
 
     LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-         bidirectional=False, proj_size=0, device=None, *, dtype=np.float32, seed=None)
+         bidirectional=False, proj_size=0, device=None, *, dtype=np.float32, seed=None,
+         direction="forward")
     c0 / c_n keep the hidden width H even with proj_size; h0, h_n and output use proj_size.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, *,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, direction="forward"):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, proj_size, device=device, dtype=dtype, seed=seed)
+                         dropout, bidirectional, proj_size, device=device, dtype=dtype,
+                         seed=seed, direction=direction)
 
     def _extra_config(self):
         return {"proj_size": self.proj_size}

@@ -79,7 +79,7 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
         (out, h_n, c_n), cache = run_forward(
             layer.family, x, layer.weights(), h0, c0, dropout=layer.dropout,
             training=layer.training, rng=layer._rng, lengths=lengths, masks=masks,
-            lease=lease, record=record)
+            lease=lease, record=record, reverse=getattr(layer, "direction", "") == "reverse")
     finally:
         if not record:
             lease.release()

@@ -25,9 +25,9 @@ class Stepping:
         ``rnnlab.set_num_threads(k)`` threads when k >= 2 (numba; see ``freeze`` for
         when not to).
         """
-        if self.bidirectional:
-            raise ValueError("step needs a unidirectional layer: the reverse direction of a "
-                             "bidirectional layer needs the whole sequence")
+        if self.bidirectional or self.direction == "reverse":
+            raise ValueError("step needs a forward layer: a reverse direction needs the "
+                             "whole sequence")
         fast = None
         if dropout_masks is None and not is_recording(self) and not (
                 self.training and self.dropout > 0 and self.num_layers > 1):
@@ -167,9 +167,9 @@ class FrozenStep:
     """
 
     def __init__(self, layer, threads=None):
-        if layer.bidirectional:
-            raise ValueError("freeze needs a unidirectional layer: the reverse direction of a "
-                             "bidirectional layer needs the whole sequence")
+        if layer.bidirectional or layer.direction == "reverse":
+            raise ValueError("freeze needs a forward layer: a reverse direction needs the "
+                             "whole sequence")
         self.threads = (get_num_threads() if threads is None
                         else check_int("freeze: threads", threads))
         self.layer = layer

@@ -216,7 +216,8 @@ def run_backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, p
                     dweights[k][d] = _zeros_like_weights(rec.weights, cache.bias, dt)
                     continue
                 dx_d, dh0[j], dc_d, dweights[k][d] = _direction_backward(
-                    fam, cache.inputs[k], dout, dh, dc, cache.bias, d == 1, sizes, rec, lease,
+                    fam, cache.inputs[k], dout, dh, dc, cache.bias, d == 1 or cache.reverse,
+                    sizes, rec, lease,
                     norms[k][d])
                 if dc_d is not None:
                     dc0[j] = dc_d

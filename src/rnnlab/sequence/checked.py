@@ -56,7 +56,7 @@ def _weights_checked(weights, fam, dtype):
 
 
 def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
-            lengths=None, masks=None, lease=PLAIN, record=True):
+            lengths=None, masks=None, lease=PLAIN, record=True, reverse=False):
     """Run a (multi-layer, possibly bidirectional) recurrent network.
 
     mode: a family's mode string ("RNN_TANH", "RNN_RELU", "GRU", "LSTM") or a Family.
@@ -67,6 +67,8 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
     masks: None, or one array (or None: no dropout) per layer but the last, shaped
     (L, N, D * H_out), used as the dropout masks (already scaled by 1 / (1 - p)) instead
     of drawing them with ``rng``; ``cache.dropout_masks`` holds the masks a call used.
+    reverse=True (one direction per layer only): it runs over reversed time, as a
+    direction="reverse" layer.
     lease: where the internal buffers come from (rnnlab.sequence.pool); the caller releases
     it once the record is no longer needed. record=False keeps nothing for backward.
     Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
@@ -101,8 +103,11 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
         lengths = check_lengths(lengths, T, N)
     if masks is not None:
         masks = check_masks(masks, L, (T, N, D * H_out), dt)
+    if not isinstance(reverse, (bool, np.bool_)):
+        raise TypeError(f"reverse must be a bool, got {type(reverse).__name__}")
     return run_forward(fam, x, weights, h0, c0, dropout=dropout, training=training, rng=rng,
-                       lengths=lengths, masks=masks, lease=lease, record=record)
+                       lengths=lengths, masks=masks, lease=lease, record=record,
+                       reverse=bool(reverse) and len(weights[0]) == 1)
 
 
 def check_masks(masks, L, shape, dtype):

@@ -170,9 +170,10 @@ def _zero_padding(a, sizes):
 
 
 def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
-                lengths=None, masks=None, lease=PLAIN, record=True):
+                lengths=None, masks=None, lease=PLAIN, record=True, reverse=False):
     """``forward`` without argument checks (the layers check first). lengths: int64
-    array; masks: checked arrays or None."""
+    array; masks: checked arrays or None; reverse: the one direction runs over reversed
+    time (a direction="reverse" layer)."""
     fam = _family(mode)
     G = fam.num_gates
     L, D = len(weights), len(weights[0])
@@ -199,7 +200,7 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
         c0 = np.zeros((L * D, N, H), dtype=dt)
     rng = np.random.default_rng() if rng is None else rng
     cache = Cache(fam, Dims(T, N, H, H_out, L, D), dt, record, [], perm=perm, sizes=sizes,
-                  bias=w00.b_ih is not None)
+                  bias=w00.b_ih is not None, reverse=reverse)
     inp, h_n, c_n = x, [], []
     with np.errstate(**_QUIET):
         for k in range(L):
@@ -212,7 +213,8 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
                 j = k * D + d
                 out, hn, cn, rec = _direction_forward(
                     fam, gx.reshape(T, N, G * H), h0[j], None if c0 is None else c0[j], w,
-                    bias, b_rest, d == 1, sizes, lease, k < L - 1 or D == 2, record)
+                    bias, b_rest, d == 1 or reverse, sizes, lease, k < L - 1 or D == 2,
+                    record)
                 outs.append(out)
                 cache.saved.append(rec)
                 h_n.append(hn.copy())                    # hn may view a buffer reused later

@@ -53,3 +53,4 @@ class Cache:
     perm: Optional[np.ndarray] = None   # batch order sorted by length (lengths only)
     sizes: Optional[np.ndarray] = None  # sequences running at each step (lengths only)
     bias: bool = True                   # the weights have biases
+    reverse: bool = False               # one direction, over reversed time

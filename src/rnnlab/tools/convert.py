@@ -108,7 +108,12 @@ def write(obj, path, lengths=False, print_fn=print):
         with replacing(path, ".keras") as tmp:
             to_keras(obj).save(tmp)
     else:
-        fam = (obj.rnn if isinstance(obj, SequenceModel) else obj).family
+        rnn = obj.rnn if isinstance(obj, SequenceModel) else obj
+        fam = rnn.family
+        if rnn.direction == "reverse":
+            raise ConvertError(f"{path}: torch has no layer with direction='reverse' (its "
+                               "reverse runs only beside a forward, bidirectional=True): "
+                               "write .safetensors, .npz or .onnx")
         if fam.torch_class is None:
             opts = ", ".join(f"{k}={v!r}" for k, v in fam.options.items()) or fam.kind
             raise ConvertError(f"{path}: torch has no {fam.layer_class or 'layer'} with "
