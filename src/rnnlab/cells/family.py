@@ -94,10 +94,11 @@ class Family:
     has_cell_state: bool = False    # the state is (h, c); c' is the store block "c"
     torch_class: Optional[str] = None   # torch.nn class computing the same (None: none)
     layer_class: Optional[str] = None   # rnnlab class building it when torch has none
-    #: families whose step needs the weights themselves: with_weights(w) -> (step, back,
-    #: extra) for one direction's LayerWeights (torch's layout); step / back follow the
-    #: contract above, and extra() gives ((G-FOLD)*H rows of dW_hh, of db_hh) to add to
-    #: the driver's products; such a family runs the NumPy paths only
+    #: families whose step needs the weights themselves: with_weights(w, reverse) ->
+    #: (step, back, extra) for one direction's LayerWeights (torch's layout; reverse: the
+    #: direction runs over reversed time); step / back follow the contract above, and
+    #: extra() gives a dict of gradients the driver's products cannot ("w_hh", "b_hh":
+    #: the (G-FOLD)*H rows to add; "w_p": the peepholes); NumPy paths only
     with_weights: Optional[Callable] = None
     options: dict = field(default_factory=dict)   # constructor keywords of that class
     supports_projection: bool = False    # proj_size (LSTM only in torch)
@@ -115,6 +116,8 @@ class Family:
     #: Keras: {"class": its layer, "options": the config values that say this family,
     #: "bias": "sum" (one bias b_ih + b_hh) or "pair" ([b_ih; b_hh])} (None: no Keras layer)
     keras: Optional[dict] = None
+    #: the options of a variant family (cells/variants.py: Options), else None
+    variant: Optional[object] = None
 
     @property
     def store(self):

@@ -19,12 +19,12 @@ from .family import Family
 from .gru import converters
 
 
-def with_weights(w):
+def with_weights(w, reverse=False):
     """(step, back, extra) for one direction's weights w (w_hh (3H, H) in torch's layout,
     b_hh or None): the steps compute W_hn (r * h) + b_hn themselves; back accumulates the
-    gradient of W_hn and b_hn, which extra() returns ((H, H), (H,)) for the driver to add
-    to the n rows of dW_hh and db_hh (the driver's own products give 0 there: back leaves
-    d gh of n at 0)."""
+    gradient of W_hn and b_hn, which extra() returns ({"w_hh": (H, H), "b_hh": (H,)}) for
+    the driver to add to the n rows of dW_hh and db_hh (the driver's own products give 0
+    there: back leaves d gh of n at 0)."""
     H = w.w_hh.shape[1]
     w_hn = w.w_hh[2 * H:]                                   # (H, H)
     w_hn_t = np.ascontiguousarray(w_hn.T)
@@ -63,7 +63,7 @@ def with_weights(w):
             dgr[...] = 0.0                                  # n's hidden part: done here
         return dh_new * z + drh * r, None                   # through z h and r * h
 
-    return step, back, lambda: (acc["w"], acc["b"])
+    return step, back, lambda: {"w_hh": acc["w"], "b_hh": acc["b"]}
 
 
 def plain_step(x, h, c, p):

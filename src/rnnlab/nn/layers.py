@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from ..cells import by_mode
+from ..cells.variants import family_for
 from ..checks import check_bool, check_dropout, check_int
 from ..errors import BackwardError
 from ..sequence import LayerWeights, from_packed
@@ -20,12 +21,18 @@ from .records import Call, backprop_call, last_recorded, run_call
 from .step import Stepping
 
 
-def param_names(k, d, bias, proj):
-    """torch's parameter names of layer k, direction d, as LayerWeights (None: absent)."""
+def param_names(k, d, bias, proj, peepholes=False):
+    """torch's parameter names of layer k, direction d, as LayerWeights (None: absent);
+    peepholes: an LSTM variant's weight_p_l{k} (p_i | p_o | p_f, ONNX's order)."""
     s = "_reverse" if d else ""
     return LayerWeights(f"weight_ih_l{k}{s}", f"weight_hh_l{k}{s}",
                         f"bias_ih_l{k}{s}" if bias else None, f"bias_hh_l{k}{s}" if bias else None,
-                        f"weight_hr_l{k}{s}" if proj else None)
+                        f"weight_hr_l{k}{s}" if proj else None,
+                        f"weight_p_l{k}{s}" if peepholes else None)
+
+
+def _peepholes(family):
+    return family.variant is not None and family.variant.peepholes
 
 
 class RNNBase(Stepping, Module):
@@ -41,7 +48,7 @@ class RNNBase(Stepping, Module):
                  batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
                  device=None, *, dtype=np.float32, seed=None, direction="forward"):
         super().__init__(dtype, seed, device)
-        self.family = by_mode(mode)
+        self.family = mode if hasattr(mode, "num_gates") else by_mode(mode)
         self.mode = self.family.mode
         self.dropout = check_dropout(dropout)
         self.input_size = check_int("input_size", input_size)
@@ -59,6 +66,10 @@ class RNNBase(Stepping, Module):
         self.proj_size = _check_proj(proj_size)
         if self.proj_size and not self.family.supports_projection:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        sets = () if self.family.variant is None else self.family.variant.activations
+        if len(sets) > self.num_directions:
+            raise ValueError(f"activations: {len(sets)} sets given (one per direction) for a "
+                             "layer with one direction")
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size has to be smaller than hidden_size, got proj_size="
                              f"{proj_size} and hidden_size={hidden_size}")
@@ -71,9 +82,10 @@ class RNNBase(Stepping, Module):
         for k in range(self.num_layers):
             in_k = self.input_size if k == 0 else D * H_out
             for d in range(D):
-                for name, shape in zip(param_names(k, d, self.bias, self.proj_size),
+                for name, shape in zip(param_names(k, d, self.bias, self.proj_size,
+                                                   _peepholes(self.family)),
                                        [(G * H, in_k), (G * H, H_out), (G * H,), (G * H,),
-                                        (H_out, H)]):
+                                        (H_out, H), (3 * H,)]):
                     if name is not None:
                         shapes[name] = shape
         self._init_parameters(shapes, H)
@@ -89,7 +101,7 @@ class RNNBase(Stepping, Module):
         """torch's parameter names per layer and direction (LayerWeights of names)."""
         names = self.__dict__.get("_names")
         if names is None:                    # the configuration is fixed: compute once
-            names = [[param_names(k, d, self.bias, self.proj_size)
+            names = [[param_names(k, d, self.bias, self.proj_size, _peepholes(self.family))
                       for d in range(self.num_directions)] for k in range(self.num_layers)]
             self.__dict__["_names"] = names
         return names
@@ -120,13 +132,16 @@ class RNNBase(Stepping, Module):
     def _extra_config(self):
         return {"mode": self.mode, "proj_size": self.proj_size}
 
+    def _variant_config(self):
+        return {} if self.family.variant is None else dict(self.family.options)
+
     def __repr__(self):
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
                         bidirectional=False, proj_size=0, nonlinearity="tanh",
                         reset_after=True, direction="forward")
         s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
         for key, value in self.config().items():
-            if key in defaults and value != defaults[key]:
+            if (key in defaults and value != defaults[key]) or key in _VARIANT_KEYS:
                 s += f", {key}={value!r}"
         return s + ")"
 
@@ -197,16 +212,16 @@ class RNN(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None, *,
                  dtype=np.float32, seed=None, direction="forward", **kwargs):
-        _no_proj("RNN", kwargs)
+        variant = _variant_kwargs("RNN", kwargs, ("cell_clip",))
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
+        super().__init__(family_for("rnn", nonlinearity=nonlinearity, **variant), input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device=device, dtype=dtype, seed=seed, direction=direction)
         self.nonlinearity = nonlinearity
 
     def _extra_config(self):
-        return {"nonlinearity": self.nonlinearity}
+        return {"nonlinearity": self.nonlinearity, **self._variant_config()}
 
 
 class GRU(RNNBase):
@@ -224,14 +239,16 @@ class GRU(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, *, dtype=np.float32,
                  seed=None, reset_after=True, direction="forward", **kwargs):
-        _no_proj("GRU", kwargs)
+        variant = _variant_kwargs("GRU", kwargs, ("cell_clip",))
         self.reset_after = check_bool("reset_after", reset_after)
-        super().__init__("GRU" if reset_after else "GRU_RESET_BEFORE", input_size,
-                         hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype, seed=seed, direction=direction)
+        super().__init__(family_for("gru", reset_after=self.reset_after, **variant),
+                         input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device=device, dtype=dtype, seed=seed,
+                         direction=direction)
 
     def _extra_config(self):
-        return {} if self.reset_after else {"reset_after": False}
+        return {**({} if self.reset_after else {"reset_after": False}),
+                **self._variant_config()}
 
 
 class LSTM(RNNBase):
@@ -245,13 +262,14 @@ class LSTM(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, *,
-                 dtype=np.float32, seed=None, direction="forward"):
-        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, proj_size, device=device, dtype=dtype,
-                         seed=seed, direction=direction)
+                 dtype=np.float32, seed=None, direction="forward", **kwargs):
+        variant = _variant_kwargs("LSTM", kwargs, ("cell_clip", "peepholes", "input_forget"))
+        super().__init__(family_for("lstm", **variant), input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, proj_size, device=device,
+                         dtype=dtype, seed=seed, direction=direction)
 
     def _extra_config(self):
-        return {"proj_size": self.proj_size}
+        return {"proj_size": self.proj_size, **self._variant_config()}
 
     def backward(self, d_output=None, d_h_n=None, d_c_n=None, *, call=None,
                  retain_graph=False):
@@ -269,8 +287,18 @@ def _check_proj(value):
     return int(value)
 
 
-def _no_proj(name, kwargs):
-    if "proj_size" in kwargs:
+_ACTIVATION_KEYS = ("activations", "activation_alpha", "activation_beta")
+_VARIANT_KEYS = _ACTIVATION_KEYS + ("cell_clip", "peepholes", "input_forget")
+
+
+def _variant_kwargs(name, kwargs, own):
+    """The variant keywords of class ``name`` out of kwargs (the rest refused by name)."""
+    if "proj_size" in kwargs and name != "LSTM":
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+    for key in ("peepholes", "input_forget"):
+        if key in kwargs and key not in own:
+            raise ValueError(f"{key} is only for LSTM, not {name}")
+    variant = {k: kwargs.pop(k) for k in own + _ACTIVATION_KEYS if k in kwargs}
     if kwargs:
         raise TypeError(f"{name} got unexpected keyword argument(s) {sorted(kwargs)}")
+    return variant

@@ -97,7 +97,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
                reverse, dgx_all, NO_STORE if dgr_all is None else dgr_all)
     else:
         bound = None if fam.with_weights is None else fam.with_weights(
-            LayerWeights(w.w_ih, w.w_hh.T, None, None, None))
+            LayerWeights(w.w_ih, w.w_hh.T, None, None, None, w.w_p), reverse)
         dh, dc = _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all,
                        no_grad_rows, absent, norms, rows, None if bound is None else bound[1])
     GX = dgx_all.reshape(T * N, GH)
@@ -112,11 +112,14 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         db_ih = GX.sum(axis=0)
         db_hh = db_ih.copy() if dgr_all is None else np.concatenate(
             [db_ih[:F_], dgr_all.reshape(T * N, GH - F_).sum(axis=0)])
+    dw_p = None
     if kernel is None and bound is not None:               # what the family's back kept
-        extra_w, extra_b = bound[2]()
-        dw_hh[F_:] += extra_w
-        if db_hh is not None:
-            db_hh[F_:] += extra_b
+        extra = bound[2]()
+        if "w_hh" in extra:
+            dw_hh[F_:] += extra["w_hh"]
+        if db_hh is not None and "b_hh" in extra:
+            db_hh[F_:] += extra["b_hh"]
+        dw_p = extra.get("w_p")
     dw_hr = None
     if w.w_hr is not None:
         m_all = rec.m_all if no_grad_rows is None else np.where(no_grad_rows[..., None], 0,
@@ -125,7 +128,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     dx = (GX @ w.w_ih).reshape(T, N, w.w_ih.shape[1])
     if sizes is not None:
         _zero_padding(dx, sizes)                           # 0 * non-finite weight stays out
-    return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr)
+    return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_p)
 
 
 def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_grad_rows,
@@ -244,4 +247,4 @@ def _zeros_like_weights(w, has_bias, dt):
     z = (lambda a: None if a is None else np.zeros(a.shape, dt))
     b = np.zeros(GH, dt) if has_bias else None
     return LayerWeights(z(w.w_ih), np.zeros((GH, w.w_hh.shape[0]), dt), b,
-                        None if b is None else b.copy(), z(w.w_hr))
+                        None if b is None else b.copy(), z(w.w_hr), z(w.w_p))

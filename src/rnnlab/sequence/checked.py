@@ -27,7 +27,7 @@ def _weights_checked(weights, fam, dtype):
             raise ShapeError(f"weights: layer {k} has {len(layer)} directions, layer 0 has {D}")
         row = []
         for d, w in enumerate(layer):
-            if not isinstance(w, (list, tuple)) or not 2 <= len(w) <= 5:
+            if not isinstance(w, (list, tuple)) or not 2 <= len(w) <= 6:
                 raise TypeError(f"weights[{k}][{d}] must be a (w_ih, w_hh, b_ih, b_hh, w_hr) "
                                 f"tuple, got {type(w).__name__}")
             w = LayerWeights(*(None if a is None else float_array(a, dtype, f"weights[{k}][{d}]")
@@ -44,7 +44,7 @@ def _weights_checked(weights, fam, dtype):
         for d, w in enumerate(layer):
             in_k = out[0][0].w_ih.shape[1] if k == 0 else D * H_out
             want = {"w_ih": (GH, in_k), "w_hh": (GH, H_out), "b_ih": (GH,), "b_hh": (GH,),
-                    "w_hr": (H_out, H)}
+                    "w_hr": (H_out, H), "w_p": (3 * H,)}
             for name, arr in w._asdict().items():
                 if arr is not None and arr.shape != want[name]:
                     raise ShapeError(f"weights[{k}][{d}].{name}: expected shape {want[name]}, "

@@ -8,7 +8,7 @@ unbatched input and argument checks, then call ``run_forward`` / ``run_backward`
 directly; checked.py's ``forward`` / ``backward`` check their arguments first.
 
 ``weights`` is a list over layers of a list over directions of ``LayerWeights``
-(or plain 5-tuples in that order: w_ih, w_hh, b_ih, b_hh, w_hr; None where absent).
+(or plain tuples in that order: w_ih, w_hh, b_ih, b_hh, w_hr, w_p; None where absent).
 
 Cost design: the input projection of all steps is one matmul per layer and direction;
 dW_ih, dW_hh (and dW_hr) are one matmul each after the time loop, from the per-step
@@ -108,7 +108,7 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     folded = _folded(fam, GH)
     step, _, adds = cell_steps(fam, dt, zeros(bias, GH), zeros(b_rest, GH - folded))
     if fam.with_weights is not None:                      # its step needs W_hh itself
-        step, adds = fam.with_weights(w)[0], False
+        step, adds = fam.with_weights(w, reverse)[0], False
     if bias is not None and not adds:
         gx += bias
     caches = [None] * T if record else None
@@ -142,7 +142,8 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     rec = None
     if record:
         kept = LayerWeights(w.w_ih.copy(), w_hh_t, None, None,
-                            None if w.w_hr is None else w.w_hr.copy())
+                            None if w.w_hr is None else w.w_hr.copy(),
+                            None if w.w_p is None else w.w_p.copy())
         rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept, None, None, c0)
     return out, h, c, rec
 

@@ -12,6 +12,7 @@ class LayerWeights(NamedTuple):
     b_ih: Optional[np.ndarray] = None   # (G*H,)
     b_hh: Optional[np.ndarray] = None   # (G*H,)
     w_hr: Optional[np.ndarray] = None   # (H_out, H), LSTM with proj_size only
+    w_p: Optional[np.ndarray] = None    # (3*H,) peepholes p_i | p_o | p_f (LSTM variant)
 
 
 class DirectionRecord(NamedTuple):

@@ -96,7 +96,7 @@ def live_weights(fam, weights):
     """Views of the parameters (``weights``: per layer, a list with one LayerWeights)."""
     out = []
     for layer in weights:
-        w_ih, w_hh, b_ih, b_hh, w_hr = layer[0]
+        w_ih, w_hh, b_ih, b_hh, w_hr = layer[0][:5]
         GH = w_hh.shape[0]
         H = GH // fam.num_gates
         kernel = kernel_for(fam, w_ih.dtype, 1, GH, w_hh.shape[1], w_hr is not None)

@@ -1,0 +1,194 @@
+"""The variant families: RNN, GRU and LSTM with the options of ONNX's operators that
+torch lacks — ``activations`` (with ``activation_alpha`` / ``activation_beta``),
+``cell_clip``, and for LSTM ``peepholes`` and ``input_forget``; GRU's ``reset_after``
+combines with all of them.
+
+``family_for(kind, **options)`` gives the family a layer of torch's class ``kind`` ("rnn",
+"gru", "lstm") computes with those options: the registered family itself when the options
+say what a registered family computes (then the compiled paths run), else a variant
+family built here (cached per options). Variant families run the NumPy paths through
+``Family.with_weights`` (the steps are in variant_steps.py); their ``options`` are the
+constructor keywords that made them, which is how save/load, converters and refusals name
+them. torch computes none of them.
+"""
+from dataclasses import dataclass
+from functools import partial
+
+from . import onnx_activations as oa
+from . import variant_steps as vs
+from .family import Family
+
+# per torch class: ONNX's op, its activations' defaults, and the registered family kinds
+_BASE = {
+    "rnn": dict(op="RNN", defaults=("Tanh",), store=("a",), steps=vs.rnn_steps),
+    "gru": dict(op="GRU", defaults=("Sigmoid", "Tanh"), store=("a_r", "a_z", "a_n"),
+                steps=vs.gru_steps),
+    "lstm": dict(op="LSTM", defaults=("Sigmoid", "Tanh", "Tanh"),
+                 store=("a_i", "a_f", "a_g", "a_o", "c"), steps=vs.lstm_steps),
+}
+_CACHE = {}
+
+
+@dataclass(frozen=True)
+class Options:
+    """A variant's options, checked: ``activations`` one or two (per direction) tuples of
+    (name, alpha, beta)."""
+    kind: str
+    activations: tuple
+    cell_clip: object = None
+    peepholes: bool = False
+    input_forget: bool = False
+    reset_after: bool = True
+
+
+def check_options(kind, activations=None, activation_alpha=None, activation_beta=None,
+                  cell_clip=None, peepholes=False, input_forget=False, reset_after=True,
+                  nonlinearity="tanh"):
+    """Options from a layer's keywords, or ValueError/TypeError naming the bad one."""
+    base = _BASE[kind]
+    n = len(base["defaults"])
+    if activations is None:
+        if activation_alpha or activation_beta:
+            raise ValueError("activation_alpha / activation_beta need activations=")
+        names = ("Relu",) if kind == "rnn" and nonlinearity == "relu" else base["defaults"]
+        sets = (oa.resolve(list(names)),)
+    else:
+        if kind == "rnn" and nonlinearity != "tanh":
+            raise ValueError("give nonlinearity or activations, not both")
+        flat = oa.resolve(list(activations) if isinstance(activations, (list, tuple))
+                          else activations, activation_alpha, activation_beta)
+        if len(flat) not in (n, 2 * n):
+            raise ValueError(f"activations: {kind.upper()} uses {n} activation(s) per "
+                             f"direction ({', '.join(base['defaults'])} by default); give "
+                             f"{n}, or {2 * n} for a bidirectional layer, got {len(flat)}")
+        sets = tuple(flat[k:k + n] for k in range(0, len(flat), n))
+        if len(sets) == 2 and sets[0] == sets[1]:
+            sets = sets[:1]
+    if cell_clip is not None:
+        if isinstance(cell_clip, bool) or not isinstance(cell_clip, (int, float)):
+            raise TypeError(f"cell_clip must be a positive number or None, got "
+                            f"{type(cell_clip).__name__}")
+        if not cell_clip > 0 or cell_clip == float("inf"):
+            raise ValueError(f"cell_clip must be a positive finite number, got {cell_clip}")
+        cell_clip = float(cell_clip)
+    for name, v in (("peepholes", peepholes), ("input_forget", input_forget),
+                    ("reset_after", reset_after)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    if kind != "lstm" and (peepholes or input_forget):
+        raise ValueError(f"{'peepholes' if peepholes else 'input_forget'} is only for LSTM, "
+                         f"not {kind.upper()}")
+    if kind != "gru" and not reset_after:
+        raise ValueError(f"reset_after is only for GRU, not {kind.upper()}")
+    return Options(kind, sets, cell_clip, peepholes, input_forget, reset_after)
+
+
+def keywords(opts):
+    """The constructor keywords that say ``opts`` (what differs from torch's defaults)."""
+    out = {}
+    base = _BASE[opts.kind]
+    flat = [spec for s in opts.activations for spec in s]
+    if len(opts.activations) > 1 or tuple(s[0] for s in flat) != base["defaults"]:
+        names, alphas, betas = oa.flatten(flat)
+        out["activations"] = names
+        if alphas:
+            out["activation_alpha"] = alphas
+        if betas:
+            out["activation_beta"] = betas
+    for key, default in (("cell_clip", None), ("peepholes", False), ("input_forget", False),
+                         ("reset_after", True)):
+        if getattr(opts, key) != default:
+            out[key] = getattr(opts, key)
+    return out
+
+
+def family_for(kind, **kw):
+    """The family a ``kind`` layer with these keywords computes (see the module text)."""
+    from . import variant as registered
+    opts = check_options(kind, **kw)
+    key = keywords(opts)
+    if not key or set(key) == {"reset_after"}:          # torch's, or the registered GRU
+        return registered(kind, **key)
+    if kind == "rnn" and set(key) == {"activations"} and key["activations"] == ["Relu"]:
+        return registered("rnn", nonlinearity="relu")
+    cache_key = (kind, repr(sorted(key.items())))
+    fam = _CACHE.get(cache_key)
+    if fam is None:
+        fam = _CACHE[cache_key] = _build(opts, key)
+    return fam
+
+
+def _build(opts, key):
+    from . import by_kind
+    torch_fam = by_kind(opts.kind)
+    base = _BASE[opts.kind]
+    store = base["store"] + (() if opts.kind != "gru" else
+                             ("hn",) if opts.reset_after else ("rh",))
+    first = opts.activations[0]
+    names = [oa.text(*spec) for spec in first]
+    attributes = {"activations": [s[0] for s in first]}
+    if len(opts.activations) > 1:
+        attributes["activations"] = [s[0] for st in opts.activations for s in st]
+    flat = [spec for s in opts.activations for spec in s]
+    _, alphas, betas = oa.flatten(flat)
+    if alphas:
+        attributes["activation_alpha"] = alphas
+    if betas:
+        attributes["activation_beta"] = betas
+    if opts.cell_clip is not None:
+        attributes["clip"] = opts.cell_clip
+    if opts.input_forget:
+        attributes["input_forget"] = 1
+    if opts.kind == "gru":
+        attributes["linear_before_reset"] = int(opts.reset_after)
+    pick = {"rnn": (0,), "gru": (0, 0, 1), "lstm": (0, 0, 1, 0)}[opts.kind]
+    gate_acts = tuple(first[j] for j in pick)
+    return Family(
+        torch_fam.kind, torch_fam.mode + "_VARIANT", num_gates=torch_fam.num_gates,
+        gate_names=torch_fam.gate_names, fold=torch_fam.fold, store_names=store,
+        step=_needs_weights, back=_needs_weights, plain_step=None, plain_back=None,
+        with_weights=partial(base["steps"], opts), equations=equations(opts, names),
+        has_cell_state=torch_fam.has_cell_state, layer_class=torch_fam.torch_class,
+        options=key, supports_projection=torch_fam.supports_projection,
+        gate_order=torch_fam.gate_order, listed=False,
+        gate_activations=tuple(s[0].lower() for s in gate_acts),
+        activation=names[0] if opts.kind == "rnn" else "tanh",
+        onnx={"op": base["op"], "attributes": attributes, "defaults": {},
+              "per_direction": len(opts.activations) > 1, "peepholes": opts.peepholes},
+        keras=None, variant=opts)
+
+
+def _needs_weights(*args):
+    raise NotImplementedError("a variant family's steps need the weights: with_weights(w)")
+
+
+def equations(opts, names):
+    """The variant's equations, in explain's letters."""
+    clip = (lambda s: f"clip({s})") if opts.cell_clip is not None else (lambda s: s)
+    if opts.kind == "rnn":
+        lines = [f"h' = {names[0]}({clip('x W_ih^T + b_ih + h W_hh^T + b_hh')})"]
+    elif opts.kind == "gru":
+        f, g = names
+        inner = ("r * (h W_hn^T + b_hn)" if opts.reset_after else "(r * h) W_hn^T + b_hn")
+        lines = [f"r = {f}({clip('x W_ir^T + b_ir + h W_hr^T + b_hr')})",
+                 f"z = {f}({clip('x W_iz^T + b_iz + h W_hz^T + b_hz')})",
+                 f"n = {g}({clip('x W_in^T + b_in + ' + inner)})",
+                 "h' = (1 - z) * n + z * h"]
+    else:
+        f, g, h = names
+        peep = ((lambda s: f" + p_{s} * c" + ("'" if s == "o" else "")) if opts.peepholes
+                else (lambda s: ""))
+        lines = [f"i = {f}({clip('x W_ii^T + b_ii + h W_hi^T + b_hi' + peep('i'))})"]
+        lines.append("f = 1 - i                                    input_forget: coupled"
+                     if opts.input_forget else
+                     f"f = {f}({clip('x W_if^T + b_if + h W_hf^T + b_hf' + peep('f'))})")
+        lines += [f"g = {g}({clip('x W_ig^T + b_ig + h W_hg^T + b_hg')})",
+                  "c' = f * c + i * g",
+                  f"o = {f}({clip('x W_io^T + b_io + h W_ho^T + b_ho' + peep('o'))})",
+                  f"h' = o * {h}(c')"]
+    if opts.cell_clip is not None:
+        lines.append(f"clip(a) = min(max(a, -{opts.cell_clip:g}), {opts.cell_clip:g})")
+    if len(opts.activations) > 1:
+        lines.append("reverse direction: " + ", ".join(oa.text(*s)
+                                                       for s in opts.activations[1]))
+    return tuple(lines)
