@@ -141,8 +141,6 @@ def accepts(spec):
     attrs = spec.get("attrs") or {}
     if spec["fault"] is not None:
         return False
-    if "activations" in attrs or "clip" in attrs:
-        return attrs.get("activations") == ["Relu"] * spec["D"] and "clip" not in attrs
     if spec["layout"] == "layout1" and spec["states"] == "input":
         return False                              # batch-major states: refused by name
     return True

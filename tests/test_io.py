@@ -274,12 +274,35 @@ def _hand_graph(tmp_path, op, **attrs):
     return path
 
 
+@pytest.mark.parametrize("op, attrs, want", [
+    ("LSTM", dict(clip=3.0), "LSTM(3, 2, bias=False, cell_clip=3.0)"),
+    ("LSTM", dict(input_forget=1), "LSTM(3, 2, bias=False, input_forget=True)"),
+    ("LSTM", dict(peepholes=True), "LSTM(3, 2, bias=False, peepholes=True)"),
+    ("LSTM", dict(activations=["HardSigmoid", "Tanh", "Tanh"]),
+     "LSTM(3, 2, bias=False, activations=['HardSigmoid', 'Tanh', 'Tanh'], "
+     "activation_alpha=[0.2], activation_beta=[0.5])"),
+    ("RNN", dict(activations=["Sigmoid"]), "RNN(3, 2, bias=False, activations=['Sigmoid'])"),
+])
+def test_onnx_import_takes_the_variants(tmp_path, op, attrs, want):
+    """Options torch lacks import as rnnlab's variant layers and compute what onnxruntime
+    computes (tests/test_variant_options.py draws them all)."""
+    ort = pytest.importorskip("onnxruntime")
+    path = _hand_graph(tmp_path, op, **attrs)
+    m = rnnlab.import_onnx(path)
+    assert repr(m) == want
+    x = np.random.default_rng(0).standard_normal((5, 1, 3)).astype(np.float32) * 0.3
+    y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"X": x})
+    np.testing.assert_allclose(m(x)[0], y[0][:, 0], rtol=2e-5, atol=2e-6)
+
+
 @pytest.mark.parametrize("op, attrs, message", [
-    ("LSTM", dict(clip=3.0), "clip"),
-    ("LSTM", dict(input_forget=1), "input_forget"),
-    ("LSTM", dict(peepholes=True), "peepholes"),
-    ("LSTM", dict(activations=["HardSigmoid", "Tanh", "Tanh"]), "activations"),
-    ("RNN", dict(activations=["Sigmoid"]), "activations"),
+    ("LSTM", dict(activations=["ScaledTanh", "Tanh", "Tanh"]), "ScaledTanh needs "
+     "activation_alpha"),
+    ("RNN", dict(activations=["Gelu"]), "unknown activation 'Gelu'"),
+    ("RNN", dict(activations=["Tanh", "Tanh"]), "2 activations; RNN with 1 direction"),
+    ("RNN", dict(activations=["Tanh"], activation_alpha=[1.0]), "left over"),
+    ("GRU", dict(input_forget=1), "input_forget is an LSTM attribute"),
+    ("LSTM", dict(clip=-1.0), "cell_clip must be a positive"),
 ])
 def test_onnx_import_refuses_by_name(tmp_path, op, attrs, message):
     path = _hand_graph(tmp_path, op, **attrs)

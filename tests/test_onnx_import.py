@@ -45,10 +45,10 @@ def _export_all(m):
 
 
 CASES = _conformance_cases()
-# What rnnlab cannot compute yet, refused naming the attribute (the GRU cases with
-# linear_before_reset=0 import as GRU(reset_after=False), the reverse ones as
-# direction="reverse" layers)
-REFUSED = {"test_lstm_with_peepholes": "peepholes"}
+# What rnnlab cannot compute, refused naming the attribute: nothing now (the GRU cases
+# with linear_before_reset=0 import as GRU(reset_after=False), the reverse ones as
+# direction="reverse" layers, test_lstm_with_peepholes as LSTM(peepholes=True))
+REFUSED = {}
 
 
 def test_the_conformance_cases_are_all_there():

@@ -165,3 +165,129 @@ def test_variants_equal_onnxruntime_and_jax(v):
 def test_variants_equal_onnxruntime_and_jax_long(v):
     check_forward_against_onnxruntime(v)
     check_gradients_against_jax(v)
+
+
+# -- everything else keeps working for every option ---------------------------------------
+OPTION_LAYERS = [
+    (rnnlab.LSTM, dict(peepholes=True, cell_clip=1.5, num_layers=2)),
+    (rnnlab.LSTM, dict(input_forget=True, activations=["HardSigmoid", "Tanh", "Softsign"])),
+    (rnnlab.GRU, dict(reset_after=False, cell_clip=0.8, activations=["Sigmoid", "Elu"])),
+    (rnnlab.RNN, dict(activations=["Softplus"], num_layers=2)),
+]
+
+
+@pytest.mark.parametrize("cls, kw", OPTION_LAYERS, ids=lambda v: str(v)[:40])
+def test_steps_frozen_reference_files_and_cells(tmp_path, cls, kw):
+    from rnnlab import reference
+    x = np.random.default_rng(1).standard_normal((5, 2, 3))
+    m = cls(3, 4, dtype=np.float64, seed=2, **kw)
+    out = m(x, lengths=[5, 3])[0]
+    ys, state = [], None
+    for t in range(5):
+        y, state = m.step(x[t], state)
+        ys.append(y)
+    full = m(x)[0]
+    np.testing.assert_allclose(np.stack(ys), full, atol=1e-13)
+    frozen, ys, state = m.eval().freeze(), [], None
+    for t in range(5):
+        y, state = frozen.step(x[t], state)
+        ys.append(y)
+    np.testing.assert_allclose(np.stack(ys), full, atol=1e-13)
+    m.train()
+    out = m(x, lengths=[5, 3])[0]
+    g = np.random.default_rng(3).standard_normal(out.shape)
+    dx = m.backward(g)[0]
+    ran = reference.run(m, x, lengths=[5, 3])
+    back = reference.backprop(ran, g)
+    np.testing.assert_allclose(ran["output"], out, atol=1e-13)
+    np.testing.assert_allclose(back["dx"], dx, atol=1e-12)
+    for name, grad in m.grads.items():
+        np.testing.assert_allclose(back["grads"][name], grad, atol=1e-12, err_msg=name)
+    for ext in ("safetensors", "npz"):
+        rnnlab.save(m, tmp_path / f"m.{ext}")
+        again = rnnlab.load(tmp_path / f"m.{ext}")
+        assert repr(again) == repr(m)
+        np.testing.assert_allclose(again(x)[0], full, atol=0)
+    if kw.get("num_layers", 1) == 1:                # a cell loop equals the layer
+        cell_kw = {k: v for k, v in kw.items() if k != "num_layers"}
+        cell = getattr(rnnlab, cls.__name__ + "Cell")(3, 4, dtype=np.float64, seed=4,
+                                                      **cell_kw)
+        layer = cls(3, 4, dtype=np.float64, **kw)
+        layer.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+        hs, _ = rnnlab.run_cells(cell, x)
+        np.testing.assert_allclose(hs, layer(x)[0], atol=1e-13)
+        assert "weight_p" in cell.state_dict() if kw.get("peepholes") else True
+
+
+def test_from_state_dict_takes_options_and_infers_none():
+    m = rnnlab.LSTM(3, 4, peepholes=True, cell_clip=2.0)
+    sd = m.state_dict()
+    with pytest.raises(ValueError, match="hold peepholes .* pass peepholes=True"):
+        rnnlab.from_state_dict(sd)
+    back = rnnlab.from_state_dict(sd, peepholes=True, cell_clip=2.0)
+    assert repr(back) == repr(m)
+    assert repr(rnnlab.from_state_dict(rnnlab.GRU(3, 4).state_dict(), cell_clip=1.0)) == \
+        "GRU(3, 4, cell_clip=1.0)"
+
+
+def test_options_refused_by_name():
+    for call, message in [
+            (lambda: rnnlab.GRU(3, 4, peepholes=True), "peepholes is only for LSTM"),
+            (lambda: rnnlab.RNN(3, 4, input_forget=True), "input_forget is only for LSTM"),
+            (lambda: rnnlab.LSTM(3, 4, cell_clip=0), "positive finite"),
+            (lambda: rnnlab.LSTM(3, 4, cell_clip="1"), "cell_clip must be a positive"),
+            (lambda: rnnlab.LSTM(3, 4, activations=["Tanh"]), "LSTM uses 3 activation"),
+            (lambda: rnnlab.LSTM(3, 4, activations=["Sigmoid", "Tanh", "Tanhh"]),
+             "unknown activation 'Tanhh'"),
+            (lambda: rnnlab.RNN(3, 4, activations=["Affine"]), "Affine needs activation_alpha"),
+            (lambda: rnnlab.RNN(3, 4, activations=["Tanh", "Relu"]), "one direction"),
+            (lambda: rnnlab.RNN(3, 4, nonlinearity="relu", activations=["Tanh"]), "not both"),
+            (lambda: rnnlab.LSTM(3, 4, peepholes=1), "peepholes must be a bool")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            call()
+    # options that say torch's own function give torch's family (the compiled paths)
+    assert rnnlab.LSTM(3, 4, activations=["sigmoid", "tanh", "TANH"]).family is \
+        rnnlab.LSTM(3, 4).family
+    assert rnnlab.RNN(3, 4, activations=["Relu"]).family is \
+        rnnlab.RNN(3, 4, nonlinearity="relu").family
+
+
+@pytest.mark.parametrize("cls, kw", OPTION_LAYERS + [
+    (rnnlab.GRU, dict(bidirectional=True, activations=["Sigmoid", "Tanh", "HardSigmoid",
+                                                       "Softsign"]))],
+    ids=lambda v: str(v)[:40])
+def test_onnx_both_ways_and_torch_refused(tmp_path, cls, kw):
+    ort = pytest.importorskip("onnxruntime")
+    from rnnlab.tools import cli
+    m = cls(3, 4, seed=6, **kw)
+    rnnlab.export_onnx(m, tmp_path / "v.onnx", lengths=True)
+    x = np.random.default_rng(2).standard_normal((5, 2, 3)).astype(np.float32)
+    lens = np.array([5, 2])
+    want = ort.InferenceSession(str(tmp_path / "v.onnx"), providers=[
+        "CPUExecutionProvider"]).run(None, {"input": x, "lengths": lens})
+    got = m(x, lengths=lens)
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-5, atol=2e-6)
+    back = rnnlab.import_onnx(tmp_path / "v.onnx")
+    assert repr(back) == repr(m)
+    np.testing.assert_allclose(back(x, lengths=lens)[0], got[0], atol=0)
+    rnnlab.save(m, tmp_path / "v.safetensors")
+    assert cli.main(["convert", str(tmp_path / "v.safetensors"), str(tmp_path / "v.pt")]) == 2
+    assert not (tmp_path / "v.pt").exists()
+
+
+def test_explain_and_train_take_the_options(tmp_path, capsys):
+    from rnnlab.tools import cli
+    assert cli.main(["explain", "lstm", "--peepholes", "--cell-clip", "1.5", "--activations",
+                     "HardSigmoid,Tanh,Softsign", "--lengths", "3,1"]) == 0
+    out = capsys.readouterr().out
+    assert "p_o * c'" in out and "h' = o * Softsign(c')" in out and "0 unexpected" in out
+    assert cli.main(["explain", "gru", "--peepholes"]) == 2
+    assert "peepholes is only for LSTM" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert cli.main(["train", "adding", "--model", "lstm", "--peepholes", "--cell-clip", "5",
+                     "--steps", "4", "--hidden", "8", "--out", str(run)]) == 0
+    model = rnnlab.load(run / "model.safetensors")
+    assert "peepholes=True" in repr(model.rnn) and "cell_clip=5.0" in repr(model.rnn)
+    assert cli.main(["train", "adding", "--model", "lstm", "--steps", "6", "--hidden", "8",
+                     "--resume", str(run)]) == 2
+    assert "variant options" in capsys.readouterr().err

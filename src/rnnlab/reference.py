@@ -33,7 +33,8 @@ def layer_params(module, k, d):
     zeros = np.zeros(w.w_hh.shape[0])
     f = (lambda a, z=None: z if a is None else np.asarray(a, dtype=np.float64))
     return {"w_ih": f(w.w_ih), "w_hh": f(w.w_hh), "b_ih": f(w.b_ih, zeros),
-            "b_hh": f(w.b_hh, zeros), "w_hr": f(w.w_hr)}
+            "b_hh": f(w.b_hh, zeros), "w_hr": f(w.w_hr), "w_p": f(w.w_p),
+            "reverse": bool(d) or getattr(module, "direction", "forward") == "reverse"}
 
 
 def run(module, x, h0=None, c0=None, lengths=None):
@@ -63,7 +64,7 @@ def run(module, x, h0=None, c0=None, lengths=None):
                     p = layer_params(module, k, d)
                     h, c = h0[k * D + d, i], c0[k * D + d, i] if fam.has_cell_state else None
                     steps = []
-                    for t in (range(n - 1, -1, -1) if d else range(n)):   # reverse: own end
+                    for t in (range(n - 1, -1, -1) if p["reverse"] else range(n)):  # own end
                         m, c_new, gates = fam.plain_step(inp[t], h, c, p)
                         h_new = m if p["w_hr"] is None else p["w_hr"] @ m  # projection
                         steps.append(Step(t, inp[t], h, c, m, h_new, c_new, gates))
@@ -114,7 +115,7 @@ def backprop(ran, d_output=None, d_h_n=None, d_c_n=None):
                             dh = p["w_hr"].T @ dh
                         dx_t, dh, dc, dp = fam.plain_back(dh, dc, s.x, s.h_prev, s.c_prev,
                                                           s.m, s.gates, p)
-                        for key in ("w_ih", "w_hh", "b_ih", "b_hh"):
+                        for key in ("w_ih", "w_hh", "b_ih", "b_hh", "w_p"):
                             if getattr(nm, key) is not None:
                                 grads[getattr(nm, key)] += dp[key]   # parameters: add up
                         d_in[s.t] += dx_t                    # to the layer below / input

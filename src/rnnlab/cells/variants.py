@@ -13,6 +13,9 @@ them. torch computes none of them.
 """
 from dataclasses import dataclass
 from functools import partial
+from types import SimpleNamespace
+
+import numpy as np
 
 from . import onnx_activations as oa
 from . import variant_steps as vs
@@ -118,12 +121,42 @@ def family_for(kind, **kw):
     return fam
 
 
+def from_onnx(op, a, peepholes, D, number=float):
+    """The family an ONNX RNN / GRU / LSTM node with attributes ``a`` computes (peepholes:
+    it has the input P; D its directions), or ValueError naming what none computes.
+    number: how a float attribute is read."""
+    kind = next((k for k, b in _BASE.items() if b["op"] == op), None)
+    if kind is None:
+        raise ValueError("no rnnlab family computes this op")
+    options = {}
+    if "activations" in a:
+        options["activations"] = list(a["activations"])
+        n = len(_BASE[kind]["defaults"])
+        if len(options["activations"]) != n * D:
+            raise ValueError(f"{len(options['activations'])} activations; {op} with {D} "
+                             f"direction(s) takes {n * D}")
+        for key in ("activation_alpha", "activation_beta"):
+            if key in a:
+                options[key] = [number(v) for v in a[key]]
+    elif "activation_alpha" in a or "activation_beta" in a:
+        raise ValueError("activation_alpha / activation_beta without activations")
+    if "clip" in a:
+        options["cell_clip"] = number(a["clip"])
+    if kind == "lstm":
+        options["input_forget"] = bool(a.get("input_forget", 0))
+        options["peepholes"] = bool(peepholes)
+    elif a.get("input_forget", 0):
+        raise ValueError("input_forget is an LSTM attribute")
+    if kind == "gru":
+        options["reset_after"] = bool(a.get("linear_before_reset", 0))
+    return family_for(kind, **options)
+
+
 def _build(opts, key):
     from . import by_kind
     torch_fam = by_kind(opts.kind)
     base = _BASE[opts.kind]
-    store = base["store"] + (() if opts.kind != "gru" else
-                             ("hn",) if opts.reset_after else ("rh",))
+    store = _store(opts)
     first = opts.activations[0]
     names = [oa.text(*spec) for spec in first]
     attributes = {"activations": [s[0] for s in first]}
@@ -146,7 +179,7 @@ def _build(opts, key):
     return Family(
         torch_fam.kind, torch_fam.mode + "_VARIANT", num_gates=torch_fam.num_gates,
         gate_names=torch_fam.gate_names, fold=torch_fam.fold, store_names=store,
-        step=_needs_weights, back=_needs_weights, plain_step=None, plain_back=None,
+        step=_needs_weights, back=_needs_weights,
         with_weights=partial(base["steps"], opts), equations=equations(opts, names),
         has_cell_state=torch_fam.has_cell_state, layer_class=torch_fam.torch_class,
         options=key, supports_projection=torch_fam.supports_projection,
@@ -155,7 +188,67 @@ def _build(opts, key):
         activation=names[0] if opts.kind == "rnn" else "tanh",
         onnx={"op": base["op"], "attributes": attributes, "defaults": {},
               "per_direction": len(opts.activations) > 1, "peepholes": opts.peepholes},
-        keras=None, variant=opts)
+        keras=None, variant=opts,
+        **_plain_forms(opts, torch_fam.fold, torch_fam.gate_names))
+
+
+def _plain_forms(opts, fold, gate_names):
+    """plain_step / plain_back (cells/family.py) for one sequence: the variant's own steps
+    (variant_steps.py) on one row, with p's weights (p["w_p"]: peepholes; p["reverse"]: the
+    direction, which picks its activations)."""
+    steps = _BASE[opts.kind]["steps"]
+
+    def bound(p):
+        w = SimpleNamespace(w_ih=p["w_ih"], w_hh=p["w_hh"], b_ih=p["b_ih"], b_hh=p["b_hh"],
+                            w_p=p.get("w_p"))
+        return steps(opts, w, p.get("reverse", False))
+
+    def plain_step(x, h, c, p):
+        GH = p["w_hh"].shape[0]
+        F = fold * (GH // _gates(opts))
+        gx = (p["w_ih"] @ x + p["b_ih"])[None]
+        gx[0, :F] += p["b_hh"][:F]
+        gh = (p["w_hh"] @ h)[None]
+        gh[0, F:] += p["b_hh"][F:]
+        store = np.zeros((1, len(_store(opts)) * (GH // _gates(opts))))
+        h_new = np.zeros((1, h.shape[0]))
+        c_new, cache = bound(p)[0](gx, gh, h[None], None if c is None else c[None], h_new,
+                                   store)
+        H = GH // _gates(opts)
+        gates = {g: cache[0][0, k * H:(k + 1) * H] for k, g in enumerate(gate_names)}
+        return h_new[0], (None if c_new is None else c_new[0].copy()), dict(gates,
+                                                                              cache=cache)
+
+    def plain_back(dh_new, dc_new, x, h, c, h_new, gates, p):
+        GH = p["w_hh"].shape[0]
+        F = fold * (GH // _gates(opts))
+        _, back, extra = bound(p)
+        dgx = np.zeros((1, GH))
+        dgr = np.zeros((1, GH - F)) if F < GH else None
+        direct, dc_prev = back(dh_new[None], None if dc_new is None else dc_new[None],
+                               gates["cache"], dgx, dgr)
+        dgh = dgx[0] if dgr is None else np.concatenate([dgx[0, :F], dgr[0]])
+        dh = p["w_hh"].T @ dgh + (0.0 if direct is None else direct[0])
+        dp = {"w_ih": np.outer(dgx[0], x), "w_hh": np.outer(dgh, h), "b_ih": dgx[0],
+              "b_hh": dgh.copy()}
+        more = extra()
+        if "w_hh" in more:
+            dp["w_hh"][F:] += more["w_hh"]
+            dp["b_hh"][F:] += more["b_hh"]
+        if "w_p" in more:
+            dp["w_p"] = more["w_p"]
+        return (p["w_ih"].T @ dgx[0], dh, None if dc_prev is None else dc_prev[0], dp)
+
+    return {"plain_step": plain_step, "plain_back": plain_back}
+
+
+def _gates(opts):
+    return {"rnn": 1, "gru": 3, "lstm": 4}[opts.kind]
+
+
+def _store(opts):
+    base = _BASE[opts.kind]["store"]
+    return base + (() if opts.kind != "gru" else ("hn",) if opts.reset_after else ("rh",))
 
 
 def _needs_weights(*args):

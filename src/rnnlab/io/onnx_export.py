@@ -97,6 +97,10 @@ def export_onnx(module, path, *, lengths=False, states=False, opset=17):
                         f"SequenceModel, got {type(module).__name__} (cells, heads and other "
                         "families have no ONNX equivalent here)")
     fam = module.family
+    if fam.variant is not None and module.proj_size:
+        raise ValueError("export_onnx: an LSTM with proj_size is written as a Scan of the "
+                         "standard LSTM equations, which cannot carry "
+                         f"{', '.join(sorted(fam.options))}; ONNX's LSTM op has no projection")
     L, D, H = module.num_layers, module.num_directions, module.hidden_size
     H_out, I = module.proj_size or H, module.input_size
     g = _Graph(onnx)
@@ -179,9 +183,12 @@ def _native_layer(g, fam, module, x, ws, h0k, c0k, seq_lens, D, H):
     else:
         ins.append("")
     ins += [seq_lens, h0k] + ([c0k] if c0k is not None else [])
+    if fam.onnx.get("peepholes"):                           # P: p_i | p_o | p_f per direction
+        ins.append(g.const("P", np.stack([w.w_p for w in ws])))
     attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else module.direction)
+    repeat = 1 if fam.onnx.get("per_direction") else D      # one list per direction
     for key, value in fam.onnx["attributes"].items():       # what says this family
-        attrs[key] = value * D if key == "activations" else value
+        attrs[key] = value * repeat if key.startswith("activation") else value
     n_out = 3 if c0k is not None else 2
     outs = g.op(fam.onnx["op"], ins, n_out=n_out, **attrs)
     y = g.op("Transpose", [outs[0]], perm=[0, 2, 1, 3])            # (T, N, D, H)

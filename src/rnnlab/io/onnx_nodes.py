@@ -4,8 +4,9 @@ attributes say (each family's ONNX record, or refusal naming the attribute), the
 checked before anything is built."""
 import numpy as np
 
-from ..cells import FAMILIES, from_framework
-from ..nn import make_layer
+from ..cells import from_framework
+from ..cells.variants import from_onnx
+from ..nn import layer_class, make_layer
 from .onnx_graph import attrs
 
 
@@ -17,7 +18,7 @@ def _weights(node, scope, graph, k):
     ins = list(node.input) + [""] * 8
     graph_inputs = {i.name for i in graph.input} if graph is not None else set()
     out = []
-    for slot, name in ((1, "W"), (2, "R"), (3, "B")):
+    for slot, name in ((1, "W"), (2, "R"), (3, "B"), (7, "P")):
         key = ins[slot]
         if not key:
             out.append(None)
@@ -34,24 +35,26 @@ def _weights(node, scope, graph, k):
     return out
 
 
+def _shortest(v):
+    """A float attribute (stored as float32) as the shortest decimal that is the same
+    float32: 0.3, not 0.30000001192092896 (the layer then prints what was written)."""
+    return float(np.format_float_positional(np.float32(v), unique=True, trim="0"))
+
+
 def _check_node(node, k, a):
-    """The node's family and number of directions, or refusal by attribute."""
+    """The node's family (registered, or the variant its attributes say), number of
+    directions and whether it runs reversed, or refusal by attribute."""
     op = node.op_type
-    for bad in ("clip", "activation_alpha", "activation_beta"):
-        if bad in a:
-            raise OnnxImportError(f"{op} node {k}: attribute {bad} has no torch equivalent")
-    if a.get("input_forget", 0):
-        raise OnnxImportError(f"{op} node {k}: input_forget=1 (coupled input and forget "
-                              "gates) has no torch equivalent")
     direction = a.get("direction", "forward")
     if direction not in ("forward", "bidirectional", "reverse"):
         raise OnnxImportError(f"{op} node {k}: direction {direction!r} is not one of "
                               "ONNX's forward, reverse, bidirectional")
     D = 2 if direction == "bidirectional" else 1
-    if len(node.input) > 7 and node.input[7]:
-        raise OnnxImportError(f"{op} node {k}: peepholes (input P) have no torch equivalent")
-    fam = _family_for(node, k, {key: v for key, v in a.items()
-                                if key not in ("hidden_size", "direction", "layout")}, D)
+    try:
+        fam = from_onnx(op, a, len(node.input) > 7 and bool(node.input[7]), D,
+                        number=_shortest)
+    except (ValueError, TypeError) as e:
+        raise OnnxImportError(f"{op} node {k}: {e}") from None
     return fam, D, direction == "reverse"
 
 
@@ -67,9 +70,9 @@ def build(rec, scope, graph, batch_first, dtype):
             raise OnnxImportError("the layers differ in family, activation or direction "
                                   "(rnnlab's layer has one of each)")
         fam, D, rev = f, d, r
-        W, R, B = _weights(node, scope, graph, k)
+        W, R, B, P = _weights(node, scope, graph, k)
         G = f.num_gates
-        for name, arr, ndim in (("W", W, 3), ("R", R, 3), ("B", B, 2)):
+        for name, arr, ndim in (("W", W, 3), ("R", R, 3), ("B", B, 2), ("P", P, 2)):
             if arr is not None and (arr.ndim != ndim or arr.dtype.kind != "f"):
                 raise OnnxImportError(f"{op} node {k}: {name} must be a {ndim}-D float "
                                       f"tensor, got {arr.ndim}-D {arr.dtype}")
@@ -81,21 +84,28 @@ def build(rec, scope, graph, batch_first, dtype):
                                                               else "")
                 + f" do not fit hidden_size {a.get('hidden_size', H)} with {d} "
                 f"direction(s) and {G} gate(s)")
+        if P is not None and P.shape != (d, 3 * H):
+            raise OnnxImportError(f"{op} node {k}: P {P.shape} does not fit hidden_size {H} "
+                                  f"with {d} direction(s) (expected {(d, 3 * H)})")
         if H == 0 or W.shape[2] == 0:
             raise OnnxImportError(f"{op} node {k}: W {W.shape} / R {R.shape} are empty")
         bias = bias or B is not None
-        layers.append((W, R, B))
+        layers.append((W, R, B, P))
     G, I = fam.num_gates, layers[0][0].shape[2]
-    for k, (W, R, B) in enumerate(layers):
+    for k, (W, R, B, _) in enumerate(layers):
         want = I if k == 0 else D * H
         if R.shape[2] != H or W.shape[2] != want:
             raise OnnxImportError(f"layer {k}: W {W.shape} / R {R.shape} do not chain "
                                   f"(expected input size {want}, hidden size {H})")
-    layer = make_layer(fam.kind, I, H, num_layers=len(layers), bias=bias,
-                       bidirectional=D == 2, batch_first=bool(batch_first), dtype=dtype,
-                       **({"direction": "reverse"} if rev else {}))
+    kw = dict(num_layers=len(layers), bias=bias, bidirectional=D == 2,
+              batch_first=bool(batch_first), dtype=dtype,
+              **({"direction": "reverse"} if rev else {}))
+    if fam.variant is not None:
+        layer = layer_class(fam)(I, H, **fam.options, **kw)
+    else:
+        layer = make_layer(fam.kind, I, H, **kw)
     sd = {}
-    for k, (W, R, B) in enumerate(layers):
+    for k, (W, R, B, P) in enumerate(layers):
         for d in range(D):
             s = f"_l{k}" + ("_reverse" if d else "")
             sd["weight_ih" + s] = from_framework(W[d], fam, "onnx")
@@ -104,35 +114,7 @@ def build(rec, scope, graph, batch_first, dtype):
                 b = np.zeros(2 * G * H, W.dtype) if B is None else B[d]
                 sd["bias_ih" + s] = from_framework(b[:G * H], fam, "onnx")
                 sd["bias_hh" + s] = from_framework(b[G * H:], fam, "onnx")
+            if P is not None:
+                sd["weight_p" + s] = P[d]                  # p_i | p_o | p_f, ONNX's order
     layer.load_state_dict(sd)
     return layer
-
-
-def _family_for(node, k, a, D):
-    """The registered family whose ONNX record says what node ``k`` computes, or an
-    OnnxImportError naming the attribute no family has."""
-    op = node.op_type
-    candidates = [f for f in FAMILIES.values() if f.onnx and f.onnx["op"] == op]
-    misses = []
-    for fam in candidates:
-        want = dict(fam.onnx["attributes"])
-        if "activations" in want:
-            want["activations"] = want["activations"] * D
-        seen = {key: a.get(key, fam.onnx["defaults"].get(key)) for key in want}
-        if "activations" in seen and "activations" not in a:
-            seen["activations"] = fam.onnx["defaults"]["activations"] * D
-        bad = [key for key in want if seen[key] != want[key]]
-        if not bad:
-            return fam
-        misses.append((fam, bad, seen))
-    if not misses:
-        raise OnnxImportError(f"{op} node {k}: no rnnlab family computes this op")
-    fam, bad, seen = min(misses, key=lambda m: len(m[1]))
-    key = bad[0]
-    if key == "linear_before_reset":
-        raise OnnxImportError(f"{op} node {k}: linear_before_reset={seen[key]} applies the "
-                              "reset gate before the matmul, which torch's GRU does not "
-                              "compute")
-    raise OnnxImportError(f"{op} node {k}: {key} {seen[key]} (torch computes "
-                          f"{fam.onnx['attributes'][key]}; custom activations have no torch "
-                          "equivalent)")

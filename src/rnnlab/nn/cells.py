@@ -10,6 +10,7 @@ backpropagated step by step. In eval mode or under rnnlab.no_grad() nothing is k
 import numpy as np
 
 from ..cells import by_mode
+from ..cells.variants import family_for
 from ..checks import check_bool, check_int, float_array, gradient_array
 from ..errors import BackwardError, ShapeError
 from ..sequence import LayerWeights, run_backward, run_forward
@@ -17,6 +18,8 @@ from .grad_mode import is_recording, why_not_recorded
 from .module import Module
 
 _NAMES = LayerWeights("weight_ih", "weight_hh", "bias_ih", "bias_hh", None)
+_VARIANT = ("activations", "activation_alpha", "activation_beta", "cell_clip", "peepholes",
+            "input_forget")
 
 
 class RNNCellBase(Module):
@@ -28,7 +31,7 @@ class RNNCellBase(Module):
     def __init__(self, mode, input_size, hidden_size, bias=True, device=None, *,
                  dtype=np.float32, seed=None):
         super().__init__(dtype, seed, device)
-        self.family = by_mode(mode)
+        self.family = mode if hasattr(mode, "num_gates") else by_mode(mode)
         self.mode = self.family.mode
         self.input_size = check_int("input_size", input_size)
         self.hidden_size = check_int("hidden_size", hidden_size)
@@ -37,7 +40,12 @@ class RNNCellBase(Module):
         shapes = {"weight_ih": (G * H, self.input_size), "weight_hh": (G * H, H)}
         if self.bias:
             shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
+        if self._peepholes:
+            shapes["weight_p"] = (3 * H,)
         self._init_parameters(shapes, H)
+
+    _peepholes = property(lambda self: self.family.variant is not None
+                          and self.family.variant.peepholes)
 
     def __repr__(self):
         extra = "" if self.bias else ", bias=False"
@@ -45,6 +53,9 @@ class RNNCellBase(Module):
             extra += f", nonlinearity={self.nonlinearity!r}"
         if not getattr(self, "reset_after", True):
             extra += ", reset_after=False"
+        if self.family.variant is not None:
+            extra += "".join(f", {k}={v!r}" for k, v in self.family.options.items()
+                             if k in _VARIANT)
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
 
     def config(self):
@@ -56,11 +67,14 @@ class RNNCellBase(Module):
             cfg["nonlinearity"] = self.nonlinearity
         if not getattr(self, "reset_after", True):
             cfg["reset_after"] = False
+        if self.family.variant is not None:
+            cfg.update((k, v) for k, v in self.family.options.items() if k in _VARIANT)
         cfg["dtype"] = self.dtype.name
         return cfg
 
     def names(self):
-        return _NAMES if self.bias else LayerWeights("weight_ih", "weight_hh")
+        names = _NAMES if self.bias else LayerWeights("weight_ih", "weight_hh")
+        return names._replace(w_p="weight_p") if self._peepholes else names
 
     def weights(self):
         """The live parameters as LayerWeights(w_ih, w_hh, b_ih, b_hh, None)."""
@@ -170,11 +184,12 @@ class RNNCell(RNNCellBase):
     """
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None,
-                 *, dtype=np.float32, seed=None):
+                 *, dtype=np.float32, seed=None, **variant):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
-                         hidden_size, bias, device, dtype=dtype, seed=seed)
+        super().__init__(family_for("rnn", nonlinearity=nonlinearity,
+                                    **_variant("RNNCell", variant, 4)),
+                         input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
         self.nonlinearity = nonlinearity
 
 
@@ -184,11 +199,11 @@ class GRUCell(RNNCellBase):
     tanh(W_in x + b_in + W_hn (r * h) + b_hn), as GRU(reset_after=False)."""
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, *, dtype=np.float32,
-                 seed=None, reset_after=True):
-        from ..checks import check_bool
+                 seed=None, reset_after=True, **variant):
         self.reset_after = check_bool("reset_after", reset_after)
-        super().__init__("GRU" if reset_after else "GRU_RESET_BEFORE", input_size,
-                         hidden_size, bias, device, dtype=dtype, seed=seed)
+        super().__init__(family_for("gru", reset_after=self.reset_after,
+                                    **_variant("GRUCell", variant, 4)),
+                         input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
 
 
 class LSTMCell(RNNCellBase):
@@ -198,8 +213,17 @@ class LSTMCell(RNNCellBase):
     """
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, *, dtype=np.float32,
-                 seed=None):
-        super().__init__("LSTM", input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
+                 seed=None, **variant):
+        super().__init__(family_for("lstm", **_variant("LSTMCell", variant, 6)), input_size,
+                         hidden_size, bias, device, dtype=dtype, seed=seed)
+
+
+def _variant(name, kwargs, n):
+    """The variant keywords a cell takes (the first n of _VARIANT), the rest refused."""
+    bad = sorted(set(kwargs) - set(_VARIANT[:n]))
+    if bad:
+        raise TypeError(f"{name} got unexpected keyword argument(s) {bad}")
+    return kwargs
 
 
 def run_cells(cell, xs, state=None):

@@ -293,7 +293,7 @@ _VARIANT_KEYS = _ACTIVATION_KEYS + ("cell_clip", "peepholes", "input_forget")
 
 def _variant_kwargs(name, kwargs, own):
     """The variant keywords of class ``name`` out of kwargs (the rest refused by name)."""
-    if "proj_size" in kwargs and name != "LSTM":
+    if "proj_size" in kwargs:                     # LSTM takes it as an argument
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
     for key in ("peepholes", "input_forget"):
         if key in kwargs and key not in own:

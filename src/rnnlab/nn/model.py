@@ -35,7 +35,8 @@ def _choice(name, value, allowed):
 class SequenceModel:
     """SequenceModel(kind, input_size, hidden_size, out_features, *, num_layers=1,
     bidirectional=False, dropout=0.0, proj_size=0, vocab=None, input_proj=None,
-    readout="last", objective="regression", tokens=None, dtype=np.float32, seed=None)
+    readout="last", objective="regression", tokens=None, dtype=np.float32, seed=None,
+    cell_options=None)
 
     kind: a cell family ("rnn", "rnn_relu", "gru", "lstm", ...). vocab: the input is
     integer tokens (T, N) read through Embedding(vocab, input_size); else floats
@@ -46,12 +47,14 @@ class SequenceModel:
     h_n). objective: what ``predict`` returns — "regression" the outputs,
     "classification" the index of the largest. tokens: the strings of a token vocabulary
     (a character table), kept with the model for ``encode`` / ``generate``.
-    Time-major throughout (T first)."""
+    cell_options: the layer's variant keywords torch lacks (``peepholes``,
+    ``cell_clip``, ``activations``, ... as for LSTM / GRU / RNN). Time-major throughout
+    (T first)."""
 
     def __init__(self, kind, input_size, hidden_size, out_features, *, num_layers=1,
                  bidirectional=False, dropout=0.0, proj_size=0, vocab=None, input_proj=None,
                  readout="last", objective="regression", tokens=None, dtype=np.float32,
-                 seed=None):
+                 seed=None, cell_options=None):
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.readout = _choice("readout", readout, READOUTS)
         self.objective = _choice("objective", objective, OBJECTIVES)
@@ -70,9 +73,13 @@ class SequenceModel:
                                 seed=rng)
             rnn_in = input_proj
         extra = {"proj_size": proj_size} if proj_size else {}
+        if cell_options is not None and not isinstance(cell_options, dict):
+            raise TypeError(f"cell_options must be a dict of layer keywords, got "
+                            f"{type(cell_options).__name__}")
         self.rnn = make_layer(kind, rnn_in, hidden_size, num_layers=num_layers,
                               bidirectional=check_bool("bidirectional", bidirectional),
-                              dropout=dropout, dtype=dtype, seed=rng, **extra)
+                              dropout=dropout, dtype=dtype, seed=rng, **extra,
+                              **(cell_options or {}))
         width = self.rnn.num_directions * (self.rnn.proj_size or self.rnn.hidden_size)
         self.head = Linear(width, out_features, dtype=dtype, seed=rng)
         if tokens is not None:
@@ -87,6 +94,8 @@ class SequenceModel:
                             proj_size=int(proj_size), vocab=vocab, input_proj=input_proj,
                             readout=readout, objective=objective, tokens=tokens,
                             dtype=np.dtype(dtype).name)
+        if cell_options:
+            self._config["cell_options"] = dict(cell_options)
         self._saved = None
 
     # -- the module protocol (optimizers, clipping, state_dict) ---------------------------
@@ -310,7 +319,9 @@ class SequenceModel:
         r = self.rnn
         cls = r.family.torch_class
         if cls is None:
-            raise ValueError(f"torch has no {self.kind} layer")
+            raise ValueError(f"torch has no {self.kind} layer" + (
+                f" with {', '.join(f'{k}={v!r}' for k, v in r.family.options.items())}"
+                if r.family.options else ""))
         opts = [f"num_layers={r.num_layers}"] + (["bidirectional=True"] if r.bidirectional
                                                   else [])
         opts += [f"{k}={v!r}" for k, v in r.family.options.items()]

@@ -60,6 +60,7 @@ class Case:
     batch: int = 2
     lengths: list = field(default=None)
     seed: int = 0
+    options: dict = field(default=None)     # variant keywords (cells/variants.py)
 
     def layer_kwargs(self, input_layout=True, num_layers=None):
         """Constructor keywords of this configuration (rnnlab's and torch's alike, less
@@ -75,7 +76,7 @@ class Case:
         return kw
 
     def make_layer(self, **overrides):
-        kw = dict(self.layer_kwargs(), dtype=self.dtype, seed=self.seed)
+        kw = dict(self.layer_kwargs(), dtype=self.dtype, seed=self.seed, **(self.options or {}))
         kw.update(overrides)
         return make_layer(self.kind, self.input_size, self.hidden_size, **kw)
 

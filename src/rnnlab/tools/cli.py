@@ -12,8 +12,8 @@ import os
 import sys
 
 from . import commands as C
-from .cli_args import (Help, clip, lengths, non_negative_float, positive, positive_float,
-                       radii, sizes, unit_interval)
+from .cli_args import (Help, add_variant_args, clip, lengths, non_negative_float, positive,
+                       positive_float, radii, sizes, unit_interval)
 
 
 def build_parser():
@@ -46,9 +46,7 @@ def build_parser():
     e.add_argument("--seed", type=int, default=0, help="seed for weights and example data")
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="precision")
     e.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh", help="RNN only")
-    e.add_argument("--no-reset-after", dest="reset_after", action="store_false",
-                   help="GRU only: the original GRU, the reset gate before W_hn "
-                   "(GRU(reset_after=False); torch has none)")
+    add_variant_args(e)
     e.add_argument("--lengths", type=lengths, default=None,
                    help="per-sequence lengths, comma-separated (e.g. 3,1,2); sets the batch "
                    "to their number and the padded length to at least their maximum")
@@ -90,6 +88,7 @@ def build_parser():
     t.add_argument("--model", choices=[k for k, f in FAMILIES.items() if f.listed],
                    help="cell family (task default: gru)")
     t.add_argument("--hidden", type=positive, help="hidden size (task default)")
+    add_variant_args(t)
     t.add_argument("--layers", type=positive, help="num_layers (task default: 1)")
     t.add_argument("--bidirectional", action="store_true", help="two directions per layer")
     t.add_argument("--dropout", type=unit_interval, default=0.0,

@@ -82,3 +82,46 @@ class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFo
         if action.default is None or action.default is False or action.nargs == 0:
             return action.help
         return super()._get_help_string(action)
+
+
+def _names(text):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _floats(text):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0.2,0.5, got {text!r}") from None
+
+
+def add_variant_args(p):
+    """The variant options torch lacks (cells/variants.py), for explain and train."""
+    g = p.add_argument_group("variants torch has no class for (ONNX's operator options)")
+    g.add_argument("--activations", type=_names, default=None,
+                   help="ONNX activation names, comma-separated, one per activation the "
+                   "family uses (RNN 1, GRU 2, LSTM 3), e.g. HardSigmoid,Tanh,Tanh")
+    g.add_argument("--activation-alpha", type=_floats, default=None,
+                   help="their alpha values, in order (ONNX's activation_alpha)")
+    g.add_argument("--activation-beta", type=_floats, default=None,
+                   help="their beta values, in order (ONNX's activation_beta)")
+    g.add_argument("--cell-clip", type=_number(float, "number"), default=None,
+                   help="clip every gate's pre-activation to [-c, c] (ONNX's clip)")
+    g.add_argument("--peepholes", action="store_true", help="LSTM: peephole weights")
+    g.add_argument("--input-forget", action="store_true", help="LSTM: f = 1 - i")
+    g.add_argument("--no-reset-after", dest="reset_after", action="store_false",
+                   help="GRU only: the original GRU, the reset gate before W_hn "
+                   "(GRU(reset_after=False); torch has none)")
+
+
+def variant_kwargs(args):
+    """The layer keywords the variant flags of ``args`` say (only those given)."""
+    kw = {}
+    for key in ("activations", "activation_alpha", "activation_beta", "cell_clip"):
+        if getattr(args, key, None) is not None:
+            kw[key] = getattr(args, key)
+    for key in ("peepholes", "input_forget"):
+        if getattr(args, key, False):
+            kw[key] = True
+    return kw

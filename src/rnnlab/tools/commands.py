@@ -15,6 +15,8 @@ def fail(command, message):
 
 def cmd_explain(args):
     from ..cells import by_kind, variant
+    from ..nn import make_layer
+    from .cli_args import variant_kwargs
     from .explain import Config, explain
     if args.kind == "gradients":
         from .explain_gradients import explain_gradients
@@ -35,6 +37,13 @@ def cmd_explain(args):
             variant(args.kind, reset_after=False)
         except ValueError:
             return fail("explain", f"--no-reset-after is only for gru, not {args.kind}")
+    options = variant_kwargs(args)
+    if options:
+        try:
+            make_layer(variant(args.kind, reset_after=False).kind if not args.reset_after
+                       else args.kind, 2, 2, **options)
+        except (ValueError, TypeError) as exc:
+            return fail("explain", str(exc))
     hidden = args.hidden_size or (args.proj_size + 1 if args.proj_size else 2)
     if args.proj_size < 0 or (args.proj_size and args.proj_size >= hidden):
         return fail("explain", f"--proj-size must be 0 or below --hidden-size (got "
@@ -52,7 +61,8 @@ def cmd_explain(args):
                  layers=args.layers, bidirectional=args.bidirectional,
                  batch_first=args.batch_first, proj_size=args.proj_size, seq_len=seq_len,
                  batch=batch, seed=args.seed, dtype=args.dtype, lengths=args.lengths,
-                 nonlinearity=args.nonlinearity, reset_after=args.reset_after)
+                 nonlinearity=args.nonlinearity, reset_after=args.reset_after,
+                 options=options)
     rep = explain(cfg, with_torch=args.torch, png=args.png)
     print(rep.text())
     return 0 if rep.ok else 1
@@ -198,6 +208,17 @@ def cmd_train(args):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
     hp["clip"] = hp["clip"] or None
+    from .cli_args import variant_kwargs
+    options = variant_kwargs(args)
+    if not args.reset_after:
+        options["reset_after"] = False
+    if options:
+        hp["cell_options"] = options
+        from ..nn import make_layer
+        try:                                      # refused here, before any file is touched
+            make_layer(hp["model"], 2, 2, **options)
+        except (ValueError, TypeError) as exc:
+            return fail("train", f"--model {hp['model']}: {exc}")
     if hp["dropout"] and hp["layers"] < 2:
         return fail("train", "--dropout acts between layers: it needs --layers 2 or more")
     text = None

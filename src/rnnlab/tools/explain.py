@@ -18,16 +18,19 @@ SHOWN_STEPS = 6         # with more steps, the first and last SHOWN_STEPS // 2 a
 
 def Config(kind="gru", input_size=3, hidden_size=2, layers=1, bidirectional=False,
            batch_first=False, proj_size=0, seq_len=3, batch=1, seed=0, dtype="float64",
-           lengths=None, nonlinearity="tanh", reset_after=True):
+           lengths=None, nonlinearity="tanh", reset_after=True, options=None):
     """An explain configuration: a Case with explain's small defaults; RNN's relu is the
-    family "rnn_relu", GRU(reset_after=False) "gru_reset_before"."""
+    family "rnn_relu", GRU(reset_after=False) "gru_reset_before"; options: the variant
+    keywords (cells/variants.py) of the layer."""
     if nonlinearity != "tanh":
         kind = variant(kind, nonlinearity=nonlinearity).kind
-    if not reset_after:
+    if not reset_after and not options:
         kind = variant(kind, reset_after=False).kind
+    elif not reset_after:
+        options = dict(options, reset_after=False)
     return Case(kind, input_size, hidden_size, layers, bidirectional, batch_first,
                 proj_size=proj_size, seq_len=seq_len, batch=batch, seed=seed, dtype=dtype,
-                lengths=lengths)
+                lengths=lengths, options=options or None)
 
 
 @dataclass
@@ -288,8 +291,10 @@ def _section_map(rep, cfg, out, h_n, tol):
 
 
 def _section_cell_loop(rep, cfg, x, tol):
-    one = make_layer(cfg.kind, cfg.input_size, cfg.hidden_size, dtype=cfg.dtype, seed=cfg.seed)
-    cell = make_cell(cfg.kind, cfg.input_size, cfg.hidden_size, dtype=cfg.dtype,
+    one = make_layer(cfg.kind, cfg.input_size, cfg.hidden_size, dtype=cfg.dtype, seed=cfg.seed,
+                     **(cfg.options or {}))
+    cell = make_cell(cfg.kind, cfg.input_size, cfg.hidden_size, **(cfg.options or {}),
+                     dtype=cfg.dtype,
                      seed=cfg.seed + 100)
     out, _ = one(x)
     layer_cls, cell_cls = type(one), type(cell)
@@ -367,7 +372,8 @@ def _docstring_loop(cfg, layer, x):
     out = None
     for k in range(cfg.num_layers):
         sd = {n.replace(f"_l{k}", "_l0"): v for n, v in layer.state_dict().items() if f"_l{k}" in n}
-        single = make_layer(cfg.kind, x.shape[2], cfg.hidden_size, dtype=cfg.dtype,
+        single = make_layer(cfg.kind, x.shape[2], cfg.hidden_size, **(cfg.options or {}),
+                            dtype=cfg.dtype,
                             **cfg.layer_kwargs(input_layout=False, num_layers=1))
         single.load_state_dict(sd)
         out, _ = single(x)

@@ -34,7 +34,8 @@ def build(task, hp, seed):
                           num_layers=hp["layers"], bidirectional=hp["bidirectional"],
                           dropout=hp["dropout"] if hp["layers"] > 1 else 0.0,
                           vocab=task.vocab, readout=task.read, objective=task.objective,
-                          tokens=task.tokens, seed=seed)
+                          tokens=task.tokens, seed=seed,
+                          cell_options=hp.get("cell_options") or None)
     return (model,) + optimizer(model, hp)
 
 
@@ -95,10 +96,13 @@ def _check_resume(state, task, hp, path):
             raise CheckpointError(f"{path} was trained on {what.get(key, f'another {key}')} "
                                   f"({key} {state['task'].get(key)!r:.40}, this run "
                                   f"{value!r:.40})")
-    for key in ("model", "hidden", "layers", "optim", "bidirectional"):
-        if state["train"].get(key) != hp[key]:
-            raise CheckpointError(f"{path} holds a model with --{key.replace('_', '-')} "
-                                  f"{state['train'].get(key)}, this run asks for {hp[key]}")
+    for key in ("model", "hidden", "layers", "optim", "bidirectional", "cell_options"):
+        if state["train"].get(key) != hp.get(key):
+            what = ("the variant options" if key == "cell_options"
+                    else f"--{key.replace('_', '-')}")
+            raise CheckpointError(f"{path} holds a model with {what} "
+                                  f"{state['train'].get(key)}, this run asks for "
+                                  f"{hp.get(key)}")
     done = state["step"]
     if hp["steps"] <= done:
         raise CheckpointError(f"{path} has {done} steps done; --steps {hp['steps']} must be "
