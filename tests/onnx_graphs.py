@@ -138,7 +138,6 @@ def graph(spec, seed=0):
 
 def accepts(spec):
     """Whether import_onnx must reproduce the graph (True) or refuse it (False)."""
-    attrs = spec.get("attrs") or {}
     if spec["fault"] is not None:
         return False
     if spec["layout"] == "layout1" and spec["states"] == "input":
