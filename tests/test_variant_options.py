@@ -152,7 +152,7 @@ def check_gradients_against_jax(v):
                                                err_msg=n + s)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(variants())
 def test_variants_equal_onnxruntime_and_jax(v):
     check_forward_against_onnxruntime(v)
