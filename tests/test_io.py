@@ -340,14 +340,40 @@ def test_keras_refusals():
     from rnnlab.io.keras import KerasConversionError, from_keras, to_keras
     with pytest.raises(ValueError, match="proj_size"):
         to_keras(LSTM(3, 4, proj_size=2))
-    cases = [(keras.layers.LSTM(4, recurrent_activation="hard_sigmoid"), "recurrent_activation"),
-             (keras.layers.SimpleRNN(4, activation="sigmoid"), "activation"),
+    cases = [(keras.layers.LSTM(4, recurrent_activation="selu"), "recurrent_activation 'selu'"),
+             (keras.layers.SimpleRNN(4, activation="gelu"), "activation 'gelu' has no ONNX"),
              (keras.layers.LSTM(4, go_backwards=True), "go_backwards"),
              (keras.layers.Dense(4), "Dense")]
     for layer, message in cases:
         model = keras.Sequential([keras.Input((None, 3)), layer])
         with pytest.raises(KerasConversionError, match=message):
             from_keras(model)
+    for m, message in [(LSTM(3, 4, peepholes=True), "peepholes=True"),
+                       (LSTM(3, 4, activations=["Sigmoid", "Tanh", "Relu"]), "one activation "
+                        "for LSTM's g and h"),
+                       (GRU(3, 4, cell_clip=1.0), "no clip")]:
+        with pytest.raises(KerasConversionError, match=message):
+            to_keras(m)
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: k.layers.LSTM(4, recurrent_activation="hard_sigmoid", activation="softsign",
+                            return_sequences=True),
+    lambda k: k.layers.Bidirectional(k.layers.GRU(4, activation="elu", reset_after=False,
+                                                  return_sequences=True)),
+    lambda k: k.layers.SimpleRNN(4, activation="sigmoid", return_sequences=True)])
+def test_keras_activations_both_ways(make):
+    """Keras's other activations import as rnnlab's activations= variants (equal to Keras)
+    and export back (equal to rnnlab)."""
+    keras = pytest.importorskip("keras")
+    from rnnlab.io.keras import from_keras, to_keras
+    model = keras.Sequential([keras.Input((None, 3)), make(keras)])
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    ours = from_keras(model)
+    assert ours.family.variant is not None
+    np.testing.assert_allclose(np.asarray(ours(x)[0]), np.asarray(model(x)), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(to_keras(ours)(x)), np.asarray(ours(x)[0]),
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

@@ -152,6 +152,68 @@ def from_onnx(op, a, peepholes, D, number=float):
     return family_for(kind, **options)
 
 
+# Keras 3's activation names and what each computes, in ONNX's terms (keras.activations:
+# hard_sigmoid is relu6(x + 3) / 6, leaky_relu's negative_slope 0.2, elu's alpha 1)
+KERAS_ACTIVATIONS = {
+    "tanh": ("Tanh", 0.0, 0.0), "sigmoid": ("Sigmoid", 0.0, 0.0), "relu": ("Relu", 0.0, 0.0),
+    "linear": ("Affine", 1.0, 0.0), "softsign": ("Softsign", 0.0, 0.0),
+    "softplus": ("Softplus", 0.0, 0.0), "elu": ("Elu", 1.0, 0.0),
+    "hard_sigmoid": ("HardSigmoid", 1 / 6, 0.5), "leaky_relu": ("LeakyRelu", 0.2, 0.0)}
+_KERAS_CLASS = {"rnn": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}
+
+
+def _keras_name(spec):
+    """Keras's name of one (name, alpha, beta), or None (float32-close values match)."""
+    for kname, (n, a, b) in KERAS_ACTIVATIONS.items():
+        if n == spec[0] and abs(a - spec[1]) <= 1e-6 * max(1.0, abs(a)) and \
+                abs(b - spec[2]) <= 1e-6 * max(1.0, abs(b)):
+            return kname
+    return None
+
+
+def _keras_record(opts):
+    """The Keras record of a variant (None: Keras has no layer computing it)."""
+    if opts.cell_clip is not None or opts.peepholes or opts.input_forget or \
+            len(opts.activations) > 1:
+        return None
+    names = [_keras_name(spec) for spec in opts.activations[0]]
+    if None in names or (opts.kind == "lstm" and names[1] != names[2]):
+        return None                          # Keras's LSTM uses one activation for g and h
+    options = ({"activation": names[0]} if opts.kind == "rnn" else
+               {"activation": names[1], "recurrent_activation": names[0]})
+    if opts.kind == "gru":
+        options["reset_after"] = opts.reset_after
+    return {"class": _KERAS_CLASS[opts.kind], "options": options,
+            "bias": "pair" if opts.kind == "gru" and opts.reset_after else "sum"}
+
+
+def from_keras_config(cls, cfg):
+    """The family a Keras SimpleRNN / GRU / LSTM config computes (its activation,
+    recurrent_activation and reset_after), or ValueError naming what none computes."""
+    kind = next((k for k, c in _KERAS_CLASS.items() if c == cls), None)
+    if kind is None:
+        raise ValueError(f"no rnnlab family computes a {cls}")
+    keys = ["activation"] if kind == "rnn" else ["recurrent_activation", "activation"]
+    specs = []
+    for key in keys:
+        name = cfg.get(key, "sigmoid" if key == "recurrent_activation" else "tanh")
+        if not isinstance(name, str) or name not in KERAS_ACTIVATIONS:
+            raise ValueError(f"{key} {name!r} has no ONNX counterpart rnnlab computes "
+                             f"(Keras names it takes: {sorted(KERAS_ACTIVATIONS)})")
+        specs.append(KERAS_ACTIVATIONS[name])
+    if kind == "lstm":
+        specs.append(specs[1])               # h(c') uses Keras's activation too
+    names, alphas, betas = oa.flatten(specs)
+    kw = {"activations": names}
+    if alphas:
+        kw["activation_alpha"] = alphas
+    if betas:
+        kw["activation_beta"] = betas
+    if kind == "gru":
+        kw["reset_after"] = bool(cfg.get("reset_after", True))
+    return family_for(kind, **kw)
+
+
 def _build(opts, key):
     from . import by_kind
     torch_fam = by_kind(opts.kind)
@@ -188,7 +250,7 @@ def _build(opts, key):
         activation=names[0] if opts.kind == "rnn" else "tanh",
         onnx={"op": base["op"], "attributes": attributes, "defaults": {},
               "per_direction": len(opts.activations) > 1, "peepholes": opts.peepholes},
-        keras=None, variant=opts,
+        keras=_keras_record(opts), variant=opts,
         **_plain_forms(opts, torch_fam.fold, torch_fam.gate_names))
 
 

@@ -10,9 +10,10 @@ and is refused.
 
 from_keras(model_or_layer) -> an rnnlab layer (batch_first=True) from a model made of
 those layers only (an InputLayer may lead); GRU(reset_after=False) becomes rnnlab's
-GRU(reset_after=False). Activations other than
-tanh (relu for SimpleRNN) and sigmoid, go_backwards, and any other layer are refused by
-name. A layer trained with dropout / recurrent_dropout is imported for inference (the
+GRU(reset_after=False); other activations (Keras's names with an ONNX counterpart:
+cells/variants.py KERAS_ACTIVATIONS) become the variant layers with ``activations=``, and
+to_keras writes such layers back. Other activations, go_backwards, and any other layer
+are refused by name. A layer trained with dropout / recurrent_dropout is imported for inference (the
 weights are the whole layer there) with a KerasDropoutWarning saying what is not carried.
 """
 import os
@@ -21,7 +22,8 @@ import sys
 import numpy as np
 
 from ..cells import FAMILIES, from_framework, to_framework
-from ..nn import RNNBase, make_layer
+from ..cells.variants import KERAS_ACTIVATIONS, from_keras_config
+from ..nn import RNNBase, layer_class, make_layer
 
 
 class KerasConversionError(ValueError):
@@ -65,7 +67,13 @@ def _recurrent(keras, module, x, last_sequences=True, return_state=False):
     directions) to the Keras tensor x (N, L, I); returns (output, states, [(keras layer,
     weights)]) with states the per-layer, per-direction h (and c)."""
     if module.family.keras is None:
-        raise KerasConversionError(f"Keras has no layer for the {module.family.kind} family")
+        opts = module.family.options
+        raise KerasConversionError(
+            f"Keras has no layer for the {module.family.kind} family" + (
+                f" with {', '.join(f'{k}={v!r}' for k, v in opts.items())} (Keras's layers "
+                "have no clip, peepholes or input_forget, one activation for LSTM's g and h, "
+                "and these activations: " + ", ".join(sorted(KERAS_ACTIVATIONS)) + ")"
+                if module.family.variant is not None else ""))
     if module.proj_size:
         raise KerasConversionError("LSTM proj_size has no Keras equivalent (Keras's LSTM has "
                                    "no projection)")
@@ -167,24 +175,10 @@ def _config_check(cfg, where, backward=False):
                       "are imported, the dropout is not (training the imported layer in "
                       "rnnlab applies no dropout of Keras's kind: recurrent_dropout has no "
                       "torch equivalent)", KerasDropoutWarning, stacklevel=4)
-    misses = []
-    for fam in FAMILIES.values():
-        if fam.keras and fam.keras["class"] == cfg["class"]:
-            bad = [k for k, v in fam.keras["options"].items() if cfg.get(k, v) != v]
-            if not bad:
-                return fam
-            misses.append((fam, bad))
-    if not misses:
-        raise KerasConversionError(f"{where}: no rnnlab family computes a {cfg['class']}")
-    fam, bad = min(misses, key=lambda m: len(m[1]))
-    key = bad[0]
-    if key == "reset_after":
-        raise KerasConversionError(f"{where}: {cfg['class']}(reset_after=False) applies the "
-                                   "reset gate before the matmul, which torch's GRU does not "
-                                   "compute")
-    allowed = sorted({f.keras["options"][key] for f, _ in misses if key in f.keras["options"]})
-    raise KerasConversionError(f"{where}: {key} {cfg.get(key)!r} (torch's {cfg['class']} "
-                               f"uses {' or '.join(allowed)})")
+    try:                                  # a registered family, or the variant it says
+        return from_keras_config(cfg["class"], cfg)
+    except ValueError as exc:
+        raise KerasConversionError(f"{where}: {exc}") from None
 
 
 def from_keras(model_or_layer):
@@ -235,8 +229,9 @@ def from_keras(model_or_layer):
         if not cfg.get("return_sequences"):
             raise KerasConversionError("an inner layer has return_sequences=False")
     I = specs[0][2][0][0].shape[0]
-    layer = make_layer(fam.kind, I, H, num_layers=len(specs), bias=bias, bidirectional=D == 2,
-                       batch_first=True)
+    kw = dict(num_layers=len(specs), bias=bias, bidirectional=D == 2, batch_first=True)
+    layer = (layer_class(fam)(I, H, **fam.options, **kw) if fam.variant is not None
+             else make_layer(fam.kind, I, H, **kw))
     sd = {}
     for k, (_, _, ws) in enumerate(specs):
         for d, w in enumerate(ws):
