@@ -291,3 +291,46 @@ def test_explain_and_train_take_the_options(tmp_path, capsys):
     assert cli.main(["train", "adding", "--model", "lstm", "--steps", "6", "--hidden", "8",
                      "--resume", str(run)]) == 2
     assert "variant options" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("lstm", dict(peepholes=True, cell_clip=1.5)),
+    ("lstm", dict(input_forget=True, activations=["Softsign", "Elu", "Softplus"])),
+    ("gru", dict(reset_after=False, activations=["Sigmoid", "ScaledTanh"],
+                 activation_alpha=[1.2], activation_beta=[0.8])),
+    ("rnn", dict(activations=["LeakyRelu"], activation_alpha=[0.1], cell_clip=2.0))])
+def test_central_differences(kind, options):
+    """rnnlab's gradcheck (central differences of the loss) on variant layers, two layers,
+    bidirectional, with lengths."""
+    from rnnlab.tools.gradcheck import TOL, GradCase, check_layer
+    case = GradCase(kind, num_layers=2, bidirectional=True, lengths=[4, 2, 3], seed=3)
+    case.options = options
+    errors = check_layer(case)
+    assert "weight_p_l1_reverse" in errors or not options.get("peepholes")
+    assert max(errors.values()) <= TOL, errors
+
+
+_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                  st.text(max_size=12), st.lists(st.sampled_from(sorted(TAKES) + ["tanh", "x", 1]),
+                                                 max_size=7),
+                  st.lists(st.floats(allow_nan=True), max_size=4))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cls=st.sampled_from(["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell"]),
+       kw=st.dictionaries(st.sampled_from(["activations", "activation_alpha", "activation_beta",
+                                           "cell_clip", "peepholes", "input_forget",
+                                           "reset_after"]), _JUNK, max_size=4))
+def test_option_values_are_taken_or_refused_clearly(cls, kw):
+    """Whatever comes for the options, a layer is built or a ValueError / TypeError says
+    what was expected; nothing else escapes (and no warning)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            m = getattr(rnnlab, cls)(3, 2, **kw)
+        except (ValueError, TypeError) as e:
+            assert str(e)
+            return
+        x = np.full((2, 1, 3) if not cls.endswith("Cell") else (1, 3), 30.0, np.float32)
+        m(x)                                        # large inputs: no RuntimeWarning

@@ -27,62 +27,50 @@ USES = {"Relu": (0, 0, ()), "Tanh": (0, 0, ()), "Sigmoid": (0, 0, ()),
 _CANON = {k.lower(): k for k in USES}
 
 
+def _hard_sigmoid_grad(x, y, a, b):
+    z = a * x + b
+    return np.where((z > 0) & (z < 1), a, 0.0)
+
+
+def _scaled_tanh_grad(x, y, a, b):
+    t = np.tanh(b * x)
+    return a * b * (1.0 - t * t)
+
+
+# name -> (forward(x, alpha, beta), derivative(x, y, alpha, beta) = d y / d x), side by
+# side; at a kink the derivative is the one-sided value of the forward's own branch
+PAIRS = {
+    "Sigmoid": (lambda x, a, b: sigmoid(x),
+                lambda x, y, a, b: y * (1.0 - y)),
+    "Tanh": (lambda x, a, b: np.tanh(x),
+             lambda x, y, a, b: 1.0 - y * y),
+    "Relu": (lambda x, a, b: np.maximum(x, 0.0),
+             lambda x, y, a, b: np.where(x > 0, 1.0, 0.0)),
+    "Affine": (lambda x, a, b: a * x + b,
+               lambda x, y, a, b: np.full_like(x, a)),
+    "LeakyRelu": (lambda x, a, b: np.where(x >= 0, x, a * x),
+                  lambda x, y, a, b: np.where(x >= 0, 1.0, a)),
+    "ThresholdedRelu": (lambda x, a, b: np.where(x > a, x, 0.0),
+                        lambda x, y, a, b: np.where(x > a, 1.0, 0.0)),
+    "ScaledTanh": (lambda x, a, b: a * np.tanh(b * x), _scaled_tanh_grad),
+    "HardSigmoid": (lambda x, a, b: np.clip(a * x + b, 0.0, 1.0), _hard_sigmoid_grad),
+    "Elu": (lambda x, a, b: np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0.0))),
+            lambda x, y, a, b: np.where(x >= 0, 1.0, y + a)),
+    "Softsign": (lambda x, a, b: x / (1.0 + np.abs(x)),
+                 lambda x, y, a, b: 1.0 / ((1.0 + np.abs(x)) * (1.0 + np.abs(x)))),
+    "Softplus": (lambda x, a, b: np.logaddexp(0.0, x),        # log(1 + e^x), no overflow
+                 lambda x, y, a, b: sigmoid(x)),
+}
+
+
 def forward(name, x, a, b):
     """The activation ``name`` with alpha a and beta b applied to x (a new array)."""
-    if name == "Sigmoid":
-        return sigmoid(x)
-    if name == "Tanh":
-        return np.tanh(x)
-    if name == "Relu":
-        return np.maximum(x, 0.0)
-    if name == "Affine":
-        return a * x + b
-    if name == "LeakyRelu":
-        return np.where(x >= 0, x, a * x)
-    if name == "ThresholdedRelu":
-        return np.where(x > a, x, 0.0)
-    if name == "ScaledTanh":
-        return a * np.tanh(b * x)
-    if name == "HardSigmoid":
-        return np.clip(a * x + b, 0.0, 1.0)
-    if name == "Elu":
-        return np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0.0)))
-    if name == "Softsign":
-        return x / (1.0 + np.abs(x))
-    if name == "Softplus":                  # log(1 + e^x) without overflow
-        return np.logaddexp(0.0, x)
-    raise ValueError(f"unknown activation {name!r}")
+    return PAIRS[name][0](x, a, b)
 
 
 def derivative(name, x, y, a, b):
-    """d y / d x at x (y = forward(name, x, a, b)); at a kink the one-sided value the
-    forward's own branch takes."""
-    if name == "Sigmoid":
-        return y * (1.0 - y)
-    if name == "Tanh":
-        return 1.0 - y * y
-    if name == "Relu":
-        return np.where(x > 0, 1.0, 0.0)
-    if name == "Affine":
-        return np.full_like(x, a)
-    if name == "LeakyRelu":
-        return np.where(x >= 0, 1.0, a)
-    if name == "ThresholdedRelu":
-        return np.where(x > a, 1.0, 0.0)
-    if name == "ScaledTanh":
-        t = np.tanh(b * x)
-        return a * b * (1.0 - t * t)
-    if name == "HardSigmoid":
-        z = a * x + b
-        return np.where((z > 0) & (z < 1), a, 0.0)
-    if name == "Elu":
-        return np.where(x >= 0, 1.0, y + a)
-    if name == "Softsign":
-        d = 1.0 + np.abs(x)
-        return 1.0 / (d * d)
-    if name == "Softplus":
-        return sigmoid(x)
-    raise ValueError(f"unknown activation {name!r}")
+    """d y / d x at x (y = forward(name, x, a, b))."""
+    return PAIRS[name][1](x, y, a, b)
 
 
 def resolve(names, alphas=None, betas=None, where="activations"):
