@@ -334,3 +334,30 @@ def test_option_values_are_taken_or_refused_clearly(cls, kw):
             return
         x = np.full((2, 1, 3) if not cls.endswith("Cell") else (1, 3), 30.0, np.float32)
         m(x)                                        # large inputs: no RuntimeWarning
+
+
+def test_peepholes_equal_onnx_reference_evaluator_in_float64():
+    """ONNX's reference evaluator implements peepholes (not clip, input_forget or other
+    activations): a float64 LSTM node with P equals LSTM(peepholes=True) to 1e-12."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+    from variant_oracles import to_onnx
+    m = rnnlab.LSTM(3, 4, peepholes=True, dtype=np.float64, seed=8)
+    x = np.random.default_rng(8).standard_normal((6, 2, 3))
+    inits = [numpy_helper.from_array(to_onnx(m.weight_ih_l0, "lstm")[None], "W"),
+             numpy_helper.from_array(to_onnx(m.weight_hh_l0, "lstm")[None], "R"),
+             numpy_helper.from_array(np.concatenate([to_onnx(m.bias_ih_l0, "lstm"),
+                                                     to_onnx(m.bias_hh_l0, "lstm")])[None], "B"),
+             numpy_helper.from_array(m.weight_p_l0[None], "P")]
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "", "", "P"], ["Y", "Yh", "Yc"],
+                            hidden_size=4)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.DOUBLE,
+                                                                      list(x.shape))],
+                          [helper.make_tensor_value_info(n, TensorProto.DOUBLE, None)
+                           for n in ("Y", "Yh", "Yc")], inits)
+    y, yh, yc = ReferenceEvaluator(helper.make_model(g)).run(None, {"X": x})
+    out, (h, c) = m(x)
+    np.testing.assert_allclose(out, y[:, 0], atol=1e-12)
+    np.testing.assert_allclose(h, yh, atol=1e-12)
+    np.testing.assert_allclose(c, yc, atol=1e-12)

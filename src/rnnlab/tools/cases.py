@@ -94,6 +94,12 @@ class Case:
             if flag:
                 parts.append(text)
         parts.append(self.dtype.replace("float", "f"))
+        for key, value in (self.options or {}).items():     # variant options, short
+            short = {"activations": "acts", "activation_alpha": "alpha",
+                     "activation_beta": "beta", "cell_clip": "clip",
+                     "input_forget": "coupled", "reset_after": "reset_after"}.get(key, key)
+            parts.append(short if value is True else
+                         f"{short}={','.join(map(str, value)) if isinstance(value, list) else value}")
         return " ".join(parts)
 
     def as_dict(self):

@@ -143,7 +143,11 @@ def cmd_gradcheck(args):
         params = max(v for k, v in errs.items() if k not in ("x", "h0", "c0"))
         ok = all(v <= TOL for v in errs.values())
         failures += not ok
-        print(f"{case.label():34s} {_fmt_err(errs['x'])} {_fmt_err(states)} {_fmt_err(params)}  "
+        label = case.label()
+        if len(label) > 34:                       # a variant's options: on a line of its own
+            print(label)
+            label = ""
+        print(f"{label:34s} {_fmt_err(errs['x'])} {_fmt_err(states)} {_fmt_err(params)}  "
               f"{'ok' if ok else 'FAIL'}")
     print(f"{len(cases) - failures} passed, {failures} failed (tolerance {TOL:g})")
     return 1 if failures else 0

@@ -92,9 +92,18 @@ def check_layer(case, samples=12):
     return compare(loss, analytic, arrays, rng, samples)
 
 
+#: variant families (cells/variants.py): options torch lacks, one case each
+VARIANTS = [("lstm", {"peepholes": True, "cell_clip": 1.5}),
+            ("lstm", {"input_forget": True, "activations": ["Softsign", "Elu", "Softplus"]}),
+            ("gru", {"reset_after": False, "activations": ["HardSigmoid", "Tanh"]}),
+            ("gru", {"cell_clip": 0.8}),
+            ("rnn", {"activations": ["LeakyRelu"], "activation_alpha": [0.1]})]
+
+
 def default_cases(seed=0, kinds=None):
     """Every cell family x layer option: layers, directions, bias, projection, dropout,
-    variable lengths."""
+    variable lengths; with every family (kinds=None) also the VARIANTS, two layers,
+    bidirectional, with lengths."""
     from ..cells import FAMILIES
     cases = []
     for kind in (kinds or FAMILIES):
@@ -108,4 +117,8 @@ def default_cases(seed=0, kinds=None):
             cases += [GradCase(kind, proj_size=2, seed=seed),
                       GradCase(kind, num_layers=2, bidirectional=True, proj_size=3,
                                lengths=[2, 4, 1], seed=seed)]
+    for kind, options in (VARIANTS if kinds is None else ()):
+        case = GradCase(kind, num_layers=2, bidirectional=True, lengths=[4, 1, 3], seed=seed)
+        case.options = options
+        cases.append(case)
     return cases
