@@ -281,6 +281,7 @@ def test_explain_and_train_take_the_options(tmp_path, capsys):
                      "HardSigmoid,Tanh,Softsign", "--lengths", "3,1"]) == 0
     out = capsys.readouterr().out
     assert "p_o * c'" in out and "h' = o * Softsign(c')" in out and "0 unexpected" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
     assert cli.main(["explain", "gru", "--peepholes"]) == 2
     assert "peepholes is only for LSTM" in capsys.readouterr().err
     run = tmp_path / "run"

@@ -3,6 +3,7 @@ the numbers checked while they watch: the equations, every step by a plain hand 
 output <-> h_n map, a cell loop against the layer, how layers stack, and the gradient
 reaching each step (docs/questions.md lists the questions each section answers).
 """
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,7 +144,8 @@ def _section_equations(rep, cfg, layer):
     blocks = " | ".join(fam.gate_names)
     D = layer.num_directions
     H, H_out = cfg.hidden_size, cfg.proj_size or cfg.hidden_size
-    lines = [repr(layer), f"dtype {cfg.dtype}, seed {cfg.seed}, eval mode", "",
+    lines = textwrap.wrap(repr(layer), 98, subsequent_indent="    ", break_long_words=False)
+    lines += [f"dtype {cfg.dtype}, seed {cfg.seed}, eval mode", "",
              "One step of layer k, direction d (s = sigmoid, * = elementwise product,",
              "x = the layer's input at step t, h = its previous hidden state):"]
     lines += ["  " + e for e in fam.equations]
