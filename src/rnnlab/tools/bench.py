@@ -109,22 +109,25 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
 def _ort_session(path, threads):
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    if threads:                                # 0: onnxruntime's default settings
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def step_worker(fw, kind, H, L, steps, threads, onnx_path):
     """Runs in a fresh process: the median time of one batch-1 step (after 200 warm-up
-    steps) through an L-layer layer of width H, input size H."""
+    steps) through an L-layer layer of width H, input size H. threads 0: each framework's
+    default settings (no thread setting at all)."""
     import numpy as np
     x = np.random.default_rng(0).standard_normal((steps + 200, 1, H)).astype(np.float32)
     times = []
     if fw in ("rnnlab", "frozen"):             # layer.step / layer.freeze().step
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
         from ..nn import make_layer
         from ..sequence import kernels
-        kernels.set_num_threads(threads)       # as torch.set_num_threads below
+        if threads:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(threads)
+            kernels.set_num_threads(threads)   # as torch.set_num_threads below
         m, state = make_layer(kind, H, H, num_layers=L, seed=0).eval(), None
         stepper = m.freeze() if fw == "frozen" else m
         for t in range(steps + 200):
@@ -134,7 +137,8 @@ def step_worker(fw, kind, H, L, steps, threads, onnx_path):
     elif fw == "torch":
         import torch
         from ..cells import by_kind
-        torch.set_num_threads(threads)
+        if threads:
+            torch.set_num_threads(threads)
         m, state = getattr(torch.nn, by_kind(kind).torch_class)(H, H, num_layers=L).eval(), None
         xt = torch.from_numpy(x)
         with torch.no_grad():
