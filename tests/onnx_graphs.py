@@ -103,6 +103,9 @@ def graph(spec, seed=0):
         attrs = dict(spec.get("attrs") or {})
         if D == 2:
             attrs["direction"] = "bidirectional"
+            for key in ("activations", "activation_alpha", "activation_beta"):
+                if key in attrs:                   # one list per direction
+                    attrs[key] = attrs[key] * 2
         if layout1:
             attrs["layout"] = 1
         if op == "GRU":
@@ -140,6 +143,9 @@ def accepts(spec):
     """Whether import_onnx must reproduce the graph (True) or refuse it (False)."""
     if spec["fault"] is not None:
         return False
+    clip = (spec.get("attrs") or {}).get("clip")
+    if clip is not None and not 0 < clip < float("inf"):
+        return False                              # refused by name: no such clip
     if spec["layout"] == "layout1" and spec["states"] == "input":
         return False                              # batch-major states: refused by name
     return True

@@ -144,14 +144,22 @@ SPEC = st.fixed_dictionaries({
     "lens": st.sampled_from(["none", "const", "input"]),
     "weights": st.sampled_from(["init", "folded", "fed"]),
     "attrs": st.sampled_from([{}, {}, {"linear_before_reset": 0}, {"activations": ["Relu"]},
-                              {"clip": 2.0}, {"direction": "reverse"}]),
+                              {"clip": 2.0}, {"direction": "reverse"},
+                              {"activations": ["Softsign"], "clip": 1.5},
+                              {"activations": ["HardSigmoid", "Elu"], "activation_alpha":
+                               [0.3, 0.5], "activation_beta": [0.4]},
+                              {"activations": ["Sigmoid", "Softplus", "ScaledTanh"],
+                               "activation_alpha": [0.9], "activation_beta": [1.1],
+                               "input_forget": 1},
+                              {"clip": float("nan")}, {"clip": -1.0}]),
     "fault": st.sampled_from(FAULTS + (None, None, None))})
 
 
 def _fits(spec):
     if spec["attrs"].get("linear_before_reset") is not None and spec["op"] != "GRU":
         return False
-    if "activations" in spec["attrs"] and (spec["op"] != "RNN" or spec["D"] == 2):
+    acts = spec["attrs"].get("activations")
+    if acts is not None and len(acts) != {"RNN": 1, "GRU": 2, "LSTM": 3}[spec["op"]]:
         return False
     if spec["attrs"].get("direction") and spec["D"] == 2:
         return False
