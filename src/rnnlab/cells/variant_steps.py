@@ -21,6 +21,7 @@ gradients the driver's products cannot: {"w_hh": rows past FOLD, "b_hh": ..., "w
 import numpy as np
 
 from . import onnx_activations as oa
+from .activations import sigmoid
 
 
 class Act:
@@ -31,7 +32,11 @@ class Act:
         self.clip = clip
 
     def __call__(self, pre, out=None):
-        x = pre if self.clip is None else np.clip(pre, -self.clip, self.clip)
+        c = self.clip
+        if out is not None and self.name in _IN_PLACE:    # no temporaries (most layers)
+            x = pre if c is None else np.clip(pre, -c, c, out=out)
+            return _IN_PLACE[self.name](x, out=out)
+        x = pre if c is None else np.clip(pre, -c, c)
         y = oa.forward(self.name, x, self.a, self.b)
         if out is None:
             return y
@@ -40,11 +45,15 @@ class Act:
 
     def grad(self, pre, y):
         """d y / d pre (zero where the clip acts)."""
-        x = pre if self.clip is None else np.clip(pre, -self.clip, self.clip)
-        d = oa.derivative(self.name, x, y, self.a, self.b)
-        if self.clip is not None:
-            d = np.where(np.abs(pre) <= self.clip, d, 0.0)
+        c = self.clip
+        x = pre if c is None or self.name in _IN_PLACE else np.clip(pre, -c, c)
+        d = oa.derivative(self.name, x, y, self.a, self.b)   # sigmoid, tanh: from y alone
+        if c is not None:
+            d *= np.abs(pre) <= c
         return d
+
+
+_IN_PLACE = {"Sigmoid": sigmoid, "Tanh": np.tanh}
 
 
 def acts_for(options, reverse):
