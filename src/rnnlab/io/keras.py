@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from ..cells import FAMILIES, from_framework, to_framework
-from ..cells.variants import KERAS_ACTIVATIONS, from_keras_config
+from ..cells.variants import from_keras_config
 from ..nn import RNNBase, layer_class, make_layer
 
 
@@ -70,9 +70,9 @@ def _recurrent(keras, module, x, last_sequences=True, return_state=False):
         opts = module.family.options
         raise KerasConversionError(
             f"Keras has no layer for the {module.family.kind} family" + (
-                f" with {', '.join(f'{k}={v!r}' for k, v in opts.items())} (Keras's layers "
-                "have no clip, peepholes or input_forget, one activation for LSTM's g and h, "
-                "and these activations: " + ", ".join(sorted(KERAS_ACTIVATIONS)) + ")"
+                f" with {', '.join(f'{k}={v!r}' for k, v in opts.items())} (Keras has no "
+                "clip, peepholes or input_forget, one activation for LSTM's g and h, and "
+                "the activations docs/families.md lists)"
                 if module.family.variant is not None else ""))
     if module.proj_size:
         raise KerasConversionError("LSTM proj_size has no Keras equivalent (Keras's LSTM has "
