@@ -3,6 +3,7 @@ onnxruntime and Keras can use; held-out evaluation, units and warnings; the chec
 before the first step; bad input exits 2 with one line."""
 import json
 import os
+import re
 
 import pytest
 
@@ -207,4 +208,11 @@ def test_charlm_learns_the_builtin_text(capsys, tmp_path):
     assert code == 0 and value < 0.6 * base, stdout[-500:]
     code, sample, _ = run(capsys, "sample", tmp_path / "lm", "--prime", "The ", "--length",
                           "200", "--temperature", "0.5")
-    assert code == 0 and sum(w in sample for w in ("the", "garden", "river", "likes")) >= 2
+    # its words are the text's words (the last one may be cut off); a model that learned
+    # only letter frequencies writes few of them. (Which words a 200-character sample
+    # holds is chance: the text has dozens of nouns and verbs.)
+    from rnnlab.train.tasks import builtin_text
+    vocab = set(re.findall(r"[A-Za-z]+", builtin_text()))
+    words = re.findall(r"[A-Za-z]+", sample)[:-1]
+    assert code == 0 and len(words) >= 20
+    assert sum(w in vocab for w in words) >= 0.9 * len(words), sample
