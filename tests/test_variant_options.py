@@ -250,6 +250,11 @@ def test_options_refused_by_name():
         rnnlab.LSTM(3, 4).family
     assert rnnlab.RNN(3, 4, activations=["Relu"]).family is \
         rnnlab.RNN(3, 4, nonlinearity="relu").family
+    # ... and says so, so that a file rebuilds the same function
+    for cls in (rnnlab.RNN, rnnlab.RNNCell):
+        m = cls(3, 4, activations=["Relu"])
+        assert m.nonlinearity == "relu" and "nonlinearity='relu'" in repr(m)
+        assert type(m)(**m.config()).family is m.family
 
 
 @pytest.mark.parametrize("cls, kw", OPTION_LAYERS + [

@@ -190,7 +190,9 @@ class RNNCell(RNNCellBase):
         super().__init__(family_for("rnn", nonlinearity=nonlinearity,
                                     **_variant("RNNCell", variant, 4)),
                          input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
-        self.nonlinearity = nonlinearity
+        # activations=["Relu"] is torch's relu RNN: say so (config and save/load read it)
+        self.nonlinearity = (self.family.activation if self.family.variant is None
+                             else nonlinearity)
 
 
 class GRUCell(RNNCellBase):

@@ -218,7 +218,9 @@ class RNN(RNNBase):
         super().__init__(family_for("rnn", nonlinearity=nonlinearity, **variant), input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device=device, dtype=dtype, seed=seed, direction=direction)
-        self.nonlinearity = nonlinearity
+        # activations=["Relu"] is torch's relu RNN: say so (config and save/load read it)
+        self.nonlinearity = (self.family.activation if self.family.variant is None
+                             else nonlinearity)
 
     def _extra_config(self):
         return {"nonlinearity": self.nonlinearity, **self._variant_config()}
