@@ -92,7 +92,7 @@ def plain_back(dh_new, dc_new, x, h, c, h_new, g, p):
 
 
 def _unused_step(*args):
-    raise NotImplementedError("gru_reset_before steps need the weights: with_weights(w)")
+    raise NotImplementedError("gru_reset_before steps need the weights: with_weights(w, reverse)")
 
 
 FAMILY = Family(

@@ -314,7 +314,7 @@ def _store(opts):
 
 
 def _needs_weights(*args):
-    raise NotImplementedError("a variant family's steps need the weights: with_weights(w)")
+    raise NotImplementedError("a variant family's steps need the weights: with_weights(w, reverse)")
 
 
 def equations(opts, names):

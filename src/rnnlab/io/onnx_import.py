@@ -10,9 +10,11 @@ Weights may be computed from constants (folded in NumPy, onnx_graph.py) or fed b
 caller (``inputs=``); constant initial states and sequence lengths are kept
 (onnx_result.ImportedLayer). ``onnx_layers(path)`` lists every recurrent node, including
 those in If / Loop / Scan bodies, and ``import_onnx(path, node=NAME)`` imports one alone.
-GRU nodes with linear_before_reset=0 become GRU(reset_after=False). Anything rnnlab
-cannot compute is refused naming it: activations other than the defaults (RNN: Tanh or Relu), clip, input_forget, peepholes,
-direction "reverse".
+GRU nodes with linear_before_reset=0 become GRU(reset_after=False), direction "reverse"
+a direction="reverse" layer, and every other option of the ops (activations with their
+alpha / beta, clip, input_forget, peepholes) the variant layer computing it
+(cells/variants.py). Anything rnnlab cannot compute is refused naming it (an activation
+without a value it needs, an op on the data path, ...).
 """
 import json
 
