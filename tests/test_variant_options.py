@@ -9,18 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rnnlab
+from variant_oracles import float64_jax  # noqa: F401  (the autouse fixture)
 from variant_oracles import N_ACTS, TAKES, flat_lists, jax_layers, ort_layers
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
-
-
-@pytest.fixture(autouse=True)
-def float64_jax():
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
 
 
 _VALUES = {"Affine": (0.5, 1.2, -0.3, 0.3), "LeakyRelu": (0.01, 0.3, 0, 0),

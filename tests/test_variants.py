@@ -10,19 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rnnlab
+from variant_oracles import float64_jax  # noqa: F401  (the autouse fixture)
+from variant_oracles import reverse_rows
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
-
-
-@pytest.fixture(autouse=True)
-def float64_jax():
-    """JAX in float64 for these tests only (Keras's JAX backend, in other tests, needs
-    JAX's float32 default)."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
 
 
 def _gru_reset_before(p, x, h0, lengths):
@@ -45,23 +37,15 @@ def _gru_reset_before(p, x, h0, lengths):
     return out, h_n
 
 
-def _reverse(x, lengths):
-    """Each row's first ``length`` steps in reverse order (the rest stays)."""
-    T = x.shape[0]
-    t = jnp.arange(T)[:, None]
-    idx = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
-    return jnp.take_along_axis(x, idx[:, :, None], axis=0)
-
-
 def _jax_layer(params, x, h0, lengths, L, D):
     """Stacked, optionally bidirectional; params[k][d] dicts; h0 (L*D, N, H)."""
     inp, h_n = x, []
     for k in range(L):
         outs = []
         for d in range(D):
-            xin = inp if d == 0 else _reverse(inp, lengths)
+            xin = inp if d == 0 else reverse_rows(jnp, inp, lengths)
             out, hn = _gru_reset_before(params[k][d], xin, h0[k * D + d], lengths)
-            outs.append(out if d == 0 else _reverse(out, lengths))
+            outs.append(out if d == 0 else reverse_rows(jnp, out, lengths))
             h_n.append(hn)
         inp = jnp.concatenate(outs, axis=2)
     return inp, jnp.stack(h_n)

@@ -3,6 +3,18 @@ independently of rnnlab's code: a JAX scan of ONNX's RNN / GRU / LSTM with every
 (activations, clip, peepholes, input_forget, linear_before_reset) for gradients, and
 onnxruntime on one hand-built node per layer for the forward."""
 import numpy as np
+import pytest
+
+@pytest.fixture(autouse=True)
+def float64_jax():
+    """JAX in float64 for the tests of a module that imports this (Keras's JAX backend, in
+    other tests, needs JAX's float32 default)."""
+    import jax
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
+
 
 # the activation table of the ONNX operators, with onnxruntime's reading of the two
 # value lists: each value goes to the next activation that takes one

@@ -120,6 +120,15 @@ class Family:
     variant: Optional[object] = None
 
     @property
+    def peepholes(self):
+        """Whether the family has LSTM peephole weights (weight_p, a variant option)."""
+        return self.variant is not None and self.variant.peepholes
+
+    def options_text(self):
+        """The options as constructor keywords, for messages: "cell_clip=1.0, ..."."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+    @property
     def store(self):
         """S: the number of (N, H) blocks in ``store``."""
         return len(self.store_names)

@@ -10,60 +10,25 @@ torch has no class for it. ``rnnlab.GRU(..., reset_after=False)`` builds it.
 Same parameters, names, shapes and gate blocks (r | z | n) as torch's GRU. Its step needs
 W_hn itself (the driver's h W_hh^T cannot give W_hn (r * h)), so the family binds the
 weights (``with_weights``, cells/family.py); it has the NumPy path only (no compiled
-units). The record: gate values r | z | n, and the store block rh = r * h.
+units). The record: gate values r | z | n, and the store blocks: the three
+pre-activations and rh = r * h (the layout of variant_steps.gru_steps).
 """
 import numpy as np
 
-from .activations import sigmoid, sigmoid_grad, tanh_grad
 from .family import Family
 from .gru import converters
+from .variant_steps import gru_steps
+from .variants import check_options
+
+_OPTIONS = check_options("gru", reset_after=False)      # sigmoid, tanh, no clip
 
 
 def with_weights(w, reverse=False):
-    """(step, back, extra) for one direction's weights w (w_hh (3H, H) in torch's layout,
-    b_hh or None): the steps compute W_hn (r * h) + b_hn themselves; back accumulates the
-    gradient of W_hn and b_hn, which extra() returns ({"w_hh": (H, H), "b_hh": (H,)}) for
-    the driver to add to the n rows of dW_hh and db_hh (the driver's own products give 0
-    there: back leaves d gh of n at 0)."""
-    H = w.w_hh.shape[1]
-    w_hn = w.w_hh[2 * H:]                                   # (H, H)
-    w_hn_t = np.ascontiguousarray(w_hn.T)
-    b_hn = None if w.b_hh is None else w.b_hh[2 * H:]
-    acc = {"w": np.zeros((H, H), w.w_hh.dtype), "b": np.zeros(H, w.w_hh.dtype)}
-
-    def step(gx, gh, h, c, h_new, store):
-        rz = gx[:, :2 * H]
-        rz += gh[:, :2 * H]                                 # x part (+ folded b_hh) + h part
-        sigmoid(rz, out=rz)                                 # r, z
-        r, z, n = gx[:, :H], gx[:, H:2 * H], gx[:, 2 * H:]
-        rh = np.multiply(r, h, out=store)                   # kept for backward
-        n += rh @ w_hn_t
-        if b_hn is not None:
-            n += b_hn
-        np.tanh(n, out=n)
-        np.subtract(h, n, out=h_new)
-        h_new *= z
-        h_new += n                                          # h' = n + z (h - n)
-        return None, (gx, store, h, c)
-
-    def back(dh_new, dc_new, cache, dgx, dgr):
-        act, rh, h, _ = cache
-        r, z, n = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
-        dar, daz, dan = dgx[:, :H], dgx[:, H:2 * H], dgx[:, 2 * H:]
-        np.multiply(dh_new, 1.0 - z, out=dan)
-        dan *= tanh_grad(n)                                 # d(a_n)
-        drh = dan @ w_hn                                    # d(r * h)
-        acc["w"] += dan.T @ rh                              # dW_hn
-        acc["b"] += dan.sum(axis=0)
-        np.multiply(drh, h, out=dar)                        # dr
-        np.subtract(h, n, out=daz)
-        daz *= dh_new                                       # dz
-        dgx[:, :2 * H] *= sigmoid_grad(act[:, :2 * H])
-        if dgr is not None:
-            dgr[...] = 0.0                                  # n's hidden part: done here
-        return dh_new * z + drh * r, None                   # through z h and r * h
-
-    return step, back, lambda: {"w_hh": acc["w"], "b_hh": acc["b"]}
+    """(step, back, extra) for one direction's weights (cells/family.py): the general GRU
+    step of variant_steps.py with sigmoid / tanh, no clip and reset_after=False, the one
+    home of this equation's fast forward and backward (it computes W_hn (r * h) + b_hn
+    itself and keeps dW_hn, db_hn for the driver, whose own products give 0 there)."""
+    return gru_steps(_OPTIONS, w, reverse)
 
 
 def plain_step(x, h, c, p):
@@ -92,12 +57,14 @@ def plain_back(dh_new, dc_new, x, h, c, h_new, g, p):
 
 
 def _unused_step(*args):
-    raise NotImplementedError("gru_reset_before steps need the weights: with_weights(w, reverse)")
+    raise NotImplementedError("gru_reset_before steps need the weights: "
+                              "with_weights(w, reverse)")
 
 
 FAMILY = Family(
     "gru_reset_before", "GRU_RESET_BEFORE", num_gates=3, gate_names=("r", "z", "n"), fold=2,
-    store_names=("rh",), step=_unused_step, back=_unused_step, plain_step=plain_step,
+    store_names=("a_r", "a_z", "a_n", "rh"), step=_unused_step, back=_unused_step,
+    plain_step=plain_step,
     plain_back=plain_back, with_weights=with_weights,
     equations=("r = s(x W_ir^T + b_ir + h W_hr^T + b_hr)           reset gate",
                "z = s(x W_iz^T + b_iz + h W_hz^T + b_hz)           update gate",

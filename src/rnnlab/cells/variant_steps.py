@@ -12,11 +12,12 @@ LSTM equations with every option of the operator, forward beside backward, NumPy
 
 clip(a) bounds a to [-cell_clip, cell_clip] (no bound without cell_clip); its gradient is
 zero where it acts. As in onnxruntime, the clip bounds the gates' pre-activations only:
-c' itself, and what h(c') reads, are not clipped. f, g, h are the layer's activations for this direction
-(cells/onnx_activations.py). Each ``*_steps(options, w, reverse)`` binds one direction's
-weights and returns (step, back, extra) with the contract of cells/family.py; the store
-keeps every pre-activation (before the clip) for the derivatives; extra() gives the
-gradients the driver's products cannot: {"w_hh": rows past FOLD, "b_hh": ..., "w_p": ...}.
+c' itself, and what h(c') reads, are not clipped. f, g, h are the layer's activations for
+this direction (cells/onnx_activations.py). Each ``*_steps(options, w, reverse)`` binds
+one direction's weights and returns (step, back, extra) with the contract of
+cells/family.py; the store keeps every pre-activation (before the clip) for the
+derivatives; extra() gives the gradients the driver's products cannot: {"w_hh": rows past
+FOLD, "b_hh": ..., "w_p": ...}.
 """
 import numpy as np
 
@@ -93,9 +94,8 @@ def gru_steps(options, w, reverse):
     def step(gx, gh, h, c, h_new, store):
         a = store[:, :3 * H]
         np.add(gx[:, :2 * H], gh[:, :2 * H], out=a[:, :2 * H])
-        r = f(a[:, :H], out=gx[:, :H])
-        f(a[:, H:2 * H], out=gx[:, H:2 * H])
-        z = gx[:, H:2 * H]
+        f(a[:, :2 * H], out=gx[:, :2 * H])                  # r and z: one pass
+        r, z = gx[:, :H], gx[:, H:2 * H]
         if after:                                           # r * (h W_hn^T + b_hn)
             store[:, 3 * H:] = gh[:, 2 * H:]
             np.add(gx[:, 2 * H:], r * gh[:, 2 * H:], out=a[:, 2 * H:])
@@ -114,7 +114,8 @@ def gru_steps(options, w, reverse):
         act, store, h, _ = cache
         r, z, n = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
         a, kept = store[:, :3 * H], store[:, 3 * H:]
-        dan = dh_new * (1.0 - z) * g.grad(a[:, 2 * H:], n)
+        dan = np.multiply(dh_new, 1.0 - z, out=dgx[:, 2 * H:])   # d(n's pre-activation)
+        dan *= g.grad(a[:, 2 * H:], n)
         direct = dh_new * z
         if after:
             dr = dan * kept                                 # kept: h W_hn^T + b_hn
@@ -128,9 +129,9 @@ def gru_steps(options, w, reverse):
             direct += drh * r
             if dgr is not None:
                 dgr[...] = 0.0                              # done here, not by the driver
-        np.multiply(dr, f.grad(a[:, :H], r), out=dgx[:, :H])
-        np.multiply(dh_new * (h - n), f.grad(a[:, H:2 * H], z), out=dgx[:, H:2 * H])
-        dgx[:, 2 * H:] = dan
+        dgx[:, :H] = dr
+        np.multiply(dh_new, h - n, out=dgx[:, H:2 * H])    # dz
+        dgx[:, :2 * H] *= f.grad(a[:, :2 * H], act[:, :2 * H])   # through r, z: one pass
         return direct, None
 
     return step, back, (dict if after else (lambda: dict(acc)))

@@ -30,6 +30,10 @@ _BASE = {
                  store=("a_i", "a_f", "a_g", "a_o", "c"), steps=vs.lstm_steps),
 }
 _CACHE = {}
+#: the constructor keywords of the variant options (torch's classes take none of them)
+ACTIVATION_KEYS = ("activations", "activation_alpha", "activation_beta")
+LSTM_ONLY = ("peepholes", "input_forget")
+OPTION_KEYS = ACTIVATION_KEYS + ("cell_clip",) + LSTM_ONLY
 
 
 @dataclass(frozen=True)
@@ -218,14 +222,10 @@ def _build(opts, key):
     from . import by_kind
     torch_fam = by_kind(opts.kind)
     base = _BASE[opts.kind]
-    store = _store(opts)
     first = opts.activations[0]
     names = [oa.text(*spec) for spec in first]
-    attributes = {"activations": [s[0] for s in first]}
-    if len(opts.activations) > 1:
-        attributes["activations"] = [s[0] for st in opts.activations for s in st]
-    flat = [spec for s in opts.activations for spec in s]
-    _, alphas, betas = oa.flatten(flat)
+    every, alphas, betas = oa.flatten([spec for s in opts.activations for spec in s])
+    attributes = {"activations": every}                # one list per set given
     if alphas:
         attributes["activation_alpha"] = alphas
     if betas:
@@ -240,7 +240,7 @@ def _build(opts, key):
     gate_acts = tuple(first[j] for j in pick)
     return Family(
         torch_fam.kind, torch_fam.mode + "_VARIANT", num_gates=torch_fam.num_gates,
-        gate_names=torch_fam.gate_names, fold=torch_fam.fold, store_names=store,
+        gate_names=torch_fam.gate_names, fold=torch_fam.fold, store_names=_store(opts),
         step=_needs_weights, back=_needs_weights,
         with_weights=partial(base["steps"], opts), equations=equations(opts, names),
         has_cell_state=torch_fam.has_cell_state, layer_class=torch_fam.torch_class,
@@ -251,14 +251,15 @@ def _build(opts, key):
         onnx={"op": base["op"], "attributes": attributes, "defaults": {},
               "per_direction": len(opts.activations) > 1, "peepholes": opts.peepholes},
         keras=_keras_record(opts), variant=opts,
-        **_plain_forms(opts, torch_fam.fold, torch_fam.gate_names))
+        **_plain_forms(opts, torch_fam))
 
 
-def _plain_forms(opts, fold, gate_names):
+def _plain_forms(opts, torch_fam):
     """plain_step / plain_back (cells/family.py) for one sequence: the variant's own steps
     (variant_steps.py) on one row, with p's weights (p["w_p"]: peepholes; p["reverse"]: the
     direction, which picks its activations)."""
     steps = _BASE[opts.kind]["steps"]
+    G, S, fold = torch_fam.num_gates, len(_store(opts)), torch_fam.fold
 
     def bound(p):
         w = SimpleNamespace(w_ih=p["w_ih"], w_hh=p["w_hh"], b_ih=p["b_ih"], b_hh=p["b_hh"],
@@ -267,23 +268,24 @@ def _plain_forms(opts, fold, gate_names):
 
     def plain_step(x, h, c, p):
         GH = p["w_hh"].shape[0]
-        F = fold * (GH // _gates(opts))
+        H = GH // G
+        F = fold * H
         gx = (p["w_ih"] @ x + p["b_ih"])[None]
         gx[0, :F] += p["b_hh"][:F]
         gh = (p["w_hh"] @ h)[None]
         gh[0, F:] += p["b_hh"][F:]
-        store = np.zeros((1, len(_store(opts)) * (GH // _gates(opts))))
+        store = np.zeros((1, S * H))
         h_new = np.zeros((1, h.shape[0]))
         c_new, cache = bound(p)[0](gx, gh, h[None], None if c is None else c[None], h_new,
                                    store)
-        H = GH // _gates(opts)
-        gates = {g: cache[0][0, k * H:(k + 1) * H] for k, g in enumerate(gate_names)}
+        gates = {g: cache[0][0, k * H:(k + 1) * H]
+                 for k, g in enumerate(torch_fam.gate_names)}
         return h_new[0], (None if c_new is None else c_new[0].copy()), dict(gates,
                                                                               cache=cache)
 
     def plain_back(dh_new, dc_new, x, h, c, h_new, gates, p):
         GH = p["w_hh"].shape[0]
-        F = fold * (GH // _gates(opts))
+        F = fold * (GH // G)
         _, back, extra = bound(p)
         dgx = np.zeros((1, GH))
         dgr = np.zeros((1, GH - F)) if F < GH else None
@@ -304,17 +306,15 @@ def _plain_forms(opts, fold, gate_names):
     return {"plain_step": plain_step, "plain_back": plain_back}
 
 
-def _gates(opts):
-    return {"rnn": 1, "gru": 3, "lstm": 4}[opts.kind]
-
-
 def _store(opts):
+    """A variant's store blocks: every pre-activation, and what its back needs besides."""
     base = _BASE[opts.kind]["store"]
     return base + (() if opts.kind != "gru" else ("hn",) if opts.reset_after else ("rh",))
 
 
 def _needs_weights(*args):
-    raise NotImplementedError("a variant family's steps need the weights: with_weights(w, reverse)")
+    raise NotImplementedError("a variant family's steps need the weights: "
+                              "with_weights(w, reverse)")
 
 
 def equations(opts, names):

@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 
+from ..cells.variants import OPTION_KEYS
 from ..checks import to_numpy
 from ..errors import StateDictError
 from ..nn import (GRU, LSTM, RNN, Embedding, GRUCell, Linear, LSTMCell, RNNBase, RNNCell,
@@ -157,9 +158,6 @@ def load(path):
 _KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr|weight_p)_l(\d+)"
                   r"(_reverse)?$")
 _CELL_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh|weight_p)$")
-# options the weights cannot tell (the variant families, cells/variants.py)
-_VARIANT = {"activations", "activation_alpha", "activation_beta", "cell_clip", "peepholes",
-            "input_forget"}
 
 
 def _peepholes_named(has_p, overrides):
@@ -194,7 +192,7 @@ def _cell(state_dict, prefix, overrides):
     if cls is RNNCell and "nonlinearity" not in overrides:
         raise ValueError("an RNNCell's weights do not say whether it used tanh or relu: pass "
                          "nonlinearity='tanh' or 'relu'")
-    extra = set(overrides) - {"nonlinearity", "dtype", "reset_after"} - _VARIANT
+    extra = set(overrides) - {"nonlinearity", "dtype", "reset_after"} - set(OPTION_KEYS)
     _peepholes_named("weight_p" in found, overrides)
     if cls is not RNNCell and "nonlinearity" in overrides:
         raise ValueError(f"nonlinearity is only for RNNCell; these weights are a "
@@ -222,7 +220,8 @@ def from_state_dict(state_dict, prefix="", **overrides):
     relu), ``batch_first``, ``dropout``, ``dtype`` (default: the weights' float dtype) and
     the options weights cannot tell — ``reset_after`` (GRU), ``direction`` and the variant
     options (``activations``, ``activation_alpha/beta``, ``cell_clip``, ``peepholes``,
-    ``input_forget``) — are overrides (weight_p keys without peepholes=True: ValueError). Cell keys (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) give
+    ``input_forget``) — are overrides (weight_p keys without peepholes=True: ValueError).
+    Cell keys (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) give
     an RNNCell / GRUCell / LSTMCell. With prefix="" a state_dict holding one layer or cell
     under some prefix uses it; several are a ValueError naming the prefixes to choose
     from; none lists the weight-like keys it does hold."""
@@ -280,7 +279,7 @@ def from_state_dict(state_dict, prefix="", **overrides):
     if cls is not RNN and "nonlinearity" in overrides:
         raise ValueError(f"nonlinearity is only for RNN; these weights are a {cls.__name__}")
     extra = set(overrides) - {"nonlinearity", "batch_first", "dropout", "dtype", "seed",
-                              "direction", "reset_after"} - _VARIANT
+                              "direction", "reset_after"} - set(OPTION_KEYS)
     _peepholes_named(any(k[0] == "weight_p" for k in found), overrides)
     if "reset_after" in overrides and cls is not GRU:
         raise ValueError(f"reset_after is only for GRU; these weights are a {cls.__name__}")

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..cells import FAMILIES, from_framework, to_framework
 from ..cells.variants import from_keras_config
-from ..nn import RNNBase, layer_class, make_layer
+from ..nn import RNNBase, make_layer
 
 
 class KerasConversionError(ValueError):
@@ -67,13 +67,11 @@ def _recurrent(keras, module, x, last_sequences=True, return_state=False):
     directions) to the Keras tensor x (N, L, I); returns (output, states, [(keras layer,
     weights)]) with states the per-layer, per-direction h (and c)."""
     if module.family.keras is None:
-        opts = module.family.options
         raise KerasConversionError(
             f"Keras has no layer for the {module.family.kind} family" + (
-                f" with {', '.join(f'{k}={v!r}' for k, v in opts.items())} (Keras has no "
-                "clip, peepholes or input_forget, one activation for LSTM's g and h, and "
-                "the activations docs/families.md lists)"
-                if module.family.variant is not None else ""))
+                f" with {module.family.options_text()} (Keras has no clip, peepholes or "
+                "input_forget, one activation for LSTM's g and h, and the activations "
+                "docs/families.md lists)" if module.family.variant is not None else ""))
     if module.proj_size:
         raise KerasConversionError("LSTM proj_size has no Keras equivalent (Keras's LSTM has "
                                    "no projection)")
@@ -230,8 +228,7 @@ def from_keras(model_or_layer):
             raise KerasConversionError("an inner layer has return_sequences=False")
     I = specs[0][2][0][0].shape[0]
     kw = dict(num_layers=len(specs), bias=bias, bidirectional=D == 2, batch_first=True)
-    layer = (layer_class(fam)(I, H, **fam.options, **kw) if fam.variant is not None
-             else make_layer(fam.kind, I, H, **kw))
+    layer = make_layer(fam, I, H, **kw)
     sd = {}
     for k, (_, _, ws) in enumerate(specs):
         for d, w in enumerate(ws):

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..cells import from_framework
 from ..cells.variants import from_onnx
-from ..nn import layer_class, make_layer
+from ..nn import make_layer
 from .onnx_graph import attrs
 
 
@@ -100,10 +100,7 @@ def build(rec, scope, graph, batch_first, dtype):
     kw = dict(num_layers=len(layers), bias=bias, bidirectional=D == 2,
               batch_first=bool(batch_first), dtype=dtype,
               **({"direction": "reverse"} if rev else {}))
-    if fam.variant is not None:
-        layer = layer_class(fam)(I, H, **fam.options, **kw)
-    else:
-        layer = make_layer(fam.kind, I, H, **kw)
+    layer = make_layer(fam, I, H, **kw)
     sd = {}
     for k, (W, R, B, P) in enumerate(layers):
         for d in range(D):

@@ -10,7 +10,7 @@ backpropagated step by step. In eval mode or under rnnlab.no_grad() nothing is k
 import numpy as np
 
 from ..cells import by_mode
-from ..cells.variants import family_for
+from ..cells.variants import ACTIVATION_KEYS, OPTION_KEYS, family_for
 from ..checks import check_bool, check_int, float_array, gradient_array
 from ..errors import BackwardError, ShapeError
 from ..sequence import LayerWeights, run_backward, run_forward
@@ -18,8 +18,6 @@ from .grad_mode import is_recording, why_not_recorded
 from .module import Module
 
 _NAMES = LayerWeights("weight_ih", "weight_hh", "bias_ih", "bias_hh", None)
-_VARIANT = ("activations", "activation_alpha", "activation_beta", "cell_clip", "peepholes",
-            "input_forget")
 
 
 class RNNCellBase(Module):
@@ -40,12 +38,9 @@ class RNNCellBase(Module):
         shapes = {"weight_ih": (G * H, self.input_size), "weight_hh": (G * H, H)}
         if self.bias:
             shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
-        if self._peepholes:
+        if self.family.peepholes:
             shapes["weight_p"] = (3 * H,)
         self._init_parameters(shapes, H)
-
-    _peepholes = property(lambda self: self.family.variant is not None
-                          and self.family.variant.peepholes)
 
     def __repr__(self):
         extra = "" if self.bias else ", bias=False"
@@ -55,7 +50,7 @@ class RNNCellBase(Module):
             extra += ", reset_after=False"
         if self.family.variant is not None:
             extra += "".join(f", {k}={v!r}" for k, v in self.family.options.items()
-                             if k in _VARIANT)
+                             if k in OPTION_KEYS)
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
 
     def config(self):
@@ -68,13 +63,13 @@ class RNNCellBase(Module):
         if not getattr(self, "reset_after", True):
             cfg["reset_after"] = False
         if self.family.variant is not None:
-            cfg.update((k, v) for k, v in self.family.options.items() if k in _VARIANT)
+            cfg.update((k, v) for k, v in self.family.options.items() if k in OPTION_KEYS)
         cfg["dtype"] = self.dtype.name
         return cfg
 
     def names(self):
         names = _NAMES if self.bias else LayerWeights("weight_ih", "weight_hh")
-        return names._replace(w_p="weight_p") if self._peepholes else names
+        return names._replace(w_p="weight_p") if self.family.peepholes else names
 
     def weights(self):
         """The live parameters as LayerWeights(w_ih, w_hh, b_ih, b_hh, None)."""
@@ -188,7 +183,7 @@ class RNNCell(RNNCellBase):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         super().__init__(family_for("rnn", nonlinearity=nonlinearity,
-                                    **_variant("RNNCell", variant, 4)),
+                                    **_variant("RNNCell", variant, _NOT_LSTM)),
                          input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
         # activations=["Relu"] is torch's relu RNN: say so (config and save/load read it)
         self.nonlinearity = (self.family.activation if self.family.variant is None
@@ -204,7 +199,7 @@ class GRUCell(RNNCellBase):
                  seed=None, reset_after=True, **variant):
         self.reset_after = check_bool("reset_after", reset_after)
         super().__init__(family_for("gru", reset_after=self.reset_after,
-                                    **_variant("GRUCell", variant, 4)),
+                                    **_variant("GRUCell", variant, _NOT_LSTM)),
                          input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
 
 
@@ -216,13 +211,16 @@ class LSTMCell(RNNCellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, *, dtype=np.float32,
                  seed=None, **variant):
-        super().__init__(family_for("lstm", **_variant("LSTMCell", variant, 6)), input_size,
-                         hidden_size, bias, device, dtype=dtype, seed=seed)
+        super().__init__(family_for("lstm", **_variant("LSTMCell", variant, OPTION_KEYS)),
+                         input_size, hidden_size, bias, device, dtype=dtype, seed=seed)
 
 
-def _variant(name, kwargs, n):
-    """The variant keywords a cell takes (the first n of _VARIANT), the rest refused."""
-    bad = sorted(set(kwargs) - set(_VARIANT[:n]))
+_NOT_LSTM = ACTIVATION_KEYS + ("cell_clip",)       # the variant keywords of RNN and GRU cells
+
+
+def _variant(name, kwargs, taken):
+    """The variant keywords a cell takes (``taken``), the rest refused."""
+    bad = sorted(set(kwargs) - set(taken))
     if bad:
         raise TypeError(f"{name} got unexpected keyword argument(s) {bad}")
     return kwargs

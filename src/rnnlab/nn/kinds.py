@@ -15,15 +15,17 @@ def layer_class(fam):
 
 
 def _make(classes, base, kind, input_size, hidden_size, kwargs):
-    fam = by_kind(kind)
+    fam = kind if hasattr(kind, "num_gates") else by_kind(kind)   # a Family (a variant's)
     cls = classes.get(fam.torch_class or fam.layer_class)
     if cls is None:
-        return base(fam.mode, input_size, hidden_size, **kwargs)
+        return base(fam, input_size, hidden_size, **kwargs)
     return cls(input_size, hidden_size, **fam.options, **kwargs)
 
 
 def make_layer(kind, input_size, hidden_size, **kwargs):
-    """The layer of family ``kind`` (keywords as for RNN/GRU/LSTM)."""
+    """The layer of family ``kind`` (keywords as for RNN/GRU/LSTM); ``kind`` may also be a
+    Family record itself, e.g. a variant family (cells/variants.py), built with its
+    options."""
     return _make(LAYERS, RNNBase, kind, input_size, hidden_size, kwargs)
 
 

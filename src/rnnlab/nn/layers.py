@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from ..cells import by_mode
-from ..cells.variants import family_for
+from ..cells.variants import LSTM_ONLY, OPTION_KEYS, family_for
 from ..checks import check_bool, check_dropout, check_int
 from ..errors import BackwardError
 from ..sequence import LayerWeights, from_packed
@@ -30,9 +30,6 @@ def param_names(k, d, bias, proj, peepholes=False):
                         f"weight_hr_l{k}{s}" if proj else None,
                         f"weight_p_l{k}{s}" if peepholes else None)
 
-
-def _peepholes(family):
-    return family.variant is not None and family.variant.peepholes
 
 
 class RNNBase(Stepping, Module):
@@ -83,7 +80,7 @@ class RNNBase(Stepping, Module):
             in_k = self.input_size if k == 0 else D * H_out
             for d in range(D):
                 for name, shape in zip(param_names(k, d, self.bias, self.proj_size,
-                                                   _peepholes(self.family)),
+                                                   self.family.peepholes),
                                        [(G * H, in_k), (G * H, H_out), (G * H,), (G * H,),
                                         (H_out, H), (3 * H,)]):
                     if name is not None:
@@ -101,7 +98,7 @@ class RNNBase(Stepping, Module):
         """torch's parameter names per layer and direction (LayerWeights of names)."""
         names = self.__dict__.get("_names")
         if names is None:                    # the configuration is fixed: compute once
-            names = [[param_names(k, d, self.bias, self.proj_size, _peepholes(self.family))
+            names = [[param_names(k, d, self.bias, self.proj_size, self.family.peepholes)
                       for d in range(self.num_directions)] for k in range(self.num_layers)]
             self.__dict__["_names"] = names
         return names
@@ -141,7 +138,7 @@ class RNNBase(Stepping, Module):
                         reset_after=True, direction="forward")
         s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
         for key, value in self.config().items():
-            if (key in defaults and value != defaults[key]) or key in _VARIANT_KEYS:
+            if (key in defaults and value != defaults[key]) or key in OPTION_KEYS:
                 s += f", {key}={value!r}"
         return s + ")"
 
@@ -212,7 +209,7 @@ class RNN(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None, *,
                  dtype=np.float32, seed=None, direction="forward", **kwargs):
-        variant = _variant_kwargs("RNN", kwargs, ("cell_clip",))
+        variant = _variant_kwargs("RNN", kwargs)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         super().__init__(family_for("rnn", nonlinearity=nonlinearity, **variant), input_size,
@@ -241,7 +238,7 @@ class GRU(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, *, dtype=np.float32,
                  seed=None, reset_after=True, direction="forward", **kwargs):
-        variant = _variant_kwargs("GRU", kwargs, ("cell_clip",))
+        variant = _variant_kwargs("GRU", kwargs)
         self.reset_after = check_bool("reset_after", reset_after)
         super().__init__(family_for("gru", reset_after=self.reset_after, **variant),
                          input_size, hidden_size, num_layers, bias, batch_first, dropout,
@@ -265,7 +262,7 @@ class LSTM(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, *,
                  dtype=np.float32, seed=None, direction="forward", **kwargs):
-        variant = _variant_kwargs("LSTM", kwargs, ("cell_clip", "peepholes", "input_forget"))
+        variant = _variant_kwargs("LSTM", kwargs, lstm=True)
         super().__init__(family_for("lstm", **variant), input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, proj_size, device=device,
                          dtype=dtype, seed=seed, direction=direction)
@@ -289,18 +286,14 @@ def _check_proj(value):
     return int(value)
 
 
-_ACTIVATION_KEYS = ("activations", "activation_alpha", "activation_beta")
-_VARIANT_KEYS = _ACTIVATION_KEYS + ("cell_clip", "peepholes", "input_forget")
-
-
-def _variant_kwargs(name, kwargs, own):
+def _variant_kwargs(name, kwargs, lstm=False):
     """The variant keywords of class ``name`` out of kwargs (the rest refused by name)."""
     if "proj_size" in kwargs:                     # LSTM takes it as an argument
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-    for key in ("peepholes", "input_forget"):
-        if key in kwargs and key not in own:
+    for key in LSTM_ONLY:
+        if key in kwargs and not lstm:
             raise ValueError(f"{key} is only for LSTM, not {name}")
-    variant = {k: kwargs.pop(k) for k in own + _ACTIVATION_KEYS if k in kwargs}
+    variant = {k: kwargs.pop(k) for k in OPTION_KEYS if k in kwargs}
     if kwargs:
         raise TypeError(f"{name} got unexpected keyword argument(s) {sorted(kwargs)}")
     return variant

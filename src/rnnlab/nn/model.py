@@ -320,8 +320,7 @@ class SequenceModel:
         cls = r.family.torch_class
         if cls is None:
             raise ValueError(f"torch has no {self.kind} layer" + (
-                f" with {', '.join(f'{k}={v!r}' for k, v in r.family.options.items())}"
-                if r.family.options else ""))
+                f" with {r.family.options_text()}" if r.family.options else ""))
         opts = [f"num_layers={r.num_layers}"] + (["bidirectional=True"] if r.bidirectional
                                                   else [])
         opts += [f"{k}={v!r}" for k, v in r.family.options.items()]

@@ -98,8 +98,8 @@ class Case:
             short = {"activations": "acts", "activation_alpha": "alpha",
                      "activation_beta": "beta", "cell_clip": "clip",
                      "input_forget": "coupled", "reset_after": "reset_after"}.get(key, key)
-            parts.append(short if value is True else
-                         f"{short}={','.join(map(str, value)) if isinstance(value, list) else value}")
+            text = ",".join(map(str, value)) if isinstance(value, list) else value
+            parts.append(short if value is True else f"{short}={text}")
         return " ".join(parts)
 
     def as_dict(self):

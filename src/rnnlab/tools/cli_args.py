@@ -117,11 +117,6 @@ def add_variant_args(p):
 
 def variant_kwargs(args):
     """The layer keywords the variant flags of ``args`` say (only those given)."""
-    kw = {}
-    for key in ("activations", "activation_alpha", "activation_beta", "cell_clip"):
-        if getattr(args, key, None) is not None:
-            kw[key] = getattr(args, key)
-    for key in ("peepholes", "input_forget"):
-        if getattr(args, key, False):
-            kw[key] = True
-    return kw
+    from ..cells.variants import OPTION_KEYS      # flags: the keywords' own names
+    return {k: getattr(args, k) for k in OPTION_KEYS
+            if getattr(args, k, None) not in (None, False)}

@@ -115,7 +115,7 @@ def write(obj, path, lengths=False, print_fn=print):
                                "reverse runs only beside a forward, bidirectional=True): "
                                "write .safetensors, .npz or .onnx")
         if fam.torch_class is None:
-            opts = ", ".join(f"{k}={v!r}" for k, v in fam.options.items()) or fam.kind
+            opts = fam.options_text() or fam.kind
             raise ConvertError(f"{path}: torch has no {fam.layer_class or 'layer'} with "
                                f"{opts}: its weights in a .pt file would compute another "
                                "function in torch (write .safetensors, .npz, .onnx or "

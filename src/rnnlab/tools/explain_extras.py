@@ -14,7 +14,7 @@ def section_torch(rep, cfg, layer, x, h0, c0, out, h_n, c_n):
         return
     from .conformance import torch_forward, torch_module
     if layer.family.torch_class is None:
-        opts = ", ".join(f"{k}={v!r}" for k, v in layer.family.options.items())
+        opts = layer.family.options_text()
         rep.add("torch side by side", [f"torch has no {layer.family.layer_class or cfg.kind}"
                                        + (f" with {opts}" if opts else "")
                                        + " to compare with."])
