@@ -47,3 +47,20 @@ POOL_MIN = 1 << 16
 #: by 64-row blocks: 0.8 ms).
 TRANSPOSE_BLOCKED = 1 << 16
 TRANSPOSE_BLOCK = 64
+
+#: W_hh weights (G*H * H_out) from which an unrecorded sequence of PAIR_ROWS rows runs
+#: on two threads (sequence/pair.py): LSTM (100, 1, 128, 128), 65536 weights, 0.60 ->
+#: 0.41 ms; at H = 64 (16384) the hand-off (~30 us) costs more than it saves.
+PAIR_MIN = 1 << 16
+PAIR_ROWS = 1
+
+#: Pauses a thread of the pair waits for the other to claim its half of a step before
+#: taking it too (a few microseconds: the other thread is normally there within one).
+PAIR_STEAL = 100
+
+#: When the worker took fewer than PAIR_LOW of a call's halves (it did not get a core:
+#: OpenBLAS's threads spin ~0.1 s after each threaded call, or the machine is busy), the
+#: pair stays off for PAIR_COOL seconds (LSTM (100, 1, 256, 256) after a threaded
+#: (256, 4000) product each call: 3.1 ms with the pair regardless, 2.0 without).
+PAIR_LOW = 0.2
+PAIR_COOL = 0.05

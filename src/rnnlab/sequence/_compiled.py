@@ -27,6 +27,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ._atomics import atomic_load, cpu_relax, sched_yield
+
 f32 = np.float32
 LOG2E, C1, C2 = f32(1.44269504088896341), f32(0.693359375), f32(-2.12194440e-4)
 E0, E1, E2 = f32(1.9875691500e-4), f32(1.3981999507e-3), f32(8.3334519073e-3)
@@ -175,13 +177,26 @@ def _copy(dst, src, start):
         dst[k] = src[start + k]
 
 
+@inline
+def _wait_for(sync, i, least, spins):
+    """Spin until sync[i] >= least, or for ``spins`` pauses (-1: no limit). A long wait
+    yields the core now and then (the other thread may not be running)."""
+    k = 0
+    while atomic_load(sync, i) < least and k != spins:
+        cpu_relax()
+        k += 1
+        if k % 4096 == 0:
+            sched_yield()
+
+
 #: what a family's scalar units may call, by name (cells/activations.py has the NumPy side)
 PRIMITIVES = {"sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "ONE": ONE, "ZERO": ZERO}
 
 
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"contract"})      # FMA: ~15% less
 _DOTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-SHAPES = {"sequence": [("forward", "SEQUENCE", _LOOP), ("backward", "SEQUENCE_BACK", _LOOP)],
+SHAPES = {"sequence": [("forward", "SEQUENCE", _LOOP), ("backward", "SEQUENCE_BACK", _LOOP),
+                      ("pair", "SEQUENCE_PAIR", dict(_DOTS, nogil=True))],
           "step": [("step", "STEP", _LOOP), ("back", "BACK_STEP", _LOOP)],
           "cell": [("cell", "CELL", _LOOP)],
           "rows": [("rows", "ROWS", dict(_DOTS, parallel=True)), ("rows_1", "ROWS", _DOTS)]}
@@ -215,7 +230,8 @@ def specialise(family):
             digest.update(f.read())
     tag = digest.hexdigest()[:12]
     names.update(G=family.num_gates, F=family.fold, S=family.store, CB=max(family.c_block, 0),
-                 HAS_C=family.has_cell_state, DIRECT=units.direct, FORWARD_UNITS=names[units.forward.__name__],
+                 HAS_C=family.has_cell_state, DIRECT=units.direct,
+                 FORWARD_UNITS=names[units.forward.__name__],
                  BACK_UNITS=names[units.backward.__name__])
     from . import _loops
     out = {}

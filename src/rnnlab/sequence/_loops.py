@@ -14,7 +14,9 @@ measured up to 25% slower).
 import numpy as np
 from numba import prange
 
-from ._compiled import _copy, _recurrent, _rowdot, f32
+from ..tuning import PAIR_STEAL
+from ._atomics import atomic_add, atomic_load, atomic_xchg
+from ._compiled import _copy, _recurrent, _rowdot, _wait_for, f32
 
 def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
     """The time loop of one direction. gx (T, N, G*H): x W_ih^T with b_ih and the b_hh of
@@ -43,6 +45,66 @@ def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record)
             else:
                 FORWARD_UNITS(A[n], gx[t, n], prev[n], c_n[n], u, out[t, n], c_n[n], 0, H,
                               H, False)
+
+
+def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p):
+    """The unrecorded time loop of one direction run by two threads at once (pair.py),
+    each calling it with its p (0 or 1). Every step's units are two halves; a thread
+    claims its own half first (sync[2 s + half]: 0 -> 1 + p), then, if the other thread has
+    not claimed the other half within PAIR_STEAL spins, that one too, so that either
+    thread alone finishes the call (a thread that is late or not running costs time, never
+    a wrong or missing result). sync[2 T + s] counts the halves done; nobody starts step
+    s + 1 before both halves of step s are written. sync[3 T]: the second half's input
+    projection, 0 (being computed), 1 (ready) or 2 (failed: return at once); sync[3 T +
+    1 + p]: thread p has arrived (until the other has, a thread takes both halves at
+    once).
+    gx0, gx1 (G, T*N, B0 / B1): each half's x W_ih^T, without biases, gate by gate (B0 =
+    H // 2 units, B1 the rest); w_hh (G*H, H) torch's layout (each half reads its own
+    rows, which stay in its core's cache); bias (G*H,): b_ih with the folded b_hh; b_rest
+    ((G-F)*H,); h0, c0 (N, H) (c0: any (N, H) array without a cell state); out (T, N, H);
+    c_n (N, H) receives the last c."""
+    T, N, H = out.shape
+    FH = F * H
+    Bm = H - H // 2
+    a, xa = np.empty(G * Bm, f32), np.empty(G * Bm, f32)
+    u = np.empty((G + S) * Bm, f32)
+    cs = np.empty(Bm, f32)
+    atomic_xchg(sync, 3 * T + 1 + p, 1)                # here
+    _wait_for(sync, 3 * T, 1, -1)
+    if atomic_load(sync, 3 * T) != 1:
+        return
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
+        cprev = c0 if s == 0 else c_n
+        for k in range(2):
+            half = p if k == 0 else 1 - p
+            if k == 1 and atomic_load(sync, 3 * T + 2 - p) != 0:   # the other one is here:
+                _wait_for(sync, 2 * s + half, 1, PAIR_STEAL)          # its half first
+            if atomic_xchg(sync, 2 * s + half, 1 + p) != 0:     # 1 + p: who took it
+                continue
+            gx = gx0 if half == 0 else gx1
+            lo = 0 if half == 0 else H // 2
+            B = gx.shape[2]             # the units work on rows of their own (offset 0):
+            for n in range(N):          # LLVM vectorises them only so (measured 3x)
+                tn = t * N + n
+                for g in range(G):
+                    r0 = g * H + lo
+                    if g < F:
+                        for jj in range(B):
+                            a[g * B + jj] = _rowdot(w_hh, r0 + jj, prev[n]) + (
+                                gx[g, tn, jj] + bias[r0 + jj])
+                    else:
+                        for jj in range(B):
+                            a[g * B + jj] = _rowdot(w_hh, r0 + jj, prev[n]) + b_rest[r0 + jj - FH]
+                            xa[g * B + jj] = gx[g, tn, jj] + bias[r0 + jj]
+                FORWARD_UNITS(a, xa, prev[n, lo:lo + B], cprev[n, lo:lo + B], u,
+                              out[t, n, lo:lo + B], cs, 0, B, B, False)
+                if HAS_C:
+                    for jj in range(B):
+                        c_n[n, lo + jj] = cs[jj]
+            atomic_add(sync, 2 * T + s, 1)
+        _wait_for(sync, 2 * T + s, 2, -1)
 
 
 def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr):

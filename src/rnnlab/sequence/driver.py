@@ -20,6 +20,8 @@ Guarantees kept here: positions past a sequence's length never influence any res
 and weights the forward saw; a direction that receives no upstream gradient is skipped,
 as autograd skips a branch that is not in the loss.
 """
+import contextlib
+
 import numpy as np
 
 from ..cells import by_mode
@@ -27,6 +29,8 @@ from ..tuning import BLAS_ROWS, FEW_ROWS
 from .kernels import NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
+from .pair import one_blas_thread, pair_kernel, wanted
+from .pair import run as run_pair
 from .pool import PLAIN
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
@@ -148,6 +152,28 @@ def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, 
     return out, h, c, rec
 
 
+def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
+    """One direction of an unrecorded call on two threads (pair.py): its (out, h_n, c_n),
+    or None when it runs alone here (cooling down, or another thread has the pair)."""
+    T, N = inp.shape[:2]
+    kernel = pair_kernel(fam)
+    if kernel is None:
+        return None
+    f32 = np.float32
+    GH = w.w_hh.shape[0]
+    out = (lease if pool_out else PLAIN).empty((T, N, w.w_hh.shape[1]), f32)
+    h0 = ready(h0)
+    c0_ = h0 if c0 is None else ready(c0)
+    c_n = np.empty(h0.shape, f32)
+    folded = _folded(fam, GH)
+    if not run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
+                    np.zeros(GH, f32) if bias is None else ready(bias),
+                    np.zeros(GH - folded, f32) if b_rest is None else ready(b_rest),
+                    h0, c0_, reverse, out, c_n):
+        return None
+    return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
+
+
 def _few_rows(N, GH, H_out):
     """Whether h W_hh^T (and BPTT's dgh W_hh) is one BLAS matrix-vector product per row
     (N rows, W_hh (G*H, H_out)): a few rows and a W_hh that OpenBLAS splits over its
@@ -208,20 +234,29 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
             outs = []
             for d in range(D):
                 w = LayerWeights(*weights[k][d])
-                gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,       # all steps
-                               out=lease.empty((T * N, w.w_ih.shape[0]), dt))
                 bias, b_rest = _fold_bias(fam, w)
                 j = k * D + d
-                out, hn, cn, rec = _direction_forward(
-                    fam, gx.reshape(T, N, G * H), h0[j], None if c0 is None else c0[j], w,
-                    bias, b_rest, d == 1 or reverse, sizes, lease, k < L - 1 or D == 2,
-                    record)
+                h0j, c0j = h0[j], None if c0 is None else c0[j]
+                rev, pool_out = d == 1 or reverse, k < L - 1 or D == 2
+                two = (not record and sizes is None and T > 0
+                       and wanted(fam, dt, N, *w.w_hh.shape, w.w_hr is not None))
+                done = _pair_forward(fam, inp, w, bias, b_rest, h0j, c0j, rev, lease,
+                                     pool_out) if two else None
+                if done is not None:                     # batch 1 on two threads
+                    (out, hn, cn), rec = done, None
+                else:
+                    with one_blas_thread() if two else contextlib.nullcontext():
+                        gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,   # all
+                                       out=lease.empty((T * N, w.w_ih.shape[0]), dt))  # steps
+                    out, hn, cn, rec = _direction_forward(
+                        fam, gx.reshape(T, N, G * H), h0j, c0j, w, bias, b_rest, rev, sizes,
+                        lease, pool_out, record)
+                    if not record:
+                        lease.give_back(gx)              # inference: scratch done
                 outs.append(out)
                 cache.saved.append(rec)
                 h_n.append(hn.copy())                    # hn may view a buffer reused later
                 c_n.append(None if cn is None else cn.copy())
-                if not record:
-                    lease.give_back(gx)                  # inference: scratch done
             if record:
                 cache.inputs.append(inp)
             elif k > 0:

@@ -48,7 +48,7 @@ import numpy as np
 from ..checks import check_int
 from ..tuning import COMPILED_LOOP_MAX, THREAD_UNITS, THREADED_MIN
 
-_state = {"numba": None, "threads": 1, "announced": False}
+_state = {"numba": None, "threads": None, "announced": False}   # threads: None = not set
 _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for it)
 FAILED = {}              # kind -> why its kernels did not build (NumPy runs for it)
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
@@ -267,18 +267,23 @@ def rows_step_for(fam, dtype, has_proj, size):
 
 def set_num_threads(n):
     """``rnnlab.set_num_threads(n)`` (torch's name): how many threads rnnlab's own compiled
-    code may use. Today that is the threaded step of rows_step_for: ``layer.step`` at
-    batch 1-4 (FEW_ROWS) of float32 layers of THREADED_MIN weights and more (H = 256)
-    splits each step over n of numba's threads, reading the live parameters, and
-    ``layer.freeze()`` without ``threads=`` takes n. NumPy's BLAS keeps its own thread
-    setting (threadpoolctl changes it). 1, the default: rnnlab starts no threads of its
-    own. Opt-in for the reason rows_step_for gives."""
+    code may use.
+
+    - Unrecorded batch-1 sequences (inference; pair.py): by default, on a machine with two
+      usable CPUs, a large enough layer runs each sequence on two threads (the caller and
+      rnnlab's one worker thread, which sleeps between calls). n = 1 turns that off.
+    - Steps: ``layer.step`` at batch 1-4 (FEW_ROWS) of float32 layers of THREADED_MIN
+      weights and more (H = 256) splits each step over n of numba's threads, reading the
+      live parameters, and ``layer.freeze()`` without ``threads=`` takes n. Opt-in (n >=
+      2), for the reason rows_step_for gives; single-threaded until set.
+    NumPy's BLAS keeps its own thread setting (threadpoolctl changes it)."""
     _state["threads"] = check_int("set_num_threads: the number of threads", n)
 
 
-def get_num_threads():
-    """The setting of set_num_threads (1 unless changed)."""
-    return _state["threads"]
+def get_num_threads(explicit=False):
+    """The setting of set_num_threads (1 unless changed: what steps use). explicit=True:
+    None when it was never set."""
+    return _state["threads"] if explicit or _state["threads"] is not None else 1
 
 
 def _threaded(kernel, serial):
@@ -319,6 +324,12 @@ def _warm(fam, k):
         for rows, w in ((False, np.zeros((1, GH), f32)), (True, np.zeros((GH, 1), f32))):
             k["forward"](gx, w, np.zeros(GH - FH, f32), h, h.copy(), False, out, h.copy(),
                          rows, store, True)
+    if "pair" in k:                # alone (p = 0): it takes both halves of every step
+        H2, sync = np.zeros((1, 2), f32), np.zeros(9, np.int64)
+        sync[6] = 1
+        k["pair"](np.zeros((G, 2, 1), f32), np.zeros((G, 2, 1), f32), np.zeros((2 * G, 2), f32),
+                  np.zeros(2 * G, f32), np.zeros(2 * (G - fam.fold), f32), H2, H2.copy(),
+                  False, np.zeros((2, 1, 2), f32), H2.copy(), sync, 0)
     if "backward" in k:
         k["backward"](out, True, h.copy(), h.copy(), gx, store, h, h, out,
                       np.zeros((GH, 1), f32), False, np.zeros((2, 2, GH), f32),

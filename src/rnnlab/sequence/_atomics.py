@@ -1,0 +1,81 @@
+"""The few atomic operations the two-thread sequence loop (_loops.SEQUENCE_PAIR) needs to
+share a step between two threads without a lock: numba has none of its own, so each is
+one LLVM instruction on an int64 array element (llvmlite's IR builder).
+
+- ``atomic_add(a, i, v)``: a[i] += v, returns the old value (sequentially consistent: the
+  writes before it are seen by whoever reads the new value);
+- ``atomic_xchg(a, i, v)``: a[i] = v, returns the old value (a claim: 0 -> mine);
+- ``atomic_load(a, i)``: a[i] read with acquire ordering (never hoisted out of a wait
+  loop; what the other thread wrote before its add is seen after it);
+- ``cpu_relax()``: x86's ``pause`` in a spin loop (nothing elsewhere);
+- ``sched_yield()``: the C library's, after a long spin (the other thread may not be
+  running at all: a loaded machine).
+"""
+import platform
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def _element(context, builder, arrty, arr, idx):
+    ary = context.make_array(arrty)(context, builder, arr)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+
+
+def _int64_array(a):
+    return isinstance(a, types.Array) and a.dtype == types.int64 and a.ndim == 1
+
+
+def _rmw(op):
+    def typer(typingctx, arr, idx, val):
+        if not (_int64_array(arr) and isinstance(idx, types.Integer)
+                and isinstance(val, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ptr = _element(context, builder, sig.args[0], args[0], args[1])
+            v = context.cast(builder, args[2], sig.args[2], types.int64)
+            return builder.atomic_rmw(op, ptr, v, "seq_cst")
+        return types.int64(arr, idx, val), codegen
+    typer.__name__ = f"atomic_{op}"
+    return intrinsic(typer)
+
+
+atomic_add = _rmw("add")
+atomic_xchg = _rmw("xchg")
+
+
+@intrinsic
+def atomic_load(typingctx, arr, idx):
+    if not (_int64_array(arr) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+    return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def cpu_relax(typingctx):
+    def codegen(context, builder, sig, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def sched_yield(typingctx):
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.void(), codegen

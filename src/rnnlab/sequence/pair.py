@@ -1,0 +1,270 @@
+"""Two threads for one batch-1 sequence: "the pair".
+
+At batch 1 a step multiplies one row by all of W_hh, so its time is reading W_hh (an LSTM
+at H = 256: 1 MB, ~12 us from one core's cache). Split by units over two cores, each reads
+its half from its own cache, and both halves stay there from step to step. What stops
+this elsewhere is the cost of meeting every step: numba's thread pools and OpenBLAS's
+threads keep spinning after a call and fight each other for the cores (kernels.py,
+rows_step_for). The pair is one daemon thread of rnnlab's that sleeps on a queue between
+calls and spins only inside one, for at most that sequence.
+
+A call (``run``):
+1. takes the pair's lock (held by another thread of the process: ``run`` returns False
+   and the caller runs its single-threaded loop);
+2. sets NumPy's OpenBLAS to one thread (its threads would otherwise spin after the input
+   projection and take the cores: measured 52 ms instead of 1.5 at the 90th percentile),
+   hands the worker its job and computes the input projection of its half of the units
+   (G products of x with that half's rows of W_ih); the worker does the other half, or
+   the caller does it when the worker has not started it by then; OpenBLAS's setting is
+   then put back;
+3. both run _loops.SEQUENCE_PAIR, each its own half of every step, meeting at a counter
+   per step (atomic, no lock, no system call); a thread that finds the other's half
+   unclaimed after a few microseconds computes it too, so either thread alone finishes
+   the call: a busy or slow worker costs time, never a result.
+
+Where it runs (``pair_kernel``): float32, unrecorded (inference, and ``no_grad``), without
+lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or more (tuning.py), on
+Linux with NumPy's OpenBLAS, numba, two usable CPUs, and ``rnnlab.set_num_threads`` not
+set to 1. The numbers equal the one-thread loop's to float32 rounding (the dot products
+are summed in another order). Measured (BENCHMARKS.md): LSTM (100, 1, 256, 256) 2.0 ->
+1.4 ms, GRU 1.5 -> 0.9-1.1 ms, RNN (100, 1, 512, 512) 2.2 -> 1.3 ms.
+"""
+import contextlib
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+
+import numpy as np
+
+from ..tuning import PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS
+from . import kernels
+
+#: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
+#: worker did not get a core); last: the last call's sync array (who took which half)
+_state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "last": None}
+
+
+#: x86-64: the kernel's stores reach the other core in program order (the projection flag
+#: set from Python relies on it) and spin loops pause
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def usable_cpus():
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _find_openblas():
+    """(get, set) of NumPy's OpenBLAS thread count (ctypes), or None when NumPy's BLAS is
+    not an OpenBLAS found in this process's mappings."""
+    import ctypes
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:                       # older NumPy: trust the mappings alone
+        info = "openblas"
+    if "openblas" not in str(info).lower():
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return None
+    here = os.path.dirname(np.__file__)                 # numpy/ and, from a wheel, numpy.libs/
+    paths = sorted(p for p in paths if p.startswith("/"))
+    mine = [p for p in paths if p.startswith((here + os.sep, here + ".libs" + os.sep))]
+    mine = mine or paths                                # a system OpenBLAS: if it is the only one
+    if len(mine) != 1:
+        return None
+    try:
+        lib = ctypes.CDLL(mine[0])
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None
+
+
+def _blas():
+    if _state["blas"] is None:
+        _state["blas"] = _find_openblas() or False
+    return _state["blas"]
+
+
+def enabled():
+    """Whether the pair may run in this process now (see the module docstring)."""
+    threads = kernels.get_num_threads(explicit=True)
+    return (sys.platform.startswith("linux") and _X86 and (threads is None or threads >= 2)
+            and usable_cpus() >= 2 and bool(_blas()))
+
+
+def wanted(fam, dtype, N, GH, H_out, has_proj):
+    """Whether an unrecorded call of this shape is one for the pair (when it then runs
+    alone, its projection still keeps OpenBLAS to one thread: see one_blas_thread)."""
+    return (dtype == np.float32 and not has_proj and 0 < N <= PAIR_ROWS
+            and GH * H_out >= PAIR_MIN and fam.units is not None and enabled())
+
+
+def pair_kernel(fam):
+    """The compiled two-thread loop (kernels: "pair") for a call ``wanted`` says is one,
+    or None (no kernel, or the pair is cooling down)."""
+    if time.monotonic() < _state["cool"]:
+        return None
+    k = kernels.kernels(fam, "sequence")
+    return None if k is None else k.get("pair")
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Within: NumPy's OpenBLAS on one thread. For the calls the pair wants but runs
+    alone (cooling down, or busy): their projection on two OpenBLAS threads would leave
+    those spinning for ~0.1 s and take the core from the pair's next call, which then
+    cools down again, and so on (measured: the pair ran 2 calls in 100)."""
+    blas = _blas()
+    if not blas:
+        yield
+        return
+    get, put = blas
+    before = get()
+    put(1)
+    try:
+        yield
+    finally:
+        put(before)
+
+
+class _Worker:
+    def __init__(self):
+        self.jobs = queue.SimpleQueue()
+        self.pid = os.getpid()
+        self.cpus, self.tid, started = None, None, threading.Event()
+        threading.Thread(target=self._loop, args=(started,), name="rnnlab-pair",
+                         daemon=True).start()
+        started.wait()
+
+    def keep_off(self, cpu):
+        """Keep the worker off the caller's CPU (``cpu``; -1: unknown). Woken on the CPU
+        that wakes it, it otherwise waits there behind the spinning caller until the
+        scheduler moves it, while the other CPU idles (measured: 3.5 ms calls in place of
+        1.4 after the process slept 0.1 s)."""
+        allowed = set(os.sched_getaffinity(0)) - {cpu}
+        if cpu >= 0 and allowed and allowed != self.cpus:
+            try:
+                os.sched_setaffinity(self.tid, allowed)
+                self.cpus = allowed
+            except OSError:
+                pass
+
+    def _loop(self, started):
+        self.tid = threading.get_native_id()
+        started.set()
+        while True:
+            job = self.jobs.get()
+            try:
+                job()
+            except BaseException:           # never dies: the caller takes what is left
+                pass
+
+
+def _worker():
+    w = _state["worker"]
+    if w is None or w.pid != os.getpid():   # the first call, or a forked child
+        w = _state["worker"] = _Worker()
+    w.keep_off(_this_cpu())
+    return w
+
+
+def _this_cpu():
+    """The CPU the calling thread runs on now (the C library's sched_getcpu), or -1."""
+    if "getcpu" not in _state:
+        import ctypes
+        try:
+            fn = ctypes.CDLL(None).sched_getcpu
+            fn.restype, fn.argtypes = ctypes.c_int, []
+        except (OSError, AttributeError):
+            fn = None
+        _state["getcpu"] = fn
+    fn = _state["getcpu"]
+    return -1 if fn is None else fn()
+
+
+def _after_fork():
+    _state["worker"] = None
+    _state["lock"] = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n):
+    """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
+    weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
+    zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H) and
+    c_n (N, H) receive the outputs and the last c. All float32, C-contiguous. Returns
+    False, having done nothing, when another thread holds the pair."""
+    lock = _state["lock"]
+    if not lock.acquire(blocking=False):
+        return False
+    get, put = _blas()
+    before = get()
+    try:
+        T, N, H = out.shape
+        G = w_hh.shape[0] // H
+        w3 = w_ih.reshape(G, H, w_ih.shape[1])
+        gx = [np.empty((G, T * N, H // 2), np.float32),
+              np.empty((G, T * N, H - H // 2), np.float32)]
+        sync = np.zeros(3 * T + 3, np.int64)       # claims, halves done, projection 1, here
+        claim = threading.Lock()
+
+        def project(half):    # one BLAS call per half (each releases and takes the GIL)
+            lo, hi = (0, H // 2) if half == 0 else (H // 2, H)
+            np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1), out=gx[half])
+
+        def second():
+            try:
+                project(1)
+                sync[3 * T] = 1                  # after the products (x86 keeps the order)
+            except BaseException:
+                sync[3 * T] = 2
+                raise
+
+        def job():
+            if claim.acquire(blocking=False):
+                second()
+            kernel(*gx, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, 1)
+
+        put(1)                # OpenBLAS's own threads would spin after it and take the cores
+        _worker().jobs.put(job)
+        try:
+            project(0)
+        finally:                                 # the second half, if nobody started it
+            if claim.acquire(blocking=False):
+                if sys.exc_info()[0] is None:
+                    second()
+                else:
+                    sync[3 * T] = 2
+        kernel(*gx, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, 0)
+        if sync[3 * T] != 1:                     # the worker's projection failed: alone
+            project(1)
+            sync = np.zeros(3 * T + 3, np.int64)
+            sync[3 * T] = 1
+            kernel(*gx, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, 0)
+        _state["last"] = sync                   # who took which half (tests, bench)
+        if np.count_nonzero(sync[:2 * T] == 2) < PAIR_LOW * 2 * T:
+            _state["cool"] = time.monotonic() + PAIR_COOL   # the worker had no core
+        return True
+    finally:
+        put(before)
+        lock.release()

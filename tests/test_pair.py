@@ -1,0 +1,231 @@
+"""The pair (sequence/pair.py): unrecorded batch-1 sequences on two threads.
+
+The kernel's schedule is not up to the test (which thread takes which half of a step
+depends on the machine), so every schedule is checked for the same numbers: both threads,
+either thread alone (the other never comes), the projection flag's failure, and whole
+layers against torch and against the one-thread path."""
+import os
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnnlab
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.cells import by_mode
+from rnnlab.sequence import kernels, pair
+
+needs_pair = pytest.mark.skipif(not (kernels.available() and pair.enabled()),
+                                reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """The pair for any size (its threshold is for speed only), counting its calls."""
+    monkeypatch.setattr(pair, "PAIR_MIN", 0)
+    monkeypatch.setattr(pair, "PAIR_COOL", 0.0)      # tiny calls: the worker comes late
+    pair._state["cool"] = 0.0
+    calls = []
+    real = pair.run
+
+    def counted(*a):
+        ran = real(*a)
+        calls.append(ran)
+        return ran
+    monkeypatch.setattr("rnnlab.sequence.driver.run_pair", counted)
+    yield calls
+    kernels._state["threads"] = None
+    pair._state["cool"] = 0.0
+
+
+def _kernel_args(mode, T, H, seed):
+    fam = by_mode(mode)
+    G, F = fam.num_gates, fam.fold
+    rng = np.random.default_rng(seed)
+    f = lambda *s: (rng.standard_normal(s) * 0.5).astype(np.float32)    # noqa: E731
+    gx, w_hh, bias, b_rest = f(T, 1, G * H), f(G * H, H), f(G * H), f((G - F) * H)
+    h0, c0 = f(1, H), f(1, H)
+    halves = [np.ascontiguousarray(gx.reshape(T, G, H)[:, :, lo:hi].transpose(1, 0, 2))
+              for lo, hi in ((0, H // 2), (H // 2, H))]
+    return fam, halves, (w_hh, bias, b_rest, h0, c0)
+
+
+def _one_thread(fam, halves, rest, T, H, reverse):
+    """The single-thread compiled loop on the same numbers."""
+    w_hh, bias, b_rest, h0, c0 = rest
+    G = fam.num_gates
+    gx = np.concatenate([halves[0], halves[1]], axis=2).transpose(1, 0, 2).reshape(T, 1, G * H)
+    gx = gx + bias
+    out, c_n = np.empty((T, 1, H), np.float32), np.empty((1, H), np.float32)
+    k = kernels.kernels(fam, "sequence").get("forward")
+    k(np.ascontiguousarray(gx), np.ascontiguousarray(w_hh.T), b_rest, h0,
+      c0 if fam.has_cell_state else h0, reverse, out, c_n, False, kernels.NO_STORE, False)
+    return out, c_n
+
+
+@needs_pair
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
+@pytest.mark.parametrize("who", ["both", "only 0", "only 1"])
+def test_every_schedule_gives_the_one_thread_numbers(mode, who):
+    T, H = 7, 9                                  # odd H: halves of 4 and 5 units
+    fam, halves, rest = _kernel_args(mode, T, H, 3)
+    k = kernels.kernels(fam, "sequence").get("pair")
+    for reverse in (False, True):
+        out, c_n = np.full((T, 1, H), np.nan, np.float32), np.empty((1, H), np.float32)
+        c0 = rest[4] if fam.has_cell_state else rest[3]
+        sync = np.zeros(3 * T + 3, np.int64)
+        sync[3 * T] = 1
+        args = (*halves, rest[0], rest[1], rest[2], rest[3], c0, reverse, out, c_n, sync)
+        if who == "both":
+            t = threading.Thread(target=k, args=args + (1,))
+            t.start()
+            k(*args, 0)
+            t.join()
+        else:
+            k(*args, int(who[-1]))
+        ref, ref_c = _one_thread(fam, halves, rest, T, H, reverse)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+        if fam.has_cell_state:
+            np.testing.assert_allclose(c_n, ref_c, rtol=1e-5, atol=1e-6)
+        assert set(np.unique(sync[:2 * T])) <= {1, 2} and (sync[2 * T:3 * T] == 2).all()
+
+
+@needs_pair
+def test_a_failed_projection_writes_nothing():
+    fam, halves, rest = _kernel_args("GRU", 4, 6, 0)
+    k = kernels.kernels(fam, "sequence").get("pair")
+    out = np.full((4, 1, 6), 7.0, np.float32)
+    sync = np.zeros(15, np.int64)
+    sync[12] = 2
+    k(*halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync, 0)
+    assert (out == 7.0).all() and (sync[:12] == 0).all()
+
+
+@needs_pair
+@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
+                                     (GRU, {"bias": False})])
+def test_layers_on_the_pair_equal_torch(cls, kw, small):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, cls.__name__)(5, 6, num_layers=2, bidirectional=True, **kw)
+    om = cls(5, 6, num_layers=2, bidirectional=True, dtype=np.float32, **kw)
+    om.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 1, 5)).astype(np.float32)
+    h0 = rng.standard_normal((4, 1, 6)).astype(np.float32)
+    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    tstate = tuple(map(torch.from_numpy, state)) if cls is LSTM else torch.from_numpy(h0)
+    with rnnlab.no_grad():
+        got = [om(x), om(x, state), om(x[:, 0])]            # zeros, given, unbatched
+    with torch.no_grad():
+        want = [tm(torch.from_numpy(x)), tm(torch.from_numpy(x), tstate),
+                tm(torch.from_numpy(x[:, 0]))]
+    assert len(small) == 3 * 4 and all(small)               # 4 directions per call
+    for (y, s), (ty, ts) in zip(got, want):
+        np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
+        for a, b in zip(s if cls is LSTM else [s], ts if cls is LSTM else [ts]):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@needs_pair
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 12), st.integers(2, 40),
+       st.booleans(), st.booleans())
+def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan):
+    """Whatever the sizes: the same numbers as set_num_threads(1) (float32 rounding), and
+    NaN goes through as there."""
+    pair._state["cool"] = 0.0
+    old = pair.PAIR_MIN, pair.PAIR_COOL
+    pair.PAIR_MIN, pair.PAIR_COOL = 0, 0.0
+    try:
+        m = cls(3, H, bias=bias, dtype=np.float32, seed=T)
+        x = np.random.default_rng(H).standard_normal((T, 1, 3)).astype(np.float32)
+        if nan:
+            x[T // 2, 0, 1] = np.nan
+        with rnnlab.no_grad():
+            y2, s2 = m(x)
+            rnnlab.set_num_threads(1)
+            y1, s1 = m(x)
+    finally:
+        pair.PAIR_MIN, pair.PAIR_COOL = old
+        kernels._state["threads"] = None
+    np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(y2), np.isnan(y1))
+
+
+@needs_pair
+def test_off_when_one_thread_is_asked_or_cooling_down_or_busy(small):
+    m = LSTM(3, 4, dtype=np.float32, seed=0)
+    x = np.ones((5, 1, 3), np.float32)
+    with rnnlab.no_grad():
+        want = m(x)[0]
+        assert small == [True]
+        rnnlab.set_num_threads(1)
+        np.testing.assert_allclose(m(x)[0], want, rtol=1e-6)
+        assert small == [True]                            # not even asked
+        kernels._state["threads"] = None
+        pair._state["cool"] = float("inf")
+        m(x)
+        assert small == [True]
+        pair._state["cool"] = 0.0
+        with pair._state["lock"]:                         # another thread has it
+            np.testing.assert_allclose(m(x)[0], want, rtol=1e-6)
+        assert small == [True, False]
+
+
+@needs_pair
+def test_openblas_threads_are_put_back(small):
+    get, put = pair._blas()
+    before = get()
+    m = GRU(3, 4, dtype=np.float32, seed=0)
+    with rnnlab.no_grad():
+        m(np.ones((5, 1, 3), np.float32))
+        pair._state["cool"] = float("inf")
+        m(np.ones((5, 1, 3), np.float32))                 # alone, one BLAS thread
+    pair._state["cool"] = 0.0
+    assert get() == before
+
+
+@needs_pair
+def test_a_low_share_cools_the_pair_down(monkeypatch, small):
+    """A call where the worker took almost nothing turns the pair off for PAIR_COOL s."""
+    monkeypatch.setattr(pair, "PAIR_COOL", 60.0)
+    m = LSTM(3, 4, dtype=np.float32, seed=0)
+    x = np.ones((40, 1, 3), np.float32)
+    monkeypatch.setattr(pair, "_worker", lambda: type("W", (), {"jobs": _Sink()})())
+    with rnnlab.no_grad():
+        y = m(x)[0]                                        # the worker never comes
+    assert pair._state["cool"] > pair.time.monotonic() + 30
+    assert (pair._state["last"][:80] == 1).all()
+    with rnnlab.no_grad():
+        np.testing.assert_allclose(m(x)[0], y, rtol=1e-6)  # alone while cooling down
+    assert small == [True]
+
+
+class _Sink:
+    def put(self, job):
+        pass
+
+
+@needs_pair
+def test_a_forked_child_gets_its_own_worker(small):
+    m = GRU(3, 4, dtype=np.float32, seed=0)
+    x = np.ones((6, 1, 3), np.float32)
+    with rnnlab.no_grad():
+        want = m(x)[0]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                           # the child
+        try:
+            with rnnlab.no_grad():
+                ok = np.allclose(m(x)[0], want, rtol=1e-6)
+            ok = ok and small[-1] and pair._state["worker"].pid == os.getpid()
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 1)
+    os.waitpid(pid, 0)
+    assert got == b"1"
