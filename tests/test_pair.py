@@ -5,6 +5,7 @@ depends on the machine), so every schedule is checked for the same numbers: both
 either thread alone (the other never comes), the projection flag's failure, and whole
 layers against torch and against the one-thread path."""
 import os
+import select
 import threading
 
 import numpy as np
@@ -17,7 +18,7 @@ from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
 from rnnlab.sequence import kernels, pair
 
-needs_pair = pytest.mark.skipif(not (kernels.available() and pair.enabled()),
+needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
 
 
@@ -26,6 +27,7 @@ def small(monkeypatch):
     """The pair for any size (its threshold is for speed only), counting its calls."""
     monkeypatch.setattr(pair, "PAIR_MIN", 0)
     monkeypatch.setattr(pair, "PAIR_COOL", 0.0)      # tiny calls: the worker comes late
+    monkeypatch.setitem(kernels._state, "threads", None)     # not set (other tests set it)
     pair._state["cool"] = 0.0
     calls = []
     real = pair.run
@@ -36,7 +38,6 @@ def small(monkeypatch):
         return ran
     monkeypatch.setattr("rnnlab.sequence.driver.run_pair", counted)
     yield calls
-    kernels._state["threads"] = None
     pair._state["cool"] = 0.0
 
 
@@ -137,6 +138,7 @@ def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan):
     """Whatever the sizes: the same numbers as set_num_threads(1) (float32 rounding), and
     NaN goes through as there."""
     pair._state["cool"] = 0.0
+    kernels._state["threads"] = None
     old = pair.PAIR_MIN, pair.PAIR_COOL
     pair.PAIR_MIN, pair.PAIR_COOL = 0, 0.0
     try:
@@ -210,6 +212,7 @@ class _Sink:
 
 
 @needs_pair
+@pytest.mark.filterwarnings("ignore:os.fork")     # JAX's threads (other tests): unused here
 def test_a_forked_child_gets_its_own_worker(small):
     m = GRU(3, 4, dtype=np.float32, seed=0)
     x = np.ones((6, 1, 3), np.float32)
@@ -226,6 +229,9 @@ def test_a_forked_child_gets_its_own_worker(small):
         finally:
             os._exit(0)
     os.close(w)
-    got = os.read(r, 1)
+    readable, _, _ = select.select([r], [], [], 120)
+    got = os.read(r, 1) if readable else b"timeout"
+    if not readable:
+        os.kill(pid, 9)
     os.waitpid(pid, 0)
     assert got == b"1"

@@ -102,11 +102,17 @@ def _blas():
     return _state["blas"]
 
 
+def possible():
+    """Whether this machine and process can run the pair at all (Linux x86-64, two usable
+    CPUs, NumPy's OpenBLAS found)."""
+    return (sys.platform.startswith("linux") and _X86 and usable_cpus() >= 2
+            and bool(_blas()))
+
+
 def enabled():
-    """Whether the pair may run in this process now (see the module docstring)."""
+    """Whether the pair may run now: possible, and set_num_threads not set to 1."""
     threads = kernels.get_num_threads(explicit=True)
-    return (sys.platform.startswith("linux") and _X86 and (threads is None or threads >= 2)
-            and usable_cpus() >= 2 and bool(_blas()))
+    return (threads is None or threads >= 2) and possible()
 
 
 def wanted(fam, dtype, N, GH, H_out, has_proj):
