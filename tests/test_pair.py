@@ -235,3 +235,36 @@ def test_a_forked_child_gets_its_own_worker(small):
         os.kill(pid, 9)
     os.waitpid(pid, 0)
     assert got == b"1"
+
+
+@needs_pair
+def test_callers_on_many_threads_get_their_numbers_and_blas_back(small):
+    """Four threads at once: one has the pair, the others run alone; every result is its
+    own, and OpenBLAS's thread count is what it was before."""
+    get, _ = pair._blas()
+    before = get()
+    layers = [LSTM(3, 5, dtype=np.float32, seed=s) for s in range(4)]
+    xs = [np.random.default_rng(s).standard_normal((30, 1, 3)).astype(np.float32)
+          for s in range(4)]
+    with rnnlab.no_grad():
+        rnnlab.set_num_threads(1)
+        want = [m(x)[0] for m, x in zip(layers, xs)]
+        kernels._state["threads"] = None
+    got, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            with rnnlab.no_grad():
+                for _ in range(20):
+                    got[i] = layers[i](xs[i])[0]
+        except Exception as exc:                     # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and get() == before
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert True in small

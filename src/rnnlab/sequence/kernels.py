@@ -13,6 +13,8 @@ once for all families):
   read the record), and the BPTT loop when some gradient reaches h at the last step and
   no per-step norms are asked for. dW_ih, dW_hh, the biases and dx stay one BLAS call
   each after the loop;
+  and, in the same shape, ``pair``: the unrecorded loop of one direction shared by two
+  threads for batch-1 sequences (pair.py says where it runs);
 - ``step`` (``cell_steps``): one step and one back step with the family's step / back
   arguments, for the driver's own loop everywhere else (lengths, projections, large
   sizes: BLAS does the matmuls, one compiled call the gates);

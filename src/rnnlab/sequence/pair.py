@@ -133,21 +133,31 @@ def pair_kernel(fam):
 
 @contextlib.contextmanager
 def one_blas_thread():
-    """Within: NumPy's OpenBLAS on one thread. For the calls the pair wants but runs
-    alone (cooling down, or busy): their projection on two OpenBLAS threads would leave
-    those spinning for ~0.1 s and take the core from the pair's next call, which then
-    cools down again, and so on (measured: the pair ran 2 calls in 100)."""
+    """Within: NumPy's OpenBLAS on one thread (the pair's calls, and the calls the pair
+    wants but runs alone: cooling down, or busy; their projection on two OpenBLAS threads
+    would leave those spinning for ~0.1 s and take the core from the pair's next call,
+    which then cools down again, and so on: measured, the pair ran 2 calls in 100). Held
+    by several threads at once, the setting found by the first is put back by the last."""
     blas = _blas()
     if not blas:
         yield
         return
     get, put = blas
-    before = get()
-    put(1)
+    with _HOLD["lock"]:
+        if _HOLD["count"] == 0:
+            _HOLD["saved"] = get()
+            put(1)
+        _HOLD["count"] += 1
     try:
         yield
     finally:
-        put(before)
+        with _HOLD["lock"]:
+            _HOLD["count"] -= 1
+            if _HOLD["count"] == 0:
+                put(_HOLD["saved"])
+
+
+_HOLD = {"lock": threading.Lock(), "count": 0, "saved": 1}
 
 
 class _Worker:
@@ -208,6 +218,7 @@ def _this_cpu():
 def _after_fork():
     _state["worker"] = None
     _state["lock"] = threading.Lock()
+    _HOLD.update(lock=threading.Lock(), count=0)
 
 
 if hasattr(os, "register_at_fork"):
@@ -223,54 +234,54 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n):
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
-    get, put = _blas()
-    before = get()
     try:
-        T, N, H = out.shape
-        G = w_hh.shape[0] // H
-        w3 = w_ih.reshape(G, H, w_ih.shape[1])
-        gx = [np.empty((G, T * N, H // 2), np.float32),
-              np.empty((G, T * N, H - H // 2), np.float32)]
-        sync = np.zeros(3 * T + 3, np.int64)       # claims, halves done, projection 1, here
-        claim = threading.Lock()
-
-        def project(half):    # one BLAS call per half (each releases and takes the GIL)
-            lo, hi = (0, H // 2) if half == 0 else (H // 2, H)
-            np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1), out=gx[half])
-
-        def second():
-            try:
-                project(1)
-                sync[3 * T] = 1                  # after the products (x86 keeps the order)
-            except BaseException:
-                sync[3 * T] = 2
-                raise
-
-        def job():
-            if claim.acquire(blocking=False):
-                second()
-            kernel(*gx, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, 1)
-
-        put(1)                # OpenBLAS's own threads would spin after it and take the cores
-        _worker().jobs.put(job)
-        try:
-            project(0)
-        finally:                                 # the second half, if nobody started it
-            if claim.acquire(blocking=False):
-                if sys.exc_info()[0] is None:
-                    second()
-                else:
-                    sync[3 * T] = 2
-        kernel(*gx, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, 0)
-        if sync[3 * T] != 1:                     # the worker's projection failed: alone
-            project(1)
-            sync = np.zeros(3 * T + 3, np.int64)
-            sync[3 * T] = 1
-            kernel(*gx, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, 0)
-        _state["last"] = sync                   # who took which half (tests, bench)
-        if np.count_nonzero(sync[:2 * T] == 2) < PAIR_LOW * 2 * T:
-            _state["cool"] = time.monotonic() + PAIR_COOL   # the worker had no core
+        with one_blas_thread():     # OpenBLAS's threads would spin after it, taking the cores
+            _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n))
         return True
     finally:
-        put(before)
         lock.release()
+
+
+def _run(kernel, x2d, w_ih, args):
+    T, N, H = args[-2].shape
+    G = w_ih.shape[0] // H
+    w3 = w_ih.reshape(G, H, w_ih.shape[1])
+    gx = [np.empty((G, T * N, H // 2), np.float32), np.empty((G, T * N, H - H // 2), np.float32)]
+    sync = np.zeros(3 * T + 3, np.int64)           # claims, halves done, projection 1, here
+    claim = threading.Lock()
+
+    def project(half):        # one BLAS call per half (each releases and takes the GIL)
+        lo, hi = (0, H // 2) if half == 0 else (H // 2, H)
+        np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1), out=gx[half])
+
+    def second():
+        try:
+            project(1)
+            sync[3 * T] = 1                      # after the products (x86 keeps the order)
+        except BaseException:
+            sync[3 * T] = 2
+            raise
+
+    def job():
+        if claim.acquire(blocking=False):
+            second()
+        kernel(*gx, *args, sync, 1)
+
+    _worker().jobs.put(job)
+    try:
+        project(0)
+    except BaseException:
+        if claim.acquire(blocking=False):        # the worker must not wait for it
+            sync[3 * T] = 2
+        raise
+    if claim.acquire(blocking=False):            # the worker has not started its half
+        second()
+    kernel(*gx, *args, sync, 0)
+    if sync[3 * T] != 1:                         # the worker's projection failed: alone
+        project(1)
+        sync = np.zeros(3 * T + 3, np.int64)
+        sync[3 * T] = 1
+        kernel(*gx, *args, sync, 0)
+    _state["last"] = sync                       # who took which half (tests, bench)
+    if np.count_nonzero(sync[:2 * T] == 2) < PAIR_LOW * 2 * T:
+        _state["cool"] = time.monotonic() + PAIR_COOL   # the worker had no core
