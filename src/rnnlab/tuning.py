@@ -49,9 +49,10 @@ TRANSPOSE_BLOCKED = 1 << 16
 TRANSPOSE_BLOCK = 64
 
 #: W_hh weights (G*H * H_out) from which an unrecorded sequence of PAIR_ROWS rows runs
-#: on two threads (sequence/pair.py): LSTM (100, 1, 128, 128), 65536 weights, 0.60 ->
-#: 0.41 ms; at H = 64 (16384) the hand-off (~30 us) costs more than it saves.
-PAIR_MIN = 1 << 16
+#: on two threads (sequence/pair.py): LSTM (T, 1, 256, 256) 0.17 / 0.98 / 1.75 ms at T =
+#: 5 / 50 / 100 against 0.47 / 1.20 / 2.12 on one; at 2^16 weights (RNN H 256, LSTM H
+#: 128) the two were even within 10% either way at T = 5-100 (benchmarks/pair_steps.py).
+PAIR_MIN = 1 << 17
 PAIR_ROWS = 1
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before
