@@ -59,7 +59,7 @@ PAIR_ROWS = 1
 #: taking it too (a few microseconds: the other thread is normally there within one).
 PAIR_STEAL = 100
 
-#: When the worker took fewer than PAIR_LOW of a call's halves (it did not get a core:
+#: When the worker took fewer than PAIR_LOW of the halves in two calls running (no core:
 #: OpenBLAS's threads spin ~0.1 s after each threaded call, or the machine is busy), the
 #: pair stays off for PAIR_COOL seconds (LSTM (100, 1, 256, 256) after a threaded
 #: (256, 4000) product each call: 3.1 ms with the pair regardless, 2.0 without).

@@ -43,8 +43,10 @@ from ..tuning import PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS
 from . import kernels
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
-#: worker did not get a core); last: the last call's sync array (who took which half)
-_state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "last": None}
+#: worker did not get a core in two calls running, counted by low); last: the last
+#: call's sync array (who took which half)
+_state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
+          "low": 0}
 
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
@@ -283,5 +285,7 @@ def _run(kernel, x2d, w_ih, args):
         sync[3 * T] = 1
         kernel(*gx, *args, sync, 0)
     _state["last"] = sync                       # who took which half (tests, bench)
-    if np.count_nonzero(sync[:2 * T] == 2) < PAIR_LOW * 2 * T:
-        _state["cool"] = time.monotonic() + PAIR_COOL   # the worker had no core
+    low = np.count_nonzero(sync[:2 * T] == 2) < PAIR_LOW * 2 * T   # the worker had no core
+    _state["low"] = _state["low"] + 1 if low else 0
+    if _state["low"] >= 2:                      # twice running: not a one-off hiccup
+        _state["cool"], _state["low"] = time.monotonic() + PAIR_COOL, 0
