@@ -209,7 +209,13 @@ def test_heads_and_gradient_sums_are_quiet_and_torchs():
         emb(idx)
         emb.backward(d)
     ty = tl(torch.from_numpy(x))
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-6)   # inf / NaN at the same places
+    ref = ty.detach().numpy()
+    fin = np.isfinite(ref)                          # inf / NaN at the same places
+    np.testing.assert_array_equal(y[~fin], ref[~fin])
+    # 3e38 inputs cancel to ~1e35: float32's rounding is relative to the terms, not the sum
+    # (random weights: a fixed rtol on the sum failed 7 times in 300 inits)
+    terms = np.abs(x.astype(np.float64)) @ np.abs(lin.weight.T.astype(np.float64))
+    assert np.all(np.abs(y[fin] - ref[fin]) <= 1e-6 * (terms[fin] + np.abs(lin.bias).max()))
     ty.backward(torch.full((2, 2), 3e38))
     ty = tl(torch.from_numpy(x))
     ty.backward(torch.full((2, 2), 3e38))
