@@ -107,14 +107,29 @@ def test_bench_needs_threadpoolctl(capsys, monkeypatch):
 
 def test_bench_small(capsys, tmp_path):
     pytest.importorskip("threadpoolctl")
+    doc = tmp_path / "B.md"
+    doc.write_text("before\n<!-- bench -->\nold\n<!-- /bench -->\nafter\n")
     code, out, _ = run(capsys, "bench", "--kinds", "gru", "--sizes", "3,2,4,5", "--reps", "1",
                        "--rounds", "1", "--no-torch", "--no-onnxruntime", "--step-hidden", "8",
-                       "--step-layers", "1,2")
+                       "--step-layers", "1,2", "--write", str(doc))
     assert code == 0 and "gru  train 3,2,4,5" in out and "MB" in out and "fresh processes" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("gru   ")]
     assert [r[:3] for r in rows] == [["gru", "1", "8"], ["gru", "2", "8"]]
     assert all(len(r) == 7 for r in rows)            # step and frozen, each with (min-max)
+    text = doc.read_text()
+    assert "old" not in text and "gru  train 3,2,4,5" in text
+    assert text.startswith("before") and text.endswith("after\n")
     assert run(capsys, "bench", "--kinds", "tcn")[0] == 2
+    assert run(capsys, "bench", "--kinds", "lstm", "--sizes", "3,2,4,5", "--reps", "1",
+               "--rounds", "1", "--no-torch", "--no-onnxruntime", "--write",
+               str(tmp_path / "none.md"), "--step-hidden", "none")[0] == 2
+    assert run(capsys, "bench", "--no-sequences", "--step-hidden", "x")[0] == 2
+
+
+@pytest.mark.slow
+def test_bench_against_torch_and_onnxruntime(capsys, tmp_path):
+    """The columns of the other frameworks (10 s of fresh processes importing them)."""
+    pytest.importorskip("threadpoolctl")
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     doc = tmp_path / "B.md"
@@ -127,10 +142,6 @@ def test_bench_small(capsys, tmp_path):
     row = next(line.split() for line in text.splitlines() if line.startswith("lstm  1    8"))
     assert len(row) == 13 and "frozen (min-max)" in text    # step, frozen, torch, ort
     assert text.startswith("before") and text.endswith("after\n")
-    assert run(capsys, "bench", "--kinds", "lstm", "--sizes", "3,2,4,5", "--reps", "1",
-               "--rounds", "1", "--no-torch", "--no-onnxruntime", "--write",
-               str(tmp_path / "none.md"), "--step-hidden", "none")[0] == 2
-    assert run(capsys, "bench", "--no-sequences", "--step-hidden", "x")[0] == 2
 
 
 def test_python_dash_m():
