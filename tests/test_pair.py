@@ -28,7 +28,7 @@ def small(monkeypatch):
     monkeypatch.setattr(pair, "PAIR_MIN", 0)
     monkeypatch.setattr(pair, "PAIR_COOL", 0.0)      # tiny calls: the worker comes late
     monkeypatch.setitem(kernels._state, "threads", None)     # not set (other tests set it)
-    pair._state["cool"] = 0.0
+    pair._state.update(cool=0.0, low=0)
     calls = []
     real = pair.run
 
@@ -38,7 +38,7 @@ def small(monkeypatch):
         return ran
     monkeypatch.setattr("rnnlab.sequence.driver.run_pair", counted)
     yield calls
-    pair._state["cool"] = 0.0
+    pair._state.update(cool=0.0, low=0)
 
 
 def _kernel_args(mode, T, H, seed):
@@ -270,3 +270,18 @@ def test_callers_on_many_threads_get_their_numbers_and_blas_back(small):
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     assert True in small
+
+
+@needs_pair
+def test_without_compiled_kernels_nothing_changes(monkeypatch):
+    """No numba (or RNNLAB_KERNELS=numpy): no pair, and OpenBLAS keeps its threads for the
+    projection (a one-thread hold would only slow the NumPy path down)."""
+    fam = by_mode("LSTM")
+    assert pair.wanted(fam, np.float32, 1, 4 * 256, 256, False) in (True, False)
+    monkeypatch.setitem(kernels._state, "numba", False)
+    monkeypatch.setitem(kernels._state, "threads", None)
+    assert not pair.wanted(fam, np.float32, 1, 4 * 256, 256, False)
+    m = LSTM(3, 256, dtype=np.float32, seed=0)
+    with rnnlab.no_grad(), kernels.disabled():
+        y = m(np.ones((3, 1, 3), np.float32))[0]
+    assert y.shape == (3, 1, 256) and np.isfinite(y).all()

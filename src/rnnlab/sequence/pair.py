@@ -121,7 +121,8 @@ def wanted(fam, dtype, N, GH, H_out, has_proj):
     """Whether an unrecorded call of this shape is one for the pair (when it then runs
     alone, its projection still keeps OpenBLAS to one thread: see one_blas_thread)."""
     return (dtype == np.float32 and not has_proj and 0 < N <= PAIR_ROWS
-            and GH * H_out >= PAIR_MIN and fam.units is not None and enabled())
+            and GH * H_out >= PAIR_MIN and fam.units is not None and kernels.available()
+            and enabled())
 
 
 def pair_kernel(fam):
