@@ -30,6 +30,10 @@ def unregister(kind):
 
 
 def by_mode(mode):
+    """The family of torch's mode string ``mode``; a Family record (a variant's, built by
+    cells/variants.py and not registered) is its own answer."""
+    if isinstance(mode, Family):
+        return mode
     try:
         return _BY_MODE[mode]
     except (KeyError, TypeError):
@@ -37,6 +41,9 @@ def by_mode(mode):
 
 
 def by_kind(kind):
+    """The family registered as ``kind``; a Family record is its own answer (by_mode)."""
+    if isinstance(kind, Family):
+        return kind
     try:
         return FAMILIES[kind]
     except (KeyError, TypeError):

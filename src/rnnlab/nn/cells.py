@@ -29,7 +29,7 @@ class RNNCellBase(Module):
     def __init__(self, mode, input_size, hidden_size, bias=True, device=None, *,
                  dtype=np.float32, seed=None):
         super().__init__(dtype, seed, device)
-        self.family = mode if hasattr(mode, "num_gates") else by_mode(mode)
+        self.family = by_mode(mode)
         self.mode = self.family.mode
         self.input_size = check_int("input_size", input_size)
         self.hidden_size = check_int("hidden_size", hidden_size)

@@ -15,7 +15,7 @@ def layer_class(fam):
 
 
 def _make(classes, base, kind, input_size, hidden_size, kwargs):
-    fam = kind if hasattr(kind, "num_gates") else by_kind(kind)   # a Family (a variant's)
+    fam = by_kind(kind)                  # a name, or a Family (a variant's)
     cls = classes.get(fam.torch_class or fam.layer_class)
     if cls is None:
         return base(fam, input_size, hidden_size, **kwargs)

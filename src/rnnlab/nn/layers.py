@@ -31,7 +31,6 @@ def param_names(k, d, bias, proj, peepholes=False):
                         f"weight_p_l{k}{s}" if peepholes else None)
 
 
-
 class RNNBase(Stepping, Module):
     """A multi-layer recurrent layer of one cell family. Shapes (D = 2 if bidirectional,
     H_out = proj_size or hidden_size): input (L, N, H_in), (N, L, H_in) with batch_first,
@@ -45,7 +44,7 @@ class RNNBase(Stepping, Module):
                  batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
                  device=None, *, dtype=np.float32, seed=None, direction="forward"):
         super().__init__(dtype, seed, device)
-        self.family = mode if hasattr(mode, "num_gates") else by_mode(mode)
+        self.family = by_mode(mode)
         self.mode = self.family.mode
         self.dropout = check_dropout(dropout)
         self.input_size = check_int("input_size", input_size)

@@ -11,14 +11,12 @@ one LLVM instruction on an int64 array element (llvmlite's IR builder).
 - ``sched_yield()``: the C library's, after a long spin (the other thread may not be
   running at all: a loaded machine).
 """
-import platform
-
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+from .pair import X86_64
 
 
 def _element(context, builder, arrty, arr, idx):
@@ -63,7 +61,7 @@ def atomic_load(typingctx, arr, idx):
 @intrinsic
 def cpu_relax(typingctx):
     def codegen(context, builder, sig, args):
-        if _X86:
+        if X86_64:
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
             builder.call(fn, [])

@@ -104,8 +104,7 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                 FORWARD_UNITS(a, xa, prev[n, lo:lo + B], cprev[n, lo:lo + B], u,
                               out[t, n, lo:lo + B], cs, 0, B, B, False)
                 if HAS_C:
-                    for jj in range(B):
-                        c_n[n, lo + jj] = cs[jj]
+                    _copy(c_n[n, lo:lo + B], cs, 0)
             atomic_add(sync, 2 * T + s, 1)
         _wait_for(sync, 2 * T + s, 2, -1)
 

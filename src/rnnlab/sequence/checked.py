@@ -4,10 +4,11 @@ driver.run_forward / bptt.run_backward. The layer classes check in their own ter
 call those directly."""
 import numpy as np
 
+from ..cells import by_mode
 from ..checks import float_array, gradient_array, to_numpy
 from ..errors import BackwardError, ShapeError
 from .bptt import run_backward
-from .driver import _family, run_forward
+from .driver import run_forward
 from .packed import check_lengths
 from .pool import PLAIN
 from .records import Cache, LayerWeights
@@ -74,7 +75,7 @@ def forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, 
     Returns ``(output, h_n, c_n), cache`` with output (L, N, D * H_out) and c_n None
     unless the family has a cell state.
     """
-    fam = _family(mode)
+    fam = by_mode(mode)
     x = to_numpy(x, "x")
     dt = x.dtype
     if dt not in (np.float32, np.float64):

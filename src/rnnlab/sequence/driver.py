@@ -37,10 +37,6 @@ from .records import Cache, Dims, DirectionRecord, LayerWeights
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
 
 
-def _family(mode):
-    return mode if hasattr(mode, "step") else by_mode(mode)
-
-
 def _folded(fam, GH):
     """Rows of a (G*H)-row gate block where x W_i + b_i and h W_h + b_h simply add: their
     b_hh folds into the input projection and dgh == dgx there."""
@@ -60,9 +56,32 @@ def _fold_bias(fam, w):
     return bias, (b_hh[folded:] if folded < w_hh.shape[0] else None)
 
 
-def _direction_forward(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
+def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
                        record):
-    """Run one cell over time in one direction.
+    """Run one cell over time in one direction from its input inp (L, N, I): an
+    unrecorded batch-1 call on two threads (pair.py) when it can, else the input
+    projection of all steps as one matmul and _direction_loop. Returns out (L, N, H_out),
+    h_n, c_n and, when recording, the DirectionRecord."""
+    T, N = inp.shape[:2]
+    two = (not record and sizes is None and T > 0
+           and wanted(fam, inp.dtype, N, *w.w_hh.shape, w.w_hr is not None))
+    if two:
+        done = _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out)
+        if done is not None:
+            return (*done, None)
+    with one_blas_thread() if two else contextlib.nullcontext():  # the pair's, run alone
+        gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,           # all steps
+                       out=lease.empty((T * N, w.w_ih.shape[0]), inp.dtype))
+    result = _direction_loop(fam, gx.reshape(T, N, w.w_ih.shape[0]), h0, c0, w, bias,
+                             b_rest, reverse, sizes, lease, pool_out, record)
+    if not record:
+        lease.give_back(gx)                                # inference: scratch done
+    return result
+
+
+def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
+                    record):
+    """The time loop of one direction.
 
     gx (L, N, G*H): input projections x W_ih^T; the steps keep their activations in it.
     bias: b_ih with the foldable part of b_hh, added to gx (by the compiled steps as they
@@ -201,7 +220,7 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
     """``forward`` without argument checks (the layers check first). lengths: int64
     array; masks: checked arrays or None; reverse: the one direction runs over reversed
     time (a direction="reverse" layer)."""
-    fam = _family(mode)
+    fam = by_mode(mode)
     G = fam.num_gates
     L, D = len(weights), len(weights[0])
     T, N = x.shape[:2]
@@ -236,23 +255,9 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
                 w = LayerWeights(*weights[k][d])
                 bias, b_rest = _fold_bias(fam, w)
                 j = k * D + d
-                h0j, c0j = h0[j], None if c0 is None else c0[j]
-                rev, pool_out = d == 1 or reverse, k < L - 1 or D == 2
-                two = (not record and sizes is None and T > 0
-                       and wanted(fam, dt, N, *w.w_hh.shape, w.w_hr is not None))
-                done = _pair_forward(fam, inp, w, bias, b_rest, h0j, c0j, rev, lease,
-                                     pool_out) if two else None
-                if done is not None:                     # batch 1 on two threads
-                    (out, hn, cn), rec = done, None
-                else:
-                    with one_blas_thread() if two else contextlib.nullcontext():
-                        gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,   # all
-                                       out=lease.empty((T * N, w.w_ih.shape[0]), dt))  # steps
-                    out, hn, cn, rec = _direction_forward(
-                        fam, gx.reshape(T, N, G * H), h0j, c0j, w, bias, b_rest, rev, sizes,
-                        lease, pool_out, record)
-                    if not record:
-                        lease.give_back(gx)              # inference: scratch done
+                out, hn, cn, rec = _direction_forward(
+                    fam, inp, h0[j], None if c0 is None else c0[j], w, bias, b_rest,
+                    d == 1 or reverse, sizes, lease, k < L - 1 or D == 2, record)
                 outs.append(out)
                 cache.saved.append(rec)
                 h_n.append(hn.copy())                    # hn may view a buffer reused later

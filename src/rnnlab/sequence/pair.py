@@ -11,18 +11,18 @@ calls and spins only inside one, for at most that sequence.
 A call (``run``):
 1. takes the pair's lock (held by another thread of the process: ``run`` returns False
    and the caller runs its single-threaded loop);
-2. sets NumPy's OpenBLAS to one thread (its threads would otherwise spin after the input
-   projection and take the cores: measured 52 ms instead of 1.5 at the 90th percentile),
-   hands the worker its job and computes the input projection of its half of the units
-   (G products of x with that half's rows of W_ih); the worker does the other half, or
-   the caller does it when the worker has not started it by then; OpenBLAS's setting is
-   then put back;
+2. holds NumPy's OpenBLAS to one thread for the call (its threads would otherwise spin
+   after the input projection and take the cores: measured 52 ms instead of 1.5 at the
+   90th percentile), hands the worker its job and computes the input projection of its
+   half of the units (one batched product of x with that half's rows of W_ih, gate by
+   gate); the worker does the other half, or the caller does it when the worker has not
+   started it by then;
 3. both run _loops.SEQUENCE_PAIR, each its own half of every step, meeting at a counter
    per step (atomic, no lock, no system call); a thread that finds the other's half
    unclaimed after a few microseconds computes it too, so either thread alone finishes
    the call: a busy or slow worker costs time, never a result.
 
-Where it runs (``pair_kernel``): float32, unrecorded (inference, and ``no_grad``), without
+Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded (inference, and ``no_grad``), without
 lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or more (tuning.py), on
 Linux with NumPy's OpenBLAS, numba, two usable CPUs, and ``rnnlab.set_num_threads`` not
 set to 1. The numbers equal the one-thread loop's to float32 rounding (the dot products
@@ -50,8 +50,8 @@ _state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "
 
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
-#: set from Python relies on it) and spin loops pause
-_X86 = platform.machine().lower() in ("x86_64", "amd64")
+#: set from Python relies on it) and spin loops pause (_atomics.cpu_relax reads it too)
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 def usable_cpus():
@@ -107,7 +107,7 @@ def _blas():
 def possible():
     """Whether this machine and process can run the pair at all (Linux x86-64, two usable
     CPUs, NumPy's OpenBLAS found)."""
-    return (sys.platform.startswith("linux") and _X86 and usable_cpus() >= 2
+    return (sys.platform.startswith("linux") and X86_64 and usable_cpus() >= 2
             and bool(_blas()))
 
 
@@ -134,6 +134,10 @@ def pair_kernel(fam):
     return None if k is None else k.get("pair")
 
 
+#: one_blas_thread's holders across threads, and the setting the first one found
+_HOLD = {"lock": threading.Lock(), "count": 0, "saved": 1}
+
+
 @contextlib.contextmanager
 def one_blas_thread():
     """Within: NumPy's OpenBLAS on one thread (the pair's calls, and the calls the pair
@@ -158,9 +162,6 @@ def one_blas_thread():
             _HOLD["count"] -= 1
             if _HOLD["count"] == 0:
                 put(_HOLD["saved"])
-
-
-_HOLD = {"lock": threading.Lock(), "count": 0, "saved": 1}
 
 
 class _Worker:
