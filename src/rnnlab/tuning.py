@@ -66,3 +66,8 @@ PAIR_STEAL = 100
 #: cool-down, median 1.7 ms, 90th percentile 2.9 ms, 2.2 without).
 PAIR_LOW = 0.2
 PAIR_COOL = 0.05
+
+#: Recurrent multiply-adds of one direction (T * N * G*H * H_out) from which an unrecorded
+#: bidirectional layer runs its two directions at once on the pair's two threads
+#: (sequence/pair.py, run_both): measured in BENCHMARKS.md.
+DIRECTIONS_MIN = 1 << 22

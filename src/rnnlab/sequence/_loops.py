@@ -16,7 +16,7 @@ from numba import prange
 
 from ..tuning import PAIR_STEAL
 from ._atomics import atomic_add, atomic_load, atomic_xchg
-from ._compiled import _copy, _recurrent, _rowdot, _wait_for, f32
+from ._compiled import _copy, _recurrent, _rowdot, _rowdots, _wait_for, f32
 
 def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
     """The time loop of one direction. gx (T, N, G*H): x W_ih^T with b_ih and the b_hh of
@@ -93,13 +93,13 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                 tn = t * N + n
                 for g in range(G):
                     r0 = g * H + lo
+                    _rowdots(a, g * B, w_hh, r0, B, prev[n])
                     if g < F:
                         for jj in range(B):
-                            a[g * B + jj] = _rowdot(w_hh, r0 + jj, prev[n]) + (
-                                gx[g, tn, jj] + bias[r0 + jj])
+                            a[g * B + jj] += gx[g, tn, jj] + bias[r0 + jj]
                     else:
                         for jj in range(B):
-                            a[g * B + jj] = _rowdot(w_hh, r0 + jj, prev[n]) + b_rest[r0 + jj - FH]
+                            a[g * B + jj] += b_rest[r0 + jj - FH]
                             xa[g * B + jj] = gx[g, tn, jj] + bias[r0 + jj]
                 FORWARD_UNITS(a, xa, prev[n, lo:lo + B], cprev[n, lo:lo + B], u,
                               out[t, n, lo:lo + B], cs, 0, B, B, False)

@@ -29,9 +29,9 @@ from ..tuning import BLAS_ROWS, FEW_ROWS
 from .kernels import NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
-from .pair import one_blas_thread, pair_kernel, wanted
+from .pair import directions_wanted, one_blas_thread, pair_kernel, run_both, wanted
 from .pair import run as run_pair
-from .pool import PLAIN
+from .pool import PLAIN, Pool
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
@@ -57,13 +57,14 @@ def _fold_bias(fam, w):
 
 
 def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
-                       record):
+                       record, alone=False):
     """Run one cell over time in one direction from its input inp (L, N, I): an
-    unrecorded batch-1 call on two threads (pair.py) when it can, else the input
-    projection of all steps as one matmul and _direction_loop. Returns out (L, N, H_out),
-    h_n, c_n and, when recording, the DirectionRecord."""
+    unrecorded batch-1 call on two threads (pair.py) when it can (not ``alone``: the
+    other direction runs on the other thread), else the input projection of all steps as
+    one matmul and _direction_loop. Returns out (L, N, H_out), h_n, c_n and, when
+    recording, the DirectionRecord."""
     T, N = inp.shape[:2]
-    two = (not record and sizes is None and T > 0
+    two = (not record and not alone and sizes is None and T > 0
            and wanted(fam, inp.dtype, N, *w.w_hh.shape, w.w_hr is not None))
     if two:
         done = _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out)
@@ -193,6 +194,20 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
 
+_ASIDE = Pool()       # the scratch of the direction run_both hands the worker (one at a time)
+
+
+def _aside(direction, d):
+    """direction(d) from a lease of its own (the caller's lease is not shared between
+    threads), its outputs allocated plainly; every scratch buffer back when done."""
+    lease = _ASIDE.lease()
+    try:
+        with np.errstate(**_QUIET):                     # per thread: the worker's own
+            return direction(d, lease, False, True)
+    finally:
+        lease.release()
+
+
 def _few_rows(N, GH, H_out):
     """Whether h W_hh^T (and BPTT's dgh W_hh) is one BLAS matrix-vector product per row
     (N rows, W_hh (G*H, H_out)): a few rows and a W_hh that OpenBLAS splits over its
@@ -251,13 +266,21 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
     with np.errstate(**_QUIET):
         for k in range(L):
             outs = []
-            for d in range(D):
-                w = LayerWeights(*weights[k][d])
-                bias, b_rest = _fold_bias(fam, w)
+            ws = [LayerWeights(*weights[k][d]) for d in range(D)]
+
+            def direction(d, lease_d=lease, pool_out=k < L - 1 or D == 2, alone=False):
                 j = k * D + d
-                out, hn, cn, rec = _direction_forward(
-                    fam, inp, h0[j], None if c0 is None else c0[j], w, bias, b_rest,
-                    d == 1 or reverse, sizes, lease, k < L - 1 or D == 2, record)
+                return _direction_forward(
+                    fam, inp, h0[j], None if c0 is None else c0[j], ws[d],
+                    *_fold_bias(fam, ws[d]), d == 1 or reverse, sizes, lease_d, pool_out,
+                    record, alone)
+            if D == 2 and not record and sizes is None and directions_wanted(
+                    fam, dt, T, N, *ws[0].w_hh.shape, ws[0].w_hr is not None):
+                results = run_both(lambda: direction(0, alone=True),
+                                   lambda: _aside(direction, 1))
+            else:
+                results = [direction(d) for d in range(D)]
+            for out, hn, cn, rec in results:
                 outs.append(out)
                 cache.saved.append(rec)
                 h_n.append(hn.copy())                    # hn may view a buffer reused later

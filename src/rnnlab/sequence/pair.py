@@ -39,7 +39,8 @@ import time
 
 import numpy as np
 
-from ..tuning import PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS
+from ..tuning import (COMPILED_LOOP_MAX, DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN,
+                      PAIR_ROWS)
 from . import kernels
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
@@ -123,6 +124,18 @@ def wanted(fam, dtype, N, GH, H_out, has_proj):
     return (dtype == np.float32 and not has_proj and 0 < N <= PAIR_ROWS
             and GH * H_out >= PAIR_MIN and fam.units is not None and kernels.available()
             and enabled())
+
+
+def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
+    """Whether an unrecorded bidirectional layer's two directions should run at once, one
+    per thread (``run_both``): each one's path is single-threaded (the compiled loop,
+    N * G*H * H_out <= COMPILED_LOOP_MAX, or a call the pair wants) and the recurrent
+    work of a direction, T * N * G*H * H_out multiply-adds, is at least DIRECTIONS_MIN
+    (below it handing one direction to the worker costs more than it saves)."""
+    return (dtype == np.float32 and T > 0 and fam.units is not None and not has_proj
+            and T * N * GH * H_out >= DIRECTIONS_MIN and 0 < N * GH * H_out <= COMPILED_LOOP_MAX
+            and not wanted(fam, dtype, N, GH, H_out, has_proj)
+            and kernels.available() and enabled())
 
 
 def pair_kernel(fam):
@@ -242,6 +255,39 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n):
         with one_blas_thread():     # OpenBLAS's threads would spin after it, taking the cores
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n))
         return True
+    finally:
+        lock.release()
+
+
+def run_both(first, second):
+    """(first(), second()): second on the worker thread while first runs here (the two
+    directions of a bidirectional layer; directions_wanted). Nothing is shared between
+    the two but the caller's arguments, read only. When another thread holds the pair,
+    or the worker has not started second by the time first is done, second runs here
+    after first; when it fails in the worker, it runs here again (its error, if it has
+    one, is then the caller's). Never returns while the worker still runs second."""
+    lock = _state["lock"]
+    if not lock.acquire(blocking=False):
+        return first(), second()
+    try:
+        with one_blas_thread():         # each one's projection on one thread (as _run)
+            claim, done, box = threading.Lock(), threading.Event(), {}
+
+            def job():
+                if claim.acquire(blocking=False):
+                    try:
+                        box["result"] = second()
+                    finally:
+                        done.set()
+
+            _worker().jobs.put(job)
+            try:
+                a = first()
+            finally:
+                if not claim.acquire(blocking=False):   # the worker took it: wait
+                    done.wait()
+            _state["both"] = "result" in box            # who ran second (tests)
+            return a, (box["result"] if "result" in box else second())
     finally:
         lock.release()
 

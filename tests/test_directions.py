@@ -1,0 +1,196 @@
+"""Bidirectional layers running their two directions at once (pair.run_both): the caller
+computes one direction while the pair's worker thread computes the other.
+
+Which thread ran the second direction depends on the machine, so every way it can go is
+checked for the same numbers: the worker, the caller after the worker failed, the caller
+when another thread holds the pair; and whole layers against torch and against
+set_num_threads(1) (the same compiled loop: equal to the bit)."""
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnnlab
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.sequence import driver, kernels, pair
+
+needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
+                                reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
+
+
+@pytest.fixture
+def both(monkeypatch):
+    """Directions at once for any size (the threshold is for speed only), the caller's
+    direction started late (so that the worker runs the other); yields the list of who
+    ran each call's second direction (True: the worker)."""
+    monkeypatch.setattr(pair, "DIRECTIONS_MIN", 0)
+    monkeypatch.setitem(kernels._state, "threads", None)
+    ran = []
+    real = pair.run_both
+
+    def counted(first, second):
+        def late():                 # the worker has long taken second by then
+            time.sleep(0.05)
+            return first()
+        pair._state["both"] = None
+        result = real(late, second)
+        ran.append(pair._state["both"])
+        return result
+    monkeypatch.setattr(driver, "run_both", counted)
+    yield ran
+
+
+def _one_thread(m, *args):
+    kernels._state["threads"] = 1
+    try:
+        with rnnlab.no_grad():
+            return m(*args)
+    finally:
+        kernels._state["threads"] = None
+
+
+def _equal(a, b):
+    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        if isinstance(x, tuple):
+            _equal(x, y)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+@needs_pair
+@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
+                                     (LSTM, {"bias": False, "batch_first": True})])
+def test_layers_equal_torch_and_the_one_thread_path(cls, kw, both):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, cls.__name__)(5, 6, num_layers=2, bidirectional=True, **kw)
+    om = cls(5, 6, num_layers=2, bidirectional=True, dtype=np.float32, **kw)
+    om.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 9, 5) if kw.get("batch_first") else (9, 3, 5))
+    x = x.astype(np.float32)
+    h0 = rng.standard_normal((4, 3, 6)).astype(np.float32)
+    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    tstate = tuple(map(torch.from_numpy, state)) if cls is LSTM else torch.from_numpy(h0)
+    one = x[0] if kw.get("batch_first") else x[:, 0]
+    with rnnlab.no_grad():
+        got = [om(x), om(x, state), om(one)]                # zeros, given, unbatched
+    with torch.no_grad():
+        want = [tm(torch.from_numpy(x)), tm(torch.from_numpy(x), tstate),
+                tm(torch.from_numpy(one))]
+    assert both == [True] * 3 * 2                             # 2 layers per call
+    for (y, s), (ty, ts) in zip(got, want):
+        np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
+        for a, b in zip(s if cls is LSTM else [s], ts if cls is LSTM else [ts]):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+    for args, g in zip([(x,), (x, state), (one,)], got):
+        _equal(g, _one_thread(om, *args))
+
+
+@needs_pair
+def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, both):
+    m = GRU(4, 8, bidirectional=True, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((6, 2, 4)).astype(np.float32)
+    want = _one_thread(m, x)
+    real = driver._aside
+
+    def fails_in_the_worker(direction, d):
+        if threading.current_thread().name == "rnnlab-pair":
+            raise MemoryError("the worker's allocation")
+        return real(direction, d)
+    monkeypatch.setattr(driver, "_aside", fails_in_the_worker)
+    with rnnlab.no_grad():
+        got = m(x)
+    _equal(got, want)
+    assert both == [False]
+
+
+@needs_pair
+def test_one_after_the_other_when_another_thread_has_the_pair(both):
+    m = LSTM(4, 8, bidirectional=True, dtype=np.float32, seed=0)
+    x = np.ones((6, 2, 4), np.float32)
+    want = _one_thread(m, x)
+    with pair._state["lock"], rnnlab.no_grad():
+        got = m(x)
+    _equal(got, want)
+    assert both == [None]
+
+
+@needs_pair
+def test_run_both_waits_for_the_worker_before_raising():
+    finished = []
+
+    def first():
+        time.sleep(0.05)                        # the worker is well into second by now
+        raise ValueError("first failed")
+
+    def second():
+        time.sleep(0.2)
+        finished.append(True)
+    with pytest.raises(ValueError, match="first failed"):
+        pair.run_both(first, second)
+    assert finished == [True]
+    assert pair._state["lock"].acquire(blocking=False)
+    pair._state["lock"].release()
+
+
+@needs_pair
+@pytest.mark.filterwarnings("error")
+def test_overflow_in_the_worker_is_quiet_and_propagates_as_torch(both):
+    """float32 overflow to inf (and inf - inf = NaN) inside the worker's direction: no
+    RuntimeWarning there either (np.errstate is per thread)."""
+    m = LSTM(1, 8, bidirectional=True, dtype=np.float32, seed=0)
+    sd = m.state_dict()
+    for d in ("", "_reverse"):                  # x W_ih^T + b overflows in NumPy's add
+        sd[f"weight_ih_l0{d}"] = np.ones((32, 1), np.float32)
+        sd[f"bias_ih_l0{d}"] = np.full(32, 3e38, np.float32)
+    m.load_state_dict(sd)
+    x = np.full((5, 2, 1), 3e38, np.float32)
+    x[2, 1, 0] = -np.inf
+    got = m.eval()(x)
+    _equal(got, _one_thread(m, x))
+    assert both == [True]
+
+
+@needs_pair
+def test_recording_calls_and_lengths_never_take_it(both):
+    m = GRU(3, 8, bidirectional=True, dtype=np.float32, seed=0)
+    x = np.ones((5, 2, 3), np.float32)
+    m(x)                                                   # training mode: recorded
+    with rnnlab.no_grad():
+        m(x, lengths=[5, 3])
+        m(rnnlab.to_packed(x, [5, 3]))
+    assert both == []
+
+
+@needs_pair
+def test_the_workers_scratch_is_bounded_and_given_back(both):
+    m = LSTM(8, 16, bidirectional=True, dtype=np.float32, seed=0)
+    with rnnlab.no_grad():
+        for T in (50, 5, 20):
+            m(np.ones((T, 2, 8), np.float32))
+            assert driver._ASIDE.bytes <= 2 * (T * 2 * 4 * 16 * 4 + 2 * 4 * 16 * 4) + 4096
+    rnnlab.empty_cache()
+    assert driver._ASIDE.bytes == 0
+
+
+@needs_pair
+@settings(max_examples=10, deadline=None)
+@given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 9), st.integers(1, 5),
+       st.integers(1, 20), st.booleans(), st.booleans())
+def test_directions_at_once_equal_the_one_thread_path(cls, T, N, H, bias, nan):
+    pair.DIRECTIONS_MIN, old = 0, pair.DIRECTIONS_MIN
+    kernels._state["threads"] = None
+    try:
+        m = cls(3, H, bias=bias, bidirectional=True, dtype=np.float32, seed=T)
+        x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
+        if nan:
+            x[T // 2, 0, 1] = np.nan
+        with rnnlab.no_grad():
+            got = m(x)
+        _equal(got, _one_thread(m, x))
+    finally:
+        pair.DIRECTIONS_MIN = old
