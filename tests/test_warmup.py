@@ -36,6 +36,24 @@ def test_kernels_build_one_at_a_time_and_announce_a_cold_cache(monkeypatch):
     assert built.done == {"cell", "forward"}
 
 
+@pytest.mark.parametrize("where", ["_compiled", "_loops", "_atomics", "tuning", "family"])
+def test_an_edit_to_inlined_code_names_new_kernels(monkeypatch, where):
+    """numba's cache checks only the cached function's own file: a family's loops are
+    filed under a hash of every file inlined into them, so an edit to any is compiled
+    again rather than served stale."""
+    import importlib
+    from rnnlab.sequence import _compiled
+    fam = FAMILIES["lstm"]
+    module = (importlib.import_module("rnnlab.cells.lstm") if where == "family" else
+              importlib.import_module("rnnlab" + (".sequence." if where[0] == "_" else ".")
+                                      + where))
+    before = _compiled._tag(fam.units)
+    real = _compiled._read
+    monkeypatch.setattr(_compiled, "_read", lambda path: real(path) + (
+        b"# edited" if path == module.__file__ else b""))
+    assert _compiled._tag(fam.units) != before
+
+
 def test_a_kernel_that_fails_to_build_is_the_numpy_path(monkeypatch):
     from rnnlab.sequence import _compiled
     fam = FAMILIES["lstm"]

@@ -239,6 +239,26 @@ def _bound(fn, names, name=None, **options):
     return njit(**options)(copy)
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _tag(units):
+    """A hash of everything a family's compiled loops are made of: its bindings, its
+    source and the code inlined into its loops (this file, _loops, _atomics, tuning's
+    constants). numba's cache checks only the file of the function it caches: an edit to
+    an inlined helper alone was served stale from the cache (measured); an edit here makes
+    a new name, compiled again."""
+    from .. import tuning
+    from . import _atomics, _loops
+    digest = hashlib.sha1(repr(sorted(units.bind.items())).encode())
+    own = {fn.__code__.co_filename for fn in units.functions + (units.forward, units.backward)}
+    for path in sorted(own | {__file__, _loops.__file__, _atomics.__file__, tuning.__file__}):
+        digest.update(_read(path))
+    return digest.hexdigest()[:12]
+
+
 def specialise(family):
     """{kernel name: compiled function} for ``family``'s shapes (its ``units``). Nothing is
     compiled until a function is first called (kernels.py warms them up)."""
@@ -248,17 +268,8 @@ def specialise(family):
                   for k, v in units.bind.items()})
     for fn in units.functions + (units.forward, units.backward):
         names[fn.__name__] = _bound(fn, names, inline="always", error_model="numpy")
-    digest = hashlib.sha1(repr(sorted(units.bind.items())).encode())
-    from . import _atomics, _loops
-    from .. import tuning
-    # the family's source and the code inlined into its loops (numba's cache checks only
-    # the file of the function it caches): edited, compiled again, never served stale
-    for path in sorted({fn.__code__.co_filename for fn in units.functions + (units.forward,
-                                                                             units.backward)}
-                       | {__file__, _loops.__file__, _atomics.__file__, tuning.__file__}):
-        with open(path, "rb") as f:
-            digest.update(f.read())
-    tag = digest.hexdigest()[:12]
+    tag = _tag(units)
+    from . import _loops
     names.update(G=family.num_gates, F=family.fold, S=family.store, CB=max(family.c_block, 0),
                  HAS_C=family.has_cell_state, DIRECT=units.direct,
                  FORWARD_UNITS=names[units.forward.__name__],
