@@ -28,6 +28,7 @@ def both(monkeypatch):
     ran each call's second direction (True: the worker)."""
     monkeypatch.setattr(pair, "DIRECTIONS_MIN", 0)
     monkeypatch.setitem(kernels._state, "threads", None)
+    pair._state.update(cool=0.0, low=0)
     ran = []
     real = pair.run_both
 
@@ -41,6 +42,7 @@ def both(monkeypatch):
         return result
     monkeypatch.setattr(driver, "run_both", counted)
     yield ran
+    pair._state.update(cool=0.0, low=0)
 
 
 def _one_thread(m, *args):
@@ -117,6 +119,38 @@ def test_one_after_the_other_when_another_thread_has_the_pair(both):
         got = m(x)
     _equal(got, want)
     assert both == [None]
+
+
+@needs_pair
+def test_a_worker_without_a_core_cools_down(monkeypatch, both):
+    """Two calls running where the worker never came: the next PAIR_COOL seconds of
+    calls run one after the other, on one OpenBLAS thread, with the same numbers."""
+    monkeypatch.setattr(pair, "PAIR_COOL", 60.0)
+    m = GRU(4, 8, bidirectional=True, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((6, 2, 4)).astype(np.float32)
+    want = _one_thread(m, x)
+    monkeypatch.setattr(pair, "_worker", lambda: type("W", (), {"jobs": _Sink()})())
+    get, put = pair._blas()
+    before = get()
+    put(2)                                       # what it holds to one thread
+    monkeypatch.setattr(pair, "_HOLD", dict(pair._HOLD, count=0))
+    seen = []
+    monkeypatch.setattr(driver, "_aside", lambda direction, d: (
+        seen.append(get()), direction(d, driver.PLAIN, False, True))[1])
+    with rnnlab.no_grad():
+        _equal(m(x), want)
+        assert pair._state["cool"] < time.monotonic()      # once: a hiccup
+        _equal(m(x), want)
+        assert pair._state["cool"] > time.monotonic() + 30
+        _equal(m(x), want)
+    assert get() == 2
+    put(before)
+    assert both == [False, False, None] and seen == [1, 1, 1]
+
+
+class _Sink:
+    def put(self, job):
+        pass
 
 
 @needs_pair

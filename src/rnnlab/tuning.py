@@ -70,4 +70,4 @@ PAIR_COOL = 0.05
 #: Recurrent multiply-adds of one direction (T * N * G*H * H_out) from which an unrecorded
 #: bidirectional layer runs its two directions at once on the pair's two threads
 #: (sequence/pair.py, run_both): measured in BENCHMARKS.md.
-DIRECTIONS_MIN = 1 << 22
+DIRECTIONS_MIN = 1 << 23

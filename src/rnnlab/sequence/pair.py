@@ -265,12 +265,20 @@ def run_both(first, second):
     the two but the caller's arguments, read only. When another thread holds the pair,
     or the worker has not started second by the time first is done, second runs here
     after first; when it fails in the worker, it runs here again (its error, if it has
-    one, is then the caller's). Never returns while the worker still runs second."""
+    one, is then the caller's). Never returns while the worker still runs second.
+
+    The pair's cool-down applies: a call where the worker did not get a core (it never
+    started second, or the caller waited for it longer than half its own time) counts as
+    a low share, and after two running the next PAIR_COOL seconds of calls run one after
+    the other, on one OpenBLAS thread too (see one_blas_thread)."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return first(), second()
     try:
         with one_blas_thread():         # each one's projection on one thread (as _run)
+            if time.monotonic() < _state["cool"]:
+                _state["both"] = None
+                return first(), second()
             claim, done, box = threading.Lock(), threading.Event(), {}
 
             def job():
@@ -281,15 +289,25 @@ def run_both(first, second):
                         done.set()
 
             _worker().jobs.put(job)
+            t0 = time.monotonic()
             try:
                 a = first()
             finally:
+                t1 = time.monotonic()
                 if not claim.acquire(blocking=False):   # the worker took it: wait
                     done.wait()
             _state["both"] = "result" in box            # who ran second (tests)
+            _count_share(_state["both"] and time.monotonic() - t1 <= (t1 - t0) / 2)
             return a, (box["result"] if "result" in box else second())
     finally:
         lock.release()
+
+
+def _count_share(good):
+    """After two calls running where the worker did not get a core: PAIR_COOL s off."""
+    _state["low"] = 0 if good else _state["low"] + 1
+    if _state["low"] >= 2:                      # twice running: not a one-off hiccup
+        _state["cool"], _state["low"] = time.monotonic() + PAIR_COOL, 0
 
 
 def _run(kernel, x2d, w_ih, args):
@@ -333,7 +351,4 @@ def _run(kernel, x2d, w_ih, args):
         sync[3 * T] = 1
         kernel(*gx, *args, sync, 0)
     _state["last"] = sync                       # who took which half (tests, bench)
-    low = np.count_nonzero(sync[:2 * T] == 2) < PAIR_LOW * 2 * T   # the worker had no core
-    _state["low"] = _state["low"] + 1 if low else 0
-    if _state["low"] >= 2:                      # twice running: not a one-off hiccup
-        _state["cool"], _state["low"] = time.monotonic() + PAIR_COOL, 0
+    _count_share(np.count_nonzero(sync[:2 * T] == 2) >= PAIR_LOW * 2 * T)
