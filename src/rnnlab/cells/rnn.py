@@ -75,7 +75,7 @@ def _units(act):
     # step measured no faster (lengths, (50, 16, 32, 32): 0.89 vs 0.99 ms per training call)
     return Units(forward_units, back_units, functions=(unit_back,), direct=False,
                  bind={"act": act, "tanh_act": act == "tanh"},
-                 shapes=frozenset({"sequence", "cell"}))
+                 shapes=frozenset({"sequence", "cell", "rows"}))
 
 
 # ONNX's RNN op (its defaults for attributes a node leaves out) and Keras's SimpleRNN (one

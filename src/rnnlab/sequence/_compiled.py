@@ -288,7 +288,7 @@ def cache_state(built):
     directory), or (None, None) when numba's cache cannot be inspected."""
     try:
         files = [d._cache._cache_file._index_path for key, d in built.items()
-                 if not key.startswith("rows")]
+                 if key != "rows"]
         where = next(iter(built.values()))._cache._cache_path
     except (AttributeError, StopIteration):      # numba's internals moved: unknown
         return None, None

@@ -103,7 +103,7 @@ class _Built(dict):
     def get(self, key, default=None):
         if key not in self:
             return default
-        if key not in self.done and not key.startswith("rows"):   # rows: on its first call
+        if key not in self.done and key != "rows":   # the threaded rows: on its first call
             from . import _compiled
             fn = dict.__getitem__(self, key)
             cached, where = _compiled.cache_state({key: fn})
@@ -144,7 +144,7 @@ def warm(fam):
     k = kernels(fam, next(iter(fam.units.shapes))) if fam.units else None
     if k is None:
         return False
-    return all(k.get(key) is not None for key in list(k) if not key.startswith("rows"))
+    return all(k.get(key) is not None for key in list(k) if key != "rows")
 
 
 def cache_state(fam):
@@ -265,6 +265,20 @@ def rows_step_for(fam, dtype, has_proj, size):
     if "threaded" not in k:
         k["threaded"] = _threaded(k["rows"], k["rows_1"])
     return k["threaded"]
+
+
+def row_step_for(fam, dtype, has_proj, size):
+    """The compiled step of a few rows in the calling thread (``_loops.ROWS`` compiled
+    without threads: one call per layer from the weights in torch's layout), or None.
+    Taken by ``layer.step`` at N <= FEW_ROWS for float32 layers of fewer than
+    THREADED_MIN weights (``size`` as rows_step_for's), where it beats two BLAS
+    matrix-vector products and the compiled cell (GRU H 64: 3.1 vs 6.1 us, LSTM H 128:
+    9.7 vs 12.1; even at H 256, where OpenBLAS's threads take over). Called as
+    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1)."""
+    if dtype != np.float32 or has_proj or size >= THREADED_MIN:
+        return None
+    k = kernels(fam, "rows")
+    return None if k is None else k.get("rows_1")
 
 
 def set_num_threads(n):

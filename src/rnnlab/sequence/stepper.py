@@ -46,7 +46,8 @@ import numpy as np
 
 from ..tuning import (BLAS_ROWS, COMPILED_LOOP_MAX, FEW_ROWS, JOINT_WINS, PER_ROW_ALWAYS,
                       PER_ROW_MIN, THREADED_MIN)
-from .kernels import NO_STORE, cell_for, get_num_threads, kernel_for, ready, rows_step_for
+from .kernels import (NO_STORE, cell_for, get_num_threads, kernel_for, ready, row_step_for,
+                      rows_step_for)
 from .linalg import dot, per_row, transposed
 from .records import LayerWeights
 
@@ -73,6 +74,8 @@ class StepWeights(NamedTuple):
     rows_size: int = 0              # live: the layer's weights, for rows_step_for
     blas: Optional[tuple] = None    # up to FEW_ROWS rows: (w_x, w_h, b_ih, b_hh, cell), see
     #                                 _blas_step
+    row_step: object = None         # live: the one-thread compiled step of a small layer
+    #                                 (kernels.row_step_for), from rows_w
 
 
 def _bias_pair(b_ih, b_hh, GH, dt, copy):
@@ -107,23 +110,29 @@ def live_weights(fam, weights):
             b_fold = None if b_hh is None else b_hh[:folded]
         else:
             kernel = None
-        rows_w, size = (), 0                # no threaded step with a projection
+        rows_w, size, row_step = (), 0, None        # none with a projection
         if w_hr is None:
             rows_w = (w_ih, w_hh, *_bias_pair(b_ih, b_hh, GH, w_ih.dtype, False))
             size = GH * (w_ih.shape[1] + w_hh.shape[1])
+            if all(a.flags.c_contiguous and a.flags.writeable for a in rows_w):
+                row_step = row_step_for(fam, w_ih.dtype, False, size)   # else: another
+            #                                 numba type, compiled again mid-run
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,
                                None if w_hr is None else w_hr.T, H, kernel, b_rest, b_fold,
                                True, rows_w=rows_w, rows_size=size,
-                               blas=_live_blas(fam, w_ih, w_hh, b_ih, b_hh)))
+                               blas=_live_blas(fam, w_ih, w_hh, b_ih, b_hh),
+                               row_step=row_step))
     return out
 
 
 def _rows(fam, w, threads):
-    """(rows_step, rows_w, threads) for a frozen layer asked to use threads, else
-    (None, (), 1): copies of the weights in torch's layout, zeros for absent biases."""
-    step = None if threads < 2 else rows_step_for(
-        fam, w.w_ih.dtype, w.w_hr is not None,
-        w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1]))
+    """(rows_step, rows_w, threads) for a frozen layer asked to use threads, or a small
+    one (the one-thread compiled step, kernels.row_step_for), else (None, (), 1):
+    copies of the weights in torch's layout, zeros for absent biases."""
+    size = w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1])
+    step = None if threads < 2 else rows_step_for(fam, w.w_ih.dtype, w.w_hr is not None, size)
+    if step is None:
+        step, threads = row_step_for(fam, w.w_ih.dtype, w.w_hr is not None, size), 1
     if step is None:
         return None, (), 1
     return step, (np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"),
@@ -244,6 +253,8 @@ def step_layers(fam, x, layers, h, c):
             rows_step, t = s.rows_step, s.threads
             if rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS:
                 rows_step, t = _live_rows_step(fam, dt, s.rows_size), threads
+            if rows_step is None and s.row_step is not None:   # small: one thread
+                rows_step, t = s.row_step, 1
             if rows_step is not None and N <= FEW_ROWS:         # threaded, compiled
                 hk = ready(h[k])
                 ck = hk if c is None else ready(c[k])
