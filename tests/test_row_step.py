@@ -84,11 +84,11 @@ def test_layers_it_must_not_take(counted):
     GRU(8, 8, dtype=np.float64).eval().step(x.astype(np.float64))  # float64: NumPy's path
     GRU(256, 256, dtype=np.float32).eval().step(np.ones((1, 256), np.float32))  # 2^18 and more
     assert counted == []
-    ro = GRU(8, 8, dtype=np.float32).eval()
+    ro = GRU(8, 8, dtype=np.float32, seed=0).eval()
     want = ro.step(x)[0]
     ro.weight_hh_l0.flags.writeable = False                 # another numba type: no
     ro.__dict__.pop("_step_weights", None)
-    np.testing.assert_allclose(ro.step(x)[0], want, rtol=1e-6)
+    _check(ro.step(x)[0], want)                            # BLAS's products: rounding
     assert counted == [1]                                   # the first step only
 
 

@@ -116,8 +116,9 @@ def _rowdots(a, j0, w, r0, count, v):
     """a[j0 + i] = w[r0 + i] @ v for i < count, four rows per pass over v: each load of v
     serves four rows and four sums run at once. In the pair's loop (T = 1000, both
     threads, old and new alternated in one process): LSTM H = 256 10.0 -> 9.0 us per
-    step, GRU 7.0 -> 6.1; one thread alone at RNN H = 512 15.3 -> 11.9. Not in ROWS: its
-    serial LSTM step at H = 256 went 36 -> 40 us."""
+    step, GRU 7.0 -> 6.1; one thread alone at RNN H = 512 15.3 -> 11.9. In ROWS (the
+    few-row step): 6-31% less where it runs (serial below THREADED_MIN, threaded above;
+    BENCHMARKS.md)."""
     K = v.shape[0]
     i = 0
     while i + 4 <= count:

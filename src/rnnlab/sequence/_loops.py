@@ -16,7 +16,7 @@ from numba import prange
 
 from ..tuning import PAIR_STEAL
 from ._atomics import atomic_add, atomic_load, atomic_xchg
-from ._compiled import _copy, _recurrent, _rowdot, _rowdots, _wait_for, f32
+from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 
 def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
     """The time loop of one direction. gx (T, N, G*H): x W_ih^T with b_ih and the b_hh of
@@ -228,11 +228,12 @@ def ROWS(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
         u = np.empty(GH + S * H, f32)
         for n in range(N):
             for k0 in range(0, GH, H):
+                _rowdots(xa, k0 + lo, w_ih, k0 + lo, hi - lo, x[n])
+                _rowdots(a, k0 + lo, w_hh, k0 + lo, hi - lo, h[n])
                 for k in range(k0 + lo, k0 + hi):
                     if k < FH:
-                        a[k] = _rowdot(w_ih, k, x[n]) + _rowdot(w_hh, k, h[n]) + (
-                            b_ih[k] + b_hh[k])
+                        a[k] = xa[k] + a[k] + (b_ih[k] + b_hh[k])
                     else:
-                        a[k] = _rowdot(w_hh, k, h[n]) + b_hh[k]
-                        xa[k] = _rowdot(w_ih, k, x[n]) + b_ih[k]
+                        a[k] = a[k] + b_hh[k]
+                        xa[k] = xa[k] + b_ih[k]
             FORWARD_UNITS(a, xa, h[n], c[n], u, h_new[n], c_new[n], lo, hi, H, False)
