@@ -36,6 +36,19 @@ def test_kernels_build_one_at_a_time_and_announce_a_cold_cache(monkeypatch):
     assert built.done == {"cell", "forward"}
 
 
+@pytest.mark.parametrize("kind", sorted(FAMILIES))
+def test_warm_compiles_every_kernel_a_call_can_take(kind):
+    """After warm (``rnnlab warmup``) no call compiles: every kernel but the threaded
+    rows step (started on its first use) has its argument types compiled."""
+    fam = FAMILIES[kind]
+    if fam.units is None:
+        pytest.skip("a family without compiled units")
+    assert kernels.warm(fam)
+    built = kernels.kernels(fam, next(iter(fam.units.shapes)))
+    missing = [key for key, fn in dict.items(built) if key != "rows" and not fn.signatures]
+    assert missing == []
+
+
 @pytest.mark.parametrize("where", ["_compiled", "_loops", "_atomics", "tuning", "family"])
 def test_an_edit_to_inlined_code_names_new_kernels(monkeypatch, where):
     """numba's cache checks only the cached function's own file: a family's loops are

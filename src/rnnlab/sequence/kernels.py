@@ -355,6 +355,10 @@ def _warm(fam, k):
     if "back" in k:
         k["back"](h, h, g2, store[0], h, h, g2.copy(), np.zeros((2, max(GH - FH, 1)), f32),
                   h.copy(), h.copy())
+    if "rows_1" in k:              # the small layers' step (row_step_for): P = 1
+        x1 = np.zeros((1, 1), f32)
+        k["rows_1"](x1, x1.copy(), x1.copy(), np.zeros((GH, 1), f32), np.zeros((GH, 1), f32),
+                    z1, z1, x1.copy(), x1.copy(), 1)
     if "cell" in k:
         for has_h in (True, False):
             k["cell"](g2, g2, has_h, z1, z1, h, h, h.copy(), h.copy())
