@@ -206,9 +206,58 @@ def test_the_workers_scratch_is_bounded_and_given_back(both):
     with rnnlab.no_grad():
         for T in (50, 5, 20):
             m(np.ones((T, 2, 8), np.float32))
-            assert driver._ASIDE.bytes <= 2 * (T * 2 * 4 * 16 * 4 + 2 * 4 * 16 * 4) + 4096
+            held = max(p.bytes for p in driver.ASIDE_POOLS)
+            assert 0 < held <= 2 * (T * 2 * 4 * 16 * 4 + 2 * 4 * 16 * 4) + 4096
     rnnlab.empty_cache()
-    assert driver._ASIDE.bytes == 0
+    assert all(p.bytes == 0 for p in driver.ASIDE_POOLS)
+
+
+@needs_pair
+def test_callers_on_many_threads_get_their_numbers(monkeypatch):
+    """Four threads calling bidirectional layers at once: one has the worker, the others
+    run their second direction themselves, each from its own scratch pool."""
+    monkeypatch.setattr(pair, "DIRECTIONS_MIN", 0)
+    monkeypatch.setitem(kernels._state, "threads", None)
+    pair._state.update(cool=0.0, low=0)
+    layers = [GRU(4, 8, bidirectional=True, dtype=np.float32, seed=s) for s in range(4)]
+    xs = [np.random.default_rng(s).standard_normal((12, 3, 4)).astype(np.float32)
+          for s in range(4)]
+    want = [_one_thread(m, x) for m, x in zip(layers, xs)]
+    got, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            with rnnlab.no_grad():
+                for _ in range(30):
+                    got[i] = layers[i](xs[i])
+        except Exception as exc:                     # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for g, w in zip(got, want):
+        _equal(g, w)
+    pair._state.update(cool=0.0, low=0)
+
+
+def test_each_thread_runs_a_second_direction_from_a_pool_of_its_own():
+    """Scratch pools are not thread-safe: the worker's and a caller's (running its second
+    direction itself while the worker runs another caller's) must never be the same."""
+    seen, barrier = [], threading.Barrier(2)
+
+    def direction(d, lease, pool_out, alone):
+        seen.append(lease.pool)
+        barrier.wait(timeout=10)                      # both inside at once
+        return d
+    threads = [threading.Thread(target=driver._aside, args=(direction, 1)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 2 and seen[0] is not seen[1]
 
 
 @needs_pair

@@ -21,6 +21,8 @@ and weights the forward saw; a direction that receives no upstream gradient is s
 as autograd skips a branch that is not in the loss.
 """
 import contextlib
+import threading
+import weakref
 
 import numpy as np
 
@@ -194,13 +196,20 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
 
-_ASIDE = Pool()       # the scratch of the direction run_both hands the worker (one at a time)
+_ASIDE = threading.local()      # per thread: the scratch of run_both's second direction
+ASIDE_POOLS = weakref.WeakSet()  # those pools (tests)
 
 
 def _aside(direction, d):
     """direction(d) from a lease of its own (the caller's lease is not shared between
-    threads), its outputs allocated plainly; every scratch buffer back when done."""
-    lease = _ASIDE.lease()
+    threads), its outputs allocated plainly; every scratch buffer back when done. The
+    pool is the running thread's: the worker's, or a caller's that runs it itself while
+    the worker runs another caller's (pools are not thread-safe)."""
+    pool = getattr(_ASIDE, "pool", None)
+    if pool is None:
+        pool = _ASIDE.pool = Pool()
+        ASIDE_POOLS.add(pool)
+    lease = pool.lease()
     try:
         with np.errstate(**_QUIET):                     # per thread: the worker's own
             return direction(d, lease, False, True)
