@@ -251,10 +251,10 @@ def step_layers(fam, x, layers, h, c):
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
             rows_step, t = s.rows_step, s.threads
-            if rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS:
+            if rows_step is None and s.row_step is not None:   # small: one thread (no
+                rows_step, t = s.row_step, 1                   # threaded step for it)
+            elif rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS:
                 rows_step, t = _live_rows_step(fam, dt, s.rows_size), threads
-            if rows_step is None and s.row_step is not None:   # small: one thread
-                rows_step, t = s.row_step, 1
             if rows_step is not None and N <= FEW_ROWS:         # threaded, compiled
                 hk = ready(h[k])
                 ck = hk if c is None else ready(c[k])
