@@ -22,6 +22,11 @@ A call (``run``):
    unclaimed after a few microseconds computes it too, so either thread alone finishes
    the call: a busy or slow worker costs time, never a result.
 
+The same worker runs the second direction of an unrecorded bidirectional layer below
+the pair's size while the caller runs the first (``run_both``, ``directions_wanted``):
+no per-step meeting at all, the same rules (lock, OpenBLAS on one thread, the caller
+takes over, the cool-down).
+
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded (inference, and ``no_grad``), without
 lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or more (tuning.py), on
 Linux with NumPy's OpenBLAS, numba, two usable CPUs, and ``rnnlab.set_num_threads`` not
