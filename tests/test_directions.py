@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import driver, kernels, pair
+from torch_pairs import three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -66,29 +67,9 @@ def _equal(a, b):
 @pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
                                      (LSTM, {"bias": False, "batch_first": True})])
 def test_layers_equal_torch_and_the_one_thread_path(cls, kw, both):
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    tm = getattr(torch.nn, cls.__name__)(5, 6, num_layers=2, bidirectional=True, **kw)
-    om = cls(5, 6, num_layers=2, bidirectional=True, dtype=np.float32, **kw)
-    om.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((3, 9, 5) if kw.get("batch_first") else (9, 3, 5))
-    x = x.astype(np.float32)
-    h0 = rng.standard_normal((4, 3, 6)).astype(np.float32)
-    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
-    tstate = tuple(map(torch.from_numpy, state)) if cls is LSTM else torch.from_numpy(h0)
-    one = x[0] if kw.get("batch_first") else x[:, 0]
-    with rnnlab.no_grad():
-        got = [om(x), om(x, state), om(one)]                # zeros, given, unbatched
-    with torch.no_grad():
-        want = [tm(torch.from_numpy(x)), tm(torch.from_numpy(x), tstate),
-                tm(torch.from_numpy(one))]
+    om, calls, got = three_calls_equal_torch(cls, kw, T=9, N=3)   # zeros, given, unbatched
     assert both == [True] * 3 * 2                             # 2 layers per call
-    for (y, s), (ty, ts) in zip(got, want):
-        np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
-        for a, b in zip(s if cls is LSTM else [s], ts if cls is LSTM else [ts]):
-            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
-    for args, g in zip([(x,), (x, state), (one,)], got):
+    for args, g in zip(calls, got):
         _equal(g, _one_thread(om, *args))
 
 

@@ -17,6 +17,7 @@ import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
 from rnnlab.sequence import kernels, pair
+from torch_pairs import three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -108,26 +109,8 @@ def test_a_failed_projection_writes_nothing():
 @pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
                                      (GRU, {"bias": False})])
 def test_layers_on_the_pair_equal_torch(cls, kw, small):
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    tm = getattr(torch.nn, cls.__name__)(5, 6, num_layers=2, bidirectional=True, **kw)
-    om = cls(5, 6, num_layers=2, bidirectional=True, dtype=np.float32, **kw)
-    om.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((8, 1, 5)).astype(np.float32)
-    h0 = rng.standard_normal((4, 1, 6)).astype(np.float32)
-    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
-    tstate = tuple(map(torch.from_numpy, state)) if cls is LSTM else torch.from_numpy(h0)
-    with rnnlab.no_grad():
-        got = [om(x), om(x, state), om(x[:, 0])]            # zeros, given, unbatched
-    with torch.no_grad():
-        want = [tm(torch.from_numpy(x)), tm(torch.from_numpy(x), tstate),
-                tm(torch.from_numpy(x[:, 0]))]
+    three_calls_equal_torch(cls, kw, T=8, N=1)              # zeros, given, unbatched
     assert len(small) == 3 * 4 and all(small)               # 4 directions per call
-    for (y, s), (ty, ts) in zip(got, want):
-        np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
-        for a, b in zip(s if cls is LSTM else [s], ts if cls is LSTM else [ts]):
-            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @needs_pair

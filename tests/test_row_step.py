@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import kernels, stepper
+from torch_pairs import torch_pair
 
 needs = pytest.mark.skipif(not kernels.available(), reason="compiled kernels are off")
 CASES = [(RNN, {}), (RNN, {"nonlinearity": "relu"}), (GRU, {}), (LSTM, {}),
@@ -32,15 +33,6 @@ def counted(monkeypatch):
     yield calls
 
 
-def _torch_pair(cls, kw, I, H, L, seed):
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(seed)
-    tm = getattr(torch.nn, cls.__name__)(I, H, num_layers=L, **kw).eval()
-    om = cls(I, H, num_layers=L, dtype=np.float32, **kw).eval()
-    om.load_state_dict({k: v.detach().numpy().copy() for k, v in tm.state_dict().items()})
-    return torch, tm, om
-
-
 def _check(y, want):
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     fin = np.isfinite(want)
@@ -50,7 +42,7 @@ def _check(y, want):
 @needs
 @pytest.mark.parametrize("cls, kw", CASES)
 def test_live_and_frozen_steps_equal_torch_and_see_edits(cls, kw, counted):
-    torch, tm, om = _torch_pair(cls, kw, 5, 16, 2, 0)
+    torch, tm, om = torch_pair(cls, kw, 5, 16, 2, 0)
     frozen = om.freeze()                                  # a snapshot: edits not seen
     rng = np.random.default_rng(1)
     state = tstate = fstate = None

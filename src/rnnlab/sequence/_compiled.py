@@ -221,7 +221,8 @@ PRIMITIVES = {"sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "ONE": ONE, "ZE
 
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"contract"})      # FMA: ~15% less
 _DOTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-SHAPES = {"sequence": [("forward", "SEQUENCE", dict(_LOOP, nogil=True)), ("backward", "SEQUENCE_BACK", _LOOP),
+SHAPES = {"sequence": [("forward", "SEQUENCE", dict(_LOOP, nogil=True)),
+                      ("backward", "SEQUENCE_BACK", _LOOP),
                       ("pair", "SEQUENCE_PAIR", dict(_DOTS, nogil=True))],
           "step": [("step", "STEP", _LOOP), ("back", "BACK_STEP", _LOOP)],
           "cell": [("cell", "CELL", _LOOP)],
@@ -269,8 +270,8 @@ def specialise(family):
                   for k, v in units.bind.items()})
     for fn in units.functions + (units.forward, units.backward):
         names[fn.__name__] = _bound(fn, names, inline="always", error_model="numpy")
-    tag = _tag(units)
     from . import _loops
+    tag = _tag(units)
     names.update(G=family.num_gates, F=family.fold, S=family.store, CB=max(family.c_block, 0),
                  HAS_C=family.has_cell_state, DIRECT=units.direct,
                  FORWARD_UNITS=names[units.forward.__name__],
@@ -284,12 +285,10 @@ def specialise(family):
 
 
 def cache_state(built):
-    """(whether every function of ``built`` that kernels.py warms up — not the threaded
-    rows step, built on its first use — has an entry in numba's disk cache, the cache
+    """(whether every function of ``built`` has an entry in numba's disk cache, the cache
     directory), or (None, None) when numba's cache cannot be inspected."""
     try:
-        files = [d._cache._cache_file._index_path for key, d in built.items()
-                 if key != "rows"]
+        files = [d._cache._cache_file._index_path for d in built.values()]
         where = next(iter(built.values()))._cache._cache_path
     except (AttributeError, StopIteration):      # numba's internals moved: unknown
         return None, None

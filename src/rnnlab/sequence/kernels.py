@@ -37,7 +37,7 @@ in the gradients).
 process imports numba (~0.5 s); each kernel is then loaded from numba's cache (next to
 _compiled.py, or NUMBA_CACHE_DIR) on its own first use, so inference never builds the
 backward loops. The first use after installing compiles instead (measured: GRU's
-inference loop 3 s, LSTM's 7 s, every kernel of the four families 34 s on 2 cores),
+inference loop 3 s, LSTM's 7 s, every kernel of the four families 42 s on 2 cores),
 announced once per process with a KernelCompileWarning; ``rnnlab warmup`` does it ahead
 of time. If numba is missing or a kernel fails to compile, the NumPy path runs for it;
 nothing else changes.
@@ -52,6 +52,7 @@ from ..tuning import COMPILED_LOOP_MAX, THREAD_UNITS, THREADED_MIN
 
 _state = {"numba": None, "threads": None, "announced": False}   # threads: None = not set
 _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for it)
+_THREADED = {}           # family -> rows_step_for's step (the threaded rows, or serial)
 FAILED = {}              # kind -> why its kernels did not build (NumPy runs for it)
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
 _NONE2 = np.zeros((1, 1), np.float32)        # a 2-D argument a family does not read
@@ -103,7 +104,7 @@ class _Built(dict):
     def get(self, key, default=None):
         if key not in self:
             return default
-        if key not in self.done and key != "rows":   # the threaded rows: on its first call
+        if key not in self.done and _warmed(key):
             from . import _compiled
             fn = dict.__getitem__(self, key)
             cached, where = _compiled.cache_state({key: fn})
@@ -144,7 +145,14 @@ def warm(fam):
     k = kernels(fam, next(iter(fam.units.shapes))) if fam.units else None
     if k is None:
         return False
-    return all(k.get(key) is not None for key in list(k) if key != "rows")
+    return all(k.get(key) is not None for key in list(k) if _warmed(key))
+
+
+def _warmed(key):
+    """Whether kernel ``key`` is built ahead (warm, ``rnnlab warmup``) and announced when
+    it compiles: all but the threaded rows step, built on its first call (that call
+    starts numba's threads)."""
+    return key != "rows"
 
 
 def cache_state(fam):
@@ -153,7 +161,8 @@ def cache_state(fam):
     if fam.units is None or not available():
         return None, None
     from . import _compiled
-    return _compiled.cache_state(_compiled.specialise(fam))
+    return _compiled.cache_state({key: fn for key, fn in _compiled.specialise(fam).items()
+                                  if _warmed(key)})
 
 
 @contextlib.contextmanager
@@ -169,9 +178,14 @@ def disabled():
         _BUILT.update(saved)
 
 
+def is_ready(a):
+    """Whether the compiled code takes a as it is: C-contiguous and writeable (a read-only
+    array is a type of its own for numba: it would compile again mid-run)."""
+    return a.flags.c_contiguous and a.flags.writeable
+
+
 def ready(a):
-    """a as the compiled code takes it: C-contiguous and writeable (a read-only array is
-    a type of its own for numba: it would compile again mid-run)."""
+    """a as the compiled code takes it (is_ready), copied only when it must be."""
     a = np.ascontiguousarray(a)
     return a if a.flags.writeable else a.copy()
 
@@ -262,9 +276,9 @@ def rows_step_for(fam, dtype, has_proj, size):
     k = kernels(fam, "rows")
     if k is None or "rows" not in k:
         return None
-    if "threaded" not in k:
-        k["threaded"] = _threaded(k["rows"], k["rows_1"])
-    return k["threaded"]
+    if fam not in _THREADED:
+        _THREADED[fam] = _threaded(k["rows"], k["rows_1"])
+    return _THREADED[fam]
 
 
 def row_step_for(fam, dtype, has_proj, size):

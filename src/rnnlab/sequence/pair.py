@@ -44,8 +44,7 @@ import time
 
 import numpy as np
 
-from ..tuning import (COMPILED_LOOP_MAX, DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN,
-                      PAIR_ROWS)
+from ..tuning import DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS
 from . import kernels
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
@@ -133,14 +132,14 @@ def wanted(fam, dtype, N, GH, H_out, has_proj):
 
 def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
     """Whether an unrecorded bidirectional layer's two directions should run at once, one
-    per thread (``run_both``): each one's path is single-threaded (the compiled loop,
-    N * G*H * H_out <= COMPILED_LOOP_MAX, or a call the pair wants) and the recurrent
-    work of a direction, T * N * G*H * H_out multiply-adds, is at least DIRECTIONS_MIN
-    (below it handing one direction to the worker costs more than it saves)."""
-    return (dtype == np.float32 and T > 0 and fam.units is not None and not has_proj
-            and T * N * GH * H_out >= DIRECTIONS_MIN and 0 < N * GH * H_out <= COMPILED_LOOP_MAX
+    per thread (``run_both``): each one's path is the single-threaded compiled loop
+    (kernels.kernel_for; not a call the pair wants: two threads per step beat one thread
+    per direction there) and the recurrent work of a direction, T * N * G*H * H_out
+    multiply-adds, is at least DIRECTIONS_MIN (below it handing one direction to the
+    worker costs more than it saves)."""
+    return (T * N * GH * H_out >= DIRECTIONS_MIN and enabled()
             and not wanted(fam, dtype, N, GH, H_out, has_proj)
-            and kernels.available() and enabled())
+            and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
 def pair_kernel(fam):

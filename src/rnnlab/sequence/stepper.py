@@ -46,8 +46,8 @@ import numpy as np
 
 from ..tuning import (BLAS_ROWS, COMPILED_LOOP_MAX, FEW_ROWS, JOINT_WINS, PER_ROW_ALWAYS,
                       PER_ROW_MIN, THREADED_MIN)
-from .kernels import (NO_STORE, cell_for, get_num_threads, kernel_for, ready, row_step_for,
-                      rows_step_for)
+from .kernels import (NO_STORE, cell_for, get_num_threads, is_ready, kernel_for, ready,
+                      row_step_for, rows_step_for)
 from .linalg import dot, per_row, transposed
 from .records import LayerWeights
 
@@ -114,7 +114,7 @@ def live_weights(fam, weights):
         if w_hr is None:
             rows_w = (w_ih, w_hh, *_bias_pair(b_ih, b_hh, GH, w_ih.dtype, False))
             size = GH * (w_ih.shape[1] + w_hh.shape[1])
-            if all(a.flags.c_contiguous and a.flags.writeable for a in rows_w):
+            if all(is_ready(a) for a in rows_w):
                 row_step = row_step_for(fam, w_ih.dtype, False, size)   # else: another
             #                                 numba type, compiled again mid-run
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,

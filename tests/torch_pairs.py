@@ -1,0 +1,44 @@
+"""A torch layer and an rnnlab float32 layer with the same parameters, and the three calls
+(zero state, a given state, unbatched) compared between them: shared by the tests of the
+threaded paths (test_pair, test_directions, test_row_step)."""
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import LSTM
+
+
+def torch_pair(cls, kw, I, H, L, seed=0, **more):
+    """(torch, torch's layer, rnnlab's float32 layer with its parameters), both in eval
+    mode."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(seed)
+    tm = getattr(torch.nn, cls.__name__)(I, H, num_layers=L, **kw, **more).eval()
+    om = cls(I, H, num_layers=L, dtype=np.float32, **kw, **more).eval()
+    om.load_state_dict({k: v.detach().numpy().copy() for k, v in tm.state_dict().items()})
+    return torch, tm, om
+
+
+def three_calls_equal_torch(cls, kw, T, N, seed=0):
+    """A 2-layer bidirectional (5 -> 6) layer called with a zero state, a given state and
+    an unbatched input, against torch's (float32 tolerance). Returns (om, the three
+    argument tuples, the three results)."""
+    torch, tm, om = torch_pair(cls, kw, 5, 6, 2, seed, bidirectional=True)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((N, T, 5) if kw.get("batch_first") else (T, N, 5))
+    x = x.astype(np.float32)
+    h0 = rng.standard_normal((4, N, 6)).astype(np.float32)
+    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    tstate = tuple(map(torch.from_numpy, state)) if cls is LSTM else torch.from_numpy(h0)
+    one = x[0] if kw.get("batch_first") else x[:, 0]
+    calls = [(x,), (x, state), (one,)]                       # zeros, given, unbatched
+    with rnnlab.no_grad():
+        got = [om(*args) for args in calls]
+    with torch.no_grad():
+        want = [tm(torch.from_numpy(x)), tm(torch.from_numpy(x), tstate),
+                tm(torch.from_numpy(one))]
+    for (y, s), (ty, ts) in zip(got, want):
+        np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
+        for a, b in zip(s if cls is LSTM else [s], ts if cls is LSTM else [ts]):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+    return om, calls, got
