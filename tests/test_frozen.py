@@ -328,7 +328,8 @@ def one_thread_after():
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])
 def test_set_num_threads_live_steps_equal_torch(cls, one_thread_after, monkeypatch):
-    """After rnnlab.set_num_threads(2), layer.step of float32 GRU / LSTM layers of 2^18
+    """After rnnlab.set_num_threads(3) (more than the pair's two: 2 and unset take the
+    pair's step, test_pair_step.py), layer.step of float32 GRU / LSTM layers of 2^18
     weights and more (H = 256) splits each step over numba's threads reading the live
     parameters (batch 1-4; batch 5 takes the other paths): against torch step by step, with
     in-place writes into the parameters (a scaled W_hh, then a NaN weight) seen at the next
@@ -338,8 +339,8 @@ def test_set_num_threads_live_steps_equal_torch(cls, one_thread_after, monkeypat
     tm = getattr(torch.nn, cls.__name__)(256, 256, num_layers=2).eval()
     om = cls(256, 256, num_layers=2, dtype=np.float32).eval()
     om.load_state_dict(tm.state_dict())
-    rnnlab.set_num_threads(2)
-    assert rnnlab.get_num_threads() == 2 and om.freeze().threads == 2
+    rnnlab.set_num_threads(3)
+    assert rnnlab.get_num_threads() == 3 and om.freeze().threads == 3
     taken = []
     if kernels.warm(om.family):
         assert stepper._live_rows_step(om.family, np.float32, 1024 * 512) is not None

@@ -239,7 +239,7 @@ def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, N, monkeypat
     for paths in (counted(calls), numpy_only()):
         with paths:
             m = cls(4, 6, num_layers=2, bias=bias, dtype=np.float32, seed=1).eval()
-            frozen = m.freeze(threads=2)
+            frozen = m.freeze(threads=3)
             sa = sb = None
             ys = []
             for x in xs:
@@ -259,7 +259,8 @@ def test_layer_step_and_freeze_through_the_compiled_loop(cls, bias, N, monkeypat
 
 @pytest.mark.parametrize("cls, H", [(GRU, 256), (LSTM, 200)])
 def test_threaded_step_equals_torch_float32(cls, H):
-    """freeze(threads=2).step (the threaded compiled step, units split over threads, for a
+    """freeze(threads=3).step (the threaded compiled step, units split over numba's
+    threads; 2 take the pair's step, test_pair_step.py; for a
     layer above THREADED_MIN; LSTM from H = 256 takes the BLAS-row step instead) and layer.step
     at batch 1 and 2 against torch, float32; NaN in a weight reaches exactly the units it
     reaches in torch."""
@@ -270,7 +271,7 @@ def test_threaded_step_equals_torch_float32(cls, H):
     tm = getattr(torch.nn, cls.__name__)(H, H, num_layers=2).eval()
     om = cls(H, H, num_layers=2, dtype=np.float32).eval()
     om.load_state_dict(tm.state_dict())
-    assert all(w.rows_step is not None for w in om.freeze(threads=2)._weights)
+    assert all(w.rows_step is not None for w in om.freeze(threads=3)._weights)
     assert all(w.rows_step is None for w in om.freeze()._weights)       # opt-in only
     rng = np.random.default_rng(3)
     for N in (1, 2):
@@ -282,7 +283,7 @@ def test_threaded_step_equals_torch_float32(cls, H):
                 om.weight_hh_l0[5, 7] = np.nan
             with torch.no_grad():
                 want = tm(torch.from_numpy(x))[0].numpy()
-            frozen = om.freeze(threads=2)
+            frozen = om.freeze(threads=3)
             for stepper in (om, frozen):
                 state = None
                 for t in range(4):
@@ -300,11 +301,11 @@ import multiprocessing, numpy as np
 from rnnlab import GRU
 
 def child(queue):
-    m = GRU(256, 256, dtype=np.float32, seed=0).eval().freeze(threads=2)
+    m = GRU(256, 256, dtype=np.float32, seed=0).eval().freeze(threads=3)
     queue.put(m.step(np.ones((1, 256), np.float32))[0])
 
 if __name__ == "__main__":
-    m = GRU(256, 256, dtype=np.float32, seed=0).eval().freeze(threads=2)
+    m = GRU(256, 256, dtype=np.float32, seed=0).eval().freeze(threads=3)
     want = m.step(np.ones((1, 256), np.float32))[0]          # threads started here
     want = m.step(np.ones((1, 256), np.float32))[0]
     ctx = multiprocessing.get_context("fork")

@@ -71,3 +71,13 @@ PAIR_COOL = 0.05
 #: bidirectional layer runs its two directions at once on the pair's two threads
 #: (sequence/pair.py, run_both): measured in BENCHMARKS.md.
 DIRECTIONS_MIN = 1 << 23
+
+#: Weights of a layer (G*H * (I + H_out)) from which an unrecorded step of up to FEW_ROWS
+#: rows runs on the pair's two threads (sequence/pair_step.py; measured in BENCHMARKS.md);
+#: PAIR_STEP_SPIN: seconds the worker spins for the next step after serving one;
+#: PAIR_STEP_LOW: steps running where the worker, spinning, left its half to the caller
+#: (or the caller waited PAIR_STEP_LONG seconds for it) before the pair cools down.
+PAIR_STEP_MIN = 1 << 17
+PAIR_STEP_SPIN = 100e-6
+PAIR_STEP_LOW = 8
+PAIR_STEP_LONG = 50e-6

@@ -170,6 +170,7 @@ class FrozenStep:
         if layer.bidirectional or layer.direction == "reverse":
             raise ValueError("freeze needs a forward layer: a reverse direction needs the "
                              "whole sequence")
+        self._given = threads is not None       # None: the pair's step as set_num_threads says
         self.threads = (get_num_threads() if threads is None
                         else check_int("freeze: threads", threads))
         self.layer = layer
@@ -180,7 +181,7 @@ class FrozenStep:
         layer = self.layer
         self._version = layer.__dict__.get("_version", 0)
         self._weights = None if layer.family.with_weights is not None else frozen_weights(
-            layer.family, layer.weights(), self.threads)
+            layer.family, layer.weights(), self.threads if self._given else None)
         return self
 
     def step(self, input, state=None):

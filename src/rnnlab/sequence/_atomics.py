@@ -7,6 +7,13 @@ one LLVM instruction on an int64 array element (llvmlite's IR builder).
 - ``atomic_xchg(a, i, v)``: a[i] = v, returns the old value (a claim: 0 -> mine);
 - ``atomic_load(a, i)``: a[i] read with acquire ordering (never hoisted out of a wait
   loop; what the other thread wrote before its add is seen after it);
+- ``atomic_cas(a, i, old, new)``: a[i] = new if a[i] == old, returns what a[i] was (a
+  claim that only the request it names can win: pair_step.py);
+- ``ticks()``: the CPU's cycle counter (x86's rdtsc; pair_step calibrates it), for a
+  spin bounded in time;
+- ``address(a)`` / ``f32_at(i)``: an array's data address as an int64, and back as a
+  float32 pointer for ``numba.carray`` (the pair's step hands its worker a layer's arrays
+  through an int64 array);
 - ``cpu_relax()``: x86's ``pause`` in a spin loop (nothing elsewhere);
 - ``sched_yield()``: the C library's, after a long spin (the other thread may not be
   running at all: a loaded machine).
@@ -56,6 +63,51 @@ def atomic_load(typingctx, arr, idx):
         ptr = _element(context, builder, sig.args[0], args[0], args[1])
         return builder.load_atomic(ptr, "acquire", 8)
     return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def atomic_cas(typingctx, arr, idx, old, new):
+    if not (_int64_array(arr) and all(isinstance(t, types.Integer) for t in (idx, old, new))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element(context, builder, sig.args[0], args[0], args[1])
+        o = context.cast(builder, args[2], sig.args[2], types.int64)
+        n = context.cast(builder, args[3], sig.args[3], types.int64)
+        pair = builder.cmpxchg(ptr, o, n, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 0)
+    return types.int64(arr, idx, old, new), codegen
+
+
+@intrinsic
+def ticks(typingctx):
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return types.int64(), codegen
+
+
+@intrinsic
+def address(typingctx, arr):
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.ptrtoint(ary.data, ir.IntType(64))
+    return types.int64(arr), codegen
+
+
+@intrinsic
+def f32_at(typingctx, addr):
+    if not isinstance(addr, types.Integer):
+        return None
+    sig = types.CPointer(types.float32)(addr)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return sig, codegen
 
 
 @intrinsic

@@ -27,7 +27,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from ._atomics import atomic_load, cpu_relax, sched_yield
+from ._atomics import atomic_load, cpu_relax, sched_yield, ticks
 
 f32 = np.float32
 LOG2E, C1, C2 = f32(1.44269504088896341), f32(0.693359375), f32(-2.12194440e-4)
@@ -215,6 +215,12 @@ def _wait_for(sync, i, least, spins):
             sched_yield()
 
 
+@njit(cache=True)
+def now_ticks():
+    """The cycle counter (pair_step.py calibrates it against time.perf_counter)."""
+    return ticks()
+
+
 #: what a family's scalar units may call, by name (cells/activations.py has the NumPy side)
 PRIMITIVES = {"sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "ONE": ONE, "ZERO": ZERO}
 
@@ -226,7 +232,9 @@ SHAPES = {"sequence": [("forward", "SEQUENCE", dict(_LOOP, nogil=True)),
                       ("pair", "SEQUENCE_PAIR", dict(_DOTS, nogil=True))],
           "step": [("step", "STEP", _LOOP), ("back", "BACK_STEP", _LOOP)],
           "cell": [("cell", "CELL", _LOOP)],
-          "rows": [("rows", "ROWS", dict(_DOTS, parallel=True)), ("rows_1", "ROWS", _DOTS)]}
+          "rows": [("rows", "ROWS", dict(_DOTS, parallel=True)),
+                   ("rows_1", "ROWS_ONE", dict(_DOTS, nogil=True))]}
+HELPERS = {"rows": ("ROWS_BLOCK",)}      # per-family templates the shapes' loops call
 
 
 def _bound(fn, names, name=None, **options):
@@ -276,6 +284,10 @@ def specialise(family):
                  HAS_C=family.has_cell_state, DIRECT=units.direct,
                  FORWARD_UNITS=names[units.forward.__name__],
                  BACK_UNITS=names[units.backward.__name__])
+    for shape in units.shapes:
+        for helper in HELPERS.get(shape, ()):
+            names[helper] = _bound(getattr(_loops, helper), names, inline="always",
+                                   error_model="numpy")
     out = {}
     for shape in units.shapes:
         for key, template, options in SHAPES[shape]:

@@ -12,10 +12,11 @@ measured up to 25% slower).
 # ruff: noqa: F821
 # flake8: noqa: F821
 import numpy as np
-from numba import prange
+from numba import carray, prange
 
 from ..tuning import PAIR_STEAL
-from ._atomics import atomic_add, atomic_load, atomic_xchg
+from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
+                       f32_at, sched_yield, ticks)
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 
 def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
@@ -213,27 +214,128 @@ def CELL(ax, ah, has_h, b_ih, b_hh, h, c, h_new, c_new):
         FORWARD_UNITS(a, xa, h[n], c[n], u, h_new[n], c_new[n], 0, H, H, False)
 
 
-def ROWS(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
-    """One step of a few rows from the weights in torch's layout (w_ih (G*H, I), w_hh
-    (G*H, H), biases (G*H,), zeros when absent), the units in P blocks; compiled twice:
-    over numba's threads (prange) and in the calling thread. Each block reads only its
-    units' weight rows (half the weights each on 2 cores: a 2-layer GRU at H = 256, 3 MB,
-    then fits in the cores' own caches). Dot products summed in any order (reassoc)."""
+def ROWS_BLOCK(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, lo, hi):
+    """Units lo..hi - 1 of one step of a few rows (ROWS, ROWS_ONE): reads only those
+    units' rows of the weights."""
     N, H = h.shape
     GH = G * H
     FH = F * H
+    a, xa = np.empty(GH, f32), np.empty(GH, f32)
+    u = np.empty(GH + S * H, f32)
+    for n in range(N):
+        for k0 in range(0, GH, H):
+            _rowdots(xa, k0 + lo, w_ih, k0 + lo, hi - lo, x[n])
+            _rowdots(a, k0 + lo, w_hh, k0 + lo, hi - lo, h[n])
+            for k in range(k0 + lo, k0 + hi):
+                if k < FH:
+                    a[k] = xa[k] + a[k] + (b_ih[k] + b_hh[k])
+                else:
+                    a[k] = a[k] + b_hh[k]
+                    xa[k] = xa[k] + b_ih[k]
+        FORWARD_UNITS(a, xa, h[n], c[n], u, h_new[n], c_new[n], lo, hi, H, False)
+
+
+def ROWS(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
+    """One step of a few rows from the weights in torch's layout (w_ih (G*H, I), w_hh
+    (G*H, H), biases (G*H,), zeros when absent), the units in P blocks over numba's
+    threads (prange). Each block reads only its units' weight rows (half the weights each
+    on 2 cores: a 2-layer GRU at H = 256, 3 MB, then fits in the cores' own caches). Dot
+    products summed in any order (reassoc)."""
+    H = h.shape[1]
     for p in prange(P):
-        lo, hi = p * H // P, (p + 1) * H // P
-        a, xa = np.empty(GH, f32), np.empty(GH, f32)
-        u = np.empty(GH + S * H, f32)
-        for n in range(N):
-            for k0 in range(0, GH, H):
-                _rowdots(xa, k0 + lo, w_ih, k0 + lo, hi - lo, x[n])
-                _rowdots(a, k0 + lo, w_hh, k0 + lo, hi - lo, h[n])
-                for k in range(k0 + lo, k0 + hi):
-                    if k < FH:
-                        a[k] = xa[k] + a[k] + (b_ih[k] + b_hh[k])
-                    else:
-                        a[k] = a[k] + b_hh[k]
-                        xa[k] = xa[k] + b_ih[k]
-            FORWARD_UNITS(a, xa, h[n], c[n], u, h_new[n], c_new[n], lo, hi, H, False)
+        ROWS_BLOCK(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, p * H // P,
+                   (p + 1) * H // P)
+
+
+#: The pair's step box (an int64 array, pair_step.py): requests posted, the last request
+#: whose second half is claimed, the last one the worker finished, the family key the
+#: worker spins for (0: none), the leave generation, the request's family key, then the
+#: request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new), N, I,
+#: H, the spin's budget in ticks, a wake pending, requests the worker served
+B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
+B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED = 15, 16, 17, 18, 19, 20
+
+
+def ROWS_ONE(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, role, box, key, gen):
+    """ROWS in the calling thread, in one of three roles (one call site of ROWS_BLOCK, so
+    that the family's units are compiled once):
+
+    - role 0: the whole step (the small layers' step, kernels.row_step_for). Returns 0.
+    - role 1, the pair's caller (pair_step.py): posts the request (the arrays' addresses)
+      in ``box`` for family ``key``, computes the first half of the units, then claims the
+      second (box[B_CLAIM]: s - 1 -> s, which only request s can win): won, it computes
+      that half too and returns 0; lost, the worker has it: waits for it, returns the
+      ticks waited + 1.
+    - role 2, the worker: spins (pause) for requests of family ``key`` and claims their
+      second halves, reading the arrays from the addresses; leaves when box[B_BUDGET]
+      ticks pass without one, when a request of another family is posted, or when
+      box[B_GEN] is no longer ``gen`` (a sequence call wants the worker). Returns the
+      requests it served. Its own array arguments are not read. Between requests it
+      yields the core (sched_yield) at every look: a thread waiting for that core (the
+      caller's BLAS threads, another process) gets it at once."""
+    N, H = h.shape
+    I = x.shape[1]
+    s, lo, hi, stage, out, seen = atomic_load(box, B_SEQ) + 1, 0, H, 0, 0, -1
+    if role == 1:
+        box[B_ARGS], box[B_ARGS + 1], box[B_ARGS + 2] = address(x), address(h), address(c)
+        box[B_ARGS + 3], box[B_ARGS + 4] = address(w_ih), address(w_hh)
+        box[B_ARGS + 5], box[B_ARGS + 6] = address(b_ih), address(b_hh)
+        box[B_ARGS + 7], box[B_ARGS + 8] = address(h_new), address(c_new)
+        box[B_N], box[B_I], box[B_H], box[B_FAM] = N, I, H, key
+        atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
+        hi = H // 2
+    elif role == 2:                 # a request posted before it came: its own, or not
+        seen = atomic_load(box, B_SEQ)                      # a reason to leave
+        atomic_xchg(box, B_STATE, key)
+        atomic_xchg(box, B_WAKE, 0)
+    last = ticks()
+    while True:
+        if role == 2:
+            if atomic_load(box, B_GEN) != gen:
+                break
+            s = atomic_load(box, B_SEQ)
+            if s != seen:                                   # posted since the last look
+                seen = s
+                if box[B_FAM] != key:                       # another family's step
+                    break
+            if atomic_load(box, B_CLAIM) != s - 1 or box[B_FAM] != key:   # nothing of
+                cpu_relax()                                 # its own to claim
+                sched_yield()                               # a thread waiting for this
+                if ticks() - last > box[B_BUDGET]:          # core gets it now
+                    break
+                continue
+            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:
+                continue
+            N, I, H = box[B_N], box[B_I], box[B_H]
+            GH = G * H
+            x = carray(f32_at(box[B_ARGS]), (N, I))
+            h = carray(f32_at(box[B_ARGS + 1]), (N, H))
+            c = carray(f32_at(box[B_ARGS + 2]), (N, H))
+            w_ih = carray(f32_at(box[B_ARGS + 3]), (GH, I))
+            w_hh = carray(f32_at(box[B_ARGS + 4]), (GH, H))
+            b_ih = carray(f32_at(box[B_ARGS + 5]), (GH,))
+            b_hh = carray(f32_at(box[B_ARGS + 6]), (GH,))
+            h_new = carray(f32_at(box[B_ARGS + 7]), (N, H))
+            c_new = carray(f32_at(box[B_ARGS + 8]), (N, H))
+            lo, hi = H // 2, H
+        elif stage == 1:
+            if role == 0:
+                break
+            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:    # the worker has it
+                t0 = ticks()
+                _wait_for(box, B_DONE, s, -1)
+                out = ticks() - t0 + 1
+                break
+            lo, hi = H // 2, H
+        elif stage == 2:
+            break
+        ROWS_BLOCK(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, lo, hi)
+        stage += 1
+        if role == 2:
+            atomic_xchg(box, B_DONE, s)
+            atomic_add(box, B_SERVED, 1)
+            out += 1
+            last = ticks()
+    if role == 2:
+        atomic_xchg(box, B_STATE, 0)
+    return out

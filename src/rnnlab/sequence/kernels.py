@@ -48,13 +48,14 @@ import os
 import numpy as np
 
 from ..checks import check_int
-from ..tuning import COMPILED_LOOP_MAX, THREAD_UNITS, THREADED_MIN
+from ..tuning import COMPILED_LOOP_MAX, PAIR_STEP_MIN, THREAD_UNITS, THREADED_MIN
 
 _state = {"numba": None, "threads": None, "announced": False}   # threads: None = not set
 _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for it)
 _THREADED = {}           # family -> rows_step_for's step (the threaded rows, or serial)
 FAILED = {}              # kind -> why its kernels did not build (NumPy runs for it)
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
+NO_BOX = np.zeros(24, np.int64)              # the box argument of a one-thread rows step
 _NONE2 = np.zeros((1, 1), np.float32)        # a 2-D argument a family does not read
 
 
@@ -288,8 +289,19 @@ def row_step_for(fam, dtype, has_proj, size):
     THREADED_MIN weights (``size`` as rows_step_for's), where it beats two BLAS
     matrix-vector products and the compiled cell (GRU H 64: 3.1 vs 6.1 us, LSTM H 128:
     9.7 vs 12.1; even at H 256, where OpenBLAS's threads take over). Called as
-    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1)."""
+    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 0, NO_BOX, 0, 0) (_loops.ROWS_ONE,
+    role 0; the pair's step, pair_step.py, calls it in its other roles)."""
     if dtype != np.float32 or has_proj or size >= THREADED_MIN:
+        return None
+    k = kernels(fam, "rows")
+    return None if k is None else k.get("rows_1")
+
+
+def pair_step_for(fam, dtype, has_proj, size):
+    """The compiled row step (_loops.ROWS_ONE) for the pair's step (pair_step.py) of a
+    layer of ``size`` weights, or None: float32, no projection, PAIR_STEP_MIN weights
+    and more."""
+    if dtype != np.float32 or has_proj or size < PAIR_STEP_MIN:
         return None
     k = kernels(fam, "rows")
     return None if k is None else k.get("rows_1")
@@ -335,7 +347,7 @@ def _threaded(kernel, serial):
             P = min(threads, where["most"], max(1, h.shape[1] // THREAD_UNITS))
             kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P)
         else:
-            serial(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1)
+            serial(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 0, NO_BOX, 0, 0)
     return step
 
 
@@ -372,7 +384,7 @@ def _warm(fam, k):
     if "rows_1" in k:              # the small layers' step (row_step_for): P = 1
         x1 = np.zeros((1, 1), f32)
         k["rows_1"](x1, x1.copy(), x1.copy(), np.zeros((GH, 1), f32), np.zeros((GH, 1), f32),
-                    z1, z1, x1.copy(), x1.copy(), 1)
+                    z1, z1, x1.copy(), x1.copy(), 0, NO_BOX, 0, 0)
     if "cell" in k:
         for has_h in (True, False):
             k["cell"](g2, g2, has_h, z1, z1, h, h, h.copy(), h.copy())

@@ -53,6 +53,10 @@ from . import kernels
 _state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
           "low": 0}
 
+#: the pair's step box (pair_step.py, _loops.ROWS_ONE); its [4] is bumped before every
+#: sequence job so that a worker spinning for steps leaves for it at once
+STEP_BOX = np.zeros(24, np.int64)
+
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
 #: set from Python relies on it) and spin loops pause (_atomics.cpu_relax reads it too)
@@ -214,7 +218,9 @@ class _Worker:
                 pass
 
 
-def _worker():
+def _worker(leave_steps=True):
+    if leave_steps:
+        STEP_BOX[4] += 1
     w = _state["worker"]
     if w is None or w.pid != os.getpid():   # the first call, or a forked child
         w = _state["worker"] = _Worker()

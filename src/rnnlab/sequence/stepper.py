@@ -46,8 +46,9 @@ import numpy as np
 
 from ..tuning import (BLAS_ROWS, COMPILED_LOOP_MAX, FEW_ROWS, JOINT_WINS, PER_ROW_ALWAYS,
                       PER_ROW_MIN, THREADED_MIN)
-from .kernels import (NO_STORE, cell_for, get_num_threads, is_ready, kernel_for, ready,
-                      row_step_for, rows_step_for)
+from . import pair_step
+from .kernels import (NO_BOX, NO_STORE, cell_for, get_num_threads, is_ready, kernel_for,
+                      pair_step_for, ready, row_step_for, rows_step_for)
 from .linalg import dot, per_row, transposed
 from .records import LayerWeights
 
@@ -76,6 +77,8 @@ class StepWeights(NamedTuple):
     #                                 _blas_step
     row_step: object = None         # live: the one-thread compiled step of a small layer
     #                                 (kernels.row_step_for), from rows_w
+    pair_step: object = None        # the pair's step of a large one (pair_step.py), from
+    #                                 rows_w
 
 
 def _bias_pair(b_ih, b_hh, GH, dt, copy):
@@ -110,45 +113,55 @@ def live_weights(fam, weights):
             b_fold = None if b_hh is None else b_hh[:folded]
         else:
             kernel = None
-        rows_w, size, row_step = (), 0, None        # none with a projection
+        rows_w, size, row_step, pair_k = (), 0, None, None     # none with a projection
         if w_hr is None:
             rows_w = (w_ih, w_hh, *_bias_pair(b_ih, b_hh, GH, w_ih.dtype, False))
             size = GH * (w_ih.shape[1] + w_hh.shape[1])
-            if all(is_ready(a) for a in rows_w):
-                row_step = row_step_for(fam, w_ih.dtype, False, size)   # else: another
-            #                                 numba type, compiled again mid-run
+            if all(is_ready(a) for a in rows_w):     # else: another numba type, compiled
+                row_step = row_step_for(fam, w_ih.dtype, False, size)   # again mid-run
+                if pair_step.possible():
+                    pair_k = pair_step_for(fam, w_ih.dtype, False, size)
         out.append(StepWeights(None, w_ih.T, w_hh.T, b_ih, b_hh, 0,
                                None if w_hr is None else w_hr.T, H, kernel, b_rest, b_fold,
                                True, rows_w=rows_w, rows_size=size,
                                blas=_live_blas(fam, w_ih, w_hh, b_ih, b_hh),
-                               row_step=row_step))
+                               row_step=row_step, pair_step=pair_k))
     return out
 
 
 def _rows(fam, w, threads):
-    """(rows_step, rows_w, threads) for a frozen layer asked to use threads, or a small
-    one (the one-thread compiled step, kernels.row_step_for), else (None, (), 1):
-    copies of the weights in torch's layout, zeros for absent biases."""
+    """StepWeights' rows_step, rows_w, threads and pair_step for a frozen layer: the
+    pair's step (threads None or 2, where the pair can run), else the threaded step
+    (threads >= 2), else a small layer's one-thread step (kernels.row_step_for, threads
+    0), each with copies of the weights in torch's layout (zeros for absent biases)."""
     size = w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1])
-    step = None if threads < 2 else rows_step_for(fam, w.w_ih.dtype, w.w_hr is not None, size)
+    dt, proj = w.w_ih.dtype, w.w_hr is not None
+    pair_k = (pair_step_for(fam, dt, proj, size)
+              if threads in (None, 2) and pair_step.possible() else None)
+    t = get_num_threads() if threads is None else threads
+    step = None if t < 2 or pair_k is not None else rows_step_for(fam, dt, proj, size)
     if step is None:
-        step, threads = row_step_for(fam, w.w_ih.dtype, w.w_hr is not None, size), 1
-    if step is None:
-        return None, (), 1
-    return step, (np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"),
-                  *_bias_pair(w.b_ih, w.b_hh, w.w_hh.shape[0], w.w_ih.dtype, True)), threads
+        step, t = row_step_for(fam, dt, proj, size), 0
+    if step is None and pair_k is None:
+        return {}
+    return dict(rows_step=step, threads=t, pair_step=pair_k, rows_w=(
+        np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"),
+        *_bias_pair(w.b_ih, w.b_hh, w.w_hh.shape[0], dt, True)))
 
 
 def frozen_weights(fam, weights, threads=1):
     """A snapshot in the fastest layout (copies: later edits of the parameters do not
-    reach it). threads > 1: float32 GRU/LSTM layers of tuning.THREADED_MIN weights and more
-    (with numba) run each step on that many threads (kernels.rows_step_for)."""
+    reach it). threads None (as set_num_threads says) or 2: large layers' steps may take
+    the pair (pair_step.py); threads > 2: float32 GRU/LSTM layers of
+    tuning.THREADED_MIN weights and more (with numba) run each step on that many threads
+    (kernels.rows_step_for); 1: neither."""
     out = []
     for layer in weights:
         w = LayerWeights(*layer[0])
         GH = w.w_hh.shape[0]
         H = GH // fam.num_gates
         folded = fam.fold * H
+        rows_kw = _rows(fam, w, threads)
         b_x = b_h = None
         if w.b_ih is not None:
             b_x = w.b_ih.copy()
@@ -174,17 +187,19 @@ def frozen_weights(fam, weights, threads=1):
                 blas = (rows, None, *_bias_pair(w.b_ih, w.b_hh, GH, w.w_ih.dtype, True),
                         cell_for(fam, w.w_ih.dtype))
                 out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
-                                       kernel, b_rest, None, False, blas=blas))
+                                       kernel, b_rest, None, False, blas=blas,
+                                       **({} if rows_kw.get("pair_step") is None
+                                          else dict(rows_kw, rows_step=None))))
                 continue
             joint = np.empty((K, GH), dtype=w.w_ih.dtype)
             joint[:I] = w.w_ih.T
             joint[I:] = w.w_hh.T
             out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
-                                   kernel, b_rest, None, False, *_rows(fam, w, threads)))
+                                   kernel, b_rest, None, False, **rows_kw))
         else:
             out.append(StepWeights(None, transposed(w.w_ih),
                                    transposed(w.w_hh), b_x, b_h, folded, w_hr_t, H,
-                                   kernel, b_rest, None, False, *_rows(fam, w, threads)))
+                                   kernel, b_rest, None, False, **rows_kw))
     return out
 
 
@@ -250,16 +265,28 @@ def step_layers(fam, x, layers, h, c):
     threads = get_num_threads()
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
+            if N <= FEW_ROWS and s.pair_step is not None and pair_step.on():
+                hk = ready(h[k])
+                ck = hk if c is None else ready(c[k])
+                if pair_step.step(fam, s.pair_step, ready(inp), hk, ck, *s.rows_w, h_new[k],
+                                  h_new[k] if c is None else c_new[k]):
+                    inp = h_new[k]
+                    continue
             rows_step, t = s.rows_step, s.threads
             if rows_step is None and s.row_step is not None:   # small: one thread (no
-                rows_step, t = s.row_step, 1                   # threaded step for it)
-            elif rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS:
+                rows_step, t = s.row_step, 0                   # threaded step for it)
+            elif (rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS
+                  and (s.pair_step is None or threads > 2)):
                 rows_step, t = _live_rows_step(fam, dt, s.rows_size), threads
             if rows_step is not None and N <= FEW_ROWS:         # threaded, compiled
                 hk = ready(h[k])
                 ck = hk if c is None else ready(c[k])
-                rows_step(ready(inp), hk, ck, *s.rows_w, h_new[k],
-                          h_new[k] if c is None else c_new[k], t)
+                args = (ready(inp), hk, ck, *s.rows_w, h_new[k],
+                        h_new[k] if c is None else c_new[k])
+                if t:
+                    rows_step(*args, t)
+                else:                                           # ROWS_ONE, role 0
+                    rows_step(*args, 0, NO_BOX, 0, 0)
                 inp = h_new[k]
                 continue
             if s.blas is not None and N <= FEW_ROWS:          # BLAS per row, torch's layout

@@ -1,0 +1,128 @@
+"""Batch-1 steps on the pair's two threads (``layer.step`` and ``freeze().step``).
+
+A step of a layer of 2^18 weights and more (GRU / LSTM at H = 256) is the time to read its
+weights: 2 MB for an LSTM, more than one core's L2 holds with everything else. Split by
+units over the pair (pair.py: the caller and rnnlab's one worker thread), each core reads
+half, from its own cache. The pair's sequence loop meets at a counter every step inside
+one compiled call; separate ``step`` calls cannot: a worker asleep between them takes
+~30 us to wake, more than the step.
+
+So after serving a step the worker keeps spinning (x86 ``pause``) for PAIR_STEP_SPIN
+seconds, then sleeps. Steps called back to back meet it at an atomic counter
+(_loops.ROWS_ONE: the caller posts the layer's arrays in ``BOX`` and computes the first
+half of the units; the second half is claimed by whichever thread gets there first).
+What keeps this from the spin fight of kernels.rows_step_for (numba's and OpenBLAS's
+waiting threads taking each other's cores for ~0.1 s):
+
+- the spin is bounded (PAIR_STEP_SPIN after the worker's last step), and it ends at once
+  when a sequence call wants the worker (pair._worker bumps the box's generation);
+- the caller never waits for a worker that has not claimed its half: a worker asleep,
+  busy or without a core costs the caller the whole step on one thread, as before, never
+  a result; the first step after a pause runs so while the worker wakes;
+- when the worker, spinning, leaves the second half to the caller PAIR_STEP_LOW times
+  running (it had no core: OpenBLAS's threads spin after a threaded BLAS call), or the
+  caller waited long for it, the pair's cool-down (pair.py) turns it off for PAIR_COOL s.
+
+Where it runs: unrecorded steps of float32 layers without projection, at batch 1 to
+FEW_ROWS, of PAIR_STEP_MIN weights and more, with numba, where the pair can run
+(pair.possible) and ``rnnlab.set_num_threads`` is unset or 2 (1: never; more than 2: numba's
+threads, rows_step_for); ``freeze(threads=1)`` never. One thread of the process at a time
+(the pair's lock; another thread's steps meanwhile run on one thread). The numbers are
+the one-thread row step's (the same units, the dot products in the same order).
+"""
+import os
+import time
+
+import numpy as np
+
+from ..tuning import PAIR_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN
+from . import kernels, pair
+
+BOX = pair.STEP_BOX                      # layout: _loops.B_* (not imported: numba)
+B_STATE, B_GEN, B_BUDGET, B_WAKE, B_SERVED = 3, 4, 18, 19, 20
+_D2, _D1 = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
+_state = {"pid": None, "possible": False, "rate": None, "low": 0, "keys": {}}
+
+
+def possible():
+    """Whether the pair can run steps in this process at all (pair.possible, numba)."""
+    if _state["pid"] != os.getpid():
+        _state.update(pid=os.getpid(), possible=pair.possible() and kernels.available())
+    return _state["possible"]
+
+
+def on():
+    """Whether a step may take the pair now: possible, set_num_threads unset or 2, not
+    cooling down."""
+    threads = kernels.get_num_threads(explicit=True)
+    return (possible() and (threads is None or threads == 2)
+            and time.monotonic() >= pair._state["cool"])
+
+
+def _rate():
+    """The cycle counter's ticks per second (measured once: 5 ms)."""
+    if _state["rate"] is None:
+        from ._compiled import now_ticks
+        t0, k0 = time.perf_counter(), now_ticks()
+        time.sleep(0.005)
+        t1, k1 = time.perf_counter(), now_ticks()
+        _state["rate"] = max((k1 - k0) / (t1 - t0), 1e6)
+    return _state["rate"]
+
+
+def _key(fam):
+    keys = _state["keys"]
+    if id(fam) not in keys:
+        keys[id(fam)] = (len(keys) + 1, fam)         # the family kept: its id stays its own
+    return keys[id(fam)][0]
+
+
+def _wake(kernel, key):
+    """Hand the worker a spin for family ``key`` (it serves the steps posted from then on
+    until PAIR_STEP_SPIN passes without one)."""
+    BOX[B_WAKE] = 1
+    BOX[B_BUDGET] = int(PAIR_STEP_SPIN * _rate())
+    gen = int(BOX[B_GEN])
+
+    def job():
+        try:
+            kernel(_D2, _D2, _D2, _D2, _D2, _D1, _D1, _D2, _D2, 2, BOX, key, gen)
+        finally:
+            BOX[B_WAKE] = 0
+    pair._worker(leave_steps=False).jobs.put(job)
+
+
+def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
+    """One layer's step on the pair (``kernel``: the family's ROWS_ONE, kernels.pair_step_for;
+    the arrays as the row step takes them). False, having done nothing, when another
+    thread holds the pair."""
+    lock = pair._state["lock"]
+    if not lock.acquire(blocking=False):
+        return False
+    try:
+        key = _key(fam)
+        spinning = BOX[B_STATE] == key
+        if not spinning and BOX[B_WAKE] == 0:
+            _wake(kernel, key)
+        waited = kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, BOX, key, 0)
+        low = (spinning and waited == 0) or waited > PAIR_STEP_LONG * _rate()
+        _state["low"] = _state["low"] + 1 if low else 0
+        if _state["low"] >= PAIR_STEP_LOW:
+            pair._state["cool"], _state["low"] = time.monotonic() + PAIR_COOL, 0
+        return True
+    finally:
+        lock.release()
+
+
+def served():
+    """Steps whose second half the worker computed, since the process started (tests)."""
+    return int(BOX[B_SERVED])
+
+
+def _after_fork():
+    BOX[:] = 0
+    _state.update(pid=None, low=0)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
