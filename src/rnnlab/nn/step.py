@@ -4,7 +4,7 @@ import numpy as np
 from ..checks import check_int
 from ..errors import BackwardError
 from ..sequence.kernels import get_num_threads
-from ..sequence.stepper import frozen_weights, live_weights, step_layers
+from ..sequence.stepper import compiled_steps, frozen_weights, live_weights, step_layers
 from . import arguments as A
 from .grad_mode import is_recording, no_grad
 from .records import backprop_call, run_call
@@ -148,7 +148,9 @@ def _fast_step(layer, x, state):
     if args is None:
         return None
     x, h, c, batched = args
-    h_new, c_new = step_layers(layer.family, x, _live_step_weights(layer), h, c)
+    weights = _live_step_weights(layer)
+    new = compiled_steps(layer.family, x, weights, h, c)
+    h_new, c_new = step_layers(layer.family, x, weights, h, c) if new is None else new
     if layer.num_layers > 1 or layer._records.last_dropout_masks:
         layer._records.last_dropout_masks = [None] * (layer.num_layers - 1)
     return _step_result(layer, h_new, c_new, batched)
@@ -198,7 +200,8 @@ class FrozenStep:
         if args is None:
             args = _checked_arguments(layer, input, state)
         x, h, c, batched = args
-        h_new, c_new = step_layers(layer.family, x, self._weights, h, c)
+        new = compiled_steps(layer.family, x, self._weights, h, c)
+        h_new, c_new = step_layers(layer.family, x, self._weights, h, c) if new is None else new
         return _step_result(layer, h_new, c_new, batched)
 
     def __call__(self, input, state=None):

@@ -113,25 +113,31 @@ def _rowdot(w, j, v):
 
 @inline
 def _rowdots(a, j0, w, r0, count, v):
-    """a[j0 + i] = w[r0 + i] @ v for i < count, four rows per pass over v: each load of v
-    serves four rows and four sums run at once. In the pair's loop (T = 1000, both
-    threads, old and new alternated in one process): LSTM H = 256 10.0 -> 9.0 us per
-    step, GRU 7.0 -> 6.1; one thread alone at RNN H = 512 15.3 -> 11.9. In ROWS (the
-    few-row step): 6-31% less where it runs (serial below THREADED_MIN, threaded above;
-    BENCHMARKS.md)."""
+    """a[j0 + i] = w[r0 + i] @ v for i < count, eight rows per pass over v: each load of v
+    serves eight rows and eight sums run at once (the rest one row at a time). Four rows
+    per pass instead of one: in the pair's loop (T = 1000, both threads, old and new
+    alternated in one process) LSTM H = 256 10.0 -> 9.0 us per step, GRU 7.0 -> 6.1; one
+    thread alone at RNN H = 512 15.3 -> 11.9. Eight instead of four: a 1024 x 256 matrix
+    alone 15.3 -> 13.1 us (69 -> 80 GB/s from L2; one 1024 x 256 sgemv of OpenBLAS on one
+    thread 14.8), the one-thread GRU H 256 step 31-34 -> 26-27 us (BENCHMARKS.md)."""
     K = v.shape[0]
     i = 0
-    while i + 4 <= count:
+    while i + 8 <= count:
         r = r0 + i
-        s0 = s1 = s2 = s3 = ZERO
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = ZERO
         for k in range(K):
             vk = v[k]
             s0 += w[r, k] * vk
             s1 += w[r + 1, k] * vk
             s2 += w[r + 2, k] * vk
             s3 += w[r + 3, k] * vk
+            s4 += w[r + 4, k] * vk
+            s5 += w[r + 5, k] * vk
+            s6 += w[r + 6, k] * vk
+            s7 += w[r + 7, k] * vk
         a[j0 + i], a[j0 + i + 1], a[j0 + i + 2], a[j0 + i + 3] = s0, s1, s2, s3
-        i += 4
+        a[j0 + i + 4], a[j0 + i + 5], a[j0 + i + 6], a[j0 + i + 7] = s4, s5, s6, s7
+        i += 8
     while i < count:
         a[j0 + i] = _rowdot(w, r0 + i, v)
         i += 1

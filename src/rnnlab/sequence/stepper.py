@@ -132,19 +132,19 @@ def live_weights(fam, weights):
 def _rows(fam, w, threads):
     """StepWeights' rows_step, rows_w, threads and pair_step for a frozen layer: the
     pair's step (threads None or 2, where the pair can run), else the threaded step
-    (threads >= 2), else a small layer's one-thread step (kernels.row_step_for, threads
-    0), each with copies of the weights in torch's layout (zeros for absent biases)."""
+    (threads >= 2), a small layer's one-thread step (kernels.row_step_for), each with copies of the weights in torch's layout (zeros for absent biases)."""
     size = w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1])
     dt, proj = w.w_ih.dtype, w.w_hr is not None
     pair_k = (pair_step_for(fam, dt, proj, size)
               if threads in (None, 2) and pair_step.possible() else None)
     t = get_num_threads() if threads is None else threads
     step = None if t < 2 or pair_k is not None else rows_step_for(fam, dt, proj, size)
+    one = None
     if step is None:
-        step, t = row_step_for(fam, dt, proj, size), 0
-    if step is None and pair_k is None:
+        step, one = None, row_step_for(fam, dt, proj, size)
+    if step is None and one is None and pair_k is None:
         return {}
-    return dict(rows_step=step, threads=t, pair_step=pair_k, rows_w=(
+    return dict(rows_step=step, threads=t, row_step=one, pair_step=pair_k, rows_w=(
         np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"),
         *_bias_pair(w.b_ih, w.b_hh, w.w_hh.shape[0], dt, True)))
 
@@ -249,6 +249,32 @@ def _live_rows_step(fam, dt, size):
     if key not in _LIVE_ROWS:
         _LIVE_ROWS[key] = rows_step_for(fam, dt, False, size)
     return _LIVE_ROWS[key]
+
+
+def compiled_steps(fam, x, layers, h, c):
+    """step_layers where every layer has a compiled step for these rows (a small layer's
+    one-thread step, or the pair's when it may run), with nothing else around them (no
+    error state to set: the compiled code raises no floating-point warnings; the
+    arrays made ready once): ~2 us less per call than step_layers. None when a layer
+    has none (step_layers then runs)."""
+    if x.shape[0] > FEW_ROWS:
+        return None
+    on = any(s.pair_step is not None for s in layers) and pair_step.on()
+    if not all(s.row_step is not None or (on and s.pair_step is not None) for s in layers):
+        return None
+    x, h = ready(x), ready(h)
+    c = None if c is None else ready(c)
+    h_new = np.empty(h.shape, dtype=x.dtype)
+    c_new = None if c is None else np.empty(c.shape, dtype=x.dtype)
+    inp = x
+    for k, s in enumerate(layers):
+        hk, hn = h[k], h_new[k]
+        ck, cn = (hk, hn) if c is None else (c[k], c_new[k])
+        if not (on and s.pair_step is not None
+                and pair_step.step(fam, s.pair_step, inp, hk, ck, *s.rows_w, hn, cn)):
+            (s.row_step or s.pair_step)(inp, hk, ck, *s.rows_w, hn, cn, 0, NO_BOX, 0, 0)
+        inp = hn
+    return h_new, c_new
 
 
 def step_layers(fam, x, layers, h, c):
