@@ -21,9 +21,9 @@ class Stepping:
         length-1 sequence, dropout between layers included in training mode.
         Unidirectional layers only. Recorded for ``step_backward`` (last in, first out)
         when grad mode is on (training mode, or rnnlab.enable_grad()). Unrecorded steps
-        at batch 1-4 of float32 GRU / LSTM layers of 2^18 weights and more run on
-        ``rnnlab.set_num_threads(k)`` threads when k >= 2 (numba; see ``freeze`` for
-        when not to).
+        at batch 1-4 of float32 layers of 2^17 weights and more run on the pair's two
+        threads (rnnlab.sequence.pair_step) unless ``rnnlab.set_num_threads(1)``; with
+        k >= 3 on k of numba's threads (see ``freeze`` for when not to).
         """
         if self.bidirectional or self.direction == "reverse":
             raise ValueError("step needs a forward layer: a reverse direction needs the "
@@ -46,9 +46,12 @@ class Stepping:
         torch's layout, one BLAS matrix-vector product per row, which OpenBLAS splits over
         its own threads).
 
-        threads: None (default): ``rnnlab.get_num_threads()`` now, 1 unless
-        ``rnnlab.set_num_threads`` changed it. 1: rnnlab starts no threads of its own (BLAS
-        may use its threads, as for any NumPy matmul). k >= 2: with numba installed, float32 GRU
+        threads: None (default): the pair's step for float32 layers of 2^17 weights and
+        more at batch 1-4 (rnnlab.sequence.pair_step: the caller and rnnlab's worker
+        thread, each half of the units) unless ``rnnlab.set_num_threads(1)``; with
+        set_num_threads(k), k >= 3, numba's threads as below. 1: rnnlab starts no threads
+        of its own (BLAS may use its threads, as for any NumPy matmul). 2: the pair's step.
+        k >= 3: with numba installed, float32 GRU
         layers of 2^18 weights and more (H = 256), and LSTM layers between 2^18 and 2^19,
         split each step over k of numba's threads, each reading its own rows of the
         weights (~2.5x faster at batch 1 on 2 cores). Only when nothing between the steps

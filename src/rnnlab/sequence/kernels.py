@@ -21,7 +21,9 @@ once for all families):
 - ``cell`` (``cell_for``): the gates of one step from BLAS's products, for ``layer.step``
   and ``freeze()`` at batch 1-4 (stepper.py);
 - ``rows`` (``rows_step_for``): the threaded few-row step of ``freeze(threads=k)`` and of
-  ``layer.step`` after ``set_num_threads(k)``, opt-in.
+  ``layer.step`` after ``set_num_threads(k)``, k >= 3, opt-in; and in the calling thread
+  (``row_step_for``, ``pair_step_for``: _loops.ROWS_ONE) the small layers' step and the
+  pair's step (pair_step.py).
 
 float64, families without units and machines without numba run the NumPy path.
 
@@ -262,8 +264,8 @@ def cell_for(fam, dtype):
 
 def rows_step_for(fam, dtype, has_proj, size):
     """The compiled step of a few rows (``freeze(threads=k)``, and ``layer.step`` after
-    set_num_threads(k), k >= 2; N <= FEW_ROWS) from the weights in torch's layout, its
-    units split over numba's threads, or None. Called as step(x, h, c, w_ih, w_hh, b_ih,
+    set_num_threads(k), k >= 3, or 2 where the pair cannot run; N <= FEW_ROWS) from the
+    weights in torch's layout, its units split over numba's threads, or None. Called as step(x, h, c, w_ih, w_hh, b_ih,
     b_hh, h_new, c_new, threads), all C-contiguous float32 (biases zeros when absent; c,
     c_new any (N, H) arrays without a cell state). size: the layer's weight count
     G*H * (I + H_out); below THREADED_MIN threads do not pay.
@@ -314,10 +316,12 @@ def set_num_threads(n):
     - Unrecorded batch-1 sequences (inference; pair.py): by default, on a machine with two
       usable CPUs, a large enough layer runs each sequence on two threads (the caller and
       rnnlab's one worker thread, which sleeps between calls). n = 1 turns that off.
-    - Steps: ``layer.step`` at batch 1-4 (FEW_ROWS) of float32 layers of THREADED_MIN
-      weights and more (H = 256) splits each step over n of numba's threads, reading the
-      live parameters, and ``layer.freeze()`` without ``threads=`` takes n. Opt-in (n >=
-      2), for the reason rows_step_for gives; single-threaded until set.
+    - Steps: ``layer.step`` and ``freeze().step`` at batch 1-4 (FEW_ROWS) of float32
+      layers of PAIR_STEP_MIN weights and more run on the pair's two threads by default
+      and with n = 2 (pair_step.py); n = 1 turns that off. With n >= 3 ``layer.step`` of
+      layers of THREADED_MIN weights and more splits each step over n of numba's threads
+      instead, reading the live parameters, and ``layer.freeze()`` without ``threads=``
+      takes n: opt-in, for the reason rows_step_for gives.
     NumPy's BLAS keeps its own thread setting (threadpoolctl changes it)."""
     _state["threads"] = check_int("set_num_threads: the number of threads", n)
 

@@ -27,6 +27,10 @@ the pair's size while the caller runs the first (``run_both``, ``directions_want
 no per-step meeting at all, the same rules (lock, OpenBLAS on one thread, the caller
 takes over, the cool-down).
 
+Separate batch-1 ``layer.step`` / ``freeze().step`` calls of large layers take the same
+worker through pair_step.py (it spins between steps; a sequence call makes it leave at
+once: ``_worker`` bumps STEP_BOX's generation).
+
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded (inference, and ``no_grad``), without
 lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or more (tuning.py), on
 Linux with NumPy's OpenBLAS, numba, two usable CPUs, and ``rnnlab.set_num_threads`` not

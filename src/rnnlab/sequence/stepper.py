@@ -29,12 +29,18 @@ where it is there and wins: x W_ih^T + b by BLAS, then h W_hh^T and every gate i
 compiled pass (up to tuning.COMPILED_LOOP_MAX; for fused families while G*H * H_out <=
 tuning.JOINT_WINS, above which the one joint BLAS call is faster).
 
-``freeze(threads=k)`` (k >= 2) adds, for float32 GRU/LSTM layers of tuning.THREADED_MIN
+Unrecorded steps of float32 layers of tuning.PAIR_STEP_MIN weights and more (batch 1 to
+FEW_ROWS, no projection) take the pair's step where it may run (pair_step.py: the caller
+and rnnlab's worker thread, half of the units each, from the weights in torch's layout:
+the live parameters, or for a snapshot copies), and every layer with a compiled step for
+its rows runs through ``compiled_steps`` (nothing else around the calls).
+
+``freeze(threads=k)`` (k >= 3) adds, for float32 GRU/LSTM layers of tuning.THREADED_MIN
 weights and more, a copy of the weights in torch's layout for the threaded compiled step
 (kernels.rows_step_for: each thread computes a block of units from its own rows), taken
 at batch sizes up to tuning.FEW_ROWS. ``layer.step`` takes the same step straight from
 the live parameters (already in torch's layout: nothing is copied) after
-``rnnlab.set_num_threads(k)``, k >= 2 (``StepWeights.rows_w``, looked up per step by
+``rnnlab.set_num_threads(k)``, k >= 3 (``StepWeights.rows_w``, looked up per step by
 ``_live_rows_step``). Opt-in: see rows_step_for for why.
 
 The numbers equal the layer on a length-1 sequence to rounding (the snapshot sums in
@@ -70,7 +76,7 @@ class StepWeights(NamedTuple):
     rows: bool = False              # live: the kernel reads W_hh itself (w_hh_t.T)
     rows_step: object = None        # the threaded compiled step (kernels.rows_step_for)
     rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout (live: the
-    #                                 parameters, taken when set_num_threads(k >= 2))
+    #                                 parameters, taken when set_num_threads(k >= 3))
     threads: int = 1                # its threads
     rows_size: int = 0              # live: the layer's weights, for rows_step_for
     blas: Optional[tuple] = None    # up to FEW_ROWS rows: (w_x, w_h, b_ih, b_hh, cell), see
