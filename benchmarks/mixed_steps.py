@@ -11,8 +11,8 @@ threads, and what ``OPENBLAS_THREAD_TIMEOUT`` does to it:
     python benchmarks/mixed_steps.py --vocab 1024                 # a head BLAS keeps on
                                                                   # one thread
 
-Each stepper: 50 warm-up iterations, then the median of 300 (step + matmul) and of 300
-steps alone. float32, with numba (the ``fast`` extra); without it every stepper is the
+Each stepper: 50 warm-up steps, the median of 300 steps alone, a 0.2 s pause, 50 warm-up
+iterations, the median of 300 (step + matmul). float32, with numba (the ``fast`` extra); without it every stepper is the
 same single-threaded step.
 """
 import argparse
@@ -59,9 +59,12 @@ def main():
             return step() @ w_out
 
         for _ in range(50):
+            step()
+        alone = median_us(step, 300)
+        time.sleep(0.2)
+        for _ in range(50):
             step_and_head()
         both = median_us(step_and_head, 300)
-        alone = median_us(step, 300)
         print(f"{name:20s} step + output matmul {both / 1e3:7.3f} ms   step alone "
               f"{alone:6.1f} us")
         time.sleep(0.2)                        # the previous stepper's threads settle

@@ -26,7 +26,7 @@ needs = pytest.mark.skipif(not pair_step.possible(), reason="the pair cannot run
 def unset_threads():
     """Every test starts and ends with set_num_threads unset and the pair not cooling."""
     kernels._state["threads"] = None
-    pair._state["cool"], pair_step._state["low"] = 0.0, 0
+    pair._state["cool"], pair_step._state["low"], pair_step._state["again"] = 0.0, 0, 0
     yield
     kernels._state["threads"] = None
     pair._state["cool"] = 0.0

@@ -76,8 +76,10 @@ DIRECTIONS_MIN = 1 << 23
 #: rows runs on the pair's two threads (sequence/pair_step.py; measured in BENCHMARKS.md);
 #: PAIR_STEP_SPIN: seconds the worker spins for the next step after serving one;
 #: PAIR_STEP_LOW: steps running where the worker, spinning, left its half to the caller
-#: (or the caller waited PAIR_STEP_LONG seconds for it) before the pair cools down.
+#: (or the caller waited PAIR_STEP_LONG seconds for it) before the pair cools down, for
+#: PAIR_COOL * 2^k seconds the k-th time running (k up to PAIR_STEP_BACKOFF).
 PAIR_STEP_MIN = 1 << 17
 PAIR_STEP_SPIN = 100e-6
 PAIR_STEP_LOW = 8
 PAIR_STEP_LONG = 50e-6
+PAIR_STEP_BACKOFF = 6
