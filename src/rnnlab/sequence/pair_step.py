@@ -105,6 +105,11 @@ def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
         return False
     try:
         key = _key(fam)
+        w = pair._state["worker"]
+        if w is not None and w.cpus is not None:    # the caller moved onto the worker's
+            cpu = pair._this_cpu()                  # CPU: they would take turns on one
+            if cpu in w.cpus:                       # core (measured: 49 us in place of
+                w.keep_off(cpu)                     # 30, 1 process in 6)
         spinning = BOX[B_STATE] == key
         if not spinning and BOX[B_WAKE] == 0:
             _wake(kernel, key)
