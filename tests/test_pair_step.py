@@ -143,6 +143,8 @@ def test_never_when_asked_not_to():
     assert all(s.pair_step is None for s in m.freeze(threads=3)._weights)
     rnnlab.set_num_threads(3)                             # numba's threads, not the pair
     assert not pair_step.on()
+    g = GRU(256, 256).eval()
+    assert all(s.pair_step is None and s.rows_step is not None for s in g.freeze()._weights)
 
 
 @needs
@@ -168,9 +170,14 @@ def test_a_busy_pair_or_an_absent_worker_costs_no_result(monkeypatch):
             assert pair._state["cool"] == 0.0
             np.testing.assert_allclose(m.step(x)[0], want, rtol=1e-6, atol=1e-7)
         assert pair._state["cool"] > time.monotonic() and pair_step.served() == before
-        assert not pair_step.on()
+        assert not pair_step.on() and pair_step._state["again"] == 1
     finally:
         pair_step.BOX[pair_step.B_STATE] = 0
+    pair._state["cool"], pair_step._state["again"] = 0.0, 3     # the 4th time running:
+    pair_step._state["empty"] = rnnlab.tuning.PAIR_STEP_LOW        # 8 x as long; spins
+    t0 = time.monotonic()                                       # that met no step count
+    np.testing.assert_allclose(m.step(x)[0], want, rtol=1e-6, atol=1e-7)
+    assert pair._state["cool"] - t0 >= 8 * rnnlab.tuning.PAIR_STEP_COOL * 0.99
 
 
 def _spinning_for(fam, kernel, monkeypatch):

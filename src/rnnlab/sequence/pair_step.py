@@ -21,10 +21,13 @@ waiting threads taking each other's cores for ~0.1 s):
   a result; the first step after a pause runs so while the worker wakes;
 - when the worker, spinning, leaves the second half to the caller PAIR_STEP_LOW times
   running (it had no core: OpenBLAS's threads spin after a threaded BLAS call), or the
-  caller waited long for it, the pair's cool-down (pair.py) turns it off for PAIR_COOL s,
-  twice as long each time this comes again before a step is served in time (up to
-  2^PAIR_STEP_BACKOFF times: a loop with a threaded BLAS call after every step then runs
-  on one thread nearly all the time).
+  caller waited long for it, or its spins end PAIR_STEP_LOW times running without a step
+  (woken, it came too late and waited in vain: something slow runs between the steps),
+  the pair's cool-down (pair.py) turns it off for
+  PAIR_STEP_COOL s (5 ms: a passing hiccup costs ~200 steps on one thread), twice as long
+  each time this comes again before 4 * PAIR_STEP_LOW steps running are served in time
+  (up to 2^PAIR_STEP_BACKOFF times: a loop with a threaded BLAS call after every step
+  then runs on one thread nearly all the time).
 
 Where it runs: unrecorded steps of float32 layers without projection, at batch 1 to
 FEW_ROWS, of PAIR_STEP_MIN weights and more, with numba, where the pair can run
@@ -38,14 +41,15 @@ import time
 
 import numpy as np
 
-from ..tuning import (PAIR_COOL, PAIR_STEP_BACKOFF, PAIR_STEP_LONG, PAIR_STEP_LOW,
+from ..tuning import (PAIR_STEP_BACKOFF, PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW,
                       PAIR_STEP_SPIN)
 from . import kernels, pair
 
 BOX = pair.STEP_BOX                      # layout: _loops.B_* (not imported: numba)
 B_STATE, B_GEN, B_BUDGET, B_WAKE, B_SERVED = 3, 4, 18, 19, 20
 _D2, _D1 = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
-_state = {"pid": None, "possible": False, "rate": None, "low": 0, "again": 0, "keys": {}}
+_state = {"pid": None, "possible": False, "rate": None, "low": 0, "again": 0, "empty": 0,
+          "good": 0, "keys": {}}
 
 
 def possible():
@@ -89,10 +93,12 @@ def _wake(kernel, key):
     gen = int(BOX[B_GEN])
 
     def job():
+        served = 0
         try:
-            kernel(_D2, _D2, _D2, _D2, _D2, _D1, _D1, _D2, _D2, 2, BOX, key, gen)
+            served = kernel(_D2, _D2, _D2, _D2, _D2, _D1, _D1, _D2, _D2, 2, BOX, key, gen)
         finally:
             BOX[B_WAKE] = 0
+            _state["empty"] = 0 if served else _state["empty"] + 1
     pair._worker(leave_steps=False).jobs.put(job)
 
 
@@ -114,14 +120,18 @@ def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
         if not spinning and BOX[B_WAKE] == 0:
             _wake(kernel, key)
         waited = kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, BOX, key, 0)
-        if (spinning and waited == 0) or waited > PAIR_STEP_LONG * _rate():
-            _state["low"] += 1
-            if _state["low"] >= PAIR_STEP_LOW:         # off for PAIR_COOL, doubled each
-                off = PAIR_COOL * 2 ** min(_state["again"], PAIR_STEP_BACKOFF)   # time
-                pair._state["cool"] = time.monotonic() + off     # running it comes to
-                _state["low"], _state["again"] = 0, _state["again"] + 1    # this
+        vain = _state["empty"] >= PAIR_STEP_LOW         # its last spins met no step
+        if vain or (spinning and waited == 0) or waited > PAIR_STEP_LONG * _rate():
+            _state["low"] = PAIR_STEP_LOW if vain else _state["low"] + 1
+            _state["empty"] = _state["good"] = 0
+            if _state["low"] >= PAIR_STEP_LOW:         # off, doubled each time running
+                off = PAIR_STEP_COOL * 2 ** min(_state["again"], PAIR_STEP_BACKOFF)
+                pair._state["cool"] = time.monotonic() + off
+                _state["low"], _state["again"] = 0, _state["again"] + 1
         elif waited:                                   # the worker served it in time
-            _state["low"] = _state["again"] = 0
+            _state["low"], _state["good"] = 0, _state["good"] + 1
+            if _state["good"] >= 4 * PAIR_STEP_LOW:    # and the steps before it: the
+                _state["again"] = 0                    # cool-down starts short again
         return True
     finally:
         lock.release()
@@ -134,7 +144,7 @@ def served():
 
 def _after_fork():
     BOX[:] = 0
-    _state.update(pid=None, low=0, again=0)
+    _state.update(pid=None, low=0, again=0, empty=0, good=0)
 
 
 if hasattr(os, "register_at_fork"):

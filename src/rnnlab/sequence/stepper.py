@@ -141,9 +141,9 @@ def _rows(fam, w, threads):
     (threads >= 2), a small layer's one-thread step (kernels.row_step_for), each with copies of the weights in torch's layout (zeros for absent biases)."""
     size = w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1])
     dt, proj = w.w_ih.dtype, w.w_hr is not None
-    pair_k = (pair_step_for(fam, dt, proj, size)
-              if threads in (None, 2) and pair_step.possible() else None)
     t = get_num_threads() if threads is None else threads
+    pair_k = (pair_step_for(fam, dt, proj, size)             # None: as set_num_threads
+              if t <= 2 and threads != 1 and pair_step.possible() else None)   # says
     step = None if t < 2 or pair_k is not None else rows_step_for(fam, dt, proj, size)
     one = None
     if step is None:
