@@ -12,8 +12,9 @@ threads, and what ``OPENBLAS_THREAD_TIMEOUT`` does to it:
                                                                   # one thread
 
 Each stepper: 50 warm-up steps, the median of 300 steps alone, a 0.2 s pause, 50 warm-up
-iterations, the median of 300 (step + matmul). float32, with numba (the ``fast`` extra); without it every stepper is the
-same single-threaded step.
+iterations, the median of 300 (step + matmul). float32, with numba (the ``fast`` extra);
+without it every stepper is the same single-threaded step. Each process reads its rows
+10-30% apart from the next: compare runs, or alternate in one process.
 """
 import argparse
 import os

@@ -212,14 +212,14 @@ def test_a_spinning_worker_leaves_for_a_sequence_call_or_another_family(monkeypa
     with torch.no_grad():
         np.testing.assert_allclose(y, tm(torch.from_numpy(x))[0].numpy(), rtol=1e-5,
                                    atol=1e-6)
-    assert _left()
+    assert _left(), f"box {pair_step.BOX[:21].tolist()}, pair {pair._state}"
     _spinning_for(om.family, kernel, monkeypatch)
     g = GRU(256, 256).eval()
     monkeypatch.setattr(pair_step, "_wake", lambda *a: None)   # the budget stays 30 s
     pair._state["cool"] = 0.0                                  # (the sequence call's)
     assert pair_step.on()
     g.step(np.ones((1, 256), np.float32))                   # another family's step
-    assert _left()
+    assert _left(), f"box {pair_step.BOX[:21].tolist()}, pair {pair._state}"
 
 
 _FORK = """

@@ -265,9 +265,10 @@ def cell_for(fam, dtype):
 def rows_step_for(fam, dtype, has_proj, size):
     """The compiled step of a few rows (``freeze(threads=k)``, and ``layer.step`` after
     set_num_threads(k), k >= 3, or 2 where the pair cannot run; N <= FEW_ROWS) from the
-    weights in torch's layout, its units split over numba's threads, or None. Called as step(x, h, c, w_ih, w_hh, b_ih,
-    b_hh, h_new, c_new, threads), all C-contiguous float32 (biases zeros when absent; c,
-    c_new any (N, H) arrays without a cell state). size: the layer's weight count
+    weights in torch's layout, its units split over numba's threads, or None. Called as
+    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, threads), all C-contiguous
+    float32 (biases zeros when absent; c, c_new any (N, H) arrays without a cell state).
+    size: the layer's weight count
     G*H * (I + H_out); below THREADED_MIN threads do not pay.
 
     Opt-in, never the default: numba's OpenMP threads spin after each step, and so do

@@ -34,7 +34,9 @@ FEW_ROWS, of PAIR_STEP_MIN weights and more, with numba, where the pair can run
 (pair.possible) and ``rnnlab.set_num_threads`` is unset or 2 (1: never; more than 2: numba's
 threads, rows_step_for); ``freeze(threads=1)`` never. One thread of the process at a time
 (the pair's lock; another thread's steps meanwhile run on one thread). The numbers are
-the one-thread row step's (the same units, the dot products in the same order).
+the one-thread row step's: the same units and dot products, bit for bit when half of H
+is a multiple of 8 (the rows go eight per pass), else to float32 rounding. The first
+step of a process measures the cycle counter's rate (a 5 ms sleep, once).
 """
 import os
 import time

@@ -136,18 +136,18 @@ def live_weights(fam, weights):
 
 
 def _rows(fam, w, threads):
-    """StepWeights' rows_step, rows_w, threads and pair_step for a frozen layer: the
-    pair's step (threads None or 2, where the pair can run), else the threaded step
-    (threads >= 2), a small layer's one-thread step (kernels.row_step_for), each with copies of the weights in torch's layout (zeros for absent biases)."""
+    """StepWeights' rows_step, rows_w, threads, row_step and pair_step for a frozen
+    layer ({} for none): the pair's step (threads 2, or None while set_num_threads is
+    unset or at most 2, where the pair can run), else numba's threaded step (threads >=
+    2), and a small layer's one-thread step (kernels.row_step_for), with copies of the
+    weights in torch's layout (zeros for absent biases)."""
     size = w.w_hh.shape[0] * (w.w_ih.shape[1] + w.w_hh.shape[1])
     dt, proj = w.w_ih.dtype, w.w_hr is not None
     t = get_num_threads() if threads is None else threads
     pair_k = (pair_step_for(fam, dt, proj, size)             # None: as set_num_threads
               if t <= 2 and threads != 1 and pair_step.possible() else None)   # says
     step = None if t < 2 or pair_k is not None else rows_step_for(fam, dt, proj, size)
-    one = None
-    if step is None:
-        step, one = None, row_step_for(fam, dt, proj, size)
+    one = None if step is not None else row_step_for(fam, dt, proj, size)
     if step is None and one is None and pair_k is None:
         return {}
     return dict(rows_step=step, threads=t, row_step=one, pair_step=pair_k, rows_w=(
