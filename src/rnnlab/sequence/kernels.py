@@ -39,7 +39,7 @@ in the gradients).
 process imports numba (~0.5 s); each kernel is then loaded from numba's cache (next to
 _compiled.py, or NUMBA_CACHE_DIR) on its own first use, so inference never builds the
 backward loops. The first use after installing compiles instead (measured: GRU's
-inference loop 3 s, LSTM's 7 s, every kernel of the four families 42 s on 2 cores),
+inference loop 3 s, LSTM's 7 s, every kernel of the four families 48 s on 2 cores),
 announced once per process with a KernelCompileWarning; ``rnnlab warmup`` does it ahead
 of time. If numba is missing or a kernel fails to compile, the NumPy path runs for it;
 nothing else changes.
