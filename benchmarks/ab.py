@@ -1,30 +1,54 @@
-"""A/B: this checkout's rnnlab against another source tree, in one process, interleaved.
+"""A/B: this checkout's rnnlab against another source tree, alternated in fresh processes.
 
     git archive HEAD~1 src/rnnlab | tar -x -C /tmp/old      # the tree to compare with
     python benchmarks/ab.py /tmp/old/src GRU 100,64,256,256 --reps 9
 
-Prints median ms of inference and of a training step for both trees. This machine's noise
-is 10-50% between runs, so only an interleaved A/B like this one can judge a change.
+Each repetition runs one fresh process per tree (the order alternates), each timing
+inference (eval mode) and a training step (forward + backward) as the median of --calls
+calls after one untimed call. Prints, per tree, the median of those medians and their
+range. Two trees cannot share one process: rnnlab imports some modules at first use,
+and a second copy under the same name would answer them. This machine's noise is
+10-50% between runs, so only an alternated A/B like this one can judge a change.
 """
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
-import time
 from pathlib import Path
 
+_CHILD = """
+import json, statistics, sys, time
 import numpy as np
+import rnnlab
+kind, (T, N, I, H), calls = sys.argv[1], map(int, sys.argv[2].split(",")), int(sys.argv[3])
+x = np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32)
+dy = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
+m = getattr(rnnlab, kind)(I, H, seed=0)
+out = {}
+for what in ("infer", "train"):
+    m.train(what == "train")
+    times = []
+    for _ in range(calls + 1):
+        t0 = time.perf_counter()
+        m(x)
+        if what == "train":
+            m.backward(dy)
+        times.append(time.perf_counter() - t0)
+    out[what] = statistics.median(times[1:])
+print(json.dumps(out))
+"""
 
 
-def load(src):
-    """Import the rnnlab package found under ``src``, as a fresh module."""
-    for name in [m for m in sys.modules if m == "rnnlab" or m.startswith("rnnlab.")]:
-        del sys.modules[name]
-    sys.path.insert(0, str(src))
-    try:
-        import rnnlab
-    finally:
-        sys.path.pop(0)
-    return rnnlab
+def run(src, kind, size, calls):
+    """{"infer": s, "train": s} measured in a fresh process importing rnnlab from src."""
+    env = dict(os.environ, PYTHONPATH=str(src))
+    r = subprocess.run([sys.executable, "-c", _CHILD, kind, size, str(calls)], env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"the process for {src} failed: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -32,27 +56,20 @@ def main():
     p.add_argument("other", help="a src directory holding another rnnlab package")
     p.add_argument("kind", choices=["RNN", "GRU", "LSTM"], help="layer class")
     p.add_argument("size", help="T,N,I,H")
-    p.add_argument("--reps", type=int, default=7, help="interleaved repetitions")
+    p.add_argument("--reps", type=int, default=7, help="alternated pairs of processes")
+    p.add_argument("--calls", type=int, default=9, help="timed calls per process")
     args = p.parse_args()
-    T, N, I, H = (int(v) for v in args.size.split(","))
-    here = load(Path(__file__).resolve().parent.parent / "src")
-    other = load(args.other)
-    x = np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32)
-    dy = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
-    mods = {"this": getattr(here, args.kind)(I, H, seed=0),
-            "other": getattr(other, args.kind)(I, H, seed=0)}
+    trees = {"this": Path(__file__).resolve().parent.parent / "src",
+             "other": Path(args.other).resolve()}
+    got = {k: [] for k in trees}
+    for rep in range(args.reps):
+        for k in (("this", "other") if rep % 2 == 0 else ("other", "this")):
+            got[k].append(run(trees[k], args.kind, args.size, args.calls))
     for what in ("infer", "train"):
-        times = {k: [] for k in mods}
-        for _ in range(args.reps + 1):
-            for k, m in mods.items():
-                m.train(what == "train")             # inference in eval mode
-                t0 = time.perf_counter()
-                m(x)
-                if what == "train":
-                    m.backward(dy)
-                times[k].append(time.perf_counter() - t0)
         print(f"{args.kind} {args.size} {what}: " + ", ".join(
-            f"{k} {statistics.median(v[1:]) * 1e3:.1f} ms" for k, v in times.items()))
+            f"{k} {statistics.median(r[what] for r in v) * 1e3:.2f} ms "
+            f"({min(r[what] for r in v) * 1e3:.2f}-{max(r[what] for r in v) * 1e3:.2f})"
+            for k, v in got.items()))
 
 
 if __name__ == "__main__":
