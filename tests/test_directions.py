@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import driver, kernels, pair
-from torch_pairs import three_calls_equal_torch
+from torch_pairs import in_threads, three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -204,21 +204,13 @@ def test_callers_on_many_threads_get_their_numbers(monkeypatch):
     xs = [np.random.default_rng(s).standard_normal((12, 3, 4)).astype(np.float32)
           for s in range(4)]
     want = [_one_thread(m, x) for m, x in zip(layers, xs)]
-    got, errors = [None] * 4, []
+    got = [None] * 4
 
     def work(i):
-        try:
-            with rnnlab.no_grad():
-                for _ in range(30):
-                    got[i] = layers[i](xs[i])
-        except Exception as exc:                     # pragma: no cover - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+        with rnnlab.no_grad():
+            for _ in range(30):
+                got[i] = layers[i](xs[i])
+    assert not in_threads(work, 4)
     for g, w in zip(got, want):
         _equal(g, w)
     pair._state.update(cool=0.0, low=0)

@@ -10,6 +10,7 @@ from hypothesis import given, strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import kernels
+from torch_pairs import script_prints_ok
 
 numba = pytest.importorskip("numba")
 from rnnlab.sequence import _compiled  # noqa: E402  (needs numba)
@@ -325,15 +326,9 @@ def test_threaded_step_survives_fork(tmp_path):
     """GNU OpenMP aborts a forked child that starts threads when its parent used them: a
     child runs the same step in its own thread, with the same numbers. In a fresh
     interpreter (this one may hold other libraries' threads, which fork does not like)."""
-    import subprocess
-    import sys
     if not built():
         pytest.skip("kernels did not build here")
-    script = tmp_path / "fork_step.py"
-    script.write_text(_FORK_SCRIPT)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       timeout=180)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+    script_prints_ok(tmp_path, "fork_step.py", _FORK_SCRIPT)
 
 
 def test_freeze_threads_argument():

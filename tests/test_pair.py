@@ -17,7 +17,7 @@ import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
 from rnnlab.sequence import kernels, pair
-from torch_pairs import three_calls_equal_torch
+from torch_pairs import in_threads, three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -235,21 +235,13 @@ def test_callers_on_many_threads_get_their_numbers_and_blas_back(small):
         rnnlab.set_num_threads(1)
         want = [m(x)[0] for m, x in zip(layers, xs)]
         kernels._state["threads"] = None
-    got, errors = [None] * 4, []
+    got = [None] * 4
 
     def work(i):
-        try:
-            with rnnlab.no_grad():
-                for _ in range(20):
-                    got[i] = layers[i](xs[i])[0]
-        except Exception as exc:                     # pragma: no cover - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and get() == before
+        with rnnlab.no_grad():
+            for _ in range(20):
+                got[i] = layers[i](xs[i])[0]
+    assert not in_threads(work, 4) and get() == before
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     assert True in small

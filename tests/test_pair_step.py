@@ -5,8 +5,6 @@ row step, and the rules: never when asked not to, a busy pair or a worker withou
 costs time and never a result, a sequence call or another family's step makes a spinning
 worker leave, the cool-down, a forked child."""
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,7 +15,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import kernels, pair, pair_step
-from torch_pairs import torch_pair
+from torch_pairs import edit_both, script_prints_ok, torch_pair
 
 needs = pytest.mark.skipif(not pair_step.possible(), reason="the pair cannot run here")
 
@@ -67,14 +65,7 @@ def test_steps_on_the_pair_equal_torch_and_see_edits(cls, kw, H):
     x1 = rng.standard_normal((1, H)).astype(np.float32)
     assert _served_while(lambda: om.step(x1))
     for N, edit in ((1, None), (2, "scale"), (4, "nan"), (3, None)):
-        if edit == "scale":
-            with torch.no_grad():
-                tm.weight_hh_l1.mul_(0.5)
-            om.weight_hh_l1[...] *= 0.5                       # in place: seen at once
-        elif edit == "nan":
-            with torch.no_grad():
-                tm.weight_ih_l0[7, 3] = float("nan")
-            om.weight_ih_l0[7, 3] = np.nan
+        edit_both(torch, tm, om, edit, (7, 3))                # in place: seen at once
         xs = rng.standard_normal((6, N, H)).astype(np.float32)
         xs[2, 0, 5] = np.inf
         with torch.no_grad():
@@ -252,11 +243,7 @@ if __name__ == "__main__":
 @needs
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_steps_with_its_own_worker(tmp_path):
-    script = tmp_path / "fork_pair_step.py"
-    script.write_text(_FORK)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       timeout=180)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+    script_prints_ok(tmp_path, "fork_pair_step.py", _FORK)
 
 
 @needs

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import kernels, stepper
-from torch_pairs import torch_pair
+from torch_pairs import edit_both, torch_pair
 
 needs = pytest.mark.skipif(not kernels.available(), reason="compiled kernels are off")
 CASES = [(RNN, {}), (RNN, {"nonlinearity": "relu"}), (GRU, {}), (LSTM, {}),
@@ -47,14 +47,7 @@ def test_live_and_frozen_steps_equal_torch_and_see_edits(cls, kw, counted):
     rng = np.random.default_rng(1)
     state = tstate = fstate = None
     for t, edit in enumerate([None, None, "scale", "nan", None]):
-        if edit == "scale":
-            with torch.no_grad():
-                tm.weight_hh_l1.mul_(0.5)
-            om.weight_hh_l1[...] *= 0.5                      # in place: nothing tells rnnlab
-        elif edit == "nan":
-            with torch.no_grad():
-                tm.weight_ih_l0[3, 2] = float("nan")
-            om.weight_ih_l0[3, 2] = np.nan
+        edit_both(torch, tm, om, edit, (3, 2))
         x = rng.standard_normal((3, 5)).astype(np.float32)
         x[1, 4] = np.inf if t == 1 else x[1, 4]
         with warnings.catch_warnings():

@@ -1,6 +1,12 @@
-"""A torch layer and an rnnlab float32 layer with the same parameters, and the three calls
-(zero state, a given state, unbatched) compared between them: shared by the tests of the
-threaded paths (test_pair, test_directions, test_row_step)."""
+"""Shared by the tests of the threaded and compiled step paths (test_pair,
+test_directions, test_row_step, test_pair_step, test_kernels): a torch layer and an rnnlab
+float32 layer with the same parameters, the three calls (zero state, a given state,
+unbatched) compared between them, the same in-place edit of both, work on several threads
+at once, and a script in a fresh interpreter."""
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import pytest
 
@@ -42,3 +48,43 @@ def three_calls_equal_torch(cls, kw, T, N, seed=0):
         for a, b in zip(s if cls is LSTM else [s], ts if cls is LSTM else [ts]):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
     return om, calls, got
+
+
+def edit_both(torch, tm, om, edit, at):
+    """The same in-place edit of torch's layer and rnnlab's (nothing tells rnnlab):
+    "scale" halves weight_hh_l1, "nan" puts NaN into weight_ih_l0[at]; None: nothing."""
+    if edit == "scale":
+        with torch.no_grad():
+            tm.weight_hh_l1.mul_(0.5)
+        om.weight_hh_l1[...] *= 0.5
+    elif edit == "nan":
+        with torch.no_grad():
+            tm.weight_ih_l0[at] = float("nan")
+        om.weight_ih_l0[at] = np.nan
+
+
+def in_threads(work, n):
+    """work(i) for i < n, each on a thread of its own, all at once; returns what they
+    raised."""
+    errors = []
+
+    def run(i):
+        try:
+            work(i)
+        except Exception as exc:                     # pragma: no cover - returned
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def script_prints_ok(tmp_path, name, text):
+    """Runs ``text`` as a script in a fresh interpreter; asserts it printed ok."""
+    script = tmp_path / name
+    script.write_text(text)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

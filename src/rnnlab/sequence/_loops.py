@@ -18,6 +18,8 @@ from ..tuning import PAIR_STEAL
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, sched_yield, ticks)
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
+from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_SEQ,
+                   B_SERVED, B_STATE, B_WAKE)
 
 def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
     """The time loop of one direction. gx (T, N, G*H): x W_ih^T with b_ih and the b_hh of
@@ -247,22 +249,13 @@ def ROWS(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, P):
                    (p + 1) * H // P)
 
 
-#: The pair's step box (an int64 array, pair_step.py): requests posted, the last request
-#: whose second half is claimed, the last one the worker finished, the family key the
-#: worker spins for (0: none), the leave generation, the request's family key, then the
-#: request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new), N, I,
-#: H, the spin's budget in ticks, a wake pending, requests the worker served
-B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
-B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED = 15, 16, 17, 18, 19, 20
-
-
 def ROWS_ONE(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, role, box, key, gen):
     """ROWS in the calling thread, in one of three roles (one call site of ROWS_BLOCK, so
     that the family's units are compiled once):
 
     - role 0: the whole step (the small layers' step, kernels.row_step_for). Returns 0.
     - role 1, the pair's caller (pair_step.py): posts the request (the arrays' addresses)
-      in ``box`` for family ``key``, computes the first half of the units, then claims the
+      in ``box`` (layout: pair.py, B_*) for family ``key``, computes the first half of the units, then claims the
       second (box[B_CLAIM]: s - 1 -> s, which only request s can win): won, it computes
       that half too and returns 0; lost, the worker has it: waits for it, returns the
       ticks waited + 1.

@@ -57,7 +57,8 @@ _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for
 _THREADED = {}           # family -> rows_step_for's step (the threaded rows, or serial)
 FAILED = {}              # kind -> why its kernels did not build (NumPy runs for it)
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
-NO_BOX = np.zeros(24, np.int64)              # the box argument of a one-thread rows step
+NO_BOX = np.zeros(1, np.int64)               # the box argument of ROWS_ONE's role 0 (it
+#                                              reads only box[0])
 _NONE2 = np.zeros((1, 1), np.float32)        # a 2-D argument a family does not read
 
 
@@ -268,8 +269,8 @@ def rows_step_for(fam, dtype, has_proj, size):
     weights in torch's layout, its units split over numba's threads, or None. Called as
     step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, threads), all C-contiguous
     float32 (biases zeros when absent; c, c_new any (N, H) arrays without a cell state).
-    size: the layer's weight count
-    G*H * (I + H_out); below THREADED_MIN threads do not pay.
+    size: the layer's weight count G*H * (I + H_out); below THREADED_MIN threads do not
+    pay.
 
     Opt-in, never the default: numba's OpenMP threads spin after each step, and so do
     OpenBLAS's after its calls; a threaded BLAS call between two steps (a large output
@@ -286,25 +287,24 @@ def rows_step_for(fam, dtype, has_proj, size):
 
 
 def row_step_for(fam, dtype, has_proj, size):
-    """The compiled step of a few rows in the calling thread (``_loops.ROWS`` compiled
-    without threads: one call per layer from the weights in torch's layout), or None.
-    Taken by ``layer.step`` at N <= FEW_ROWS for float32 layers of fewer than
-    THREADED_MIN weights (``size`` as rows_step_for's), where it beats two BLAS
-    matrix-vector products and the compiled cell (GRU H 64: 3.1 vs 6.1 us, LSTM H 128:
-    9.7 vs 12.1; even at H 256, where OpenBLAS's threads take over). Called as
-    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 0, NO_BOX, 0, 0) (_loops.ROWS_ONE,
-    role 0; the pair's step, pair_step.py, calls it in its other roles)."""
-    if dtype != np.float32 or has_proj or size >= THREADED_MIN:
-        return None
-    k = kernels(fam, "rows")
-    return None if k is None else k.get("rows_1")
+    """The compiled step of a few rows in the calling thread (``_loops.ROWS_ONE``, role 0:
+    one call per layer from the weights in torch's layout), or None. Taken by
+    ``layer.step`` at N <= FEW_ROWS for float32 layers of fewer than THREADED_MIN weights
+    (``size`` as rows_step_for's), where it beats two BLAS matrix-vector products and the
+    compiled cell (GRU H 64: 3.1 vs 6.1 us, LSTM H 128: 9.7 vs 12.1; even at H 256, where
+    OpenBLAS's threads take over). Called as step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new,
+    c_new, 0, NO_BOX, 0, 0)."""
+    return None if size >= THREADED_MIN else _rows_one(fam, dtype, has_proj)
 
 
 def pair_step_for(fam, dtype, has_proj, size):
-    """The compiled row step (_loops.ROWS_ONE) for the pair's step (pair_step.py) of a
-    layer of ``size`` weights, or None: float32, no projection, PAIR_STEP_MIN weights
-    and more."""
-    if dtype != np.float32 or has_proj or size < PAIR_STEP_MIN:
+    """The same compiled function for the pair's step (pair_step.py calls it in its other
+    roles) of a layer of ``size`` weights, or None: PAIR_STEP_MIN weights and more."""
+    return None if size < PAIR_STEP_MIN else _rows_one(fam, dtype, has_proj)
+
+
+def _rows_one(fam, dtype, has_proj):
+    if dtype != np.float32 or has_proj:
         return None
     k = kernels(fam, "rows")
     return None if k is None else k.get("rows_1")
@@ -386,7 +386,7 @@ def _warm(fam, k):
     if "back" in k:
         k["back"](h, h, g2, store[0], h, h, g2.copy(), np.zeros((2, max(GH - FH, 1)), f32),
                   h.copy(), h.copy())
-    if "rows_1" in k:              # the small layers' step (row_step_for): P = 1
+    if "rows_1" in k:              # the row steps (row_step_for, pair_step_for): role 0
         x1 = np.zeros((1, 1), f32)
         k["rows_1"](x1, x1.copy(), x1.copy(), np.zeros((GH, 1), f32), np.zeros((GH, 1), f32),
                     z1, z1, x1.copy(), x1.copy(), 0, NO_BOX, 0, 0)

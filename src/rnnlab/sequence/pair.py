@@ -57,9 +57,15 @@ from . import kernels
 _state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
           "low": 0}
 
-#: the pair's step box (pair_step.py, _loops.ROWS_ONE); its [4] is bumped before every
-#: sequence job so that a worker spinning for steps leaves for it at once
-STEP_BOX = np.zeros(24, np.int64)
+#: The pair's step box (pair_step.py, _loops.ROWS_ONE), an int64 array: requests posted,
+#: the last request whose second half is claimed, the last one the worker finished, the
+#: family key the worker spins for (0: none), the leave generation (bumped before every
+#: sequence job, so that a worker spinning for steps leaves for it at once), the request's
+#: family key, then the request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh,
+#: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served.
+B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
+B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED = 15, 16, 17, 18, 19, 20
+STEP_BOX = np.zeros(B_SERVED + 1, np.int64)
 
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
@@ -224,7 +230,7 @@ class _Worker:
 
 def _worker(leave_steps=True):
     if leave_steps:
-        STEP_BOX[4] += 1
+        STEP_BOX[B_GEN] += 1
     w = _state["worker"]
     if w is None or w.pid != os.getpid():   # the first call, or a forked child
         w = _state["worker"] = _Worker()

@@ -46,9 +46,9 @@ import numpy as np
 from ..tuning import (PAIR_STEP_BACKOFF, PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW,
                       PAIR_STEP_SPIN)
 from . import kernels, pair
+from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
-BOX = pair.STEP_BOX                      # layout: _loops.B_* (not imported: numba)
-B_STATE, B_GEN, B_BUDGET, B_WAKE, B_SERVED = 3, 4, 18, 19, 20
+BOX = pair.STEP_BOX
 _D2, _D1 = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
 _state = {"pid": None, "possible": False, "rate": None, "low": 0, "again": 0, "empty": 0,
           "good": 0, "keys": {}}

@@ -75,13 +75,13 @@ class StepWeights(NamedTuple):
     b_fold: Optional[np.ndarray] = None    # live: b_hh of the folded gates, added to gx
     rows: bool = False              # live: the kernel reads W_hh itself (w_hh_t.T)
     rows_step: object = None        # the threaded compiled step (kernels.rows_step_for)
-    rows_w: tuple = ()              # its (w_ih, w_hh, b_ih, b_hh), torch's layout (live: the
-    #                                 parameters, taken when set_num_threads(k >= 3))
+    rows_w: tuple = ()              # (w_ih, w_hh, b_ih, b_hh) in torch's layout for the
+    #                                 three row steps (live: the parameters themselves)
     threads: int = 1                # its threads
     rows_size: int = 0              # live: the layer's weights, for rows_step_for
     blas: Optional[tuple] = None    # up to FEW_ROWS rows: (w_x, w_h, b_ih, b_hh, cell), see
     #                                 _blas_step
-    row_step: object = None         # live: the one-thread compiled step of a small layer
+    row_step: object = None         # the one-thread compiled step of a small layer
     #                                 (kernels.row_step_for), from rows_w
     pair_step: object = None        # the pair's step of a large one (pair_step.py), from
     #                                 rows_w
@@ -257,6 +257,18 @@ def _live_rows_step(fam, dt, size):
     return _LIVE_ROWS[key]
 
 
+def _compiled_layer(fam, s, on, inp, hk, ck, hn, cn):
+    """One layer's step by a compiled row step: the pair's (``on``: it may run now; the
+    pair free), else a small layer's one-thread step. False: neither ran."""
+    if on and s.pair_step is not None and pair_step.step(fam, s.pair_step, inp, hk, ck,
+                                                         *s.rows_w, hn, cn):
+        return True
+    if s.row_step is None:
+        return False
+    s.row_step(inp, hk, ck, *s.rows_w, hn, cn, 0, NO_BOX, 0, 0)
+    return True
+
+
 def compiled_steps(fam, x, layers, h, c):
     """step_layers where every layer has a compiled step for these rows (a small layer's
     one-thread step, or the pair's when it may run), with nothing else around them (no
@@ -276,9 +288,8 @@ def compiled_steps(fam, x, layers, h, c):
     for k, s in enumerate(layers):
         hk, hn = h[k], h_new[k]
         ck, cn = (hk, hn) if c is None else (c[k], c_new[k])
-        if not (on and s.pair_step is not None
-                and pair_step.step(fam, s.pair_step, inp, hk, ck, *s.rows_w, hn, cn)):
-            (s.row_step or s.pair_step)(inp, hk, ck, *s.rows_w, hn, cn, 0, NO_BOX, 0, 0)
+        if not _compiled_layer(fam, s, on, inp, hk, ck, hn, cn):     # the pair busy: its
+            s.pair_step(inp, hk, ck, *s.rows_w, hn, cn, 0, NO_BOX, 0, 0)   # step alone
         inp = hn
     return h_new, c_new
 
@@ -295,30 +306,25 @@ def step_layers(fam, x, layers, h, c):
     c_new = None if c is None else np.empty(c.shape, dtype=dt)
     inp = x
     threads = get_num_threads()
+    on = N <= FEW_ROWS and any(s.pair_step is not None for s in layers) and pair_step.on()
     with np.errstate(**_QUIET):
         for k, s in enumerate(layers):
-            if N <= FEW_ROWS and s.pair_step is not None and pair_step.on():
-                hk = ready(h[k])
-                ck = hk if c is None else ready(c[k])
-                if pair_step.step(fam, s.pair_step, ready(inp), hk, ck, *s.rows_w, h_new[k],
-                                  h_new[k] if c is None else c_new[k]):
+            if N <= FEW_ROWS and (s.row_step is not None or s.pair_step is not None):
+                hk = ready(h[k])                             # the pair's or a small
+                ck = hk if c is None else ready(c[k])        # layer's compiled step
+                if _compiled_layer(fam, s, on, ready(inp), hk, ck, h_new[k],
+                                   h_new[k] if c is None else c_new[k]):
                     inp = h_new[k]
                     continue
             rows_step, t = s.rows_step, s.threads
-            if rows_step is None and s.row_step is not None:   # small: one thread (no
-                rows_step, t = s.row_step, 0                   # threaded step for it)
-            elif (rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS
-                  and (s.pair_step is None or threads > 2)):
+            if (rows_step is None and s.rows_size and threads > 1 and N <= FEW_ROWS
+                    and (s.pair_step is None or threads > 2)):
                 rows_step, t = _live_rows_step(fam, dt, s.rows_size), threads
             if rows_step is not None and N <= FEW_ROWS:         # threaded, compiled
                 hk = ready(h[k])
                 ck = hk if c is None else ready(c[k])
-                args = (ready(inp), hk, ck, *s.rows_w, h_new[k],
-                        h_new[k] if c is None else c_new[k])
-                if t:
-                    rows_step(*args, t)
-                else:                                           # ROWS_ONE, role 0
-                    rows_step(*args, 0, NO_BOX, 0, 0)
+                rows_step(ready(inp), hk, ck, *s.rows_w, h_new[k],
+                          h_new[k] if c is None else c_new[k], t)
                 inp = h_new[k]
                 continue
             if s.blas is not None and N <= FEW_ROWS:          # BLAS per row, torch's layout
