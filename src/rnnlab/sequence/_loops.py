@@ -21,9 +21,11 @@ from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_SEQ,
                    B_SERVED, B_STATE, B_WAKE)
 
-def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
-    """The time loop of one direction. gx (T, N, G*H): x W_ih^T with b_ih and the b_hh of
-    the folded gates; w_hh_t (H_out, G*H), or with rows=True W_hh itself (G*H, H_out);
+def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
+    """The time loop of one direction. gx (T, N, G*H): x W_ih^T; bias (G*H,): b_ih with the
+    b_hh of the folded gates, added to gx step by step (empty: none, or gx has it; one
+    pass while gx[t] is hot, not NumPy's pass over all of gx: LSTM (50, 16, 32, 32) 18 us
+    less of 0.29 ms); w_hh_t (H_out, G*H), or with rows=True W_hh itself (G*H, H_out);
     b_rest: the b_hh of the other gates ((G-F)*H, zeros without bias); h0, c0 (N, H)
     (c0: any (N, H) array without a cell state); out (T, N, H) the outputs; c_n (N, H)
     receives the last c. record=True leaves the gate values in gx and the stored values in
@@ -39,6 +41,10 @@ def SEQUENCE(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record)
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
+        if bias.shape[0] > 0:
+            for n in range(N):
+                for j in range(GH):
+                    gx[t, n, j] += bias[j]
         _recurrent(A, gx[t], b_rest, prev, w_hh_t, FH, rows)
         for n in range(N):
             if record:                 # a constant flag each: LLVM drops the dead stores

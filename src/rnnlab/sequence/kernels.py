@@ -57,6 +57,7 @@ _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for
 _THREADED = {}           # family -> rows_step_for's step (the threaded rows, or serial)
 FAILED = {}              # kind -> why its kernels did not build (NumPy runs for it)
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
+NO_BIAS = np.zeros(0, np.float32)            # the bias argument of a loop without one
 NO_BOX = np.zeros(1, np.int64)               # the box argument of ROWS_ONE's role 0 (it
 #                                              reads only box[0])
 _NONE2 = np.zeros((1, 1), np.float32)        # a 2-D argument a family does not read
@@ -197,7 +198,7 @@ def ready(a):
 def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False):
     """The compiled time loop for this call, or None (the NumPy path).
 
-    Forward: kernel(gx, w_hh_t, b_rest, h0, c0, reverse, out, c_n, rows, store, record);
+    Forward: kernel(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record);
     backward=True: kernel(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse,
     dgx, dgr) (_compiled.SEQUENCE, SEQUENCE_BACK). Every array C-contiguous float32."""
     if dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > COMPILED_LOOP_MAX:
@@ -369,8 +370,8 @@ def _warm(fam, k):
     out, g2 = np.zeros((2, 2, 1), f32), np.zeros((2, GH), f32)
     if "forward" in k:
         for rows, w in ((False, np.zeros((1, GH), f32)), (True, np.zeros((GH, 1), f32))):
-            k["forward"](gx, w, np.zeros(GH - FH, f32), h, h.copy(), False, out, h.copy(),
-                         rows, store, True)
+            k["forward"](gx, w, z1, np.zeros(GH - FH, f32), h, h.copy(), False, out,
+                         h.copy(), rows, store, True)
     if "pair" in k:                # alone (p = 0): it takes both halves of every step
         H2, sync = np.zeros((1, 2), f32), np.zeros(9, np.int64)
         sync[6] = 1

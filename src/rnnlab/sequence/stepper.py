@@ -53,8 +53,8 @@ import numpy as np
 from ..tuning import (BLAS_ROWS, COMPILED_LOOP_MAX, FEW_ROWS, JOINT_WINS, PER_ROW_ALWAYS,
                       PER_ROW_MIN, THREADED_MIN)
 from . import pair_step
-from .kernels import (NO_BOX, NO_STORE, cell_for, get_num_threads, is_ready, kernel_for,
-                      pair_step_for, ready, row_step_for, rows_step_for)
+from .kernels import (NO_BIAS, NO_BOX, NO_STORE, cell_for, get_num_threads, is_ready,
+                      kernel_for, pair_step_for, ready, row_step_for, rows_step_for)
 from .linalg import dot, per_row, transposed
 from .records import LayerWeights
 
@@ -342,8 +342,8 @@ def step_layers(fam, x, layers, h, c):
                 if s.b_fold is not None:
                     gx[:, :s.b_fold.shape[0]] += s.b_fold
                 hk = ready(h[k])
-                s.kernel(gx[None], s.w_hh_t.T if s.rows else s.w_hh_t, s.b_rest, hk,
-                         hk if c is None else ready(c[k]), False,
+                s.kernel(gx[None], s.w_hh_t.T if s.rows else s.w_hh_t, NO_BIAS, s.b_rest,
+                         hk, hk if c is None else ready(c[k]), False,
                          h_new[k][None], hk if c is None else c_new[k], s.rows, NO_STORE,
                          False)
                 inp = h_new[k]
