@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
-from rnnlab.sequence import driver, kernels, pair
+from rnnlab.sequence import blas, driver, kernels, pair
 from torch_pairs import in_threads, three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
@@ -110,11 +110,11 @@ def test_a_worker_without_a_core_cools_down(monkeypatch, both):
     m = GRU(4, 8, bidirectional=True, dtype=np.float32, seed=0)
     x = np.random.default_rng(0).standard_normal((6, 2, 4)).astype(np.float32)
     want = _one_thread(m, x)
-    monkeypatch.setattr(pair, "_worker", lambda: type("W", (), {"jobs": _Sink()})())
+    monkeypatch.setattr(pair, "_worker", lambda **kw: type("W", (), {"jobs": _Sink()})())
     get, put = pair._blas()
     before = get()
     put(2)                                       # what it holds to one thread
-    monkeypatch.setattr(pair, "_HOLD", dict(pair._HOLD, count=0))
+    monkeypatch.setattr(blas, "_HOLD", dict(blas._HOLD, count=0))
     seen = []
     monkeypatch.setattr(driver, "_aside", lambda direction, d: (
         seen.append(get()), direction(d, driver.PLAIN, False, True))[1])

@@ -62,7 +62,7 @@ def _one_thread(fam, halves, rest, T, H, reverse):
     gx = gx + bias
     out, c_n = np.empty((T, 1, H), np.float32), np.empty((1, H), np.float32)
     k = kernels.kernels(fam, "sequence").get("forward")
-    k(np.ascontiguousarray(gx), np.ascontiguousarray(w_hh.T), b_rest, h0,
+    k(np.ascontiguousarray(gx), np.ascontiguousarray(w_hh.T), kernels.NO_BIAS, b_rest, h0,
       c0 if fam.has_cell_state else h0, reverse, out, c_n, False, kernels.NO_STORE, False)
     return out, c_n
 
@@ -179,7 +179,7 @@ def test_a_low_share_cools_the_pair_down(monkeypatch, small):
     monkeypatch.setattr(pair, "PAIR_COOL", 60.0)
     m = LSTM(3, 4, dtype=np.float32, seed=0)
     x = np.ones((40, 1, 3), np.float32)
-    monkeypatch.setattr(pair, "_worker", lambda: type("W", (), {"jobs": _Sink()})())
+    monkeypatch.setattr(pair, "_worker", lambda **kw: type("W", (), {"jobs": _Sink()})())
     with rnnlab.no_grad():
         y = m(x)[0]                                        # the worker never comes
         assert pair._state["cool"] < pair.time.monotonic()    # once: a hiccup

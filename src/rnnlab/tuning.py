@@ -67,6 +67,16 @@ PAIR_STEAL = 100
 PAIR_LOW = 0.2
 PAIR_COOL = 0.05
 
+#: Seconds the pair's worker spins for the next job after a run_both job asking for it
+#: (a batch split in halves, sequence/driver.py), and that the caller spins for the
+#: worker's half before sleeping: a wake through the job queue costs ~30 us here.
+PAIR_SPIN = 300e-6
+
+#: Recurrent multiply-adds of a call (T * N * G*H * H_out) from which an unrecorded call
+#: of 2 rows or more on the compiled loop runs its rows in two halves, one per thread of
+#: the pair (measured in BENCHMARKS.md).
+ROWS_SPLIT_MIN = 1 << 22
+
 #: Recurrent multiply-adds of one direction (T * N * G*H * H_out) from which an unrecorded
 #: bidirectional layer runs its two directions at once on the pair's two threads
 #: (sequence/pair.py, run_both): measured in BENCHMARKS.md.

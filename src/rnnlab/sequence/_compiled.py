@@ -227,6 +227,23 @@ def now_ticks():
     return ticks()
 
 
+@njit(cache=True, nogil=True)
+def await_change(box, i, seen, budget, grace):
+    """Spin until box[i] != seen (True) or ``budget`` cycle-counter ticks pass (False),
+    pausing and yielding the core at every look (a thread that needs it gets it); after a
+    change, ``grace`` ticks more (time for the thread that made it to let go of the GIL)."""
+    t0 = ticks()
+    while atomic_load(box, i) == seen:
+        if ticks() - t0 > budget:
+            return False
+        cpu_relax()
+        sched_yield()
+    t0 = ticks()
+    while ticks() - t0 < grace:
+        cpu_relax()
+    return True
+
+
 #: what a family's scalar units may call, by name (cells/activations.py has the NumPy side)
 PRIMITIVES = {"sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "ONE": ONE, "ZERO": ZERO}
 

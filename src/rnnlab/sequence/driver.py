@@ -31,7 +31,8 @@ from ..tuning import BLAS_ROWS, FEW_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
-from .pair import directions_wanted, one_blas_thread, pair_kernel, run_both, wanted
+from .pair import (directions_wanted, one_blas_thread, pair_kernel, rows_wanted, run_both,
+                   wanted)
 from .pair import run as run_pair
 from .pool import PLAIN, Pool
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -72,6 +73,10 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
         done = _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out)
         if done is not None:
             return (*done, None)
+    elif not record and not alone and sizes is None and rows_wanted(
+            fam, inp.dtype, T, N, *w.w_hh.shape, w.w_hr is not None):
+        return (*_rows_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out),
+                None)
     with one_blas_thread() if two else contextlib.nullcontext():  # the pair's, run alone
         gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,           # all steps
                        out=lease.empty((T * N, w.w_ih.shape[0]), inp.dtype))
@@ -195,15 +200,67 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
 
+def _rows_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
+    """One direction of an unrecorded call on the compiled loop, its rows in two halves
+    (pair.rows_wanted): the first here, the second on the pair's worker (or here after
+    the first when the worker is busy or cooling down), each with its own input
+    projection (one OpenBLAS thread) and time loop, each writing its rows of the
+    outputs. The rows never meet, so the numbers are the whole call's to the bit.
+    Returns out (T, N, H), h_n, c_n."""
+    T, N, I = inp.shape
+    GH, H_out = w.w_hh.shape
+    dt = inp.dtype
+    kernel = kernel_for(fam, dt, N, GH, H_out, False)
+    w_hh_t = ready(transposed(w.w_hh, copy=False))
+    b = NO_BIAS if bias is None else ready(bias)
+    rest = ready(np.zeros(GH - _folded(fam, GH), dt) if b_rest is None else b_rest)
+    out = (lease if pool_out else PLAIN).empty((T, N, H_out), dt)
+    c_n = None if c0 is None else np.empty(c0.shape, dt)
+
+    m = N - N // 2
+    parts = [_rows_part(inp, h0, c0, r0, r1, GH, lease) for r0, r1 in ((0, m), (m, N))]
+
+    def run(part):           # everything allocated before: no Python between its calls,
+        x, gx, o, h, c, cn, r0, r1 = part        # whose turns at the GIL cost ~30 us each
+        np.matmul(x, w.w_ih.T, out=gx.reshape(x.shape[0], GH))
+        kernel(gx, w_hh_t, b, rest, h, c, reverse, o, cn, False, NO_STORE, False)
+        out[:, r0:r1] = o
+        if c_n is not None:
+            c_n[r0:r1] = cn
+
+    run_both(lambda: run(parts[0]), lambda: run(parts[1]), spin=_SPIN)
+    for part in parts:
+        lease.give_back(part[1])
+        lease.give_back(part[2])
+    return out, out[0 if reverse else T - 1], c_n
+
+
+def _rows_part(inp, h0, c0, r0, r1, GH, lease):
+    """The arrays of rows r0:r1 for _rows_forward: (x (T*n, I), gx (T, n, G*H), out
+    (T, n, H), h0, c0, c_n, r0, r1), C-contiguous (c0 and c_n: h0 without a cell state)."""
+    T, n, dt = inp.shape[0], r1 - r0, inp.dtype
+    x = np.ascontiguousarray(inp[:, r0:r1]).reshape(T * n, inp.shape[2])
+    h = ready(h0[r0:r1])
+    c, cn = (h, h) if c0 is None else (ready(c0[r0:r1]), np.empty((n, c0.shape[1]), dt))
+    return (x, lease.empty((T, n, GH), dt), lease.empty((T, n, h0.shape[1]), dt), h, c, cn,
+            r0, r1)
+
+
+_SPIN = True
 _ASIDE = threading.local()      # per thread: the scratch of run_both's second direction
 ASIDE_POOLS = weakref.WeakSet()  # those pools (tests)
 
 
 def _aside(direction, d):
-    """direction(d) from a lease of its own (the caller's lease is not shared between
-    threads), its outputs allocated plainly; every scratch buffer back when done. The
-    pool is the running thread's: the worker's, or a caller's that runs it itself while
-    the worker runs another caller's (pools are not thread-safe)."""
+    """direction(d) from a lease of its own (_own_lease), its outputs allocated plainly."""
+    return _own_lease(lambda lease: direction(d, lease, False, True))
+
+
+def _own_lease(fn):
+    """fn(lease) with a lease of its own (the caller's lease is not shared between
+    threads); every scratch buffer back when done. The pool is the running thread's: the
+    worker's, or a caller's that runs it itself while the worker runs another caller's
+    (pools are not thread-safe)."""
     pool = getattr(_ASIDE, "pool", None)
     if pool is None:
         pool = _ASIDE.pool = Pool()
@@ -211,7 +268,7 @@ def _aside(direction, d):
     lease = pool.lease()
     try:
         with np.errstate(**_QUIET):                     # per thread: the worker's own
-            return direction(d, lease, False, True)
+            return fn(lease)
     finally:
         lease.release()
 

@@ -38,7 +38,6 @@ set to 1. The numbers equal the one-thread loop's to float32 rounding (the dot p
 are summed in another order). Measured (BENCHMARKS.md, benchmarks/pair_steps.py): LSTM
 (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms, GRU 1.55 -> 1.07, RNN (100, 1, 512, 512) 2.2 -> 1.3.
 """
-import contextlib
 import os
 import platform
 import queue
@@ -48,13 +47,15 @@ import time
 
 import numpy as np
 
-from ..tuning import DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS
+from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN,
+                      ROWS_SPLIT_MIN)
 from . import kernels
+from .blas import _blas, one_blas_thread
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
 #: call's sync array (who took which half)
-_state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
+_state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
           "low": 0}
 
 #: The pair's step box (pair_step.py, _loops.ROWS_ONE), an int64 array: requests posted,
@@ -66,6 +67,9 @@ _state = {"worker": None, "blas": None, "lock": threading.Lock(), "cool": 0.0, "
 B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
 B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED = 15, 16, 17, 18, 19, 20
 STEP_BOX = np.zeros(B_SERVED + 1, np.int64)
+
+#: The worker's board: jobs posted (``_post``).
+BOARD = np.zeros(1, np.int64)
 
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
@@ -79,48 +83,6 @@ def usable_cpus():
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _find_openblas():
-    """(get, set) of NumPy's OpenBLAS thread count (ctypes), or None when NumPy's BLAS is
-    not an OpenBLAS found in this process's mappings."""
-    import ctypes
-    try:
-        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    except Exception:                       # older NumPy: trust the mappings alone
-        info = "openblas"
-    if "openblas" not in str(info).lower():
-        return None
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:
-        return None
-    here = os.path.dirname(np.__file__)                 # numpy/ and, from a wheel, numpy.libs/
-    paths = sorted(p for p in paths if p.startswith("/"))
-    mine = [p for p in paths if p.startswith((here + os.sep, here + ".libs" + os.sep))]
-    mine = mine or paths                                # a system OpenBLAS: if it is the only one
-    if len(mine) != 1:
-        return None
-    try:
-        lib = ctypes.CDLL(mine[0])
-    except OSError:
-        return None
-    for prefix in ("scipy_openblas", "openblas"):
-        for suffix in ("64_", ""):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                return get, put
-    return None
-
-
-def _blas():
-    if _state["blas"] is None:
-        _state["blas"] = _find_openblas() or False
-    return _state["blas"]
 
 
 def possible():
@@ -156,6 +118,16 @@ def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
+def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj):
+    """Whether an unrecorded call of N >= 2 rows on the compiled loop (kernels.kernel_for)
+    should run its rows in two halves, one per thread (driver._rows_forward): the rows of
+    a batch never meet, so the threads meet once, at the end. From ROWS_SPLIT_MIN
+    recurrent multiply-adds; not for a call the pair runs by units."""
+    return (N >= 2 and T * N * GH * H_out >= ROWS_SPLIT_MIN and enabled()
+            and not wanted(fam, dtype, N, GH, H_out, has_proj)
+            and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
+
+
 def pair_kernel(fam):
     """The compiled two-thread loop (kernels: "pair") for a call ``wanted`` says is one,
     or None (no kernel, or the pair is cooling down)."""
@@ -163,36 +135,6 @@ def pair_kernel(fam):
         return None
     k = kernels.kernels(fam, "sequence")
     return None if k is None else k.get("pair")
-
-
-#: one_blas_thread's holders across threads, and the setting the first one found
-_HOLD = {"lock": threading.Lock(), "count": 0, "saved": 1}
-
-
-@contextlib.contextmanager
-def one_blas_thread():
-    """Within: NumPy's OpenBLAS on one thread (the pair's calls, and the calls the pair
-    wants but runs alone: cooling down, or busy; their projection on two OpenBLAS threads
-    would leave those spinning for ~0.1 s and take the core from the pair's next call,
-    which then cools down again, and so on: measured, the pair ran 2 calls in 100). Held
-    by several threads at once, the setting found by the first is put back by the last."""
-    blas = _blas()
-    if not blas:
-        yield
-        return
-    get, put = blas
-    with _HOLD["lock"]:
-        if _HOLD["count"] == 0:
-            _HOLD["saved"] = get()
-            put(1)
-        _HOLD["count"] += 1
-    try:
-        yield
-    finally:
-        with _HOLD["lock"]:
-            _HOLD["count"] -= 1
-            if _HOLD["count"] == 0:
-                put(_HOLD["saved"])
 
 
 class _Worker:
@@ -226,6 +168,34 @@ class _Worker:
                 job()
             except BaseException:           # never dies: the caller takes what is left
                 pass
+            spin = getattr(job, "spin", 0)  # run_both(spin=True): spin for the next job,
+            while spin and self.jobs.empty():    # waking costs ~30 us (measured)
+                seen = int(BOARD[0])
+                if self.jobs.empty() and not _await(BOARD, 0, seen, spin, spin // 20):
+                    break
+
+
+def _await(box, i, seen, budget, grace=0):
+    from ._compiled import await_change
+    return await_change(box, i, seen, budget, grace)
+
+
+def rate():
+    """The cycle counter's ticks per second (measured once: 5 ms)."""
+    if _state.get("rate") is None:
+        from ._compiled import now_ticks
+        t0, k0 = time.perf_counter(), now_ticks()
+        time.sleep(0.005)
+        t1, k1 = time.perf_counter(), now_ticks()
+        _state["rate"] = max((k1 - k0) / (t1 - t0), 1e6)
+    return _state["rate"]
+
+
+def _post(job):
+    """Hand the worker ``job`` (the pair's lock held): queued, then BOARD[0] bumped, which
+    a worker spinning after a run_both job watches."""
+    _worker(leave_steps=not getattr(job, "steps", False)).jobs.put(job)
+    BOARD[0] += 1
 
 
 def _worker(leave_steps=True):
@@ -255,7 +225,6 @@ def _this_cpu():
 def _after_fork():
     _state["worker"] = None
     _state["lock"] = threading.Lock()
-    _HOLD.update(lock=threading.Lock(), count=0)
 
 
 if hasattr(os, "register_at_fork"):
@@ -279,10 +248,13 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n):
         lock.release()
 
 
-def run_both(first, second):
+def run_both(first, second, spin=False):
     """(first(), second()): second on the worker thread while first runs here (the two
-    directions of a bidirectional layer; directions_wanted). Nothing is shared between
-    the two but the caller's arguments, read only. When another thread holds the pair,
+    directions of a bidirectional layer, directions_wanted; the two halves of a batch,
+    rows_wanted). Nothing is shared between the two but the caller's arguments, read
+    only, and what each writes alone. spin=True: the caller spins for the worker's
+    result before sleeping, and the worker for the next job after it (PAIR_SPIN each),
+    so that calls of a few hundred microseconds do not pay two wakes of ~30 us. When another thread holds the pair,
     or the worker has not started second by the time first is done, second runs here
     after first; when it fails in the worker, it runs here again (its error, if it has
     one, is then the caller's). Never returns while the worker still runs second.
@@ -300,22 +272,26 @@ def run_both(first, second):
                 _state["both"] = None
                 return first(), second()
             claim, done, box = threading.Lock(), threading.Event(), {}
+            flag = np.zeros(1, np.int64)
 
             def job():
                 if claim.acquire(blocking=False):
                     try:
                         box["result"] = second()
                     finally:
+                        flag[0] = 1
                         done.set()
 
-            _worker().jobs.put(job)
+            job.spin = int(PAIR_SPIN * rate()) if spin else 0
+            _post(job)
             t0 = time.monotonic()
             try:
                 a = first()
             finally:
                 t1 = time.monotonic()
-                if not claim.acquire(blocking=False):   # the worker took it: wait
-                    done.wait()
+                if not claim.acquire(blocking=False):   # the worker took it: wait, spinning
+                    if not (spin and _await(flag, 0, 0, job.spin)):     # at first
+                        done.wait()
             _state["both"] = "result" in box            # who ran second (tests)
             _count_share(_state["both"] and time.monotonic() - t1 <= (t1 - t0) / 2)
             return a, (box["result"] if "result" in box else second())
@@ -355,7 +331,7 @@ def _run(kernel, x2d, w_ih, args):
             second()
         kernel(*gx, *args, sync, 1)
 
-    _worker().jobs.put(job)
+    _post(job)
     try:
         project(0)
     except BaseException:

@@ -50,7 +50,7 @@ from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
 BOX = pair.STEP_BOX
 _D2, _D1 = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
-_state = {"pid": None, "possible": False, "rate": None, "low": 0, "again": 0, "empty": 0,
+_state = {"pid": None, "possible": False, "low": 0, "again": 0, "empty": 0,
           "good": 0, "keys": {}}
 
 
@@ -69,17 +69,6 @@ def on():
             and time.monotonic() >= pair._state["cool"])
 
 
-def _rate():
-    """The cycle counter's ticks per second (measured once: 5 ms)."""
-    if _state["rate"] is None:
-        from ._compiled import now_ticks
-        t0, k0 = time.perf_counter(), now_ticks()
-        time.sleep(0.005)
-        t1, k1 = time.perf_counter(), now_ticks()
-        _state["rate"] = max((k1 - k0) / (t1 - t0), 1e6)
-    return _state["rate"]
-
-
 def _key(fam):
     keys = _state["keys"]
     if id(fam) not in keys:
@@ -91,7 +80,7 @@ def _wake(kernel, key):
     """Hand the worker a spin for family ``key`` (it serves the steps posted from then on
     until PAIR_STEP_SPIN passes without one)."""
     BOX[B_WAKE] = 1
-    BOX[B_BUDGET] = int(PAIR_STEP_SPIN * _rate())
+    BOX[B_BUDGET] = int(PAIR_STEP_SPIN * pair.rate())
     gen = int(BOX[B_GEN])
 
     def job():
@@ -101,7 +90,8 @@ def _wake(kernel, key):
         finally:
             BOX[B_WAKE] = 0
             _state["empty"] = 0 if served else _state["empty"] + 1
-    pair._worker(leave_steps=False).jobs.put(job)
+    job.steps = True                                 # the worker may be spinning for steps
+    pair._post(job)
 
 
 def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
@@ -123,7 +113,7 @@ def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
             _wake(kernel, key)
         waited = kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, BOX, key, 0)
         vain = _state["empty"] >= PAIR_STEP_LOW         # its last spins met no step
-        if vain or (spinning and waited == 0) or waited > PAIR_STEP_LONG * _rate():
+        if vain or (spinning and waited == 0) or waited > PAIR_STEP_LONG * pair.rate():
             _state["low"] = PAIR_STEP_LOW if vain else _state["low"] + 1
             _state["empty"] = _state["good"] = 0
             if _state["low"] >= PAIR_STEP_LOW:         # off, doubled each time running

@@ -1,0 +1,92 @@
+"""NumPy's OpenBLAS thread count, found and set through ctypes: the pair (pair.py) holds
+it to one thread during its calls."""
+import contextlib
+import os
+import threading
+
+import numpy as np
+
+_state = {"blas": None}
+
+
+def _find_openblas():
+    """(get, set) of NumPy's OpenBLAS thread count (ctypes), or None when NumPy's BLAS is
+    not an OpenBLAS found in this process's mappings."""
+    import ctypes
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:                       # older NumPy: trust the mappings alone
+        info = "openblas"
+    if "openblas" not in str(info).lower():
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return None
+    here = os.path.dirname(np.__file__)                 # numpy/ and, from a wheel, numpy.libs/
+    paths = sorted(p for p in paths if p.startswith("/"))
+    mine = [p for p in paths if p.startswith((here + os.sep, here + ".libs" + os.sep))]
+    mine = mine or paths                                # a system OpenBLAS: if it is the only one
+    if len(mine) != 1:
+        return None
+    try:
+        lib = ctypes.CDLL(mine[0])
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None
+
+
+def _blas():
+    """(get, set) of NumPy's OpenBLAS thread count, or False (found once)."""
+    if _state["blas"] is None:
+        _state["blas"] = _find_openblas() or False
+    return _state["blas"]
+
+
+#: one_blas_thread's holders across threads, and the setting the first one found
+_HOLD = {"lock": threading.Lock(), "count": 0, "saved": 1}
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Within: NumPy's OpenBLAS on one thread (the pair's calls, and the calls the pair
+    wants but runs alone: cooling down, or busy; their projection on two OpenBLAS threads
+    would leave those spinning for ~0.1 s and take the core from the pair's next call,
+    which then cools down again, and so on: measured, the pair ran 2 calls in 100). Held
+    by several threads at once, the setting found by the first is put back by the last."""
+    blas = _blas()
+    if not blas:
+        yield
+        return
+    get, put = blas
+    with _HOLD["lock"]:
+        if _HOLD["count"] == 0:
+            _HOLD["saved"] = get()
+            put(1)
+        _HOLD["count"] += 1
+    try:
+        yield
+    finally:
+        with _HOLD["lock"]:
+            _HOLD["count"] -= 1
+            if _HOLD["count"] == 0:
+                put(_HOLD["saved"])
+
+
+
+
+def _after_fork():
+    _HOLD.update(lock=threading.Lock(), count=0)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

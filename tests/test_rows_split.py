@@ -1,0 +1,175 @@
+"""Unrecorded calls of 2 rows or more on the compiled loop, their rows in two halves: the
+caller computes the first half of the batch, the pair's worker the second (driver.
+_rows_forward, pair.rows_wanted). The rows of a batch never meet, so every result equals
+the one-thread call's to the bit, whichever thread ran the second half: the worker, the
+caller after the worker failed, or the caller when another thread holds the pair."""
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnnlab
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.sequence import driver, kernels, pair
+from torch_pairs import torch_pair
+
+needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
+                                reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
+
+
+@pytest.fixture
+def halves(monkeypatch):
+    """The split for any size (its threshold is for speed only), directions one after
+    the other, the caller's half started late (so that the worker runs the other); yields
+    the list of who ran each split's second half (True: the worker)."""
+    monkeypatch.setattr(pair, "ROWS_SPLIT_MIN", 0)
+    monkeypatch.setattr(pair, "DIRECTIONS_MIN", 1 << 62)
+    monkeypatch.setitem(kernels._state, "threads", None)
+    pair._state.update(cool=0.0, low=0)
+    ran = []
+    real = pair.run_both
+
+    def counted(first, second, spin=False):
+        def late():
+            time.sleep(0.02)
+            return first()
+        pair._state["both"] = None
+        result = real(late, second, spin)
+        ran.append(pair._state["both"])
+        return result
+    monkeypatch.setattr(driver, "run_both", counted)
+    yield ran
+    pair._state.update(cool=0.0, low=0)
+
+
+def _one_thread(m, *args):
+    kernels._state["threads"] = 1
+    try:
+        with rnnlab.no_grad():
+            return m(*args)
+    finally:
+        kernels._state["threads"] = None
+
+
+def _equal(a, b):
+    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        if isinstance(x, tuple):
+            _equal(x, y)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+@needs_pair
+@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
+                                     (LSTM, {"bias": False, "batch_first": True}),
+                                     (GRU, {"bidirectional": True})])
+def test_layers_equal_torch_and_the_one_thread_path(cls, kw, halves):
+    torch, tm, om = torch_pair(cls, kw, 5, 6, 2)
+    rng = np.random.default_rng(1)
+    N, D = 5, 2 if kw.get("bidirectional") else 1
+    x = rng.standard_normal((N, 7, 5) if kw.get("batch_first") else (7, N, 5))
+    x = x.astype(np.float32)
+    h0 = rng.standard_normal((2 * D, N, 6)).astype(np.float32)
+    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    tstate = tuple(map(torch.from_numpy, state)) if cls is LSTM else torch.from_numpy(h0)
+    for args, targs in (((x,), (torch.from_numpy(x),)),
+                        ((x, state), (torch.from_numpy(x), tstate))):
+        with rnnlab.no_grad():
+            got = om(*args)
+        with torch.no_grad():
+            want = tm(*targs)
+        np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-5, atol=1e-6)
+        for a, b in zip(got[1] if cls is LSTM else [got[1]],
+                        want[1] if cls is LSTM else [want[1]]):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+        _equal(got, _one_thread(om, *args))
+    assert halves == [True] * 2 * 2 * D                    # 2 layers, 2 calls
+
+
+@needs_pair
+def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, halves):
+    m = LSTM(4, 8, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((6, 4, 4)).astype(np.float32)
+    want = _one_thread(m, x)
+    real = kernels.kernel_for
+
+    def failing_there(*args, **kw):
+        k = real(*args, **kw)
+
+        def kernel(*a):
+            if threading.current_thread().name == "rnnlab-pair":
+                a[7][...] = 7.0                         # half written, then it fails
+                raise MemoryError("the worker's allocation")
+            return k(*a)
+        return kernel
+    monkeypatch.setattr(driver, "kernel_for", failing_there)
+    with rnnlab.no_grad():
+        got = m(x)
+    _equal(got, want)
+    assert halves == [False]
+
+
+@needs_pair
+def test_one_thread_when_another_thread_has_the_pair(halves):
+    m = GRU(4, 8, dtype=np.float32, seed=0)
+    x = np.ones((6, 3, 4), np.float32)
+    want = _one_thread(m, x)
+    with pair._state["lock"], rnnlab.no_grad():
+        got = m(x)
+    _equal(got, want)
+    assert halves == [None]
+
+
+@needs_pair
+def test_only_unrecorded_calls_of_two_rows_or_more_on_the_compiled_loop(halves):
+    m = GRU(3, 8, dtype=np.float32, seed=0)
+    x = np.ones((5, 2, 3), np.float32)
+    m(x)                                                   # training mode: recorded
+    with rnnlab.no_grad():
+        m(x, lengths=[5, 3])                               # lengths
+        m(x[:, :1])                                        # one row
+        LSTM(3, 8, proj_size=4, dtype=np.float32, seed=0)(x)     # a projection
+        GRU(3, 8, dtype=np.float64, seed=0)(x.astype(np.float64))      # float64
+    _one_thread(m, x)                                      # set_num_threads(1)
+    assert halves == []
+    assert pair.rows_wanted(m.family, np.float32, 5, 2, 24, 8, False)
+    pair.ROWS_SPLIT_MIN = 5 * 2 * 24 * 8 + 1                # below the threshold
+    assert not pair.rows_wanted(m.family, np.float32, 5, 2, 24, 8, False)
+
+
+@needs_pair
+@pytest.mark.filterwarnings("error")
+def test_overflow_in_the_workers_half_is_quiet_and_propagates_as_torch(halves):
+    m = LSTM(1, 8, dtype=np.float32, seed=0)
+    sd = m.state_dict()
+    sd["weight_ih_l0"] = np.ones((32, 1), np.float32)
+    sd["bias_ih_l0"] = np.full(32, 3e38, np.float32)
+    m.load_state_dict(sd)
+    x = np.full((5, 4, 1), 3e38, np.float32)
+    x[2, 3, 0] = -np.inf
+    got = m.eval()(x)
+    _equal(got, _one_thread(m, x))
+    assert halves == [True]
+
+
+@needs_pair
+@settings(max_examples=12, deadline=None)
+@given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 9), st.integers(2, 9),
+       st.integers(1, 20), st.booleans(), st.booleans(), st.booleans())
+def test_halves_equal_the_one_thread_path(cls, T, N, H, bias, reverse, nan):
+    pair.ROWS_SPLIT_MIN, old = 0, pair.ROWS_SPLIT_MIN
+    kernels._state["threads"] = None
+    try:
+        m = cls(3, H, bias=bias, direction="reverse" if reverse else "forward",
+                dtype=np.float32, seed=T)
+        x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
+        if nan:
+            x[T // 2, N - 1, 1] = np.nan
+        with rnnlab.no_grad():
+            got = m(x)
+        _equal(got, _one_thread(m, x))
+    finally:
+        pair.ROWS_SPLIT_MIN = old
