@@ -25,16 +25,19 @@ A call (``run``):
 The same worker runs the second direction of an unrecorded bidirectional layer below
 the pair's size while the caller runs the first (``run_both``, ``directions_wanted``):
 no per-step meeting at all, the same rules (lock, OpenBLAS on one thread, the caller
-takes over, the cool-down).
+takes over, the cool-down). So do the two halves of the rows of an unrecorded batch
+on the compiled loop (``rows_wanted``, driver._rows_forward): the rows never meet, so
+the threads meet once, at the end; after such a call the worker spins for PAIR_SPIN
+before sleeping (a wake through the queue costs ~30 us), yielding its core at every look.
 
 Separate batch-1 ``layer.step`` / ``freeze().step`` calls of large layers take the same
 worker through pair_step.py (it spins between steps; a sequence call makes it leave at
 once: ``_worker`` bumps STEP_BOX's generation).
 
-Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded (inference, and ``no_grad``), without
-lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or more (tuning.py), on
-Linux with NumPy's OpenBLAS, numba, two usable CPUs, and ``rnnlab.set_num_threads`` not
-set to 1. The numbers equal the one-thread loop's to float32 rounding (the dot products
+Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded (inference and
+``no_grad``), without lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or
+more (tuning.py), on Linux with NumPy's OpenBLAS, numba, two usable CPUs, and
+``rnnlab.set_num_threads`` not set to 1. The numbers equal the one-thread loop's to float32 rounding (the dot products
 are summed in another order). Measured (BENCHMARKS.md, benchmarks/pair_steps.py): LSTM
 (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms, GRU 1.55 -> 1.07, RNN (100, 1, 512, 512) 2.2 -> 1.3.
 """
@@ -254,10 +257,11 @@ def run_both(first, second, spin=False):
     rows_wanted). Nothing is shared between the two but the caller's arguments, read
     only, and what each writes alone. spin=True: the caller spins for the worker's
     result before sleeping, and the worker for the next job after it (PAIR_SPIN each),
-    so that calls of a few hundred microseconds do not pay two wakes of ~30 us. When another thread holds the pair,
-    or the worker has not started second by the time first is done, second runs here
-    after first; when it fails in the worker, it runs here again (its error, if it has
-    one, is then the caller's). Never returns while the worker still runs second.
+    so that calls of a few hundred microseconds do not pay two wakes of ~30 us. When
+    another thread holds the pair, or the worker has not started second by the time
+    first is done, second runs here after first; when it fails in the worker, it runs
+    here again (its error, if it has one, is then the caller's). Never returns while the
+    worker still runs second.
 
     The pair's cool-down applies: a call where the worker did not get a core (it never
     started second, or the caller waited for it longer than half its own time) counts as
