@@ -38,8 +38,9 @@ Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded (inference
 ``no_grad``), without lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or
 more (tuning.py), on Linux with NumPy's OpenBLAS, numba, two usable CPUs, and
 ``rnnlab.set_num_threads`` not set to 1. The numbers equal the one-thread loop's to
-float32 rounding (the dot products are summed in another order). Measured (BENCHMARKS.md, benchmarks/pair_steps.py): LSTM
-(100, 1, 256, 256) 2.0 -> 1.4-1.6 ms, GRU 1.55 -> 1.07, RNN (100, 1, 512, 512) 2.2 -> 1.3.
+float32 rounding (the dot products are summed in another order). Measured
+(BENCHMARKS.md, benchmarks/pair_steps.py): LSTM (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms,
+GRU 1.55 -> 1.07, RNN (100, 1, 512, 512) 2.2 -> 1.3.
 """
 import os
 import platform
