@@ -27,7 +27,8 @@ import time
 from ..cells import FAMILIES as _ALL
 
 FAMILIES = tuple(k for k, f in _ALL.items() if f.torch_class and f.listed)   # torch has them
-SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32),   # the issue's, and
+SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32),   # the issue's,
+         (100, 16, 128, 128),                            # a mid batch (the rows in halves)
          (100, 1, 256, 256), (100, 1, 512, 512)]                         # batch-1 sequences
 FRAMEWORKS = ("rnnlab", "torch", "onnxruntime")
 MARK_START, MARK_END = "<!-- bench -->", "<!-- /bench -->"

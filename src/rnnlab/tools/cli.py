@@ -144,7 +144,7 @@ def build_parser():
     b.add_argument("--kinds", default="rnn,gru,lstm", help="comma-separated families")
     b.add_argument("--sizes", type=sizes, default=None,
                    help="T,N,I,H[;T,N,I,H...] (default: 100,64,256,256;200,128,512,512;"
-                   "50,16,32,32;100,1,256,256;100,1,512,512)")
+                   "50,16,32,32;100,16,128,128;100,1,256,256;100,1,512,512)")
     b.add_argument("--rounds", type=positive, default=3, help="fresh-process rounds per "
                    "framework, alternated (median and spread over them)")
     b.add_argument("--reps", type=positive, default=5, help="timed calls per process "
