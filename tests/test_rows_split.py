@@ -143,12 +143,12 @@ def test_only_unrecorded_calls_of_two_rows_or_more_on_the_compiled_loop(halves):
 @needs_pair
 @pytest.mark.filterwarnings("error")
 def test_overflow_in_the_workers_half_is_quiet_and_propagates_as_torch(halves):
-    m = LSTM(1, 8, dtype=np.float32, seed=0)
+    m = LSTM(2, 8, dtype=np.float32, seed=0)
     sd = m.state_dict()
-    sd["weight_ih_l0"] = np.ones((32, 1), np.float32)
-    sd["bias_ih_l0"] = np.full(32, 3e38, np.float32)
+    sd["weight_ih_l0"] = np.ones((32, 2), np.float32)      # x W_ih^T overflows in the
+    sd["bias_ih_l0"] = np.full(32, 3e38, np.float32)       # worker's matmul, + b too
     m.load_state_dict(sd)
-    x = np.full((5, 4, 1), 3e38, np.float32)
+    x = np.full((5, 4, 2), 3e38, np.float32)
     x[2, 3, 0] = -np.inf
     got = m.eval()(x)
     _equal(got, _one_thread(m, x))
@@ -173,3 +173,31 @@ def test_halves_equal_the_one_thread_path(cls, T, N, H, bias, reverse, nan):
         _equal(got, _one_thread(m, x))
     finally:
         pair.ROWS_SPLIT_MIN = old
+
+
+@needs_pair
+def test_a_spin_sees_a_change_or_gives_up_in_time():
+    """What the worker's and the caller's spins wait on (pair._await, compiled)."""
+    box, rate = np.zeros(1, np.int64), pair.rate()
+    t0 = time.perf_counter()
+    assert not pair._await(box, 0, 0, int(0.002 * rate))     # nothing changes: 2 ms
+    assert 0.002 <= time.perf_counter() - t0 < 1.0
+    timer = threading.Timer(0.01, box.__setitem__, (0, 5))
+    timer.start()
+    assert pair._await(box, 0, 0, int(30 * rate), int(0.001 * rate))
+    timer.join()
+    assert box[0] == 5
+
+
+@needs_pair
+def test_calls_back_to_back_meet_a_spinning_worker(monkeypatch):
+    """Many split calls running: each one's result is its own, whoever ran its half."""
+    monkeypatch.setattr(pair, "ROWS_SPLIT_MIN", 0)
+    monkeypatch.setitem(kernels._state, "threads", None)
+    m = GRU(4, 8, num_layers=2, dtype=np.float32, seed=0)
+    xs = [np.random.default_rng(s).standard_normal((5, 3, 4)).astype(np.float32)
+          for s in range(20)]
+    want = [_one_thread(m, x) for x in xs]
+    with rnnlab.no_grad():
+        for x, w in zip(xs, want):
+            _equal(m(x), w)

@@ -228,7 +228,11 @@ def _rows_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
         if c_n is not None:
             c_n[r0:r1] = cn
 
-    run_both(lambda: run(parts[0]), lambda: run(parts[1]), spin=_SPIN)
+    def second():
+        with np.errstate(**_QUIET):             # per thread: the worker's own
+            run(parts[1])
+
+    run_both(lambda: run(parts[0]), second, spin=True)
     for part in parts:
         lease.give_back(part[1])
         lease.give_back(part[2])
@@ -246,21 +250,15 @@ def _rows_part(inp, h0, c0, r0, r1, GH, lease):
             r0, r1)
 
 
-_SPIN = True
 _ASIDE = threading.local()      # per thread: the scratch of run_both's second direction
 ASIDE_POOLS = weakref.WeakSet()  # those pools (tests)
 
 
 def _aside(direction, d):
-    """direction(d) from a lease of its own (_own_lease), its outputs allocated plainly."""
-    return _own_lease(lambda lease: direction(d, lease, False, True))
-
-
-def _own_lease(fn):
-    """fn(lease) with a lease of its own (the caller's lease is not shared between
-    threads); every scratch buffer back when done. The pool is the running thread's: the
-    worker's, or a caller's that runs it itself while the worker runs another caller's
-    (pools are not thread-safe)."""
+    """direction(d) from a lease of its own (the caller's lease is not shared between
+    threads), its outputs allocated plainly; every scratch buffer back when done. The
+    pool is the running thread's: the worker's, or a caller's that runs it itself while
+    the worker runs another caller's (pools are not thread-safe)."""
     pool = getattr(_ASIDE, "pool", None)
     if pool is None:
         pool = _ASIDE.pool = Pool()
@@ -268,7 +266,7 @@ def _own_lease(fn):
     lease = pool.lease()
     try:
         with np.errstate(**_QUIET):                     # per thread: the worker's own
-            return fn(lease)
+            return direction(d, lease, False, True)
     finally:
         lease.release()
 

@@ -188,6 +188,7 @@ def rate():
     """The cycle counter's ticks per second (measured once: 5 ms)."""
     if _state.get("rate") is None:
         from ._compiled import now_ticks
+        now_ticks()                 # loaded first: its first call may take milliseconds
         t0, k0 = time.perf_counter(), now_ticks()
         time.sleep(0.005)
         t1, k1 = time.perf_counter(), now_ticks()
