@@ -73,7 +73,7 @@ PAIR_COOL = 0.05
 PAIR_SPIN = 300e-6
 
 #: Recurrent multiply-adds of a call (T * N * G*H * H_out) from which an unrecorded call
-#: of 2 rows or more on the compiled loop runs its rows in two halves, one per thread of
+#: of 3 rows or more on the compiled loop runs its rows in two halves, one per thread of
 #: the pair (measured in BENCHMARKS.md).
 ROWS_SPLIT_MIN = 1 << 22
 

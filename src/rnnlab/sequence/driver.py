@@ -217,7 +217,8 @@ def _rows_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     out = (lease if pool_out else PLAIN).empty((T, N, H_out), dt)
     c_n = None if c0 is None else np.empty(c0.shape, dt)
 
-    m = N - N // 2
+    m = 2 * ((N + 2) // 4)          # even: the loop computes rows two at a time and a
+    # row alone may round otherwise, so the halves pair their rows as the whole call does
     parts = [_rows_part(inp, h0, c0, r0, r1, GH, lease) for r0, r1 in ((0, m), (m, N))]
 
     def run(part):           # everything allocated before: no Python between its calls,

@@ -123,11 +123,14 @@ def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
 
 
 def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj):
-    """Whether an unrecorded call of N >= 2 rows on the compiled loop (kernels.kernel_for)
+    """Whether an unrecorded call of N >= 3 rows on the compiled loop (kernels.kernel_for)
     should run its rows in two halves, one per thread (driver._rows_forward): the rows of
     a batch never meet, so the threads meet once, at the end. From ROWS_SPLIT_MIN
-    recurrent multiply-adds; not for a call the pair runs by units."""
-    return (N >= 2 and T * N * GH * H_out >= ROWS_SPLIT_MIN and enabled()
+    recurrent multiply-adds; not for a call the pair runs by units. Not for two rows (the
+    loop computes rows in pairs, and a row alone may round otherwise) nor for one unit
+    (G*H = 1: the input projection is then OpenBLAS's matrix-vector product, whose
+    rounding depends on the number of rows): the halves give the whole call's bits."""
+    return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and enabled()
             and not wanted(fam, dtype, N, GH, H_out, has_proj)
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
