@@ -75,7 +75,7 @@ PAIR_SPIN = 300e-6
 #: Recurrent multiply-adds of a call (T * N * G*H * H_out) from which an unrecorded call
 #: of 3 rows or more on the compiled loop runs its rows in two halves, one per thread of
 #: the pair (measured in BENCHMARKS.md).
-ROWS_SPLIT_MIN = 1 << 22
+ROWS_SPLIT_MIN = 1 << 23
 
 #: Recurrent multiply-adds of one direction (T * N * G*H * H_out) from which an unrecorded
 #: bidirectional layer runs its two directions at once on the pair's two threads

@@ -228,19 +228,15 @@ def now_ticks():
 
 
 @njit(cache=True, nogil=True)
-def await_change(box, i, seen, budget, grace):
+def await_change(box, i, seen, budget):
     """Spin until box[i] != seen (True) or ``budget`` cycle-counter ticks pass (False),
-    pausing and yielding the core at every look (a thread that needs it gets it); after a
-    change, ``grace`` ticks more (time for the thread that made it to let go of the GIL)."""
+    pausing and yielding the core at every look (a thread that needs it gets it)."""
     t0 = ticks()
     while atomic_load(box, i) == seen:
         if ticks() - t0 > budget:
             return False
         cpu_relax()
         sched_yield()
-    t0 = ticks()
-    while ticks() - t0 < grace:
-        cpu_relax()
     return True
 
 

@@ -176,15 +176,18 @@ class _Worker:
             except BaseException:           # never dies: the caller takes what is left
                 pass
             spin = getattr(job, "spin", 0)  # run_both(spin=True): spin for the next job,
-            while spin and self.jobs.empty():    # waking costs ~30 us (measured)
-                seen = int(BOARD[0])
-                if self.jobs.empty() and not _await(BOARD, 0, seen, spin, spin // 20):
-                    break
+            try:                            # waking costs ~30 us (measured)
+                while spin and self.jobs.empty():
+                    seen = int(BOARD[0])
+                    if self.jobs.empty() and not _await(BOARD, 0, seen, spin):
+                        break
+            except BaseException:           # never dies: it sleeps on the queue instead
+                pass
 
 
-def _await(box, i, seen, budget, grace=0):
+def _await(box, i, seen, budget):
     from ._compiled import await_change
-    return await_change(box, i, seen, budget, grace)
+    return await_change(box, i, seen, budget)
 
 
 def rate():
