@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import blas, driver, kernels, pair
-from torch_pairs import in_threads, three_calls_equal_torch
+from torch_pairs import equal_bits, in_threads, one_thread, three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -46,23 +46,6 @@ def both(monkeypatch):
     pair._state.update(cool=0.0, low=0)
 
 
-def _one_thread(m, *args):
-    kernels._state["threads"] = 1
-    try:
-        with rnnlab.no_grad():
-            return m(*args)
-    finally:
-        kernels._state["threads"] = None
-
-
-def _equal(a, b):
-    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
-        if isinstance(x, tuple):
-            _equal(x, y)
-        else:
-            np.testing.assert_array_equal(x, y)
-
-
 @needs_pair
 @pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
                                      (LSTM, {"bias": False, "batch_first": True})])
@@ -70,14 +53,14 @@ def test_layers_equal_torch_and_the_one_thread_path(cls, kw, both):
     om, calls, got = three_calls_equal_torch(cls, kw, T=9, N=3)   # zeros, given, unbatched
     assert both == [True] * 3 * 2                             # 2 layers per call
     for args, g in zip(calls, got):
-        _equal(g, _one_thread(om, *args))
+        equal_bits(g, one_thread(om, *args))
 
 
 @needs_pair
 def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, both):
     m = GRU(4, 8, bidirectional=True, dtype=np.float32, seed=0)
     x = np.random.default_rng(0).standard_normal((6, 2, 4)).astype(np.float32)
-    want = _one_thread(m, x)
+    want = one_thread(m, x)
     real = driver._aside
 
     def fails_in_the_worker(direction, d):
@@ -87,7 +70,7 @@ def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, both):
     monkeypatch.setattr(driver, "_aside", fails_in_the_worker)
     with rnnlab.no_grad():
         got = m(x)
-    _equal(got, want)
+    equal_bits(got, want)
     assert both == [False]
 
 
@@ -95,10 +78,10 @@ def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, both):
 def test_one_after_the_other_when_another_thread_has_the_pair(both):
     m = LSTM(4, 8, bidirectional=True, dtype=np.float32, seed=0)
     x = np.ones((6, 2, 4), np.float32)
-    want = _one_thread(m, x)
+    want = one_thread(m, x)
     with pair._state["lock"], rnnlab.no_grad():
         got = m(x)
-    _equal(got, want)
+    equal_bits(got, want)
     assert both == [None]
 
 
@@ -109,7 +92,7 @@ def test_a_worker_without_a_core_cools_down(monkeypatch, both):
     monkeypatch.setattr(pair, "PAIR_COOL", 60.0)
     m = GRU(4, 8, bidirectional=True, dtype=np.float32, seed=0)
     x = np.random.default_rng(0).standard_normal((6, 2, 4)).astype(np.float32)
-    want = _one_thread(m, x)
+    want = one_thread(m, x)
     monkeypatch.setattr(pair, "_worker", lambda **kw: type("W", (), {"jobs": _Sink()})())
     get, put = pair._blas()
     before = get()
@@ -119,11 +102,11 @@ def test_a_worker_without_a_core_cools_down(monkeypatch, both):
     monkeypatch.setattr(driver, "_aside", lambda direction, d: (
         seen.append(get()), direction(d, driver.PLAIN, False, True))[1])
     with rnnlab.no_grad():
-        _equal(m(x), want)
+        equal_bits(m(x), want)
         assert pair._state["cool"] < time.monotonic()      # once: a hiccup
-        _equal(m(x), want)
+        equal_bits(m(x), want)
         assert pair._state["cool"] > time.monotonic() + 30
-        _equal(m(x), want)
+        equal_bits(m(x), want)
     assert get() == 2
     put(before)
     assert both == [False, False, None] and seen == [1, 1, 1]
@@ -166,7 +149,7 @@ def test_overflow_in_the_worker_is_quiet_and_propagates_as_torch(both):
     x = np.full((5, 2, 1), 3e38, np.float32)
     x[2, 1, 0] = -np.inf
     got = m.eval()(x)
-    _equal(got, _one_thread(m, x))
+    equal_bits(got, one_thread(m, x))
     assert both == [True]
 
 
@@ -203,7 +186,7 @@ def test_callers_on_many_threads_get_their_numbers(monkeypatch):
     layers = [GRU(4, 8, bidirectional=True, dtype=np.float32, seed=s) for s in range(4)]
     xs = [np.random.default_rng(s).standard_normal((12, 3, 4)).astype(np.float32)
           for s in range(4)]
-    want = [_one_thread(m, x) for m, x in zip(layers, xs)]
+    want = [one_thread(m, x) for m, x in zip(layers, xs)]
     got = [None] * 4
 
     def work(i):
@@ -212,7 +195,7 @@ def test_callers_on_many_threads_get_their_numbers(monkeypatch):
                 got[i] = layers[i](xs[i])
     assert not in_threads(work, 4)
     for g, w in zip(got, want):
-        _equal(g, w)
+        equal_bits(g, w)
     pair._state.update(cool=0.0, low=0)
 
 
@@ -247,6 +230,6 @@ def test_directions_at_once_equal_the_one_thread_path(cls, T, N, H, bias, nan):
             x[T // 2, 0, 1] = np.nan
         with rnnlab.no_grad():
             got = m(x)
-        _equal(got, _one_thread(m, x))
+        equal_bits(got, one_thread(m, x))
     finally:
         pair.DIRECTIONS_MIN = old

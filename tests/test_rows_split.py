@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import driver, kernels, pair
-from torch_pairs import torch_pair
+from torch_pairs import equal_bits, one_thread, torch_pair
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -45,23 +45,6 @@ def halves(monkeypatch):
     pair._state.update(cool=0.0, low=0)
 
 
-def _one_thread(m, *args):
-    kernels._state["threads"] = 1
-    try:
-        with rnnlab.no_grad():
-            return m(*args)
-    finally:
-        kernels._state["threads"] = None
-
-
-def _equal(a, b):
-    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
-        if isinstance(x, tuple):
-            _equal(x, y)
-        else:
-            np.testing.assert_array_equal(x, y)
-
-
 @needs_pair
 @pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
                                      (LSTM, {"bias": False, "batch_first": True}),
@@ -85,7 +68,7 @@ def test_layers_equal_torch_and_the_one_thread_path(cls, kw, halves):
         for a, b in zip(got[1] if cls is LSTM else [got[1]],
                         want[1] if cls is LSTM else [want[1]]):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
-        _equal(got, _one_thread(om, *args))
+        equal_bits(got, one_thread(om, *args))
     assert halves == [True] * 2 * 2 * D                    # 2 layers, 2 calls
 
 
@@ -93,7 +76,7 @@ def test_layers_equal_torch_and_the_one_thread_path(cls, kw, halves):
 def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, halves):
     m = LSTM(4, 8, dtype=np.float32, seed=0)
     x = np.random.default_rng(0).standard_normal((6, 4, 4)).astype(np.float32)
-    want = _one_thread(m, x)
+    want = one_thread(m, x)
     real = kernels.kernel_for
 
     def failing_there(*args, **kw):
@@ -108,7 +91,7 @@ def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, halves):
     monkeypatch.setattr(driver, "kernel_for", failing_there)
     with rnnlab.no_grad():
         got = m(x)
-    _equal(got, want)
+    equal_bits(got, want)
     assert halves == [False]
 
 
@@ -116,10 +99,10 @@ def test_a_failure_in_the_worker_is_run_again_here(monkeypatch, halves):
 def test_one_thread_when_another_thread_has_the_pair(halves):
     m = GRU(4, 8, dtype=np.float32, seed=0)
     x = np.ones((6, 3, 4), np.float32)
-    want = _one_thread(m, x)
+    want = one_thread(m, x)
     with pair._state["lock"], rnnlab.no_grad():
         got = m(x)
-    _equal(got, want)
+    equal_bits(got, want)
     assert halves == [None]
 
 
@@ -134,7 +117,7 @@ def test_only_unrecorded_calls_of_three_rows_or_more_on_the_compiled_loop(halves
         RNN(3, 1, dtype=np.float32, seed=0)(x)             # one unit
         LSTM(3, 8, proj_size=4, dtype=np.float32, seed=0)(x)     # a projection
         GRU(3, 8, dtype=np.float64, seed=0)(x.astype(np.float64))      # float64
-    _one_thread(m, x)                                      # set_num_threads(1)
+    one_thread(m, x)                                      # set_num_threads(1)
     assert halves == []
     with rnnlab.no_grad():
         m(x)
@@ -155,7 +138,7 @@ def test_overflow_in_the_workers_half_is_quiet_and_propagates_as_torch(halves):
     x = np.full((5, 4, 2), 3e38, np.float32)
     x[2, 3, 0] = -np.inf
     got = m.eval()(x)
-    _equal(got, _one_thread(m, x))
+    equal_bits(got, one_thread(m, x))
     assert halves == [True]
 
 
@@ -174,7 +157,7 @@ def test_halves_equal_the_one_thread_path(cls, T, N, H, bias, reverse, nan):
             x[T // 2, N - 1, 1] = np.nan
         with rnnlab.no_grad():
             got = m(x)
-        _equal(got, _one_thread(m, x))
+        equal_bits(got, one_thread(m, x))
     finally:
         pair.ROWS_SPLIT_MIN = old
 
@@ -201,7 +184,7 @@ def test_calls_back_to_back_meet_a_spinning_worker(monkeypatch):
     m = GRU(4, 8, num_layers=2, dtype=np.float32, seed=0)
     xs = [np.random.default_rng(s).standard_normal((5, 3, 4)).astype(np.float32)
           for s in range(20)]
-    want = [_one_thread(m, x) for x in xs]
+    want = [one_thread(m, x) for x in xs]
     with rnnlab.no_grad():
         for x, w in zip(xs, want):
-            _equal(m(x), w)
+            equal_bits(m(x), w)

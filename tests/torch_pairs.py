@@ -1,8 +1,9 @@
 """Shared by the tests of the threaded and compiled step paths (test_pair,
-test_directions, test_row_step, test_pair_step, test_kernels): a torch layer and an rnnlab
-float32 layer with the same parameters, the three calls (zero state, a given state,
-unbatched) compared between them, the same in-place edit of both, work on several threads
-at once, and a script in a fresh interpreter."""
+test_directions, test_rows_split, test_row_step, test_pair_step, test_kernels): a torch
+layer and an rnnlab float32 layer with the same parameters, the three calls (zero state,
+a given state, unbatched) compared between them, the same in-place edit of both, work on
+several threads at once, a script in a fresh interpreter, and the one-thread call that
+every threaded path must equal to the bit."""
 import subprocess
 import sys
 import threading
@@ -88,3 +89,24 @@ def script_prints_ok(tmp_path, name, text):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                        timeout=180)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def one_thread(m, *args):
+    """m(*args) unrecorded with rnnlab.set_num_threads(1)'s setting: no pair, no halves,
+    no directions at once (the one-thread path every threaded one must equal)."""
+    from rnnlab.sequence import kernels
+    kernels._state["threads"] = 1
+    try:
+        with rnnlab.no_grad():
+            return m(*args)
+    finally:
+        kernels._state["threads"] = None
+
+
+def equal_bits(a, b):
+    """Two layer results (output, state or (h, c)) equal to the bit."""
+    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        if isinstance(x, tuple):
+            equal_bits(x, y)
+        else:
+            np.testing.assert_array_equal(x, y)
