@@ -44,7 +44,8 @@ def per_step(mode, H, T=1000):
     one, two = k.get("forward"), k.get("pair")
 
     def single():
-        one(gx, w_t, b_rest, h0, h0, False, out, c_n, False, kernels.NO_STORE, False)
+        one(gx, w_t, kernels.NO_BIAS, b_rest, h0, h0, False, out, c_n, False, kernels.NO_STORE,
+            False)
 
     def sync():
         s = np.zeros(3 * T + 3, np.int64)
