@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import blas, driver, kernels, pair
-from torch_pairs import equal_bits, in_threads, one_thread, three_calls_equal_torch
+from torch_pairs import (equal_bits, in_threads, one_thread, three_calls_equal_torch,
+                         who_ran_second)
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -28,20 +29,7 @@ def both(monkeypatch):
     direction started late (so that the worker runs the other); yields the list of who
     ran each call's second direction (True: the worker)."""
     monkeypatch.setattr(pair, "DIRECTIONS_MIN", 0)
-    monkeypatch.setitem(kernels._state, "threads", None)
-    pair._state.update(cool=0.0, low=0)
-    ran = []
-    real = pair.run_both
-
-    def counted(first, second):
-        def late():                 # the worker has long taken second by then
-            time.sleep(0.05)
-            return first()
-        pair._state["both"] = None
-        result = real(late, second)
-        ran.append(pair._state["both"])
-        return result
-    monkeypatch.setattr(driver, "run_both", counted)
+    ran = who_ran_second(monkeypatch, 0.05)
     yield ran
     pair._state.update(cool=0.0, low=0)
 

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import kernels
-from torch_pairs import script_prints_ok
+from torch_pairs import FORK_CHILD, script_prints_ok
 
 numba = pytest.importorskip("numba")
 from rnnlab.sequence import _compiled  # noqa: E402  (needs numba)
@@ -299,6 +299,7 @@ def test_threaded_step_equals_torch_float32(cls, H):
 
 _FORK_SCRIPT = """
 import multiprocessing, numpy as np
+""" + FORK_CHILD + """
 from rnnlab import GRU
 
 def child(queue):
@@ -309,13 +310,7 @@ if __name__ == "__main__":
     m = GRU(256, 256, dtype=np.float32, seed=0).eval().freeze(threads=3)
     want = m.step(np.ones((1, 256), np.float32))[0]          # threads started here
     want = m.step(np.ones((1, 256), np.float32))[0]
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    p = ctx.Process(target=child, args=(queue,))
-    p.start()
-    got = queue.get(timeout=60)
-    p.join(timeout=60)
-    assert p.exitcode == 0, p.exitcode
+    got = run_child(child)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     print("ok")
 """

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import kernels, pair, pair_step
-from torch_pairs import edit_both, script_prints_ok, torch_pair
+from torch_pairs import FORK_CHILD, edit_both, script_prints_ok, torch_pair
 
 needs = pytest.mark.skipif(not pair_step.possible(), reason="the pair cannot run here")
 
@@ -215,6 +215,7 @@ def test_a_spinning_worker_leaves_for_a_sequence_call_or_another_family(monkeypa
 
 _FORK = """
 import multiprocessing, numpy as np
+""" + FORK_CHILD + """
 from rnnlab import LSTM
 from rnnlab.sequence import pair_step
 
@@ -227,13 +228,7 @@ if __name__ == "__main__":
     for _ in range(200):
         want = m.step(x)[0]                                 # the worker spins here
     assert pair_step.served() > 0
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    p = ctx.Process(target=child, args=(queue,))
-    p.start()
-    got = queue.get(timeout=60)
-    p.join(timeout=60)
-    assert p.exitcode == 0, p.exitcode
+    got = run_child(child)
     for g in got:
         np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-7)
     print("ok")

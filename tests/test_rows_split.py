@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import driver, kernels, pair
-from torch_pairs import equal_bits, one_thread, torch_pair
+from torch_pairs import equal_bits, one_thread, torch_pair, who_ran_second
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -27,20 +27,7 @@ def halves(monkeypatch):
     the list of who ran each split's second half (True: the worker)."""
     monkeypatch.setattr(pair, "ROWS_SPLIT_MIN", 0)
     monkeypatch.setattr(pair, "DIRECTIONS_MIN", 1 << 62)
-    monkeypatch.setitem(kernels._state, "threads", None)
-    pair._state.update(cool=0.0, low=0)
-    ran = []
-    real = pair.run_both
-
-    def counted(first, second, spin=False):
-        def late():
-            time.sleep(0.02)
-            return first()
-        pair._state["both"] = None
-        result = real(late, second, spin)
-        ran.append(pair._state["both"])
-        return result
-    monkeypatch.setattr(driver, "run_both", counted)
+    ran = who_ran_second(monkeypatch, 0.02)
     yield ran
     pair._state.update(cool=0.0, low=0)
 

@@ -7,6 +7,7 @@ every threaded path must equal to the bit."""
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -80,6 +81,43 @@ def in_threads(work, n):
     for t in threads:
         t.join()
     return errors
+
+
+#: For scripts run by script_prints_ok: run_child(child) runs child(queue) in a forked
+#: process and returns what it put on the queue (the script imports multiprocessing).
+FORK_CHILD = """
+def run_child(child):
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    p = ctx.Process(target=child, args=(queue,))
+    p.start()
+    got = queue.get(timeout=60)
+    p.join(timeout=60)
+    assert p.exitcode == 0, p.exitcode
+    return got
+"""
+
+
+def who_ran_second(monkeypatch, delay):
+    """driver.run_both counted, each call's first part started ``delay`` s late (the
+    worker has long taken the second by then), set_num_threads unset and the pair not
+    cooling down; returns the list of who ran each call's second part (True: the worker,
+    False: the caller after it, None: the caller alone)."""
+    from rnnlab.sequence import driver, kernels, pair
+    monkeypatch.setitem(kernels._state, "threads", None)
+    pair._state.update(cool=0.0, low=0)
+    ran, real = [], pair.run_both
+
+    def counted(first, second, spin=False):
+        def late():
+            time.sleep(delay)
+            return first()
+        pair._state["both"] = None
+        result = real(late, second, spin)
+        ran.append(pair._state["both"])
+        return result
+    monkeypatch.setattr(driver, "run_both", counted)
+    return ran
 
 
 def script_prints_ok(tmp_path, name, text):

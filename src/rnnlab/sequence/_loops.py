@@ -261,10 +261,10 @@ def ROWS_ONE(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, role, box, key, gen)
 
     - role 0: the whole step (the small layers' step, kernels.row_step_for). Returns 0.
     - role 1, the pair's caller (pair_step.py): posts the request (the arrays' addresses)
-      in ``box`` (layout: pair.py, B_*) for family ``key``, computes the first half of the units, then claims the
-      second (box[B_CLAIM]: s - 1 -> s, which only request s can win): won, it computes
-      that half too and returns 0; lost, the worker has it: waits for it, returns the
-      ticks waited + 1.
+      in ``box`` (layout: pair.py, B_*) for family ``key``, computes the first half of
+      the units, then claims the second (box[B_CLAIM]: s - 1 -> s, which only request s
+      can win): won, it computes that half too and returns 0; lost, the worker has it:
+      waits for it, returns the ticks waited + 1.
     - role 2, the worker: spins (pause) for requests of family ``key`` and claims their
       second halves, reading the arrays from the addresses; leaves when box[B_BUDGET]
       ticks pass without one, when a request of another family is posted, or when

@@ -82,8 +82,6 @@ def one_blas_thread():
                 put(_HOLD["saved"])
 
 
-
-
 def _after_fork():
     _HOLD.update(lock=threading.Lock(), count=0)
 

@@ -59,6 +59,11 @@ def _fold_bias(fam, w):
     return bias, (b_hh[folded:] if folded < w_hh.shape[0] else None)
 
 
+def _or_zeros(b, n, dt):
+    """A bias as the compiled loops take it (kernels.ready), zeros (n,) when absent."""
+    return np.zeros(n, dt) if b is None else ready(b)
+
+
 def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
                        record, alone=False):
     """Run one cell over time in one direction from its input inp (L, N, I): an
@@ -118,12 +123,11 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     store = lease.empty((steps_kept, N, fam.store * H), dt)
     kernel = None if sizes is not None or rows else kernel_for(fam, dt, N, GH, H_out,
                                                                w.w_hr is not None)
-    zeros = (lambda b, n: np.zeros(n, dt) if b is None else np.ascontiguousarray(b))
     if kernel is not None:                 # compiled loop (kernels.py); it adds the bias
         h0, c0 = ready(h0), (None if c0 is None else ready(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
         kernel(gx, ready(w_hh_t), NO_BIAS if bias is None else ready(bias),
-               zeros(b_rest, GH - _folded(fam, GH)), h0,
+               _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
                h0 if c0 is None else c0, reverse, out, c_n,
                False, store if record else NO_STORE, record)
         rec = None
@@ -136,7 +140,8 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     gh = lease.empty((N, GH), dt)                          # scratch, reused every step
     w_hr_t = None if w.w_hr is None else t_of(w.w_hr)
     folded = _folded(fam, GH)
-    step, _, adds = cell_steps(fam, dt, zeros(bias, GH), zeros(b_rest, GH - folded))
+    step, _, adds = cell_steps(fam, dt, _or_zeros(bias, GH, dt),
+                               _or_zeros(b_rest, GH - folded, dt))
     if fam.with_weights is not None:                      # its step needs W_hh itself
         step, adds = fam.with_weights(w, reverse)[0], False
     if bias is not None and not adds:
@@ -193,8 +198,7 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     c_n = np.empty(h0.shape, f32)
     folded = _folded(fam, GH)
     if not run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
-                    np.zeros(GH, f32) if bias is None else ready(bias),
-                    np.zeros(GH - folded, f32) if b_rest is None else ready(b_rest),
+                    _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32),
                     h0, c0_, reverse, out, c_n):
         return None
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
@@ -213,7 +217,7 @@ def _rows_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     kernel = kernel_for(fam, dt, N, GH, H_out, False)
     w_hh_t = ready(transposed(w.w_hh, copy=False))
     b = NO_BIAS if bias is None else ready(bias)
-    rest = ready(np.zeros(GH - _folded(fam, GH), dt) if b_rest is None else b_rest)
+    rest = _or_zeros(b_rest, GH - _folded(fam, GH), dt)
     out = (lease if pool_out else PLAIN).empty((T, N, H_out), dt)
     c_n = None if c0 is None else np.empty(c0.shape, dt)
 
