@@ -45,7 +45,7 @@ def per_step(mode, H, T=1000):
 
     def single():
         one(gx, w_t, kernels.NO_BIAS, b_rest, h0, h0, False, out, c_n, False, kernels.NO_STORE,
-            False)
+            False, 0, 1)
 
     def sync():
         s = np.zeros(3 * T + 3, np.int64)

@@ -63,7 +63,8 @@ def _one_thread(fam, halves, rest, T, H, reverse):
     out, c_n = np.empty((T, 1, H), np.float32), np.empty((1, H), np.float32)
     k = kernels.kernels(fam, "sequence").get("forward")
     k(np.ascontiguousarray(gx), np.ascontiguousarray(w_hh.T), kernels.NO_BIAS, b_rest, h0,
-      c0 if fam.has_cell_state else h0, reverse, out, c_n, False, kernels.NO_STORE, False)
+      c0 if fam.has_cell_state else h0, reverse, out, c_n, False, kernels.NO_STORE, False,
+      0, 1)
     return out, c_n
 
 

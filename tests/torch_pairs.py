@@ -99,11 +99,11 @@ def run_child(child):
 
 
 def who_ran_second(monkeypatch, delay):
-    """driver.run_both counted, each call's first part started ``delay`` s late (the
+    """driver's and halves' run_both counted, each call's first part started ``delay`` s late (the
     worker has long taken the second by then), set_num_threads unset and the pair not
     cooling down; returns the list of who ran each call's second part (True: the worker,
     False: the caller after it, None: the caller alone)."""
-    from rnnlab.sequence import driver, kernels, pair
+    from rnnlab.sequence import driver, halves, kernels, pair
     monkeypatch.setitem(kernels._state, "threads", None)
     pair._state.update(cool=0.0, low=0)
     ran, real = [], pair.run_both
@@ -117,6 +117,7 @@ def who_ran_second(monkeypatch, delay):
         ran.append(pair._state["both"])
         return result
     monkeypatch.setattr(driver, "run_both", counted)
+    monkeypatch.setattr(halves, "run_both", counted)
     return ran
 
 

@@ -247,7 +247,7 @@ PRIMITIVES = {"sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "ONE": ONE, "ZE
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"contract"})      # FMA: ~15% less
 _DOTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 SHAPES = {"sequence": [("forward", "SEQUENCE", dict(_LOOP, nogil=True)),
-                      ("backward", "SEQUENCE_BACK", _LOOP),
+                      ("backward", "SEQUENCE_BACK", dict(_LOOP, nogil=True)),
                       ("pair", "SEQUENCE_PAIR", dict(_DOTS, nogil=True))],
           "step": [("step", "STEP", _LOOP), ("back", "BACK_STEP", _LOOP)],
           "cell": [("cell", "CELL", _LOOP)],

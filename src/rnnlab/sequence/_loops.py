@@ -21,7 +21,8 @@ from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_SEQ,
                    B_SERVED, B_STATE, B_WAKE)
 
-def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record):
+def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record,
+             lo, hi):
     """The time loop of one direction. gx (T, N, G*H): x W_ih^T; bias (G*H,): b_ih with the
     b_hh of the folded gates, added to gx step by step (empty: none, or gx has it; one
     pass while gx[t] is hot, not NumPy's pass over all of gx: LSTM (50, 16, 32, 32) 18 us
@@ -29,31 +30,33 @@ def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, r
     b_rest: the b_hh of the other gates ((G-F)*H, zeros without bias); h0, c0 (N, H)
     (c0: any (N, H) array without a cell state); out (T, N, H) the outputs; c_n (N, H)
     receives the last c. record=True leaves the gate values in gx and the stored values in
-    store (T, N, S*H), the NumPy step's layout (store is not touched otherwise)."""
+    store (T, N, S*H), the NumPy step's layout (store is not touched otherwise). Only rows
+    lo:hi are read and written (lo even: rows are computed in pairs from lo, as the whole
+    call pairs them, so a range gives the whole call's bits; halves.py)."""
     T, N, GH = gx.shape
     H = GH // G
     FH = F * H
-    A = np.empty((N, GH), f32)
+    A = np.empty((hi - lo, GH), f32)
     u = np.empty(GH + S * H, f32)
     cs = np.empty(H, f32)
     if HAS_C:
-        c_n[:] = c0
+        c_n[lo:hi] = c0[lo:hi]
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
         if bias.shape[0] > 0:
-            for n in range(N):
+            for n in range(lo, hi):
                 for j in range(GH):
                     gx[t, n, j] += bias[j]
-        _recurrent(A, gx[t], b_rest, prev, w_hh_t, FH, rows)
-        for n in range(N):
+        _recurrent(A, gx[t][lo:hi], b_rest, prev[lo:hi], w_hh_t, FH, rows)
+        for n in range(lo, hi):
             if record:                 # a constant flag each: LLVM drops the dead stores
-                FORWARD_UNITS(A[n], gx[t, n], prev[n], c_n[n], u, out[t, n], cs, 0, H,
+                FORWARD_UNITS(A[n - lo], gx[t, n], prev[n], c_n[n], u, out[t, n], cs, 0, H,
                               H, True)
                 _copy(gx[t, n], u, 0)
                 _copy(store[t, n], u, GH)
             else:
-                FORWARD_UNITS(A[n], gx[t, n], prev[n], c_n[n], u, out[t, n], cs, 0, H,
+                FORWARD_UNITS(A[n - lo], gx[t, n], prev[n], c_n[n], u, out[t, n], cs, 0, H,
                               H, False)
             if HAS_C:                  # c' aside first: c_n[n] as both c and c' keeps
                 _copy(c_n[n], cs, 0)   # LLVM from vectorising the units (measured 3x)
@@ -118,13 +121,14 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
         _wait_for(sync, 2 * T + s, 2, -1)
 
 
-def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr):
+def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr,
+                  lo, hi):
     """BPTT of one direction. dout (T, N, H) upstream gradient of the outputs (read only
     when has_dout); dh (N, H), dc (N, H) (any (N, H) array without a cell state): the
     gradients from after the last step, updated in place to those of h0 and c0; acts,
     store: the recording forward's gx and store; h0, c0, out: its states; w_hh (G*H, H)
     row-major; dgx (T, N, G*H) receives d(x W_ih^T + b_ih), dgr (T, N, (G-F)*H) the
-    d(h W_h + b_h) of the gates past F."""
+    d(h W_h + b_h) of the gates past F. Only rows lo:hi (lo even, as SEQUENCE's)."""
     T, N, GH = acts.shape
     H = GH // G
     FH = F * H
@@ -137,7 +141,7 @@ def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, revers
     for s in range(T):
         t = s if reverse else T - 1 - s                  # the forward's steps, last first
         p = t + 1 if reverse else t - 1
-        for n in range(N):
+        for n in range(lo, hi):
             for j in range(H):
                 dht[j] = dh[n, j] + dout[t, n, j] if has_dout else dh[n, j]
             hp = h0[n] if s == T - 1 else out[p, n]
@@ -152,7 +156,7 @@ def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, revers
                 _copy(dgr[t, n], u, FH)
             if DIRECT:
                 _copy(Dd[n], u, GH)
-        _recurrent(dh, Dd, Z, Dg if FH < GH else dgx[t], w_hh,
+        _recurrent(dh[lo:hi], Dd[lo:hi], Z, (Dg if FH < GH else dgx[t])[lo:hi], w_hh,
                    H if DIRECT else 0, False)            # dh = direct + d gh W_hh
 
 

@@ -11,6 +11,7 @@ from ..errors import BackwardError
 from .driver import _QUIET, _folded, _few_rows, _zero_padding
 from .kernels import NO_STORE, cell_steps, kernel_for, ready, step_caches
 from .linalg import dot, per_row, transposed
+from . import halves
 from .pool import PLAIN
 from .records import LayerWeights
 
@@ -87,26 +88,40 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     rows = _few_rows(N, GH, H_out)
     if not absent and norms is None and rec.acts is not None and w.w_hr is None and not rows:
         kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True)
+    split = kernel is not None and halves.wanted(fam, dt, T, N, GH, H_out, False)
     if kernel is not None:                                 # compiled loop (kernels.py)
         dh = np.zeros((N, H_out), dt) if dh is None else np.array(dh, dtype=dt)   # own
         if fam.has_cell_state:                                                     # copies,
             dc = np.zeros(rec.c0.shape, dt) if dc is None else np.array(dc, dtype=dt)
-        kernel(NO_STORE if dout is None else ready(dout), dout is not None, dh,   # updated
-               dh if dc is None else dc, rec.acts, rec.store, rec.h0,          # in place
-               rec.h0 if rec.c0 is None else rec.c0, ready(rec.out), transposed(w.w_hh),
-               reverse, dgx_all, NO_STORE if dgr_all is None else dgr_all)
+        halves.in_halves(kernel, (NO_STORE if dout is None else ready(dout), dout is not None,
+                                  dh, dh if dc is None else dc,          # updated in place
+                                  rec.acts, rec.store, rec.h0,
+                                  rec.h0 if rec.c0 is None else rec.c0, ready(rec.out),
+                                  transposed(w.w_hh), reverse, dgx_all,
+                                  NO_STORE if dgr_all is None else dgr_all), N, split)
     else:
         bound = None if fam.with_weights is None else fam.with_weights(
             LayerWeights(w.w_ih, w.w_hh.T, None, None, None, w.w_p), reverse)
         dh, dc = _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all,
                        no_grad_rows, absent, norms, rows, None if bound is None else bound[1])
     GX = dgx_all.reshape(T * N, GH)
-    dw_ih = GX.T @ x.reshape(T * N, x.shape[2])            # one matmul for all steps
-    if dgr_all is None:
-        dw_hh = _hidden_matmul(dgx_all, rec, reverse)
+    x2 = x.reshape(T * N, x.shape[2])
+    dx = np.empty(x2.shape, dt)
+    if split:               # the same products, on one OpenBLAS thread each (halves.py)
+        m = T * N // 2
+
+        def here():
+            np.matmul(GX[:m], w.w_ih, out=dx[:m])
+            return GX.T @ x2
+
+        def there():
+            np.matmul(GX[m:], w.w_ih, out=dx[m:])
+            return _dw_hh(dgx_all, dgr_all, rec, reverse, F_)
+        dw_ih, dw_hh = halves.in_parallel(here, there)
     else:
-        dw_hh = np.concatenate([_hidden_matmul(dgx_all[:, :, :F_], rec, reverse),
-                                _hidden_matmul(dgr_all, rec, reverse)])
+        dw_ih = GX.T @ x2                                  # one matmul for all steps
+        dw_hh = _dw_hh(dgx_all, dgr_all, rec, reverse, F_)
+        np.matmul(GX, w.w_ih, out=dx)
     db_ih = db_hh = None
     if has_bias:
         db_ih = GX.sum(axis=0)
@@ -125,10 +140,18 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         m_all = rec.m_all if no_grad_rows is None else np.where(no_grad_rows[..., None], 0,
                                                                  rec.m_all)
         dw_hr = dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, w.w_hr.shape[1])
-    dx = (GX @ w.w_ih).reshape(T, N, w.w_ih.shape[1])
+    dx = dx.reshape(T, N, w.w_ih.shape[1])
     if sizes is not None:
         _zero_padding(dx, sizes)                           # 0 * non-finite weight stays out
     return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_p)
+
+
+def _dw_hh(dgx_all, dgr_all, rec, reverse, F_):
+    """dW_hh: sum_t dgh_t^T h_{t-1}, dgh the folded gates' dgx and the others' dgr."""
+    if dgr_all is None:
+        return _hidden_matmul(dgx_all, rec, reverse)
+    return np.concatenate([_hidden_matmul(dgx_all[:, :, :F_], rec, reverse),
+                           _hidden_matmul(dgr_all, rec, reverse)])
 
 
 def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_grad_rows,

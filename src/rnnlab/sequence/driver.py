@@ -31,6 +31,7 @@ from ..tuning import BLAS_ROWS, FEW_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
+from . import halves
 from .pair import (directions_wanted, one_blas_thread, pair_kernel, rows_wanted, run_both,
                    wanted)
 from .pair import run as run_pair
@@ -69,7 +70,8 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
     """Run one cell over time in one direction from its input inp (L, N, I): an
     unrecorded batch-1 call on two threads (pair.py) when it can (not ``alone``: the
     other direction runs on the other thread), else the input projection of all steps as
-    one matmul and _direction_loop. Returns out (L, N, H_out), h_n, c_n and, when
+    one matmul (or two halves of its rows, one per thread, with the loop's rows in halves
+    too: halves.py, pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n, c_n and, when
     recording, the DirectionRecord."""
     T, N = inp.shape[:2]
     two = (not record and not alone and sizes is None and T > 0
@@ -78,28 +80,30 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
         done = _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out)
         if done is not None:
             return (*done, None)
-    elif not record and not alone and sizes is None and rows_wanted(
-            fam, inp.dtype, T, N, *w.w_hh.shape, w.w_hr is not None):
-        return (*_rows_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out),
-                None)
-    with one_blas_thread() if two else contextlib.nullcontext():  # the pair's, run alone
-        gx = np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T,           # all steps
-                       out=lease.empty((T * N, w.w_ih.shape[0]), inp.dtype))
+    split = (sizes is None and not alone and not two
+             and rows_wanted(fam, inp.dtype, T, N, *w.w_hh.shape, w.w_hr is not None, record))
+    gx = lease.empty((T * N, w.w_ih.shape[0]), inp.dtype)
+    if split:                                          # two threads (halves.py)
+        halves.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, gx)
+    else:
+        with one_blas_thread() if two else contextlib.nullcontext():  # the pair's, alone
+            np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, out=gx)    # all steps
     result = _direction_loop(fam, gx.reshape(T, N, w.w_ih.shape[0]), h0, c0, w, bias,
-                             b_rest, reverse, sizes, lease, pool_out, record)
+                             b_rest, reverse, sizes, lease, pool_out, record, split)
     if not record:
         lease.give_back(gx)                                # inference: scratch done
     return result
 
 
 def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
-                    record):
+                    record, split=False):
     """The time loop of one direction.
 
     gx (L, N, G*H): input projections x W_ih^T; the steps keep their activations in it.
     bias: b_ih with the foldable part of b_hh, added to gx (by the compiled steps as they
     go, else here at once); b_rest: the rest of b_hh, added to h W_hh^T. Returns out
-    (L, N, H_out), h_n, c_n and, when recording, the DirectionRecord.
+    (L, N, H_out), h_n, c_n and, when recording, the DirectionRecord. split: the compiled
+    loop's rows in two halves, one per thread (halves.py).
     """
     T, N, GH = gx.shape
     H_out = h0.shape[1]
@@ -126,10 +130,10 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     if kernel is not None:                 # compiled loop (kernels.py); it adds the bias
         h0, c0 = ready(h0), (None if c0 is None else ready(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
-        kernel(gx, ready(w_hh_t), NO_BIAS if bias is None else ready(bias),
-               _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
-               h0 if c0 is None else c0, reverse, out, c_n,
-               False, store if record else NO_STORE, record)
+        halves.in_halves(kernel, (gx, ready(w_hh_t), NO_BIAS if bias is None else ready(bias),
+                                  _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
+                                  h0 if c0 is None else c0, reverse, out, c_n, False,
+                                  store if record else NO_STORE, record), N, split)
         rec = None
         if record:                        # per-step caches: derived if a NumPy back needs them
             rec = DirectionRecord(out, h0, None, None, None, LayerWeights(w.w_ih.copy(), w_hh_t),
@@ -202,57 +206,6 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
                     h0, c0_, reverse, out, c_n):
         return None
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
-
-
-def _rows_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
-    """One direction of an unrecorded call on the compiled loop, its rows in two halves
-    (pair.rows_wanted): the first here, the second on the pair's worker (or here after
-    the first when the worker is busy or cooling down), each with its own input
-    projection (one OpenBLAS thread) and time loop, each writing its rows of the
-    outputs. The rows never meet, so the numbers are the whole call's to the bit.
-    Returns out (T, N, H), h_n, c_n."""
-    T, N, I = inp.shape
-    GH, H_out = w.w_hh.shape
-    dt = inp.dtype
-    kernel = kernel_for(fam, dt, N, GH, H_out, False)
-    w_hh_t = ready(transposed(w.w_hh, copy=False))
-    b = NO_BIAS if bias is None else ready(bias)
-    rest = _or_zeros(b_rest, GH - _folded(fam, GH), dt)
-    out = (lease if pool_out else PLAIN).empty((T, N, H_out), dt)
-    c_n = None if c0 is None else np.empty(c0.shape, dt)
-
-    m = 2 * ((N + 2) // 4)          # even: the loop computes rows two at a time and a
-    # row alone may round otherwise, so the halves pair their rows as the whole call does
-    parts = [_rows_part(inp, h0, c0, r0, r1, GH, lease) for r0, r1 in ((0, m), (m, N))]
-
-    def run(part):           # everything allocated before: no Python between its calls,
-        x, gx, o, h, c, cn, r0, r1 = part        # whose turns at the GIL cost ~30 us each
-        np.matmul(x, w.w_ih.T, out=gx.reshape(x.shape[0], GH))
-        kernel(gx, w_hh_t, b, rest, h, c, reverse, o, cn, False, NO_STORE, False)
-        out[:, r0:r1] = o
-        if c_n is not None:
-            c_n[r0:r1] = cn
-
-    def second():
-        with np.errstate(**_QUIET):             # per thread: the worker's own
-            run(parts[1])
-
-    run_both(lambda: run(parts[0]), second, spin=True)
-    for part in parts:
-        lease.give_back(part[1])
-        lease.give_back(part[2])
-    return out, out[0 if reverse else T - 1], c_n
-
-
-def _rows_part(inp, h0, c0, r0, r1, GH, lease):
-    """The arrays of rows r0:r1 for _rows_forward: (x (T*n, I), gx (T, n, G*H), out
-    (T, n, H), h0, c0, c_n, r0, r1), C-contiguous (c0 and c_n: h0 without a cell state)."""
-    T, n, dt = inp.shape[0], r1 - r0, inp.dtype
-    x = np.ascontiguousarray(inp[:, r0:r1]).reshape(T * n, inp.shape[2])
-    h = ready(h0[r0:r1])
-    c, cn = (h, h) if c0 is None else (ready(c0[r0:r1]), np.empty((n, c0.shape[1]), dt))
-    return (x, lease.empty((T, n, GH), dt), lease.empty((T, n, h0.shape[1]), dt), h, c, cn,
-            r0, r1)
 
 
 _ASIDE = threading.local()      # per thread: the scratch of run_both's second direction

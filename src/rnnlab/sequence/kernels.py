@@ -201,9 +201,10 @@ def ready(a):
 def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False):
     """The compiled time loop for this call, or None (the NumPy path).
 
-    Forward: kernel(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record);
-    backward=True: kernel(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse,
-    dgx, dgr) (_compiled.SEQUENCE, SEQUENCE_BACK). Every array C-contiguous float32."""
+    Forward: kernel(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record,
+    lo, hi); backward=True: kernel(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh,
+    reverse, dgx, dgr, lo, hi) (_compiled.SEQUENCE, SEQUENCE_BACK: rows lo:hi of the
+    batch, lo even). Every array C-contiguous float32."""
     if dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > COMPILED_LOOP_MAX:
         return None                         # decided before numba is ever imported
     k = kernels(fam, "sequence")
@@ -374,7 +375,7 @@ def _warm(fam, k):
     if "forward" in k:
         for rows, w in ((False, np.zeros((1, GH), f32)), (True, np.zeros((GH, 1), f32))):
             k["forward"](gx, w, z1, np.zeros(GH - FH, f32), h, h.copy(), False, out,
-                         h.copy(), rows, store, True)
+                         h.copy(), rows, store, True, 0, 2)
     if "pair" in k:                # alone (p = 0): it takes both halves of every step
         H2, sync = np.zeros((1, 2), f32), np.zeros(9, np.int64)
         sync[6] = 1
@@ -384,7 +385,7 @@ def _warm(fam, k):
     if "backward" in k:
         k["backward"](out, True, h.copy(), h.copy(), gx, store, h, h, out,
                       np.zeros((GH, 1), f32), False, np.zeros((2, 2, GH), f32),
-                      np.zeros((2, 2, max(GH - FH, 1)), f32))
+                      np.zeros((2, 2, max(GH - FH, 1)), f32), 0, 2)
     if "step" in k:
         k["step"](g2, g2.copy(), z1, np.zeros(GH - FH, f32), h, h, h.copy(), store[0])
     if "back" in k:

@@ -25,8 +25,8 @@ A call (``run``):
 The same worker runs the second direction of an unrecorded bidirectional layer below
 the pair's size while the caller runs the first (``run_both``, ``directions_wanted``):
 no per-step meeting at all, the same rules (lock, OpenBLAS on one thread, the caller
-takes over, the cool-down). So do the two halves of the rows of an unrecorded batch
-on the compiled loop (``rows_wanted``, driver._rows_forward): the rows never meet, so
+takes over, the cool-down). So do the two halves of the rows of a batch (recorded too)
+on the compiled loop (``rows_wanted``, halves.py): the rows never meet, so
 the threads meet once, at the end; after such a call the worker spins for PAIR_SPIN
 before sleeping (a wake through the queue costs ~30 us), yielding its core at every look.
 
@@ -122,17 +122,27 @@ def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
-def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj):
-    """Whether an unrecorded call of N >= 3 rows on the compiled loop (kernels.kernel_for)
-    should run its rows in two halves, one per thread (driver._rows_forward): the rows of
-    a batch never meet, so the threads meet once, at the end. From ROWS_SPLIT_MIN
-    recurrent multiply-adds; not for a call the pair runs by units. Not for two rows (the
-    loop computes rows in pairs, and a row alone may round otherwise) nor for one unit
-    (G*H = 1: the input projection is then OpenBLAS's matrix-vector product, whose
-    rounding depends on the number of rows): the halves give the whole call's bits."""
-    return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and enabled()
-            and not wanted(fam, dtype, N, GH, H_out, has_proj)
+def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj, record=False):
+    """Whether a call of N >= 3 rows on the compiled loop (kernels.kernel_for) should run
+    its rows in two halves, one per thread (halves.py; recorded calls and their BPTT
+    too): the rows of a batch never meet, so the threads meet once,
+    at the end. From ROWS_SPLIT_MIN recurrent multiply-adds; not for an unrecorded call
+    the pair runs by units. Not for two rows (the loop computes rows in pairs, and a row
+    alone may round otherwise) nor for one unit (G*H = 1: the input projection is then
+    OpenBLAS's matrix-vector product). By shape alone: where the pair may not run
+    (set_num_threads(1)), the caller runs both halves, one after the other, so that the
+    numbers never depend on the threads (a product of some rows may differ in the last
+    bit from the same rows inside a larger product: OpenBLAS rounds a row by where it
+    sits)."""
+    return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and possible()
+            and (record or not wanted(fam, dtype, N, GH, H_out, has_proj))
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
+
+
+def first_half(N):
+    """The rows of a batch's first half: even (the compiled loops compute rows in pairs
+    from the first of their range, so the halves pair them as the whole call does)."""
+    return 2 * ((N + 2) // 4)
 
 
 def pair_kernel(fam):
@@ -176,6 +186,7 @@ class _Worker:
             except BaseException:           # never dies: the caller takes what is left
                 pass
             spin = getattr(job, "spin", 0)  # run_both(spin=True): spin for the next job,
+            job = None                      # (not holding the last call's arrays meanwhile)
             try:                            # waking costs ~30 us (measured)
                 while spin and self.jobs.empty():
                     seen = int(BOARD[0])

@@ -345,7 +345,7 @@ def step_layers(fam, x, layers, h, c):
                 s.kernel(gx[None], s.w_hh_t.T if s.rows else s.w_hh_t, NO_BIAS, s.b_rest,
                          hk, hk if c is None else ready(c[k]), False,
                          h_new[k][None], hk if c is None else c_new[k], s.rows, NO_STORE,
-                         False)
+                         False, 0, N)
                 inp = h_new[k]
                 continue
             if s.joint is not None:

@@ -1,0 +1,186 @@
+"""Recorded calls (training) of 3 rows or more on the compiled loops, their rows in two
+halves (halves.py): the recording forward's and BPTT's time loops, the input projection
+and the weight and input gradients' products, each half on its own thread. Every result
+and every gradient equals the one-thread call's to the bit, and torch's to float32's
+tolerance."""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.sequence import bptt, halves, kernels, pair
+from torch_pairs import equal_bits, torch_pair, who_ran_second
+
+needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
+                                reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The halves for any size (the threshold is for speed only); yields who ran each
+    second half (True: the worker)."""
+    monkeypatch.setattr(pair, "ROWS_SPLIT_MIN", 0)
+    who = who_ran_second(monkeypatch, 0.01)
+    yield who
+    pair._state.update(cool=0.0, low=0)
+
+
+def trained(m, x, state, d_out, d_state, threads=None):
+    """One recorded forward and backward with rnnlab.set_num_threads(threads)'s setting:
+    (output, final state, the input and state gradients, every parameter gradient)."""
+    kernels._state["threads"] = threads
+    try:
+        m.train().zero_grad()
+        out, final = m(x, state)
+        back = m.backward(d_out, *(d_state if isinstance(d_state, tuple) else (d_state,)))
+    finally:
+        kernels._state["threads"] = None
+    return out.copy(), final, back, {k: v.copy() for k, v in m.grads.items()}
+
+
+def _same(a, b):
+    out, final, back, grads = a
+    equal_bits((out, final, tuple(back)), (b[0], b[1], tuple(b[2])))
+    assert grads.keys() == b[3].keys()
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], b[3][k], err_msg=k)
+
+
+@needs_pair
+@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
+                                     (LSTM, {"bias": False, "batch_first": True}),
+                                     (GRU, {"bidirectional": True})])
+def test_training_equals_torch_and_the_one_thread_path(cls, kw, ran):
+    torch, tm, om = torch_pair(cls, kw, 5, 6, 2)
+    rng = np.random.default_rng(2)
+    N, D, T = 5, 2 if kw.get("bidirectional") else 1, 7
+    x = rng.standard_normal((N, T, 5) if kw.get("batch_first") else (T, N, 5))
+    x = x.astype(np.float32)
+    h0 = rng.standard_normal((2 * D, N, 6)).astype(np.float32)
+    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    d_out = rng.standard_normal(x.shape[:2] + (6 * D,)).astype(np.float32)
+    d_state = (h0[::-1].copy(), h0) if cls is LSTM else h0[::-1].copy()
+    got = trained(om, x, state, d_out, d_state)
+    assert ran and all(ran)                               # the worker ran every second half
+    _same(got, trained(om, x, state, d_out, d_state, threads=1))
+    tm.train()
+    tx = torch.from_numpy(x).requires_grad_()
+    ts = tuple(torch.from_numpy(s).requires_grad_() for s in (state if cls is LSTM
+                                                            else (state,)))
+    tout, tfinal = tm(tx, ts if cls is LSTM else ts[0])
+    tfinal = tfinal if cls is LSTM else (tfinal,)
+    loss = (tout * torch.from_numpy(d_out)).sum() + sum(
+        (f * torch.from_numpy(d)).sum() for f, d in zip(
+            tfinal, d_state if cls is LSTM else (d_state,)))
+    loss.backward()
+    close = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[0], tout.detach().numpy(), **close)
+    np.testing.assert_allclose(got[2][0], tx.grad.numpy(), **close)
+    for mine, theirs in zip(got[2][1:], ts):
+        np.testing.assert_allclose(mine, theirs.grad.numpy(), **close)
+    for name, p in tm.named_parameters():
+        np.testing.assert_allclose(got[3][name], p.grad.numpy(), err_msg=name, **close)
+
+
+@needs_pair
+def test_a_failure_in_the_workers_loop_raises_here(monkeypatch, ran):
+    m = LSTM(4, 8, dtype=np.float32, seed=0)
+    x = np.ones((6, 4, 4), np.float32)
+    out, _ = m(x)
+    real = bptt.kernel_for
+
+    def failing_there(*args, **kw):
+        k = real(*args, **kw)
+
+        def kernel(*a):
+            if threading.current_thread().name == "rnnlab-pair":
+                raise MemoryError("the worker's allocation")
+            return k(*a)
+        return kernel
+    monkeypatch.setattr(bptt, "kernel_for", failing_there)
+    with pytest.raises(RuntimeError, match="cannot be run again"):
+        m.backward(np.ones_like(out))
+
+
+@needs_pair
+def test_which_calls_run_in_halves(ran, monkeypatch):
+    m = GRU(3, 8, dtype=np.float32, seed=0)
+    x = np.ones((5, 3, 3), np.float32)
+    m(x[:, :2])                                            # two rows
+    m(x, lengths=[5, 3, 2])                                # lengths
+    LSTM(3, 8, proj_size=4, dtype=np.float32, seed=0)(x)   # a projection
+    GRU(3, 8, dtype=np.float64, seed=0)(x.astype(np.float64))          # float64
+    assert ran == []
+    out, _ = m(x)
+    assert len(ran) == 2                                   # its projection and its loop
+    m.backward(np.ones_like(out))
+    assert len(ran) == 4                                   # the loop and the products
+    # a batch the pair would run by units when unrecorded: recorded, it runs in halves
+    monkeypatch.setattr(pair, "PAIR_ROWS", 8)
+    assert halves.wanted(m.family, np.float32, 100, 4, 768, 256, False)
+    assert not pair.rows_wanted(m.family, np.float32, 100, 4, 768, 256, False)
+
+
+def test_the_workers_half_runs_under_the_callers_error_state():
+    with np.errstate(over="raise", invalid="ignore"):
+        want = np.geterr()
+        _, got = halves.in_parallel(lambda: None, np.geterr)
+    assert got == want
+
+
+@needs_pair
+@settings(max_examples=20, deadline=None)
+@given(kind=st.sampled_from(["rnn", "gru", "lstm"]), N=st.integers(1, 11),
+       H=st.integers(1, 12), T=st.integers(1, 5), reverse=st.booleans(),
+       bias=st.booleans(), nan=st.booleans())
+def test_any_batch_equals_the_one_thread_path(kind, N, H, T, reverse, bias, nan):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pair, "ROWS_SPLIT_MIN", 0)
+        pair._state.update(cool=0.0, low=0)
+        cls = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[kind]
+        m = cls(3, H, dtype=np.float32, seed=N, bidirectional=reverse, bias=bias)
+        rng = np.random.default_rng(H)
+        D = 2 if reverse else 1
+        x = rng.standard_normal((T, N, 3)).astype(np.float32)
+        if nan:
+            x[0, N - 1, 0] = np.nan
+        d_out = rng.standard_normal((T, N, D * H)).astype(np.float32)
+        _same(trained(m, x, None, d_out, None), trained(m, x, None, d_out, None, threads=1))
+
+
+@pytest.mark.skipif(not kernels.available(), reason="compiled kernels (numba) not here")
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(["rnn", "gru", "lstm"]), N=st.integers(1, 11),
+       H=st.integers(1, 12), T=st.integers(1, 4), reverse=st.booleans(),
+       has_dout=st.booleans())
+def test_a_loops_halves_give_the_whole_loops_bits(kind, N, H, T, reverse, has_dout):
+    """SEQUENCE (recording) and SEQUENCE_BACK over rows 0:m then m:N against one call
+    over 0:N: every array they write, to the bit."""
+    from rnnlab.cells import by_kind
+    fam = by_kind(kind)
+    k = kernels.kernels(fam, "sequence")
+    GH, FH, f32 = fam.num_gates * H, fam.fold * H, np.float32
+    rng = np.random.default_rng(N * 100 + H)
+    r = (lambda *s: rng.standard_normal(s).astype(f32))
+    gx, w_t, bias, rest, h0, c0 = r(T, N, GH), r(H, GH), r(GH), r(GH - FH), r(N, H), r(N, H)
+    dout, dh, dc = r(T, N, H), r(N, H), r(N, H)
+    m = pair.first_half(N)
+
+    def run(ranges):
+        g, out, c_n = gx.copy(), np.zeros((T, N, H), f32), np.zeros((N, H), f32)
+        store = np.zeros((T, N, fam.store * H), f32)
+        for lo, hi in ranges:
+            k["forward"](g, w_t, bias, rest, h0, c0, reverse, out, c_n, False, store, True,
+                         lo, hi)
+        dh_, dc_ = dh.copy(), dc.copy()
+        dgx, dgr = np.zeros((T, N, GH), f32), np.zeros((T, N, max(GH - FH, 1)), f32)
+        for lo, hi in ranges:
+            k["backward"](dout, has_dout, dh_, dc_, g, store, h0, c0, out,
+                          np.ascontiguousarray(w_t.T), reverse, dgx, dgr, lo, hi)
+        return g, out, c_n, store, dh_, dc_, dgx, dgr
+
+    for a, b in zip(run([(0, N)]), run([(0, m), (m, N)] if m < N else [(0, N)])):
+        np.testing.assert_array_equal(a, b)
