@@ -32,8 +32,8 @@ from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
 from . import halves
-from .pair import (directions_wanted, one_blas_thread, pair_kernel, rows_wanted, run_both,
-                   wanted)
+from .pair import (directions_wanted, enabled, one_blas_thread, pair_kernel, rows_wanted,
+                   run_both, wanted)
 from .pair import run as run_pair
 from .pool import PLAIN, Pool
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -71,8 +71,8 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
     unrecorded batch-1 call on two threads (pair.py) when it can (not ``alone``: the
     other direction runs on the other thread), else the input projection of all steps as
     one matmul (or two halves of its rows, one per thread, with the loop's rows in halves
-    too: halves.py, pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n, c_n and, when
-    recording, the DirectionRecord."""
+    too: halves.py, pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n,
+    c_n and, when recording, the DirectionRecord."""
     T, N = inp.shape[:2]
     two = (not record and not alone and sizes is None and T > 0
            and wanted(fam, inp.dtype, N, *w.w_hh.shape, w.w_hr is not None))
@@ -303,8 +303,11 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
                     record, alone)
             if D == 2 and not record and sizes is None and directions_wanted(
                     fam, dt, T, N, *ws[0].w_hh.shape, ws[0].w_hr is not None):
-                results = run_both(lambda: direction(0, alone=True),
-                                   lambda: _aside(direction, 1))
+                if enabled():
+                    results = run_both(lambda: direction(0, alone=True),
+                                       lambda: _aside(direction, 1))
+                else:                      # set_num_threads(1): the same two, here
+                    results = [direction(d, alone=True) for d in range(D)]
             else:
                 results = [direction(d) for d in range(D)]
             for out, hn, cn, rec in results:

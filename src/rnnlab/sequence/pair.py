@@ -105,9 +105,13 @@ def enabled():
 def wanted(fam, dtype, N, GH, H_out, has_proj):
     """Whether an unrecorded call of this shape is one for the pair (when it then runs
     alone, its projection still keeps OpenBLAS to one thread: see one_blas_thread)."""
+    return _by_units(fam, dtype, N, GH, H_out, has_proj) and enabled()
+
+
+def _by_units(fam, dtype, N, GH, H_out, has_proj):
+    """``wanted`` by shape alone (whatever set_num_threads says)."""
     return (dtype == np.float32 and not has_proj and 0 < N <= PAIR_ROWS
-            and GH * H_out >= PAIR_MIN and fam.units is not None and kernels.available()
-            and enabled())
+            and GH * H_out >= PAIR_MIN and fam.units is not None and kernels.available())
 
 
 def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
@@ -116,18 +120,19 @@ def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
     (kernels.kernel_for; not a call the pair wants: two threads per step beat one thread
     per direction there) and the recurrent work of a direction, T * N * G*H * H_out
     multiply-adds, is at least DIRECTIONS_MIN (below it handing one direction to the
-    worker costs more than it saves)."""
-    return (T * N * GH * H_out >= DIRECTIONS_MIN and enabled()
-            and not wanted(fam, dtype, N, GH, H_out, has_proj)
+    worker costs more than it saves). By shape alone: under set_num_threads(1) the
+    driver runs the same two one after the other."""
+    return (T * N * GH * H_out >= DIRECTIONS_MIN and possible()
+            and not _by_units(fam, dtype, N, GH, H_out, has_proj)
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
 def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj, record=False):
     """Whether a call of N >= 3 rows on the compiled loop (kernels.kernel_for) should run
     its rows in two halves, one per thread (halves.py; recorded calls and their BPTT
-    too): the rows of a batch never meet, so the threads meet once,
-    at the end. From ROWS_SPLIT_MIN recurrent multiply-adds; not for an unrecorded call
-    the pair runs by units. Not for two rows (the loop computes rows in pairs, and a row
+    too): the rows of a batch never meet, so the threads meet once, at the end. From
+    ROWS_SPLIT_MIN recurrent multiply-adds; not for an unrecorded call the pair runs by
+    units. Not for two rows (the loop computes rows in pairs, and a row
     alone may round otherwise) nor for one unit (G*H = 1: the input projection is then
     OpenBLAS's matrix-vector product). By shape alone: where the pair may not run
     (set_num_threads(1)), the caller runs both halves, one after the other, so that the
@@ -135,7 +140,7 @@ def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj, record=False):
     bit from the same rows inside a larger product: OpenBLAS rounds a row by where it
     sits)."""
     return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and possible()
-            and (record or not wanted(fam, dtype, N, GH, H_out, has_proj))
+            and (record or not _by_units(fam, dtype, N, GH, H_out, has_proj))
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
