@@ -184,3 +184,34 @@ def test_a_loops_halves_give_the_whole_loops_bits(kind, N, H, T, reverse, has_do
 
     for a, b in zip(run([(0, N)]), run([(0, m), (m, N)] if m < N else [(0, N)])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_cool_down_doubles_while_the_worker_keeps_missing(monkeypatch):
+    """Two calls running where the worker did not get a core: PAIR_COOL s off, twice as
+    long each time that comes again before a call is served in time (to 32x)."""
+    monkeypatch.setattr(pair, "PAIR_COOL", 1.0)
+    monkeypatch.setattr(pair, "_state", dict(pair._state, cool=0.0, low=0, cooled=0))
+    for k in range(7):
+        pair._count_share(False)
+        assert k > 0 or not pair.cooling()               # once: a hiccup
+        pair._count_share(False)
+        left = pair._state["cool"] - pair.time.monotonic()
+        assert 2 ** min(k, 5) - 0.5 < left <= 2 ** min(k, 5)
+    pair._count_share(True)
+    assert pair._state["cooled"] == 0 and pair._state["low"] == 0
+
+
+@needs_pair
+def test_while_cooling_down_the_halves_run_here_on_openblass_own_threads(monkeypatch):
+    get, put = pair._blas()
+    before = get()
+    put(2)
+    monkeypatch.setattr(pair, "_state", dict(pair._state, cool=pair.time.monotonic() + 60))
+    monkeypatch.setattr(halves, "run_both", None)           # never called
+    try:
+        here = threading.get_ident()
+        got = halves.in_parallel(lambda: (threading.get_ident(), get()),
+                                 lambda: (threading.get_ident(), get()))
+    finally:
+        put(before)
+    assert got == ((here, 2), (here, 2))

@@ -20,7 +20,7 @@ row by where it sits in the product: measured here, 1.5% of random shapes with h
 """
 import numpy as np
 
-from .pair import enabled, first_half, rows_wanted, run_both
+from .pair import cooling, enabled, first_half, rows_wanted, run_both
 
 
 def wanted(fam, dtype, T, N, GH, H_out, has_proj):
@@ -31,8 +31,10 @@ def wanted(fam, dtype, T, N, GH, H_out, has_proj):
 def in_parallel(first, second):
     """(first(), second()) with second on the worker (pair.run_both, spinning), under the
     caller's NumPy error state (np.errstate is per thread); both here, one after the
-    other, where the pair may not run now (rnnlab.set_num_threads(1))."""
-    if not enabled():
+    other, with OpenBLAS's threads as they are (as the whole call's products would be),
+    where the pair may not run now (rnnlab.set_num_threads(1)) or is cooling down (the
+    worker did not get a core lately: run_both would hold OpenBLAS to one thread)."""
+    if not enabled() or cooling():
         return first(), second()
     err = np.geterr()
 

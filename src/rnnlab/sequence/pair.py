@@ -60,7 +60,7 @@ from .blas import _blas, one_blas_thread
 #: worker did not get a core in two calls running, counted by low); last: the last
 #: call's sync array (who took which half)
 _state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
-          "low": 0}
+          "low": 0, "cooled": 0}
 
 #: The pair's step box (pair_step.py, _loops.ROWS_ONE), an int64 array: requests posted,
 #: the last request whose second half is claimed, the last one the worker finished, the
@@ -328,10 +328,22 @@ def run_both(first, second, spin=False):
 
 
 def _count_share(good):
-    """After two calls running where the worker did not get a core: PAIR_COOL s off."""
-    _state["low"] = 0 if good else _state["low"] + 1
+    """After two calls running where the worker did not get a core: PAIR_COOL s off,
+    doubled each time it comes to that again before a call is served in time (to 32x:
+    a core that stays taken, by another process or by OpenBLAS's threads spinning after
+    each of the caller's own products, is not tried for again every few calls)."""
+    if good:
+        _state["low"] = _state["cooled"] = 0
+        return
+    _state["low"] += 1
     if _state["low"] >= 2:                      # twice running: not a one-off hiccup
-        _state["cool"], _state["low"] = time.monotonic() + PAIR_COOL, 0
+        _state["cool"] = time.monotonic() + PAIR_COOL * (1 << min(_state["cooled"], 5))
+        _state["low"], _state["cooled"] = 0, _state["cooled"] + 1
+
+
+def cooling():
+    """Whether the pair is cooling down (``_count_share``)."""
+    return time.monotonic() < _state["cool"]
 
 
 def _run(kernel, x2d, w_ih, args):
