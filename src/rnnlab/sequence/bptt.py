@@ -57,15 +57,21 @@ def _rows(cache, rows):
     return None if cache is None else cache[rows]
 
 
-def _hidden_matmul(G, rec, reverse):
-    """sum_t G_t^T h_{t-1} for G (L, N, k): one matmul over all steps. Without lengths
-    h_{t-1} is the direction's own output shifted by one step (h0 at its first step)."""
+def _previous_states(rec, reverse):
+    """(L * N, H_out): the state each step started from, h_{t-1} (h0 at the direction's
+    first step), for dW_hh = sum_t dgh_t^T h_{t-1} as one product over all steps. Without
+    lengths the direction's own output shifted by one step: one copy and one product,
+    not a product over the other steps plus an outer product for the first (LSTM (100, 1,
+    256, 256): 1.29 -> 0.28 ms)."""
     T, N, H_out = rec.out.shape
-    k = G.shape[2]
     if rec.h_prev is not None:
-        return G.reshape(T * N, k).T @ rec.h_prev.reshape(T * N, H_out)
-    first, rest, prev = (T - 1, G[:-1], rec.out[1:]) if reverse else (0, G[1:], rec.out[:-1])
-    return rest.reshape(-1, k).T @ prev.reshape(-1, H_out) + G[first].T @ rec.h0
+        return rec.h_prev.reshape(T * N, H_out)
+    prev = np.empty(rec.out.shape, rec.out.dtype)
+    if reverse:
+        prev[:-1], prev[-1] = rec.out[1:], rec.h0
+    else:
+        prev[0], prev[1:] = rec.h0, rec.out[:-1]
+    return prev.reshape(T * N, H_out)
 
 
 def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lease,
@@ -149,10 +155,14 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
 
 def _dw_hh(dgx_all, dgr_all, rec, reverse, F_):
     """dW_hh: sum_t dgh_t^T h_{t-1}, dgh the folded gates' dgx and the others' dgr."""
+    prev = _previous_states(rec, reverse)
+    T, N, GH = dgx_all.shape
     if dgr_all is None:
-        return _hidden_matmul(dgx_all, rec, reverse)
-    return np.concatenate([_hidden_matmul(dgx_all[:, :, :F_], rec, reverse),
-                           _hidden_matmul(dgr_all, rec, reverse)])
+        return dgx_all.reshape(T * N, GH).T @ prev
+    dw = np.empty((GH, prev.shape[1]), prev.dtype)      # both parts written in place (a
+    np.matmul(dgx_all.reshape(T * N, GH)[:, :F_].T, prev, out=dw[:F_])   # concatenation
+    np.matmul(dgr_all.reshape(T * N, GH - F_).T, prev, out=dw[F_:])      # of the two read
+    return dw                                            # 0.95 against 0.24 ms at H 256)
 
 
 def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_grad_rows,
