@@ -166,11 +166,11 @@ def test_long_training_call_scratch_is_given_back():
     assert m._records.pool.bytes == 0 and sum(g.nbytes for g in m.grads.values()) == params
 
 
-def test_first_backward_peaks_at_four_times_the_parameters():
-    """The measured rule the README states: training peaks at 4x the parameter bytes
+def test_first_backward_peaks_at_three_times_the_parameters():
+    """The measured rule the README states: training peaks at 3x the parameter bytes
     during the first backward (parameters, the forward's copy of the recurrent weights,
-    BPTT's transposed copy, gradients) and holds 2x between calls (parameters and
-    gradients)."""
+    BPTT's transposed copy, freed before the gradients are made) and holds 2x between
+    calls (parameters and gradients)."""
     m = GRU(8, 600, dtype=np.float64)
     params = sum(p.nbytes for p in m.parameters())
     x = np.ones((4, 1, 8))
@@ -184,8 +184,26 @@ def test_first_backward_peaks_at_four_times_the_parameters():
     step()
     now, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert 3.5 * params <= peak - base <= 4.2 * params, (peak - base) / params
+    assert 2.8 * params <= peak - base <= 3.3 * params, (peak - base) / params
     assert now - base <= 2.1 * params, (now - base) / params
+
+
+def test_compiled_training_peaks_under_four_times_the_parameters():
+    """A float32 layer on the compiled loops: its record keeps one copy of W_hh (BPTT's
+    loop reads it as it is), so the first backward peaks under 4.2x (the scratch of a
+    small layer weighs more beside its weights than a large one's)."""
+    LSTM(8, 16, dtype=np.float32)(np.ones((2, 1, 8), np.float32))   # kernels loaded
+    m = LSTM(8, 256, dtype=np.float32)
+    params = sum(p.nbytes for p in m.parameters())
+    x = np.ones((4, 1, 8), np.float32)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0] - params
+    tracemalloc.reset_peak()
+    out, _ = m(x)
+    m.backward(np.ones_like(out))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak - base <= 4.2 * params, (peak - base) / params
 
 
 def test_heads_and_gradient_sums_are_quiet_and_torchs():

@@ -136,8 +136,9 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
                                   store if record else NO_STORE, record), N, split)
         rec = None
         if record:                        # per-step caches: derived if a NumPy back needs them
-            rec = DirectionRecord(out, h0, None, None, None, LayerWeights(w.w_ih.copy(), w_hh_t),
-                                  gx, store, c0, np.array(w.w_hh, order="C"))
+            kept = np.array(w.w_hh, order="C")     # W_hh as used, BPTT's loop's layout (the
+            rec = DirectionRecord(out, h0, None, None, None,       # record's W_hh^T: a view)
+                                  LayerWeights(w.w_ih.copy(), kept.T), gx, store, c0, kept)
         return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), rec
     h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
     m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
