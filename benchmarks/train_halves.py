@@ -1,35 +1,53 @@
 """A training call (forward + backward) with a batch's rows in halves (halves.py) and
-without, alternated in one process: `python benchmarks/train_halves.py KIND T,N,I,H`.
-Prints the median of 60 calls each way, three times."""
+without, each in its own fresh process, alternated:
+`python benchmarks/train_halves.py KIND T,N,I,H [--rounds 4]`. Prints each way's median
+over the rounds of each process's median of 40 calls (after 5 untimed), and the spread.
+Not in one process: the products of the calls without halves leave OpenBLAS's second
+thread spinning, which then takes the worker's core (halves.py), so the two ways would
+measure each other."""
+import argparse
+import subprocess
 import sys
-import time
 
-import numpy as np
-
-import rnnlab
+CHILD = """
+import sys, time, numpy as np, rnnlab
 from rnnlab.sequence import pair
-
-kind, size = sys.argv[1], sys.argv[2]
+kind, size, halves = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 T, N, I, H = map(int, size.split(","))
+if not halves:
+    pair.ROWS_SPLIT_MIN = 1 << 62
 m = getattr(rnnlab, kind.upper())(I, H, dtype=np.float32).train()
 x = np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32)
 g = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
-
-
-def run():
+times = []
+for i in range(45):
+    t0 = time.perf_counter()
     m(x)
     m.backward(g)
+    times.append(time.perf_counter() - t0)
+print(1e3 * float(np.median(times[5:])))
+"""
 
 
-for _ in range(3):
-    for label, least in (("whole", 1 << 62), ("halves", 0)):
-        pair.ROWS_SPLIT_MIN = least
-        for _ in range(5):
-            run()
-        times = []
-        for _ in range(60):
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        print(f"{kind} {size} {label} {1e3 * np.median(times):.3f} ms", end="   ")
-    print()
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("kind")
+    p.add_argument("size")
+    p.add_argument("--rounds", type=int, default=4)
+    a = p.parse_args()
+    got = {"whole": [], "halves": []}
+    for _ in range(a.rounds):
+        for way in got:
+            out = subprocess.run([sys.executable, "-c", CHILD, a.kind, a.size,
+                                  "1" if way == "halves" else "0"],
+                                 capture_output=True, text=True, check=True).stdout
+            got[way].append(float(out.split()[-1]))
+    line = [f"{a.kind} {a.size} training:"]
+    for way, times in got.items():
+        times.sort()
+        line.append(f"{way} {times[len(times) // 2]:.2f} ms ({times[0]:.2f}-{times[-1]:.2f})")
+    print("  ".join(line))
+
+
+if __name__ == "__main__":
+    main()
