@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import driver, kernels, pair
-from torch_pairs import equal_bits, one_thread, torch_pair, who_ran_second
+from torch_pairs import (equal_bits, failing_on_the_worker, one_thread, torch_pair,
+                         who_ran_second)
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -78,16 +79,7 @@ def test_a_failure_in_the_workers_projection_is_run_again_here(monkeypatch, halv
     equal_bits(got, want)
     assert halves == [False, True]                  # the projection's half ran here
     monkeypatch.setattr(np, "matmul", real_matmul)
-
-    def failing_there(*args, **kw):
-        k = real_kernel_for(*args, **kw)
-
-        def kernel(*a):
-            if threading.current_thread().name == "rnnlab-pair":
-                raise MemoryError("the worker's allocation")
-            return k(*a)
-        return kernel
-    monkeypatch.setattr(driver, "kernel_for", failing_there)
+    monkeypatch.setattr(driver, "kernel_for", failing_on_the_worker(real_kernel_for))
     with rnnlab.no_grad(), pytest.raises(RuntimeError, match="cannot be run again"):
         m(x)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import bptt, halves, kernels, pair
-from torch_pairs import equal_bits, torch_pair, who_ran_second
+from torch_pairs import equal_bits, failing_on_the_worker, torch_pair, who_ran_second
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -90,17 +90,7 @@ def test_a_failure_in_the_workers_loop_raises_here(monkeypatch, ran):
     m = LSTM(4, 8, dtype=np.float32, seed=0)
     x = np.ones((6, 4, 4), np.float32)
     out, _ = m(x)
-    real = bptt.kernel_for
-
-    def failing_there(*args, **kw):
-        k = real(*args, **kw)
-
-        def kernel(*a):
-            if threading.current_thread().name == "rnnlab-pair":
-                raise MemoryError("the worker's allocation")
-            return k(*a)
-        return kernel
-    monkeypatch.setattr(bptt, "kernel_for", failing_there)
+    monkeypatch.setattr(bptt, "kernel_for", failing_on_the_worker(bptt.kernel_for))
     with pytest.raises(RuntimeError, match="cannot be run again"):
         m.backward(np.ones_like(out))
 

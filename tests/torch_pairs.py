@@ -149,3 +149,16 @@ def equal_bits(a, b):
             equal_bits(x, y)
         else:
             np.testing.assert_array_equal(x, y)
+
+
+def failing_on_the_worker(kernel_for):
+    """kernel_for whose kernels raise MemoryError when the pair's worker calls them."""
+    def wrapped(*args, **kw):
+        k = kernel_for(*args, **kw)
+
+        def kernel(*a):
+            if threading.current_thread().name == "rnnlab-pair":
+                raise MemoryError("the worker's allocation")
+            return k(*a)
+        return kernel
+    return wrapped

@@ -103,8 +103,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
                                   dh, dh if dc is None else dc,          # updated in place
                                   rec.acts, rec.store, rec.h0,
                                   rec.h0 if rec.c0 is None else rec.c0, ready(rec.out),
-                                  transposed(w.w_hh) if rec.w_hh is None else rec.w_hh,
-                                  reverse, dgx_all,
+                                  rec.w_hh, reverse, dgx_all,
                                   NO_STORE if dgr_all is None else dgr_all), N, split)
     else:
         bound = None if fam.with_weights is None else fam.with_weights(

@@ -80,7 +80,7 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
         done = _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out)
         if done is not None:
             return (*done, None)
-    split = (sizes is None and not alone and not two
+    split = (sizes is None and not alone             # (never one the pair runs by units)
              and rows_wanted(fam, inp.dtype, T, N, *w.w_hh.shape, w.w_hr is not None, record))
     gx = lease.empty((T * N, w.w_ih.shape[0]), inp.dtype)
     if split:                                          # two threads (halves.py)
@@ -112,15 +112,15 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     new = lease if pool_out else PLAIN
     out = (new.empty if sizes is None else new.zeros)((T, N, H_out), dt)   # padding: 0
     # (H_out, G*H) row-major, what the recurrent matmul reads fastest: a copy (also the
-    # record's snapshot, whatever the parameter's layout) when recording or when there are
-    # steps enough to pay for it; one unrecorded step reads the transposed view
+    # NumPy loop's record snapshot) when recording or when there are steps enough to pay
+    # for it; one unrecorded step reads the transposed view
     if record:
         t_of = transposed
     else:
         t_of = (lambda w_: transposed(w_, copy=False)) if T > 1 else (lambda w_: w_.T)
     # a few rows and a large W_hh: h W_hh^T as one BLAS product per row from W_hh itself,
     # which OpenBLAS splits over its threads (tuning.BLAS_ROWS), not the compiled loop;
-    # the record keeps W_hh^T, which BPTT's products per row read fastest
+    # the NumPy loop's record keeps W_hh^T, which BPTT's products per row read fastest
     rows = _few_rows(N, GH, H_out)
     w_hh_t = None if rows and not record else t_of(w.w_hh)
     steps_kept = T if record else 1                        # inference: one buffer, reused
