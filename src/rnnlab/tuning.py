@@ -38,15 +38,25 @@ JOINT_WINS = 1 << 17
 THREADED_MIN = 1 << 18
 THREAD_UNITS = 32
 
+#: Bytes up to which a weight-sized buffer (a recorded call's copy of W_ih / W_hh, its
+#: W_hh^T, backward's dW_ih / dW_hh before they are added into the gradients) comes from
+#: the module's pool and stays there between calls; larger ones are fresh each call (their
+#: page faults weigh less beside their arithmetic, and a huge layer's memory stays at 2x
+#: its parameters between calls). Fresh 4 MB arrays cost ~1 ms of page faults each here:
+#: LSTM (100, 1, 512, 512) training 26.7 -> 16.5 ms with them pooled (BENCHMARKS.md).
+POOL_WEIGHTS_MAX = 1 << 26
+
 #: x.size * H below which an unrecorded call allocates plainly instead of leasing pool
 #: buffers (a batch-1 step: the lease's bookkeeping costs more than the page faults).
 POOL_MIN = 1 << 16
 
 #: A transposed copy of a matrix of this many elements or more goes by blocks of
-#: TRANSPOSE_BLOCK rows (NumPy's own transposing copy of 2048 x 512 float32: 7.4 ms;
-#: by 64-row blocks: 0.8 ms).
+#: TRANSPOSE_BLOCK rows (NumPy's own transposing copy of 2048 x 512 float32: 3.5-7.4 ms;
+#: by 64-row blocks 0.8-2.2 ms, by 16-row blocks 0.97; 512 x 2048: 3.0, 3.3, 1.0 ms;
+#: 1024 x 256: 0.34, 0.24, 0.17; 256 x 1024: 0.73, 0.81, 0.26; 4096 x 1024: 30, 12, 4.8;
+#: 512 x 128: 0.04, 0.03, 0.05. BENCHMARKS.md, "Page faults and transposes").
 TRANSPOSE_BLOCKED = 1 << 16
-TRANSPOSE_BLOCK = 64
+TRANSPOSE_BLOCK = 16
 
 #: W_hh weights (G*H * H_out) from which an unrecorded sequence of PAIR_ROWS rows runs
 #: on two threads (sequence/pair.py): LSTM (T, 1, 256, 256) 0.17 / 0.98 / 1.75 ms at T =

@@ -96,16 +96,18 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     return call, ((output, (h_n, c_n)) if c_n is not None else (output, h_n))
 
 
-def call_gradients(layer, call, d_output, d_h_n, d_c_n, dh_norms=False):
+def call_gradients(layer, call, d_output, d_h_n, d_c_n, dh_norms=False, lease=None):
     """rnnlab.sequence.backward for one call record, upstream gradients given in the user's
-    layout (checked); returns the driver's dict, nothing added to ``grads``."""
+    layout (checked); returns the driver's dict, nothing added to ``grads``. lease: the
+    scratch and weight gradients' buffers (bptt.run_backward), released by the caller."""
     if call.cache is None:
         raise BackwardError(FREED)
     lay = call.layout
     dout = A.upstream(layer, d_output, call.output, lay.seq_in, "d_output")
     dh = A.upstream(layer, d_h_n, call.h_n, lay.state_in, "d_h_n")
     dc = None if call.c_n is None else A.upstream(layer, d_c_n, call.c_n, lay.state_in, "d_c_n")
-    return run_backward(call.cache, dout, dh, dc, dh_norms=dh_norms, pool=layer._records.pool)
+    return run_backward(call.cache, dout, dh, dc, dh_norms=dh_norms, pool=layer._records.pool,
+                        lease=lease)
 
 
 def backprop_call(layer, call, d_output, d_h_n, d_c_n, retain_graph=False):
@@ -113,14 +115,20 @@ def backprop_call(layer, call, d_output, d_h_n, d_c_n, retain_graph=False):
     after everything is checked and computed, then frees the record unless retain_graph.
     Returns (dx, dh0[, dc0]) in the user's layout."""
     lay = call.layout
-    g = call_gradients(layer, call, d_output, d_h_n, d_c_n)
+    back = call.lease.joined()         # the backward's buffers: pooled with the forward's
+    adopted = []                       # first gradients: the module's own, not the pool's
+    try:
+        g = call_gradients(layer, call, d_output, d_h_n, d_c_n, lease=back)
+        layer._add_grads(((n, dw) for names, dws in zip(layer.names(), g["dweights"])
+                          for layer_names, layer_dws in zip(names, dws)
+                          for n, dw in zip(layer_names, layer_dws)), adopted)
+    finally:
+        back.forget(adopted)
+        back.release()
     if not retain_graph:
         call.free()
         if layer._records.last_call is call:
             layer._records.last_call = None
             layer._records.freed = True
-    layer._add_grads((n, dw) for names, dws in zip(layer.names(), g["dweights"])
-                     for layer_names, layer_dws in zip(names, dws)
-                     for n, dw in zip(layer_names, layer_dws))
     dx, dh0 = lay.seq_out(g["dx"]), lay.state_out(g["dh0"])
     return (dx, dh0) if g["dc0"] is None else (dx, dh0, lay.state_out(g["dc0"]))

@@ -12,7 +12,7 @@ from .driver import _QUIET, _folded, _few_rows, _zero_padding
 from .kernels import NO_STORE, cell_steps, kernel_for, ready, step_caches
 from .linalg import dot, per_row, transposed
 from . import halves
-from .pool import PLAIN
+from .pool import PLAIN, for_weights
 from .records import LayerWeights
 
 
@@ -75,10 +75,11 @@ def _previous_states(rec, reverse):
 
 
 def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lease,
-                        norms=None):
+                        norms=None, grads=PLAIN):
     """BPTT for one direction. dout (L, N, H_out), dh (N, H_out), dc (N, H): upstream
     gradients, each None when none reaches it. Returns dx, dh0, dc0 and the weight
-    gradients (LayerWeights). norms: None, or (L, N) receiving |dloss/dh_t|."""
+    gradients (LayerWeights; dW_ih and dW_hh in buffers from ``grads``, a pool.Lease).
+    norms: None, or (L, N) receiving |dloss/dh_t|."""
     w = rec.weights
     T, N, H_out = rec.out.shape
     GH = w.w_hh.shape[1]                                   # w_hh is kept as W_hh^T
@@ -118,15 +119,18 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
 
         def here():
             np.matmul(GX[:m], w.w_ih, out=dx[:m])
-            return GX.T @ x2
+            return np.matmul(GX.T, x2, out=dw_ih)
 
         def there():
             np.matmul(GX[m:], w.w_ih, out=dx[m:])
-            return _dw_hh(dgx_all, dgr_all, rec, reverse, F_)
-        dw_ih, dw_hh = halves.in_parallel(here, there)
+            return _dw_hh(dgx_all, dgr_all, rec, reverse, F_, dw_hh)
+        dw_ih = for_weights(grads, (GH, x2.shape[1]), dt)
+        dw_hh = for_weights(grads, (GH, H_out), dt)
+        halves.in_parallel(here, there)
     else:
-        dw_ih = GX.T @ x2                                  # one matmul for all steps
-        dw_hh = _dw_hh(dgx_all, dgr_all, rec, reverse, F_)
+        dw_ih = np.matmul(GX.T, x2, out=for_weights(grads, (GH, x2.shape[1]), dt))  # all
+        dw_hh = _dw_hh(dgx_all, dgr_all, rec, reverse, F_,                           # steps
+                       for_weights(grads, (GH, H_out), dt))
         np.matmul(GX, w.w_ih, out=dx)
     db_ih = db_hh = None
     if has_bias:
@@ -152,16 +156,17 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_p)
 
 
-def _dw_hh(dgx_all, dgr_all, rec, reverse, F_):
-    """dW_hh: sum_t dgh_t^T h_{t-1}, dgh the folded gates' dgx and the others' dgr."""
+def _dw_hh(dgx_all, dgr_all, rec, reverse, F_, dw):
+    """dW_hh into dw (G*H, H_out): sum_t dgh_t^T h_{t-1}, dgh the folded gates' dgx and
+    the others' dgr."""
     prev = _previous_states(rec, reverse)
     T, N, GH = dgx_all.shape
     if dgr_all is None:
-        return dgx_all.reshape(T * N, GH).T @ prev
-    dw = np.empty((GH, prev.shape[1]), prev.dtype)      # both parts written in place (a
-    np.matmul(dgx_all.reshape(T * N, GH)[:, :F_].T, prev, out=dw[:F_])   # concatenation
-    np.matmul(dgr_all.reshape(T * N, GH - F_).T, prev, out=dw[F_:])      # of the two read
-    return dw                                            # 0.95 against 0.24 ms at H 256)
+        return np.matmul(dgx_all.reshape(T * N, GH).T, prev, out=dw)
+    # both parts written in place (a concatenation of the two read 0.95 against 0.24 ms
+    np.matmul(dgx_all.reshape(T * N, GH)[:, :F_].T, prev, out=dw[:F_])        # at H 256)
+    np.matmul(dgr_all.reshape(T * N, GH - F_).T, prev, out=dw[F_:])
+    return dw
 
 
 def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_grad_rows,
@@ -220,8 +225,12 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
     return dh, dc
 
 
-def run_backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, pool=None):
-    """``backward`` without argument checks (the layers check first)."""
+def run_backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, pool=None,
+                 lease=None):
+    """``backward`` without argument checks (the layers check first). Scratch comes from
+    ``pool`` (a lease released here) or ``lease``, which the caller releases, and which
+    then gives dW_ih and dW_hh their buffers too (records.backprop_call: it adds them into
+    the module's gradients and gives the buffers back; fresh arrays otherwise)."""
     if not cache.recorded:
         raise BackwardError("this forward call was made without recording (rnnlab.no_grad() "
                             "or eval mode), so it has nothing to backpropagate through; run "
@@ -238,7 +247,9 @@ def run_backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, p
     dweights = [[None] * D for _ in range(L)]
     norms = [[np.zeros((T, N)) if dh_norms else None for _ in range(D)] for _ in range(L)]
     d_inp = d_output
-    lease = PLAIN if pool is None else pool.lease()
+    grads = PLAIN if lease is None else lease
+    own = lease is None
+    lease = (PLAIN if pool is None else pool.lease()) if own else lease
     with np.errstate(**_QUIET):
         for k in range(L - 1, -1, -1):
             dx = None
@@ -253,15 +264,15 @@ def run_backward(cache, d_output=None, d_h_n=None, d_c_n=None, dh_norms=False, p
                     continue
                 dx_d, dh0[j], dc_d, dweights[k][d] = _direction_backward(
                     fam, cache.inputs[k], dout, dh, dc, cache.bias, d == 1 or cache.reverse,
-                    sizes, rec, lease,
-                    norms[k][d])
+                    sizes, rec, lease, norms[k][d], grads)
                 if dc_d is not None:
                     dc0[j] = dc_d
                 dx = dx_d if dx is None else dx + dx_d
             if dx is not None and k > 0 and cache.masks[k - 1] is not None:
                 dx = dx * cache.masks[k - 1]               # through the dropout of layer k-1
             d_inp = dx
-    lease.release()
+    if own:
+        lease.release()
     if d_inp is None:
         d_inp = np.zeros(cache.inputs[0].shape, dtype=dt)
     if perm is not None:

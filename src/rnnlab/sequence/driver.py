@@ -35,7 +35,7 @@ from . import halves
 from .pair import (directions_wanted, enabled, one_blas_thread, pair_kernel, rows_wanted,
                    run_both, wanted)
 from .pair import run as run_pair
-from .pool import PLAIN, Pool
+from .pool import PLAIN, Pool, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
@@ -114,10 +114,13 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     # (H_out, G*H) row-major, what the recurrent matmul reads fastest: a copy (also the
     # NumPy loop's record snapshot) when recording or when there are steps enough to pay
     # for it; one unrecorded step reads the transposed view
+    # (its buffer, as every weight snapshot of the record, from the lease: a fresh 4 MB
+    # array costs ~1 ms of page faults each call)
     if record:
-        t_of = transposed
+        t_of = (lambda w_: transposed(w_, lease=lease))
     else:
-        t_of = (lambda w_: transposed(w_, copy=False)) if T > 1 else (lambda w_: w_.T)
+        t_of = ((lambda w_: transposed(w_, copy=False, lease=lease)) if T > 1
+                else (lambda w_: w_.T))
     # a few rows and a large W_hh: h W_hh^T as one BLAS product per row from W_hh itself,
     # which OpenBLAS splits over its threads (tuning.BLAS_ROWS), not the compiled loop;
     # the NumPy loop's record keeps W_hh^T, which BPTT's products per row read fastest
@@ -136,9 +139,10 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
                                   store if record else NO_STORE, record), N, split)
         rec = None
         if record:                        # per-step caches: derived if a NumPy back needs them
-            kept = np.array(w.w_hh, order="C")     # W_hh as used, BPTT's loop's layout (the
+            kept = _snapshot(lease, w.w_hh)    # W_hh as used, BPTT's loop's layout (the
             rec = DirectionRecord(out, h0, None, None, None,       # record's W_hh^T: a view)
-                                  LayerWeights(w.w_ih.copy(), kept.T), gx, store, c0, kept)
+                                  LayerWeights(_snapshot(lease, w.w_ih), kept.T), gx, store,
+                                  c0, kept)
         return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), rec
     h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
     m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr
@@ -181,9 +185,8 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
             c = None if c is None else np.concatenate([c_new, c[b:]])
     rec = None
     if record:
-        kept = LayerWeights(w.w_ih.copy(), w_hh_t, None, None,
-                            None if w.w_hr is None else w.w_hr.copy(),
-                            None if w.w_p is None else w.w_p.copy())
+        kept = LayerWeights(_snapshot(lease, w.w_ih), w_hh_t, None, None,
+                            _snapshot(lease, w.w_hr), _snapshot(lease, w.w_p))
         rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept, None, None, c0)
     return out, h, c, rec
 
@@ -228,6 +231,16 @@ def _aside(direction, d):
             return direction(d, lease, False, True)
     finally:
         lease.release()
+
+
+def _snapshot(lease, a):
+    """A copy of weight ``a`` (None: None) in a buffer from ``lease`` (pool.for_weights):
+    what the record keeps for backward, reused from call to call, not fresh memory."""
+    if a is None:
+        return None
+    out = for_weights(lease, a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def _few_rows(N, GH, H_out):

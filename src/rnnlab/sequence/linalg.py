@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..tuning import TRANSPOSE_BLOCK, TRANSPOSE_BLOCKED
+from .pool import for_weights
 
 
 def dot(a, b, out=None):
@@ -29,14 +30,16 @@ def matvec(w, v, out):
     return np.dot(w, v, out=out)
 
 
-def transposed(w, copy=True):
-    """w.T (w 2-D) as a C-contiguous array of its own; copy=False: w.T itself when it
-    already is one. Large ones go by blocks of rows (NumPy's own transposing copy is
-    cache-unfriendly there; tuning.TRANSPOSE_BLOCKED)."""
+def transposed(w, copy=True, lease=None):
+    """w.T (w 2-D) as a C-contiguous array of its own (from ``lease``, a pool.Lease, when
+    given: pool.for_weights); copy=False: w.T itself when it already is one. Large ones go
+    by blocks of rows (NumPy's own transposing copy is cache-unfriendly there;
+    tuning.TRANSPOSE_BLOCKED)."""
     t = w.T
     if not copy and t.flags.c_contiguous:
         return t
-    out = np.empty(t.shape, dtype=w.dtype)
+    out = np.empty(t.shape, dtype=w.dtype) if lease is None else for_weights(lease, t.shape,
+                                                                             w.dtype)
     if w.size < TRANSPOSE_BLOCKED:
         out[...] = t
         return out

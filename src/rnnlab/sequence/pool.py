@@ -4,7 +4,10 @@ Writing to freshly allocated memory costs page faults; for the big per-call arra
 projections, per-step stores, gradient buffers) that can cost as much as the arithmetic.
 A module keeps a Pool per thread; each forward or backward takes its buffers through a
 Lease and gives them back when the lease is released (a forward's when its record is
-freed: by backward, by the next forward, or when it is garbage).
+freed: by backward, by the next forward, or when it is garbage; a layer's backward takes
+a lease joined to its forward's, so that the pool keeps both). A recorded call's copies
+of the weights and backward's dW temporaries are pooled too, up to
+tuning.POOL_WEIGHTS_MAX bytes each (``for_weights``).
 
 The rule, in bytes: after a lease is released the pool keeps free buffers of at most the
 bytes that lease took (one call's working set), least recently used dropped first. A long
@@ -18,14 +21,18 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..tuning import POOL_WEIGHTS_MAX
+
 ALL = weakref.WeakSet()            # every pool, for rnnlab.empty_cache()
 
 
 class Pool:
-    """Free buffers by (shape, dtype), at most ``keep`` per shape, at most the bytes of the
-    most recently released lease in all."""
+    """Free buffers by (shape, dtype), at most ``keep`` per shape (a deep bidirectional
+    training call leases several of one shape: each direction's weight copies and dW; with
+    2 per shape its second call made 20 of its buffers afresh), at most the bytes of the
+    most recently released lease (with its joined lease: Lease.joined) in all."""
 
-    def __init__(self, keep=2):
+    def __init__(self, keep=64):
         self._free = OrderedDict()           # key -> [arrays], least recently used first
         self._keep = keep
         self.bytes = 0                       # held in free buffers
@@ -67,10 +74,27 @@ class Pool:
 class Lease:
     """Buffers taken for one call; ``pool=None`` means plain allocation."""
 
-    def __init__(self, pool=None):
+    def __init__(self, pool=None, parent=None):
         self.pool = pool
         self.taken = []
         self.bytes = 0
+        self.parent = parent       # joined(): trimmed with that lease
+        self.extra = 0             # the largest joined lease's bytes
+        self.released = False
+
+    def joined(self):
+        """A lease for more buffers of the same call (a training call's backward, taken
+        from its forward's lease): released on its own, its buffers go back to the pool
+        at once, but the pool is trimmed to both leases' bytes, so that neither's buffers
+        drop the other's (the backward's scratch was dropped by the forward's release
+        and allocated afresh every call: page faults)."""
+        return Lease(self.pool, parent=self)
+
+    def forget(self, arrays):
+        """Buffers among ``arrays`` leave the lease for good (handed on to an owner that
+        keeps them: a module's first gradients)."""
+        ids = {id(a) for a in arrays}
+        self.taken = [(k, a) for k, a in self.taken if id(a) not in ids]
 
     def empty(self, shape, dtype):
         key = (tuple(shape), np.dtype(dtype).str)
@@ -98,16 +122,30 @@ class Lease:
                     return
 
     def release(self):
-        """Give every buffer back; the pool then keeps at most this call's bytes."""
-        if self.pool is not None and (self.taken or self.bytes):
+        """Give every buffer back; the pool then keeps at most this call's bytes (with a
+        joined lease's: both)."""
+        if self.pool is not None and not self.released:
             for key, arr in self.taken:
                 self.pool._put(key, arr)
-            self.pool.trim(self.bytes)
+            top = self.parent
+            if top is None:
+                self.pool.trim(self.bytes + self.extra)
+            else:
+                top.extra = max(top.extra, self.bytes)
+                if top.released:
+                    self.pool.trim(top.bytes + top.extra)
         self.taken = []
-        self.bytes = 0
+        self.released = True
 
 
 PLAIN = Lease(None)      # plain allocation, nothing kept
+
+
+def for_weights(lease, shape, dtype):
+    """A buffer for a weight-sized array: from ``lease`` up to tuning.POOL_WEIGHTS_MAX
+    bytes, a fresh one above (a huge layer keeps 2x its parameters between calls)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return (lease if nbytes <= POOL_WEIGHTS_MAX else PLAIN).empty(shape, dtype)
 
 
 def empty_cache():
