@@ -206,7 +206,8 @@ def test_accumulating_gradients_holds_one_steps_buffers(monkeypatch):
     """Steps without zero_grad add backward's dW_ih / dW_hh into the gradients; those
     buffers stay in the pool with the weight copies (4x, the step's own peak, not growing
     from step to step); weight buffers above tuning.POOL_WEIGHTS_MAX are fresh each call
-    (here: all of them), and the layer holds 2x. The gradients add up exactly either way,
+    (here: all of them; so are those under tuning.POOL_WEIGHTS_MIN), and the layer holds
+    2x. The gradients add up exactly either way,
     and no gradient shares memory with a free buffer of the pool."""
     for limit in (1 << 26, 0):
         monkeypatch.setattr(pool_module, "POOL_WEIGHTS_MAX", limit)
@@ -278,12 +279,15 @@ def test_heads_and_gradient_sums_are_quiet_and_torchs():
     np.testing.assert_allclose(emb.grads["weight"], te.weight.grad.numpy(), rtol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["lstm", "gru"])
-def test_repeated_training_steps_take_every_buffer_from_the_pool(mode):
+@pytest.mark.parametrize("mode,zero", [("lstm", False), ("gru", False), ("lstm", True)])
+def test_repeated_training_steps_take_every_buffer_from_the_pool(mode, zero, monkeypatch):
     """From the second training step on, every buffer the forward and backward lease
     (scratch, weight copies, dW temporaries) comes from the pool: the backward's scratch
     was dropped by the forward's release and made afresh every call (page faults: a
-    fresh 4 MB array costs ~1 ms here), and the weight copies were not pooled at all."""
+    fresh 4 MB array costs ~1 ms here), and the weight copies were not pooled at all.
+    With zero_grad() before each step, the dropped gradients serve as the next dW. (Weight
+    buffers pool from tuning.POOL_WEIGHTS_MIN bytes, 4 MiB: here from 0.)"""
+    monkeypatch.setattr(pool_module, "POOL_WEIGHTS_MIN", 0)
     m = make_layer(mode, 8, 32, num_layers=2, bidirectional=True, dtype=np.float32)
     x = np.ones((30, 16, 8), np.float32)
     pool = m._records.pool
@@ -296,7 +300,32 @@ def test_repeated_training_steps_take_every_buffer_from_the_pool(mode):
         return arr
     pool._get = counting
     for step in range(3):
+        if zero:
+            m.zero_grad()
         missed.clear()
         y, _ = m(x)
         m.backward(np.ones_like(y))
     assert missed == [], missed
+
+
+def test_zero_grad_never_reuses_a_gradient_someone_holds(monkeypatch):
+    """zero_grad() hands a dropped gradient to the pool only when nothing else refers to
+    it: one the caller kept (or a view of it) keeps its values through later steps."""
+    monkeypatch.setattr(pool_module, "POOL_WEIGHTS_MIN", 0)
+    m = LSTM(8, 32, dtype=np.float32)
+    x = np.ones((5, 3, 8), np.float32)
+
+    def step(scale):
+        y, _ = m(scale * x)
+        m.backward(np.ones_like(y))
+    step(1.0)
+    held = m.grads["weight_hh_l0"]
+    view = m.grads["weight_ih_l0"][:4]
+    copies = held.copy(), view.copy()
+    for scale in (2.0, 3.0):
+        m.zero_grad()
+        step(scale)
+    np.testing.assert_array_equal(held, copies[0])
+    np.testing.assert_array_equal(view, copies[1])
+    assert not np.shares_memory(held, m.grads["weight_hh_l0"])
+    assert not np.shares_memory(view, m.grads["weight_ih_l0"])

@@ -122,10 +122,13 @@ class Module(StateDictMixin):
         self.__dict__["_version"] = self.__dict__.get("_version", 0) + 1
 
     def zero_grad(self, set_to_none=True):
-        """Forget the gradients (torch's default), or zero them in place."""
+        """Forget the gradients (torch's default), or zero them in place. Forgotten
+        arrays that nothing else holds serve this thread's next backward (Pool.reuse)."""
         with self._lock:
             if set_to_none:
+                dropped = list(self.grads.values())
                 self.grads.clear()
+                self._records.pool.reuse(dropped)
             else:
                 for g in self.grads.values():
                     g[...] = 0

@@ -110,7 +110,8 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         bound = None if fam.with_weights is None else fam.with_weights(
             LayerWeights(w.w_ih, w.w_hh.T, None, None, None, w.w_p), reverse)
         dh, dc = _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all,
-                       no_grad_rows, absent, norms, rows, None if bound is None else bound[1])
+                       no_grad_rows, absent, norms, rows, None if bound is None else bound[1],
+                       grads)
     GX = dgx_all.reshape(T * N, GH)
     x2 = x.reshape(T * N, x.shape[2])
     dx = np.empty(x2.shape, dt)
@@ -170,10 +171,11 @@ def _dw_hh(dgx_all, dgr_all, rec, reverse, F_, dw):
 
 
 def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_grad_rows,
-          absent, norms, rows=False, back=None):
+          absent, norms, rows=False, back=None, lease=PLAIN):
     """The NumPy time loop of BPTT: fills dgx_all, dgr_all (and, with a projection, dh_all
     and no_grad_rows); returns the gradients of h0 and c0. rows: dgh W_hh as one BLAS
-    product per row (_few_rows)."""
+    product per row (_few_rows). lease: where W_hh's row-major copy comes from and goes
+    back to when the loop is done, for dW_hh to take (pool.for_weights)."""
     w = rec.weights
     T, N, H_out = rec.out.shape
     dt = rec.out.dtype
@@ -181,7 +183,7 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
     F_ = _folded(fam, GH)
     # (G*H, H_out): a row-major copy when the loop is long enough to pay for it (BLAS
     # reads it ~20% faster than the transposed view: (64, 1024) @ (1024, 256) 138 vs 176 us)
-    w_hh = w.w_hh.T if rows or T == 1 else transposed(w.w_hh)
+    w_hh = w.w_hh.T if rows or T == 1 else transposed(w.w_hh, lease=lease)
     w_hh_f, w_hh_r = w_hh[:F_], w_hh[F_:]
     back = cell_steps(fam, dt)[1] if back is None else back
     caches = rec.caches if rec.caches is not None else step_caches(     # compiled forward
@@ -222,6 +224,7 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
             if dc_prev is not None:
                 rest = np.zeros((N - b, dc_prev.shape[1]), dt) if dc is None else dc[b:]
                 dc = np.concatenate([dc_prev, rest])
+    lease.give_back(w_hh)          # free before the gradients are made (the peak: 3x)
     return dh, dc
 
 

@@ -125,11 +125,14 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     # which OpenBLAS splits over its threads (tuning.BLAS_ROWS), not the compiled loop;
     # the NumPy loop's record keeps W_hh^T, which BPTT's products per row read fastest
     rows = _few_rows(N, GH, H_out)
-    w_hh_t = None if rows and not record else t_of(w.w_hh)
-    steps_kept = T if record else 1                        # inference: one buffer, reused
-    store = lease.empty((steps_kept, N, fam.store * H), dt)
     kernel = None if sizes is not None or rows else kernel_for(fam, dt, N, GH, H_out,
                                                                w.w_hr is not None)
+    if kernel is not None and record:      # the forward's alone (the record keeps W_hh):
+        w_hh_t = transposed(w.w_hh)        # freed when it returns, not held till backward
+    else:
+        w_hh_t = None if rows and not record else t_of(w.w_hh)
+    steps_kept = T if record else 1                        # inference: one buffer, reused
+    store = lease.empty((steps_kept, N, fam.store * H), dt)
     if kernel is not None:                 # compiled loop (kernels.py); it adds the bias
         h0, c0 = ready(h0), (None if c0 is None else ready(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)

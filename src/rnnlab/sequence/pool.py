@@ -7,7 +7,7 @@ Lease and gives them back when the lease is released (a forward's when its recor
 freed: by backward, by the next forward, or when it is garbage; a layer's backward takes
 a lease joined to its forward's, so that the pool keeps both). A recorded call's copies
 of the weights and backward's dW temporaries are pooled too, up to
-tuning.POOL_WEIGHTS_MAX bytes each (``for_weights``).
+tuning.POOL_WEIGHTS_MIN to POOL_WEIGHTS_MAX bytes each (``for_weights``).
 
 The rule, in bytes: after a lease is released the pool keeps free buffers of at most the
 bytes that lease took (one call's working set), least recently used dropped first. A long
@@ -16,12 +16,13 @@ lengths change every call holds about one call's working set, never one per leng
 ``clear()`` (``rnnlab.empty_cache()``, ``module.eval()``) gives everything back.
 Only internal arrays are pooled, never one handed to the user.
 """
+import sys
 import weakref
 from collections import OrderedDict
 
 import numpy as np
 
-from ..tuning import POOL_WEIGHTS_MAX
+from ..tuning import POOL_WEIGHTS_MAX, POOL_WEIGHTS_MIN
 
 ALL = weakref.WeakSet()            # every pool, for rnnlab.empty_cache()
 
@@ -56,6 +57,26 @@ class Pool:
         if len(stack) < self._keep:
             stack.append(arr)
             self.bytes += arr.nbytes
+
+    def reuse(self, arrays):
+        """Arrays that nothing else refers to (a module's gradients that zero_grad drops)
+        of tuning.POOL_WEIGHTS_MIN to POOL_WEIGHTS_MAX bytes become free buffers: the next
+        backward's dW temporaries, which become the gradients again, then need no fresh
+        memory. ``arrays`` (a list) is emptied; an array that anything else still holds
+        is left alone."""
+        kept = []
+        while arrays:
+            a = arrays.pop()
+            if (isinstance(a, np.ndarray) and a.base is None and a.flags.c_contiguous
+                    and a.flags.writeable
+                    and POOL_WEIGHTS_MIN <= a.nbytes <= POOL_WEIGHTS_MAX):
+                kept.append(a)
+        a = None
+        kept.append(np.empty(0))             # a probe only this list holds: the baseline
+        counts = [sys.getrefcount(k) for k in kept]
+        for k, n in zip(kept[:-1], counts):
+            if n <= counts[-1]:
+                self._put((k.shape, k.dtype.str), k)
 
     def trim(self, limit):
         """Drop least recently used free buffers until at most ``limit`` bytes are held."""
@@ -142,10 +163,12 @@ PLAIN = Lease(None)      # plain allocation, nothing kept
 
 
 def for_weights(lease, shape, dtype):
-    """A buffer for a weight-sized array: from ``lease`` up to tuning.POOL_WEIGHTS_MAX
-    bytes, a fresh one above (a huge layer keeps 2x its parameters between calls)."""
+    """A buffer for a weight-sized array: from ``lease`` from tuning.POOL_WEIGHTS_MIN to
+    POOL_WEIGHTS_MAX bytes, a fresh one otherwise (smaller ones cost no page faults, and
+    a huge layer keeps 2x its parameters between calls)."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return (lease if nbytes <= POOL_WEIGHTS_MAX else PLAIN).empty(shape, dtype)
+    pooled = POOL_WEIGHTS_MIN <= nbytes <= POOL_WEIGHTS_MAX
+    return (lease if pooled else PLAIN).empty(shape, dtype)
 
 
 def empty_cache():
