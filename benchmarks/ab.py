@@ -4,8 +4,8 @@
     python benchmarks/ab.py /tmp/old/src GRU 100,64,256,256 --reps 9
 
 Each repetition runs one fresh process per tree (the order alternates), each timing
-inference (eval mode) and a training step (forward + backward) as the median of --calls
-calls after one untimed call. Prints, per tree, the median of those medians and their
+inference (eval mode) and a training step (forward + backward; --zero-grad: zero_grad()
+first) as the median of --calls calls after one untimed call. Prints, per tree, the median of those medians and their
 range. Two trees cannot share one process: rnnlab imports some modules at first use,
 and a second copy under the same name would answer them. This machine's noise is
 10-50% between runs, so only an alternated A/B like this one can judge a change.
@@ -23,6 +23,7 @@ import json, statistics, sys, time
 import numpy as np
 import rnnlab
 kind, (T, N, I, H), calls = sys.argv[1], map(int, sys.argv[2].split(",")), int(sys.argv[3])
+zero = sys.argv[4] == "1"
 x = np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32)
 dy = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
 m = getattr(rnnlab, kind)(I, H, seed=0)
@@ -32,6 +33,8 @@ for what in ("infer", "train"):
     times = []
     for _ in range(calls + 1):
         t0 = time.perf_counter()
+        if zero and what == "train":
+            m.zero_grad()
         m(x)
         if what == "train":
             m.backward(dy)
@@ -41,11 +44,11 @@ print(json.dumps(out))
 """
 
 
-def run(src, kind, size, calls):
+def run(src, kind, size, calls, zero=False):
     """{"infer": s, "train": s} measured in a fresh process importing rnnlab from src."""
     env = dict(os.environ, PYTHONPATH=str(src))
-    r = subprocess.run([sys.executable, "-c", _CHILD, kind, size, str(calls)], env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", _CHILD, kind, size, str(calls), str(int(zero))],
+                       env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"the process for {src} failed: {r.stderr.strip()[-500:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -58,13 +61,16 @@ def main():
     p.add_argument("size", help="T,N,I,H")
     p.add_argument("--reps", type=int, default=7, help="alternated pairs of processes")
     p.add_argument("--calls", type=int, default=9, help="timed calls per process")
+    p.add_argument("--zero-grad", action="store_true",
+                   help="zero_grad() before each training call, as an optimizer loop "
+                        "(default: the gradients accumulate, as rnnlab bench's)")
     args = p.parse_args()
     trees = {"this": Path(__file__).resolve().parent.parent / "src",
              "other": Path(args.other).resolve()}
     got = {k: [] for k in trees}
     for rep in range(args.reps):
         for k in (("this", "other") if rep % 2 == 0 else ("other", "this")):
-            got[k].append(run(trees[k], args.kind, args.size, args.calls))
+            got[k].append(run(trees[k], args.kind, args.size, args.calls, args.zero_grad))
     for what in ("infer", "train"):
         print(f"{args.kind} {args.size} {what}: " + ", ".join(
             f"{k} {statistics.median(r[what] for r in v) * 1e3:.2f} ms "

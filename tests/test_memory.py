@@ -286,7 +286,7 @@ def test_repeated_training_steps_take_every_buffer_from_the_pool(mode, zero, mon
     was dropped by the forward's release and made afresh every call (page faults: a
     fresh 4 MB array costs ~1 ms here), and the weight copies were not pooled at all.
     With zero_grad() before each step, the dropped gradients serve as the next dW. (Weight
-    buffers pool from tuning.POOL_WEIGHTS_MIN bytes, 4 MiB: here from 0.)"""
+    buffers pool from tuning.POOL_WEIGHTS_MIN bytes, 2 MiB: here from 0.)"""
     monkeypatch.setattr(pool_module, "POOL_WEIGHTS_MIN", 0)
     m = make_layer(mode, 8, 32, num_layers=2, bidirectional=True, dtype=np.float32)
     x = np.ones((30, 16, 8), np.float32)

@@ -41,15 +41,16 @@ THREAD_UNITS = 32
 #: Bytes from which and up to which a weight-sized buffer (a recorded call's copy of W_ih
 #: / W_hh, its W_hh^T, backward's dW_ih / dW_hh before they are added into the
 #: gradients, and a gradient that zero_grad() drops while nothing else holds it) comes
-#: from the module's pool and stays there between calls. Fresh arrays of 4 MB and more
-#: cost page faults here (~1 ms each): LSTM (100, 1, 512, 512) training 26.7 -> 16.5 ms
-#: with them pooled, 19-21 -> 16.2-16.6 ms with zero_grad() every step (~1100-2100
-#: faults a step before); smaller ones come from the heap without faults (0 a step at
-#: LSTM (100, 1, 256, 256)), and pooling them would only hold memory (a compiled layer's
-#: accumulating step peaked at 5x its parameters, not 4x). Larger ones are fresh each
-#: call: their page faults weigh less beside their arithmetic, and a huge layer keeps 2x
-#: its parameters between calls (BENCHMARKS.md, "Page faults").
-POOL_WEIGHTS_MIN = 1 << 22
+#: from the module's pool and stays there between calls. Fresh arrays of a few MB cost
+#: page faults here (~1 ms per 4 MB): training at batch 1, LSTM (100, 1, 512, 512)
+#: 24.2-27.8 -> 16.5-17.2 ms and GRU 18.9-19.8 -> 12.4-12.7 with them pooled, LSTM with
+#: zero_grad() every step 19-21 -> 16.2-16.6 (~1100-2100 faults a step before). 1 MB ones
+#: came from the heap without faults (LSTM (100, 1, 256, 256): 0 a step), and the compiled
+#: loops' W_hh (under 2 MiB) stays out: pooled, its forward-only W_hh^T beside the pool's
+#: free dW raised an accumulating step's peak from 4x to 5x the parameters. Larger than
+#: the maximum, fresh each call: the faults weigh less beside the arithmetic, and a huge
+#: layer keeps 2x its parameters between calls (BENCHMARKS.md, "Page faults").
+POOL_WEIGHTS_MIN = 1 << 21
 POOL_WEIGHTS_MAX = 1 << 26
 
 #: x.size * H below which an unrecorded call allocates plainly instead of leasing pool

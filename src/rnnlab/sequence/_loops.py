@@ -135,6 +135,7 @@ def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, revers
     XB = GH + H
     u = np.empty(XB + GH - FH, f32)
     dht = np.empty(H, f32)
+    dcs = np.empty(H, f32)
     Dg = np.empty((N, GH), f32)
     Dd = np.empty((N, H), f32)
     Z = np.zeros(H, f32)
@@ -147,7 +148,9 @@ def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, revers
             hp = h0[n] if s == T - 1 else out[p, n]
             cp = c0[n] if s == T - 1 or not HAS_C else store[p, n, CB * H:(CB + 1) * H]
             d = dgx[t, n] if FH == GH and not DIRECT else u
-            BACK_UNITS(dht, dc[n], acts[t, n], store[t, n], hp, cp, d, dc[n], H)
+            BACK_UNITS(dht, dc[n], acts[t, n], store[t, n], hp, cp, d, dcs, H)
+            if HAS_C:                  # dc_prev aside first, as SEQUENCE's c': dc[n] as
+                _copy(dc[n], dcs, 0)   # both dc and dc_prev kept the units scalar
             if FH < GH or DIRECT:
                 _copy(dgx[t, n, :FH], u, 0)
             if FH < GH:                                  # d gh: [folded | the others]
