@@ -329,3 +329,16 @@ def test_zero_grad_never_reuses_a_gradient_someone_holds(monkeypatch):
     np.testing.assert_array_equal(view, copies[1])
     assert not np.shares_memory(held, m.grads["weight_hh_l0"])
     assert not np.shares_memory(view, m.grads["weight_ih_l0"])
+
+
+def test_zero_grad_of_a_module_without_pooled_gradients_piles_nothing_up():
+    """A Linear head's backward makes its gradients afresh, so its zero_grad() hands
+    nothing to its pool (which no call of it would trim: 64 dropped gradients per shape
+    would pile up there)."""
+    head = rnnlab.Linear(256, 4096)                      # 4 MiB of weight gradient
+    x = np.ones((8, 256), np.float32)
+    for _ in range(4):
+        head.zero_grad()
+        head(x)
+        head.backward(np.ones((8, 4096), np.float32))
+    assert head._records.pool.bytes == 0

@@ -37,6 +37,8 @@ class RNNBase(Stepping, Module):
     or unbatched (L, H_in); h0 / h_n (D * num_layers, N, H_out); output (L, N, D * H_out),
     the last layer's h at every step (forward half, backward half)."""
 
+    _pooled_grads = True
+
     _FIXED = ("mode", "family", "input_size", "hidden_size", "num_layers", "bias",
               "bidirectional", "proj_size", "nonlinearity", "reset_after", "direction")
 

@@ -48,6 +48,7 @@ class Module(StateDictMixin):
     """Parameters in torch's registration order, their gradients in ``grads``."""
 
     _FIXED = ()            # configuration attributes that cannot change after construction
+    _pooled_grads = False  # backward takes dW from the pool (zero_grad hands them back)
 
     def __init__(self, dtype, seed, device=None):
         d = self.__dict__
@@ -123,12 +124,15 @@ class Module(StateDictMixin):
 
     def zero_grad(self, set_to_none=True):
         """Forget the gradients (torch's default), or zero them in place. Forgotten
-        arrays that nothing else holds serve this thread's next backward (Pool.reuse)."""
+        arrays that nothing else holds serve this thread's next backward (Pool.reuse),
+        in modules whose backward takes its dW from the pool (``_pooled_grads``: the
+        recurrent layers; another module's pool would only pile them up)."""
         with self._lock:
             if set_to_none:
                 dropped = list(self.grads.values())
                 self.grads.clear()
-                self._records.pool.reuse(dropped)
+                if self._pooled_grads:
+                    self._records.pool.reuse(dropped)
             else:
                 for g in self.grads.values():
                     g[...] = 0
