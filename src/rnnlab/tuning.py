@@ -57,13 +57,14 @@ POOL_WEIGHTS_MAX = 1 << 26
 #: buffers (a batch-1 step: the lease's bookkeeping costs more than the page faults).
 POOL_MIN = 1 << 16
 
-#: A transposed copy of a matrix of this many elements or more goes by blocks of
-#: TRANSPOSE_BLOCK rows (NumPy's own transposing copy of 2048 x 512 float32: 3.5-7.4 ms;
-#: by 64-row blocks 0.8-2.2 ms, by 16-row blocks 0.97; 512 x 2048: 3.0, 3.3, 1.0 ms;
-#: 1024 x 256: 0.34, 0.24, 0.17; 256 x 1024: 0.73, 0.81, 0.26; 4096 x 1024: 30, 12, 4.8;
-#: 512 x 128: 0.04, 0.03, 0.05. BENCHMARKS.md, "Page faults and transposes").
+#: A transposed copy of a matrix of this many elements or more goes by blocks of rows,
+#: each about TRANSPOSE_BLOCK_BYTES (what L1 holds), 16 to 64 rows. NumPy's own
+#: transposing copy, then 64-row blocks, 16-row blocks, this rule, float32, us:
+#: 512 x 128 40 / 28 / 46 / 28; 128 x 512 148 / 139 / 32 / 32; 1024 x 256 340 / 241 / 171 /
+#: 135 (32 rows); 2048 x 512 3544 / 2239 / 967 / 967; 512 x 2048 2992 / 3258 / 1041 / 1041;
+#: 4096 x 1024 29547 / 12207 / 4763 / 4763 (BENCHMARKS.md, "Page faults").
 TRANSPOSE_BLOCKED = 1 << 16
-TRANSPOSE_BLOCK = 16
+TRANSPOSE_BLOCK_BYTES = 1 << 15
 
 #: W_hh weights (G*H * H_out) from which an unrecorded sequence of PAIR_ROWS rows runs
 #: on two threads (sequence/pair.py): LSTM (T, 1, 256, 256) 0.17 / 0.98 / 1.75 ms at T =

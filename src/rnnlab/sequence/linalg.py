@@ -1,7 +1,7 @@
 """The per-step matrix products of the driver and the steppers."""
 import numpy as np
 
-from ..tuning import TRANSPOSE_BLOCK, TRANSPOSE_BLOCKED
+from ..tuning import TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED
 from .pool import for_weights
 
 
@@ -33,8 +33,8 @@ def matvec(w, v, out):
 def transposed(w, copy=True, lease=None):
     """w.T (w 2-D) as a C-contiguous array of its own (from ``lease``, a pool.Lease, when
     given: pool.for_weights); copy=False: w.T itself when it already is one. Large ones go
-    by blocks of rows (NumPy's own transposing copy is cache-unfriendly there;
-    tuning.TRANSPOSE_BLOCKED)."""
+    by blocks of 16-64 rows of about tuning.TRANSPOSE_BLOCK_BYTES (NumPy's own transposing
+    copy is cache-unfriendly there; tuning.TRANSPOSE_BLOCKED)."""
     t = w.T
     if not copy and t.flags.c_contiguous:
         return t
@@ -43,6 +43,7 @@ def transposed(w, copy=True, lease=None):
     if w.size < TRANSPOSE_BLOCKED:
         out[...] = t
         return out
-    for i in range(0, w.shape[0], TRANSPOSE_BLOCK):
-        out[:, i:i + TRANSPOSE_BLOCK] = w[i:i + TRANSPOSE_BLOCK].T
+    b = min(max(TRANSPOSE_BLOCK_BYTES // (w.shape[1] * w.itemsize), 16), 64)
+    for i in range(0, w.shape[0], b):
+        out[:, i:i + b] = w[i:i + b].T
     return out
