@@ -24,15 +24,19 @@ def rng():
 def pytest_sessionstart(session):
     """Compile (or load from numba's cache) every family's kernels once, before the first
     test, so that no test pays numba's first compile (the first run after installing:
-    ~25 s on 2 cores) and a shape-only test is not the one that takes 30 s."""
+    ~50 s in one process on 2 cores, ~30 s in two) and a shape-only test is not the one
+    that takes 30 s."""
     import time
     import warnings
 
     from rnnlab.cells import FAMILIES
     from rnnlab.sequence import kernels
+    from rnnlab.tools.warmup import build_in_parallel, default_jobs
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", kernels.KernelCompileWarning)
+        if kernels.available():              # a clean clone: the families compile in
+            build_in_parallel(default_jobs())  # one process per core (rnnlab warmup's)
         built = [kind for kind, fam in FAMILIES.items() if kernels.warm(fam)]
     session.config._rnnlab_warmup = (built, time.perf_counter() - t0)
 

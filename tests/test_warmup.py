@@ -93,3 +93,39 @@ def test_cold_start_is_measured_in_fresh_processes():
     from rnnlab.tools.bench import cold_start
     cold, cached = cold_start(["rnn"])
     assert cold["rnn"] > 5 * cached["rnn"]          # compiled, then loaded from the cache
+
+
+def test_parallel_warmup_shares_the_families_out_by_compile_time(monkeypatch, capsys):
+    """rnnlab warmup --jobs N: the costliest family first, each to the least loaded
+    process; with every kernel in the cache no process is started; --jobs is a positive
+    integer (a clear CLI error otherwise)."""
+    from rnnlab.tools import warmup as W
+    assert W._shares(["rnn", "rnn_relu", "gru", "lstm"], 2) == [["lstm"],
+                                                                ["gru", "rnn", "rnn_relu"]]
+    assert W._shares(["rnn", "gru"], 4) == [["gru"], ["rnn"]]
+    assert W._shares(["lstm"], 1) == [["lstm"]]
+    started = []
+    monkeypatch.setattr(W.subprocess, "Popen", lambda *a, **k: started.append(a))
+    assert W.build_in_parallel(4) == [] and started == []      # all cached (the session's)
+    assert cli.main(["warmup", "--jobs", "3"]) == 0 and started == []
+    assert "processes at once" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["warmup", "--jobs", "0"])
+    assert "--jobs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_parallel_warmup_from_an_empty_cache(tmp_path):
+    """Two processes compile every family into an empty cache; the next process loads
+    them all from it."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = [sys.executable, "-m", "rnnlab.tools.cli", "warmup", "--jobs", "2"]
+    first = subprocess.run(run, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0 and "compiling in 2 processes at once" in first.stdout
+    second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0
+    assert second.stdout.count("loaded from the cache") == len(
+        [f for f in FAMILIES.values() if f.units is not None]), second.stdout

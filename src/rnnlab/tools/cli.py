@@ -162,9 +162,12 @@ def build_parser():
     b.add_argument("--cold-start", action="store_true", help="also time the first calls "
                    "of a fresh process with an empty numba cache (the first use after "
                    "install) and with it filled")
-    sub.add_parser("warmup", help="compile the float32 kernels now (or load them from "
-                   "numba's cache), so a fresh install's first call does not wait",
-                   formatter_class=Help)
+    w = sub.add_parser("warmup", help="compile the float32 kernels now (or load them from "
+                       "numba's cache), so a fresh install's first call does not wait",
+                       formatter_class=Help)
+    w.add_argument("--jobs", type=positive, default=None,
+                   help="processes compiling at once (default: one per core, at most one "
+                        "per family; 1: all in this process)")
     return p
 
 

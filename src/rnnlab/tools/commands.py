@@ -199,8 +199,8 @@ def cmd_bench(args):
 
 
 def cmd_warmup(args):
-    from .warmup import warmup
-    return warmup()
+    from .warmup import default_jobs, warmup
+    return warmup(jobs=default_jobs() if args.jobs is None else args.jobs)
 
 
 def cmd_train(args):
