@@ -100,8 +100,8 @@ def test_parallel_warmup_shares_the_families_out_by_compile_time(monkeypatch, ca
     process; with every kernel in the cache no process is started; --jobs is a positive
     integer (a clear CLI error otherwise)."""
     from rnnlab.tools import warmup as W
-    assert W._shares(["rnn", "rnn_relu", "gru", "lstm"], 2) == [["lstm"],
-                                                                ["gru", "rnn", "rnn_relu"]]
+    assert W._shares(["rnn", "rnn_relu", "gru", "lstm"], 2) == [["lstm", "rnn_relu"],
+                                                                ["gru", "rnn"]]
     assert W._shares(["rnn", "gru"], 4) == [["gru"], ["rnn"]]
     assert W._shares(["lstm"], 1) == [["lstm"]]
     started = []

@@ -14,9 +14,12 @@ import warnings
 from ..cells import FAMILIES
 from ..sequence import kernels
 
-#: Relative compile time of each family's kernels (measured: rnn 7.9 s, rnn_relu 6.8,
-#: gru 13.2, lstm 22.0 on the 2-core machine of BENCHMARKS.md), to share them out.
-_COST = {"rnn": 8, "rnn_relu": 7, "gru": 13, "lstm": 22}
+
+def _cost(kind):
+    """A family's compile time in about seconds on the 2-core machine of BENCHMARKS.md,
+    from its number of gates (measured: 1 gate 6.8-7.9 s, 3 gates 13.2, 4 gates 22.0), to
+    share the families out."""
+    return FAMILIES[kind].num_gates ** 2 + 6
 
 _CHILD = ("import sys, warnings\n"
           "from rnnlab.cells import FAMILIES\n"
@@ -38,10 +41,10 @@ def _shares(kinds, jobs):
     """``kinds`` in ``jobs`` groups of about equal compile time, the costliest first."""
     groups = [[] for _ in range(jobs)]
     load = [0] * jobs
-    for kind in sorted(kinds, key=lambda k: -_COST.get(k, 10)):
+    for kind in sorted(kinds, key=lambda k: -_cost(k)):
         i = load.index(min(load))
         groups[i].append(kind)
-        load[i] += _COST.get(kind, 10)
+        load[i] += _cost(kind)
     return [g for g in groups if g]
 
 
