@@ -112,6 +112,14 @@ def test_parallel_warmup_shares_the_families_out_by_compile_time(monkeypatch, ca
     with pytest.raises(SystemExit):
         cli.main(["warmup", "--jobs", "0"])
     assert "--jobs" in capsys.readouterr().err
+    monkeypatch.setattr(W.kernels, "cache_state", lambda fam: (False, None))   # all to do
+
+    def refused(*a, **k):
+        raise OSError("no processes here")
+    monkeypatch.setattr(W.subprocess, "Popen", refused)
+    assert W.warmup(print, jobs=2) == 0                   # built here instead, no traceback
+    out = capsys.readouterr().out
+    assert "rnn: " in out and "processes at once" not in out
 
 
 @pytest.mark.slow

@@ -54,18 +54,27 @@ def build_in_parallel(jobs):
     that fails changes nothing: the caller's own warm() builds what is still missing."""
     todo = [k for k in _kinds() if kernels.cache_state(FAMILIES[k])[0] is not True]
     groups = _shares(todo, min(jobs, len(todo))) if todo else []
-    children = [subprocess.Popen([sys.executable, "-c", _CHILD, *g],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for g in groups[1:]]
+    children = []
+    for g in groups[1:]:
+        try:
+            children.append(subprocess.Popen([sys.executable, "-c", _CHILD, *g],
+                                             stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL))
+        except OSError:                   # no process to be had: warm() builds it here
+            break
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", kernels.KernelCompileWarning)
             for kind in groups[0] if groups else ():
                 kernels.warm(FAMILIES[kind])
+    except BaseException:                 # Ctrl-C here stops the other processes too
+        for c in children:
+            c.kill()
+        raise
     finally:
         for c in children:
             c.wait()
-    return groups
+    return groups[:1 + len(children)]     # the groups that were compiled at once
 
 
 def warmup(print_fn=print, jobs=1):
