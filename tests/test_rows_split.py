@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import driver, kernels, pair
-from torch_pairs import (equal_bits, failing_on_the_worker, one_thread, torch_pair,
+from torch_pairs import (SPLIT_CASES, batch_inputs, equal_bits, failing_on_the_worker, one_thread, torch_pair,
                          who_ran_second)
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
@@ -34,17 +34,12 @@ def halves(monkeypatch):
 
 
 @needs_pair
-@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
-                                     (LSTM, {"bias": False, "batch_first": True}),
-                                     (GRU, {"bidirectional": True})])
+@pytest.mark.parametrize("cls, kw", SPLIT_CASES)
 def test_layers_equal_torch_and_the_one_thread_path(cls, kw, halves):
     torch, tm, om = torch_pair(cls, kw, 5, 6, 2)
     rng = np.random.default_rng(1)
     N, D = 5, 2 if kw.get("bidirectional") else 1
-    x = rng.standard_normal((N, 7, 5) if kw.get("batch_first") else (7, N, 5))
-    x = x.astype(np.float32)
-    h0 = rng.standard_normal((2 * D, N, 6)).astype(np.float32)
-    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    x, h0, state = batch_inputs(cls, kw, rng, N, 7, 5, 6)
     tstate = tuple(map(torch.from_numpy, state)) if cls is LSTM else torch.from_numpy(h0)
     for args, targs in (((x,), (torch.from_numpy(x),)),
                         ((x, state), (torch.from_numpy(x), tstate))):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.sequence import bptt, halves, kernels, pair
-from torch_pairs import equal_bits, failing_on_the_worker, torch_pair, who_ran_second
+from torch_pairs import (SPLIT_CASES, batch_inputs, equal_bits, failing_on_the_worker,
+                         torch_pair, who_ran_second)
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -50,17 +51,12 @@ def _same(a, b):
 
 
 @needs_pair
-@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
-                                     (LSTM, {"bias": False, "batch_first": True}),
-                                     (GRU, {"bidirectional": True})])
+@pytest.mark.parametrize("cls, kw", SPLIT_CASES)
 def test_training_equals_torch_and_the_one_thread_path(cls, kw, ran):
     torch, tm, om = torch_pair(cls, kw, 5, 6, 2)
     rng = np.random.default_rng(2)
     N, D, T = 5, 2 if kw.get("bidirectional") else 1, 7
-    x = rng.standard_normal((N, T, 5) if kw.get("batch_first") else (T, N, 5))
-    x = x.astype(np.float32)
-    h0 = rng.standard_normal((2 * D, N, 6)).astype(np.float32)
-    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    x, h0, state = batch_inputs(cls, kw, rng, N, T, 5, 6)
     d_out = rng.standard_normal(x.shape[:2] + (6 * D,)).astype(np.float32)
     d_state = (h0[::-1].copy(), h0) if cls is LSTM else h0[::-1].copy()
     got = trained(om, x, state, d_out, d_state)

@@ -13,7 +13,22 @@ import numpy as np
 import pytest
 
 import rnnlab
-from rnnlab import LSTM
+from rnnlab import GRU, LSTM, RNN
+
+
+#: The layer kinds and options the rows-in-halves tests run (inference and training).
+SPLIT_CASES = [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
+               (LSTM, {"bias": False, "batch_first": True}), (GRU, {"bidirectional": True})]
+
+
+def batch_inputs(cls, kw, rng, N, T, I, H):
+    """(x, h0, state) for a float32 layer of these options (2 layers; state: (h0, c0) for
+    an LSTM, c0 h0 reversed), x drawn first, then h0."""
+    D = 2 if kw.get("bidirectional") else 1
+    x = rng.standard_normal((N, T, I) if kw.get("batch_first") else (T, N, I))
+    x = x.astype(np.float32)
+    h0 = rng.standard_normal((2 * D, N, H)).astype(np.float32)
+    return x, h0, ((h0, h0[::-1].copy()) if cls is LSTM else h0)
 
 
 def torch_pair(cls, kw, I, H, L, seed=0, **more):

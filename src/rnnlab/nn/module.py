@@ -142,8 +142,7 @@ class Module(StateDictMixin):
         is a fresh array of the module's dtype (one the backward made, owning its memory)
         becomes the entry itself: no copy, so the first backward does not hold the
         gradients twice. Sums past the dtype's range give inf quietly, as torch's.
-        Returns the arrays that became entries (``adopted``, filled as it goes)."""
-        adopted = [] if adopted is None else adopted
+        ``adopted``: a list that receives the arrays that became entries."""
         with self._lock, np.errstate(over="ignore", invalid="ignore"):
             for name, value in named:
                 if name is None or value is None:
@@ -154,11 +153,10 @@ class Module(StateDictMixin):
                              and value.dtype == self.dtype and value.flags.writeable)
                     self.grads[name] = value if owned else np.array(value, dtype=self.dtype,
                                                                     copy=True)
-                    if owned:
+                    if owned and adopted is not None:
                         adopted.append(value)
                 else:
                     g += value
-        return adopted
 
     # -- modes and dtype ------------------------------------------------------------
     def train(self, mode=True):
