@@ -44,13 +44,16 @@ THREAD_UNITS = 32
 #: from the module's pool and stays there between calls. Fresh arrays of a few MB cost
 #: page faults here (~1 ms per 4 MB): training at batch 1, LSTM (100, 1, 512, 512)
 #: 24.2-27.8 -> 16.5-17.2 ms and GRU 18.9-19.8 -> 12.4-12.7 with them pooled, LSTM with
-#: zero_grad() every step 19-21 -> 16.2-16.6 (~1100-2100 faults a step before). 1 MB ones
-#: came from the heap without faults (LSTM (100, 1, 256, 256): 0 a step), and the compiled
-#: loops' W_hh (under 2 MiB) stays out: pooled, its forward-only W_hh^T beside the pool's
-#: free dW raised an accumulating step's peak from 4x to 5x the parameters. Larger than
-#: the maximum, fresh each call: the faults weigh less beside the arithmetic, and a huge
+#: zero_grad() every step 19-21 -> 16.2-16.6 (~1100-2100 faults a step before). Smaller
+#: ones fault too, as glibc trims its heap's top after each call: LSTM (100, 1, 256, 256)
+#: (1 MB matrices) 738 faults a step, 5.9-6.3 -> 4.8-4.9 ms pooled; GRU 4.2-4.9 -> 3.6-3.8;
+#: LSTM (100, 1, 128, 128) 98 faults, 1.51 -> 1.24 ms. The compiled loops' forward-only
+#: W_hh^T is leased in a buffer of W_hh's shape and given back when the loop is done, so
+#: that the step's peak stays where it was (its own buffer beside the pool's free dW
+#: raised an accumulating step's peak from 4x to 5x the parameters). Larger than the
+#: maximum, fresh each call: the faults weigh less beside the arithmetic, and a huge
 #: layer keeps 2x its parameters between calls (BENCHMARKS.md, "Page faults").
-POOL_WEIGHTS_MIN = 1 << 21
+POOL_WEIGHTS_MIN = 1 << 16
 POOL_WEIGHTS_MAX = 1 << 26
 
 #: x.size * H below which an unrecorded call allocates plainly instead of leasing pool

@@ -127,8 +127,12 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     rows = _few_rows(N, GH, H_out)
     kernel = None if sizes is not None or rows else kernel_for(fam, dt, N, GH, H_out,
                                                                w.w_hr is not None)
-    if kernel is not None and record:      # the forward's alone (the record keeps W_hh):
-        w_hh_t = transposed(w.w_hh)        # freed when it returns, not held till backward
+    w_buf = None
+    if kernel is not None and record:      # the forward's alone (the record keeps W_hh),
+        w_buf = for_weights(lease, w.w_hh.shape, dt)      # in a buffer of W_hh's shape,
+        w_hh_t = transposed(w.w_hh, out=w_buf.reshape(w.w_hh.shape[::-1]))  # given back
+        # when the loop is done: the snapshot of W_hh or backward's dW_hh, of that shape,
+        # takes it (not a buffer of its own beside the pool's free ones: no higher peak)
     else:
         w_hh_t = None if rows and not record else t_of(w.w_hh)
     steps_kept = T if record else 1                        # inference: one buffer, reused
@@ -140,6 +144,8 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
                                   _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
                                   h0 if c0 is None else c0, reverse, out, c_n, False,
                                   store if record else NO_STORE, record), N, split)
+        if w_buf is not None:
+            lease.give_back(w_buf)        # before the snapshot below, which may take it
         rec = None
         if record:                        # per-step caches: derived if a NumPy back needs them
             kept = _snapshot(lease, w.w_hh)    # W_hh as used, BPTT's loop's layout (the
@@ -208,9 +214,14 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     c0_ = h0 if c0 is None else ready(c0)
     c_n = np.empty(h0.shape, f32)
     folded = _folded(fam, GH)
-    if not run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
+    H, G = w.w_hh.shape[1], fam.num_gates
+    gx = [lease.empty((G, T * N, H // 2), f32), lease.empty((G, T * N, H - H // 2), f32)]
+    done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
                     _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32),
-                    h0, c0_, reverse, out, c_n):
+                    h0, c0_, reverse, out, c_n, gx)
+    for g in gx:
+        lease.give_back(g)
+    if not done:
         return None
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 

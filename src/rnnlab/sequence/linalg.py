@@ -30,16 +30,18 @@ def matvec(w, v, out):
     return np.dot(w, v, out=out)
 
 
-def transposed(w, copy=True, lease=None):
+def transposed(w, copy=True, lease=None, out=None):
     """w.T (w 2-D) as a C-contiguous array of its own (from ``lease``, a pool.Lease, when
-    given: pool.for_weights); copy=False: w.T itself when it already is one. Large ones go
+    given: pool.for_weights; written into ``out`` when given); copy=False: w.T itself when
+    it already is one. Large ones go
     by blocks of 16-64 rows of about tuning.TRANSPOSE_BLOCK_BYTES (NumPy's own transposing
     copy is cache-unfriendly there; tuning.TRANSPOSE_BLOCKED)."""
     t = w.T
     if not copy and t.flags.c_contiguous:
         return t
-    out = np.empty(t.shape, dtype=w.dtype) if lease is None else for_weights(lease, t.shape,
-                                                                             w.dtype)
+    if out is None:
+        out = (np.empty(t.shape, dtype=w.dtype) if lease is None
+               else for_weights(lease, t.shape, w.dtype))
     if w.size < TRANSPOSE_BLOCKED:
         out[...] = t
         return out

@@ -258,18 +258,20 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n):
+def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx):
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H) and
-    c_n (N, H) receive the outputs and the last c. All float32, C-contiguous. Returns
+    c_n (N, H) receive the outputs and the last c; gx: two scratch buffers (G, T*N, H //
+    2) and (G, T*N, H - H // 2) for the halves' input projections (from the caller's
+    pool: fresh ones cost page faults every call). All float32, C-contiguous. Returns
     False, having done nothing, when another thread holds the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
     try:
         with one_blas_thread():     # OpenBLAS's threads would spin after it, taking the cores
-            _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n))
+            _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx)
         return True
     finally:
         lock.release()
@@ -346,11 +348,10 @@ def cooling():
     return time.monotonic() < _state["cool"]
 
 
-def _run(kernel, x2d, w_ih, args):
+def _run(kernel, x2d, w_ih, args, gx):
     T, N, H = args[-2].shape
     G = w_ih.shape[0] // H
     w3 = w_ih.reshape(G, H, w_ih.shape[1])
-    gx = [np.empty((G, T * N, H // 2), np.float32), np.empty((G, T * N, H - H // 2), np.float32)]
     sync = np.zeros(3 * T + 3, np.int64)           # claims, halves done, projection 1, here
     claim = threading.Lock()
 

@@ -164,8 +164,8 @@ PLAIN = Lease(None)      # plain allocation, nothing kept
 
 def for_weights(lease, shape, dtype):
     """A buffer for a weight-sized array: from ``lease`` from tuning.POOL_WEIGHTS_MIN to
-    POOL_WEIGHTS_MAX bytes, a fresh one otherwise (smaller ones cost no page faults, and
-    a huge layer keeps 2x its parameters between calls)."""
+    POOL_WEIGHTS_MAX bytes, a fresh one otherwise (tiny ones cost next to nothing, and a
+    huge layer keeps 2x its parameters between calls)."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     pooled = POOL_WEIGHTS_MIN <= nbytes <= POOL_WEIGHTS_MAX
     return (lease if pooled else PLAIN).empty(shape, dtype)
