@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
-from rnnlab.sequence import kernels, pair
+from rnnlab.sequence import blas, kernels, pair
 from torch_pairs import in_threads, three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
@@ -42,14 +42,14 @@ def small(monkeypatch):
     pair._state.update(cool=0.0, low=0)
 
 
-def _kernel_args(mode, T, H, seed):
+def _kernel_args(mode, T, H, seed, N=1):
     fam = by_mode(mode)
     G, F = fam.num_gates, fam.fold
     rng = np.random.default_rng(seed)
     f = lambda *s: (rng.standard_normal(s) * 0.5).astype(np.float32)    # noqa: E731
-    gx, w_hh, bias, b_rest = f(T, 1, G * H), f(G * H, H), f(G * H), f((G - F) * H)
-    h0, c0 = f(1, H), f(1, H)
-    halves = [np.ascontiguousarray(gx.reshape(T, G, H)[:, :, lo:hi].transpose(1, 0, 2))
+    gx, w_hh, bias, b_rest = f(T, N, G * H), f(G * H, H), f(G * H), f((G - F) * H)
+    h0, c0 = f(N, H), f(N, H)
+    halves = [np.ascontiguousarray(gx.reshape(T * N, G, H)[:, :, lo:hi].transpose(1, 0, 2))
               for lo, hi in ((0, H // 2), (H // 2, H))]
     return fam, halves, (w_hh, bias, b_rest, h0, c0)
 
@@ -57,37 +57,52 @@ def _kernel_args(mode, T, H, seed):
 def _one_thread(fam, halves, rest, T, H, reverse):
     """The single-thread compiled loop on the same numbers."""
     w_hh, bias, b_rest, h0, c0 = rest
-    G = fam.num_gates
-    gx = np.concatenate([halves[0], halves[1]], axis=2).transpose(1, 0, 2).reshape(T, 1, G * H)
+    G, N = fam.num_gates, h0.shape[0]
+    gx = np.concatenate([halves[0], halves[1]], axis=2).transpose(1, 0, 2).reshape(T, N, G * H)
     gx = gx + bias
-    out, c_n = np.empty((T, 1, H), np.float32), np.empty((1, H), np.float32)
+    out, c_n = np.empty((T, N, H), np.float32), np.empty((N, H), np.float32)
     k = kernels.kernels(fam, "sequence").get("forward")
     k(np.ascontiguousarray(gx), np.ascontiguousarray(w_hh.T), kernels.NO_BIAS, b_rest, h0,
       c0 if fam.has_cell_state else h0, reverse, out, c_n, False, kernels.NO_STORE, False,
-      0, 1)
+      0, N)
     return out, c_n
+
+
+def _products(w_hh, N):
+    """The kernel's last three arguments: dot products (batch 1), or OpenBLAS's products
+    from the halves' packed rows of W_hh (a batch of rows)."""
+    if N == 1:
+        return pair.NO_WT, pair.NO_WT, 0
+    return (*pair.packed_halves(w_hh), blas.sgemm_address())
 
 
 @needs_pair
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
 @pytest.mark.parametrize("who", ["both", "only 0", "only 1"])
-def test_every_schedule_gives_the_one_thread_numbers(mode, who):
+@pytest.mark.parametrize("N", [1, 5])
+def test_every_schedule_gives_the_one_thread_numbers(mode, who, N):
+    """Batch 1 (dot products) and a batch of 5 rows (one OpenBLAS product per half and
+    step): whoever takes which half, the one-thread loop's numbers."""
+    if N > 1 and not blas.sgemm_address():
+        pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
     T, H = 7, 9                                  # odd H: halves of 4 and 5 units
-    fam, halves, rest = _kernel_args(mode, T, H, 3)
+    fam, halves, rest = _kernel_args(mode, T, H, 3, N)
     k = kernels.kernels(fam, "sequence").get("pair")
     for reverse in (False, True):
-        out, c_n = np.full((T, 1, H), np.nan, np.float32), np.empty((1, H), np.float32)
+        out, c_n = np.full((T, N, H), np.nan, np.float32), np.empty((N, H), np.float32)
         c0 = rest[4] if fam.has_cell_state else rest[3]
         sync = np.zeros(3 * T + 3, np.int64)
         sync[3 * T] = 1
         args = (*halves, rest[0], rest[1], rest[2], rest[3], c0, reverse, out, c_n, sync)
-        if who == "both":
-            t = threading.Thread(target=k, args=args + (1,))
-            t.start()
-            k(*args, 0)
-            t.join()
-        else:
-            k(*args, int(who[-1]))
+        tail = _products(rest[0], N)
+        with blas.one_blas_thread():
+            if who == "both":
+                t = threading.Thread(target=k, args=args + (1, *tail))
+                t.start()
+                k(*args, 0, *tail)
+                t.join()
+            else:
+                k(*args, int(who[-1]), *tail)
         ref, ref_c = _one_thread(fam, halves, rest, T, H, reverse)
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
         if fam.has_cell_state:
@@ -102,7 +117,8 @@ def test_a_failed_projection_writes_nothing():
     out = np.full((4, 1, 6), 7.0, np.float32)
     sync = np.zeros(15, np.int64)
     sync[12] = 2
-    k(*halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync, 0)
+    k(*halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync, 0,
+      *_products(rest[0], 1))
     assert (out == 7.0).all() and (sync[:12] == 0).all()
 
 
@@ -112,6 +128,34 @@ def test_a_failed_projection_writes_nothing():
 def test_layers_on_the_pair_equal_torch(cls, kw, small):
     three_calls_equal_torch(cls, kw, T=8, N=1)              # zeros, given, unbatched
     assert len(small) == 3 * 4 and all(small)               # 4 directions per call
+
+
+@needs_pair
+@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
+                                     (GRU, {"bias": False, "batch_first": True})])
+def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
+    """A batch of rows above pair.PAIR_GEMM_MIN multiply-adds a step (here any) runs on
+    the pair by halves of the units, each step's products one OpenBLAS call per half from
+    the halves' packed rows of W_hh; the unbatched call, batch 1, by dot products."""
+    if not blas.sgemm_address():
+        pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
+    monkeypatch.setattr(pair, "PAIR_GEMM_MIN", 0)
+    packed = []
+    real = pair.packed_halves
+    monkeypatch.setattr("rnnlab.sequence.driver.packed_halves",
+                        lambda *a: packed.append(1) or real(*a))
+    three_calls_equal_torch(cls, kw, T=8, N=3)
+    assert len(small) == 3 * 4 and all(small) and len(packed) == 2 * 4
+
+
+def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):
+    """No cblas_sgemm with 64-bit integers found (another BLAS, a 32-bit integer build):
+    batches keep the driver's own loop; batch 1 is unaffected."""
+    monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 0})
+    assert not pair.gemm_rows(64, 1024, 256)
+    monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 1})
+    assert pair.gemm_rows(64, 1024, 256) == bool(blas._blas())
+    assert not pair.gemm_rows(1, 1024, 256) and not pair.gemm_rows(16, 512, 128)
 
 
 @needs_pair
@@ -141,25 +185,26 @@ def test_the_halves_projections_come_from_the_pool(small):
 @needs_pair
 @settings(max_examples=8, deadline=None)
 @given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 12), st.integers(2, 40),
-       st.booleans(), st.booleans())
-def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan):
-    """Whatever the sizes: the same numbers as set_num_threads(1) (float32 rounding), and
-    NaN goes through as there."""
+       st.booleans(), st.booleans(), st.integers(1, 4))
+def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N):
+    """Whatever the sizes (batch 1 by dot products, more rows by OpenBLAS products): the
+    same numbers as set_num_threads(1) (float32 rounding), and NaN goes through as
+    there."""
     pair._state["cool"] = 0.0
     kernels._state["threads"] = None
-    old = pair.PAIR_MIN, pair.PAIR_COOL
-    pair.PAIR_MIN, pair.PAIR_COOL = 0, 0.0
+    old = pair.PAIR_MIN, pair.PAIR_COOL, pair.PAIR_GEMM_MIN
+    pair.PAIR_MIN, pair.PAIR_COOL, pair.PAIR_GEMM_MIN = 0, 0.0, 0
     try:
         m = cls(3, H, bias=bias, dtype=np.float32, seed=T)
-        x = np.random.default_rng(H).standard_normal((T, 1, 3)).astype(np.float32)
+        x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
         if nan:
-            x[T // 2, 0, 1] = np.nan
+            x[T // 2, N - 1, 1] = np.nan
         with rnnlab.no_grad():
             y2, s2 = m(x)
             rnnlab.set_num_threads(1)
             y1, s1 = m(x)
     finally:
-        pair.PAIR_MIN, pair.PAIR_COOL = old
+        pair.PAIR_MIN, pair.PAIR_COOL, pair.PAIR_GEMM_MIN = old
         kernels._state["threads"] = None
     np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.isnan(y2), np.isnan(y1))

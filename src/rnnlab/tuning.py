@@ -76,6 +76,15 @@ TRANSPOSE_BLOCK_BYTES = 1 << 15
 PAIR_MIN = 1 << 17
 PAIR_ROWS = 1
 
+#: N * G*H * H_out per step above which an unrecorded sequence of more than PAIR_ROWS rows
+#: runs on the pair too, each thread a half of the units with one OpenBLAS call on one
+#: thread for its half's products per step (pair.gemm_rows), not on the driver's loop
+#: of OpenBLAS's two-thread products and one-thread gates: where that loop ran (above
+#: COMPILED_LOOP_MAX; below it the compiled loops' rows in halves were as fast or faster:
+#: LSTM (100, 16, 128, 128) 3.2 / 3.3 ms, GRU 2.15 / 2.6; BENCHMARKS.md, "Units in halves
+#: with OpenBLAS").
+PAIR_GEMM_MIN = COMPILED_LOOP_MAX
+
 #: Pauses a thread of the pair waits for the other to claim its half of a step before
 #: taking it too (a few microseconds: the other thread is normally there within one).
 PAIR_STEAL = 100

@@ -16,7 +16,12 @@ one LLVM instruction on an int64 array element (llvmlite's IR builder).
   through an int64 array);
 - ``cpu_relax()``: x86's ``pause`` in a spin loop (nothing elsewhere);
 - ``sched_yield()``: the C library's, after a long spin (the other thread may not be
-  running at all: a loaded machine).
+  running at all: a loaded machine);
+- ``sgemm_rows(fn, M, N, K, a, lda, b, ldb, c, ldc)``: c = a @ b for row-major float32
+  (M, K) and (K, N) blocks starting at the first element of each array, through the
+  cblas_sgemm with 64-bit integers at address ``fn`` (blas.sgemm_address: NumPy's own
+  OpenBLAS, on the thread count it has; the pair holds it to one). An address passed in,
+  not bound at compile time, so that numba's disk cache keeps the kernels.
 """
 from llvmlite import ir
 from numba import types
@@ -129,3 +134,37 @@ def sched_yield(typingctx):
         builder.call(fn, [])
         return context.get_dummy_value()
     return types.void(), codegen
+
+
+def _float32_array(a):
+    return isinstance(a, types.Array) and a.dtype == types.float32
+
+
+@intrinsic
+def sgemm_rows(typingctx, fn, M, N, K, a, lda, b, ldb, c, ldc):
+    ints = (fn, M, N, K, lda, ldb, ldc)
+    if not (all(isinstance(t, types.Integer) for t in ints)
+            and all(_float32_array(t) for t in (a, b, c))):
+        return None
+    sig = types.void(fn, M, N, K, a, lda, b, ldb, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        i32, i64, f32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
+        vp = ir.IntType(8).as_pointer()
+        ty = signature.args
+
+        def data(k):
+            ary = context.make_array(ty[k])(context, builder, args[k])
+            return builder.bitcast(ary.data, vp)
+
+        def int64(k):
+            return context.cast(builder, args[k], ty[k], types.int64)
+        cblas = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, f32, vp, i64,
+                                                vp, i64, f32, vp, i64])
+        f = builder.inttoptr(int64(0), cblas.as_pointer())
+        row_major, no_trans = i32(101), i32(111)
+        builder.call(f, [row_major, no_trans, no_trans, int64(1), int64(2), int64(3),
+                         f32(1.0), data(4), int64(5), data(6), int64(7), f32(0.0), data(8),
+                         int64(9)])
+        return context.get_dummy_value()
+    return sig, codegen

@@ -16,7 +16,7 @@ from numba import carray, prange
 
 from ..tuning import PAIR_STEAL
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
-                       f32_at, sched_yield, ticks)
+                       f32_at, sched_yield, sgemm_rows, ticks)
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_SEQ,
                    B_SERVED, B_STATE, B_WAKE)
@@ -62,7 +62,8 @@ def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, r
                 _copy(c_n[n], cs, 0)   # LLVM from vectorising the units (measured 3x)
 
 
-def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p):
+def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1,
+                  fn):
     """The unrecorded time loop of one direction run by two threads at once (pair.py),
     each calling it with its p (0 or 1). Every step's units are two halves; a thread
     claims its own half first (sync[2 s + half]: 0 -> 1 + p), then, if the other thread has
@@ -77,11 +78,16 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     H // 2 units, B1 the rest); w_hh (G*H, H) torch's layout (each half reads its own
     rows, which stay in its core's cache); bias (G*H,): b_ih with the folded b_hh; b_rest
     ((G-F)*H,); h0, c0 (N, H) (c0: any (N, H) array without a cell state); out (T, N, H);
-    c_n (N, H) receives the last c."""
+    c_n (N, H) receives the last c. fn: 0, each row's products from W_hh by dot products
+    (batch 1: the half of W_hh stays in L2); else the address of OpenBLAS's cblas_sgemm
+    (blas.sgemm_address; a batch of rows: one product of all rows per half and step,
+    h (N, H) @ wt0 / wt1 (H, G*B0) / (H, G*B1), the half's rows of W_hh transposed, gate
+    by gate, on the thread count OpenBLAS has: the pair holds it to one)."""
     T, N, H = out.shape
     FH = F * H
     Bm = H - H // 2
     a, xa = np.empty(G * Bm, f32), np.empty(G * Bm, f32)
+    ab = np.zeros(N * G * Bm if fn != 0 else 0, f32)
     u = np.empty((G + S) * Bm, f32)
     cs = np.empty(Bm, f32)
     atomic_xchg(sync, 3 * T + 1 + p, 1)                # here
@@ -101,11 +107,17 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
             gx = gx0 if half == 0 else gx1
             lo = 0 if half == 0 else H // 2
             B = gx.shape[2]             # the units work on rows of their own (offset 0):
-            for n in range(N):          # LLVM vectorises them only so (measured 3x)
+            if fn != 0:                 # LLVM vectorises them only so (measured 3x)
+                sgemm_rows(fn, N, G * B, H, prev, H, wt0 if half == 0 else wt1, G * B, ab,
+                           G * B)
+            for n in range(N):
                 tn = t * N + n
                 for g in range(G):
                     r0 = g * H + lo
-                    _rowdots(a, g * B, w_hh, r0, B, prev[n])
+                    if fn != 0:
+                        _copy(a[g * B:(g + 1) * B], ab, (n * G + g) * B)
+                    else:
+                        _rowdots(a, g * B, w_hh, r0, B, prev[n])
                     if g < F:
                         for jj in range(B):
                             a[g * B + jj] += gx[g, tn, jj] + bias[r0 + jj]

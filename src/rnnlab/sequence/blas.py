@@ -1,17 +1,20 @@
 """NumPy's OpenBLAS thread count, found and set through ctypes: the pair (pair.py) holds
-it to one thread during its calls."""
+it to one thread during its calls; and the address of its cblas_sgemm with 64-bit
+integers (NumPy's wheels: ``scipy_cblas_sgemm64_``), which the pair's compiled loop
+calls for the products of a batch of rows (_atomics.sgemm_rows)."""
 import contextlib
 import os
 import threading
 
 import numpy as np
 
-_state = {"blas": None}
+_state = {"blas": None, "sgemm": 0}
 
 
 def _find_openblas():
     """(get, set) of NumPy's OpenBLAS thread count (ctypes), or None when NumPy's BLAS is
-    not an OpenBLAS found in this process's mappings."""
+    not an OpenBLAS found in this process's mappings. Notes the address of its 64-bit
+    integer cblas_sgemm in _state["sgemm"] (0: none)."""
     import ctypes
     try:
         info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
@@ -41,8 +44,26 @@ def _find_openblas():
             if get is not None and put is not None:
                 get.restype, get.argtypes = ctypes.c_int, []
                 put.restype, put.argtypes = None, [ctypes.c_int]
+                _state["sgemm"] = _sgemm64(lib)
                 return get, put
     return None
+
+
+def _sgemm64(lib):
+    """The address of ``lib``'s cblas_sgemm taking 64-bit integers (the names NumPy's
+    wheels and ILP64 OpenBLAS builds give it), or 0. One with 32-bit integers is never
+    taken: the compiled call passes 64-bit ones."""
+    import ctypes
+    for name in ("scipy_cblas_sgemm64_", "cblas_sgemm64_"):
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            return ctypes.cast(fn, ctypes.c_void_p).value or 0
+    return 0
+
+
+def sgemm_address():
+    """The address of NumPy's OpenBLAS cblas_sgemm with 64-bit integers, or 0."""
+    return _state["sgemm"] if _blas() else 0
 
 
 def _blas():

@@ -32,8 +32,8 @@ from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
 from . import halves
-from .pair import (directions_wanted, enabled, one_blas_thread, pair_kernel, rows_wanted,
-                   run_both, wanted)
+from .pair import (directions_wanted, enabled, gemm_rows, one_blas_thread, packed_halves,
+                   pair_kernel, rows_wanted, run_both, wanted)
 from .pair import run as run_pair
 from .pool import PLAIN, Pool, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -68,8 +68,9 @@ def _or_zeros(b, n, dt):
 def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
                        record, alone=False):
     """Run one cell over time in one direction from its input inp (L, N, I): an
-    unrecorded batch-1 call on two threads (pair.py) when it can (not ``alone``: the
-    other direction runs on the other thread), else the input projection of all steps as
+    unrecorded call of one row, or of a batch large enough for OpenBLAS products
+    (pair.gemm_rows), on two threads by halves of the units (pair.py) when it can (not
+    ``alone``: the other direction runs on the other thread), else the input projection of all steps as
     one matmul (or two halves of its rows, one per thread, with the loop's rows in halves
     too: halves.py, pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n,
     c_n and, when recording, the DirectionRecord."""
@@ -216,10 +217,14 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     folded = _folded(fam, GH)
     H, G = w.w_hh.shape[1], fam.num_gates
     gx = [lease.empty((G, T * N, H // 2), f32), lease.empty((G, T * N, H - H // 2), f32)]
+    wt = None
+    if gemm_rows(N, GH, H):                # a batch: each half's products from OpenBLAS
+        wt = packed_halves(w.w_hh, [for_weights(lease, (H, G * (H // 2)), f32),
+                                    for_weights(lease, (H, G * (H - H // 2)), f32)])
     done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
                     _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32),
-                    h0, c0_, reverse, out, c_n, gx)
-    for g in gx:
+                    h0, c0_, reverse, out, c_n, gx, wt)
+    for g in gx + ([] if wt is None else wt):
         lease.give_back(g)
     if not done:
         return None

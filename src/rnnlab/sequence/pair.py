@@ -51,10 +51,10 @@ import time
 
 import numpy as np
 
-from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN,
-                      ROWS_SPLIT_MIN)
+from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_GEMM_MIN, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
+                      PAIR_SPIN, ROWS_SPLIT_MIN)
 from . import kernels
-from .blas import _blas, one_blas_thread
+from .blas import _blas, one_blas_thread, sgemm_address
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -75,6 +75,9 @@ STEP_BOX = np.zeros(B_SERVED + 1, np.int64)
 #: The worker's board: jobs posted (``_post``).
 BOARD = np.zeros(1, np.int64)
 
+
+#: The kernel's wt0 / wt1 when its products are dot products (fn = 0)
+NO_WT = np.zeros((0, 0), np.float32)
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
 #: set from Python relies on it) and spin loops pause (_atomics.cpu_relax reads it too)
@@ -109,9 +112,34 @@ def wanted(fam, dtype, N, GH, H_out, has_proj):
 
 
 def _by_units(fam, dtype, N, GH, H_out, has_proj):
-    """``wanted`` by shape alone (whatever set_num_threads says)."""
-    return (dtype == np.float32 and not has_proj and 0 < N <= PAIR_ROWS
-            and GH * H_out >= PAIR_MIN and fam.units is not None and kernels.available())
+    """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows and
+    PAIR_MIN weights (each step's products by dot products), or a batch of rows of more
+    than PAIR_GEMM_MIN multiply-adds a step (``gemm_rows``)."""
+    return (dtype == np.float32 and not has_proj and N > 0 and fam.units is not None
+            and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN) or gemm_rows(N, GH, H_out))
+            and kernels.available())
+
+
+def gemm_rows(N, GH, H_out):
+    """Whether the pair's steps of N rows take their products from OpenBLAS (one call per
+    half of the units and step, on one thread each: blas.sgemm_address), not from dot
+    products: N > PAIR_ROWS and N * G*H * H_out > PAIR_GEMM_MIN."""
+    return N > PAIR_ROWS and N * GH * H_out > PAIR_GEMM_MIN and sgemm_address() != 0
+
+
+def packed_halves(w_hh, out=None):
+    """The two halves' rows of W_hh (G*H, H) for the pair's OpenBLAS products: half k's
+    units lo:hi of every gate, transposed, (H, G*(hi - lo)), gate after gate (into the
+    two arrays ``out`` when given)."""
+    GH, H = w_hh.shape
+    G = GH // H
+    w3 = w_hh.reshape(G, H, H)
+    halves = []
+    for k, (lo, hi) in enumerate(((0, H // 2), (H // 2, H))):
+        t = np.empty((H, G * (hi - lo)), w_hh.dtype) if out is None else out[k]
+        t.reshape(H, G, hi - lo)[...] = w3[:, lo:hi, :].transpose(2, 0, 1)
+        halves.append(t)
+    return halves
 
 
 def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
@@ -258,20 +286,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx):
+def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt=None):
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H) and
     c_n (N, H) receive the outputs and the last c; gx: two scratch buffers (G, T*N, H //
     2) and (G, T*N, H - H // 2) for the halves' input projections (from the caller's
-    pool: fresh ones cost page faults every call). All float32, C-contiguous. Returns
-    False, having done nothing, when another thread holds the pair."""
+    pool: fresh ones cost page faults every call); wt: None (batch 1: each step's products
+    by dot products from w_hh), or for a batch of rows the two halves' rows of W_hh,
+    transposed gate by gate, (H, G*(H // 2)) and (H, G*(H - H // 2)) (``packed_halves``):
+    each step's products are then one OpenBLAS call per half. All float32, C-contiguous.
+    Returns False, having done nothing, when another thread holds the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
     try:
         with one_blas_thread():     # OpenBLAS's threads would spin after it, taking the cores
-            _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx)
+            tail = (NO_WT, NO_WT, 0) if wt is None else (*wt, sgemm_address())
+            _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
+                 tail)
         return True
     finally:
         lock.release()
@@ -348,7 +381,7 @@ def cooling():
     return time.monotonic() < _state["cool"]
 
 
-def _run(kernel, x2d, w_ih, args, gx):
+def _run(kernel, x2d, w_ih, args, gx, tail):
     T, N, H = args[-2].shape
     G = w_ih.shape[0] // H
     w3 = w_ih.reshape(G, H, w_ih.shape[1])
@@ -370,7 +403,7 @@ def _run(kernel, x2d, w_ih, args, gx):
     def job():
         if claim.acquire(blocking=False):
             second()
-        kernel(*gx, *args, sync, 1)
+        kernel(*gx, *args, sync, 1, *tail)
 
     _post(job)
     try:
@@ -381,11 +414,11 @@ def _run(kernel, x2d, w_ih, args, gx):
         raise
     if claim.acquire(blocking=False):            # the worker has not started its half
         second()
-    kernel(*gx, *args, sync, 0)
+    kernel(*gx, *args, sync, 0, *tail)
     if sync[3 * T] != 1:                         # the worker's projection failed: alone
         project(1)
         sync = np.zeros(3 * T + 3, np.int64)
         sync[3 * T] = 1
-        kernel(*gx, *args, sync, 0)
+        kernel(*gx, *args, sync, 0, *tail)
     _state["last"] = sync                       # who took which half (tests, bench)
     _count_share(np.count_nonzero(sync[:2 * T] == 2) >= PAIR_LOW * 2 * T)
