@@ -134,9 +134,10 @@ def test_layers_on_the_pair_equal_torch(cls, kw, small):
 @pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
                                      (GRU, {"bias": False, "batch_first": True})])
 def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
-    """A batch of rows above pair.PAIR_GEMM_MIN multiply-adds a step (here any) runs on
-    the pair by halves of the units, each step's products one OpenBLAS call per half from
-    the halves' packed rows of W_hh; the unbatched call, batch 1, by dot products."""
+    """A batch of more than FEW_ROWS rows and PAIR_GEMM_MIN multiply-adds a step (here
+    any) runs on the pair by halves of the units, each step's products one OpenBLAS call
+    per half from the halves' packed rows of W_hh; the unbatched call, batch 1, by dot
+    products."""
     if not blas.sgemm_address():
         pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
     monkeypatch.setattr(pair, "PAIR_GEMM_MIN", 0)
@@ -144,7 +145,7 @@ def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
     real = pair.packed_halves
     monkeypatch.setattr("rnnlab.sequence.driver.packed_halves",
                         lambda *a: packed.append(1) or real(*a))
-    three_calls_equal_torch(cls, kw, T=8, N=3)
+    three_calls_equal_torch(cls, kw, T=8, N=6)
     assert len(small) == 3 * 4 and all(small) and len(packed) == 2 * 4
 
 
@@ -156,6 +157,7 @@ def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):
     monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 1})
     assert pair.gemm_rows(64, 1024, 256) == bool(blas._blas())
     assert not pair.gemm_rows(1, 1024, 256) and not pair.gemm_rows(16, 512, 128)
+    assert not pair.gemm_rows(4, 2048, 512) and not pair.gemm_rows(64, 2048, 512)
 
 
 @needs_pair
@@ -185,7 +187,7 @@ def test_the_halves_projections_come_from_the_pool(small):
 @needs_pair
 @settings(max_examples=8, deadline=None)
 @given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 12), st.integers(2, 40),
-       st.booleans(), st.booleans(), st.integers(1, 4))
+       st.booleans(), st.booleans(), st.sampled_from([1, 2, 5, 7]))
 def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N):
     """Whatever the sizes (batch 1 by dot products, more rows by OpenBLAS products): the
     same numbers as set_num_threads(1) (float32 rounding), and NaN goes through as

@@ -76,14 +76,19 @@ TRANSPOSE_BLOCK_BYTES = 1 << 15
 PAIR_MIN = 1 << 17
 PAIR_ROWS = 1
 
-#: N * G*H * H_out per step above which an unrecorded sequence of more than PAIR_ROWS rows
-#: runs on the pair too, each thread a half of the units with one OpenBLAS call on one
-#: thread for its half's products per step (pair.gemm_rows), not on the driver's loop
-#: of OpenBLAS's two-thread products and one-thread gates: where that loop ran (above
-#: COMPILED_LOOP_MAX; below it the compiled loops' rows in halves were as fast or faster:
-#: LSTM (100, 16, 128, 128) 3.2 / 3.3 ms, GRU 2.15 / 2.6; BENCHMARKS.md, "Units in halves
-#: with OpenBLAS").
+#: An unrecorded sequence of more than FEW_ROWS rows, more than PAIR_GEMM_MIN N * G*H *
+#: H_out multiply-adds a step and at most PAIR_GEMM_WEIGHTS weights in W_hh runs on the
+#: pair too, each thread a half of the units with one OpenBLAS call on one thread for its
+#: half's products per step (pair.gemm_rows), not on the driver's loop of OpenBLAS's
+#: two-thread products and one-thread gates. Measured (BENCHMARKS.md, "Units in halves
+#: with OpenBLAS"): where that loop ran (above COMPILED_LOOP_MAX; below it the compiled
+#: loops' rows in halves were as fast or faster: LSTM (100, 16, 128, 128) 3.2 / 3.3 ms, GRU
+#: 2.15 / 2.6); with up to FEW_ROWS rows OpenBLAS packs a half of W_hh for a product of
+#: 2 rows (LSTM (100, 2, 512, 512) 30 ms against 11 with products per row); over 3 MB
+#: of float32 W_hh (LSTM H 512: 1 MB a half past a core's L2) as fast or slower (LSTM
+#: (100, 32, 512, 512) 98 against 90 ms, (200, 128, 512, 512) 662 / 660).
 PAIR_GEMM_MIN = COMPILED_LOOP_MAX
+PAIR_GEMM_WEIGHTS = 3 << 18
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before
 #: taking it too (a few microseconds: the other thread is normally there within one).

@@ -51,8 +51,8 @@ import time
 
 import numpy as np
 
-from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_GEMM_MIN, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
-                      PAIR_SPIN, ROWS_SPLIT_MIN)
+from ..tuning import (DIRECTIONS_MIN, FEW_ROWS, PAIR_COOL, PAIR_GEMM_MIN, PAIR_GEMM_WEIGHTS,
+                      PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
 
@@ -123,8 +123,10 @@ def _by_units(fam, dtype, N, GH, H_out, has_proj):
 def gemm_rows(N, GH, H_out):
     """Whether the pair's steps of N rows take their products from OpenBLAS (one call per
     half of the units and step, on one thread each: blas.sgemm_address), not from dot
-    products: N > PAIR_ROWS and N * G*H * H_out > PAIR_GEMM_MIN."""
-    return N > PAIR_ROWS and N * GH * H_out > PAIR_GEMM_MIN and sgemm_address() != 0
+    products: N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN and G*H * H_out at most
+    PAIR_GEMM_WEIGHTS (tuning.py says why)."""
+    return (N > max(FEW_ROWS, PAIR_ROWS) and N * GH * H_out > PAIR_GEMM_MIN
+            and GH * H_out <= PAIR_GEMM_WEIGHTS and sgemm_address() != 0)
 
 
 def packed_halves(w_hh, out=None):
