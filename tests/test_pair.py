@@ -153,11 +153,12 @@ def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):
     """No cblas_sgemm with 64-bit integers found (another BLAS, a 32-bit integer build):
     batches keep the driver's own loop; batch 1 is unaffected."""
     monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 0})
-    assert not pair.gemm_rows(64, 1024, 256)
+    assert not pair.gemm_rows(100, 64, 1024, 256)
     monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 1})
-    assert pair.gemm_rows(64, 1024, 256) == bool(blas._blas())
-    assert not pair.gemm_rows(1, 1024, 256) and not pair.gemm_rows(16, 512, 128)
-    assert not pair.gemm_rows(4, 2048, 512) and not pair.gemm_rows(64, 2048, 512)
+    assert pair.gemm_rows(100, 64, 1024, 256) == bool(blas._blas())
+    assert not pair.gemm_rows(100, 1, 1024, 256) and not pair.gemm_rows(100, 16, 512, 128)
+    assert not pair.gemm_rows(100, 4, 2048, 512) and not pair.gemm_rows(100, 64, 2048, 512)
+    assert not pair.gemm_rows(7, 64, 1024, 256)
 
 
 @needs_pair
@@ -324,10 +325,10 @@ def test_without_compiled_kernels_nothing_changes(monkeypatch):
     """No numba (or RNNLAB_KERNELS=numpy): no pair, and OpenBLAS keeps its threads for the
     projection (a one-thread hold would only slow the NumPy path down)."""
     fam = by_mode("LSTM")
-    assert pair.wanted(fam, np.float32, 1, 4 * 256, 256, False) in (True, False)
+    assert pair.wanted(fam, np.float32, 1, 4 * 256, 256, False, 100) in (True, False)
     monkeypatch.setitem(kernels._state, "numba", False)
     monkeypatch.setitem(kernels._state, "threads", None)
-    assert not pair.wanted(fam, np.float32, 1, 4 * 256, 256, False)
+    assert not pair.wanted(fam, np.float32, 1, 4 * 256, 256, False, 100)
     m = LSTM(3, 256, dtype=np.float32, seed=0)
     with rnnlab.no_grad(), kernels.disabled():
         y = m(np.ones((3, 1, 3), np.float32))[0]

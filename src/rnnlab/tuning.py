@@ -89,6 +89,10 @@ PAIR_ROWS = 1
 #: (100, 32, 512, 512) 98 against 90 ms, (200, 128, 512, 512) 662 / 660).
 PAIR_GEMM_MIN = COMPILED_LOOP_MAX
 PAIR_GEMM_WEIGHTS = 3 << 18
+#: ... and of PAIR_GEMM_STEPS steps or more: each call packs the halves of W_hh (~0.3 ms
+#: at LSTM H 256), which a few steps do not pay back (LSTM (T, 64, 256, 256): 0.90 / 0.61
+#: ms at T = 1, 1.35 / 1.27 at 2, 2.2 / 2.2 at 4, 3.85 / 4.2 at 8).
+PAIR_GEMM_STEPS = 8
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before
 #: taking it too (a few microseconds: the other thread is normally there within one).

@@ -76,7 +76,7 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
     c_n and, when recording, the DirectionRecord."""
     T, N = inp.shape[:2]
     two = (not record and not alone and sizes is None and T > 0
-           and wanted(fam, inp.dtype, N, *w.w_hh.shape, w.w_hr is not None))
+           and wanted(fam, inp.dtype, N, *w.w_hh.shape, w.w_hr is not None, T))
     if two:
         done = _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out)
         if done is not None:
@@ -218,7 +218,7 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     H, G = w.w_hh.shape[1], fam.num_gates
     gx = [lease.empty((G, T * N, H // 2), f32), lease.empty((G, T * N, H - H // 2), f32)]
     wt = None
-    if gemm_rows(N, GH, H):                # a batch: each half's products from OpenBLAS
+    if gemm_rows(T, N, GH, H):             # a batch: each half's products from OpenBLAS
         wt = packed_halves(w.w_hh, [for_weights(lease, (H, G * (H // 2)), f32),
                                     for_weights(lease, (H, G * (H - H // 2)), f32)])
     done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),

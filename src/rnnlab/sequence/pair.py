@@ -51,8 +51,9 @@ import time
 
 import numpy as np
 
-from ..tuning import (DIRECTIONS_MIN, FEW_ROWS, PAIR_COOL, PAIR_GEMM_MIN, PAIR_GEMM_WEIGHTS,
-                      PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN, ROWS_SPLIT_MIN)
+from ..tuning import (DIRECTIONS_MIN, FEW_ROWS, PAIR_COOL, PAIR_GEMM_MIN, PAIR_GEMM_STEPS,
+                      PAIR_GEMM_WEIGHTS, PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN,
+                      ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
 
@@ -105,27 +106,28 @@ def enabled():
     return (threads is None or threads >= 2) and possible()
 
 
-def wanted(fam, dtype, N, GH, H_out, has_proj):
+def wanted(fam, dtype, N, GH, H_out, has_proj, T):
     """Whether an unrecorded call of this shape is one for the pair (when it then runs
     alone, its projection still keeps OpenBLAS to one thread: see one_blas_thread)."""
-    return _by_units(fam, dtype, N, GH, H_out, has_proj) and enabled()
+    return _by_units(fam, dtype, N, GH, H_out, has_proj, T) and enabled()
 
 
-def _by_units(fam, dtype, N, GH, H_out, has_proj):
+def _by_units(fam, dtype, N, GH, H_out, has_proj, T):
     """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows and
     PAIR_MIN weights (each step's products by dot products), or a batch of rows of more
     than PAIR_GEMM_MIN multiply-adds a step (``gemm_rows``)."""
     return (dtype == np.float32 and not has_proj and N > 0 and fam.units is not None
-            and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN) or gemm_rows(N, GH, H_out))
+            and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN) or gemm_rows(T, N, GH, H_out))
             and kernels.available())
 
 
-def gemm_rows(N, GH, H_out):
-    """Whether the pair's steps of N rows take their products from OpenBLAS (one call per
-    half of the units and step, on one thread each: blas.sgemm_address), not from dot
-    products: N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN and G*H * H_out at most
-    PAIR_GEMM_WEIGHTS (tuning.py says why)."""
-    return (N > max(FEW_ROWS, PAIR_ROWS) and N * GH * H_out > PAIR_GEMM_MIN
+def gemm_rows(T, N, GH, H_out):
+    """Whether the pair's T steps of N rows take their products from OpenBLAS (one call
+    per half of the units and step, on one thread each: blas.sgemm_address), not from
+    dot products: T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN
+    and G*H * H_out at most PAIR_GEMM_WEIGHTS (tuning.py says why)."""
+    return (T >= PAIR_GEMM_STEPS and N > max(FEW_ROWS, PAIR_ROWS)
+            and N * GH * H_out > PAIR_GEMM_MIN
             and GH * H_out <= PAIR_GEMM_WEIGHTS and sgemm_address() != 0)
 
 
@@ -153,7 +155,7 @@ def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
     worker costs more than it saves). By shape alone: under set_num_threads(1) the
     driver runs the same two one after the other."""
     return (T * N * GH * H_out >= DIRECTIONS_MIN and possible()
-            and not _by_units(fam, dtype, N, GH, H_out, has_proj)
+            and not _by_units(fam, dtype, N, GH, H_out, has_proj, T)
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
@@ -170,7 +172,7 @@ def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj, record=False):
     bit from the same rows inside a larger product: OpenBLAS rounds a row by where it
     sits)."""
     return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and possible()
-            and (record or not _by_units(fam, dtype, N, GH, H_out, has_proj))
+            and (record or not _by_units(fam, dtype, N, GH, H_out, has_proj, T))
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
