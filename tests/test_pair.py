@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
-from rnnlab.sequence import blas, kernels, pair
+from rnnlab.sequence import blas, kernels, linalg, pair
 from torch_pairs import in_threads, three_calls_equal_torch
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
@@ -73,7 +73,7 @@ def _products(w_hh, N):
     from the halves' packed rows of W_hh (a batch of rows)."""
     if N == 1:
         return pair.NO_WT, pair.NO_WT, 0
-    return (*pair.packed_halves(w_hh), blas.sgemm_address())
+    return (*linalg.packed_halves(w_hh), blas.sgemm_address())
 
 
 @needs_pair
@@ -140,9 +140,9 @@ def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
     products."""
     if not blas.sgemm_address():
         pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
-    monkeypatch.setattr(pair, "PAIR_GEMM_MIN", 0)
+    monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
     packed = []
-    real = pair.packed_halves
+    real = linalg.packed_halves
     monkeypatch.setattr("rnnlab.sequence.driver.packed_halves",
                         lambda *a: packed.append(1) or real(*a))
     three_calls_equal_torch(cls, kw, T=8, N=6)
@@ -153,12 +153,12 @@ def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):
     """No cblas_sgemm with 64-bit integers found (another BLAS, a 32-bit integer build):
     batches keep the driver's own loop; batch 1 is unaffected."""
     monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 0})
-    assert not pair.gemm_rows(100, 64, 1024, 256)
+    assert not linalg.gemm_rows(100, 64, 1024, 256)
     monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 1})
-    assert pair.gemm_rows(100, 64, 1024, 256) == bool(blas._blas())
-    assert not pair.gemm_rows(100, 1, 1024, 256) and not pair.gemm_rows(100, 16, 512, 128)
-    assert not pair.gemm_rows(100, 4, 2048, 512) and not pair.gemm_rows(100, 64, 2048, 512)
-    assert not pair.gemm_rows(7, 64, 1024, 256)
+    assert linalg.gemm_rows(100, 64, 1024, 256) == bool(blas._blas())
+    assert not linalg.gemm_rows(100, 1, 1024, 256) and not linalg.gemm_rows(100, 16, 512, 128)
+    assert not linalg.gemm_rows(100, 4, 2048, 512) and not linalg.gemm_rows(100, 64, 2048, 512)
+    assert not linalg.gemm_rows(7, 64, 1024, 256)
 
 
 @needs_pair
@@ -195,8 +195,8 @@ def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N):
     there."""
     pair._state["cool"] = 0.0
     kernels._state["threads"] = None
-    old = pair.PAIR_MIN, pair.PAIR_COOL, pair.PAIR_GEMM_MIN
-    pair.PAIR_MIN, pair.PAIR_COOL, pair.PAIR_GEMM_MIN = 0, 0.0, 0
+    old = pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN
+    pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN = 0, 0.0, 0
     try:
         m = cls(3, H, bias=bias, dtype=np.float32, seed=T)
         x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
@@ -207,7 +207,7 @@ def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N):
             rnnlab.set_num_threads(1)
             y1, s1 = m(x)
     finally:
-        pair.PAIR_MIN, pair.PAIR_COOL, pair.PAIR_GEMM_MIN = old
+        pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN = old
         kernels._state["threads"] = None
     np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.isnan(y2), np.isnan(y1))

@@ -79,7 +79,7 @@ PAIR_ROWS = 1
 #: An unrecorded sequence of more than FEW_ROWS rows, more than PAIR_GEMM_MIN N * G*H *
 #: H_out multiply-adds a step and at most PAIR_GEMM_WEIGHTS weights in W_hh runs on the
 #: pair too, each thread a half of the units with one OpenBLAS call on one thread for its
-#: half's products per step (pair.gemm_rows), not on the driver's loop of OpenBLAS's
+#: half's products per step (linalg.gemm_rows), not on the driver's loop of OpenBLAS's
 #: two-thread products and one-thread gates. Measured (BENCHMARKS.md, "Units in halves
 #: with OpenBLAS"): where that loop ran (above COMPILED_LOOP_MAX; below it the compiled
 #: loops' rows in halves were as fast or faster: LSTM (100, 16, 128, 128) 3.2 / 3.3 ms, GRU

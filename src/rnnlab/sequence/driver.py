@@ -32,8 +32,9 @@ from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
 from . import halves
-from .pair import (directions_wanted, enabled, gemm_rows, one_blas_thread, packed_halves,
-                   pair_kernel, rows_wanted, run_both, wanted)
+from .linalg import gemm_rows, packed_halves
+from .pair import (directions_wanted, enabled, one_blas_thread, pair_kernel, rows_wanted,
+                   run_both, wanted)
 from .pair import run as run_pair
 from .pool import PLAIN, Pool, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -69,7 +70,7 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
                        record, alone=False):
     """Run one cell over time in one direction from its input inp (L, N, I): an
     unrecorded call of one row, or of a batch large enough for OpenBLAS products
-    (pair.gemm_rows), on two threads by halves of the units (pair.py) when it can (not
+    (linalg.gemm_rows), on two threads by halves of the units (pair.py) when it can (not
     ``alone``: the other direction runs on the other thread), else the input projection of all steps as
     one matmul (or two halves of its rows, one per thread, with the loop's rows in halves
     too: halves.py, pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n,

@@ -1,7 +1,9 @@
 """The per-step matrix products of the driver and the steppers."""
 import numpy as np
 
-from ..tuning import TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED
+from ..tuning import (FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_GEMM_WEIGHTS, PAIR_ROWS,
+                      TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
+from .blas import sgemm_address
 from .pool import for_weights
 
 
@@ -49,3 +51,28 @@ def transposed(w, copy=True, lease=None, out=None):
     for i in range(0, w.shape[0], b):
         out[:, i:i + b] = w[i:i + b].T
     return out
+
+
+def gemm_rows(T, N, GH, H_out):
+    """Whether the pair's T steps of N rows take their products from OpenBLAS (one call
+    per half of the units and step, on one thread each: blas.sgemm_address), not from
+    dot products: T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN
+    and G*H * H_out at most PAIR_GEMM_WEIGHTS (tuning.py says why)."""
+    return (T >= PAIR_GEMM_STEPS and N > max(FEW_ROWS, PAIR_ROWS)
+            and N * GH * H_out > PAIR_GEMM_MIN
+            and GH * H_out <= PAIR_GEMM_WEIGHTS and sgemm_address() != 0)
+
+
+def packed_halves(w_hh, out=None):
+    """The two halves' rows of W_hh (G*H, H) for the pair's OpenBLAS products: half k's
+    units lo:hi of every gate, transposed, (H, G*(hi - lo)), gate after gate (into the
+    two arrays ``out`` when given)."""
+    GH, H = w_hh.shape
+    G = GH // H
+    w3 = w_hh.reshape(G, H, H)
+    halves = []
+    for k, (lo, hi) in enumerate(((0, H // 2), (H // 2, H))):
+        t = np.empty((H, G * (hi - lo)), w_hh.dtype) if out is None else out[k]
+        t.reshape(H, G, hi - lo)[...] = w3[:, lo:hi, :].transpose(2, 0, 1)
+        halves.append(t)
+    return halves

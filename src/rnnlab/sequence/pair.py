@@ -1,4 +1,4 @@
-"""Two threads for one batch-1 sequence: "the pair".
+"""Two threads for one batch-1 sequence (or a large batch: linalg.gemm_rows): "the pair".
 
 At batch 1 a step multiplies one row by all of W_hh, so its time is reading W_hh (an LSTM
 at H = 256: 1 MB, ~12 us from one core's cache). Split by units over two cores, each reads
@@ -51,11 +51,11 @@ import time
 
 import numpy as np
 
-from ..tuning import (DIRECTIONS_MIN, FEW_ROWS, PAIR_COOL, PAIR_GEMM_MIN, PAIR_GEMM_STEPS,
-                      PAIR_GEMM_WEIGHTS, PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN,
+from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN,
                       ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
+from .linalg import gemm_rows
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -114,36 +114,10 @@ def wanted(fam, dtype, N, GH, H_out, has_proj, T):
 
 def _by_units(fam, dtype, N, GH, H_out, has_proj, T):
     """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows and
-    PAIR_MIN weights (each step's products by dot products), or a batch of rows of more
-    than PAIR_GEMM_MIN multiply-adds a step (``gemm_rows``)."""
+    PAIR_MIN weights (dot products), or a batch for OpenBLAS (linalg.gemm_rows)."""
     return (dtype == np.float32 and not has_proj and N > 0 and fam.units is not None
             and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN) or gemm_rows(T, N, GH, H_out))
             and kernels.available())
-
-
-def gemm_rows(T, N, GH, H_out):
-    """Whether the pair's T steps of N rows take their products from OpenBLAS (one call
-    per half of the units and step, on one thread each: blas.sgemm_address), not from
-    dot products: T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN
-    and G*H * H_out at most PAIR_GEMM_WEIGHTS (tuning.py says why)."""
-    return (T >= PAIR_GEMM_STEPS and N > max(FEW_ROWS, PAIR_ROWS)
-            and N * GH * H_out > PAIR_GEMM_MIN
-            and GH * H_out <= PAIR_GEMM_WEIGHTS and sgemm_address() != 0)
-
-
-def packed_halves(w_hh, out=None):
-    """The two halves' rows of W_hh (G*H, H) for the pair's OpenBLAS products: half k's
-    units lo:hi of every gate, transposed, (H, G*(hi - lo)), gate after gate (into the
-    two arrays ``out`` when given)."""
-    GH, H = w_hh.shape
-    G = GH // H
-    w3 = w_hh.reshape(G, H, H)
-    halves = []
-    for k, (lo, hi) in enumerate(((0, H // 2), (H // 2, H))):
-        t = np.empty((H, G * (hi - lo)), w_hh.dtype) if out is None else out[k]
-        t.reshape(H, G, hi - lo)[...] = w3[:, lo:hi, :].transpose(2, 0, 1)
-        halves.append(t)
-    return halves
 
 
 def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
@@ -294,13 +268,11 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H) and
-    c_n (N, H) receive the outputs and the last c; gx: two scratch buffers (G, T*N, H //
-    2) and (G, T*N, H - H // 2) for the halves' input projections (from the caller's
-    pool: fresh ones cost page faults every call); wt: None (batch 1: each step's products
-    by dot products from w_hh), or for a batch of rows the two halves' rows of W_hh,
-    transposed gate by gate, (H, G*(H // 2)) and (H, G*(H - H // 2)) (``packed_halves``):
-    each step's products are then one OpenBLAS call per half. All float32, C-contiguous.
-    Returns False, having done nothing, when another thread holds the pair."""
+    c_n (N, H) receive the outputs and the last c; gx: the halves' input projections,
+    (G, T*N, H // 2) and (G, T*N, H - H // 2), pooled scratch; wt: None (dot products
+    from w_hh), or linalg.packed_halves(w_hh) (a batch: one OpenBLAS call per half and
+    step). All float32, C-contiguous. Returns False, having done nothing, when another
+    thread holds the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
