@@ -68,22 +68,24 @@ def _one_thread(fam, halves, rest, T, H, reverse):
     return out, c_n
 
 
-def _products(w_hh, N):
-    """The kernel's last three arguments: dot products (batch 1), or OpenBLAS's products
-    from the halves' packed rows of W_hh (a batch of rows)."""
-    if N == 1:
+def _products(w_hh, how):
+    """The kernel's last three arguments: dot products from W_hh (batch 1), or a batch's
+    products from the halves' packed rows of W_hh, compiled or OpenBLAS's."""
+    if how == "dots":
         return pair.NO_WT, pair.NO_WT, 0
-    return (*linalg.packed_halves(w_hh), blas.sgemm_address())
+    return (*linalg.packed_halves(w_hh), blas.sgemm_address() if how == "sgemm" else 0)
 
 
 @needs_pair
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
 @pytest.mark.parametrize("who", ["both", "only 0", "only 1"])
-@pytest.mark.parametrize("N", [1, 5])
-def test_every_schedule_gives_the_one_thread_numbers(mode, who, N):
-    """Batch 1 (dot products) and a batch of 5 rows (one OpenBLAS product per half and
-    step): whoever takes which half, the one-thread loop's numbers."""
-    if N > 1 and not blas.sgemm_address():
+@pytest.mark.parametrize("how", ["dots", "compiled", "sgemm"])
+def test_every_schedule_gives_the_one_thread_numbers(mode, who, how):
+    """Batch 1 (dot products) and a batch of 5 rows (one product per half and step, from
+    the packed halves: compiled, or one OpenBLAS call): whoever takes which half, the
+    one-thread loop's numbers."""
+    N = 1 if how == "dots" else 5
+    if how == "sgemm" and not blas.sgemm_address():
         pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
     T, H = 7, 9                                  # odd H: halves of 4 and 5 units
     fam, halves, rest = _kernel_args(mode, T, H, 3, N)
@@ -94,7 +96,7 @@ def test_every_schedule_gives_the_one_thread_numbers(mode, who, N):
         sync = np.zeros(3 * T + 3, np.int64)
         sync[3 * T] = 1
         args = (*halves, rest[0], rest[1], rest[2], rest[3], c0, reverse, out, c_n, sync)
-        tail = _products(rest[0], N)
+        tail = _products(rest[0], how)
         with blas.one_blas_thread():
             if who == "both":
                 t = threading.Thread(target=k, args=args + (1, *tail))
@@ -118,7 +120,7 @@ def test_a_failed_projection_writes_nothing():
     sync = np.zeros(15, np.int64)
     sync[12] = 2
     k(*halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync, 0,
-      *_products(rest[0], 1))
+      *_products(rest[0], "dots"))
     assert (out == 7.0).all() and (sync[:12] == 0).all()
 
 
@@ -133,14 +135,16 @@ def test_layers_on_the_pair_equal_torch(cls, kw, small):
 @needs_pair
 @pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
                                      (GRU, {"bias": False, "batch_first": True})])
-def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
+@pytest.mark.parametrize("sgemm_rows", [1, 1000])
+def test_batches_on_the_pair_equal_torch(cls, kw, sgemm_rows, small, monkeypatch):
     """A batch of more than FEW_ROWS rows and PAIR_GEMM_MIN multiply-adds a step (here
-    any) runs on the pair by halves of the units, each step's products one OpenBLAS call
-    per half from the halves' packed rows of W_hh; the unbatched call, batch 1, by dot
-    products."""
+    any) runs on the pair by halves of the units, each step's products from the halves'
+    packed rows of W_hh: one OpenBLAS call per half from PAIR_SGEMM_ROWS rows, compiled
+    below; the unbatched call, batch 1, by dot products."""
     if not blas.sgemm_address():
         pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
+    monkeypatch.setattr(pair, "PAIR_SGEMM_ROWS", sgemm_rows)
     packed = []
     real = linalg.packed_halves
     monkeypatch.setattr("rnnlab.sequence.driver.packed_halves",
@@ -188,15 +192,16 @@ def test_the_halves_projections_come_from_the_pool(small):
 @needs_pair
 @settings(max_examples=8, deadline=None)
 @given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 12), st.integers(2, 40),
-       st.booleans(), st.booleans(), st.sampled_from([1, 2, 5, 7]))
-def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N):
+       st.booleans(), st.booleans(), st.sampled_from([1, 2, 5, 7]), st.booleans())
+def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N, sgemm):
     """Whatever the sizes (batch 1 by dot products, more rows by OpenBLAS products): the
     same numbers as set_num_threads(1) (float32 rounding), and NaN goes through as
     there."""
     pair._state["cool"] = 0.0
     kernels._state["threads"] = None
-    old = pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN
+    old = pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, pair.PAIR_SGEMM_ROWS
     pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN = 0, 0.0, 0
+    pair.PAIR_SGEMM_ROWS = 1 if sgemm else 1000
     try:
         m = cls(3, H, bias=bias, dtype=np.float32, seed=T)
         x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
@@ -207,7 +212,7 @@ def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N):
             rnnlab.set_num_threads(1)
             y1, s1 = m(x)
     finally:
-        pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN = old
+        pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, pair.PAIR_SGEMM_ROWS = old
         kernels._state["threads"] = None
     np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.isnan(y2), np.isnan(y1))

@@ -93,6 +93,13 @@ PAIR_GEMM_WEIGHTS = 3 << 18
 #: at LSTM H 256), which a few steps do not pay back (LSTM (T, 64, 256, 256): 0.90 / 0.61
 #: ms at T = 1, 1.35 / 1.27 at 2, 2.2 / 2.2 at 4, 3.85 / 4.2 at 8).
 PAIR_GEMM_STEPS = 8
+#: Rows from which those products are OpenBLAS's sgemm; fewer rows take the compiled
+#: products over the same packed halves (OpenBLAS packs its operand on every call:
+#: (8, 256) x (256, 512) on one thread 46 us, 45 GFLOP/s; 16 rows 65, 32 rows 79, 64 rows
+#: 93 GFLOP/s). LSTM (100, N, 256, 256), compiled / sgemm, ms: N = 8 6.2 / 8.4, 16 12.0 /
+#: 13.2, 24 19.6 / 18.2, 32 27 / 23.4-27.5, 64 45-54 / 43-49; GRU (100, 16, 256, 256)
+#: 10.4 / 13.8, (100, 24, 128, 128) 5.2 / 4.9.
+PAIR_SGEMM_ROWS = 24
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before
 #: taking it too (a few microseconds: the other thread is normally there within one).

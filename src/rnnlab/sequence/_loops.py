@@ -78,16 +78,20 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     H // 2 units, B1 the rest); w_hh (G*H, H) torch's layout (each half reads its own
     rows, which stay in its core's cache); bias (G*H,): b_ih with the folded b_hh; b_rest
     ((G-F)*H,); h0, c0 (N, H) (c0: any (N, H) array without a cell state); out (T, N, H);
-    c_n (N, H) receives the last c. fn: 0, each row's products from W_hh by dot products
-    (batch 1: the half of W_hh stays in L2); else the address of OpenBLAS's cblas_sgemm
-    (blas.sgemm_address; a batch of rows: one product of all rows per half and step,
-    h (N, H) @ wt0 / wt1 (H, G*B0) / (H, G*B1), the half's rows of W_hh transposed, gate
-    by gate, on the thread count OpenBLAS has: the pair holds it to one)."""
+    c_n (N, H) receives the last c. wt0, wt1 empty: each row's products from W_hh by dot
+    products (batch 1: the half of W_hh stays in L2); else a batch of rows: each half's
+    products of all rows at once, h (N, H) @ wt0 / wt1 (H, G*B0) / (H, G*B1), the half's
+    rows of W_hh transposed, gate by gate: with fn the address of OpenBLAS's cblas_sgemm
+    (blas.sgemm_address), one call on the thread count OpenBLAS has (the pair holds it to
+    one), with fn = 0 the compiled products (_recurrent: fewer rows, where OpenBLAS's
+    packing of wt every call costs more than the product)."""
     T, N, H = out.shape
     FH = F * H
     Bm = H - H // 2
     a, xa = np.empty(G * Bm, f32), np.empty(G * Bm, f32)
-    ab = np.zeros(N * G * Bm if fn != 0 else 0, f32)
+    batch = wt0.shape[0] > 0
+    ab = np.zeros(N * G * Bm if batch else 0, f32)
+    zr = np.zeros(G * Bm if batch else 0, f32)
     u = np.empty((G + S) * Bm, f32)
     cs = np.empty(Bm, f32)
     atomic_xchg(sync, 3 * T + 1 + p, 1)                # here
@@ -107,14 +111,17 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
             gx = gx0 if half == 0 else gx1
             lo = 0 if half == 0 else H // 2
             B = gx.shape[2]             # the units work on rows of their own (offset 0):
-            if fn != 0:                 # LLVM vectorises them only so (measured 3x)
+            if batch and fn != 0:       # LLVM vectorises them only so (measured 3x)
                 sgemm_rows(fn, N, G * B, H, prev, H, wt0 if half == 0 else wt1, G * B, ab,
                            G * B)
+            elif batch:
+                _recurrent(ab[:N * G * B].reshape(N, G * B), prev, zr, prev,
+                           wt0 if half == 0 else wt1, 0, False)
             for n in range(N):
                 tn = t * N + n
                 for g in range(G):
                     r0 = g * H + lo
-                    if fn != 0:
+                    if batch:
                         _copy(a[g * B:(g + 1) * B], ab, (n * G + g) * B)
                     else:
                         _rowdots(a, g * B, w_hh, r0, B, prev[n])

@@ -51,8 +51,8 @@ import time
 
 import numpy as np
 
-from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SPIN,
-                      ROWS_SPLIT_MIN)
+from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
+                      PAIR_SGEMM_ROWS, PAIR_SPIN, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
 from .linalg import gemm_rows
@@ -270,15 +270,15 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H) and
     c_n (N, H) receive the outputs and the last c; gx: the halves' input projections,
     (G, T*N, H // 2) and (G, T*N, H - H // 2), pooled scratch; wt: None (dot products
-    from w_hh), or linalg.packed_halves(w_hh) (a batch: one OpenBLAS call per half and
-    step). All float32, C-contiguous. Returns False, having done nothing, when another
-    thread holds the pair."""
+    from w_hh), or linalg.packed_halves(w_hh) (a batch's products of all rows). All
+    float32, C-contiguous. False, having done nothing, when another thread has the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
     try:
         with one_blas_thread():     # OpenBLAS's threads would spin after it, taking the cores
-            tail = (NO_WT, NO_WT, 0) if wt is None else (*wt, sgemm_address())
+            tail = ((NO_WT, NO_WT, 0) if wt is None else  # OpenBLAS from PAIR_SGEMM_ROWS
+                    (*wt, sgemm_address() if out.shape[1] >= PAIR_SGEMM_ROWS else 0))
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
                  tail)
         return True
