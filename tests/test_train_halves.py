@@ -52,7 +52,14 @@ def _same(a, b):
 
 @needs_pair
 @pytest.mark.parametrize("cls, kw", SPLIT_CASES)
-def test_training_equals_torch_and_the_one_thread_path(cls, kw, ran):
+@pytest.mark.parametrize("above", [False, True], ids=["", "above COMPILED_LOOP_MAX"])
+def test_training_equals_torch_and_the_one_thread_path(cls, kw, above, ran, monkeypatch):
+    """Above COMPILED_LOOP_MAX (here: any size) recorded calls take the compiled loops in
+    halves too, to COMPILED_RECORD_MAX (pair.loop_limit); under set_num_threads(1) they
+    take the driver's loop (float32's tolerance, not the same bits)."""
+    if above:
+        monkeypatch.setattr(kernels, "COMPILED_LOOP_MAX", 0)
+        monkeypatch.setattr(pair, "COMPILED_LOOP_MAX", 0)
     torch, tm, om = torch_pair(cls, kw, 5, 6, 2)
     rng = np.random.default_rng(2)
     N, D, T = 5, 2 if kw.get("bidirectional") else 1, 7
@@ -61,7 +68,12 @@ def test_training_equals_torch_and_the_one_thread_path(cls, kw, ran):
     d_state = (h0[::-1].copy(), h0) if cls is LSTM else h0[::-1].copy()
     got = trained(om, x, state, d_out, d_state)
     assert ran and all(ran)                               # the worker ran every second half
-    _same(got, trained(om, x, state, d_out, d_state, threads=1))
+    one = trained(om, x, state, d_out, d_state, threads=1)
+    if not above:
+        _same(got, one)
+    for a, b in zip([got[0], *got[2]] + list(got[3].values()), [one[0], *one[2]] +
+                    list(one[3].values())):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     tm.train()
     tx = torch.from_numpy(x).requires_grad_()
     ts = tuple(torch.from_numpy(s).requires_grad_() for s in (state if cls is LSTM
@@ -79,6 +91,25 @@ def test_training_equals_torch_and_the_one_thread_path(cls, kw, ran):
         np.testing.assert_allclose(mine, theirs.grad.numpy(), **close)
     for name, p in tm.named_parameters():
         np.testing.assert_allclose(got[3][name], p.grad.numpy(), err_msg=name, **close)
+
+
+def test_recorded_calls_take_the_compiled_loops_to_a_larger_size():
+    """pair.loop_limit: unrecorded calls and set_num_threads(1) keep COMPILED_LOOP_MAX;
+    recorded ones, where the pair may run, COMPILED_RECORD_MAX (LSTM (_, 64, 256, 256):
+    2^24 multiply-adds a step)."""
+    lstm, big = LSTM(2, 2).family, (64, 1024, 256)
+    assert kernels.kernel_for(lstm, np.float32, *big, False) is None
+    assert pair.loop_limit(False) == pair.COMPILED_LOOP_MAX
+    assert pair.loop_limit(True) == (pair.COMPILED_RECORD_MAX if pair.enabled()
+                                     else pair.COMPILED_LOOP_MAX)
+    if pair.enabled() and kernels.available():
+        assert kernels.kernel_for(lstm, np.float32, *big, False, backward=True,
+                                  limit=pair.loop_limit(True)) is not None
+    kernels._state["threads"] = 1
+    try:
+        assert pair.loop_limit(True) == pair.COMPILED_LOOP_MAX
+    finally:
+        kernels._state["threads"] = None
 
 
 @needs_pair

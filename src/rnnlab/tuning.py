@@ -13,6 +13,13 @@ SMALL_GATES = 1024
 #: recurrent matmul) beats OpenBLAS's matmul plus compiled gates; above it BLAS wins
 #: (LSTM (100, 64, 256, 256): 1 << 22 per step, BLAS 1.3x faster).
 COMPILED_LOOP_MAX = 1 << 20
+#: The same for a recorded call (training) and its BPTT where the pair can run: their
+#: compiled loops then run a batch's rows in halves, one per core (sequence/halves.py),
+#: and win above COMPILED_LOOP_MAX too. Forward + backward, compiled in halves / the
+#: driver's loop, ms: LSTM (100, 8, 256, 256) 19.5-23 / 30; (100, 64, 256, 256) 136 /
+#: 150; GRU 94.5 / 105; LSTM (100, 16, 512, 512) 130 / 141; GRU (100, 24, 128, 128)
+#: 10.5 / 13.7 (BENCHMARKS.md, "Training on the compiled loops at larger sizes").
+COMPILED_RECORD_MAX = 1 << 25
 
 #: Weights of W_hh from which OpenBLAS splits a matrix-vector product over its threads
 #: (0.3.31: between 393k and 524k); there, for a few rows, one product per row with W in

@@ -12,6 +12,7 @@ from .driver import _QUIET, _folded, _few_rows, _zero_padding
 from .kernels import NO_STORE, cell_steps, kernel_for, ready, step_caches
 from .linalg import dot, per_row, transposed
 from . import halves
+from .pair import loop_limit
 from .pool import PLAIN, for_weights
 from .records import LayerWeights
 
@@ -94,7 +95,8 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     kernel = bound = None
     rows = _few_rows(N, GH, H_out)
     if not absent and norms is None and rec.acts is not None and w.w_hr is None and not rows:
-        kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True)
+        kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True,
+                            limit=loop_limit(True))
     split = kernel is not None and halves.wanted(fam, dt, T, N, GH, H_out, False)
     if kernel is not None:                                 # compiled loop (kernels.py)
         dh = np.zeros((N, H_out), dt) if dh is None else np.array(dh, dtype=dt)   # own

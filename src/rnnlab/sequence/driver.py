@@ -33,8 +33,8 @@ from .linalg import dot, per_row, transposed
 from .packed import batch_sizes_for
 from . import halves
 from .linalg import gemm_rows, packed_halves
-from .pair import (directions_wanted, enabled, one_blas_thread, pair_kernel, rows_wanted,
-                   run_both, wanted)
+from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
+                   rows_wanted, run_both, wanted)
 from .pair import run as run_pair
 from .pool import PLAIN, Pool, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -127,8 +127,8 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     # which OpenBLAS splits over its threads (tuning.BLAS_ROWS), not the compiled loop;
     # the NumPy loop's record keeps W_hh^T, which BPTT's products per row read fastest
     rows = _few_rows(N, GH, H_out)
-    kernel = None if sizes is not None or rows else kernel_for(fam, dt, N, GH, H_out,
-                                                               w.w_hr is not None)
+    kernel = None if sizes is not None or rows else kernel_for(
+        fam, dt, N, GH, H_out, w.w_hr is not None, limit=loop_limit(record))
     w_buf = None
     if kernel is not None and record:      # the forward's alone (the record keeps W_hh),
         w_buf = for_weights(lease, w.w_hh.shape, dt)      # in a buffer of W_hh's shape,

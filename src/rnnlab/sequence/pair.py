@@ -1,46 +1,37 @@
 """Two threads for one batch-1 sequence (or a large batch: linalg.gemm_rows): "the pair".
 
-At batch 1 a step multiplies one row by all of W_hh, so its time is reading W_hh (an LSTM
-at H = 256: 1 MB, ~12 us from one core's cache). Split by units over two cores, each reads
-its half from its own cache, and both halves stay there from step to step. What stops
-this elsewhere is the cost of meeting every step: numba's thread pools and OpenBLAS's
-threads keep spinning after a call and fight each other for the cores (kernels.py,
-rows_step_for). The pair is one daemon thread of rnnlab's that sleeps on a queue between
-calls and spins only inside one, for at most that sequence.
+At batch 1 a step's time is reading W_hh (an LSTM at H = 256: 1 MB, ~12 us from one
+core's cache). Split by units over two cores, each reads its half from its own cache,
+where it stays from step to step. numba's and OpenBLAS's thread pools keep spinning after
+a call and fight for the cores (kernels.py, rows_step_for); the pair is one daemon thread
+of rnnlab's that sleeps on a queue between calls and spins only inside one.
 
 A call (``run``):
 1. takes the pair's lock (held by another thread of the process: ``run`` returns False
    and the caller runs its single-threaded loop);
-2. holds NumPy's OpenBLAS to one thread for the call (its threads would otherwise spin
-   after the input projection and take the cores: measured 52 ms instead of 1.5 at the
-   90th percentile), hands the worker its job and computes the input projection of its
-   half of the units (one batched product of x with that half's rows of W_ih, gate by
-   gate); the worker does the other half, or the caller does it when the worker has not
-   started it by then;
-3. both run _loops.SEQUENCE_PAIR, each its own half of every step, meeting at a counter
-   per step (atomic, no lock, no system call); a thread that finds the other's half
-   unclaimed after a few microseconds computes it too, so either thread alone finishes
-   the call: a busy or slow worker costs time, never a result.
+2. holds NumPy's OpenBLAS to one thread (its threads would spin after the projection and
+   take the cores: 52 ms instead of 1.5 at the 90th percentile), hands the worker its
+   job and projects the input for its half of the units; the worker does the other
+   half, or the caller when the worker has not started it by then;
+3. both run _loops.SEQUENCE_PAIR, each its own half of every step, meeting at an atomic
+   counter per step; a thread that finds the other's half unclaimed after a few
+   microseconds computes it too: a busy or slow worker costs time, never a result.
 
-The same worker runs the second direction of an unrecorded bidirectional layer below
-the pair's size while the caller runs the first (``run_both``, ``directions_wanted``):
-no per-step meeting at all, the same rules (lock, OpenBLAS on one thread, the caller
-takes over, the cool-down). So do the two halves of the rows of a batch (recorded too)
-on the compiled loop (``rows_wanted``, halves.py): the rows never meet, so
-the threads meet once, at the end; after such a call the worker spins for PAIR_SPIN
+The same worker runs the second direction of an unrecorded bidirectional layer while
+the caller runs the first (``run_both``, ``directions_wanted``), and the second half of
+a batch's rows on the compiled loop (``rows_wanted``, halves.py; recorded too): the
+threads meet once, at the end, under the same rules (lock, OpenBLAS on one thread, the
+caller takes over, the cool-down); after such a call the worker spins for PAIR_SPIN
 before sleeping (a wake through the queue costs ~30 us), yielding its core at every look.
 
-Separate batch-1 ``layer.step`` / ``freeze().step`` calls of large layers take the same
-worker through pair_step.py (it spins between steps; a sequence call makes it leave at
-once: ``_worker`` bumps STEP_BOX's generation).
+Batch-1 ``layer.step`` / ``freeze().step`` calls of large layers take the same worker
+through pair_step.py (it spins between steps; a sequence call makes it leave at once).
 
-Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded (inference and
-``no_grad``), without lengths or proj_size, PAIR_ROWS rows, W_hh of PAIR_MIN weights or
-more (tuning.py), on Linux with NumPy's OpenBLAS, numba, two usable CPUs, and
-``rnnlab.set_num_threads`` not set to 1. The numbers equal the one-thread loop's to
-float32 rounding (the dot products are summed in another order). Measured
-(BENCHMARKS.md, benchmarks/pair_steps.py): LSTM (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms,
-GRU 1.55 -> 1.07, RNN (100, 1, 512, 512) 2.2 -> 1.3.
+Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded, without lengths or
+proj_size, PAIR_ROWS rows and W_hh of PAIR_MIN weights or more, or a large batch
+(linalg.gemm_rows), on Linux with NumPy's OpenBLAS, numba, two usable CPUs, and
+``rnnlab.set_num_threads`` not 1. The numbers equal the one-thread loop's to float32
+rounding. LSTM (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms, GRU 1.55 -> 1.07 (BENCHMARKS.md).
 """
 import os
 import platform
@@ -51,8 +42,9 @@ import time
 
 import numpy as np
 
-from ..tuning import (DIRECTIONS_MIN, PAIR_COOL, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
-                      PAIR_SGEMM_ROWS, PAIR_SPIN, ROWS_SPLIT_MIN)
+from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
+                      PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SGEMM_ROWS, PAIR_SPIN,
+                      ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
 from .linalg import gemm_rows
@@ -94,8 +86,7 @@ def usable_cpus():
 
 
 def possible():
-    """Whether this machine and process can run the pair at all (Linux x86-64, two usable
-    CPUs, NumPy's OpenBLAS found)."""
+    """Whether this process can run the pair (Linux x86-64, 2 CPUs, NumPy's OpenBLAS)."""
     return (sys.platform.startswith("linux") and X86_64 and usable_cpus() >= 2
             and bool(_blas()))
 
@@ -147,7 +138,16 @@ def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj, record=False):
     sits)."""
     return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and possible()
             and (record or not _by_units(fam, dtype, N, GH, H_out, has_proj, T))
-            and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
+            and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj,
+                                   limit=loop_limit(record)) is not None)
+
+
+def loop_limit(record):
+    """N * G*H * H_out up to which a call takes the compiled loop (kernels.kernel_for):
+    COMPILED_LOOP_MAX; a recorded call and its BPTT COMPILED_RECORD_MAX where the pair may
+    run (``enabled``: their rows then run in halves; on one thread OpenBLAS's two-thread
+    products win above COMPILED_LOOP_MAX: LSTM (100, 64, 256, 256) 194 against 150 ms)."""
+    return COMPILED_RECORD_MAX if record and enabled() else COMPILED_LOOP_MAX
 
 
 def first_half(N):
