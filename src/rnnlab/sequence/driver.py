@@ -29,10 +29,9 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BLAS_ROWS, FEW_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import dot, per_row, transposed
+from .linalg import dot, gemm_rows, packed_halves, per_row, transposed
 from .packed import batch_sizes_for
 from . import halves
-from .linalg import gemm_rows, packed_halves
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
                    rows_wanted, run_both, wanted)
 from .pair import run as run_pair
@@ -69,11 +68,11 @@ def _or_zeros(b, n, dt):
 def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
                        record, alone=False):
     """Run one cell over time in one direction from its input inp (L, N, I): an
-    unrecorded call of one row, or of a batch large enough for OpenBLAS products
-    (linalg.gemm_rows), on two threads by halves of the units (pair.py) when it can (not
-    ``alone``: the other direction runs on the other thread), else the input projection of all steps as
-    one matmul (or two halves of its rows, one per thread, with the loop's rows in halves
-    too: halves.py, pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n,
+    unrecorded call of one row, or of a large batch (linalg.gemm_rows), on two threads by
+    halves of the units (pair.py) when it can (not ``alone``: the other direction runs on
+    the other thread), else the input projection of all steps as one matmul (or two
+    halves of its rows, one per thread, with the loop's rows in halves too: halves.py,
+    pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n,
     c_n and, when recording, the DirectionRecord."""
     T, N = inp.shape[:2]
     two = (not record and not alone and sizes is None and T > 0

@@ -200,10 +200,10 @@ def ready(a):
 
 def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False, limit=None):
     """The compiled time loop for this call (N * G*H * H_out <= limit, COMPILED_LOOP_MAX
-    by default: pair.loop_limit), or None (the NumPy path). Forward: kernel(gx, w_hh_t, bias, b_rest, h0, c0, reverse,
-    out, c_n, rows, store, record, lo, hi); backward=True: kernel(dout, has_dout, dh, dc,
-    acts, store, h0, c0, out, w_hh, reverse, dgx, dgr, lo, hi) (_compiled.SEQUENCE,
-    SEQUENCE_BACK: rows lo:hi of the batch, lo even). Every array C-contiguous float32."""
+    by default: pair.loop_limit), or None (the NumPy path). Forward: kernel(gx, w_hh_t,
+    bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record, lo, hi); backward=True:
+    kernel(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr, lo,
+    hi) (_compiled.SEQUENCE, SEQUENCE_BACK: rows lo:hi, lo even). C-contiguous float32."""
     limit = COMPILED_LOOP_MAX if limit is None else limit
     if dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > limit:
         return None                         # decided before numba is ever imported
