@@ -209,18 +209,14 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     if kernel is None:
         return None
     f32 = np.float32
-    GH = w.w_hh.shape[0]
-    out = (lease if pool_out else PLAIN).empty((T, N, w.w_hh.shape[1]), f32)
+    (GH, H), G = w.w_hh.shape, fam.num_gates
+    out = (lease if pool_out else PLAIN).empty((T, N, H), f32)
     h0 = ready(h0)
     c0_ = h0 if c0 is None else ready(c0)
     c_n = np.empty(h0.shape, f32)
     folded = _folded(fam, GH)
-    H, G = w.w_hh.shape[1], fam.num_gates
     gx = [lease.empty((G, T * N, H // 2), f32), lease.empty((G, T * N, H - H // 2), f32)]
-    wt = None
-    if gemm_rows(T, N, GH, H):             # a batch: each half's products from OpenBLAS
-        wt = packed_halves(w.w_hh, [for_weights(lease, (H, G * (H // 2)), f32),
-                                    for_weights(lease, (H, G * (H - H // 2)), f32)])
+    wt = packed_halves(w.w_hh, lease) if gemm_rows(T, N, GH, H) else None   # a batch
     done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
                     _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32),
                     h0, c0_, reverse, out, c_n, gx, wt)

@@ -54,25 +54,28 @@ def transposed(w, copy=True, lease=None, out=None):
 
 
 def gemm_rows(T, N, GH, H_out):
-    """Whether the pair's T steps of N rows take their products from OpenBLAS (one call
-    per half of the units and step, on one thread each: blas.sgemm_address), not from
-    dot products: T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN
+    """Whether the pair's T steps of N rows take each half's products of all rows from
+    the packed halves (``packed_halves``: one OpenBLAS call per half and step on one
+    thread from PAIR_SGEMM_ROWS rows, blas.sgemm_address; compiled products below), not
+    from dot products: T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN
     and G*H * H_out at most PAIR_GEMM_WEIGHTS (tuning.py says why)."""
     return (T >= PAIR_GEMM_STEPS and N > max(FEW_ROWS, PAIR_ROWS)
             and N * GH * H_out > PAIR_GEMM_MIN
             and GH * H_out <= PAIR_GEMM_WEIGHTS and sgemm_address() != 0)
 
 
-def packed_halves(w_hh, out=None):
-    """The two halves' rows of W_hh (G*H, H) for the pair's OpenBLAS products: half k's
-    units lo:hi of every gate, transposed, (H, G*(hi - lo)), gate after gate (into the
-    two arrays ``out`` when given)."""
+def packed_halves(w_hh, lease=None):
+    """The two halves' rows of W_hh (G*H, H) for the pair's batch products: half k's
+    units lo:hi of every gate, transposed, (H, G*(hi - lo)), gate after gate (buffers
+    from ``lease`` when given: pool.for_weights)."""
     GH, H = w_hh.shape
     G = GH // H
     w3 = w_hh.reshape(G, H, H)
     halves = []
-    for k, (lo, hi) in enumerate(((0, H // 2), (H // 2, H))):
-        t = np.empty((H, G * (hi - lo)), w_hh.dtype) if out is None else out[k]
+    for lo, hi in ((0, H // 2), (H // 2, H)):
+        shape = (H, G * (hi - lo))
+        t = np.empty(shape, w_hh.dtype) if lease is None else for_weights(lease, shape,
+                                                                          w_hh.dtype)
         t.reshape(H, G, hi - lo)[...] = w3[:, lo:hi, :].transpose(2, 0, 1)
         halves.append(t)
     return halves

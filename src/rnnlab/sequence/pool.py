@@ -68,8 +68,7 @@ class Pool:
         while arrays:
             a = arrays.pop()
             if (isinstance(a, np.ndarray) and a.base is None and a.flags.c_contiguous
-                    and a.flags.writeable
-                    and POOL_WEIGHTS_MIN <= a.nbytes <= POOL_WEIGHTS_MAX):
+                    and a.flags.writeable and _weight_sized(a.nbytes)):
                 kept.append(a)
         a = None
         kept.append(np.empty(0))             # a probe only this list holds: the baseline
@@ -166,9 +165,14 @@ def for_weights(lease, shape, dtype):
     """A buffer for a weight-sized array: from ``lease`` from tuning.POOL_WEIGHTS_MIN to
     POOL_WEIGHTS_MAX bytes, a fresh one otherwise (tiny ones cost next to nothing, and a
     huge layer keeps 2x its parameters between calls)."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    pooled = POOL_WEIGHTS_MIN <= nbytes <= POOL_WEIGHTS_MAX
+    pooled = _weight_sized(int(np.prod(shape)) * np.dtype(dtype).itemsize)
     return (lease if pooled else PLAIN).empty(shape, dtype)
+
+
+def _weight_sized(nbytes):
+    """Whether a weight-sized buffer of ``nbytes`` is pooled (tuning.POOL_WEIGHTS_MIN to
+    POOL_WEIGHTS_MAX)."""
+    return POOL_WEIGHTS_MIN <= nbytes <= POOL_WEIGHTS_MAX
 
 
 def empty_cache():

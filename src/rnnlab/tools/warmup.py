@@ -63,10 +63,8 @@ def build_in_parallel(jobs):
         except OSError:                   # no process to be had: warm() builds it here
             break
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", kernels.KernelCompileWarning)
-            for kind in groups[0] if groups else ():
-                kernels.warm(FAMILIES[kind])
+        for kind in groups[0] if groups else ():
+            _warm_quietly(kind)
     except BaseException:                 # Ctrl-C here stops the other processes too
         for c in children:
             c.kill()
@@ -75,6 +73,13 @@ def build_in_parallel(jobs):
         for c in children:
             c.wait()
     return groups[:1 + len(children)]     # the groups that were compiled at once
+
+
+def _warm_quietly(kind):
+    """kernels.warm of one family without its compile announcement (this command is it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kernels.KernelCompileWarning)
+        return kernels.warm(FAMILIES[kind])
 
 
 def warmup(print_fn=print, jobs=1):
@@ -92,13 +97,10 @@ def warmup(print_fn=print, jobs=1):
                  + "; ".join(", ".join(g) for g in groups))
     status, where = 0, None
     for kind in _kinds():
-        fam = FAMILIES[kind]
         was_cached, at = cached[kind]
         where = where or at
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", kernels.KernelCompileWarning)
-            ok = kernels.warm(fam)
+        ok = _warm_quietly(kind)
         dt = time.perf_counter() - t0
         if not ok:
             status = 1
