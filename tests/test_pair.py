@@ -17,7 +17,7 @@ import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
 from rnnlab.sequence import blas, kernels, linalg, pair
-from torch_pairs import in_threads, three_calls_equal_torch
+from torch_pairs import edit_both, in_threads, three_calls_equal_torch, torch_pair
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -49,8 +49,8 @@ def _kernel_args(mode, T, H, seed, N=1):
     f = lambda *s: (rng.standard_normal(s) * 0.5).astype(np.float32)    # noqa: E731
     gx, w_hh, bias, b_rest = f(T, N, G * H), f(G * H, H), f(G * H), f((G - F) * H)
     h0, c0 = f(N, H), f(N, H)
-    halves = [np.ascontiguousarray(gx.reshape(T * N, G, H)[:, :, lo:hi].transpose(1, 0, 2))
-              for lo, hi in ((0, H // 2), (H // 2, H))]
+    halves = [np.ascontiguousarray(gx.reshape(T * N, G, H)[:, :, lo:hi]).reshape(T * N, -1)
+              for lo, hi in ((0, H // 2), (H // 2, H))]          # (T*N, G*B): gate by gate
     return fam, halves, (w_hh, bias, b_rest, h0, c0)
 
 
@@ -58,7 +58,7 @@ def _one_thread(fam, halves, rest, T, H, reverse):
     """The single-thread compiled loop on the same numbers."""
     w_hh, bias, b_rest, h0, c0 = rest
     G, N = fam.num_gates, h0.shape[0]
-    gx = np.concatenate([halves[0], halves[1]], axis=2).transpose(1, 0, 2).reshape(T, N, G * H)
+    gx = np.concatenate([h.reshape(T * N, G, -1) for h in halves], axis=2).reshape(T, N, G * H)
     gx = gx + bias
     out, c_n = np.empty((T, N, H), np.float32), np.empty((N, H), np.float32)
     k = kernels.kernels(fam, "sequence").get("forward")
@@ -166,6 +166,32 @@ def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):
 
 
 @needs_pair
+@pytest.mark.parametrize("cls, N", [(LSTM, 1), (GRU, 6), (RNN, 6)])
+def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
+    """From PAIR_PACK_ROWS rows of input (here any) each thread copies its half's rows of
+    W_ih together and projects its input with one product: torch's numbers, also after
+    W_ih is edited in place between calls (copied every call, never kept)."""
+    monkeypatch.setattr("rnnlab.sequence.driver.PAIR_PACK_ROWS", 0)
+    monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)          # a batch of 6 on the pair too
+    packed = []
+    counted = rnnlab.sequence.driver.run_pair
+    monkeypatch.setattr("rnnlab.sequence.driver.run_pair",
+                        lambda *a: packed.append(a[13] is not None) or counted(*a))
+    torch, tm, om = torch_pair(cls, {}, 5, 6, 2, 0, bidirectional=True)
+    x = np.random.default_rng(1).standard_normal((9, N, 5)).astype(np.float32)
+    for edit in (None, "nan"):
+        edit_both(torch, tm, om, edit, (2, 3))
+        with rnnlab.no_grad():
+            y, h = om(x)
+        with torch.no_grad():
+            ty, th = tm(torch.from_numpy(x))
+        np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(h[0] if cls is LSTM else h, (th[0] if cls is LSTM else th)
+                                   .numpy(), rtol=1e-5, atol=1e-6)
+    assert np.isnan(y).any() and packed == [True] * 8 and all(small)
+
+
+@needs_pair
 def test_the_halves_projections_come_from_the_pool(small):
     """The halves' input projections are leased from the module's pool from the second
     call on (fresh ones faulted ~200 pages a call in at LSTM (100, 1, 512, 512)), and
@@ -183,7 +209,7 @@ def test_the_halves_projections_come_from_the_pool(small):
     pool._get = counting
     m(2 * x)
     again = m(x)[0]
-    halves = ((4, 100, 32), np.dtype(np.float32).str)           # (G, T * N, H // 2)
+    halves = ((100, 4 * 32), np.dtype(np.float32).str)          # (T * N, G * H // 2)
     assert asked.count(halves) == 4 and missed == [], (asked, missed)
     assert len(small) == 3 and all(small), small
     np.testing.assert_array_equal(again, first)

@@ -184,7 +184,7 @@ def test_a_loops_halves_give_the_whole_loops_bits(kind, N, H, T, reverse, has_do
     r = (lambda *s: rng.standard_normal(s).astype(f32))
     gx, w_t, bias, rest, h0, c0 = r(T, N, GH), r(H, GH), r(GH), r(GH - FH), r(N, H), r(N, H)
     dout, dh, dc = r(T, N, H), r(N, H), r(N, H)
-    m = pair.first_half(N)
+    m = halves.first_half(N)
 
     def run(ranges):
         g, out, c_n = gx.copy(), np.zeros((T, N, H), f32), np.zeros((N, H), f32)

@@ -107,6 +107,12 @@ PAIR_GEMM_STEPS = 8
 #: 13.2, 24 19.6 / 18.2, 32 27 / 23.4-27.5, 64 45-54 / 43-49; GRU (100, 16, 256, 256)
 #: 10.4 / 13.8, (100, 24, 128, 128) 5.2 / 4.9.
 PAIR_SGEMM_ROWS = 24
+#: Rows of input (T * N) from which each thread of the pair copies its half's rows of
+#: W_ih together and projects its input with one product, not one per gate (OpenBLAS
+#: blocks a product of H / 2 columns poorly: it reads the input once per gate). One
+#: thread, a half of LSTM H 256, ms: 6400 rows 19.3-19.5 per gate, 16.5-17.1 copied
+#: (copy ~13 us included); 1600 rows 1.12 / 1.06; 800 2.12 / 2.07-2.08; 100 0.31 / 0.32.
+PAIR_PACK_ROWS = 1024
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before
 #: taking it too (a few microseconds: the other thread is normally there within one).

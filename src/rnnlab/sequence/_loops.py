@@ -74,9 +74,10 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     projection, 0 (being computed), 1 (ready) or 2 (failed: return at once); sync[3 T +
     1 + p]: thread p has arrived (until the other has, a thread takes both halves at
     once).
-    gx0, gx1 (G, T*N, B0 / B1): each half's x W_ih^T, without biases, gate by gate (B0 =
-    H // 2 units, B1 the rest); w_hh (G*H, H) torch's layout (each half reads its own
-    rows, which stay in its core's cache); bias (G*H,): b_ih with the folded b_hh; b_rest
+    gx0, gx1 (T*N, G*B0 / G*B1): each half's x W_ih^T, without biases, a row per step
+    and batch row, its gates one after the other (B0 = H // 2 units, B1 the rest); w_hh
+    (G*H, H) torch's layout (each half reads its own rows, which stay in its core's
+    cache); bias (G*H,): b_ih with the folded b_hh; b_rest
     ((G-F)*H,); h0, c0 (N, H) (c0: any (N, H) array without a cell state); out (T, N, H);
     c_n (N, H) receives the last c. wt0, wt1 empty: each row's products from W_hh by dot
     products (batch 1: the half of W_hh stays in L2); else a batch of rows: each half's
@@ -110,7 +111,7 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                 continue
             gx = gx0 if half == 0 else gx1
             lo = 0 if half == 0 else H // 2
-            B = gx.shape[2]             # the units work on rows of their own (offset 0):
+            B = gx.shape[1] // G        # the units work on rows of their own (offset 0):
             if batch and fn != 0:       # LLVM vectorises them only so (measured 3x)
                 sgemm_rows(fn, N, G * B, H, prev, H, wt0 if half == 0 else wt1, G * B, ab,
                            G * B)
@@ -127,11 +128,11 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                         _rowdots(a, g * B, w_hh, r0, B, prev[n])
                     if g < F:
                         for jj in range(B):
-                            a[g * B + jj] += gx[g, tn, jj] + bias[r0 + jj]
+                            a[g * B + jj] += gx[tn, g * B + jj] + bias[r0 + jj]
                     else:
                         for jj in range(B):
                             a[g * B + jj] += b_rest[r0 + jj - FH]
-                            xa[g * B + jj] = gx[g, tn, jj] + bias[r0 + jj]
+                            xa[g * B + jj] = gx[tn, g * B + jj] + bias[r0 + jj]
                 FORWARD_UNITS(a, xa, prev[n, lo:lo + B], cprev[n, lo:lo + B], u,
                               out[t, n, lo:lo + B], cs, 0, B, B, False)
                 if HAS_C:

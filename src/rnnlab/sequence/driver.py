@@ -27,7 +27,7 @@ import weakref
 import numpy as np
 
 from ..cells import by_mode
-from ..tuning import BLAS_ROWS, FEW_ROWS
+from ..tuning import BLAS_ROWS, FEW_ROWS, PAIR_PACK_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, gemm_rows, packed_halves, per_row, transposed
 from .packed import batch_sizes_for
@@ -215,12 +215,15 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     c0_ = h0 if c0 is None else ready(c0)
     c_n = np.empty(h0.shape, f32)
     folded = _folded(fam, GH)
-    gx = [lease.empty((G, T * N, H // 2), f32), lease.empty((G, T * N, H - H // 2), f32)]
+    B = (H // 2, H - H // 2)
+    gx = [lease.empty((T * N, G * b), f32) for b in B]
     wt = packed_halves(w.w_hh, lease) if gemm_rows(T, N, GH, H) else None   # a batch
+    wi = ([lease.empty((G * b, inp.shape[2]), f32) for b in B]
+          if T * N >= PAIR_PACK_ROWS else None)        # the halves' rows of W_ih
     done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
                     _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32),
-                    h0, c0_, reverse, out, c_n, gx, wt)
-    for g in gx + ([] if wt is None else wt):
+                    h0, c0_, reverse, out, c_n, gx, wt, wi)
+    for g in gx + (wt or []) + (wi or []):
         lease.give_back(g)
     if not done:
         return None

@@ -7,8 +7,8 @@ a call and fight for the cores (kernels.py, rows_step_for); the pair is one daem
 of rnnlab's that sleeps on a queue between calls and spins only inside one.
 
 A call (``run``):
-1. takes the pair's lock (held by another thread of the process: ``run`` returns False
-   and the caller runs its single-threaded loop);
+1. takes the pair's lock (held by another thread: ``run`` returns False, the caller
+   runs its single-threaded loop);
 2. holds NumPy's OpenBLAS to one thread (its threads would spin after the projection and
    take the cores: 52 ms instead of 1.5 at the 90th percentile), hands the worker its
    job and projects the input for its half of the units; the worker does the other
@@ -24,8 +24,7 @@ threads meet once, at the end, under the same rules (lock, OpenBLAS on one threa
 caller takes over, the cool-down); after such a call the worker spins for PAIR_SPIN
 before sleeping (a wake through the queue costs ~30 us), yielding its core at every look.
 
-Batch-1 ``layer.step`` / ``freeze().step`` calls of large layers take the same worker
-through pair_step.py (it spins between steps; a sequence call makes it leave at once).
+Batch-1 ``layer.step`` / ``freeze().step`` calls take the same worker (pair_step.py).
 
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded, without lengths or
 proj_size, PAIR_ROWS rows and W_hh of PAIR_MIN weights or more, or a large batch
@@ -150,12 +149,6 @@ def loop_limit(record):
     return COMPILED_RECORD_MAX if record and enabled() else COMPILED_LOOP_MAX
 
 
-def first_half(N):
-    """The rows of a batch's first half: even (the compiled loops compute rows in pairs
-    from the first of their range, so the halves pair them as the whole call does)."""
-    return 2 * ((N + 2) // 4)
-
-
 def pair_kernel(fam):
     """The compiled two-thread loop (kernels: "pair") for a call ``wanted`` says is one,
     or None (no kernel, or the pair is cooling down)."""
@@ -225,8 +218,7 @@ def rate():
 
 
 def _post(job):
-    """Hand the worker ``job`` (the pair's lock held): queued, then BOARD[0] bumped, which
-    a worker spinning after a run_both job watches."""
+    """Hand the worker ``job`` (lock held): queued, then BOARD[0] bumped (spinning: seen)."""
     _worker(leave_steps=not getattr(job, "steps", False)).jobs.put(job)
     BOARD[0] += 1
 
@@ -264,14 +256,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt=None):
+def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt=None,
+        wi=None):
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
-    zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H) and
-    c_n (N, H) receive the outputs and the last c; gx: the halves' input projections,
-    (G, T*N, H // 2) and (G, T*N, H - H // 2), pooled scratch; wt: None (dot products
-    from w_hh), or linalg.packed_halves(w_hh) (a batch's products of all rows). All
-    float32, C-contiguous. False, having done nothing, when another thread has the pair."""
+    zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H), c_n
+    (N, H) receive the outputs and the last c; gx: the halves' input projections, (T*N,
+    G*B) for B = H // 2 and H - H // 2; wt: None (dot products from w_hh), or
+    linalg.packed_halves(w_hh) (a batch's products); wi: None (a product per gate), or
+    (G*B, I) each, where each thread copies its half's rows of W_ih for one product
+    (tuning.PAIR_PACK_ROWS). All float32, C-contiguous; scratch from the caller's lease.
+    False, having done nothing, when another thread has the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
@@ -280,7 +275,7 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
             tail = ((NO_WT, NO_WT, 0) if wt is None else  # OpenBLAS from PAIR_SGEMM_ROWS
                     (*wt, sgemm_address() if out.shape[1] >= PAIR_SGEMM_ROWS else 0))
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
-                 tail)
+                 tail, wi)
         return True
     finally:
         lock.release()
@@ -357,7 +352,7 @@ def cooling():
     return time.monotonic() < _state["cool"]
 
 
-def _run(kernel, x2d, w_ih, args, gx, tail):
+def _run(kernel, x2d, w_ih, args, gx, tail, wi):
     T, N, H = args[-2].shape
     G = w_ih.shape[0] // H
     w3 = w_ih.reshape(G, H, w_ih.shape[1])
@@ -366,7 +361,12 @@ def _run(kernel, x2d, w_ih, args, gx, tail):
 
     def project(half):        # one BLAS call per half (each releases and takes the GIL)
         lo, hi = (0, H // 2) if half == 0 else (H // 2, H)
-        np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1), out=gx[half])
+        if wi is None:        # a product per gate, each into its columns of the half's rows
+            np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1),
+                      out=gx[half].reshape(T * N, G, hi - lo).transpose(1, 0, 2))
+        else:                 # many rows: one product with the half's rows of W_ih
+            np.copyto(wi[half].reshape(G, hi - lo, w3.shape[2]), w3[:, lo:hi, :])
+            np.matmul(x2d, wi[half].T, out=gx[half])
 
     def second():
         try:
