@@ -38,8 +38,8 @@ def per_step(mode, H, T=1000):
     bias, b_rest = np.zeros(G * H, np.float32), np.zeros((G - F) * H, np.float32)
     h0, c_n = np.zeros((1, H), np.float32), np.zeros((1, H), np.float32)
     out = np.empty((T, 1, H), np.float32)
-    halves = [np.ascontiguousarray(gx.reshape(T, G, H)[:, :, lo:hi].transpose(1, 0, 2))
-              for lo, hi in ((0, H // 2), (H // 2, H))]
+    halves = [np.ascontiguousarray(gx.reshape(T, G, H)[:, :, lo:hi]).reshape(T, -1)
+              for lo, hi in ((0, H // 2), (H // 2, H))]      # (T, G*B): the pair's layout
     k = kernels.kernels(fam, "sequence")
     one, two = k.get("forward"), k.get("pair")
 
@@ -51,17 +51,18 @@ def per_step(mode, H, T=1000):
         s = np.zeros(3 * T + 3, np.int64)
         s[3 * T] = 1
         return s
+    dots = (pair.NO_WT, pair.NO_WT, 0)              # batch 1: dot products from W_hh
 
     def both():
         s = sync()
         args = (*halves, w_hh, bias, b_rest, h0, h0, False, out, c_n, s)
-        t = threading.Thread(target=two, args=args + (1,))
+        t = threading.Thread(target=two, args=args + (1, *dots))
         t.start()
-        two(*args, 0)
+        two(*args, 0, *dots)
         t.join()
 
     def alone():
-        two(*halves, w_hh, bias, b_rest, h0, h0, False, out, c_n, sync(), 0)
+        two(*halves, w_hh, bias, b_rest, h0, h0, False, out, c_n, sync(), 0, *dots)
     for f in (single, both, alone):
         f()
     return [_median_us(f, T) for f in (single, both, alone)]
