@@ -95,6 +95,7 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     zr = np.zeros(G * Bm if batch else 0, f32)
     u = np.empty((G + S) * Bm, f32)
     cs = np.empty(Bm, f32)
+    hv = np.empty(H, f32)
     atomic_xchg(sync, 3 * T + 1 + p, 1)                # here
     _wait_for(sync, 3 * T, 1, -1)
     if atomic_load(sync, 3 * T) != 1:
@@ -107,7 +108,9 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
             half = p if k == 0 else 1 - p
             if k == 1 and atomic_load(sync, 3 * T + 2 - p) != 0:   # the other one is here:
                 _wait_for(sync, 2 * s + half, 1, PAIR_STEAL)          # its half first
-            if atomic_xchg(sync, 2 * s + half, 1 + p) != 0:     # 1 + p: who took it
+            if k == 1 and atomic_load(sync, 2 * s + half) != 0:   # taken: no write to the
+                continue                                          # line the other reads
+            if atomic_cas(sync, 2 * s + half, 0, 1 + p) != 0:     # 1 + p: who took it
                 continue
             gx = gx0 if half == 0 else gx1
             lo = 0 if half == 0 else H // 2
@@ -120,12 +123,14 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                            wt0 if half == 0 else wt1, 0, False)
             for n in range(N):
                 tn = t * N + n
+                if not batch:           # h here first: the other half's lines all at once
+                    _copy(hv, prev[n], 0)
                 for g in range(G):
                     r0 = g * H + lo
                     if batch:
                         _copy(a[g * B:(g + 1) * B], ab, (n * G + g) * B)
                     else:
-                        _rowdots(a, g * B, w_hh, r0, B, prev[n])
+                        _rowdots(a, g * B, w_hh, r0, B, hv)
                     if g < F:
                         for jj in range(B):
                             a[g * B + jj] += gx[tn, g * B + jj] + bias[r0 + jj]
