@@ -48,8 +48,8 @@ def per_step(mode, H, T=1000):
             False, 0, 1)
 
     def sync():
-        s = np.zeros(3 * T + 3, np.int64)
-        s[3 * T] = 1
+        s = np.zeros(3 * T + 4, np.int64)
+        s[3 * T] = s[3 * T + 3] = 1                 # both halves' projections ready
         return s
     dots = (pair.NO_WT, pair.NO_WT, 0)              # batch 1: dot products from W_hh
 

@@ -7,6 +7,7 @@ layers against torch and against the one-thread path."""
 import os
 import select
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -93,8 +94,8 @@ def test_every_schedule_gives_the_one_thread_numbers(mode, who, how):
     for reverse in (False, True):
         out, c_n = np.full((T, N, H), np.nan, np.float32), np.empty((N, H), np.float32)
         c0 = rest[4] if fam.has_cell_state else rest[3]
-        sync = np.zeros(3 * T + 3, np.int64)
-        sync[3 * T] = 1
+        sync = np.zeros(3 * T + 4, np.int64)
+        sync[3 * T] = sync[3 * T + 3] = 1              # both projections ready
         args = (*halves, rest[0], rest[1], rest[2], rest[3], c0, reverse, out, c_n, sync)
         tail = _products(rest[0], how)
         with blas.one_blas_thread():
@@ -117,11 +118,37 @@ def test_a_failed_projection_writes_nothing():
     fam, halves, rest = _kernel_args("GRU", 4, 6, 0)
     k = kernels.kernels(fam, "sequence").get("pair")
     out = np.full((4, 1, 6), 7.0, np.float32)
-    sync = np.zeros(15, np.int64)
+    sync = np.zeros(16, np.int64)
     sync[12] = 2
     k(*halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync, 0,
       *_products(rest[0], "dots"))
     assert (out == 7.0).all() and (sync[:12] == 0).all()
+
+
+@needs_pair
+def test_the_worker_waits_for_the_first_halfs_projection():
+    """The worker may reach the loop before the caller has projected the first half (a
+    slow or descheduled caller): it then waits (sync[3 T + 3]) and never takes a step's
+    first half from a projection still being written."""
+    T, H = 6, 8
+    fam, halves, rest = _kernel_args("LSTM", T, H, 5)
+    k = kernels.kernels(fam, "sequence").get("pair")
+    ready = halves[0].copy()
+    halves[0][...] = np.nan                                    # still being written
+    out, c_n = np.empty((T, 1, H), np.float32), np.empty((1, H), np.float32)
+    sync = np.zeros(3 * T + 4, np.int64)
+    sync[3 * T] = 1                                            # the worker's own is done
+    t = threading.Thread(target=k, args=(*halves, *rest, False, out, c_n, sync, 1,
+                                         *_products(rest[0], "dots")))
+    t.start()
+    time.sleep(0.05)
+    assert t.is_alive() and (sync[:3 * T] == 0).all()          # waiting, nothing taken
+    halves[0][...] = ready
+    sync[3 * T + 3] = 1
+    t.join(10)
+    ref, ref_c = _one_thread(fam, halves, rest, T, H, False)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c_n, ref_c, rtol=1e-5, atol=1e-6)
 
 
 @needs_pair
@@ -146,11 +173,11 @@ def test_batches_on_the_pair_equal_torch(cls, kw, sgemm_rows, small, monkeypatch
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
     monkeypatch.setattr(pair, "PAIR_SGEMM_ROWS", sgemm_rows)
     packed = []
-    real = linalg.packed_halves
-    monkeypatch.setattr("rnnlab.sequence.driver.packed_halves",
-                        lambda *a: packed.append(1) or real(*a))
+    real = linalg.pack_half
+    monkeypatch.setattr(pair, "pack_half", lambda *a: packed.append(a[1]) or real(*a))
     three_calls_equal_torch(cls, kw, T=8, N=6)
-    assert len(small) == 3 * 4 and all(small) and len(packed) == 2 * 4
+    assert len(small) == 3 * 4 and all(small), small
+    assert sorted(packed) == [0] * 8 + [1] * 8, packed      # each half once a direction
 
 
 def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):

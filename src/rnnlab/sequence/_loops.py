@@ -71,9 +71,10 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     thread alone finishes the call (a thread that is late or not running costs time, never
     a wrong or missing result). sync[2 T + s] counts the halves done; nobody starts step
     s + 1 before both halves of step s are written. sync[3 T]: the second half's input
-    projection, 0 (being computed), 1 (ready) or 2 (failed: return at once); sync[3 T +
-    1 + p]: thread p has arrived (until the other has, a thread takes both halves at
-    once).
+    projection, 0 (being computed), 1 (ready) or 2 (failed: return at once), sync[3 T +
+    3] the first half's (and, for a batch, each half's packed rows of W_hh with it);
+    sync[3 T + 1 + p]: thread p has arrived (until the other has, a thread takes both
+    halves at once).
     gx0, gx1 (T*N, G*B0 / G*B1): each half's x W_ih^T, without biases, a row per step
     and batch row, its gates one after the other (B0 = H // 2 units, B1 the rest); w_hh
     (G*H, H) torch's layout (each half reads its own rows, which stay in its core's
@@ -99,6 +100,9 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     atomic_xchg(sync, 3 * T + 1 + p, 1)                # here
     _wait_for(sync, 3 * T, 1, -1)
     if atomic_load(sync, 3 * T) != 1:
+        return
+    _wait_for(sync, 3 * T + 3, 1, -1)        # the first half's too: the worker may come
+    if atomic_load(sync, 3 * T + 3) != 1:    # first and take both halves of a step
         return
     for s in range(T):
         t = T - 1 - s if reverse else s

@@ -217,7 +217,8 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     folded = _folded(fam, GH)
     B = (H // 2, H - H // 2)
     gx = [lease.empty((T * N, G * b), f32) for b in B]
-    wt = packed_halves(w.w_hh, lease) if gemm_rows(T, N, GH, H) else None   # a batch
+    wt = (packed_halves(w.w_hh, lease, fill=False)    # a batch: each thread fills its
+          if gemm_rows(T, N, GH, H) else None)          # half (pair.run)
     wi = ([lease.empty((G * b, inp.shape[2]), f32) for b in B]
           if T * N >= PAIR_PACK_ROWS else None)        # the halves' rows of W_ih
     done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),

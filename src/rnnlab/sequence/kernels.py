@@ -377,8 +377,8 @@ def _warm(fam, k):
             k["forward"](gx, w, z1, np.zeros(GH - FH, f32), h, h.copy(), False, out,
                          h.copy(), rows, store, True, 0, 2)
     if "pair" in k:                # alone (p = 0): it takes both halves of every step
-        H2, sync = np.zeros((1, 2), f32), np.zeros(9, np.int64)
-        sync[6] = 1
+        H2, sync = np.zeros((1, 2), f32), np.zeros(10, np.int64)
+        sync[6] = sync[9] = 1
         k["pair"](np.zeros((2, G), f32), np.zeros((2, G), f32), np.zeros((2 * G, 2), f32),
                   np.zeros(2 * G, f32), np.zeros(2 * (G - fam.fold), f32), H2, H2.copy(), False,
                   np.zeros((2, 1, 2), f32), H2.copy(), sync, 0, *np.zeros((2, 2, G), f32), 0)

@@ -11,11 +11,11 @@ A call (``run``):
    runs its single-threaded loop);
 2. holds NumPy's OpenBLAS to one thread (its threads would spin after the projection and
    take the cores: 52 ms instead of 1.5 at the 90th percentile), hands the worker its
-   job and projects the input for its half of the units; the worker does the other
-   half, or the caller when the worker has not started it by then;
-3. both run _loops.SEQUENCE_PAIR, each its own half of every step, meeting at an atomic
-   counter per step; a thread that finds the other's half unclaimed after a few
-   microseconds computes it too: a busy or slow worker costs time, never a result.
+   job and projects the input for its half of the units (the worker the other half, or
+   the caller when the worker has not started it by then);
+3. both run _loops.SEQUENCE_PAIR once both projections are ready, each its own half of
+   every step, meeting at an atomic counter per step; a thread that finds the other's
+   half unclaimed after a few microseconds computes it too (slow: time, never a result).
 
 The same worker runs the second direction of an unrecorded bidirectional layer while
 the caller runs the first (``run_both``, ``directions_wanted``), and the second half of
@@ -23,7 +23,6 @@ a batch's rows on the compiled loop (``rows_wanted``, halves.py; recorded too): 
 threads meet once, at the end, under the same rules (lock, OpenBLAS on one thread, the
 caller takes over, the cool-down); after such a call the worker spins for PAIR_SPIN
 before sleeping (a wake through the queue costs ~30 us), yielding its core at every look.
-
 Batch-1 ``layer.step`` / ``freeze().step`` calls take the same worker (pair_step.py).
 
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded, without lengths or
@@ -46,7 +45,7 @@ from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PA
                       ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
-from .linalg import gemm_rows
+from .linalg import gemm_rows, pack_half
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -168,17 +167,16 @@ class _Worker:
         started.wait()
 
     def keep_off(self, cpu):
-        """Keep the worker off the caller's CPU (``cpu``; -1: unknown). Woken on the CPU
-        that wakes it, it otherwise waits there behind the spinning caller until the
-        scheduler moves it, while the other CPU idles (measured: 3.5 ms calls in place of
-        1.4 after the process slept 0.1 s)."""
+        """Keep the worker off the caller's CPU (``cpu``; -1: unknown): woken on the
+        waking CPU, it waits there behind the spinning caller while the other CPU idles
+        (measured: 3.5 ms calls in place of 1.4 after the process slept 0.1 s)."""
         allowed = set(os.sched_getaffinity(0)) - {cpu}
         if cpu >= 0 and allowed and allowed != self.cpus:
             try:
                 os.sched_setaffinity(self.tid, allowed)
-                self.cpus = allowed
             except OSError:
-                pass
+                return
+            self.cpus = allowed
 
     def _loop(self, started):
         self.tid = threading.get_native_id()
@@ -261,12 +259,12 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H), c_n
-    (N, H) receive the outputs and the last c; gx: the halves' input projections, (T*N,
-    G*B) for B = H // 2 and H - H // 2; wt: None (dot products from w_hh), or
-    linalg.packed_halves(w_hh) (a batch's products); wi: None (a product per gate), or
-    (G*B, I) each, where each thread copies its half's rows of W_ih for one product
-    (tuning.PAIR_PACK_ROWS). All float32, C-contiguous; scratch from the caller's lease.
-    False, having done nothing, when another thread has the pair."""
+    (N, H) receive the outputs and the last c. Scratch from the caller's lease: gx, the
+    halves' input projections (T*N, G*B), B = H // 2 and H - H // 2; wt: None (dot
+    products from w_hh) or linalg.packed_halves(w_hh, fill=False) (a batch's products);
+    wi: None (a product per gate) or (G*B, I) each (tuning.PAIR_PACK_ROWS); each thread
+    fills its half of these with its projection. All float32, C-contiguous. False, having
+    done nothing, when another thread has the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
@@ -275,7 +273,7 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
             tail = ((NO_WT, NO_WT, 0) if wt is None else  # OpenBLAS from PAIR_SGEMM_ROWS
                     (*wt, sgemm_address() if out.shape[1] >= PAIR_SGEMM_ROWS else 0))
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
-                 tail, wi)
+                 tail, wi, wt)
         return True
     finally:
         lock.release()
@@ -286,12 +284,11 @@ def run_both(first, second, spin=False):
     directions of a bidirectional layer, directions_wanted; the two halves of a batch,
     rows_wanted). Nothing is shared between the two but the caller's arguments, read
     only, and what each writes alone. spin=True: the caller spins for the worker's
-    result before sleeping, and the worker for the next job after it (PAIR_SPIN each),
-    so that calls of a few hundred microseconds do not pay two wakes of ~30 us. When
-    another thread holds the pair, or the worker has not started second by the time
-    first is done, second runs here after first; when it fails in the worker, it runs
-    here again (its error, if it has one, is then the caller's). Never returns while the
-    worker still runs second.
+    result before sleeping, and the worker for the next job after it (PAIR_SPIN each:
+    calls of a few hundred microseconds do not pay two wakes of ~30 us). When another
+    thread holds the pair, or the worker has not started second when first is done,
+    second runs here after first; failed in the worker, it runs here again (its error is
+    then the caller's). Never returns while the worker still runs second.
 
     The pair's cool-down applies: a call where the worker did not get a core (it never
     started second, or the caller waited for it longer than half its own time) counts as
@@ -328,16 +325,15 @@ def run_both(first, second, spin=False):
                         done.wait()
             _state["both"] = "result" in box            # who ran second (tests)
             _count_share(_state["both"] and time.monotonic() - t1 <= (t1 - t0) / 2)
-            return a, (box["result"] if "result" in box else second())
+            return a, (box["result"] if _state["both"] else second())
     finally:
         lock.release()
 
 
 def _count_share(good):
     """After two calls running where the worker did not get a core: PAIR_COOL s off,
-    doubled each time it comes to that again before a call is served in time (to 32x:
-    a core that stays taken, by another process or by OpenBLAS's threads spinning after
-    each of the caller's own products, is not tried for again every few calls)."""
+    doubled each time again before a call is served in time (to 32x: a core that stays
+    taken, by another process or OpenBLAS's spinning threads, is not tried every call)."""
     if good:
         _state["low"] = _state["cooled"] = 0
         return
@@ -352,15 +348,17 @@ def cooling():
     return time.monotonic() < _state["cool"]
 
 
-def _run(kernel, x2d, w_ih, args, gx, tail, wi):
+def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
     T, N, H = args[-2].shape
     G = w_ih.shape[0] // H
     w3 = w_ih.reshape(G, H, w_ih.shape[1])
-    sync = np.zeros(3 * T + 3, np.int64)           # claims, halves done, projection 1, here
+    sync = np.zeros(3 * T + 4, np.int64)  # claims, halves done, projection 1, here, proj. 0
     claim = threading.Lock()
 
     def project(half):        # one BLAS call per half (each releases and takes the GIL)
         lo, hi = (0, H // 2) if half == 0 else (H // 2, H)
+        if wt is not None:    # the half's rows of W_hh for a batch's products first
+            pack_half(args[0], half, wt[half])
         if wi is None:        # a product per gate, each into its columns of the half's rows
             np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1),
                       out=gx[half].reshape(T * N, G, hi - lo).transpose(1, 0, 2))
@@ -385,16 +383,18 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi):
     try:
         project(0)
     except BaseException:
-        if claim.acquire(blocking=False):        # the worker must not wait for it
+        sync[3 * T + 3] = 2                      # the worker must not wait for them
+        if claim.acquire(blocking=False):
             sync[3 * T] = 2
         raise
+    sync[3 * T + 3] = 1                          # the worker may take half 0 from now on
     if claim.acquire(blocking=False):            # the worker has not started its half
         second()
     kernel(*gx, *args, sync, 0, *tail)
     if sync[3 * T] != 1:                         # the worker's projection failed: alone
         project(1)
-        sync = np.zeros(3 * T + 3, np.int64)
-        sync[3 * T] = 1
+        sync = np.zeros(3 * T + 4, np.int64)
+        sync[3 * T] = sync[3 * T + 3] = 1
         kernel(*gx, *args, sync, 0, *tail)
     _state["last"] = sync                       # who took which half (tests, bench)
     _count_share(np.count_nonzero(sync[:2 * T] == 2) >= PAIR_LOW * 2 * T)
