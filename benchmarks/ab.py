@@ -5,8 +5,8 @@
 
 Each repetition runs one fresh process per tree (the order alternates), each timing
 inference (eval mode) and a training step (forward + backward; --zero-grad: zero_grad()
-first) as the median of --calls calls after one untimed call. Prints, per tree, the median of those medians and their
-range. Two trees cannot share one process: rnnlab imports some modules at first use,
+first) as the median of --calls calls after one untimed call. Prints, per tree, the
+median of those medians and their range. Two trees cannot share one process: rnnlab imports some modules at first use,
 and a second copy under the same name would answer them. This machine's noise is
 10-50% between runs, so only an alternated A/B like this one can judge a change.
 """

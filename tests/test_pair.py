@@ -196,9 +196,11 @@ def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):
 @pytest.mark.parametrize("cls, N", [(LSTM, 1), (GRU, 6), (RNN, 6)])
 def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
     """From PAIR_PACK_ROWS rows of input (here any) each thread copies its half's rows of
-    W_ih together and projects its input with one product: torch's numbers, also after
-    W_ih is edited in place between calls (copied every call, never kept)."""
+    W_ih together and projects its input by products of PAIR_PACK_ROWS rows (here 4):
+    torch's numbers, also after W_ih is edited in place between calls (copied every
+    call, never kept)."""
     monkeypatch.setattr("rnnlab.sequence.driver.PAIR_PACK_ROWS", 0)
+    monkeypatch.setattr(pair, "PAIR_PACK_ROWS", 4)
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)          # a batch of 6 on the pair too
     packed = []
     counted = rnnlab.sequence.driver.run_pair

@@ -97,8 +97,9 @@ PAIR_ROWS = 1
 PAIR_GEMM_MIN = COMPILED_LOOP_MAX
 PAIR_GEMM_WEIGHTS = 3 << 18
 #: ... and of PAIR_GEMM_STEPS steps or more: each call packs the halves of W_hh (~0.3 ms
-#: at LSTM H 256), which a few steps do not pay back (LSTM (T, 64, 256, 256): 0.90 / 0.61
-#: ms at T = 1, 1.35 / 1.27 at 2, 2.2 / 2.2 at 4, 3.85 / 4.2 at 8).
+#: at LSTM H 256 when measured; each thread its half since, ~0.1 ms each), which a few
+#: steps do not pay back (LSTM (T, 64, 256, 256): 0.90 / 0.61 ms at T = 1, 1.35 / 1.27 at
+#: 2, 2.2 / 2.2 at 4, 3.85 / 4.2 at 8; not measured again).
 PAIR_GEMM_STEPS = 8
 #: Rows from which those products are OpenBLAS's sgemm; fewer rows take the compiled
 #: products over the same packed halves (OpenBLAS packs its operand on every call:
@@ -112,6 +113,8 @@ PAIR_SGEMM_ROWS = 24
 #: blocks a product of H / 2 columns poorly: it reads the input once per gate). One
 #: thread, a half of LSTM H 256, ms: 6400 rows 19.3-19.5 per gate, 16.5-17.1 copied
 #: (copy ~13 us included); 1600 rows 1.12 / 1.06; 800 2.12 / 2.07-2.08; 100 0.31 / 0.32.
+#: The products go by PAIR_PACK_ROWS rows: one product of 6400 rows made OpenBLAS touch
+#: 6.7 MB more of its buffer in each thread (1.4 MB by 1024 rows; 17.14 / 17.33 ms).
 PAIR_PACK_ROWS = 1024
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before

@@ -41,8 +41,8 @@ import time
 import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
-                      PAIR_LOW, PAIR_MIN, PAIR_ROWS, PAIR_SGEMM_ROWS, PAIR_SPIN,
-                      ROWS_SPLIT_MIN)
+                      PAIR_LOW, PAIR_MIN, PAIR_PACK_ROWS, PAIR_ROWS, PAIR_SGEMM_ROWS,
+                      PAIR_SPIN, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
 from .linalg import gemm_rows, pack_half
@@ -349,9 +349,8 @@ def cooling():
 
 
 def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
-    T, N, H = args[-2].shape
-    G = w_ih.shape[0] // H
-    w3 = w_ih.reshape(G, H, w_ih.shape[1])
+    (T, N, H), G = args[-2].shape, w_ih.shape[0] // args[-2].shape[2]
+    w3, M, C = w_ih.reshape(G, H, w_ih.shape[1]), T * N, PAIR_PACK_ROWS
     sync = np.zeros(3 * T + 4, np.int64)  # claims, halves done, projection 1, here, proj. 0
     claim = threading.Lock()
 
@@ -361,10 +360,11 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
             pack_half(args[0], half, wt[half])
         if wi is None:        # a product per gate, each into its columns of the half's rows
             np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1),
-                      out=gx[half].reshape(T * N, G, hi - lo).transpose(1, 0, 2))
-        else:                 # many rows: one product with the half's rows of W_ih
+                      out=gx[half].reshape(M, G, hi - lo).transpose(1, 0, 2))
+        else:                 # many rows: the half's rows of W_ih together, products of
             np.copyto(wi[half].reshape(G, hi - lo, w3.shape[2]), w3[:, lo:hi, :])
-            np.matmul(x2d, wi[half].T, out=gx[half])
+            for i in range(0, M, C):                    # C rows each (tuning.py)
+                np.matmul(x2d[i:i + C], wi[half].T, out=gx[half][i:i + C])
 
     def second():
         try:
