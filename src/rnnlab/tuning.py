@@ -82,6 +82,18 @@ TRANSPOSE_BLOCK_BYTES = 1 << 15
 #: 128) the two were even within 10% either way at T = 5-100 (benchmarks/pair_steps.py).
 PAIR_MIN = 1 << 17
 PAIR_ROWS = 1
+#: ... and of PAIR_STEPS steps or more: one step on the pair (LSTM (1, 1, 256, 256)
+#: ~0.16 ms; the worker seldom comes in time, and the calls' low shares then cool the pair
+#: down for the longer calls after them) against 0.07 ms on one thread (BY_ROWS_STEPS).
+PAIR_STEPS = 2
+
+#: Unrecorded calls of up to BY_ROWS_STEPS steps of one row (BY_ROWS_FEW steps of up to
+#: FEW_ROWS rows) on the compiled loop read W_hh itself by rows, not a transposed copy
+#: made per call. One thread, LSTM (T, 1, 256, 256), rows / copy, us: T = 1 73 / 415 (a
+#: plain transposing copy then), 2 166 / 321, 8 274 / 412, 32 793 / 815, 64 1481 / 1376;
+#: H 128: rows faster to T = 200; (T, 4, 256, 256): T = 2 270 / 378, 8 835 / 741.
+BY_ROWS_STEPS = 32
+BY_ROWS_FEW = 2
 
 #: An unrecorded sequence of more than FEW_ROWS rows, more than PAIR_GEMM_MIN N * G*H *
 #: H_out multiply-adds a step and at most PAIR_GEMM_WEIGHTS weights in W_hh runs on the

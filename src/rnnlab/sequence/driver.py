@@ -27,7 +27,7 @@ import weakref
 import numpy as np
 
 from ..cells import by_mode
-from ..tuning import BLAS_ROWS, FEW_ROWS, PAIR_PACK_ROWS
+from ..tuning import BLAS_ROWS, BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, gemm_rows, packed_halves, per_row, transposed
 from .packed import batch_sizes_for
@@ -129,11 +129,17 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     kernel = None if sizes is not None or rows else kernel_for(
         fam, dt, N, GH, H_out, w.w_hr is not None, limit=loop_limit(record))
     w_buf = None
+    # a few unrecorded steps of a few rows on the compiled loop: W_hh itself, by rows,
+    # not a transposed copy made per call (tuning.BY_ROWS_STEPS)
+    by_rows = (kernel is not None and not record and N <= FEW_ROWS
+               and T <= (BY_ROWS_STEPS if N == 1 else BY_ROWS_FEW))
     if kernel is not None and record:      # the forward's alone (the record keeps W_hh),
         w_buf = for_weights(lease, w.w_hh.shape, dt)      # in a buffer of W_hh's shape,
         w_hh_t = transposed(w.w_hh, out=w_buf.reshape(w.w_hh.shape[::-1]))  # given back
         # when the loop is done: the snapshot of W_hh or backward's dW_hh, of that shape,
         # takes it (not a buffer of its own beside the pool's free ones: no higher peak)
+    elif kernel is not None:               # the loop reads it row-major: a blocked copy
+        w_hh_t = w.w_hh if by_rows else transposed(w.w_hh, copy=False, lease=lease)
     else:
         w_hh_t = None if rows and not record else t_of(w.w_hh)
     steps_kept = T if record else 1                        # inference: one buffer, reused
@@ -143,7 +149,7 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
         halves.in_halves(kernel, (gx, ready(w_hh_t), NO_BIAS if bias is None else ready(bias),
                                   _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
-                                  h0 if c0 is None else c0, reverse, out, c_n, False,
+                                  h0 if c0 is None else c0, reverse, out, c_n, by_rows,
                                   store if record else NO_STORE, record), N, split)
         if w_buf is not None:
             lease.give_back(w_buf)        # before the snapshot below, which may take it

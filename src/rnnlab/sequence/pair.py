@@ -26,11 +26,10 @@ before sleeping (a wake through the queue costs ~30 us), yielding its core at ev
 Batch-1 ``layer.step`` / ``freeze().step`` calls take the same worker (pair_step.py).
 
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded, without lengths or
-proj_size, PAIR_ROWS rows and W_hh of PAIR_MIN weights or more, or a large batch
-(linalg.gemm_rows), on Linux with NumPy's OpenBLAS, numba, two usable CPUs, and
+proj_size, PAIR_ROWS rows, PAIR_STEPS steps and W_hh of PAIR_MIN weights or more, or a
+large batch (linalg.gemm_rows), on Linux with NumPy's OpenBLAS, numba, two usable CPUs,
 ``rnnlab.set_num_threads`` not 1. The numbers equal the one-thread loop's to float32
-rounding. LSTM (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms, GRU 1.55 -> 1.07 (BENCHMARKS.md).
-"""
+rounding. LSTM (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms, GRU 1.55 -> 1.07 (BENCHMARKS.md)."""
 import os
 import platform
 import queue
@@ -42,7 +41,7 @@ import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
                       PAIR_LOW, PAIR_MIN, PAIR_PACK_ROWS, PAIR_ROWS, PAIR_SGEMM_ROWS,
-                      PAIR_SPIN, ROWS_SPLIT_MIN)
+                      PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
 from .linalg import gemm_rows, pack_half
@@ -105,7 +104,8 @@ def _by_units(fam, dtype, N, GH, H_out, has_proj, T):
     """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows and
     PAIR_MIN weights (dot products), or a batch for OpenBLAS (linalg.gemm_rows)."""
     return (dtype == np.float32 and not has_proj and N > 0 and fam.units is not None
-            and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN) or gemm_rows(T, N, GH, H_out))
+            and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN and T >= PAIR_STEPS)
+                 or gemm_rows(T, N, GH, H_out))
             and kernels.available())
 
 

@@ -1,0 +1,73 @@
+"""Unrecorded calls of a few steps: the compiled loop reads W_hh itself by rows
+(tuning.BY_ROWS_STEPS / BY_ROWS_FEW) instead of a transposed copy made per call, and a
+batch-1 call of one step stays off the pair (tuning.PAIR_STEPS)."""
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.cells import by_mode
+from rnnlab.sequence import driver, kernels, pair
+from rnnlab.tuning import BY_ROWS_FEW, BY_ROWS_STEPS
+from torch_pairs import torch_pair
+
+needs_kernels = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
+
+
+@pytest.fixture
+def one_thread():
+    rnnlab.set_num_threads(1)
+    yield
+    kernels._state["threads"] = None
+
+
+def _copies(monkeypatch):
+    """Counts the transposed copies of W_hh the driver makes."""
+    made, real = [], driver.transposed
+    monkeypatch.setattr(driver, "transposed", lambda *a, **k: made.append(1) or real(*a, **k))
+    return made
+
+
+@needs_kernels
+@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
+                                     (GRU, {"bias": False})])
+@pytest.mark.parametrize("T, N", [(1, 1), (BY_ROWS_STEPS, 1), (BY_ROWS_FEW, 3),
+                                  (BY_ROWS_STEPS + 1, 1), (BY_ROWS_FEW + 1, 3)])
+def test_few_steps_read_w_hh_by_rows(cls, kw, T, N, one_thread, monkeypatch):
+    """Up to the thresholds no copy of W_hh is made and the numbers are torch's; past them
+    the copy is made (and the numbers are torch's too), two layers, a given state."""
+    torch, tm, om = torch_pair(cls, kw, 5, 16, 2)
+    made = _copies(monkeypatch)
+    rng = np.random.default_rng(T * 10 + N)
+    x = rng.standard_normal((T, N, 5)).astype(np.float32)
+    h0 = rng.standard_normal((2, N, 16)).astype(np.float32)
+    state = (h0, h0[::-1].copy()) if cls is LSTM else h0
+    with rnnlab.no_grad():
+        y, h = om(x, state)
+    with torch.no_grad():
+        ty, th = tm(torch.from_numpy(x), tuple(map(torch.from_numpy, state)) if cls is LSTM
+                    else torch.from_numpy(h0))
+    np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(h if cls is LSTM else [h], th if cls is LSTM else [th]):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+    short = T <= (BY_ROWS_STEPS if N == 1 else BY_ROWS_FEW)
+    assert (len(made) == 0) == short, (len(made), T, N)
+
+
+@needs_kernels
+def test_recorded_short_calls_keep_their_copy(one_thread, monkeypatch):
+    """A recorded call keeps W_hh^T for backward: the copy stays (and its gradients are
+    checked against torch elsewhere)."""
+    made = _copies(monkeypatch)
+    m = LSTM(4, 8, dtype=np.float32)
+    m(np.zeros((1, 1, 4), np.float32))
+    assert len(made) == 1
+
+
+def test_one_step_stays_off_the_pair():
+    """A batch-1 call of one step never goes to the pair (the worker seldom comes in time,
+    and its low share would cool the pair down for the longer calls after it)."""
+    fam = by_mode("LSTM")
+    assert not pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 1)
+    assert pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 2) == (
+        kernels.available())
