@@ -101,8 +101,8 @@ def wanted(fam, dtype, N, GH, H_out, has_proj, T):
 
 
 def _by_units(fam, dtype, N, GH, H_out, has_proj, T):
-    """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows and
-    PAIR_MIN weights (dot products), or a batch for OpenBLAS (linalg.gemm_rows)."""
+    """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows, PAIR_STEPS
+    steps, PAIR_MIN weights (dot products), or a batch for OpenBLAS (linalg.gemm_rows)."""
     return (dtype == np.float32 and not has_proj and N > 0 and fam.units is not None
             and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN and T >= PAIR_STEPS)
                  or gemm_rows(T, N, GH, H_out))
