@@ -3,6 +3,8 @@
 batch-1 call of one step stays off the pair (tuning.PAIR_STEPS)."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
@@ -71,3 +73,24 @@ def test_one_step_stays_off_the_pair():
     assert not pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 1)
     assert pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 2) == (
         kernels.available())
+
+
+@needs_kernels
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]), st.integers(1, 4),
+       st.integers(1, 4), st.integers(1, 24), st.booleans(), st.booleans())
+def test_by_rows_equals_the_recorded_call(mode, T, N, H, bias, nan):
+    """Whatever the sizes (by rows where the thresholds allow, else the copy): the
+    unrecorded call gives the recorded call's numbers (W_hh^T copied there) to float32
+    rounding, NaN where the recorded call has NaN."""
+    cls = {"LSTM": LSTM, "GRU": GRU}.get(mode, RNN)
+    kw = {"nonlinearity": "relu"} if mode == "RNN_RELU" else {}
+    m = cls(3, H, bias=bias, dtype=np.float32, seed=T * 100 + N * 10 + H, **kw)
+    x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
+    if nan:
+        x[0, 0, 0] = np.nan
+    y_rec, _ = m(x)                                  # recorded: W_hh^T copied
+    with rnnlab.no_grad():
+        y, _ = m(x)
+    np.testing.assert_allclose(y, y_rec, rtol=2e-6, atol=2e-6)
+    assert (np.isnan(y) == np.isnan(y_rec)).all()
