@@ -1,6 +1,7 @@
 """Unrecorded calls of a few steps: the compiled loop reads W_hh itself by rows
 (tuning.BY_ROWS_STEPS / BY_ROWS_FEW) instead of a transposed copy made per call, and a
-batch-1 call of one step stays off the pair (tuning.PAIR_STEPS)."""
+batch-1 call of one step stays off the pair (tuning.PAIR_STEPS), while a long one takes it
+from PAIR_LONG_MIN weights (PAIR_LONG_STEPS)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
 from rnnlab.sequence import driver, kernels, pair
-from rnnlab.tuning import BY_ROWS_FEW, BY_ROWS_STEPS
+from rnnlab.tuning import BY_ROWS_FEW, BY_ROWS_STEPS, PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_MIN
 from torch_pairs import torch_pair
 
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
@@ -73,6 +74,37 @@ def test_one_step_stays_off_the_pair():
     assert not pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 1)
     assert pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 2) == (
         kernels.available())
+
+
+def test_long_sequences_take_the_pair_from_fewer_weights():
+    """From PAIR_LONG_STEPS steps the pair takes W_hh of PAIR_LONG_MIN weights (RNN H 256,
+    LSTM H 128), below that step count only from PAIR_MIN; never under PAIR_LONG_MIN."""
+    f32, rnn, lstm = np.dtype(np.float32), by_mode("RNN_TANH"), by_mode("LSTM")
+    assert PAIR_LONG_MIN == 256 * 256 < PAIR_MIN
+    on = kernels.available()
+    assert not pair._by_units(rnn, f32, 1, 256, 256, False, PAIR_LONG_STEPS - 1)
+    assert pair._by_units(rnn, f32, 1, 256, 256, False, PAIR_LONG_STEPS) == on
+    assert pair._by_units(lstm, f32, 1, 512, 128, False, PAIR_LONG_STEPS) == on
+    assert not pair._by_units(rnn, f32, 1, 255, 256, False, 10 * PAIR_LONG_STEPS)
+    assert not pair._by_units(rnn, f32, 2, 256, 256, False, PAIR_LONG_STEPS)
+
+
+@needs_kernels
+@pytest.mark.skipif(not pair.possible(), reason="the pair cannot run here")
+def test_a_long_rnn_on_the_pair_equals_torch(monkeypatch):
+    """RNN (PAIR_LONG_STEPS, 1, 3, 256) runs on the pair and gives torch's numbers."""
+    torch, tm, om = torch_pair(RNN, {}, 3, 256, 1)
+    ran, real = [], driver.run_pair
+    monkeypatch.setattr(driver, "run_pair", lambda *a: ran.append(1) or real(*a))
+    monkeypatch.setitem(pair._state, "cool", 0.0)
+    x = np.random.default_rng(1).standard_normal((PAIR_LONG_STEPS, 1, 3)).astype(np.float32)
+    with rnnlab.no_grad():
+        y, h = om(x)
+    with torch.no_grad():
+        ty, th = tm(torch.from_numpy(x))
+    assert ran == [1]
+    np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(h, th.numpy(), rtol=1e-5, atol=2e-6)
 
 
 @needs_kernels

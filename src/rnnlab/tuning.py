@@ -82,6 +82,15 @@ TRANSPOSE_BLOCK_BYTES = 1 << 15
 #: 128) the two were even within 10% either way at T = 5-100 (benchmarks/pair_steps.py).
 PAIR_MIN = 1 << 17
 PAIR_ROWS = 1
+#: ... or of PAIR_LONG_MIN weights and PAIR_LONG_STEPS steps or more: with the pair's
+#: projections in rows (2026-12-06) a long sequence wins there too. Fresh processes, 3
+#: rounds, one / two threads, us: RNN (T, 1, 256, 256) T = 32 171-196 / 199-241, 48
+#: 290-308 / 234-369, 64 344-372 / 270-308, 100 485-674 / 350-383, 200 862-954 / 593-623;
+#: LSTM H 128 T = 64 363-380 / 365-473, 100 514-611 / 424-496, 200 858-963 / 680-690;
+#: GRU H 128 (under 2^16) T = 100 389-434 / 345-491, 200 689-750 / 532-652; RNN H 128
+#: (2^14) even to T = 400.
+PAIR_LONG_MIN = 1 << 16
+PAIR_LONG_STEPS = 64
 #: ... and of PAIR_STEPS steps or more: one step on the pair (LSTM (1, 1, 256, 256)
 #: ~0.16 ms; the worker seldom comes in time, and the calls' low shares then cool the pair
 #: down for the longer calls after them) against 0.07 ms on one thread (BY_ROWS_STEPS).

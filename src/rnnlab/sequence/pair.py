@@ -26,10 +26,10 @@ before sleeping (a wake through the queue costs ~30 us), yielding its core at ev
 Batch-1 ``layer.step`` / ``freeze().step`` calls take the same worker (pair_step.py).
 
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded, without lengths or
-proj_size, PAIR_ROWS rows, PAIR_STEPS steps and W_hh of PAIR_MIN weights or more, or a
-large batch (linalg.gemm_rows), on Linux with NumPy's OpenBLAS, numba, two usable CPUs,
-``rnnlab.set_num_threads`` not 1. The numbers equal the one-thread loop's to float32
-rounding. LSTM (100, 1, 256, 256) 2.0 -> 1.4-1.6 ms, GRU 1.55 -> 1.07 (BENCHMARKS.md)."""
+proj_size, PAIR_ROWS rows, PAIR_STEPS steps and W_hh of PAIR_MIN weights (PAIR_LONG_MIN
+from PAIR_LONG_STEPS steps), or a large batch (linalg.gemm_rows), on Linux with NumPy's
+OpenBLAS, numba, two usable CPUs, ``rnnlab.set_num_threads`` not 1. The numbers equal the
+one-thread loop's to float32 rounding (BENCHMARKS.md)."""
 import os
 import platform
 import queue
@@ -40,8 +40,8 @@ import time
 import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
-                      PAIR_LOW, PAIR_MIN, PAIR_PACK_ROWS, PAIR_ROWS, PAIR_SGEMM_ROWS,
-                      PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
+                      PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_PACK_ROWS,
+                      PAIR_ROWS, PAIR_SGEMM_ROWS, PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
 from .linalg import gemm_rows, pack_half
@@ -102,9 +102,11 @@ def wanted(fam, dtype, N, GH, H_out, has_proj, T):
 
 def _by_units(fam, dtype, N, GH, H_out, has_proj, T):
     """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows, PAIR_STEPS
-    steps, PAIR_MIN weights (dot products), or a batch for OpenBLAS (linalg.gemm_rows)."""
+    steps, PAIR_MIN weights (dot products; PAIR_LONG_MIN from PAIR_LONG_STEPS steps), or a
+    batch for OpenBLAS (linalg.gemm_rows)."""
+    least = PAIR_MIN if T < PAIR_LONG_STEPS else PAIR_LONG_MIN
     return (dtype == np.float32 and not has_proj and N > 0 and fam.units is not None
-            and ((N <= PAIR_ROWS and GH * H_out >= PAIR_MIN and T >= PAIR_STEPS)
+            and ((N <= PAIR_ROWS and GH * H_out >= least and T >= PAIR_STEPS)
                  or gemm_rows(T, N, GH, H_out))
             and kernels.available())
 
@@ -159,8 +161,7 @@ def pair_kernel(fam):
 
 class _Worker:
     def __init__(self):
-        self.jobs = queue.SimpleQueue()
-        self.pid = os.getpid()
+        self.jobs, self.pid = queue.SimpleQueue(), os.getpid()
         self.cpus, self.tid, started = None, None, threading.Event()
         threading.Thread(target=self._loop, args=(started,), name="rnnlab-pair",
                          daemon=True).start()
@@ -246,8 +247,7 @@ def _this_cpu():
 
 
 def _after_fork():
-    _state["worker"] = None
-    _state["lock"] = threading.Lock()
+    _state.update(worker=None, lock=threading.Lock())
 
 
 if hasattr(os, "register_at_fork"):
