@@ -126,6 +126,18 @@ def test_bench_small(capsys, tmp_path):
     assert run(capsys, "bench", "--no-sequences", "--step-hidden", "x")[0] == 2
 
 
+def test_bench_warms_up_every_framework_alike(monkeypatch):
+    """Warm-up: WARM_CALLS calls at least, and at least WARM_SECONDS of them."""
+    import time
+    from rnnlab.tools import bench
+    assert bench.WARM_CALLS >= 3 and bench.WARM_SECONDS >= 0.3
+    monkeypatch.setattr(bench, "WARM_SECONDS", 0.05)
+    t0 = time.perf_counter()
+    assert bench.warm_up(lambda: None) > bench.WARM_CALLS
+    assert time.perf_counter() - t0 >= 0.05
+    assert bench.warm_up(lambda: time.sleep(0.05)) == bench.WARM_CALLS
+
+
 @pytest.mark.slow
 def test_bench_against_torch_and_onnxruntime(capsys, tmp_path):
     """The columns of the other frameworks (10 s of fresh processes importing them)."""

@@ -1,8 +1,9 @@
 """``rnnlab bench``: rnnlab against torch and onnxruntime on the CPU, measured fairly.
 
 Every (framework, family, size, workload) is timed in its own fresh Python process; the
-frameworks alternate round by round (``--rounds``); inside a process one warm-up call is
-excluded and the median of ``--reps`` calls is kept; the table shows the median over
+frameworks alternate round by round (``--rounds``); inside a process the warm-up calls
+(WARM_CALLS and WARM_SECONDS at least) are excluded and the median of ``--reps`` calls is
+kept; the table shows the median over
 rounds and its spread (min-max). All frameworks get the same thread count (torch
 set_num_threads, onnxruntime intra_op_num_threads, threadpoolctl for NumPy's BLAS and
 rnnlab.set_num_threads for rnnlab's own threaded step), and
@@ -32,6 +33,11 @@ SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32),   # the is
          (100, 1, 256, 256), (100, 1, 512, 512)]                         # batch-1 sequences
 FRAMEWORKS = ("rnnlab", "torch", "onnxruntime")
 MARK_START, MARK_END = "<!-- bench -->", "<!-- /bench -->"
+#: Warm-up per process, every framework alike: calls until both are reached (one call
+#: was not enough: rnnlab's pair, torch's and onnxruntime's thread pools settle over the
+#: first calls; rnnlab GRU (100, 1, 512, 512) read 5.6, 3.8, 3.8, 4.3 ... ms, or 7.6, 5.6,
+#: 5.3, 5.2, 3.4, 3.5 ..., LSTM (100, 1, 256, 256) 3.9, 2.6, 1.9, 1.6, 1.5, 1.5 ...).
+WARM_CALLS, WARM_SECONDS = 3, 0.3
 
 
 def blas_info():
@@ -98,13 +104,22 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
         def call():
             s.run(None, feeds)
     base = _peak_rss()                                 # model and data in memory
-    call()                                             # warm-up, excluded from the times
+    warm_up(call)                                      # excluded from the times
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
     return {"median": statistics.median(times), "rss": _peak_rss() - base}
+
+
+def warm_up(call):
+    """call() until it has run WARM_CALLS times and WARM_SECONDS have passed; how many."""
+    end, calls = time.perf_counter() + WARM_SECONDS, 0
+    while calls < WARM_CALLS or time.perf_counter() < end:
+        call()
+        calls += 1
+    return calls
 
 
 def _ort_session(path, threads):
@@ -247,7 +262,8 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
     head = [f"threads={threads}; numpy BLAS: {blas_info()}"[:100],
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
             f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}",
-            f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes",
+            f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes "
+            f"(warm-up {WARM_CALLS} calls and {WARM_SECONDS} s at least)",
             f"rnnlab's compiled kernels: {_kernels_info()}",
             "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
             "/ rnnlab time"]
