@@ -30,6 +30,21 @@ BLAS_ROWS = 1 << 19
 #: Rows up to which products per row (BLAS_ROWS) and the threaded step win.
 FEW_ROWS = 4
 
+#: The input projection of 2 to PROJECT_FEW_ROWS rows (T * N) into more than
+#: PROJECT_FEW_MIN outputs (rows x columns of one product) is the compiled
+#: _compiled.project_few, not OpenBLAS: 0.3.31 runs such a product through its small-matrix
+#: kernel up to 1024 outputs, above it packs all of W_ih however few the rows (one thread,
+#: matmul / compiled, us: W_ih (1024, 256) M = 2 145 / 35, 4 150 / 43, 8 171 / 67, 16 210
+#: / 172, 24 248 / 254, 32 290 / 291; (2048, 512) M = 2 585 / 138, 16 845 / 652; a pair's
+#: half of LSTM H 512, products per gate (256 columns), M = 4 42 / 56, 6 331 / 101, 16
+#: 421 / 292; of LSTM H 256 (128 columns) M = 8 22 / 28, 12 94 / 60). On OpenBLAS's two
+#: threads (the one-thread path's projection) (1024, 256) M = 8 92 us, 16 119: 12 rows.
+#: Whole calls, fresh processes alternated 4 times, old / new, us: LSTM (T, 1, 256, 128)
+#: T = 3 134 / 73, 4 102 / 70, 8 124 / 103, 12 162 / 132; GRU (T, 1, 512, 512) on the pair
+#: T = 6 526 / 439, 8 630 / 482, 12 734 / 581 (the same code read 0.74-1.2x: noise).
+PROJECT_FEW_ROWS = 12
+PROJECT_FEW_MIN = 1024
+
 #: W (G*H x K) weights from which a product per row beats one matrix product for 3-4
 #: rows (OpenBLAS); with 1-2 rows the product per row always wins.
 PER_ROW_MIN = 1 << 15

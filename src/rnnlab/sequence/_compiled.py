@@ -240,6 +240,43 @@ def await_change(box, i, seen, budget):
     return True
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def project_few(out, x, w3, lo, hi):
+    """out[i, g * B + u] = x[i] @ w3[g, lo + u] (B = hi - lo): the input projection of a few
+    rows (linalg.project), x (M, K), w3 (G, H, K) W_ih by gates, out (M, G * B), all
+    C-contiguous float32; four rows of x per pass over a row of W_ih, each row of W_ih
+    read once per four rows of x (OpenBLAS packs all of W_ih for such a product)."""
+    G, K, M, B = w3.shape[0], x.shape[1], x.shape[0], hi - lo
+    for g in range(G):
+        for u in range(B):
+            r, c, i = lo + u, g * B + u, 0
+            while i + 4 <= M:
+                s0 = s1 = s2 = s3 = ZERO
+                for k in range(K):
+                    wk = w3[g, r, k]
+                    s0 += x[i, k] * wk
+                    s1 += x[i + 1, k] * wk
+                    s2 += x[i + 2, k] * wk
+                    s3 += x[i + 3, k] * wk
+                out[i, c], out[i + 1, c], out[i + 2, c], out[i + 3, c] = s0, s1, s2, s3
+                i += 4
+            while i < M:
+                s0 = ZERO
+                for k in range(K):
+                    s0 += x[i, k] * w3[g, r, k]
+                out[i, c] = s0
+                i += 1
+
+
+def warm_helpers():
+    """Compile (or load) the kernels outside the families' loops: the pair's cycle counter
+    and spin (~0.4 s to compile, else at their first call) and project_few."""
+    now_ticks()
+    await_change(np.zeros(1, np.int64), 0, 1, 0)
+    z = np.zeros((1, 1), f32)
+    project_few(z, z, np.zeros((1, 1, 1), f32), 0, 1)
+
+
 #: what a family's scalar units may call, by name (cells/activations.py has the NumPy side)
 PRIMITIVES = {"sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "ONE": ONE, "ZERO": ZERO}
 

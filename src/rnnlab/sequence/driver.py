@@ -29,7 +29,7 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BLAS_ROWS, BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import dot, gemm_rows, packed_halves, per_row, transposed
+from .linalg import dot, gemm_rows, packed_halves, per_row, project, transposed
 from .packed import batch_sizes_for
 from . import halves
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
@@ -88,7 +88,7 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
         halves.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, gx)
     else:
         with one_blas_thread() if two else contextlib.nullcontext():  # the pair's, alone
-            np.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, out=gx)    # all steps
+            project(inp.reshape(T * N, inp.shape[2]), w.w_ih, gx)            # all steps
     result = _direction_loop(fam, gx.reshape(T, N, w.w_ih.shape[0]), h0, c0, w, bias,
                              b_rest, reverse, sizes, lease, pool_out, record, split)
     if not record:

@@ -150,9 +150,8 @@ def warm(fam):
     k = kernels(fam, next(iter(fam.units.shapes))) if fam.units else None
     if k is None:
         return False
-    from . import _compiled                  # the pair's cycle counter and spin (~0.4 s
-    _compiled.now_ticks()                    # to compile, else at its first call)
-    _compiled.await_change(NO_BOX, 0, 1, 0)
+    from . import _compiled                  # the pair's spin, linalg.project's kernel
+    _compiled.warm_helpers()
     return all(k.get(key) is not None for key in list(k) if _warmed(key))
 
 

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..tuning import (FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_GEMM_WEIGHTS, PAIR_ROWS,
-                      TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
+                      PROJECT_FEW_MIN, PROJECT_FEW_ROWS, TRANSPOSE_BLOCK_BYTES,
+                      TRANSPOSE_BLOCKED)
 from .blas import sgemm_address
 from .pool import for_weights
 
@@ -15,6 +16,36 @@ def dot(a, b, out=None):
     if a.shape[1] == 1:
         return np.matmul(a, b, out=out)
     return np.dot(a, b, out=out)
+
+
+def project(x2d, w_ih, out):
+    """out = x2d @ w_ih.T: the input projection of every step (x2d (M, I), W_ih (G*H, I)
+    in torch's layout, out (M, G*H) C-contiguous)."""
+    return project_gates(x2d, w_ih.reshape(1, *w_ih.shape), 0, w_ih.shape[0], out)
+
+
+def project_gates(x2d, w3, lo, hi, out):
+    """out[:, g*B:(g+1)*B] = x2d @ w3[g, lo:hi].T for each gate g (B = hi - lo; w3 (G, H, I)
+    W_ih by gates; out (M, G*B) C-contiguous): a few rows into many outputs by the compiled
+    project_few (tuning.PROJECT_FEW_ROWS), else one NumPy product per gate."""
+    M, G, B = x2d.shape[0], w3.shape[0], hi - lo
+    if few_rows(M, B, out.dtype):
+        from ._compiled import project_few
+        project_few(out, np.ascontiguousarray(x2d), np.ascontiguousarray(w3), lo, hi)
+    elif G == 1:
+        np.matmul(x2d, w3[0, lo:hi].T, out=out)
+    else:
+        np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1),
+                  out=out.reshape(M, G, B).transpose(1, 0, 2))
+    return out
+
+
+def few_rows(M, B, dtype):
+    """Whether a product of M rows into B columns (each gate's) is project_few's: float32
+    with numba, 2 to PROJECT_FEW_ROWS rows, more than PROJECT_FEW_MIN outputs."""
+    from . import kernels
+    return (2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN and dtype == np.float32
+            and kernels.available())
 
 
 def per_row(w, v, out):

@@ -44,7 +44,7 @@ from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PA
                       PAIR_ROWS, PAIR_SGEMM_ROWS, PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
-from .linalg import gemm_rows, pack_half
+from .linalg import gemm_rows, pack_half, project_gates
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -104,7 +104,7 @@ def _by_units(fam, dtype, N, GH, H_out, has_proj, T):
     """``wanted`` by shape alone (whatever set_num_threads says): PAIR_ROWS rows, PAIR_STEPS
     steps, PAIR_MIN weights (dot products; PAIR_LONG_MIN from PAIR_LONG_STEPS steps), or a
     batch for OpenBLAS (linalg.gemm_rows)."""
-    least = PAIR_MIN if T < PAIR_LONG_STEPS else PAIR_LONG_MIN
+    least = PAIR_MIN if T < PAIR_LONG_STEPS else min(PAIR_MIN, PAIR_LONG_MIN)
     return (dtype == np.float32 and not has_proj and N > 0 and fam.units is not None
             and ((N <= PAIR_ROWS and GH * H_out >= least and T >= PAIR_STEPS)
                  or gemm_rows(T, N, GH, H_out))
@@ -359,8 +359,7 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
         if wt is not None:    # the half's rows of W_hh for a batch's products first
             pack_half(args[0], half, wt[half])
         if wi is None:        # a product per gate, each into its columns of the half's rows
-            np.matmul(x2d, w3[:, lo:hi, :].transpose(0, 2, 1),
-                      out=gx[half].reshape(M, G, hi - lo).transpose(1, 0, 2))
+            project_gates(x2d, w3, lo, hi, gx[half])      # (a few rows: compiled)
         else:                 # many rows: the half's rows of W_ih together, products of
             np.copyto(wi[half].reshape(G, hi - lo, w3.shape[2]), w3[:, lo:hi, :])
             for i in range(0, M, C):                    # C rows each (tuning.py)
