@@ -111,10 +111,10 @@ def test_bench_small(capsys, tmp_path):
     doc.write_text("before\n<!-- bench -->\nold\n<!-- /bench -->\nafter\n")
     code, out, _ = run(capsys, "bench", "--kinds", "gru", "--sizes", "3,2,4,5", "--reps", "1",
                        "--rounds", "1", "--no-torch", "--no-onnxruntime", "--step-hidden", "8",
-                       "--step-layers", "1,2", "--write", str(doc))
+                       "--step-layers", "2", "--write", str(doc))
     assert code == 0 and "gru  train 3,2,4,5" in out and "MB" in out and "fresh processes" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("gru   ")]
-    assert [r[:3] for r in rows] == [["gru", "1", "8"], ["gru", "2", "8"]]
+    assert [r[:3] for r in rows] == [["gru", "2", "8"]]
     assert all(len(r) == 7 for r in rows)            # step and frozen, each with (min-max)
     text = doc.read_text()
     assert "old" not in text and "gru  train 3,2,4,5" in text
