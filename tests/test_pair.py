@@ -28,6 +28,7 @@ needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
 def small(monkeypatch):
     """The pair for any size (its threshold is for speed only), counting its calls."""
     monkeypatch.setattr(pair, "PAIR_MIN", 0)
+    monkeypatch.setattr(pair, "PAIR_STEPS", 2)       # and short ones
     monkeypatch.setattr(pair, "PAIR_COOL", 0.0)      # tiny calls: the worker comes late
     monkeypatch.setitem(kernels._state, "threads", None)     # not set (other tests set it)
     pair._state.update(cool=0.0, low=0)

@@ -1,6 +1,6 @@
 """Unrecorded calls of a few steps: the compiled loop reads W_hh itself by rows
 (tuning.BY_ROWS_STEPS / BY_ROWS_FEW) instead of a transposed copy made per call, and a
-batch-1 call of one step stays off the pair (tuning.PAIR_STEPS), while a long one takes it
+batch-1 call of a few steps stays off the pair (tuning.PAIR_STEPS), while a long one takes it
 from PAIR_LONG_MIN weights (PAIR_LONG_STEPS)."""
 import numpy as np
 import pytest
@@ -11,7 +11,8 @@ import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import by_mode
 from rnnlab.sequence import driver, kernels, pair
-from rnnlab.tuning import BY_ROWS_FEW, BY_ROWS_STEPS, PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_MIN
+from rnnlab.tuning import (BY_ROWS_FEW, BY_ROWS_STEPS, PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_MIN,
+                           PAIR_STEPS)
 from torch_pairs import torch_pair
 
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
@@ -67,12 +68,15 @@ def test_recorded_short_calls_keep_their_copy(one_thread, monkeypatch):
     assert len(made) == 1
 
 
-def test_one_step_stays_off_the_pair():
-    """A batch-1 call of one step never goes to the pair (the worker seldom comes in time,
-    and its low share would cool the pair down for the longer calls after it)."""
+def test_a_few_steps_stay_off_the_pair():
+    """A batch-1 call of fewer than PAIR_STEPS (6) steps never goes to the pair (one step:
+    the worker seldom comes in time, and its low share would cool the pair down for the
+    longer calls after it; to 5 steps one thread is faster)."""
     fam = by_mode("LSTM")
-    assert not pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 1)
-    assert pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, 2) == (
+    assert PAIR_STEPS == 6
+    for T in (1, PAIR_STEPS - 1):
+        assert not pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, T)
+    assert pair._by_units(fam, np.dtype(np.float32), 1, 1024, 256, False, PAIR_STEPS) == (
         kernels.available())
 
 

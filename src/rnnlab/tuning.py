@@ -109,7 +109,12 @@ PAIR_LONG_STEPS = 64
 #: ... and of PAIR_STEPS steps or more: one step on the pair (LSTM (1, 1, 256, 256)
 #: ~0.16 ms; the worker seldom comes in time, and the calls' low shares then cool the pair
 #: down for the longer calls after them) against 0.07 ms on one thread (BY_ROWS_STEPS).
-PAIR_STEPS = 2
+#: With the input projection of a few rows compiled (PROJECT_FEW_ROWS) one thread wins to
+#: 5 steps: fresh processes, 3 rounds, the pair / one thread, us: LSTM (T, 1, 256, 256) T
+#: = 2 170-215 / 110-111, 4 203-286 / 149-159, 6 226-308 / 206-232, 8 243-348 / 260-354,
+#: 12 266-421 / 343-386; GRU H 256 T = 2 101-104 / 89-90, 4 130-163 / 119-123, 8 172-295 /
+#: 189-206; GRU H 512 even at T = 2-8 (T = 6 415-479 / 444-512).
+PAIR_STEPS = 6
 
 #: Unrecorded calls of up to BY_ROWS_STEPS steps of one row (BY_ROWS_FEW steps of up to
 #: FEW_ROWS rows) on the compiled loop read W_hh itself by rows, not a transposed copy
