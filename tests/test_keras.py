@@ -11,7 +11,13 @@ rng = np.random.default_rng(0)
 KERAS_CONFIGS = [(c, k) for c, k in CONFIGS if not k.get("proj_size")]
 
 
-@pytest.mark.parametrize("cls, kw", KERAS_CONFIGS, ids=IDS[:16])
+# each family and each configuration once by default (a Latin square), all under -m slow
+_DEFAULT = {"LSTM--L1", "RNN-relu-L2-bf-nobias", "RNN-tanh-L2-bi", "GRU--L3-bi-bf"}
+
+
+@pytest.mark.parametrize("cls, kw", [
+    pytest.param(c, k, id=i, marks=[] if i in _DEFAULT else [pytest.mark.slow])
+    for (c, k), i in zip(KERAS_CONFIGS, IDS[:16])])
 def test_keras_both_ways(tmp_path, cls, kw):
     pytest.importorskip("keras")
     from rnnlab.io.keras import from_keras, to_keras

@@ -32,7 +32,8 @@ def _task_argv(task, text):
     return ["--text", text, "--seq-len", "16"] if task == "charlm" else []
 
 
-@pytest.mark.parametrize("task", ["adding", "copy", "charlm", "digits"])
+@pytest.mark.parametrize("task", ["adding", pytest.param("copy", marks=pytest.mark.slow),
+                                  "charlm", "digits"])       # copy: also resumed below
 def test_every_task_runs_writes_and_converts_whole(capsys, tmp_path, text, task):
     """A run directory: LATEST and BEST checkpoints, the model, history with held-out
     entries, curves; rnnlab.load gives the SequenceModel back; converted whole to ONNX,

@@ -70,9 +70,9 @@ def test_a_write_failing_at_any_point_leaves_a_resumable_run(tmp_path, monkeypat
     loop.run("adding", dict(HP), out=str(tmp_path / "count"), print_fn=_quiet)
     points = counter.n                                   # write points of a whole run
     assert points >= 20
-    every = range(1, points + 1)                         # all under -m slow, else a third
+    every = range(1, points + 1)                         # all under -m slow, else a fifth
     for k in (every if os.environ.get("RNNLAB_ALL_POINTS") else
-              sorted(set(every[::3]) | set(every[-4:]))):
+              sorted(set(every[::5]) | set(every[-4:]))):
         out = tmp_path / f"k{k}"
         failing = _Failing(k)
         monkeypatch.setattr(atomic.os, "replace", failing.wrap(os.replace))
