@@ -68,8 +68,8 @@ def test_the_unbroken_copy_passes(tmp_path):
     assert code == 0, out
 
 
-# a subprocess costs ~3 s (torch's import): two by default, the rest with -m slow
-_FAST = 2
+# a subprocess costs ~3 s (torch's import): one by default, the rest with -m slow
+_FAST = 1
 CASES = [pytest.param(*m, id=m[3], marks=[pytest.mark.slow] if i >= _FAST else [])
          for i, m in enumerate(NUMPY)]
 
