@@ -262,8 +262,8 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
     head = [f"threads={threads}; numpy BLAS: {blas_info()}"[:100],
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
             f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}",
-            f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes "
-            f"(warm-up {WARM_CALLS} calls and {WARM_SECONDS} s at least)",
+            f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes",
+            f"warm-up: {WARM_CALLS} calls and {WARM_SECONDS} s at least per process, excluded",
             f"rnnlab's compiled kernels: {_kernels_info()}",
             "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
             "/ rnnlab time"]
