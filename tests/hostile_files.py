@@ -84,16 +84,42 @@ def deep(d):
     return _torch_zip(d / "deep.pt", body), "torch"
 
 
+class _Repeating:
+    """A deflate compressor for a member written as the same chunk again and again: the
+    chunk is compressed once, ending on a full flush (which resets the history, so every
+    further copy compresses to the same bytes), and those bytes are repeated: 0.05 s
+    where deflating 2 GiB took 6 s."""
+    def __init__(self, chunk):
+        import zlib
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.chunk, self.block = chunk, c.compress(chunk) + c.flush(zlib.Z_FULL_FLUSH)
+        self.last = zlib.compressobj(6, zlib.DEFLATED, -15).flush()
+
+    def compress(self, data):
+        assert data is self.chunk
+        return self.block
+
+    def flush(self):
+        return self.last
+
+
 def inflating_storage(d):
     """A tensor of 4 floats whose storage member inflates to 2 GiB (stored 2 MB)."""
     path = d / "inflate.pt"
     pkl = _dumps({"w": _Tensor(_Store("0", 4), 0, (4,), (1,))})
+    chunk = bytes(1 << 24)
+    real = getattr(zipfile, "_get_compressor", None)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", pkl)
-        with z.open("archive/data/0", "w", force_zip64=True) as f:
-            chunk = bytes(1 << 24)
-            for _ in range(128):
-                f.write(chunk)
+        if real is not None:                 # zipfile's own compressor, by its private name
+            zipfile._get_compressor = lambda *a, **k: _Repeating(chunk)
+        try:
+            with z.open("archive/data/0", "w", force_zip64=True) as f:
+                for _ in range(128):
+                    f.write(chunk)
+        finally:
+            if real is not None:
+                zipfile._get_compressor = real
     return path, "torch"
 
 

@@ -145,7 +145,7 @@ def check_gradients_against_jax(v):
                                                err_msg=n + s)
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
 @given(variants())
 def test_variants_equal_onnxruntime_and_jax(v):
     check_forward_against_onnxruntime(v)
