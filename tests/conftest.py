@@ -21,6 +21,26 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def small(monkeypatch):
+    """The pair (sequence/pair.py) for any size and from two steps (its thresholds are for
+    speed only), off cooling; yields the list of its calls' results (True: it ran)."""
+    from rnnlab.sequence import kernels, pair
+    monkeypatch.setattr(pair, "PAIR_MIN", 0)
+    monkeypatch.setattr(pair, "PAIR_STEPS", 2)
+    monkeypatch.setattr(pair, "PAIR_COOL", 0.0)      # tiny calls: the worker comes late
+    monkeypatch.setitem(kernels._state, "threads", None)     # not set (other tests set it)
+    pair._state.update(cool=0.0, low=0)
+    calls, real = [], pair.run
+
+    def counted(*a):
+        calls.append(real(*a))
+        return calls[-1]
+    monkeypatch.setattr("rnnlab.sequence.driver.run_pair", counted)
+    yield calls
+    pair._state.update(cool=0.0, low=0)
+
+
 def pytest_sessionstart(session):
     """Compile (or load from numba's cache) every family's kernels once, before the first
     test, so that no test pays numba's first compile (the first run after installing:

@@ -24,26 +24,6 @@ needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
 
 
-@pytest.fixture
-def small(monkeypatch):
-    """The pair for any size (its threshold is for speed only), counting its calls."""
-    monkeypatch.setattr(pair, "PAIR_MIN", 0)
-    monkeypatch.setattr(pair, "PAIR_STEPS", 2)       # and short ones
-    monkeypatch.setattr(pair, "PAIR_COOL", 0.0)      # tiny calls: the worker comes late
-    monkeypatch.setitem(kernels._state, "threads", None)     # not set (other tests set it)
-    pair._state.update(cool=0.0, low=0)
-    calls = []
-    real = pair.run
-
-    def counted(*a):
-        ran = real(*a)
-        calls.append(ran)
-        return ran
-    monkeypatch.setattr("rnnlab.sequence.driver.run_pair", counted)
-    yield calls
-    pair._state.update(cool=0.0, low=0)
-
-
 def _kernel_args(mode, T, H, seed, N=1):
     fam = by_mode(mode)
     G, F = fam.num_gates, fam.fold
@@ -201,7 +181,7 @@ def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
     torch's numbers, also after W_ih is edited in place between calls (copied every
     call, never kept)."""
     monkeypatch.setattr("rnnlab.sequence.driver.PAIR_PACK_ROWS", 0)
-    monkeypatch.setattr(pair, "PAIR_PACK_ROWS", 4)
+    monkeypatch.setattr(linalg, "PAIR_PACK_ROWS", 4)
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)          # a batch of 6 on the pair too
     packed = []
     counted = rnnlab.sequence.driver.run_pair

@@ -16,6 +16,13 @@ from torch_pairs import torch_pair
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
 
 
+def _counted(monkeypatch):
+    """The calls of _compiled.project_few (their arguments), from now on."""
+    calls, real = [], _compiled.project_few
+    monkeypatch.setattr(_compiled, "project_few", lambda *a: calls.append(a) or real(*a))
+    return calls
+
+
 def _per_gate(x, w3, lo, hi):
     """The reference: one float64 product per gate, side by side."""
     return np.concatenate([x.astype(np.float64) @ w3[g, lo:hi].T.astype(np.float64)
@@ -57,15 +64,14 @@ def test_project_few_equals_the_products(M, G, H, K, seed, special):
 
 @needs_kernels
 def test_project_gates_takes_the_compiled_kernel_only_where_few(monkeypatch):
-    calls, real = [], _compiled.project_few
-    monkeypatch.setattr(_compiled, "project_few", lambda *a: calls.append(a[1].shape) or real(*a))
+    calls = _counted(monkeypatch)
     rng = np.random.default_rng(0)
     w = rng.standard_normal((1024, 8)).astype(np.float32)
     for M in (1, 2, 12, 13):
         x = rng.standard_normal((M, 8)).astype(np.float32)
         out = linalg.project(x, w, np.empty((M, 1024), np.float32))
         np.testing.assert_allclose(out, x.astype(np.float64) @ w.T, rtol=1e-5, atol=1e-5)
-    assert calls == [(2, 8), (12, 8)]
+    assert [a[1].shape for a in calls] == [(2, 8), (12, 8)]
 
 
 @needs_kernels
@@ -78,8 +84,7 @@ def test_short_calls_equal_torch(cls, kw, H, T, N, monkeypatch):
     the one-thread path (W_hh under the pair's PAIR_MIN): torch's numbers, and the
     compiled projection ran."""
     torch, tm, om = torch_pair(cls, kw, 5, H, 2)
-    calls, real = [], _compiled.project_few
-    monkeypatch.setattr(_compiled, "project_few", lambda *a: calls.append(1) or real(*a))
+    calls = _counted(monkeypatch)
     x = np.random.default_rng(T).standard_normal((T, N, 5)).astype(np.float32)
     with rnnlab.no_grad():
         y, h = om(x)
@@ -93,18 +98,11 @@ def test_short_calls_equal_torch(cls, kw, H, T, N, monkeypatch):
 
 @needs_kernels
 @pytest.mark.skipif(not pair.possible(), reason="the pair cannot run here")
-def test_the_pairs_halves_project_few_rows(monkeypatch):
+def test_the_pairs_halves_project_few_rows(small, monkeypatch):
     """Each half of the pair projects a few rows by the compiled kernel (PROJECT_FEW_MIN
     lowered so that a small layer takes it): the layer still gives torch's numbers."""
     monkeypatch.setattr(linalg, "PROJECT_FEW_MIN", 0)
-    monkeypatch.setattr(pair, "PAIR_MIN", 0)
-    monkeypatch.setattr(pair, "PAIR_COOL", 0.0)
-    monkeypatch.setitem(pair._state, "cool", 0.0)
-    ran, real_run = [], pair.run
-    monkeypatch.setattr("rnnlab.sequence.driver.run_pair",
-                        lambda *a: ran.append(real_run(*a)) or ran[-1])
-    calls, real = [], _compiled.project_few
-    monkeypatch.setattr(_compiled, "project_few", lambda *a: calls.append(a[3:]) or real(*a))
+    calls = _counted(monkeypatch)
     torch, tm, om = torch_pair(LSTM, {}, 5, 16, 1)
     x = np.random.default_rng(3).standard_normal((6, 1, 5)).astype(np.float32)
     with rnnlab.no_grad():
@@ -112,4 +110,4 @@ def test_the_pairs_halves_project_few_rows(monkeypatch):
     with torch.no_grad():
         ty, _ = tm(torch.from_numpy(x))
     np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=2e-6)
-    assert ran == [True] and sorted(calls) == [(0, 8), (8, 16)]
+    assert small == [True] and sorted(a[3:] for a in calls) == [(0, 8), (8, 16)]

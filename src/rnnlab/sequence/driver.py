@@ -29,7 +29,7 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BLAS_ROWS, BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import dot, gemm_rows, packed_halves, per_row, project, transposed
+from .linalg import dot, gemm_rows, half_units, packed_halves, per_row, project, transposed
 from .packed import batch_sizes_for
 from . import halves
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
@@ -221,7 +221,7 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     c0_ = h0 if c0 is None else ready(c0)
     c_n = np.empty(h0.shape, f32)
     folded = _folded(fam, GH)
-    B = (H // 2, H - H // 2)
+    B = [hi - lo for lo, hi in (half_units(H, 0), half_units(H, 1))]
     gx = [lease.empty((T * N, G * b), f32) for b in B]
     wt = (packed_halves(w.w_hh, lease, fill=False)    # a batch: each thread fills its
           if gemm_rows(T, N, GH, H) else None)          # half (pair.run)

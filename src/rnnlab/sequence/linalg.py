@@ -2,8 +2,9 @@
 import numpy as np
 
 from ..tuning import (FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_GEMM_WEIGHTS, PAIR_ROWS,
-                      PROJECT_FEW_MIN, PROJECT_FEW_ROWS, TRANSPOSE_BLOCK_BYTES,
-                      TRANSPOSE_BLOCKED)
+                      PAIR_PACK_ROWS, PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
+                      TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
+from . import kernels
 from .blas import sgemm_address
 from .pool import for_weights
 
@@ -24,14 +25,20 @@ def project(x2d, w_ih, out):
     return project_gates(x2d, w_ih.reshape(1, *w_ih.shape), 0, w_ih.shape[0], out)
 
 
-def project_gates(x2d, w3, lo, hi, out):
+def project_gates(x2d, w3, lo, hi, out, rows=None):
     """out[:, g*B:(g+1)*B] = x2d @ w3[g, lo:hi].T for each gate g (B = hi - lo; w3 (G, H, I)
     W_ih by gates; out (M, G*B) C-contiguous): a few rows into many outputs by the compiled
-    project_few (tuning.PROJECT_FEW_ROWS), else one NumPy product per gate."""
+    project_few (tuning.PROJECT_FEW_ROWS); with ``rows``, a (G*B, I) buffer (the pair's
+    halves from tuning.PAIR_PACK_ROWS rows of input), the units' rows of W_ih copied
+    there together and one product per PAIR_PACK_ROWS rows; else one product per gate."""
     M, G, B = x2d.shape[0], w3.shape[0], hi - lo
     if few_rows(M, B, out.dtype):
         from ._compiled import project_few
         project_few(out, np.ascontiguousarray(x2d), np.ascontiguousarray(w3), lo, hi)
+    elif rows is not None:
+        np.copyto(rows.reshape(G, B, w3.shape[2]), w3[:, lo:hi, :])
+        for i in range(0, M, PAIR_PACK_ROWS):
+            np.matmul(x2d[i:i + PAIR_PACK_ROWS], rows.T, out=out[i:i + PAIR_PACK_ROWS])
     elif G == 1:
         np.matmul(x2d, w3[0, lo:hi].T, out=out)
     else:
@@ -43,7 +50,6 @@ def project_gates(x2d, w3, lo, hi, out):
 def few_rows(M, B, dtype):
     """Whether a product of M rows into B columns (each gate's) is project_few's: float32
     with numba, 2 to PROJECT_FEW_ROWS rows, more than PROJECT_FEW_MIN outputs."""
-    from . import kernels
     return (2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN and dtype == np.float32
             and kernels.available())
 
@@ -63,6 +69,16 @@ def matvec(w, v, out):
     return np.dot(w, v, out=out)
 
 
+def half_units(H, half):
+    """(lo, hi): the units of the pair's half ``half`` (0: the first H // 2, 1: the rest)."""
+    return (0, H // 2) if half == 0 else (H // 2, H)
+
+
+def _stripe(cols, itemsize):
+    """Rows per block of a blocked transposing copy: about TRANSPOSE_BLOCK_BYTES, 16-64."""
+    return min(max(TRANSPOSE_BLOCK_BYTES // (cols * itemsize), 16), 64)
+
+
 def transposed(w, copy=True, lease=None, out=None):
     """w.T (w 2-D) as a C-contiguous array of its own (from ``lease``, a pool.Lease, when
     given: pool.for_weights; written into ``out`` when given); copy=False: w.T itself when
@@ -78,7 +94,7 @@ def transposed(w, copy=True, lease=None, out=None):
     if w.size < TRANSPOSE_BLOCKED:
         out[...] = t
         return out
-    b = min(max(TRANSPOSE_BLOCK_BYTES // (w.shape[1] * w.itemsize), 16), 64)
+    b = _stripe(w.shape[1], w.itemsize)
     for i in range(0, w.shape[0], b):
         out[:, i:i + b] = w[i:i + b].T
     return out
@@ -102,8 +118,9 @@ def packed_halves(w_hh, lease=None, fill=True):
     thread of the pair fills its own: ``pack_half``)."""
     GH, H = w_hh.shape
     halves = []
-    for half, B in enumerate((H // 2, H - H // 2)):
-        shape = (H, GH // H * B)
+    for half in (0, 1):
+        lo, hi = half_units(H, half)
+        shape = (H, GH // H * (hi - lo))
         t = np.empty(shape, w_hh.dtype) if lease is None else for_weights(lease, shape,
                                                                           w_hh.dtype)
         halves.append(pack_half(w_hh, half, t) if fill else t)
@@ -115,8 +132,8 @@ def pack_half(w_hh, half, out):
     about TRANSPOSE_BLOCK_BYTES, as ``transposed`` (one transposing copy: LSTM H 512 ~3.5x
     slower, its rows 2 KB apart)."""
     GH, H = w_hh.shape
-    lo, hi = (0, H // 2) if half == 0 else (H // 2, H)
-    B, b = hi - lo, min(max(TRANSPOSE_BLOCK_BYTES // (H * w_hh.itemsize), 16), 64)
+    lo, hi = half_units(H, half)
+    B, b = hi - lo, _stripe(H, w_hh.itemsize)
     for g in range(GH // H):
         for i in range(0, B, b):
             j = min(i + b, B)

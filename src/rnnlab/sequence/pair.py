@@ -40,11 +40,11 @@ import time
 import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
-                      PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_PACK_ROWS,
-                      PAIR_ROWS, PAIR_SGEMM_ROWS, PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
+                      PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
+                      PAIR_SGEMM_ROWS, PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, sgemm_address
-from .linalg import gemm_rows, pack_half, project_gates
+from .linalg import gemm_rows, half_units, pack_half, project_gates
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -349,21 +349,16 @@ def cooling():
 
 
 def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
-    (T, N, H), G = args[-2].shape, w_ih.shape[0] // args[-2].shape[2]
-    w3, M, C = w_ih.reshape(G, H, w_ih.shape[1]), T * N, PAIR_PACK_ROWS
+    T, H = args[-2].shape[0], args[-2].shape[2]
+    w3 = w_ih.reshape(w_ih.shape[0] // H, H, w_ih.shape[1])
     sync = np.zeros(3 * T + 4, np.int64)  # claims, halves done, projection 1, here, proj. 0
     claim = threading.Lock()
 
-    def project(half):        # one BLAS call per half (each releases and takes the GIL)
-        lo, hi = (0, H // 2) if half == 0 else (H // 2, H)
+    def project(half):        # each half's, without the GIL (BLAS, project_few: nogil)
         if wt is not None:    # the half's rows of W_hh for a batch's products first
             pack_half(args[0], half, wt[half])
-        if wi is None:        # a product per gate, each into its columns of the half's rows
-            project_gates(x2d, w3, lo, hi, gx[half])      # (a few rows: compiled)
-        else:                 # many rows: the half's rows of W_ih together, products of
-            np.copyto(wi[half].reshape(G, hi - lo, w3.shape[2]), w3[:, lo:hi, :])
-            for i in range(0, M, C):                    # C rows each (tuning.py)
-                np.matmul(x2d[i:i + C], wi[half].T, out=gx[half][i:i + C])
+        project_gates(x2d, w3, *half_units(H, half), gx[half],     # into the half's rows
+                      None if wi is None else wi[half])           # (linalg says how)
 
     def second():
         try:
