@@ -13,6 +13,7 @@ import numpy as np
 
 from ..checks import check_bool, check_dropout, resolve_dtype, to_numpy
 from ..errors import ShapeError
+from ..sequence.pool import aligned_copy, aligned_empty, owns_memory
 from .records import ThreadRecords
 from .state_dict import StateDictMixin
 
@@ -73,10 +74,11 @@ class Module(StateDictMixin):
             if _PLAN.on:                         # a read-only view of one zero: no memory
                 self._parameters[name] = np.broadcast_to(np.zeros((), self.dtype), shape)
                 continue
+            p = aligned_empty(shape, self.dtype, least=0)     # on a cache line (pool.py)
             if normal:
-                p = self._rng.standard_normal(shape, dtype=self.dtype)
+                self._rng.standard_normal(dtype=self.dtype, out=p)
             else:
-                p = self._rng.random(shape, dtype=self.dtype)    # U[0, 1) in place
+                self._rng.random(dtype=self.dtype, out=p)        # U[0, 1) in place
                 p *= 2 * k
                 p -= k
             self._parameters[name] = p
@@ -149,7 +151,7 @@ class Module(StateDictMixin):
                     continue
                 g = self.grads.get(name)
                 if g is None:
-                    owned = (isinstance(value, np.ndarray) and value.base is None
+                    owned = (isinstance(value, np.ndarray) and owns_memory(value)
                              and value.dtype == self.dtype and value.flags.writeable)
                     self.grads[name] = value if owned else np.array(value, dtype=self.dtype,
                                                                     copy=True)
@@ -193,7 +195,7 @@ class Module(StateDictMixin):
         with np.errstate(over="ignore", invalid="ignore"):
             for store in (self._parameters, self.grads):
                 for name in store:
-                    store[name] = store[name].astype(dt)
+                    store[name] = aligned_copy(store[name].astype(dt, copy=False))
         self.__dict__["dtype"] = dt
         for key in _DERIVED:                         # views of the old arrays
             self.__dict__.pop(key, None)

@@ -35,7 +35,7 @@ from . import halves
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
                    rows_wanted, run_both, wanted)
 from .pair import run as run_pair
-from .pool import PLAIN, Pool, for_weights
+from .pool import PLAIN, Pool, aligned_empty, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
@@ -219,7 +219,7 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     out = (lease if pool_out else PLAIN).empty((T, N, H), f32)
     h0 = ready(h0)
     c0_ = h0 if c0 is None else ready(c0)
-    c_n = np.empty(h0.shape, f32)
+    c_n = aligned_empty(h0.shape, f32, least=0)     # its halves meet mid-row
     folded = _folded(fam, GH)
     B = [hi - lo for lo, hi in (half_units(H, 0), half_units(H, 1))]
     gx = [lease.empty((T * N, G * b), f32) for b in B]

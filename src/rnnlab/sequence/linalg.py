@@ -6,7 +6,7 @@ from ..tuning import (FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_GEMM_WEIGHT
                       TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
 from . import kernels
 from .blas import sgemm_address
-from .pool import for_weights
+from .pool import aligned_empty, for_weights
 
 
 def dot(a, b, out=None):
@@ -89,7 +89,7 @@ def transposed(w, copy=True, lease=None, out=None):
     if not copy and t.flags.c_contiguous:
         return t
     if out is None:
-        out = (np.empty(t.shape, dtype=w.dtype) if lease is None
+        out = (aligned_empty(t.shape, w.dtype, least=0) if lease is None
                else for_weights(lease, t.shape, w.dtype))
     if w.size < TRANSPOSE_BLOCKED:
         out[...] = t

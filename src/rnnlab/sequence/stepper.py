@@ -56,6 +56,7 @@ from . import pair_step
 from .kernels import (NO_BIAS, NO_BOX, NO_STORE, cell_for, get_num_threads, is_ready,
                       kernel_for, pair_step_for, ready, row_step_for, rows_step_for)
 from .linalg import dot, per_row, transposed
+from .pool import aligned_copy, aligned_empty
 from .records import LayerWeights
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
@@ -151,7 +152,7 @@ def _rows(fam, w, threads):
     if step is None and one is None and pair_k is None:
         return {}
     return dict(rows_step=step, threads=t, row_step=one, pair_step=pair_k, rows_w=(
-        np.array(w.w_ih, order="C"), np.array(w.w_hh, order="C"),
+        aligned_copy(w.w_ih), aligned_copy(w.w_hh),
         *_bias_pair(w.b_ih, w.b_hh, w.w_hh.shape[0], dt, True)))
 
 
@@ -170,9 +171,9 @@ def frozen_weights(fam, weights, threads=1):
         rows_kw = _rows(fam, w, threads)
         b_x = b_h = None
         if w.b_ih is not None:
-            b_x = w.b_ih.copy()
+            b_x = aligned_copy(w.b_ih)
             b_x[:folded] += w.b_hh[:folded]
-            b_h = w.b_hh[folded:].copy() if folded < GH else None
+            b_h = aligned_copy(w.b_hh[folded:]) if folded < GH else None
         w_hr_t = None if w.w_hr is None else transposed(w.w_hr)
         kernel = kernel_for(fam, w.w_ih.dtype, 1, GH, w.w_hh.shape[1], w.w_hr is not None)
         b_rest = None
@@ -186,7 +187,7 @@ def frozen_weights(fam, weights, threads=1):
                 #                                        (joint LSTM H = 256, 1024 x 512:
                 #                                        12 vs 22 us on 2 threads, the same
                 #                                        on 1)
-                rows = np.empty((GH, K), dtype=w.w_ih.dtype)     # product per row (batch
+                rows = aligned_empty((GH, K), w.w_ih.dtype, 0)  # product per row (batch
                 rows[:, :I] = w.w_ih                             # up to FEW_ROWS); more
                 rows[:, I:] = w.w_hh                             # read its transpose
                 joint = rows.T
@@ -197,7 +198,7 @@ def frozen_weights(fam, weights, threads=1):
                                        **({} if rows_kw.get("pair_step") is None
                                           else dict(rows_kw, rows_step=None))))
                 continue
-            joint = np.empty((K, GH), dtype=w.w_ih.dtype)
+            joint = aligned_empty((K, GH), w.w_ih.dtype, 0)
             joint[:I] = w.w_ih.T
             joint[I:] = w.w_hh.T
             out.append(StepWeights(joint, joint[:I], joint[I:], b_x, None, GH, w_hr_t, H,
