@@ -12,11 +12,11 @@ difference from NumPy's result. ``blis`` is the wheel spaCy uses (blis.py.gemm);
 import argparse
 import ctypes
 import os
-import statistics
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from lstm_breakdown import median_ms       # this directory's (run as a script)
 
 SHAPES = [(2, 256, 1024), (8, 256, 512), (16, 128, 512), (64, 256, 512), (64, 256, 1024),
           (128, 512, 1024), (1024, 256, 512), (6400, 256, 512)]
@@ -52,16 +52,6 @@ def _newer_openblas():
     return gemm
 
 
-def _median(f, reps):
-    f()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -83,7 +73,7 @@ def main():
         line = f"({M}, {K}) x ({K}, {N}):"
         for name, fn in fns.items():
             out = np.empty_like(ref)
-            best = min(_median(lambda: fn(out), reps) for _ in range(a.rounds))
+            best = min(median_ms(lambda: fn(out), reps) for _ in range(a.rounds)) / 1e3
             err = float(np.abs(out - ref).max() / np.abs(ref).max())
             line += f"  {name} {best * 1e6:.1f} us {flop / best:.0f} GF/s ({err:.0e})"
         print(line)

@@ -195,7 +195,7 @@ class Module(StateDictMixin):
         with np.errstate(over="ignore", invalid="ignore"):
             for store in (self._parameters, self.grads):
                 for name in store:
-                    store[name] = aligned_copy(store[name].astype(dt, copy=False))
+                    store[name] = aligned_copy(store[name], dt)
         self.__dict__["dtype"] = dt
         for key in _DERIVED:                         # views of the old arrays
             self.__dict__.pop(key, None)

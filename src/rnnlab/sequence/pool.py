@@ -60,9 +60,10 @@ def aligned_empty(shape, dtype, least=ALIGN_MIN):
     return np.ndarray(shape, dt, line, -line.__array_interface__["data"][0] % ALIGN)
 
 
-def aligned_copy(a, least=0):
-    """A C-contiguous copy of ``a`` from aligned_empty (its dtype and values)."""
-    out = aligned_empty(a.shape, a.dtype, least)
+def aligned_copy(a, dtype=None, least=0):
+    """A C-contiguous copy of ``a`` from aligned_empty, in ``dtype`` (a's by default),
+    cast as it is written (one pass, no intermediate array)."""
+    out = aligned_empty(a.shape, a.dtype if dtype is None else dtype, least)
     out[...] = a
     return out
 
