@@ -1,8 +1,10 @@
-"""Unrecorded calls of 3 rows or more on the compiled loop, their rows in two halves: the
-caller computes the first half of the batch, the pair's worker the second (halves.py,
-pair.rows_wanted). The rows of a batch never meet, so every result equals
-the one-thread call's to the bit, whichever thread ran the second half: the worker, the
-caller after the worker failed, or the caller when another thread holds the pair."""
+"""Unrecorded calls of 3 rows or more on the compiled loop, their rows in two halves
+(halves.unrecorded_wanted): one compiled call, _loops.SEQUENCE_IN, projects the input
+inside the loop; the caller runs rows 0:m and the pair's worker, spinning in the same
+compiled function, claims rows m:N (pair_step.halves), no Python between them. The rows
+of a batch never meet, so every result equals the one-thread call's to the bit, whoever
+ran the second half: the worker, the caller when the worker did not come in time, or the
+caller alone (another thread holds the pair, set_num_threads(1))."""
 import threading
 import time
 
@@ -13,29 +15,49 @@ from hypothesis import strategies as st
 
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
-from rnnlab.sequence import driver, kernels, pair
-from torch_pairs import (SPLIT_CASES, batch_inputs, equal_bits, failing_on_the_worker, one_thread, torch_pair,
-                         who_ran_second)
+from rnnlab.cells import FAMILIES
+from rnnlab.sequence import halves, kernels, pair, pair_step
+from torch_pairs import SPLIT_CASES, batch_inputs, equal_bits, one_thread, torch_pair
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
 
 
 @pytest.fixture
-def halves(monkeypatch):
-    """The split for any size (its threshold is for speed only), directions one after
-    the other, the caller's half started late (so that the worker runs the other); yields
-    the list of who ran each split's second half (True: the worker)."""
-    monkeypatch.setattr(pair, "ROWS_SPLIT_MIN", 0)
+def split(monkeypatch):
+    """The halves for any size (their thresholds are for speed only), directions one
+    after the other, the worker spinning long after each call (so that it claims the next
+    call's half); yields the list of what each call's pair_step.halves returned (True:
+    the worker ran the second half)."""
+    monkeypatch.setattr(halves, "HALVES_MIN", 0)
+    monkeypatch.setattr(halves, "HALVES_STEP_MIN", 0)
     monkeypatch.setattr(pair, "DIRECTIONS_MIN", 1 << 62)
-    ran = who_ran_second(monkeypatch, 0.02)
-    yield ran
+    monkeypatch.setattr(pair_step, "PAIR_SPIN", 2.0)
+    monkeypatch.setitem(kernels._state, "threads", None)
     pair._state.update(cool=0.0, low=0)
+    ran, real = [], pair_step.halves
+
+    def counted(*a):
+        ran.append(real(*a))
+        return ran[-1]
+    monkeypatch.setattr(pair_step, "halves", counted)
+    yield ran
+    pair_step.BOX[pair_step.B_GEN] += 1                      # the worker stops spinning
+    pair._state.update(cool=0.0, low=0)
+
+
+def _spinning(key, timeout=5.0):
+    t0 = time.monotonic()
+    while pair_step.BOX[pair_step.B_STATE] != key:
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 @needs_pair
 @pytest.mark.parametrize("cls, kw", SPLIT_CASES)
-def test_layers_equal_torch_and_the_one_thread_path(cls, kw, halves):
+def test_layers_equal_torch_and_the_one_thread_path(cls, kw, split):
     torch, tm, om = torch_pair(cls, kw, 5, 6, 2)
     rng = np.random.default_rng(1)
     N, D = 5, 2 if kw.get("bidirectional") else 1
@@ -52,113 +74,170 @@ def test_layers_equal_torch_and_the_one_thread_path(cls, kw, halves):
                         want[1] if cls is LSTM else [want[1]]):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
         equal_bits(got, one_thread(om, *args))
-    assert halves == [True] * 2 * 2 * 2 * D      # 2 layers, 2 calls; projection, loop
+    assert len(split) == 2 * 2 * 2 * D     # 2 calls, each also one-thread; 2 layers
 
 
 @needs_pair
-def test_a_failure_in_the_workers_projection_is_run_again_here(monkeypatch, halves):
-    """A product's half can run again; a loop's half, which changes its inputs in place,
-    cannot: a failure there raises here (never a half-written result)."""
-    m = LSTM(4, 8, dtype=np.float32, seed=0)
-    x = np.random.default_rng(0).standard_normal((6, 4, 4)).astype(np.float32)
-    want = one_thread(m, x)
-    real_matmul, real_kernel_for = np.matmul, kernels.kernel_for
+def test_a_spinning_worker_runs_the_second_half():
+    """The kernel itself: the worker spinning for this family's halves claims a posted
+    request's second half while the caller runs the first (long: T = 400); the caller
+    waits for it (role 1 returns the ticks waited + 1); the result is role 0's, bit for
+    bit. Without a worker the caller claims the second half itself (returns 0)."""
+    fam = FAMILIES["lstm"]
+    kernel = kernels.kernel_for(fam, np.float32, 5, 32, 8, False, name="forward_in")
+    rng = np.random.default_rng(0)
+    f = np.float32
+    x = rng.standard_normal((400, 5, 3)).astype(f)
+    w_ih_t, w_hh_t = (rng.standard_normal((3, 32)).astype(f),
+                      rng.standard_normal((8, 32)).astype(f) * f(0.3))
+    bias, h0, c0 = rng.standard_normal(32).astype(f), np.zeros((5, 8), f), np.ones((5, 8), f)
 
-    def matmul(*a, **kw):
-        if threading.current_thread().name == "rnnlab-pair":
-            raise MemoryError("the worker's allocation")
-        return real_matmul(*a, **kw)
-    monkeypatch.setattr(np, "matmul", matmul)
+    def call(role):
+        out, c_n = np.full((400, 5, 8), np.nan, f), np.full((5, 8), np.nan, f)
+        key = -pair_step._key(fam)
+        r = kernel(x, w_ih_t, bias, w_hh_t, np.zeros(0, f), h0, c0, False, out, c_n, role,
+                   pair_step.BOX, key if role else 0, 0)
+        return r, out, c_n
+    _, out0, c0_ = call(0)
+    with pair._state["lock"]:
+        pair_step.BOX[pair_step.B_GEN] += 1          # a worker spinning from before leaves
+        assert _spinning(0)
+        assert call(1)[0] == 0                        # no worker spinning: all here
+        key = -pair_step._key(fam)
+        pair_step._wake(kernel, key, pair_step._SEQ_DUMMIES, 30.0)
+        try:
+            assert _spinning(key), "the worker never started spinning"
+            for _ in range(100):       # another thread spinning on the worker's CPU (torch's
+                served = pair_step.served()              # OpenMP threads after a call) may
+                pair_step._keep_off()                    # keep it from its claim: try again
+                waited, out, c_n = call(1)
+                np.testing.assert_array_equal(out, out0)
+                np.testing.assert_array_equal(c_n, c0_)
+                if waited:
+                    break
+                time.sleep(0.02)
+            assert waited > 0 and pair_step.served() == served + 1
+        finally:
+            pair_step.BOX[pair_step.B_GEN] += 1      # it leaves
+        assert _spinning(0), "the worker kept spinning"
+
+
+@needs_pair
+def test_back_to_back_calls_meet_the_spinning_worker(split):
+    """Many calls running: the worker, spinning after each, claims halves; each result is
+    its own, whoever ran its half."""
+    m = LSTM(4, 16, num_layers=2, dtype=np.float32, seed=0)
+    xs = [np.random.default_rng(s).standard_normal((300, 6, 4)).astype(np.float32)
+          for s in range(12)]
+    want = [one_thread(m, x) for x in xs]
     with rnnlab.no_grad():
-        got = m(x)
-    equal_bits(got, want)
-    assert halves == [False, True]                  # the projection's half ran here
-    monkeypatch.setattr(np, "matmul", real_matmul)
-    monkeypatch.setattr(driver, "kernel_for", failing_on_the_worker(real_kernel_for))
-    with rnnlab.no_grad(), pytest.raises(RuntimeError, match="cannot be run again"):
-        m(x)
+        for x, w in zip(xs, want):
+            equal_bits(m(x), w)
+    assert any(split), split
 
 
 @needs_pair
-def test_one_thread_when_another_thread_has_the_pair(halves):
+def test_one_thread_when_another_thread_has_the_pair(split):
     m = GRU(4, 8, dtype=np.float32, seed=0)
     x = np.ones((6, 3, 4), np.float32)
     want = one_thread(m, x)
+    served = pair_step.served()
     with pair._state["lock"], rnnlab.no_grad():
         got = m(x)
     equal_bits(got, want)
-    assert halves == [None, None]
+    assert split == [False, False] and pair_step.served() == served
 
 
 @needs_pair
-def test_only_calls_of_three_rows_or_more_on_the_compiled_loop(halves):
+def test_only_calls_of_three_rows_or_more_on_the_compiled_loop(split):
     m = GRU(3, 8, dtype=np.float32, seed=0)
     x = np.ones((5, 3, 3), np.float32)
     with rnnlab.no_grad():
         m(x, lengths=[5, 3, 2])                            # lengths
         m(x[:, :2])                                        # two rows
-        RNN(3, 1, dtype=np.float32, seed=0)(x)             # one unit
         LSTM(3, 8, proj_size=4, dtype=np.float32, seed=0)(x)     # a projection
         GRU(3, 8, dtype=np.float64, seed=0)(x.astype(np.float64))      # float64
-    one_thread(m, x)                                      # set_num_threads(1)
-    assert halves == []
+    m(x)                                                   # recorded (training)
+    assert split == []
+    one_thread(m, x)                                       # set_num_threads(1): both here
     with rnnlab.no_grad():
         m(x)
-    assert halves == [True, True]
-    assert pair.rows_wanted(m.family, np.float32, 5, 3, 24, 8, False)
-    pair.ROWS_SPLIT_MIN = 5 * 3 * 24 * 8 + 1                # below the threshold
-    assert not pair.rows_wanted(m.family, np.float32, 5, 3, 24, 8, False)
+    assert len(split) == 2
+
+
+def test_the_thresholds_are_by_shape(monkeypatch):
+    fam = FAMILIES["gru"]
+    if not (kernels.available() and pair.possible()):
+        assert not halves.unrecorded_wanted(fam, np.float32, 100, 16, 384, 128, False)
+        return
+    monkeypatch.setattr(halves, "HALVES_MIN", 5 * 3 * 24 * 8)
+    monkeypatch.setattr(halves, "HALVES_STEP_MIN", 3 * 24)
+    assert halves.unrecorded_wanted(fam, np.float32, 5, 3, 24, 8, False)
+    assert not halves.unrecorded_wanted(fam, np.float32, 4, 3, 24, 8, False)   # work
+    assert not halves.unrecorded_wanted(fam, np.float32, 5, 3, 21, 7, False)   # per step
+    assert not halves.unrecorded_wanted(fam, np.float32, 99, 2, 24, 8, False)  # 2 rows
+    assert not halves.unrecorded_wanted(fam, np.float32, 5, 3, 24, 8, True)    # proj_size
+    assert not halves.unrecorded_wanted(fam, np.float64, 5, 3, 24, 8, False)
+    monkeypatch.setitem(kernels._state, "threads", 1)      # by shape, not by threads
+    assert halves.unrecorded_wanted(fam, np.float32, 5, 3, 24, 8, False)
 
 
 @needs_pair
-def test_set_num_threads_1_runs_the_same_halves_here(monkeypatch):
-    """With 128 input features OpenBLAS may round a product of some rows differently from
-    the same rows inside a larger one; the one-thread call computes the same halves, one
-    after the other, so that the numbers never depend on the threads."""
-    monkeypatch.setattr(pair, "ROWS_SPLIT_MIN", 0)
-    ran = who_ran_second(monkeypatch, 0.005)
+def test_set_num_threads_1_runs_the_same_halves_here(split):
     m = LSTM(128, 16, dtype=np.float32, seed=0)
     x = np.random.default_rng(0).standard_normal((33, 5, 128)).astype(np.float32)
     with rnnlab.no_grad():
         got = m(x)
-    assert ran == [True, True]
+    served = pair_step.served()
     equal_bits(got, one_thread(m, x))
-    assert ran == [True, True]                        # no pair: both halves here
+    assert len(split) == 2 and split[1] is False and pair_step.served() == served
 
 
 @needs_pair
 @pytest.mark.filterwarnings("error")
-def test_overflow_in_the_workers_half_is_quiet_and_propagates_as_torch(halves):
-    m = LSTM(2, 8, dtype=np.float32, seed=0)
+def test_overflow_in_the_halves_is_quiet_and_propagates_as_torch(split):
+    torch, tm, m = torch_pair(LSTM, {}, 2, 8, 1)
     sd = m.state_dict()
     sd["weight_ih_l0"] = np.ones((32, 2), np.float32)      # x W_ih^T overflows in the
-    sd["bias_ih_l0"] = np.full(32, 3e38, np.float32)       # worker's matmul, + b too
+    sd["bias_ih_l0"] = np.full(32, 3e38, np.float32)       # loop's projection, + b too
     m.load_state_dict(sd)
+    tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()})
     x = np.full((5, 4, 2), 3e38, np.float32)
     x[2, 3, 0] = -np.inf
+    x[1, 0, 1] = np.nan
     got = m.eval()(x)
     equal_bits(got, one_thread(m, x))
-    assert halves == [True, True]
+    with torch.no_grad():
+        want = tm(torch.from_numpy(x))
+    np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert len(split) == 2
 
 
 @needs_pair
 @settings(max_examples=15, deadline=None)
-@given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 9), st.integers(1, 12),
-       st.integers(1, 20), st.booleans(), st.booleans(), st.booleans())
-def test_halves_equal_the_one_thread_path(cls, T, N, H, bias, reverse, nan):
-    pair.ROWS_SPLIT_MIN, old = 0, pair.ROWS_SPLIT_MIN
+@given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 9), st.integers(3, 12),
+       st.integers(1, 20), st.integers(1, 9), st.booleans(), st.booleans(), st.booleans())
+def test_halves_equal_the_one_thread_path_and_torch(cls, T, N, H, I, bias, reverse, nan):
+    old = halves.HALVES_MIN, halves.HALVES_STEP_MIN, kernels._state["threads"]
+    halves.HALVES_MIN = halves.HALVES_STEP_MIN = 0
     kernels._state["threads"] = None
     try:
-        m = cls(3, H, bias=bias, direction="reverse" if reverse else "forward",
-                dtype=np.float32, seed=T)
-        x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
+        if reverse:                                  # (torch has no such layer)
+            m = cls(I, H, bias=bias, direction="reverse", dtype=np.float32, seed=T)
+        else:
+            torch, tm, m = torch_pair(cls, {"bias": bias}, I, H, 1, seed=T)
+        x = np.random.default_rng(H).standard_normal((T, N, I)).astype(np.float32)
         if nan:
-            x[T // 2, N - 1, 1] = np.nan
+            x[T // 2, N - 1, I - 1] = np.nan
         with rnnlab.no_grad():
             got = m(x)
         equal_bits(got, one_thread(m, x))
+        if not reverse:
+            with torch.no_grad():
+                want = tm(torch.from_numpy(x))
+            np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-5, atol=1e-6)
     finally:
-        pair.ROWS_SPLIT_MIN = old
+        halves.HALVES_MIN, halves.HALVES_STEP_MIN, kernels._state["threads"] = old
 
 
 @needs_pair
@@ -173,17 +252,3 @@ def test_a_spin_sees_a_change_or_gives_up_in_time():
     assert pair._await(box, 0, 0, int(30 * rate))
     timer.join()
     assert box[0] == 5
-
-
-@needs_pair
-def test_calls_back_to_back_meet_a_spinning_worker(monkeypatch):
-    """Many split calls running: each one's result is its own, whoever ran its half."""
-    monkeypatch.setattr(pair, "ROWS_SPLIT_MIN", 0)
-    monkeypatch.setitem(kernels._state, "threads", None)
-    m = GRU(4, 8, num_layers=2, dtype=np.float32, seed=0)
-    xs = [np.random.default_rng(s).standard_normal((5, 3, 4)).astype(np.float32)
-          for s in range(20)]
-    want = [one_thread(m, x) for x in xs]
-    with rnnlab.no_grad():
-        for x, w in zip(xs, want):
-            equal_bits(m(x), w)

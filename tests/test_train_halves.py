@@ -138,7 +138,8 @@ def test_which_calls_run_in_halves(ran, monkeypatch):
     # a batch the pair would run by units when unrecorded: recorded, it runs in halves
     monkeypatch.setattr(pair, "PAIR_ROWS", 8)
     assert halves.wanted(m.family, np.float32, 100, 4, 768, 256, False)
-    assert not pair.rows_wanted(m.family, np.float32, 100, 4, 768, 256, False)
+    assert pair.rows_wanted(m.family, np.float32, 100, 4, 768, 256, False)
+    assert not halves.unrecorded_wanted(m.family, np.float32, 100, 4, 768, 256, False)
 
 
 def test_the_workers_half_runs_under_the_callers_error_state():

@@ -175,10 +175,17 @@ PAIR_COOL = 0.05
 #: worker's half before sleeping: a wake through the job queue costs ~30 us here.
 PAIR_SPIN = 300e-6
 
-#: Recurrent multiply-adds of a call (T * N * G*H * H_out) from which an unrecorded call
-#: of 3 rows or more on the compiled loop runs its rows in two halves, one per thread of
-#: the pair (measured in BENCHMARKS.md).
+#: Recurrent multiply-adds of a call (T * N * G*H * H_out) from which a recorded call of 3
+#: rows or more on the compiled loop runs its rows in two halves, one per thread of the
+#: pair (measured in BENCHMARKS.md).
 ROWS_SPLIT_MIN = 1 << 23
+
+#: An unrecorded call of 3 rows or more on the compiled loop runs _loops.SEQUENCE_IN, its
+#: rows in two halves met without the GIL (sequence/pair_step.py, halves), from
+#: HALVES_MIN recurrent multiply-adds (T * N * G*H * H_out) and HALVES_STEP_MIN gate
+#: outputs a step (N * G*H); below either, one thread (measured in BENCHMARKS.md).
+HALVES_MIN = 1 << 20
+HALVES_STEP_MIN = 768
 
 #: Recurrent multiply-adds of one direction (T * N * G*H * H_out) from which an unrecorded
 #: bidirectional layer runs its two directions at once on the pair's two threads

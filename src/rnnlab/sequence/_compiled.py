@@ -284,13 +284,14 @@ PRIMITIVES = {"sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "ONE": ONE, "ZE
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"contract"})      # FMA: ~15% less
 _DOTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 SHAPES = {"sequence": [("forward", "SEQUENCE", dict(_LOOP, nogil=True)),
+                      ("forward_in", "SEQUENCE_IN", dict(_LOOP, nogil=True)),
                       ("backward", "SEQUENCE_BACK", dict(_LOOP, nogil=True)),
                       ("pair", "SEQUENCE_PAIR", dict(_DOTS, nogil=True))],
           "step": [("step", "STEP", _LOOP), ("back", "BACK_STEP", _LOOP)],
           "cell": [("cell", "CELL", _LOOP)],
           "rows": [("rows", "ROWS", dict(_DOTS, parallel=True)),
                    ("rows_1", "ROWS_ONE", dict(_DOTS, nogil=True))]}
-HELPERS = {"rows": ("ROWS_BLOCK",)}      # per-family templates the shapes' loops call
+HELPERS = {"rows": ("ROWS_BLOCK",), "sequence": ("SEQ_IN_ROWS",)}      # per-family templates the shapes' loops call
 
 
 def _bound(fn, names, name=None, **options):
@@ -312,15 +313,16 @@ def _read(path):
 
 def _tag(units):
     """A hash of everything a family's compiled loops are made of: its bindings, its
-    source and the code inlined into its loops (this file, _loops, _atomics, tuning's
-    constants). numba's cache checks only the file of the function it caches: an edit to
+    source and the code inlined into its loops (this file, _loops, _loops_in, _atomics,
+    tuning's constants, pair's box layout). numba's cache checks only the file of the function it caches: an edit to
     an inlined helper alone was served stale from the cache (measured); an edit here makes
     a new name, compiled again."""
     from .. import tuning
-    from . import _atomics, _loops
+    from . import _atomics, _loops, _loops_in, pair
     digest = hashlib.sha1(repr(sorted(units.bind.items())).encode())
     own = {fn.__code__.co_filename for fn in units.functions + (units.forward, units.backward)}
-    for path in sorted(own | {__file__, _loops.__file__, _atomics.__file__, tuning.__file__}):
+    for path in sorted(own | {__file__, _loops.__file__, _atomics.__file__, tuning.__file__,
+                                        _loops_in.__file__, pair.__file__}):
         digest.update(_read(path))
     return digest.hexdigest()[:12]
 

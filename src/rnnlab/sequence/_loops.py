@@ -18,6 +18,7 @@ from ..tuning import PAIR_STEAL
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, sched_yield, sgemm_rows, ticks)
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
+from ._loops_in import SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (templates: _compiled.SHAPES)
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_SEQ,
                    B_SERVED, B_STATE, B_WAKE)
 

@@ -33,7 +33,7 @@ from .linalg import dot, gemm_rows, half_units, packed_halves, per_row, project,
 from .packed import batch_sizes_for
 from . import halves
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
-                   rows_wanted, run_both, wanted)
+                   run_both, wanted)
 from .pair import run as run_pair
 from .pool import PLAIN, Pool, aligned_empty, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
@@ -70,10 +70,11 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
     """Run one cell over time in one direction from its input inp (L, N, I): an
     unrecorded call of one row, or of a large batch (linalg.gemm_rows), on two threads by
     halves of the units (pair.py) when it can (not ``alone``: the other direction runs on
-    the other thread), else the input projection of all steps as one matmul (or two
-    halves of its rows, one per thread, with the loop's rows in halves too: halves.py,
-    pair.rows_wanted) and _direction_loop. Returns out (L, N, H_out), h_n,
-    c_n and, when recording, the DirectionRecord."""
+    the other thread); an unrecorded batch's rows in halves on the loop that projects the
+    input as it goes (halves.forward); else the input projection of all steps as one
+    matmul (recorded: two halves of its rows, one per thread, with the loop's rows in
+    halves too: halves.py) and _direction_loop. Returns out (L, N, H_out), h_n, c_n and,
+    when recording, the DirectionRecord."""
     T, N = inp.shape[:2]
     two = (not record and not alone and sizes is None and T > 0
            and wanted(fam, inp.dtype, N, *w.w_hh.shape, w.w_hr is not None, T))
@@ -81,8 +82,11 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
         done = _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out)
         if done is not None:
             return (*done, None)
-    split = (sizes is None and not alone             # (never one the pair runs by units)
-             and rows_wanted(fam, inp.dtype, T, N, *w.w_hh.shape, w.w_hr is not None, record))
+    shape = (fam, inp.dtype, T, N, *w.w_hh.shape, w.w_hr is not None)
+    if not record and sizes is None and not alone and halves.unrecorded_wanted(*shape):
+        return (*halves.forward(fam, inp, h0, c0, w, bias, b_rest, reverse,
+                                (lease if pool_out else PLAIN).empty, lease), None)
+    split = record and sizes is None and halves.wanted(*shape)
     gx = lease.empty((T * N, w.w_ih.shape[0]), inp.dtype)
     if split:                                          # two threads (halves.py)
         halves.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, gx)

@@ -1,6 +1,8 @@
-"""A batch's rows in two halves, one per thread (pair.rows_wanted): the compiled time
-loops (SEQUENCE, recording or not, and SEQUENCE_BACK) and the matrix products around
-them (the input projection; BPTT's dW and dx).
+"""A batch's rows in two halves, one per thread. Recorded calls (pair.rows_wanted): the
+compiled time loops (SEQUENCE recording, and SEQUENCE_BACK) and the matrix products
+around them (the input projection; BPTT's dW and dx). Unrecorded calls
+(``unrecorded_wanted``): one compiled call that projects the input inside the loop,
+step by step (_loops.SEQUENCE_IN), its halves met without Python (pair_step.halves).
 
 The rows of a batch never meet, so the caller runs rows 0:m and the pair's worker
 (pair.run_both) rows m:N, meeting once at the end; the products around the loops run as
@@ -20,12 +22,29 @@ row by where it sits in the product: measured here, 1.5% of random shapes with h
 """
 import numpy as np
 
-from .pair import cooling, enabled, rows_wanted, run_both
+from ..tuning import HALVES_MIN, HALVES_STEP_MIN
+from . import kernels, pair_step
+from .linalg import transposed
+from .pair import _by_units, cooling, enabled, possible, rows_wanted, run_both
+from .pool import aligned_empty
 
 
 def wanted(fam, dtype, T, N, GH, H_out, has_proj):
     """Whether a recorded call (and its BPTT) of this shape runs in halves."""
-    return rows_wanted(fam, dtype, T, N, GH, H_out, has_proj, record=True)
+    return rows_wanted(fam, dtype, T, N, GH, H_out, has_proj)
+
+
+def unrecorded_wanted(fam, dtype, T, N, GH, H_out, has_proj):
+    """Whether an unrecorded call of N >= 3 rows on the compiled loop runs as
+    _loops.SEQUENCE_IN, its rows in halves (pair_step.halves): from HALVES_MIN recurrent
+    multiply-adds and HALVES_STEP_MIN gate outputs a step (N * G*H), not a call the pair
+    runs by units. By shape alone (possible, not enabled): under set_num_threads(1) the
+    caller runs the same kernel's two halves, so the numbers never depend on the
+    threads."""
+    return (N >= 3 and T * N * GH * H_out >= HALVES_MIN and N * GH >= HALVES_STEP_MIN
+            and possible() and not _by_units(fam, dtype, N, GH, H_out, has_proj, T)
+            and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj,
+                                   name="forward_in") is not None)
 
 
 def in_parallel(first, second):
@@ -42,6 +61,29 @@ def in_parallel(first, second):
         with np.errstate(**err):
             return second()
     return run_both(first, there, spin=True)
+
+
+def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease):
+    """An unrecorded call (``unrecorded_wanted``) on the compiled loop that projects the
+    input step by step (_loops.SEQUENCE_IN), its rows in halves met without Python
+    (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them (None
+    without bias); ``empty``: where the outputs come from (the lease, or plain); the
+    weights' transposed copies from ``lease``. Returns out, h_n, c_n."""
+    T, N = inp.shape[:2]
+    GH, H = w.w_hh.shape
+    dt, ready = inp.dtype, kernels.ready
+    out = empty((T, N, H), dt)
+    h0 = ready(h0)
+    c_n = h0 if c0 is None else aligned_empty(c0.shape, dt, least=0)   # halves meet in it
+    rest = GH - fam.fold * (GH // fam.num_gates)
+    kernel = kernels.kernel_for(fam, dt, N, GH, H, False, name="forward_in")
+    pair_step.halves(fam, kernel, (
+        ready(inp), ready(transposed(w.w_ih, copy=False, lease=lease)),
+        np.zeros(GH, dt) if bias is None else ready(bias),
+        ready(transposed(w.w_hh, copy=False, lease=lease)),
+        np.zeros(rest, dt) if b_rest is None else ready(b_rest),
+        h0, h0 if c0 is None else ready(c0), reverse, out, c_n))
+    return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
 
 def matmul(a, b, out):

@@ -14,7 +14,8 @@ once for all families):
   no per-step norms are asked for. dW_ih, dW_hh, the biases and dx stay one BLAS call
   each after the loop;
   and, in the same shape, ``pair``: the unrecorded loop of one direction shared by two
-  threads for batch-1 sequences (pair.py says where it runs);
+  threads for batch-1 sequences (pair.py says where it runs), and ``forward_in``: an
+  unrecorded batch's loop that projects its input step by step (halves.py);
 - ``step`` (``cell_steps``): one step and one back step with the family's step / back
   arguments, for the driver's own loop everywhere else (lengths, projections, large
   sizes: BLAS does the matmuls, one compiled call the gates);
@@ -58,8 +59,7 @@ _THREADED = {}           # family -> rows_step_for's step (the threaded rows, or
 FAILED = {}              # kind -> why its kernels did not build (NumPy runs for it)
 NO_STORE = np.zeros((1, 1, 1), np.float32)   # the store argument of unrecorded calls
 NO_BIAS = np.zeros(0, np.float32)            # the bias argument of a loop without one
-NO_BOX = np.zeros(1, np.int64)               # the box argument of ROWS_ONE's role 0 (it
-#                                              reads only box[0])
+NO_BOX = np.zeros(1, np.int64)               # the box of role 0 (reads only box[0])
 _NONE2 = np.zeros((1, 1), np.float32)        # a 2-D argument a family does not read
 
 
@@ -77,9 +77,7 @@ def available():
 
 
 class KernelCompileWarning(UserWarning):
-    """rnnlab is about to compile a family's float32 kernels (numba's cache has none):
-    the first use after installing waits several seconds; ``rnnlab warmup`` does it
-    ahead of time."""
+    """rnnlab is about to compile a family's float32 kernels (none in numba's cache)."""
 
 
 def _announce(fam, where):
@@ -197,9 +195,10 @@ def ready(a):
     return a if a.flags.writeable else a.copy()
 
 
-def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False, limit=None):
+def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False, limit=None, name=None):
     """The compiled time loop for this call (N * G*H * H_out <= limit, COMPILED_LOOP_MAX
-    by default: pair.loop_limit), or None (the NumPy path). Forward: kernel(gx, w_hh_t,
+    by default: pair.loop_limit), or None (the NumPy path); ``name``: another "sequence"
+    kernel (_compiled.SHAPES). Forward: kernel(gx, w_hh_t,
     bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record, lo, hi); backward=True:
     kernel(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr, lo,
     hi) (_compiled.SEQUENCE, SEQUENCE_BACK: rows lo:hi, lo even). C-contiguous float32."""
@@ -207,7 +206,7 @@ def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False, limit=None):
     if dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > limit:
         return None                         # decided before numba is ever imported
     k = kernels(fam, "sequence")
-    return None if k is None else k.get("backward" if backward else "forward")
+    return None if k is None else k.get(name or ("backward" if backward else "forward"))
 
 
 def cell_steps(fam, dtype, bias=None, b_rest=None):
@@ -318,22 +317,21 @@ def set_num_threads(n):
     """``rnnlab.set_num_threads(n)`` (torch's name): how many threads rnnlab's own compiled
     code may use.
 
-    - Unrecorded batch-1 sequences (inference; pair.py): by default, on a machine with two
-      usable CPUs, a large enough layer runs each sequence on two threads (the caller and
-      rnnlab's one worker thread, which sleeps between calls). n = 1 turns that off.
+    - Unrecorded sequences (inference): by default, on a machine with two usable CPUs,
+      a large enough layer runs each call on two threads (the caller and rnnlab's one
+      worker thread): batch 1 by units (pair.py), 3 rows and more by rows (halves.py;
+      n = 1: the same two halves one after the other). n = 1 turns the pair off.
     - Steps: ``layer.step`` and ``freeze().step`` at batch 1-4 (FEW_ROWS) of float32
       layers of PAIR_STEP_MIN weights and more run on the pair's two threads by default
       and with n = 2 (pair_step.py); n = 1 turns that off. With n >= 3 ``layer.step`` of
-      layers of THREADED_MIN weights and more splits each step over n of numba's threads
-      instead, reading the live parameters, and ``layer.freeze()`` without ``threads=``
-      takes n: opt-in, for the reason rows_step_for gives.
+      layers of THREADED_MIN weights and more splits each step over n of numba's threads,
+      and ``freeze()`` without ``threads=`` takes n (opt-in: see rows_step_for).
     NumPy's BLAS keeps its own thread setting (threadpoolctl changes it)."""
     _state["threads"] = check_int("set_num_threads: the number of threads", n)
 
 
 def get_num_threads(explicit=False):
-    """The setting of set_num_threads (1 unless changed: what steps use). explicit=True:
-    None when it was never set."""
+    """set_num_threads' setting (1 unless set); explicit=True: None when never set."""
     return _state["threads"] if explicit or _state["threads"] is not None else 1
 
 
@@ -362,9 +360,8 @@ def _threaded(kernel, serial):
 
 def _warm(fam, k):
     """Compile (or load from numba's cache) a family's kernels for the argument types
-    the driver and the steppers pass, by running each once on a tiny input, so that no
-    call compiles mid-run. The threaded one waits for its first use (its first call
-    starts numba's threads)."""
+    the driver and the steppers pass, by running each once on a tiny input (no call
+    compiles mid-run). The threaded one waits for its first use (it starts threads)."""
     f32 = np.float32
     G, S = fam.num_gates, fam.store
     GH, FH = G, fam.fold
@@ -375,6 +372,10 @@ def _warm(fam, k):
         for rows, w in ((False, np.zeros((1, GH), f32)), (True, np.zeros((GH, 1), f32))):
             k["forward"](gx, w, z1, np.zeros(GH - FH, f32), h, h.copy(), False, out,
                          h.copy(), rows, store, True, 0, 2)
+    if "forward_in" in k:          # role 0 (pair_step.halves): both halves here
+        x3, h3, w1 = np.zeros((2, 3, 1), f32), np.zeros((3, 1), f32), np.zeros((1, GH), f32)
+        k["forward_in"](x3, w1, z1, w1, z1[FH:], h3, h3, False, x3.copy(), h3.copy(), 0,
+                        NO_BOX, 0, 0)
     if "pair" in k:                # alone (p = 0): it takes both halves of every step
         H2, sync = np.zeros((1, 2), f32), np.zeros(10, np.int64)
         sync[6] = sync[9] = 1

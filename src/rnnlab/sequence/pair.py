@@ -19,11 +19,12 @@ A call (``run``):
 
 The same worker runs the second direction of an unrecorded bidirectional layer while
 the caller runs the first (``run_both``, ``directions_wanted``), and the second half of
-a batch's rows on the compiled loop (``rows_wanted``, halves.py; recorded too): the
+a recorded batch's rows on the compiled loop (``rows_wanted``, halves.py): the
 threads meet once, at the end, under the same rules (lock, OpenBLAS on one thread, the
 caller takes over, the cool-down); after such a call the worker spins for PAIR_SPIN
 before sleeping (a wake through the queue costs ~30 us), yielding its core at every look.
-Batch-1 ``layer.step`` / ``freeze().step`` calls take the same worker (pair_step.py).
+Batch-1 ``layer.step`` / ``freeze().step`` calls and an unrecorded batch's halves take the
+same worker without the GIL (pair_step.py).
 
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded, without lengths or
 proj_size, PAIR_ROWS rows, PAIR_STEPS steps and W_hh of PAIR_MIN weights (PAIR_LONG_MIN
@@ -57,10 +58,12 @@ _state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
 #: family key the worker spins for (0: none), the leave generation (bumped before every
 #: sequence job, so that a worker spinning for steps leaves for it at once), the request's
 #: family key, then the request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh,
-#: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served.
+#: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served,
+#: then T and reverse (a sequence's halves, _loops.SEQUENCE_IN: its nine addresses are x,
+#: w_ih_t, bias, w_hh_t, b_rest, h0, c0, out, c_n).
 B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
-B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED = 15, 16, 17, 18, 19, 20
-STEP_BOX = np.zeros(B_SERVED + 1, np.int64)
+B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED, B_T, B_REV = 15, 16, 17, 18, 19, 20, 21, 22
+STEP_BOX = np.zeros(B_REV + 1, np.int64)
 
 #: The worker's board: jobs posted (``_post``).
 BOARD = np.zeros(1, np.int64)
@@ -124,22 +127,20 @@ def directions_wanted(fam, dtype, T, N, GH, H_out, has_proj):
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj) is not None)
 
 
-def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj, record=False):
-    """Whether a call of N >= 3 rows on the compiled loop (kernels.kernel_for) should run
-    its rows in two halves, one per thread (halves.py; recorded calls and their BPTT
-    too): the rows of a batch never meet, so the threads meet once, at the end. From
-    ROWS_SPLIT_MIN recurrent multiply-adds; not for an unrecorded call the pair runs by
-    units. Not for two rows (the loop computes rows in pairs, and a row
+def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj):
+    """Whether a recorded call of N >= 3 rows on the compiled loop (kernels.kernel_for)
+    should run its rows in two halves, one per thread (halves.py; its BPTT too): the rows
+    of a batch never meet, so the threads meet once, at the end. From ROWS_SPLIT_MIN
+    recurrent multiply-adds. Not for two rows (the loop computes rows in pairs, and a row
     alone may round otherwise) nor for one unit (G*H = 1: the input projection is then
     OpenBLAS's matrix-vector product). By shape alone: where the pair may not run
     (set_num_threads(1)), the caller runs both halves, one after the other, so that the
     numbers never depend on the threads (a product of some rows may differ in the last
     bit from the same rows inside a larger product: OpenBLAS rounds a row by where it
-    sits)."""
+    sits). Unrecorded calls: halves.unrecorded_wanted."""
     return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and possible()
-            and (record or not _by_units(fam, dtype, N, GH, H_out, has_proj, T))
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj,
-                                   limit=loop_limit(record)) is not None)
+                                   limit=loop_limit(True)) is not None)
 
 
 def loop_limit(record):

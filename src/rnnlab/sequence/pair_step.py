@@ -43,8 +43,8 @@ import time
 
 import numpy as np
 
-from ..tuning import (PAIR_STEP_BACKOFF, PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW,
-                      PAIR_STEP_SPIN)
+from ..tuning import (PAIR_SPIN, PAIR_STEP_BACKOFF, PAIR_STEP_COOL, PAIR_STEP_LONG,
+                      PAIR_STEP_LOW, PAIR_STEP_SPIN)
 from . import kernels, pair
 from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
@@ -76,22 +76,66 @@ def _key(fam):
     return keys[id(fam)][0]
 
 
-def _wake(kernel, key):
-    """Hand the worker a spin for family ``key`` (it serves the steps posted from then on
-    until PAIR_STEP_SPIN passes without one)."""
+def _wake(kernel, key, dummies=None, spin=None):
+    """Hand the worker a spin for key ``key`` (it serves the requests posted from then on
+    until ``spin`` seconds, PAIR_STEP_SPIN by default, pass without one): a family's
+    steps, or with ``dummies`` (the kernel's array arguments, not read) a sequence's
+    halves (``halves``)."""
     BOX[B_WAKE] = 1
-    BOX[B_BUDGET] = int(PAIR_STEP_SPIN * pair.rate())
+    BOX[B_BUDGET] = int((PAIR_STEP_SPIN if spin is None else spin) * pair.rate())
     gen = int(BOX[B_GEN])
+    args = (_D2, _D2, _D2, _D2, _D2, _D1, _D1, _D2, _D2) if dummies is None else dummies
 
     def job():
         served = 0
         try:
-            served = kernel(_D2, _D2, _D2, _D2, _D2, _D1, _D1, _D2, _D2, 2, BOX, key, gen)
+            served = kernel(*args, 2, BOX, key, gen)
         finally:
             BOX[B_WAKE] = 0
-            _state["empty"] = 0 if served else _state["empty"] + 1
+            if dummies is None:
+                _state["empty"] = 0 if served else _state["empty"] + 1
     job.steps = True                                 # the worker may be spinning for steps
     pair._post(job)
+
+
+def _keep_off():
+    """The caller moved onto the worker's CPU: they would take turns on one core
+    (measured: 49 us steps in place of 30, 1 process in 6); the worker moves."""
+    w = pair._state["worker"]
+    if w is not None and w.cpus is not None:
+        cpu = pair._this_cpu()
+        if cpu in w.cpus:
+            w.keep_off(cpu)
+
+
+_D3 = np.zeros((1, 1, 1), np.float32)
+_SEQ_DUMMIES = (_D3, _D2, _D1, _D2, _D1, _D2, _D2, False, _D3, _D2)
+
+
+def halves(fam, kernel, args):
+    """An unrecorded sequence's rows in two halves (``kernel``: the family's
+    _loops.SEQUENCE_IN; ``args`` its arrays and reverse): the first here, the second on
+    the worker, met at the step box's claim without Python or the GIL; after it the
+    worker spins PAIR_SPIN for the next call's half. Both here (role 0) where the pair may
+    not run now (pair.enabled, cooling down) or another thread holds it; the same bits
+    either way. The pair's cool-down counts a call whose second half the worker did not
+    claim, or for which the caller waited longer than half its own time."""
+    lock = pair._state["lock"]
+    if not pair.enabled() or pair.cooling() or not lock.acquire(blocking=False):
+        kernel(*args, 0, BOX, 0, 0)
+        return False
+    try:
+        key = -_key(fam)                  # a sequence's requests: never a family's steps
+        _keep_off()
+        if BOX[B_STATE] != key and BOX[B_WAKE] == 0:
+            _wake(kernel, key, _SEQ_DUMMIES, PAIR_SPIN)
+        t0 = time.perf_counter()
+        waited = kernel(*args, 1, BOX, key, 0)
+        own = time.perf_counter() - t0 - waited / pair.rate()
+        pair._count_share(waited > 0 and waited / pair.rate() <= own / 2)
+        return waited > 0
+    finally:
+        lock.release()
 
 
 def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
@@ -103,11 +147,7 @@ def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
         return False
     try:
         key = _key(fam)
-        w = pair._state["worker"]
-        if w is not None and w.cpus is not None:    # the caller moved onto the worker's
-            cpu = pair._this_cpu()                  # CPU: they would take turns on one
-            if cpu in w.cpus:                       # core (measured: 49 us in place of
-                w.keep_off(cpu)                     # 30, 1 process in 6)
+        _keep_off()
         spinning = BOX[B_STATE] == key
         if not spinning and BOX[B_WAKE] == 0:
             _wake(kernel, key)

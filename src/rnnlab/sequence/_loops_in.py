@@ -1,0 +1,142 @@
+"""An unrecorded batch's rows in two halves with the input projected inside the loop:
+templates that _compiled.specialise compiles per family, as _loops' (the same open
+names: G, F, S, HAS_C, FORWARD_UNITS; SEQ_IN_ROWS bound as the "sequence" shape's
+helper). Where it runs: halves.unrecorded_wanted; the Python side: pair_step.halves.
+"""
+# ruff: noqa: F821
+# flake8: noqa: F821
+import numpy as np
+from numba import carray
+
+from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
+                       f32_at, sched_yield, ticks)
+from ._compiled import _copy, _recurrent, _wait_for, f32
+from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_REV,
+                   B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
+
+
+def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, hi):
+    """Rows lo:hi (lo even) of an unrecorded call with the input projection made inside
+    the loop, step by step (SEQUENCE_IN): each step's rows projected into a scratch the
+    size of A (bias + x_t W_ih^T, two rows per pass as _recurrent), then h W_hh^T added
+    as SEQUENCE does; no gx array of all steps."""
+    T = x.shape[0]
+    GH = w_ih_t.shape[1]
+    H = GH // G
+    FH = F * H
+    R = hi - lo
+    A = np.empty((R, GH), f32)
+    X = np.empty((R, GH), f32)
+    BX = np.empty((R, GH), f32)
+    for n in range(R):
+        BX[n] = bias
+    u = np.empty(GH + S * H, f32)
+    cs = np.empty(H, f32)
+    if HAS_C:
+        c_n[lo:hi] = c0[lo:hi]
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
+        _recurrent(X, BX, b_rest, x[t][lo:hi], w_ih_t, GH, False)   # bias + x_t W_ih^T
+        _recurrent(A, X, b_rest, prev[lo:hi], w_hh_t, FH, False)
+        for n in range(lo, hi):
+            FORWARD_UNITS(A[n - lo], X[n - lo], prev[n], c_n[n], u, out[t, n], cs, 0, H, H,
+                          False)
+            if HAS_C:
+                _copy(c_n[n], cs, 0)
+
+
+def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role, box, key,
+                gen):
+    """An unrecorded call of N >= 3 rows with the input projection inside the loop
+    (SEQ_IN_ROWS): x (T, N, I); w_ih_t (I, G*H), w_hh_t (H, G*H) row-major; bias (G*H,)
+    b_ih with the folded b_hh, b_rest ((G-F)*H,) the rest (zeros without bias); h0, c0,
+    c_n (N, H) (c0: h0 without a cell state); out (T, N, H). Its rows in two halves, 0:m
+    and m:N (m = halves.first_half(N), even: the whole call's bits), in one of three
+    roles, as ROWS_ONE's steps (the same box and claims, its requests marked by ``key``):
+
+    - role 0: both halves here, one after the other. Returns 0.
+    - role 1, the caller: posts the arrays' addresses in ``box``, runs rows 0:m, then
+      claims m:N: won (the worker did not come in time), runs them too and returns 0;
+      lost, waits for the worker's half and returns the ticks waited + 1.
+    - role 2, the worker: spins for requests of ``key`` and claims their second halves,
+      until box[B_BUDGET] ticks pass without one, a request of another key is posted or
+      box[B_GEN] is no longer ``gen``. Returns the halves it ran. Its own array arguments
+      are not read.
+
+    No Python and no GIL between the two threads: a posted request is met by a spinning
+    worker in well under a microsecond (a job through the pair's queue: a wake and two
+    GIL hand-overs, 30-50 us each way here)."""
+    s, stage, res, seen = atomic_load(box, B_SEQ) + 1, 0, 0, -1
+    N = x.shape[1]
+    m = 2 * ((N + 2) // 4)
+    lo, hi = 0, N
+    if role == 1:
+        box[B_ARGS], box[B_ARGS + 1], box[B_ARGS + 2] = address(x), address(w_ih_t), address(bias)
+        box[B_ARGS + 3], box[B_ARGS + 4] = address(w_hh_t), address(b_rest)
+        box[B_ARGS + 5], box[B_ARGS + 6] = address(h0), address(c0)
+        box[B_ARGS + 7], box[B_ARGS + 8] = address(out), address(c_n)
+        box[B_N], box[B_I], box[B_H], box[B_FAM] = N, x.shape[2], out.shape[2], key
+        box[B_T], box[B_REV] = x.shape[0], 1 if reverse else 0
+        atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
+        hi = m
+    elif role == 2:
+        seen = atomic_load(box, B_SEQ)
+        atomic_xchg(box, B_STATE, key)
+        atomic_xchg(box, B_WAKE, 0)
+    last = ticks()
+    while True:
+        if role == 2:
+            if atomic_load(box, B_GEN) != gen:
+                break
+            s = atomic_load(box, B_SEQ)
+            if s != seen:
+                seen = s
+                if box[B_FAM] != key:
+                    break
+            if atomic_load(box, B_CLAIM) != s - 1 or box[B_FAM] != key:
+                cpu_relax()
+                sched_yield()
+                if ticks() - last > box[B_BUDGET]:
+                    break
+                continue
+            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:
+                continue
+            T, N, I, H = box[B_T], box[B_N], box[B_I], box[B_H]
+            GH = G * H
+            x = carray(f32_at(box[B_ARGS]), (T, N, I))
+            w_ih_t = carray(f32_at(box[B_ARGS + 1]), (I, GH))
+            bias = carray(f32_at(box[B_ARGS + 2]), (GH,))
+            w_hh_t = carray(f32_at(box[B_ARGS + 3]), (H, GH))
+            b_rest = carray(f32_at(box[B_ARGS + 4]), (GH - F * H,))
+            h0 = carray(f32_at(box[B_ARGS + 5]), (N, H))
+            c0 = carray(f32_at(box[B_ARGS + 6]), (N, H))
+            out = carray(f32_at(box[B_ARGS + 7]), (T, N, H))
+            c_n = carray(f32_at(box[B_ARGS + 8]), (N, H))
+            reverse = box[B_REV] != 0
+            lo, hi = 2 * ((N + 2) // 4), N
+        elif stage == 1:
+            if role == 0:
+                break
+            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:    # the worker has it
+                t0 = ticks()
+                _wait_for(box, B_DONE, s, -1)
+                res = ticks() - t0 + 1
+                break
+            lo, hi = m, N
+        elif stage == 2:
+            break
+        if role == 0:
+            lo, hi = 0, N
+        SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, hi)
+        stage += 1
+        if role == 0:
+            break
+        if role == 2:
+            atomic_xchg(box, B_DONE, s)
+            atomic_add(box, B_SERVED, 1)
+            res += 1
+            last = ticks()
+    if role == 2:
+        atomic_xchg(box, B_STATE, 0)
+    return res
