@@ -185,7 +185,7 @@ ROWS_SPLIT_MIN = 1 << 23
 #: HALVES_MIN recurrent multiply-adds (T * N * G*H * H_out) and HALVES_STEP_MIN gate
 #: outputs a step (N * G*H); below either, one thread (measured in BENCHMARKS.md).
 HALVES_MIN = 1 << 20
-HALVES_STEP_MIN = 768
+HALVES_STEP_MIN = 1536
 
 #: Recurrent multiply-adds of one direction (T * N * G*H * H_out) from which an unrecorded
 #: bidirectional layer runs its two directions at once on the pair's two threads
