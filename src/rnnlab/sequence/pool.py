@@ -16,6 +16,7 @@ lengths change every call holds about one call's working set, never one per leng
 ``clear()`` (``rnnlab.empty_cache()``, ``module.eval()``) gives everything back.
 Only internal arrays are pooled, never one handed to the user.
 """
+import ctypes
 import math
 import sys
 import weakref
@@ -56,8 +57,13 @@ def aligned_empty(shape, dtype, least=ALIGN_MIN):
     n = math.prod(shape) * dt.itemsize
     if n < least:
         return np.empty(shape, dt)
-    line = _Line((n + ALIGN,), np.uint8)
-    return np.ndarray(shape, dt, line, -line.__array_interface__["data"][0] % ALIGN)
+    line = _Line((n + ALIGN,), np.uint8)      # (its address through ctypes: 0.3 us, where
+    return np.ndarray(shape, dt, line, -_address(line) % ALIGN)   # __array_interface__ 2)
+
+
+def _address(a):
+    """The address of ``a``'s first byte (a writeable array)."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(a))
 
 
 def aligned_copy(a, dtype=None, least=0):
@@ -213,7 +219,7 @@ def for_weights(lease, shape, dtype):
     """A buffer for a weight-sized array: from ``lease`` from tuning.POOL_WEIGHTS_MIN to
     POOL_WEIGHTS_MAX bytes, a fresh one otherwise (tiny ones cost next to nothing, and a
     huge layer keeps 2x its parameters between calls)."""
-    pooled = _weight_sized(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    pooled = _weight_sized(math.prod(shape) * np.dtype(dtype).itemsize)
     return (lease if pooled else PLAIN).empty(shape, dtype)
 
 
