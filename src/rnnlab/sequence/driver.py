@@ -329,7 +329,6 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
         h0 = np.zeros((L * D, N, H_out), dtype=dt)
     if fam.has_cell_state and c0 is None:
         c0 = np.zeros((L * D, N, H), dtype=dt)
-    rng = np.random.default_rng() if rng is None else rng
     cache = Cache(fam, Dims(T, N, H, H_out, L, D), dt, record, [], perm=perm, sizes=sizes,
                   bias=w00.b_ih is not None, reverse=reverse)
     inp, h_n, c_n = x, [], []
@@ -370,6 +369,8 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
             if k < L - 1 and masks is not None:
                 mask = masks[k]
             elif k < L - 1 and training and dropout > 0:
+                if rng is None:                # made only here: a fresh generator costs
+                    rng = np.random.default_rng()       # ~10 us (the OS's entropy)
                 mask = dropout_mask(inp.shape, dropout, rng, dt)
             cache.masks.append(mask)
             if mask is not None:
