@@ -29,6 +29,11 @@ waiting threads taking each other's cores for ~0.1 s):
   (up to 2^PAIR_STEP_BACKOFF times: a loop with a threaded BLAS call after every step
   then runs on one thread nearly all the time).
 
+The same box, claims and spin serve an unrecorded batch's two halves of rows (``halves``:
+one compiled call, _loops_in.SEQUENCE_IN, the worker spinning in it between calls),
+keyed by the family's key negated, so that a step and a sequence never take each other's
+requests.
+
 Where it runs: unrecorded steps of float32 layers without projection, at batch 1 to
 FEW_ROWS, of PAIR_STEP_MIN weights and more, with numba, where the pair can run
 (pair.possible) and ``rnnlab.set_num_threads`` is unset or 2 (1: never; more than 2: numba's
@@ -182,7 +187,8 @@ def _account(spinning, waited, long):
 
 
 def served():
-    """Steps whose second half the worker computed, since the process started (tests)."""
+    """Requests (steps, and sequences' halves: ``halves``) whose second half the worker
+    computed, since the process started (tests)."""
     return int(BOX[B_SERVED])
 
 
