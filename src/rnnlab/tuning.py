@@ -180,7 +180,7 @@ PAIR_SPIN = 300e-6
 #: pair (measured in BENCHMARKS.md).
 ROWS_SPLIT_MIN = 1 << 23
 
-#: An unrecorded call of 3 rows or more on the compiled loop runs _loops.SEQUENCE_IN, its
+#: An unrecorded call of 3 rows or more on the compiled loop runs _loops_in.SEQUENCE_IN, its
 #: rows in two halves met without the GIL (sequence/pair_step.py, halves), from
 #: HALVES_MIN recurrent multiply-adds (T * N * G*H * H_out) and HALVES_STEP_MIN gate
 #: outputs a step (N * G*H); below either, one thread (measured in BENCHMARKS.md).

@@ -2,7 +2,7 @@
 compiled time loops (SEQUENCE recording, and SEQUENCE_BACK) and the matrix products
 around them (the input projection; BPTT's dW and dx). Unrecorded calls
 (``unrecorded_wanted``): one compiled call that projects the input inside the loop,
-step by step (_loops.SEQUENCE_IN), its halves met without Python (pair_step.halves).
+step by step (_loops_in.SEQUENCE_IN), its halves met without Python (pair_step.halves).
 
 The rows of a batch never meet, so the caller runs rows 0:m and the pair's worker
 (pair.run_both) rows m:N, meeting once at the end; the products around the loops run as
@@ -36,7 +36,7 @@ def wanted(fam, dtype, T, N, GH, H_out, has_proj):
 
 def unrecorded_wanted(fam, dtype, T, N, GH, H_out, has_proj):
     """Whether an unrecorded call of N >= 3 rows on the compiled loop runs as
-    _loops.SEQUENCE_IN, its rows in halves (pair_step.halves): from HALVES_MIN recurrent
+    _loops_in.SEQUENCE_IN, its rows in halves (pair_step.halves): from HALVES_MIN recurrent
     multiply-adds and HALVES_STEP_MIN gate outputs a step (N * G*H), not a call the pair
     runs by units. By shape alone (possible, not enabled): under set_num_threads(1) the
     caller runs the same kernel's two halves, so the numbers never depend on the
@@ -65,7 +65,7 @@ def in_parallel(first, second):
 
 def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease):
     """An unrecorded call (``unrecorded_wanted``) on the compiled loop that projects the
-    input step by step (_loops.SEQUENCE_IN), its rows in halves met without Python
+    input step by step (_loops_in.SEQUENCE_IN), its rows in halves met without Python
     (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them (None
     without bias); ``empty``: where the outputs come from (the lease, or plain); the
     weights' transposed copies from ``lease``. Returns out, h_n, c_n."""

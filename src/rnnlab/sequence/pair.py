@@ -59,7 +59,7 @@ _state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
 #: sequence job, so that a worker spinning for steps leaves for it at once), the request's
 #: family key, then the request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh,
 #: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served,
-#: then T and reverse (a sequence's halves, _loops.SEQUENCE_IN: its nine addresses are x,
+#: then T and reverse (a sequence's halves, _loops_in.SEQUENCE_IN: its nine addresses are x,
 #: w_ih_t, bias, w_hh_t, b_rest, h0, c0, out, c_n).
 B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
 B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED, B_T, B_REV = 15, 16, 17, 18, 19, 20, 21, 22

@@ -119,7 +119,7 @@ _SEQ_DUMMIES = (_D3, _D2, _D1, _D2, _D1, _D2, _D2, False, _D3, _D2)
 
 def halves(fam, kernel, args):
     """An unrecorded sequence's rows in two halves (``kernel``: the family's
-    _loops.SEQUENCE_IN; ``args`` its arrays and reverse): the first here, the second on
+    _loops_in.SEQUENCE_IN; ``args`` its arrays and reverse): the first here, the second on
     the worker, met at the step box's claim without Python or the GIL; after it the
     worker spins PAIR_SPIN for the next call's half. Both here (role 0) where the pair may
     not run now (pair.enabled, cooling down) or another thread holds it; the same bits
