@@ -15,12 +15,12 @@ import numpy as np
 from numba import carray, prange
 
 from ..tuning import PAIR_STEAL
-from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
-                       f32_at, sched_yield, sgemm_rows, ticks)
+from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at,
+                       sgemm_rows, ticks)
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 from ._loops_in import SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (templates: _compiled.SHAPES)
-from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_SEQ,
-                   B_SERVED, B_STATE, B_WAKE)
+from ._loops_in import _claim_or_wait, _enter, _look, _served
+from .pair import B_ARGS, B_FAM, B_H, B_I, B_N, B_SEQ, B_STATE
 
 def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record,
              lo, hi):
@@ -320,27 +320,15 @@ def ROWS_ONE(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, role, box, key, gen)
         box[B_N], box[B_I], box[B_H], box[B_FAM] = N, I, H, key
         atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
         hi = H // 2
-    elif role == 2:                 # a request posted before it came: its own, or not
-        seen = atomic_load(box, B_SEQ)                      # a reason to leave
-        atomic_xchg(box, B_STATE, key)
-        atomic_xchg(box, B_WAKE, 0)
+    elif role == 2:
+        seen = _enter(box, key)
     last = ticks()
     while True:
         if role == 2:
-            if atomic_load(box, B_GEN) != gen:
+            s, seen = _look(box, key, gen, seen, last)
+            if s < 0:
                 break
-            s = atomic_load(box, B_SEQ)
-            if s != seen:                                   # posted since the last look
-                seen = s
-                if box[B_FAM] != key:                       # another family's step
-                    break
-            if atomic_load(box, B_CLAIM) != s - 1 or box[B_FAM] != key:   # nothing of
-                cpu_relax()                                 # its own to claim
-                sched_yield()                               # a thread waiting for this
-                if ticks() - last > box[B_BUDGET]:          # core gets it now
-                    break
-                continue
-            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:
+            if s == 0:
                 continue
             N, I, H = box[B_N], box[B_I], box[B_H]
             GH = G * H
@@ -357,10 +345,8 @@ def ROWS_ONE(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, role, box, key, gen)
         elif stage == 1:
             if role == 0:
                 break
-            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:    # the worker has it
-                t0 = ticks()
-                _wait_for(box, B_DONE, s, -1)
-                out = ticks() - t0 + 1
+            out = _claim_or_wait(box, s)
+            if out:                                       # the worker has it: done
                 break
             lo, hi = H // 2, H
         elif stage == 2:
@@ -368,8 +354,7 @@ def ROWS_ONE(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, role, box, key, gen)
         ROWS_BLOCK(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, lo, hi)
         stage += 1
         if role == 2:
-            atomic_xchg(box, B_DONE, s)
-            atomic_add(box, B_SERVED, 1)
+            _served(box, s)
             out += 1
             last = ticks()
     if role == 2:

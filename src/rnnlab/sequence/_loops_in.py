@@ -10,9 +10,66 @@ from numba import carray
 
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, sched_yield, ticks)
-from ._compiled import _copy, _recurrent, _wait_for, f32
+from ._compiled import _copy, _recurrent, _wait_for, f32, inline
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_REV,
                    B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
+
+
+# The step box's protocol (pair.py's layout), shared by _loops.ROWS_ONE (a step's halves
+# of units) and SEQUENCE_IN (a batch's halves of rows): a caller posts a request s
+# (B_SEQ: s - 1 -> s) and claims its second half after its own (B_CLAIM: s - 1 -> s, which
+# only request s can win); a worker spinning for the caller's key claims it first or not.
+
+@inline
+def _enter(box, key):
+    """A worker starts spinning for ``key``: returns the requests posted so far (a request
+    posted before it came is claimed all the same; only a newer one of another key is a
+    reason to leave)."""
+    seen = atomic_load(box, B_SEQ)
+    atomic_xchg(box, B_STATE, key)
+    atomic_xchg(box, B_WAKE, 0)
+    return seen
+
+
+@inline
+def _look(box, key, gen, seen, last):
+    """One look of a spinning worker: (s, seen) with s the request it claimed, 0 none yet
+    (it paused and yielded its core: a thread waiting for that core gets it at once), -1
+    leave (box[B_GEN] is no longer ``gen``, a request of another key came, or
+    box[B_BUDGET] ticks passed since ``last`` without one)."""
+    if atomic_load(box, B_GEN) != gen:
+        return -1, seen
+    s = atomic_load(box, B_SEQ)
+    if s != seen:                                   # posted since the last look
+        seen = s
+        if box[B_FAM] != key:                       # another key's request
+            return -1, seen
+    if atomic_load(box, B_CLAIM) != s - 1 or box[B_FAM] != key:   # nothing of its own
+        cpu_relax()
+        sched_yield()
+        return (-1 if ticks() - last > box[B_BUDGET] else 0), seen
+    if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:
+        return 0, seen
+    return s, seen
+
+
+@inline
+def _claim_or_wait(box, s):
+    """The caller of request s, its own half done: 0 when it claimed the second half (the
+    worker did not come in time: it runs that half too), else the ticks it waited for the
+    worker's half + 1."""
+    if atomic_cas(box, B_CLAIM, s - 1, s) == s - 1:
+        return 0
+    t0 = ticks()
+    _wait_for(box, B_DONE, s, -1)
+    return ticks() - t0 + 1
+
+
+@inline
+def _served(box, s):
+    """The worker finished request s's second half."""
+    atomic_xchg(box, B_DONE, s)
+    atomic_add(box, B_SERVED, 1)
 
 
 def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, hi):
@@ -81,26 +138,14 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
         atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
         hi = m
     elif role == 2:
-        seen = atomic_load(box, B_SEQ)
-        atomic_xchg(box, B_STATE, key)
-        atomic_xchg(box, B_WAKE, 0)
+        seen = _enter(box, key)
     last = ticks()
     while True:
         if role == 2:
-            if atomic_load(box, B_GEN) != gen:
+            s, seen = _look(box, key, gen, seen, last)
+            if s < 0:
                 break
-            s = atomic_load(box, B_SEQ)
-            if s != seen:
-                seen = s
-                if box[B_FAM] != key:
-                    break
-            if atomic_load(box, B_CLAIM) != s - 1 or box[B_FAM] != key:
-                cpu_relax()
-                sched_yield()
-                if ticks() - last > box[B_BUDGET]:
-                    break
-                continue
-            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:
+            if s == 0:
                 continue
             T, N, I, H = box[B_T], box[B_N], box[B_I], box[B_H]
             GH = G * H
@@ -118,10 +163,8 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
         elif stage == 1:
             if role == 0:
                 break
-            if atomic_cas(box, B_CLAIM, s - 1, s) != s - 1:    # the worker has it
-                t0 = ticks()
-                _wait_for(box, B_DONE, s, -1)
-                res = ticks() - t0 + 1
+            res = _claim_or_wait(box, s)
+            if res:                                       # the worker has it: done
                 break
             lo, hi = m, N
         elif stage == 2:
@@ -133,8 +176,7 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
         if role == 0:
             break
         if role == 2:
-            atomic_xchg(box, B_DONE, s)
-            atomic_add(box, B_SERVED, 1)
+            _served(box, s)
             res += 1
             last = ticks()
     if role == 2:

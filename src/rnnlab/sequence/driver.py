@@ -84,7 +84,9 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
             return (*done, None)
     shape = (fam, inp.dtype, T, N, *w.w_hh.shape, w.w_hr is not None)
     if not record and sizes is None and not alone and halves.unrecorded_wanted(*shape):
-        return (*halves.forward(fam, inp, h0, c0, w, bias, b_rest, reverse,
+        GH, dt = w.w_hh.shape[0], inp.dtype
+        return (*halves.forward(fam, inp, h0, c0, w, _or_zeros(bias, GH, dt),
+                                _or_zeros(b_rest, GH - _folded(fam, GH), dt), reverse,
                                 (lease if pool_out else PLAIN).empty, lease), None)
     split = record and sizes is None and halves.wanted(*shape)
     gx = lease.empty((T * N, w.w_ih.shape[0]), inp.dtype)

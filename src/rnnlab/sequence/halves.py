@@ -66,22 +66,20 @@ def in_parallel(first, second):
 def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease):
     """An unrecorded call (``unrecorded_wanted``) on the compiled loop that projects the
     input step by step (_loops_in.SEQUENCE_IN), its rows in halves met without Python
-    (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them (None
-    without bias); ``empty``: where the outputs come from (the lease, or plain); the
-    weights' transposed copies from ``lease``. Returns out, h_n, c_n."""
+    (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them, as the
+    compiled loops take them (zeros without bias); ``empty``: where the outputs come from
+    (the lease, or plain); the weights' transposed copies from ``lease``. Returns out,
+    h_n, c_n."""
     T, N = inp.shape[:2]
     GH, H = w.w_hh.shape
     dt, ready = inp.dtype, kernels.ready
     out = empty((T, N, H), dt)
     h0 = ready(h0)
     c_n = h0 if c0 is None else aligned_empty(c0.shape, dt, least=0)   # halves meet in it
-    rest = GH - fam.fold * (GH // fam.num_gates)
     kernel = kernels.kernel_for(fam, dt, N, GH, H, False, name="forward_in")
     pair_step.halves(fam, kernel, (
-        ready(inp), ready(transposed(w.w_ih, copy=False, lease=lease)),
-        np.zeros(GH, dt) if bias is None else ready(bias),
-        ready(transposed(w.w_hh, copy=False, lease=lease)),
-        np.zeros(rest, dt) if b_rest is None else ready(b_rest),
+        ready(inp), ready(transposed(w.w_ih, copy=False, lease=lease)), bias,
+        ready(transposed(w.w_hh, copy=False, lease=lease)), b_rest,
         h0, h0 if c0 is None else ready(c0), reverse, out, c_n))
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
