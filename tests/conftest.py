@@ -25,18 +25,23 @@ def rng():
 def small(monkeypatch):
     """The pair (sequence/pair.py) for any size and from two steps (its thresholds are for
     speed only), off cooling; yields the list of its calls' results (True: it ran)."""
-    from rnnlab.sequence import kernels, pair
+    from rnnlab.sequence import kernels, pair, pair_step
     monkeypatch.setattr(pair, "PAIR_MIN", 0)
     monkeypatch.setattr(pair, "PAIR_STEPS", 2)
     monkeypatch.setattr(pair, "PAIR_COOL", 0.0)      # tiny calls: the worker comes late
+    monkeypatch.setattr(pair_step, "PAIR_STEP_COOL", 0.0)     # (the step box's rule too)
     monkeypatch.setitem(kernels._state, "threads", None)     # not set (other tests set it)
     pair._state.update(cool=0.0, low=0)
-    calls, real = [], pair.run
+    calls = []
 
-    def counted(*a):
-        calls.append(real(*a))
-        return calls[-1]
-    monkeypatch.setattr("rnnlab.sequence.driver.run_pair", counted)
+    def counting(real):
+        def counted(*a):
+            calls.append(real(*a))
+            return calls[-1]
+        return counted
+    from rnnlab.sequence import driver                # the queue's path and the step box's
+    monkeypatch.setattr(driver, "run_pair", counting(driver.run_pair))
+    monkeypatch.setattr(driver, "pair_in", counting(driver.pair_in))
     yield calls
     pair._state.update(cool=0.0, low=0)
 

@@ -81,12 +81,12 @@ def test_every_schedule_gives_the_one_thread_numbers(mode, who, how):
         tail = _products(rest[0], how)
         with blas.one_blas_thread():
             if who == "both":
-                t = threading.Thread(target=k, args=args + (1, *tail))
+                t = threading.Thread(target=pair.loop, args=(k, *args, 1, *tail))
                 t.start()
-                k(*args, 0, *tail)
+                pair.loop(k, *args, 0, *tail)
                 t.join()
             else:
-                k(*args, int(who[-1]), *tail)
+                pair.loop(k, *args, int(who[-1]), *tail)
         ref, ref_c = _one_thread(fam, halves, rest, T, H, reverse)
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
         if fam.has_cell_state:
@@ -101,8 +101,8 @@ def test_a_failed_projection_writes_nothing():
     out = np.full((4, 1, 6), 7.0, np.float32)
     sync = np.zeros(16, np.int64)
     sync[12] = 2
-    k(*halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync, 0,
-      *_products(rest[0], "dots"))
+    pair.loop(k, *halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync,
+              0, *_products(rest[0], "dots"))
     assert (out == 7.0).all() and (sync[:12] == 0).all()
 
 
@@ -119,8 +119,8 @@ def test_the_worker_waits_for_the_first_halfs_projection():
     out, c_n = np.empty((T, 1, H), np.float32), np.empty((1, H), np.float32)
     sync = np.zeros(3 * T + 4, np.int64)
     sync[3 * T] = 1                                            # the worker's own is done
-    t = threading.Thread(target=k, args=(*halves, *rest, False, out, c_n, sync, 1,
-                                         *_products(rest[0], "dots")))
+    t = threading.Thread(target=pair.loop, args=(k, *halves, *rest, False, out, c_n, sync, 1,
+                                                 *_products(rest[0], "dots")))
     t.start()
     time.sleep(0.05)
     assert t.is_alive() and (sync[:3 * T] == 0).all()          # waiting, nothing taken
@@ -289,8 +289,10 @@ def test_openblas_threads_are_put_back(small):
 
 @needs_pair
 def test_a_low_share_cools_the_pair_down(monkeypatch, small):
-    """A call where the worker took almost nothing turns the pair off for PAIR_COOL s."""
+    """A call where the worker took almost nothing turns the pair off for PAIR_COOL s (the
+    queue's path, pair.run; the step box's, test_pair_in.py)."""
     monkeypatch.setattr(pair, "PAIR_COOL", 60.0)
+    monkeypatch.setattr("rnnlab.sequence.driver.sgemm_address", lambda: 0)
     m = LSTM(3, 4, dtype=np.float32, seed=0)
     x = np.ones((40, 1, 3), np.float32)
     monkeypatch.setattr(pair, "_worker", lambda **kw: type("W", (), {"jobs": _Sink()})())

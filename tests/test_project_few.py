@@ -100,8 +100,11 @@ def test_short_calls_equal_torch(cls, kw, H, T, N, monkeypatch):
 @pytest.mark.skipif(not pair.possible(), reason="the pair cannot run here")
 def test_the_pairs_halves_project_few_rows(small, monkeypatch):
     """Each half of the pair projects a few rows by the compiled kernel (PROJECT_FEW_MIN
-    lowered so that a small layer takes it): the layer still gives torch's numbers."""
+    lowered so that a small layer takes it): the layer still gives torch's numbers. The
+    queue's path (pair.run, from Python); the step box's (compiled, its threshold fixed at
+    compile time): test_pair_in.py."""
     monkeypatch.setattr(linalg, "PROJECT_FEW_MIN", 0)
+    monkeypatch.setattr("rnnlab.sequence.driver.sgemm_address", lambda: 0)
     calls = _counted(monkeypatch)
     torch, tm, om = torch_pair(LSTM, {}, 5, 16, 1)
     x = np.random.default_rng(3).standard_normal((6, 1, 5)).astype(np.float32)

@@ -98,8 +98,9 @@ def test_long_sequences_take_the_pair_from_fewer_weights():
 def test_a_long_rnn_on_the_pair_equals_torch(monkeypatch):
     """RNN (PAIR_LONG_STEPS, 1, 3, 256) runs on the pair and gives torch's numbers."""
     torch, tm, om = torch_pair(RNN, {}, 3, 256, 1)
-    ran, real = [], driver.run_pair
+    ran, real, boxed = [], driver.run_pair, driver.pair_in
     monkeypatch.setattr(driver, "run_pair", lambda *a: ran.append(1) or real(*a))
+    monkeypatch.setattr(driver, "pair_in", lambda *a: ran.append(1) or boxed(*a))
     monkeypatch.setitem(pair._state, "cool", 0.0)
     x = np.random.default_rng(1).standard_normal((PAIR_LONG_STEPS, 1, 3)).astype(np.float32)
     with rnnlab.no_grad():

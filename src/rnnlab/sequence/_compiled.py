@@ -286,12 +286,14 @@ _DOTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 SHAPES = {"sequence": [("forward", "SEQUENCE", dict(_LOOP, nogil=True)),
                       ("forward_in", "SEQUENCE_IN", dict(_LOOP, nogil=True)),
                       ("backward", "SEQUENCE_BACK", dict(_LOOP, nogil=True)),
-                      ("pair", "SEQUENCE_PAIR", dict(_DOTS, nogil=True))],
+                      ("pair", "PAIR_IN", dict(_DOTS, nogil=True))],
           "step": [("step", "STEP", _LOOP), ("back", "BACK_STEP", _LOOP)],
           "cell": [("cell", "CELL", _LOOP)],
           "rows": [("rows", "ROWS", dict(_DOTS, parallel=True)),
                    ("rows_1", "ROWS_ONE", dict(_DOTS, nogil=True))]}
-HELPERS = {"rows": ("ROWS_BLOCK",), "sequence": ("SEQ_IN_ROWS",)}      # per-family templates the shapes' loops call
+#: per-family templates the shapes' loops call: inlined, or (CALLED) compiled on their own
+HELPERS = {"rows": ("ROWS_BLOCK",), "sequence": ("SEQ_IN_ROWS",)}
+CALLED = {"sequence": ("SEQUENCE_PAIR",)}
 
 
 def _bound(fn, names, name=None, **options):
@@ -346,6 +348,9 @@ def specialise(family):
         for helper in HELPERS.get(shape, ()):
             names[helper] = _bound(getattr(_loops, helper), names, inline="always",
                                    error_model="numpy")
+        for helper in CALLED.get(shape, ()):
+            names[helper] = _bound(getattr(_loops, helper), names,
+                                   f"{helper.lower()}_{family.kind}_{tag}", **_DOTS, nogil=True)
     out = {}
     for shape in units.shapes:
         for key, template, options in SHAPES[shape]:

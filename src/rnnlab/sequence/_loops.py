@@ -18,7 +18,7 @@ from ..tuning import PAIR_STEAL
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at,
                        sgemm_rows, ticks)
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
-from ._loops_in import SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (templates: _compiled.SHAPES)
+from ._loops_in import PAIR_IN, SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (_compiled.SHAPES)
 from ._loops_in import _claim_or_wait, _enter, _look, _served
 from .pair import B_ARGS, B_FAM, B_H, B_I, B_N, B_SEQ, B_STATE
 

@@ -1,18 +1,23 @@
-"""An unrecorded batch's rows in two halves with the input projected inside the loop:
-templates that _compiled.specialise compiles per family, as _loops' (the same open
-names: G, F, S, HAS_C, FORWARD_UNITS; SEQ_IN_ROWS bound as the "sequence" shape's
-helper). Where it runs: halves.unrecorded_wanted; the Python side: pair_step.halves.
+"""Calls whose two halves meet in the step box without Python or the GIL: an unrecorded
+batch's rows in two halves with the input projected inside the loop (SEQUENCE_IN), and a
+batch-1 sequence's units in two halves (PAIR_IN, the pair's loop with both projections
+made here). Templates that _compiled.specialise compiles per family, as _loops' (the same
+open names: G, F, S, HAS_C, FORWARD_UNITS; SEQ_IN_ROWS bound as the "sequence" shape's
+and _loops.SEQUENCE_PAIR the helpers they inline). Where they run:
+halves.unrecorded_wanted, pair_step.pair_wanted; the Python side: pair_step.halves,
+pair_step.pair_in.
 """
 # ruff: noqa: F821
 # flake8: noqa: F821
 import numpy as np
 from numba import carray
 
+from ..tuning import PROJECT_FEW_MIN, PROJECT_FEW_ROWS
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
-                       f32_at, sched_yield, ticks)
-from ._compiled import _copy, _recurrent, _wait_for, f32, inline
-from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_GEN, B_H, B_I, B_N, B_REV,
-                   B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
+                       f32_at, i64_at, sched_yield, sgemm_nt, ticks)
+from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few
+from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_FN, B_GEN, B_H, B_I, B_MORE,
+                   B_N, B_REV, B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
 
 
 # The step box's protocol (pair.py's layout), shared by _loops.ROWS_ONE (a step's halves
@@ -182,3 +187,110 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
     if role == 2:
         atomic_xchg(box, B_STATE, 0)
     return res
+
+
+@inline
+def _project_half(x2d, w_ih, gx, G, H, half, fn):
+    """gx = x2d @ (the rows of W_ih of half ``half``'s units, gate by gate).T: (T*N, G*B),
+    as pair.run's projection (linalg.project_gates): project_few for a few rows, else one
+    OpenBLAS product a gate (sgemm at address ``fn``) from W_ih's rows as they are."""
+    M, I = x2d.shape
+    lo = 0 if half == 0 else H // 2
+    B = gx.shape[1] // G
+    if 2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN:
+        project_few(gx, x2d, w_ih.reshape(G, H, I), lo, lo + B)
+    else:
+        for g in range(G):
+            sgemm_nt(fn, M, B, I, x2d, I, w_ih[g * H + lo:], I, gx[:, g * B:], G * B)
+
+
+def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync, fn,
+            wt0, wt1, role, box, key, gen):
+    """The unrecorded time loop of one direction by units on the pair (_loops.SEQUENCE_PAIR,
+    inlined here once), called as the kernel "pair". x2d (T*N, I), w_ih (G*H, I), w_hh
+    (G*H, H) torch's layout; bias, b_rest, h0, c0, out, c_n, sync (3 T + 4,), wt0, wt1 as
+    SEQUENCE_PAIR's; gx0, gx1 (T*N, G*B) each half's input projection; fn the address of
+    OpenBLAS's cblas_sgemm (blas.sgemm_address, or 0 where SEQUENCE_PAIR takes it so).
+    C-contiguous float32. In one of five roles:
+
+    - role 3 + p: thread p of pair.run (the job through the queue; pair.loop): the loop
+      alone, the projections (and wt0, wt1) made by the Python side; x2d, w_ih not read.
+    - without Python or the GIL between the threads (a batch-1 sequence, pair_step.pair_in;
+      sync zeros, wt0, wt1 empty), as SEQUENCE_IN's roles, the same box and claims:
+      role 0: both projections here, then the loop alone (it takes both halves of every
+      step). Returns 0.
+      role 1, the caller: posts the arrays' addresses, projects half 0, then claims half
+      1's projection: won (no worker came in time), projects it too and runs the loop
+      alone, returning 0; lost, runs its side of the loop (p = 0) with the worker's, then
+      waits until the worker is done with every array, returning the ticks waited + 1.
+      role 2, the worker: spins for requests of ``key``; a claimed one: half 1's
+      projection, its side of the loop (p = 1), done. Returns the requests it served.
+
+    The loop's own rules hold in every role: a half the other thread has not claimed in
+    time is taken (time, never a result), so the caller alone always finishes."""
+    s, res, seen, alone = atomic_load(box, B_SEQ) + 1, 0, -1, role == 0
+    p = role - 3 if role >= 3 else (1 if role == 2 else 0)
+    T, H = out.shape[0], out.shape[2]
+    if role == 1:
+        box[B_ARGS], box[B_ARGS + 1], box[B_ARGS + 2] = (address(x2d), address(w_ih),
+                                                         address(w_hh))
+        box[B_ARGS + 3], box[B_ARGS + 4] = address(bias), address(b_rest)
+        box[B_ARGS + 5], box[B_ARGS + 6] = address(h0), address(c0)
+        box[B_ARGS + 7], box[B_ARGS + 8] = address(out), address(c_n)
+        box[B_MORE], box[B_MORE + 1], box[B_MORE + 2] = (address(gx0), address(gx1),
+                                                         address(sync))
+        box[B_N], box[B_I], box[B_H], box[B_FAM] = out.shape[1], x2d.shape[1], H, key
+        box[B_T], box[B_REV], box[B_FN] = T, 1 if reverse else 0, fn
+        atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
+    elif role == 2:
+        seen = _enter(box, key)
+        wt0 = wt1 = np.empty((0, 0), f32)                 # batch 1: dot products
+    last = ticks()
+    while True:                 # one call site of each helper (LLVM inlines them: compile
+        if role == 2:           # time)
+            s, seen = _look(box, key, gen, seen, last)
+            if s < 0:
+                break
+            if s == 0:
+                continue
+            T, N, I, H = box[B_T], box[B_N], box[B_I], box[B_H]
+            GH, B0, B1 = G * H, H // 2, H - H // 2
+            x2d = carray(f32_at(box[B_ARGS]), (T * N, I))
+            w_ih = carray(f32_at(box[B_ARGS + 1]), (GH, I))
+            w_hh = carray(f32_at(box[B_ARGS + 2]), (GH, H))
+            bias = carray(f32_at(box[B_ARGS + 3]), (GH,))
+            b_rest = carray(f32_at(box[B_ARGS + 4]), (GH - F * H,))
+            h0 = carray(f32_at(box[B_ARGS + 5]), (N, H))
+            c0 = carray(f32_at(box[B_ARGS + 6]), (N, H))
+            out = carray(f32_at(box[B_ARGS + 7]), (T, N, H))
+            c_n = carray(f32_at(box[B_ARGS + 8]), (N, H))
+            gx0 = carray(f32_at(box[B_MORE]), (T * N, G * B0))
+            gx1 = carray(f32_at(box[B_MORE + 1]), (T * N, G * B1))
+            sync = carray(i64_at(box[B_MORE + 2]), (3 * T + 4,))
+            reverse, fn = box[B_REV] != 0, box[B_FN]
+        half = p
+        while role < 3:         # the caller: half 0, then half 1 unless the worker has it
+            _project_half(x2d, w_ih, gx0 if half == 0 else gx1, G, H, half, fn)
+            atomic_xchg(sync, 3 * T + 3 if half == 0 else 3 * T, 1)
+            if half == 1:
+                break
+            if role == 1:
+                alone = atomic_cas(box, B_CLAIM, s - 1, s) == s - 1
+                if not alone:
+                    break
+            half = 1
+        SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0,
+                      wt1, fn)
+        if role != 2:
+            break
+        _served(box, s)
+        res += 1
+        last = ticks()
+    if role == 2:
+        atomic_xchg(box, B_STATE, 0)
+        return res
+    if role != 1 or alone:
+        return 0
+    t0 = ticks()
+    _wait_for(box, B_DONE, s, -1)
+    return ticks() - t0 + 1

@@ -35,6 +35,8 @@ from . import halves
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
                    run_both, wanted)
 from .pair import run as run_pair
+from .pair_step import pair_in
+from .blas import sgemm_address
 from .pool import PLAIN, Pool, aligned_empty, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
@@ -233,9 +235,14 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
           if gemm_rows(T, N, GH, H) else None)          # half (pair.run)
     wi = ([lease.empty((G * b, inp.shape[2]), f32) for b in B]
           if T * N >= PAIR_PACK_ROWS else None)        # the halves' rows of W_ih
-    done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
-                    _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32),
-                    h0, c0_, reverse, out, c_n, gx, wt, wi)
+    args = (_or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
+            reverse, out, c_n)
+    if wt is None and wi is None and sgemm_address():   # met in the step box (pair_step)
+        done = pair_in(fam, kernel, (ready(inp.reshape(T * N, inp.shape[2])), ready(w.w_ih),
+                                     ready(w.w_hh), *args, *gx))
+    else:
+        done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
+                        *args, gx, wt, wi)
     for g in gx + (wt or []) + (wi or []):
         lease.give_back(g)
     if not done:

@@ -376,12 +376,13 @@ def _warm(fam, k):
         x3, h3, w1 = np.zeros((2, 3, 1), f32), np.zeros((3, 1), f32), np.zeros((1, GH), f32)
         k["forward_in"](x3, w1, z1, w1, z1[FH:], h3, h3, False, x3.copy(), h3.copy(), 0,
                         NO_BOX, 0, 0)
-    if "pair" in k:                # alone (p = 0): it takes both halves of every step
-        H2, sync = np.zeros((1, 2), f32), np.zeros(10, np.int64)
-        sync[6] = sync[9] = 1
-        k["pair"](np.zeros((2, G), f32), np.zeros((2, G), f32), np.zeros((2 * G, 2), f32),
-                  np.zeros(2 * G, f32), np.zeros(2 * (G - fam.fold), f32), H2, H2.copy(), False,
-                  np.zeros((2, 1, 2), f32), H2.copy(), sync, 0, *np.zeros((2, 2, G), f32), 0)
+    if "pair" in k:        # role 3 (pair.loop, p = 0, both projections made): it takes
+        H2, sync, wt = np.zeros((1, 2), f32), np.zeros(10, np.int64), np.zeros((0, 0), f32)
+        sync[6] = sync[9] = 1                                 # both halves of every step
+        k["pair"](wt, wt, np.zeros((2 * G, 2), f32), np.zeros(2 * G, f32),
+                  np.zeros(2 * (G - fam.fold), f32), H2, H2.copy(), False,
+                  np.zeros((2, 1, 2), f32), H2.copy(), np.zeros((2, G), f32),
+                  np.zeros((2, G), f32), sync, 0, wt, wt, 3, NO_BOX, 0, 0)
     if "backward" in k:
         k["backward"](out, True, h.copy(), h.copy(), gx, store, h, h, out,
                       np.zeros((GH, 1), f32), False, np.zeros((2, 2, GH), f32),

@@ -60,10 +60,13 @@ _state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
 #: family key, then the request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh,
 #: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served,
 #: then T and reverse (a sequence's halves, _loops_in.SEQUENCE_IN: its nine addresses are x,
-#: w_ih_t, bias, w_hh_t, b_rest, h0, c0, out, c_n).
+#: w_ih_t, bias, w_hh_t, b_rest, h0, c0, out, c_n), then three more addresses and
+#: OpenBLAS's sgemm's (a batch-1 sequence's units in halves, _loops_in.PAIR_IN: x2d, w_ih,
+#: w_hh, bias, b_rest, h0, c0, out, c_n, then gx0, gx1, sync).
 B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
 B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED, B_T, B_REV = 15, 16, 17, 18, 19, 20, 21, 22
-STEP_BOX = np.zeros(B_REV + 1, np.int64)
+B_MORE, B_FN = 23, 26
+STEP_BOX = np.zeros(B_FN + 1, np.int64)
 
 #: The worker's board: jobs posted (``_post``).
 BOARD = np.zeros(1, np.int64)
@@ -71,6 +74,7 @@ BOARD = np.zeros(1, np.int64)
 
 #: The kernel's wt0 / wt1 when its products are dot products (fn = 0)
 NO_WT = np.zeros((0, 0), np.float32)
+NO_BOX = np.zeros(1, np.int64)
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
 #: set from Python relies on it) and spin loops pause (_atomics.cpu_relax reads it too)
@@ -152,12 +156,20 @@ def loop_limit(record):
 
 
 def pair_kernel(fam):
-    """The compiled two-thread loop (kernels: "pair") for a call ``wanted`` says is one,
-    or None (no kernel, or the pair is cooling down)."""
+    """The compiled two-thread loop (kernels: "pair", _loops_in.PAIR_IN) for a call
+    ``wanted`` says is one, or None (no kernel, or the pair is cooling down)."""
     if time.monotonic() < _state["cool"]:
         return None
     k = kernels.kernels(fam, "sequence")
     return None if k is None else k.get("pair")
+
+
+def loop(kernel, gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1,
+         fn):
+    """Thread p's side of the loop (_loops.SEQUENCE_PAIR's arguments), both projections
+    made: the kernel in role 3 + p."""
+    kernel(NO_WT, NO_WT, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync, fn,
+           wt0, wt1, 3 + p, NO_BOX, 0, 0)
 
 
 class _Worker:
@@ -372,7 +384,7 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
     def job():
         if claim.acquire(blocking=False):
             second()
-        kernel(*gx, *args, sync, 1, *tail)
+        loop(kernel, *gx, *args, sync, 1, *tail)
 
     _post(job)
     try:
@@ -385,11 +397,11 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
     sync[3 * T + 3] = 1                          # the worker may take half 0 from now on
     if claim.acquire(blocking=False):            # the worker has not started its half
         second()
-    kernel(*gx, *args, sync, 0, *tail)
+    loop(kernel, *gx, *args, sync, 0, *tail)
     if sync[3 * T] != 1:                         # the worker's projection failed: alone
         project(1)
         sync = np.zeros(3 * T + 4, np.int64)
         sync[3 * T] = sync[3 * T + 3] = 1
-        kernel(*gx, *args, sync, 0, *tail)
+        loop(kernel, *gx, *args, sync, 0, *tail)
     _state["last"] = sync                       # who took which half (tests, bench)
     _count_share(np.count_nonzero(sync[:2 * T] == 2) >= PAIR_LOW * 2 * T)

@@ -48,8 +48,8 @@ import time
 
 import numpy as np
 
-from ..tuning import (PAIR_SPIN, PAIR_STEP_BACKOFF, PAIR_STEP_COOL, PAIR_STEP_LONG,
-                      PAIR_STEP_LOW, PAIR_STEP_SPIN)
+from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_STEP_BACKOFF, PAIR_STEP_COOL,
+                      PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN)
 from . import kernels, pair
 from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
@@ -144,6 +144,46 @@ def halves(fam, kernel, args):
         wait = waited / pair.rate()
         _account(spinning, waited, wait > (time.perf_counter() - t0 - wait) / 2)
         return waited > 0
+    finally:
+        lock.release()
+
+
+_I1 = np.zeros(1, np.int64)
+_PAIR_DUMMIES = (_D2, _D2, _D2, _D1, _D1, _D2, _D2, False, _D3, _D2, _D2, _D2, _I1, 0,
+                 pair.NO_WT, pair.NO_WT)
+_PAIR_KEY = 1 << 32                   # a batch-1 sequence's requests: key + _PAIR_KEY
+
+
+def pair_in(fam, kernel, args):
+    """An unrecorded batch-1 sequence's units in two halves (``kernel``: the family's
+    "pair", _loops_in.PAIR_IN; ``args`` its arrays and reverse up to gx0, gx1): the caller posts
+    it in the step box and projects the first half; the worker, spinning in the same
+    compiled function since the last call, claims the second half's projection and
+    takes its side of every step, without Python or the GIL between the two (pair.run
+    hands the worker a job through the queue: a wake and the GIL each way, ~35-60 us a
+    call); after it the worker spins PAIR_SPIN for the next call. The worker not there
+    when the caller's projection is done (the first call, or after a pause): the caller
+    runs the call alone, on one thread (the worker is woken for the next one). The
+    cool-down is the steps' (``_account``). False, having done nothing, when another
+    thread holds the pair."""
+    lock = pair._state["lock"]
+    if not lock.acquire(blocking=False):
+        return False
+    try:
+        key = _key(fam) + _PAIR_KEY
+        _keep_off()
+        spinning = BOX[B_STATE] == key
+        if not spinning and BOX[B_WAKE] == 0:
+            _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
+        T = args[8].shape[0]
+        sync = np.zeros(3 * T + 4, np.int64)
+        with pair.one_blas_thread():             # the projections' products (pair.run)
+            waited = kernel(*args, sync, pair.sgemm_address(), pair.NO_WT, pair.NO_WT, 1,
+                            BOX, key, 0)
+        pair._state["last"] = sync
+        shared = np.count_nonzero(sync[:2 * T] == 2) >= PAIR_LOW * 2 * T
+        _account(spinning, waited, waited > 0 and not shared)
+        return True
     finally:
         lock.release()
 
