@@ -130,7 +130,7 @@ def _call(kernel, args, role, key):
     sync = np.zeros(3 * T + 4, np.int64)
     with blas.one_blas_thread():
         r = kernel(*args, False, out, c_n, *gx, sync, blas.sgemm_address(), pair.NO_WT,
-                   pair.NO_WT, role, pair_step.BOX if role else pair.NO_BOX, key, 0)
+                   pair.NO_WT, role, pair_step.BOX if role else kernels.NO_BOX, key, 0)
     return r, out, c_n, sync
 
 

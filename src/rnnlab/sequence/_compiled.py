@@ -316,9 +316,9 @@ def _read(path):
 def _tag(units):
     """A hash of everything a family's compiled loops are made of: its bindings, its
     source and the code inlined into its loops (this file, _loops, _loops_in, _atomics,
-    tuning's constants, pair's box layout). numba's cache checks only the file of the function it caches: an edit to
-    an inlined helper alone was served stale from the cache (measured); an edit here makes
-    a new name, compiled again."""
+    tuning's constants, pair's box layout). numba's cache checks only the file of the
+    function it caches: an edit to an inlined helper alone was served stale from the cache
+    (measured); an edit here makes a new name, compiled again."""
     from .. import tuning
     from . import _atomics, _loops, _loops_in, pair
     digest = hashlib.sha1(repr(sorted(units.bind.items())).encode())

@@ -14,8 +14,7 @@ once for all families):
   no per-step norms are asked for. dW_ih, dW_hh, the biases and dx stay one BLAS call
   each after the loop;
   and, in the same shape, ``pair``: the unrecorded loop of one direction shared by two
-  threads for batch-1 sequences (pair.py says where it runs), and ``forward_in``: an
-  unrecorded batch's loop that projects its input step by step (halves.py);
+  threads (pair.py), and ``forward_in``: a batch's, its input projected step by step;
 - ``step`` (``cell_steps``): one step and one back step with the family's step / back
   arguments, for the driver's own loop everywhere else (lengths, projections, large
   sizes: BLAS does the matmuls, one compiled call the gates);
@@ -376,9 +375,9 @@ def _warm(fam, k):
         x3, h3, w1 = np.zeros((2, 3, 1), f32), np.zeros((3, 1), f32), np.zeros((1, GH), f32)
         k["forward_in"](x3, w1, z1, w1, z1[FH:], h3, h3, False, x3.copy(), h3.copy(), 0,
                         NO_BOX, 0, 0)
-    if "pair" in k:        # role 3 (pair.loop, p = 0, both projections made): it takes
+    if "pair" in k:        # role 3 (pair.loop, p = 0, both projections made): alone
         H2, sync, wt = np.zeros((1, 2), f32), np.zeros(10, np.int64), np.zeros((0, 0), f32)
-        sync[6] = sync[9] = 1                                 # both halves of every step
+        sync[6] = sync[9] = 1
         k["pair"](wt, wt, np.zeros((2 * G, 2), f32), np.zeros(2 * G, f32),
                   np.zeros(2 * (G - fam.fold), f32), H2, H2.copy(), False,
                   np.zeros((2, 1, 2), f32), H2.copy(), np.zeros((2, G), f32),

@@ -6,16 +6,14 @@ where it stays from step to step. numba's and OpenBLAS's thread pools keep spinn
 a call and fight for the cores (kernels.py, rows_step_for); the pair is one daemon thread
 of rnnlab's that sleeps on a queue between calls and spins only inside one.
 
-A call (``run``):
-1. takes the pair's lock (held by another thread: ``run`` returns False, the caller
-   runs its single-threaded loop);
-2. holds NumPy's OpenBLAS to one thread (its threads would spin after the projection and
-   take the cores: 52 ms instead of 1.5 at the 90th percentile), hands the worker its
-   job and projects the input for its half of the units (the worker the other half, or
-   the caller when the worker has not started it by then);
-3. both run _loops.SEQUENCE_PAIR once both projections are ready, each its own half of
-   every step, meeting at an atomic counter per step; a thread that finds the other's
-   half unclaimed after a few microseconds computes it too (slow: time, never a result).
+A call takes the pair's lock (held by another thread: the caller runs its one-thread
+loop), holds NumPy's OpenBLAS to one thread (its threads would spin after the projection
+and take the cores: 52 ms instead of 1.5 at the 90th percentile); each thread projects the
+input for its half of the units and runs its half of every step of _loops.SEQUENCE_PAIR,
+meeting the other at an atomic counter per step (a half left unclaimed for a few
+microseconds it takes too: time, never a result). A batch-1 call meets the worker in the
+step box without Python or the GIL (pair_step.pair_in, _loops_in.PAIR_IN); a batch, or
+PAIR_PACK_ROWS rows of input, through the queue (``run``: projections from Python, ``loop``).
 
 The same worker runs the second direction of an unrecorded bidirectional layer while
 the caller runs the first (``run_both``, ``directions_wanted``), and the second half of
@@ -23,8 +21,7 @@ a recorded batch's rows on the compiled loop (``rows_wanted``, halves.py): the
 threads meet once, at the end, under the same rules (lock, OpenBLAS on one thread, the
 caller takes over, the cool-down); after such a call the worker spins for PAIR_SPIN
 before sleeping (a wake through the queue costs ~30 us), yielding its core at every look.
-Batch-1 ``layer.step`` / ``freeze().step`` calls and an unrecorded batch's halves take the
-same worker without the GIL (pair_step.py).
+Batch-1 steps and an unrecorded batch's halves take it without the GIL (pair_step.py).
 
 Where it runs (``wanted``, then ``pair_kernel``): float32, unrecorded, without lengths or
 proj_size, PAIR_ROWS rows, PAIR_STEPS steps and W_hh of PAIR_MIN weights (PAIR_LONG_MIN
@@ -59,10 +56,9 @@ _state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
 #: sequence job, so that a worker spinning for steps leaves for it at once), the request's
 #: family key, then the request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh,
 #: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served,
-#: then T and reverse (a sequence's halves, _loops_in.SEQUENCE_IN: its nine addresses are x,
-#: w_ih_t, bias, w_hh_t, b_rest, h0, c0, out, c_n), then three more addresses and
-#: OpenBLAS's sgemm's (a batch-1 sequence's units in halves, _loops_in.PAIR_IN: x2d, w_ih,
-#: w_hh, bias, b_rest, h0, c0, out, c_n, then gx0, gx1, sync).
+#: then T and reverse (_loops_in.SEQUENCE_IN's nine are x, w_ih_t, bias, w_hh_t, b_rest,
+#: h0, c0, out, c_n), three more addresses and sgemm's (_loops_in.PAIR_IN's twelve: x2d,
+#: w_ih, w_hh, bias, b_rest, h0, c0, out, c_n, gx0, gx1, sync).
 B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
 B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED, B_T, B_REV = 15, 16, 17, 18, 19, 20, 21, 22
 B_MORE, B_FN = 23, 26
@@ -74,7 +70,6 @@ BOARD = np.zeros(1, np.int64)
 
 #: The kernel's wt0 / wt1 when its products are dot products (fn = 0)
 NO_WT = np.zeros((0, 0), np.float32)
-NO_BOX = np.zeros(1, np.int64)
 
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
 #: set from Python relies on it) and spin loops pause (_atomics.cpu_relax reads it too)
@@ -139,9 +134,8 @@ def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj):
     alone may round otherwise) nor for one unit (G*H = 1: the input projection is then
     OpenBLAS's matrix-vector product). By shape alone: where the pair may not run
     (set_num_threads(1)), the caller runs both halves, one after the other, so that the
-    numbers never depend on the threads (a product of some rows may differ in the last
-    bit from the same rows inside a larger product: OpenBLAS rounds a row by where it
-    sits). Unrecorded calls: halves.unrecorded_wanted."""
+    numbers never depend on the threads (OpenBLAS may round a row of a product by where
+    it sits). Unrecorded calls: halves.unrecorded_wanted."""
     return (N >= 3 and GH > 1 and T * N * GH * H_out >= ROWS_SPLIT_MIN and possible()
             and kernels.kernel_for(fam, dtype, N, GH, H_out, has_proj,
                                    limit=loop_limit(True)) is not None)
@@ -164,12 +158,11 @@ def pair_kernel(fam):
     return None if k is None else k.get("pair")
 
 
-def loop(kernel, gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1,
-         fn):
-    """Thread p's side of the loop (_loops.SEQUENCE_PAIR's arguments), both projections
-    made: the kernel in role 3 + p."""
-    kernel(NO_WT, NO_WT, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync, fn,
-           wt0, wt1, 3 + p, NO_BOX, 0, 0)
+def loop(kernel, gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, *tail):
+    """Thread p's side of SEQUENCE_PAIR (its arguments; tail: wt0, wt1, fn), both
+    projections made."""
+    kernel(NO_WT, NO_WT, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync,
+           tail[2], tail[0], tail[1], 3 + p, kernels.NO_BOX, 0, 0)
 
 
 class _Worker:
@@ -282,7 +275,7 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     if not lock.acquire(blocking=False):
         return False
     try:
-        with one_blas_thread():     # OpenBLAS's threads would spin after it, taking the cores
+        with one_blas_thread():
             tail = ((NO_WT, NO_WT, 0) if wt is None else  # OpenBLAS from PAIR_SGEMM_ROWS
                     (*wt, sgemm_address() if out.shape[1] >= PAIR_SGEMM_ROWS else 0))
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
