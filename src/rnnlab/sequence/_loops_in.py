@@ -2,9 +2,9 @@
 batch's rows in two halves with the input projected inside the loop (SEQUENCE_IN), and a
 batch-1 sequence's units in two halves (PAIR_IN, the pair's loop with both projections
 made here). Templates that _compiled.specialise compiles per family, as _loops' (the same
-open names: G, F, S, HAS_C, FORWARD_UNITS; SEQ_IN_ROWS bound as the "sequence" shape's
-and _loops.SEQUENCE_PAIR the helpers they inline). Where they run:
-halves.unrecorded_wanted, pair_step.pair_wanted; the Python side: pair_step.halves,
+open names: G, F, S, HAS_C, FORWARD_UNITS; SEQ_IN_ROWS, inlined, and _loops.SEQUENCE_PAIR,
+compiled on its own and called: _compiled.HELPERS, CALLED). Where they run:
+halves.unrecorded_wanted, pair.wanted (batch 1); the Python side: pair_step.halves,
 pair_step.pair_in.
 """
 # ruff: noqa: F821
@@ -207,7 +207,7 @@ def _project_half(x2d, w_ih, gx, G, H, half, fn):
 def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync, fn,
             wt0, wt1, role, box, key, gen):
     """The unrecorded time loop of one direction by units on the pair (_loops.SEQUENCE_PAIR,
-    inlined here once), called as the kernel "pair". x2d (T*N, I), w_ih (G*H, I), w_hh
+    called from here), the kernel "pair". x2d (T*N, I), w_ih (G*H, I), w_hh
     (G*H, H) torch's layout; bias, b_rest, h0, c0, out, c_n, sync (3 T + 4,), wt0, wt1 as
     SEQUENCE_PAIR's; gx0, gx1 (T*N, G*B) each half's input projection; fn the address of
     OpenBLAS's cblas_sgemm (blas.sgemm_address, or 0 where SEQUENCE_PAIR takes it so).
@@ -246,8 +246,8 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
         seen = _enter(box, key)
         wt0 = wt1 = np.empty((0, 0), f32)                 # batch 1: dot products
     last = ticks()
-    while True:                 # one call site of each helper (LLVM inlines them: compile
-        if role == 2:           # time)
+    while True:                 # one call site of each helper: each site of a called
+        if role == 2:           # function is optimised again (compile time)
             s, seen = _look(box, key, gen, seen, last)
             if s < 0:
                 break

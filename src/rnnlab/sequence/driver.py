@@ -32,11 +32,11 @@ from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
 from .linalg import dot, gemm_rows, half_units, packed_halves, per_row, project, transposed
 from .packed import batch_sizes_for
 from . import halves
+from .blas import sgemm_address
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
                    run_both, wanted)
 from .pair import run as run_pair
 from .pair_step import pair_in
-from .blas import sgemm_address
 from .pool import PLAIN, Pool, aligned_empty, for_weights
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
