@@ -119,12 +119,14 @@ def test_registry_errors():
 def test_new_family_gets_compiled_loops(mgu):
     """The example family's scalar units (its own file, nothing else) give it every
     compiled float32 loop shape: the same numbers as its NumPy step, forward and back,
-    with and without lengths, and in layer.step."""
+    with and without lengths, and in layer.step. Only the kernels these calls use are
+    compiled here (each on its first use); every one of them, the pair's and a batch's
+    halves' included: test_new_family_compiles_every_kernel (-m slow)."""
     from rnnlab.sequence import kernels
-    if not kernels.warm(mgu):
+    if not kernels.available():
         pytest.skip("numba is not installed here")
-    assert set(kernels.kernels(mgu, "sequence")) >= {"forward", "backward", "step", "back",
-                                                      "cell"}
+    assert set(kernels.kernels(mgu, "sequence")) >= {"forward", "forward_in", "backward",
+                                                      "pair", "step", "back", "cell"}
     rng = np.random.default_rng(5)
     x = rng.standard_normal((6, 3, 4)).astype(np.float32)
     dy = rng.standard_normal((6, 3, 10)).astype(np.float32)
@@ -142,3 +144,25 @@ def test_new_family_gets_compiled_loops(mgu):
             results.append(got + [layer.grads[k] for k in sorted(layer.grads)])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.slow
+def test_new_family_compiles_every_kernel(mgu, small, monkeypatch):
+    """Every compiled kernel of the example family builds (kernels.warm: ~35 s on 2
+    cores), and its unrecorded calls on the pair (batch 1, met in the step box) and in a
+    batch's halves (the input projected inside the loop) give its NumPy path's numbers."""
+    from rnnlab.sequence import halves, kernels
+    if not kernels.warm(mgu):
+        pytest.skip("numba is not installed here")
+    monkeypatch.setattr(halves, "HALVES_MIN", 0)
+    monkeypatch.setattr(halves, "HALVES_STEP_MIN", 0)
+    layer = rnnlab.RNNBase("MGU", 4, 6, dtype=np.float32, seed=3).eval()
+    rng = np.random.default_rng(6)
+    for N in (1, 5):
+        x = rng.standard_normal((9, N, 4)).astype(np.float32)
+        got = layer(x)
+        with kernels.disabled():
+            want = layer(x)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    assert small and all(small), small
