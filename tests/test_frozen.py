@@ -326,14 +326,15 @@ def one_thread_after():
     rnnlab.set_num_threads(1)
 
 
-@pytest.mark.parametrize("cls", [GRU, LSTM])
+@pytest.mark.parametrize("cls", [GRU, pytest.param(LSTM, marks=pytest.mark.slow)])
 def test_set_num_threads_live_steps_equal_torch(cls, one_thread_after, monkeypatch):
     """After rnnlab.set_num_threads(3) (more than the pair's two: 2 and unset take the
     pair's step, test_pair_step.py), layer.step of float32 GRU / LSTM layers of 2^18
     weights and more (H = 256) splits each step over numba's threads reading the live
     parameters (batch 1-4; batch 5 takes the other paths): against torch step by step, with
     in-place writes into the parameters (a scaled W_hh, then a NaN weight) seen at the next
-    step, and an inf input."""
+    step, and an inf input. (LSTM's under -m slow: its threaded kernel's compile is ~10 s
+    of the default suite.)"""
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
     tm = getattr(torch.nn, cls.__name__)(256, 256, num_layers=2).eval()
