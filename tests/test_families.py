@@ -116,17 +116,10 @@ def test_registry_errors():
         cells.register(dataclasses.replace(cells.FAMILIES["gru"], mode="GRU2"))
 
 
-def test_new_family_gets_compiled_loops(mgu):
-    """The example family's scalar units (its own file, nothing else) give it every
-    compiled float32 loop shape: the same numbers as its NumPy step, forward and back,
-    with and without lengths, and in layer.step. Only the kernels these calls use are
-    compiled here (each on its first use); every one of them, the pair's and a batch's
-    halves' included: test_new_family_compiles_every_kernel (-m slow)."""
+def _compiled_equals_numpy(mgu, cases):
+    """The example family's layer calls (recorded, forward and back; ``cases``: their
+    lengths) and batch-1 steps, compiled and on the NumPy path: the same numbers."""
     from rnnlab.sequence import kernels
-    if not kernels.available():
-        pytest.skip("numba is not installed here")
-    assert set(kernels.kernels(mgu, "sequence")) >= {"forward", "forward_in", "backward",
-                                                      "pair", "step", "back", "cell"}
     rng = np.random.default_rng(5)
     x = rng.standard_normal((6, 3, 4)).astype(np.float32)
     dy = rng.standard_normal((6, 3, 10)).astype(np.float32)
@@ -136,7 +129,7 @@ def test_new_family_gets_compiled_loops(mgu):
             layer = rnnlab.RNNBase("MGU", 4, 5, num_layers=2, bidirectional=True,
                                    dtype=np.float32, seed=2)
             got = []
-            for lengths in (None, [6, 2, 4]):
+            for lengths in cases:
                 out, h_n = layer(x, lengths=lengths)
                 got += [out, h_n, *layer.backward(dy)]
             uni = rnnlab.RNNBase("MGU", 4, 5, dtype=np.float32, seed=2).eval()
@@ -146,11 +139,26 @@ def test_new_family_gets_compiled_loops(mgu):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
 
 
+def test_new_family_gets_compiled_loops(mgu):
+    """The example family's scalar units (its own file, nothing else) give it every
+    compiled float32 loop shape: the same numbers as its NumPy step, forward and back,
+    with and without lengths, and in layer.step. Only the kernels these calls use are
+    compiled here (each on its first use: ~12 s); every one of them, the pair's and a
+    batch's halves' included: test_new_family_compiles_every_kernel (-m slow; ~35 s of
+    compiling on 2 cores)."""
+    from rnnlab.sequence import kernels
+    if not kernels.available():
+        pytest.skip("numba is not installed here")
+    assert set(kernels.kernels(mgu, "sequence")) >= {"forward", "forward_in", "backward",
+                                                      "pair", "step", "back", "cell"}
+    _compiled_equals_numpy(mgu, (None, [6, 2, 4]))
+
+
 @pytest.mark.slow
 def test_new_family_compiles_every_kernel(mgu, small, monkeypatch):
-    """Every compiled kernel of the example family builds (kernels.warm: ~35 s on 2
-    cores), and its unrecorded calls on the pair (batch 1, met in the step box) and in a
-    batch's halves (the input projected inside the loop) give its NumPy path's numbers."""
+    """Every compiled kernel of the example family builds (kernels.warm), and its
+    unrecorded calls on the pair (batch 1, met in the step box) and in a batch's halves
+    (the input projected inside the loop) give its NumPy path's numbers."""
     from rnnlab.sequence import halves, kernels
     if not kernels.warm(mgu):
         pytest.skip("numba is not installed here")
