@@ -31,8 +31,9 @@ waiting threads taking each other's cores for ~0.1 s):
 
 The same box, claims and spin serve an unrecorded batch's two halves of rows (``halves``:
 one compiled call, _loops_in.SEQUENCE_IN, the worker spinning in it between calls),
-keyed by the family's key negated, so that a step and a sequence never take each other's
-requests.
+keyed by the family's key negated, and a batch-1 sequence's two halves of units on the
+pair (``pair_in``: _loops_in.PAIR_IN), keyed by the family's key + 2^32, so that a step
+and a sequence never take each other's requests.
 
 Where it runs: unrecorded steps of float32 layers without projection, at batch 1 to
 FEW_ROWS, of PAIR_STEP_MIN weights and more, with numba, where the pair can run
