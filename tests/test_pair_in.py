@@ -19,7 +19,8 @@ from rnnlab import tuning
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import FAMILIES
 from rnnlab.sequence import blas, driver, kernels, pair, pair_step
-from torch_pairs import equal_bits, one_thread, three_calls_equal_torch, torch_pair
+from torch_pairs import (equal_bits, one_thread, three_calls_equal_torch, torch_pair,
+                         until_the_worker_serves, worker_spinning)
 
 needs_pair = pytest.mark.skipif(
     not (kernels.available() and pair.possible() and blas.sgemm_address()),
@@ -48,15 +49,6 @@ def _queue(m, *args, monkeypatch):
         mp.setattr(driver, "sgemm_address", lambda: 0)
         with rnnlab.no_grad():
             return m(*args)
-
-
-def _spinning(key, timeout=5.0):
-    t0 = time.monotonic()
-    while pair_step.BOX[pair_step.B_STATE] != key:
-        if time.monotonic() - t0 > timeout:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 @needs_pair
@@ -149,26 +141,21 @@ def test_the_kernels_roles_give_the_same_bits():
     assert (sync0[:600] == 1).all()                         # all by the caller
     with pair._state["lock"]:
         pair_step.BOX[pair_step.B_GEN] += 1          # a worker spinning from before leaves
-        assert _spinning(0)
+        assert worker_spinning(0)
         r, out, c_n, _ = _call(kernel, args, 1, key)
         assert r == 0
         equal_bits((out, c_n), (out0, c0))
         pair_step._wake(kernel, key, pair_step._PAIR_DUMMIES, 30.0)
         try:
-            assert _spinning(key), "the worker never started spinning"
-            for _ in range(100):       # another thread spinning on the worker's CPU (torch's
-                served = pair_step.served()              # OpenMP threads after a call) may
-                pair_step._keep_off()                    # keep it from its claim: try again
-                r, out, c_n, sync = _call(kernel, args, 1, key)
-                equal_bits((out, c_n), (out0, c0))
-                if r:
-                    break
-                time.sleep(0.02)
+            assert worker_spinning(key), "the worker never started spinning"
+            (r, _, _, sync), served = until_the_worker_serves(
+                lambda: _call(kernel, args, 1, key),
+                lambda res: equal_bits(res[1:3], (out0, c0)))
             assert r > 0 and pair_step.served() == served + 1
             assert (sync[:600] == 2).any() and (sync[600:900] == 2).all()
         finally:
             pair_step.BOX[pair_step.B_GEN] += 1      # it leaves
-        assert _spinning(0), "the worker kept spinning"
+        assert worker_spinning(0), "the worker kept spinning"
 
 
 @needs_pair
@@ -180,7 +167,7 @@ def test_a_worker_that_never_comes_leaves_the_call_to_the_caller(small, monkeypa
     want = _queue(m, x, monkeypatch=monkeypatch)
     posted = []
     pair_step.BOX[pair_step.B_GEN] += 1
-    assert _spinning(0)
+    assert worker_spinning(0)
     time.sleep(0.05)                     # the worker's last job ended (its wake cleared)
     assert pair_step.BOX[pair_step.B_WAKE] == 0
     monkeypatch.setattr(pair, "_post", posted.append)

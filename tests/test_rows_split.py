@@ -17,7 +17,8 @@ import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import FAMILIES
 from rnnlab.sequence import halves, kernels, pair, pair_step
-from torch_pairs import SPLIT_CASES, batch_inputs, equal_bits, one_thread, torch_pair
+from torch_pairs import (SPLIT_CASES, batch_inputs, equal_bits, one_thread, torch_pair,
+                         until_the_worker_serves, worker_spinning)
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -44,15 +45,6 @@ def split(monkeypatch):
     yield ran
     pair_step.BOX[pair_step.B_GEN] += 1                      # the worker stops spinning
     pair._state.update(cool=0.0, low=0)
-
-
-def _spinning(key, timeout=5.0):
-    t0 = time.monotonic()
-    while pair_step.BOX[pair_step.B_STATE] != key:
-        if time.monotonic() - t0 > timeout:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 @needs_pair
@@ -101,25 +93,18 @@ def test_a_spinning_worker_runs_the_second_half():
     _, out0, c0_ = call(0)
     with pair._state["lock"]:
         pair_step.BOX[pair_step.B_GEN] += 1          # a worker spinning from before leaves
-        assert _spinning(0)
+        assert worker_spinning(0)
         assert call(1)[0] == 0                        # no worker spinning: all here
         key = -pair_step._key(fam)
         pair_step._wake(kernel, key, pair_step._SEQ_DUMMIES, 30.0)
         try:
-            assert _spinning(key), "the worker never started spinning"
-            for _ in range(100):       # another thread spinning on the worker's CPU (torch's
-                served = pair_step.served()              # OpenMP threads after a call) may
-                pair_step._keep_off()                    # keep it from its claim: try again
-                waited, out, c_n = call(1)
-                np.testing.assert_array_equal(out, out0)
-                np.testing.assert_array_equal(c_n, c0_)
-                if waited:
-                    break
-                time.sleep(0.02)
+            assert worker_spinning(key), "the worker never started spinning"
+            (waited, _, _), served = until_the_worker_serves(
+                lambda: call(1), lambda r: equal_bits(r[1:], (out0, c0_)))
             assert waited > 0 and pair_step.served() == served + 1
         finally:
             pair_step.BOX[pair_step.B_GEN] += 1      # it leaves
-        assert _spinning(0), "the worker kept spinning"
+        assert worker_spinning(0), "the worker kept spinning"
 
 
 @needs_pair

@@ -177,3 +177,32 @@ def failing_on_the_worker(kernel_for):
             return k(*a)
         return kernel
     return wrapped
+
+
+def worker_spinning(key, timeout=5.0):
+    """Whether the pair's worker spins for step-box requests of ``key`` (0: it does not
+    spin) within ``timeout`` seconds."""
+    from rnnlab.sequence import pair_step
+    t0 = time.monotonic()
+    while pair_step.BOX[pair_step.B_STATE] != key:
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def until_the_worker_serves(call, check):
+    """call() (a kernel in role 1: its first item the ticks waited + 1, 0 when the caller
+    ran alone), check(result) on every try, until the spinning worker served one (another
+    thread on the worker's CPU, torch's OpenMP threads after a call, may keep it from its
+    claim: up to 100 tries). Returns (the last result, served() before it)."""
+    from rnnlab.sequence import pair_step
+    for _ in range(100):
+        served = pair_step.served()
+        pair_step._keep_off()
+        result = call()
+        check(result)
+        if result[0]:
+            break
+        time.sleep(0.02)
+    return result, served
