@@ -15,11 +15,11 @@ import numpy as np
 from numba import carray, prange
 
 from ..tuning import PAIR_STEAL
-from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at,
-                       sgemm_rows, ticks)
+from ._atomics import (atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at, sgemm_rows,
+                       ticks)
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 from ._loops_in import PAIR_IN, SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (_compiled.SHAPES)
-from ._loops_in import _claim_or_wait, _enter, _look, _served
+from ._loops_in import _claim_or_wait, _enter, _look, _post_nine, _served
 from .pair import B_ARGS, B_FAM, B_H, B_I, B_N, B_SEQ, B_STATE
 
 def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record,
@@ -313,10 +313,7 @@ def ROWS_ONE(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, role, box, key, gen)
     I = x.shape[1]
     s, lo, hi, stage, out, seen = atomic_load(box, B_SEQ) + 1, 0, H, 0, 0, -1
     if role == 1:
-        box[B_ARGS], box[B_ARGS + 1], box[B_ARGS + 2] = address(x), address(h), address(c)
-        box[B_ARGS + 3], box[B_ARGS + 4] = address(w_ih), address(w_hh)
-        box[B_ARGS + 5], box[B_ARGS + 6] = address(b_ih), address(b_hh)
-        box[B_ARGS + 7], box[B_ARGS + 8] = address(h_new), address(c_new)
+        _post_nine(box, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new)
         box[B_N], box[B_I], box[B_H], box[B_FAM] = N, I, H, key
         atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
         hi = H // 2

@@ -21,9 +21,10 @@ from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_FN, B_GEN, B_H, B
 
 
 # The step box's protocol (pair.py's layout), shared by _loops.ROWS_ONE (a step's halves
-# of units) and SEQUENCE_IN (a batch's halves of rows): a caller posts a request s
-# (B_SEQ: s - 1 -> s) and claims its second half after its own (B_CLAIM: s - 1 -> s, which
-# only request s can win); a worker spinning for the caller's key claims it first or not.
+# of units), SEQUENCE_IN (a batch's halves of rows) and PAIR_IN (a batch-1 sequence's
+# halves of units): a caller posts a request s (its arrays: _post_nine; B_SEQ: s - 1 -> s)
+# and claims its second half after its own (B_CLAIM: s - 1 -> s, which only request s can
+# win); a worker spinning for the caller's key claims it first or not.
 
 @inline
 def _enter(box, key):
@@ -68,6 +69,15 @@ def _claim_or_wait(box, s):
     t0 = ticks()
     _wait_for(box, B_DONE, s, -1)
     return ticks() - t0 + 1
+
+
+@inline
+def _post_nine(box, a0, a1, a2, a3, a4, a5, a6, a7, a8):
+    """A caller's request: its nine arrays' addresses into box[B_ARGS:B_ARGS + 9]."""
+    box[B_ARGS], box[B_ARGS + 1], box[B_ARGS + 2] = address(a0), address(a1), address(a2)
+    box[B_ARGS + 3], box[B_ARGS + 4] = address(a3), address(a4)
+    box[B_ARGS + 5], box[B_ARGS + 6] = address(a5), address(a6)
+    box[B_ARGS + 7], box[B_ARGS + 8] = address(a7), address(a8)
 
 
 @inline
@@ -134,10 +144,7 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
     m = 2 * ((N + 2) // 4)
     lo, hi = 0, N
     if role == 1:
-        box[B_ARGS], box[B_ARGS + 1], box[B_ARGS + 2] = address(x), address(w_ih_t), address(bias)
-        box[B_ARGS + 3], box[B_ARGS + 4] = address(w_hh_t), address(b_rest)
-        box[B_ARGS + 5], box[B_ARGS + 6] = address(h0), address(c0)
-        box[B_ARGS + 7], box[B_ARGS + 8] = address(out), address(c_n)
+        _post_nine(box, x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, out, c_n)
         box[B_N], box[B_I], box[B_H], box[B_FAM] = N, x.shape[2], out.shape[2], key
         box[B_T], box[B_REV] = x.shape[0], 1 if reverse else 0
         atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
@@ -232,11 +239,7 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
     p = role - 3 if role >= 3 else (1 if role == 2 else 0)
     T, H = out.shape[0], out.shape[2]
     if role == 1:
-        box[B_ARGS], box[B_ARGS + 1], box[B_ARGS + 2] = (address(x2d), address(w_ih),
-                                                         address(w_hh))
-        box[B_ARGS + 3], box[B_ARGS + 4] = address(bias), address(b_rest)
-        box[B_ARGS + 5], box[B_ARGS + 6] = address(h0), address(c0)
-        box[B_ARGS + 7], box[B_ARGS + 8] = address(out), address(c_n)
+        _post_nine(box, x2d, w_ih, w_hh, bias, b_rest, h0, c0, out, c_n)
         box[B_MORE], box[B_MORE + 1], box[B_MORE + 2] = (address(gx0), address(gx1),
                                                          address(sync))
         box[B_N], box[B_I], box[B_H], box[B_FAM] = out.shape[1], x2d.shape[1], H, key
