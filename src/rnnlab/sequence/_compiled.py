@@ -48,9 +48,14 @@ def _i32_as_f32(typingctx, x):
 
 
 inline = njit(cache=True, error_model="numpy", inline="always")
+#: the scalar primitives (exp, sigmoid, tanh, relu): compiled once and called; LLVM inlines
+#: them into every loop all the same (the kernels' speed measured unchanged). Inlined by
+#: numba instead, each of their call sites in a family's units re-ran numba's passes on
+#: them: 53 against 43 s of `rnnlab warmup` (BENCHMARKS.md, "Cold start")
+scalar = njit(cache=True, error_model="numpy", fastmath={"contract"})
 
 
-@inline
+@scalar
 def _exp(x):
     """exp for float32 x in [LO, HI] (callers clamp); NaN -> NaN."""
     n = np.floor(x * LOG2E + HALF)
@@ -60,7 +65,7 @@ def _exp(x):
     return p * _i32_as_f32((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
-@inline
+@scalar
 def _sigmoid(x):
     s = ONE / (ONE + _exp(min(max(-x, LO), HI)))
     s = ZERO if x <= UNDER else s                      # exp(-x) = inf there: exactly 0, as
@@ -68,7 +73,7 @@ def _sigmoid(x):
                                                        # clamp would swallow NaN
 
 
-@inline
+@scalar
 def _tanh(x):
     a = abs(x)
     z = x * x
@@ -196,7 +201,7 @@ def _recurrent(A, gx_t, rest, prev, w, split, rows):
         _project(A[n], gx_t[n], rest, prev[n], w, split)
 
 
-@inline
+@scalar
 def _relu(a):
     """NumPy's maximum(a, 0): NaN stays NaN, -0.0 gives 0.0."""
     return a if a > ZERO or a != a else ZERO

@@ -17,9 +17,9 @@ from ..sequence import kernels
 
 def _cost(kind):
     """A family's compile time in about seconds on the 2-core machine of BENCHMARKS.md,
-    from its number of gates (measured: 1 gate 6.8-7.9 s, 3 gates 13.2, 4 gates 22.0), to
+    from its number of gates (measured: 1 gate 18.2 s, 3 gates 21.5, 4 gates 24.9), to
     share the families out."""
-    return FAMILIES[kind].num_gates ** 2 + 6
+    return 2 * FAMILIES[kind].num_gates + 16
 
 _CHILD = ("import sys, warnings\n"
           "from rnnlab.cells import FAMILIES\n"
