@@ -117,17 +117,21 @@ def _rowdot(w, j, v):
 
 
 @inline
-def _rowdots(a, j0, w, r0, count, v):
+def _rowdots(a, j0, w, r0, count, v, back):
     """a[j0 + i] = w[r0 + i] @ v for i < count, eight rows per pass over v: each load of v
     serves eight rows and eight sums run at once (the rest one row at a time). Four rows
     per pass instead of one: in the pair's loop (T = 1000, both threads, old and new
     alternated in one process) LSTM H = 256 10.0 -> 9.0 us per step, GRU 7.0 -> 6.1; one
     thread alone at RNN H = 512 15.3 -> 11.9. Eight instead of four: a 1024 x 256 matrix
     alone 15.3 -> 13.1 us (69 -> 80 GB/s from L2; one 1024 x 256 sgemv of OpenBLAS on one
-    thread 14.8), the one-thread GRU H 256 step 31-34 -> 26-27 us (BENCHMARKS.md)."""
+    thread 14.8), the one-thread GRU H 256 step 31-34 -> 26-27 us (BENCHMARKS.md).
+    back: the same blocks and sums (the same bits), taken from the last block to the
+    first: a loop that reads more rows than its core's L2 holds, alternating, finds the
+    rows it read last still there (a cyclic scan in one order finds none)."""
     K = v.shape[0]
-    i = 0
-    while i + 8 <= count:
+    nb = count // 8
+    for q in range(nb):
+        i = 8 * (nb - 1 - q if back else q)
         r = r0 + i
         s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = ZERO
         for k in range(K):
@@ -142,10 +146,8 @@ def _rowdots(a, j0, w, r0, count, v):
             s7 += w[r + 7, k] * vk
         a[j0 + i], a[j0 + i + 1], a[j0 + i + 2], a[j0 + i + 3] = s0, s1, s2, s3
         a[j0 + i + 4], a[j0 + i + 5], a[j0 + i + 6], a[j0 + i + 7] = s4, s5, s6, s7
-        i += 8
-    while i < count:
+    for i in range(8 * nb, count):
         a[j0 + i] = _rowdot(w, r0 + i, v)
-        i += 1
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})

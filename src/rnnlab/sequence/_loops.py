@@ -130,12 +130,13 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                 tn = t * N + n
                 if not batch:           # h here first: the other half's lines all at once
                     _copy(hv, prev[n], 0)
-                for g in range(G):
+                for q in range(G):      # every other step backwards (_rowdots)
+                    g = G - 1 - q if s % 2 == 1 else q
                     r0 = g * H + lo
                     if batch:
                         _copy(a[g * B:(g + 1) * B], ab, (n * G + g) * B)
                     else:
-                        _rowdots(a, g * B, w_hh, r0, B, hv)
+                        _rowdots(a, g * B, w_hh, r0, B, hv, s % 2 == 1)
                     if g < F:
                         for jj in range(B):
                             a[g * B + jj] += gx[tn, g * B + jj] + bias[r0 + jj]
@@ -269,8 +270,8 @@ def ROWS_BLOCK(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, lo, hi):
     u = np.empty(GH + S * H, f32)
     for n in range(N):
         for k0 in range(0, GH, H):
-            _rowdots(xa, k0 + lo, w_ih, k0 + lo, hi - lo, x[n])
-            _rowdots(a, k0 + lo, w_hh, k0 + lo, hi - lo, h[n])
+            _rowdots(xa, k0 + lo, w_ih, k0 + lo, hi - lo, x[n], False)
+            _rowdots(a, k0 + lo, w_hh, k0 + lo, hi - lo, h[n], False)
             for k in range(k0 + lo, k0 + hi):
                 if k < FH:
                     a[k] = xa[k] + a[k] + (b_ih[k] + b_hh[k])
