@@ -53,6 +53,27 @@ def test_compiled_functions_within_a_few_ulps(which, ref):
         assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] == -1
     else:
         assert out[x == np.inf][0] == 1 and out[x == -np.inf][0] < 1e-37
+
+
+@numba.njit(error_model="numpy", fastmath={"reassoc", "contract"})
+def _rowdots_both_ways(a, b, w, r0, v):
+    _compiled._rowdots(a, 0, w, r0, a.shape[0], v, False)
+    _compiled._rowdots(b, 0, w, r0, b.shape[0], v, True)
+
+
+@pytest.mark.parametrize("count", [1, 7, 8, 13, 16, 37])
+def test_rowdots_backwards_gives_the_same_sums(count):
+    """The pair's batch-1 loop reads W_hh's rows backwards every other step (the rows it
+    read last are still in L2): the same blocks, the same sums to the bit, every row's."""
+    rng = np.random.default_rng(count)
+    w = rng.standard_normal((count + 5, 67)).astype(np.float32)
+    v = rng.standard_normal(67).astype(np.float32)
+    a, b = np.full(count, np.nan, np.float32), np.full(count, np.nan, np.float32)
+    _rowdots_both_ways(a, b, w, 3, v)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, w[3:3 + count].astype(np.float64) @ v, rtol=1e-5, atol=1e-5)
+
+
 from kernel_paths import both_paths, built, counted, flat, numpy_only  # noqa: E402
 
 
