@@ -86,7 +86,7 @@ def _announce(fam, where):
     import warnings
     try:
         warnings.warn(f"rnnlab is compiling its float32 kernels for {fam.kind} (the first use "
-                      f"since installing: 3-15 s per family, once; later processes "
+                      f"since installing: 2-25 s per family, once; later processes "
                       f"load them from numba's cache in {where}). Run `rnnlab warmup` at "
                       "install time to pay this ahead; RNNLAB_KERNELS=numpy skips them.",
                       KernelCompileWarning, stacklevel=4)
