@@ -221,3 +221,24 @@ def test_any_shape_equals_the_queue_and_one_thread(kind, T, H, bias, reverse, ed
     np.testing.assert_array_equal(np.isinf(got[0]), np.isinf(alone[0]))
     sane = np.abs(alone[0]) < 1e6        # (a ReLU's 1e30-sized sums differ in their order)
     np.testing.assert_allclose(got[0][sane], alone[0][sane], rtol=1e-5, atol=1e-6)
+
+
+@needs_pair
+def test_the_worker_spins_a_share_of_a_long_calls_time(boxed, monkeypatch):
+    """After a call the worker spins for the next one PAIR_SPIN or PAIR_SPIN_SHARE of the
+    call's own time, the longer (the Python between two long calls outlasted a fixed
+    spin: one call in ten ran alone): the budget it reads at each look."""
+    monkeypatch.setattr(pair_step, "PAIR_SPIN", 1e-6)
+    monkeypatch.setattr(pair_step, "PAIR_SPIN_SHARE", 0.5)
+    m = LSTM(64, 64, seed=0).train(False)
+    x = np.random.default_rng(0).standard_normal((400, 1, 64)).astype(np.float32)
+    m(x)                                     # the first call's one-time costs
+    t0 = time.perf_counter()
+    m(x)
+    took = time.perf_counter() - t0
+    assert boxed == [True, True]
+    budget = pair_step.BOX[pair_step.B_BUDGET] / pair.rate()
+    assert 0.5 * took >= budget > 0.5 * took / 4, (budget, took)   # the kernel's share
+    monkeypatch.setattr(pair_step, "PAIR_SPIN", 2.0)
+    m(x[:8])
+    assert pair_step.BOX[pair_step.B_BUDGET] / pair.rate() == pytest.approx(2.0, rel=1e-6)

@@ -175,6 +175,13 @@ PAIR_COOL = 0.05
 #: worker's half before sleeping: a wake through the job queue costs ~30 us here.
 PAIR_SPIN = 300e-6
 
+#: After a batch-1 sequence on the pair (pair_step.pair_in) the worker spins for the next
+#: call PAIR_SPIN or PAIR_SPIN_SHARE of the call's own time, the longer: between two
+#: back-to-back LSTM (100, 1, 512, 512) calls (4.5 ms) rnnlab's Python took 181 us
+#: (median; 90th percentile 272, 6% over 300: the caches cold after the call), and 10-15%
+#: of the calls found the worker gone and ran alone (8.9 ms); with a 3 ms spin, 1 in 300.
+PAIR_SPIN_SHARE = 0.25
+
 #: Recurrent multiply-adds of a call (T * N * G*H * H_out) from which a recorded call of 3
 #: rows or more on the compiled loop runs its rows in two halves, one per thread of the
 #: pair (measured in BENCHMARKS.md).

@@ -49,8 +49,8 @@ import time
 
 import numpy as np
 
-from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_STEP_BACKOFF, PAIR_STEP_COOL,
-                      PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN)
+from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF,
+                      PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN)
 from . import kernels, pair
 from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
@@ -162,11 +162,11 @@ def pair_in(fam, kernel, args):
     compiled function since the last call, claims the second half's projection and
     takes its side of every step, without Python or the GIL between the two (pair.run
     hands the worker a job through the queue: a wake and the GIL each way, ~35-60 us a
-    call); after it the worker spins PAIR_SPIN for the next call. The worker not there
-    when the caller's projection is done (the first call, or after a pause): the caller
-    runs the call alone, on one thread (the worker is woken for the next one). The
-    cool-down is the steps' (``_account``). False, having done nothing, when another
-    thread holds the pair."""
+    call); after it the worker spins for the next call PAIR_SPIN or PAIR_SPIN_SHARE of
+    this one's time, the longer. The worker not there when the caller's projection is
+    done (the first call, or after a pause): the caller runs the call alone, on one
+    thread (the worker is woken for the next one). The cool-down is the steps'
+    (``_account``). False, having done nothing, when another thread holds the pair."""
     lock = pair._state["lock"]
     if not lock.acquire(blocking=False):
         return False
@@ -178,9 +178,12 @@ def pair_in(fam, kernel, args):
             _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
         T = args[8].shape[0]
         sync = np.zeros(3 * T + 4, np.int64)
+        t0 = time.perf_counter()
         with pair.one_blas_thread():             # the projections' products (pair.run)
             waited = kernel(*args, sync, pair.sgemm_address(), pair.NO_WT, pair.NO_WT, 1,
                             BOX, key, 0)
+        spin = max(PAIR_SPIN, PAIR_SPIN_SHARE * (time.perf_counter() - t0))
+        BOX[B_BUDGET] = int(spin * pair.rate())  # the spinning worker's, read at each look
         pair._state["last"] = sync
         shared = np.count_nonzero(sync[:2 * T] == 2) >= PAIR_LOW * 2 * T
         _account(spinning, waited, waited > 0 and not shared)
