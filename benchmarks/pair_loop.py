@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from rnnlab.cells import by_kind
-from rnnlab.sequence import kernels, pair
+from rnnlab.sequence import pair
 from rnnlab.sequence.linalg import half_units
 
 
@@ -33,8 +33,7 @@ def main():
     ap.add_argument("--calls", type=int, default=20)
     a = ap.parse_args()
     fam = by_kind(a.kind.lower())
-    k = kernels.kernels(fam, "sequence")
-    k = None if k is None else k.get("pair")
+    k = pair.pair_kernel(fam)
     if k is None:
         raise SystemExit("no compiled pair kernel here (pip install 'rnnlab[fast]')")
     T, H, G, f32 = a.steps, a.hidden, fam.num_gates, np.float32

@@ -49,7 +49,7 @@ def small(monkeypatch):
 def pytest_sessionstart(session):
     """Compile (or load from numba's cache) every family's kernels once, before the first
     test, so that no test pays numba's first compile (the first run after installing:
-    60-75 s in two processes on 2 cores, docs/cli.md) and a shape-only test is not the one
+    41-70 s in two processes on 2 cores, docs/cli.md) and a shape-only test is not the one
     that takes 30 s."""
     import time
     import warnings

@@ -109,6 +109,7 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
         cprev = c0 if s == 0 else c_n
+        back = s % 2 == 1       # W_hh's rows backwards every other step (_rowdots)
         for k in range(2):
             half = p if k == 0 else 1 - p
             if k == 1 and atomic_load(sync, 3 * T + 2 - p) != 0:   # the other one is here:
@@ -130,13 +131,13 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                 tn = t * N + n
                 if not batch:           # h here first: the other half's lines all at once
                     _copy(hv, prev[n], 0)
-                for q in range(G):      # every other step backwards (_rowdots)
-                    g = G - 1 - q if s % 2 == 1 else q
+                for q in range(G):
+                    g = G - 1 - q if back else q
                     r0 = g * H + lo
                     if batch:
                         _copy(a[g * B:(g + 1) * B], ab, (n * G + g) * B)
                     else:
-                        _rowdots(a, g * B, w_hh, r0, B, hv, s % 2 == 1)
+                        _rowdots(a, g * B, w_hh, r0, B, hv, back)
                     if g < F:
                         for jj in range(B):
                             a[g * B + jj] += gx[tn, g * B + jj] + bias[r0 + jj]
