@@ -19,6 +19,7 @@ row u, copied out afterwards (a loop writing into many arrays is not vectorised:
 gives up on the runtime alias checks; measured 4x slower).
 """
 import hashlib
+import math
 import os
 import types as pytypes
 
@@ -57,9 +58,11 @@ scalar = njit(cache=True, error_model="numpy", fastmath={"contract"})
 
 @scalar
 def _exp(x):
-    """exp for float32 x in [LO, HI] (callers clamp); NaN -> NaN."""
+    """exp for float32 x in [LO, HI] (callers clamp). NaN passes the clamps (numba's min
+    and max give NaN) and comes out undefined (np.int32(NaN) is LLVM's poison): sigmoid
+    and tanh then return x itself through a select, which drops the other value
+    whatever it is. Testing n for NaN here cost 7% of an LSTM unit's time."""
     n = np.floor(x * LOG2E + HALF)
-    n = ZERO if n != n else n
     r = x - n * C1 - n * C2
     p = ((((((E0 * r + E1) * r + E2) * r + E3) * r + E4) * r + E5) * r * r + r) + ONE
     return p * _i32_as_f32((np.int32(n) + np.int32(127)) << np.int32(23))
@@ -69,8 +72,8 @@ def _exp(x):
 def _sigmoid(x):
     s = ONE / (ONE + _exp(min(max(-x, LO), HI)))
     s = ZERO if x <= UNDER else s                      # exp(-x) = inf there: exactly 0, as
-    return s if x == x else x                          # NumPy (0 * inf must stay NaN); the
-                                                       # clamp would swallow NaN
+    return s if x == x else x                          # NumPy (0 * inf must stay NaN); NaN
+                                                       # for NaN (_exp's value dropped)
 
 
 @scalar
@@ -78,10 +81,9 @@ def _tanh(x):
     a = abs(x)
     z = x * x
     small = x * (ONE + ((((T0 * z + T1) * z + T2) * z + T3) * z + T4) * z)   # odd; -0 -> -0
-    big = ONE - TWO / (_exp(min(a + a, HI)) + ONE)
-    big = big if x > ZERO else -big
+    big = math.copysign(ONE - TWO / (_exp(min(a + a, HI)) + ONE), x)   # a bit operation
     t = small if a < SMALL else big
-    return t if x == x else x                          # the clamp would swallow NaN
+    return t if x == x else x                          # NaN for NaN (_exp's value dropped)
 
 
 @inline
