@@ -15,6 +15,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def to_numpy(value, name="input"):
     """A NumPy view of an array-like. torch tensors (anything with .detach().cpu().numpy())
     convert without importing torch; dtypes NumPy cannot hold (bfloat16) are a TypeError."""
+    if type(value) is np.ndarray and value.dtype.kind == "f":     # the common call, as is
+        return value
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         try:
             value = value.detach().cpu().numpy()

@@ -24,6 +24,8 @@ class PackedSequence(NamedTuple):
 
 def is_packed(value):
     """Duck test for a (torch or rnnlab) PackedSequence."""
+    if type(value) is np.ndarray:              # the common call: no attribute lookups
+        return False
     return all(hasattr(value, a) for a in ("data", "batch_sizes", "sorted_indices"))
 
 

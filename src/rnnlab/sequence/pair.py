@@ -75,13 +75,24 @@ NO_WT = np.zeros((0, 0), np.float32)
 #: set from Python relies on it) and spin loops pause (_atomics.cpu_relax reads it too)
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
+#: Seconds a reading of the process's CPU affinity stands (``usable_cpus``)
+CPUS_AGAIN = 1.0
+
+
+_CPUS = {"pid": None, "until": 0.0, "n": 1}
+
 
 def usable_cpus():
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """CPUs this process may run on, as read at most CPUS_AGAIN seconds ago (a call asks
+    several times; each read of the affinity ~0.4 us)."""
+    now = time.monotonic()
+    if now >= _CPUS["until"] or _CPUS["pid"] != os.getpid():
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
+        _CPUS.update(pid=os.getpid(), until=now + CPUS_AGAIN, n=n)
+    return _CPUS["n"]
 
 
 def possible():

@@ -219,8 +219,9 @@ def for_weights(lease, shape, dtype):
     """A buffer for a weight-sized array: from ``lease`` from tuning.POOL_WEIGHTS_MIN to
     POOL_WEIGHTS_MAX bytes, a fresh one otherwise (tiny ones cost next to nothing, and a
     huge layer keeps 2x its parameters between calls)."""
-    pooled = _weight_sized(math.prod(shape) * np.dtype(dtype).itemsize)
-    return (lease if pooled else PLAIN).empty(shape, dtype)
+    if _weight_sized(math.prod(shape) * np.dtype(dtype).itemsize):
+        return lease.empty(shape, dtype)
+    return aligned_empty(shape, dtype)         # PLAIN.empty's, without its bookkeeping
 
 
 def _weight_sized(nbytes):

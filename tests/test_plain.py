@@ -1,0 +1,103 @@
+"""The common inference call's short way (sequence/plain.py): unrecorded, one direction,
+no lengths, no dropout masks. Each layer runs as run_forward runs it, so the outputs,
+states and named masks are run_forward's to the bit, whichever path each layer takes
+(NumPy loop, compiled loop, a batch's halves, the pair); the calls it does not serve
+(recorded, bidirectional, lengths, masks given or drawn) take run_forward as before."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnnlab
+from rnnlab.cells import FAMILIES
+from rnnlab.nn import make_layer, records
+from rnnlab.sequence import plain, run_forward
+
+KINDS = sorted(FAMILIES)
+
+
+def _both(layer, x, hx):
+    """The layer's call, and the same call with plain.run refused (run_forward)."""
+    with rnnlab.no_grad():
+        got = layer(x, hx)
+        masks = layer.last_dropout_masks
+        want_plain = plain.wanted
+        try:
+            plain.wanted = lambda *a: False
+            want = layer(x, hx)
+            want_masks = layer.last_dropout_masks
+        finally:
+            plain.wanted = want_plain
+    return got, want, masks, want_masks
+
+
+def _flat(result):
+    out, state = result
+    return [out] + (list(state) if isinstance(state, tuple) else [state])
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(KINDS), T=st.integers(1, 12), N=st.integers(0, 6),
+       H=st.integers(1, 9), L=st.integers(1, 3), f64=st.booleans(), with_hx=st.booleans(),
+       batch_first=st.booleans(), unbatched=st.booleans(), train=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_the_short_way_gives_run_forwards_bits(kind, T, N, H, L, f64, with_hx, batch_first,
+                                               unbatched, train, seed):
+    dt = np.float64 if f64 else np.float32
+    layer = make_layer(kind, 3, H, num_layers=L, batch_first=batch_first, seed=seed,
+                       dropout=0.3 if L > 1 else 0.0, dtype=dt).train(train)
+    rng = np.random.default_rng(seed)
+    shape = (T, 3) if unbatched else ((N, T, 3) if batch_first else (T, N, 3))
+    x = rng.standard_normal(shape).astype(dt)
+    hx = None
+    if with_hx:
+        s = (L, H) if unbatched else (L, N, H)
+        h = rng.standard_normal(s).astype(dt)
+        hx = (h, rng.standard_normal(s).astype(dt)) if layer.family.has_cell_state else h
+    if train and L > 1:                   # dropout drawn: run_forward's own way
+        assert not plain.wanted(False, layer.weights(), None, None, True, 0.3)
+        return
+    got, want, masks, want_masks = _both(layer, x, hx)
+    for a, b in zip(_flat(got), _flat(want)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert not _flat(got)[0].flags.writeable
+    assert masks == want_masks == [None] * (L - 1)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("shape", [(50, 16, 32, 32), (30, 1, 64, 128), (20, 4, 16, 64)])
+def test_the_short_way_on_the_fast_paths(kind, shape):
+    """Shapes that take the compiled loops, a batch's halves and the pair: the same bits
+    as run_forward (and NaN in the input stays where torch puts it: that row only)."""
+    T, N, I, H = shape
+    layer = make_layer(kind, I, H, seed=1, num_layers=2).eval()
+    x = np.random.default_rng(2).standard_normal((T, N, I)).astype(np.float32)
+    x[T // 2, 0, 0] = np.nan
+    got, want, _, _ = _both(layer, x, None)
+    for a, b in zip(_flat(got), _flat(want)):
+        np.testing.assert_array_equal(a, b)
+    out = _flat(got)[0]
+    assert np.isnan(out[T // 2:, 0]).all() and not np.isnan(out[:T // 2]).any()
+    if N > 1:
+        assert not np.isnan(out[:, 1:]).any()
+
+
+def test_which_calls_take_the_short_way(monkeypatch):
+    """Recorded, bidirectional, lengths and given masks go through run_forward."""
+    seen = []
+    real = plain.run
+    monkeypatch.setattr(plain, "run", lambda *a: seen.append("plain") or real(*a))
+    monkeypatch.setattr(records, "run_forward",
+                        lambda *a, **k: seen.append("run_forward") or run_forward(*a, **k))
+    x = np.ones((4, 2, 3), np.float32)
+    lstm = rnnlab.LSTM(3, 5, num_layers=2)
+    with rnnlab.no_grad():
+        lstm(x)
+        lstm(x, lengths=[4, 2])
+        lstm(x, dropout_masks=[None])
+        rnnlab.LSTM(3, 5, bidirectional=True)(x)
+    lstm(x)                                  # training mode, recorded
+    lstm.eval()(x)
+    assert seen == ["plain", "run_forward", "run_forward", "run_forward", "run_forward",
+                    "plain"]
