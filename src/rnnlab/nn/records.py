@@ -73,9 +73,9 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     if not step:
         rec.last_call = None            # unless the caller keeps it, its buffers may serve
         rec.freed = False               # this call
+    weights, reverse = layer.weights(), getattr(layer, "direction", "") == "reverse"
     small = not record and x.size * layer.hidden_size < POOL_MIN     # e.g. batch-1 steps
     lease = PLAIN if small else rec.pool.lease()        # pooling only pays for big buffers
-    weights, reverse = layer.weights(), getattr(layer, "direction", "") == "reverse"
     cache = None
     try:
         if plain.wanted(record, weights, lengths, masks, layer.training, layer.dropout):
