@@ -5,6 +5,7 @@ calls for the products of a batch of rows (_atomics.sgemm_rows)."""
 import contextlib
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -59,6 +60,24 @@ def _sgemm64(lib):
         if fn is not None:
             return ctypes.cast(fn, ctypes.c_void_p).value or 0
     return 0
+
+
+#: Seconds a reading of the process's CPU affinity stands (``usable_cpus``)
+CPUS_AGAIN = 1.0
+_CPUS = {"pid": None, "until": 0.0, "n": 1}
+
+
+def usable_cpus():
+    """CPUs this process may run on (pair.possible), as read at most CPUS_AGAIN seconds
+    ago (a call asks several times; each read of the affinity ~0.4 us)."""
+    now = time.monotonic()
+    if now >= _CPUS["until"] or _CPUS["pid"] != os.getpid():
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
+        _CPUS.update(pid=os.getpid(), until=now + CPUS_AGAIN, n=n)
+    return _CPUS["n"]
 
 
 def sgemm_address():

@@ -41,7 +41,7 @@ from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PA
                       PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
                       PAIR_SGEMM_ROWS, PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
-from .blas import _blas, one_blas_thread, sgemm_address
+from .blas import _blas, one_blas_thread, sgemm_address, usable_cpus
 from .linalg import gemm_rows, half_units, pack_half, project_gates
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
@@ -74,25 +74,6 @@ NO_WT = np.zeros((0, 0), np.float32)
 #: x86-64: the kernel's stores reach the other core in program order (the projection flag
 #: set from Python relies on it) and spin loops pause (_atomics.cpu_relax reads it too)
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
-
-#: Seconds a reading of the process's CPU affinity stands (``usable_cpus``)
-CPUS_AGAIN = 1.0
-
-
-_CPUS = {"pid": None, "until": 0.0, "n": 1}
-
-
-def usable_cpus():
-    """CPUs this process may run on, as read at most CPUS_AGAIN seconds ago (a call asks
-    several times; each read of the affinity ~0.4 us)."""
-    now = time.monotonic()
-    if now >= _CPUS["until"] or _CPUS["pid"] != os.getpid():
-        try:
-            n = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            n = os.cpu_count() or 1
-        _CPUS.update(pid=os.getpid(), until=now + CPUS_AGAIN, n=n)
-    return _CPUS["n"]
 
 
 def possible():
