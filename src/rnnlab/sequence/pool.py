@@ -171,13 +171,14 @@ class Lease:
         self.taken = [(k, a) for k, a in self.taken if id(a) not in ids]
 
     def empty(self, shape, dtype):
+        if self.pool is None:                      # PLAIN: nothing to find or to keep
+            return aligned_empty(shape, dtype)
         key = (tuple(shape), np.dtype(dtype).str)
-        arr = None if self.pool is None else self.pool._get(key)
+        arr = self.pool._get(key)
         if arr is None:
             arr = aligned_empty(shape, dtype)
-        if self.pool is not None:
-            self.taken.append((key, arr))
-            self.bytes += arr.nbytes
+        self.taken.append((key, arr))
+        self.bytes += arr.nbytes
         return arr
 
     def zeros(self, shape, dtype):
