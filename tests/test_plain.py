@@ -101,3 +101,32 @@ def test_which_calls_take_the_short_way(monkeypatch):
     lstm.eval()(x)
     assert seen == ["plain", "run_forward", "run_forward", "run_forward", "run_forward",
                     "plain"]
+
+
+def test_the_affinity_is_read_again_after_a_second(monkeypatch):
+    """blas.usable_cpus reads the CPU affinity at most once every CPUS_AGAIN seconds (a
+    call asks several times), and sees a change after that."""
+    from rnnlab.sequence import blas
+    now, cpus, reads = [100.0], [{0, 1}], []
+    monkeypatch.setattr(blas.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(blas.os, "sched_getaffinity", lambda pid: reads.append(pid) or cpus[0])
+    monkeypatch.setattr(blas, "_CPUS", {"pid": None, "until": 0.0, "n": 1})  # put back after
+    assert blas.usable_cpus() == 2 and blas.usable_cpus() == 2 and len(reads) == 1
+    cpus[0] = {0}
+    now[0] += blas.CPUS_AGAIN / 2
+    assert blas.usable_cpus() == 2 and len(reads) == 1
+    now[0] += blas.CPUS_AGAIN
+    assert blas.usable_cpus() == 1 and len(reads) == 2
+
+
+def test_plain_arrays_skip_the_duck_tests():
+    """A float ndarray is taken as it is (no copy); other inputs as before."""
+    from rnnlab.checks import to_numpy
+    from rnnlab.sequence import PackedSequence
+    from rnnlab.sequence.packed import is_packed
+    x = np.ones((2, 3), np.float32)
+    assert to_numpy(x) is x and not is_packed(x)
+    assert to_numpy([[1, 2]]).dtype.kind == "i"
+    assert is_packed(PackedSequence(np.ones((3, 2)), np.array([2, 1]), None, None))
+    with pytest.raises(TypeError):
+        to_numpy(np.array(["a"]))
