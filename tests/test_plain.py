@@ -1,4 +1,4 @@
-"""The common inference call's short way (sequence/plain.py): unrecorded, one direction,
+"""The common inference call's short way (driver._one_way): unrecorded, one direction,
 no lengths, no dropout masks. Each layer runs as run_forward runs it, so the outputs,
 states and named masks are run_forward's to the bit, whichever path each layer takes
 (NumPy loop, compiled loop, a batch's halves, the pair); the calls it does not serve
@@ -11,24 +11,31 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab.cells import FAMILIES
 from rnnlab.nn import make_layer, records
-from rnnlab.sequence import plain, run_forward
+from rnnlab.sequence import driver, run_forward
 
 KINDS = sorted(FAMILIES)
 
 
 def _both(layer, x, hx):
-    """The layer's call, and the same call with plain.run refused (run_forward)."""
+    """The layer's call, and the same call through run_forward's general loop (dropout
+    masks given, all None: nothing applied, the short way not taken)."""
     with rnnlab.no_grad():
         got = layer(x, hx)
         masks = layer.last_dropout_masks
-        want_plain = plain.wanted
-        try:
-            plain.wanted = lambda *a: False
-            want = layer(x, hx)
-            want_masks = layer.last_dropout_masks
-        finally:
-            plain.wanted = want_plain
+        want = layer(x, hx, dropout_masks=[None] * (layer.num_layers - 1))
+        want_masks = layer.last_dropout_masks
     return got, want, masks, want_masks
+
+
+def _short_ways(call):
+    """How many times call() took driver._one_way."""
+    taken, real = [], driver._one_way
+    driver._one_way = lambda *a: taken.append(1) or real(*a)
+    try:
+        call()
+    finally:
+        driver._one_way = real
+    return len(taken)
 
 
 def _flat(result):
@@ -55,7 +62,8 @@ def test_the_short_way_gives_run_forwards_bits(kind, T, N, H, L, f64, with_hx, b
         h = rng.standard_normal(s).astype(dt)
         hx = (h, rng.standard_normal(s).astype(dt)) if layer.family.has_cell_state else h
     if train and L > 1:                   # dropout drawn: run_forward's own way
-        assert not plain.wanted(False, layer.weights(), None, None, True, 0.3)
+        with rnnlab.no_grad():
+            assert not _short_ways(lambda: layer(x, hx))
         return
     got, want, masks, want_masks = _both(layer, x, hx)
     for a, b in zip(_flat(got), _flat(want)):
@@ -86,10 +94,15 @@ def test_the_short_way_on_the_fast_paths(kind, shape):
 def test_which_calls_take_the_short_way(monkeypatch):
     """Recorded, bidirectional, lengths and given masks go through run_forward."""
     seen = []
-    real = plain.run
-    monkeypatch.setattr(plain, "run", lambda *a: seen.append("plain") or real(*a))
-    monkeypatch.setattr(records, "run_forward",
-                        lambda *a, **k: seen.append("run_forward") or run_forward(*a, **k))
+
+    def counted(*a, **k):                    # run_forward's general loop, or the short way
+        if _short_ways(lambda: result.append(run_forward(*a, **k))):
+            seen.append("plain")
+        else:
+            seen.append("run_forward")
+        return result.pop()
+    result = []
+    monkeypatch.setattr(records, "run_forward", counted)
     x = np.ones((4, 2, 3), np.float32)
     lstm = rnnlab.LSTM(3, 5, num_layers=2)
     with rnnlab.no_grad():

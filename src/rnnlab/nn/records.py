@@ -8,7 +8,7 @@ import threading
 import weakref
 
 from ..errors import BackwardError
-from ..sequence import plain, run_backward, run_forward
+from ..sequence import run_backward, run_forward
 from ..sequence.pool import PLAIN, Pool
 from ..tuning import POOL_MIN
 from . import arguments as A
@@ -73,19 +73,13 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     if not step:
         rec.last_call = None            # unless the caller keeps it, its buffers may serve
         rec.freed = False               # this call
-    weights, reverse = layer.weights(), getattr(layer, "direction", "") == "reverse"
     small = not record and x.size * layer.hidden_size < POOL_MIN     # e.g. batch-1 steps
     lease = PLAIN if small else rec.pool.lease()        # pooling only pays for big buffers
-    cache = None
     try:
-        if plain.wanted(record, weights, lengths, masks, layer.training, layer.dropout):
-            (out, h_n, c_n), used = plain.run(layer.family, x, weights, h0, c0, lease, reverse)
-        else:
-            (out, h_n, c_n), cache = run_forward(
-                layer.family, x, weights, h0, c0, dropout=layer.dropout,
-                training=layer.training, rng=layer._rng, lengths=lengths, masks=masks,
-                lease=lease, record=record, reverse=reverse)
-            used = cache.dropout_masks
+        (out, h_n, c_n), cache = run_forward(
+            layer.family, x, layer.weights(), h0, c0, dropout=layer.dropout,
+            training=layer.training, rng=layer._rng, lengths=lengths, masks=masks,
+            lease=lease, record=record, reverse=getattr(layer, "direction", "") == "reverse")
     finally:
         if not record:
             lease.release()
@@ -93,7 +87,8 @@ def run_call(layer, input, hx, lengths, dropout_masks, step):
     output.flags.writeable = False      # backward reads it: copy before changing in place
     h_n = lay.state_out(h_n)
     c_n = None if c_n is None else lay.state_out(c_n)
-    rec.last_dropout_masks = [None if m is None else lay.seq_out(m) for m in used]
+    rec.last_dropout_masks = [None if m is None else lay.seq_out(m)
+                              for m in cache.dropout_masks]
     call = None
     if record:
         call = Call(cache, lay, output, h_n, c_n, layer, lease=lease)

@@ -8,9 +8,10 @@ autograd skips a branch that is not in the loss.
 import numpy as np
 
 from ..errors import BackwardError
-from .driver import _QUIET, _folded, _few_rows, _zero_padding
+from .driver import _QUIET, _folded
 from .kernels import NO_STORE, cell_steps, kernel_for, ready, step_caches
-from .linalg import dot, per_row, transposed
+from .linalg import dot, per_row, per_row_wanted, transposed
+from .packed import zero_padding
 from . import halves
 from .pair import loop_limit
 from .pool import PLAIN, for_weights
@@ -93,7 +94,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     absent = dh is None and dout is None       # nothing reaches h at a row's own last step
     no_grad_rows = np.zeros((T, N), bool) if absent and w.w_hr is not None else None
     kernel = bound = None
-    rows = _few_rows(N, GH, H_out)
+    rows = per_row_wanted(N, GH, H_out)
     if not absent and norms is None and rec.acts is not None and w.w_hr is None and not rows:
         kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True,
                             limit=loop_limit(True))
@@ -155,7 +156,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         dw_hr = dh_all.reshape(T * N, H_out).T @ m_all.reshape(T * N, w.w_hr.shape[1])
     dx = dx.reshape(T, N, w.w_ih.shape[1])
     if sizes is not None:
-        _zero_padding(dx, sizes)                           # 0 * non-finite weight stays out
+        zero_padding(dx, sizes)                           # 0 * non-finite weight stays out
     return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_p)
 
 
@@ -175,7 +176,7 @@ def _bptt(fam, dout, dh, dc, rec, reverse, sizes, dgx_all, dgr_all, dh_all, no_g
           absent, norms, rows=False, back=None, lease=PLAIN):
     """The NumPy time loop of BPTT: fills dgx_all, dgr_all (and, with a projection, dh_all
     and no_grad_rows); returns the gradients of h0 and c0. rows: dgh W_hh as one BLAS
-    product per row (_few_rows). lease: where W_hh's row-major copy comes from and goes
+    product per row (linalg.per_row_wanted). lease: where W_hh's row-major copy comes from and goes
     back to when the loop is done, for dW_hh to take (pool.for_weights)."""
     w = rec.weights
     T, N, H_out = rec.out.shape

@@ -27,32 +27,32 @@ import weakref
 import numpy as np
 
 from ..cells import by_mode
-from ..tuning import BLAS_ROWS, BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
+from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import dot, gemm_rows, half_units, packed_halves, per_row, project, transposed
-from .packed import batch_sizes_for
+from .linalg import (dot, gemm_rows, half_units, packed_halves, per_row, per_row_wanted,
+                     project, transposed)
+from .packed import batch_sizes_for, zero_padding
 from . import halves
 from .blas import sgemm_address
 from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair_kernel,
                    run_both, wanted)
 from .pair import run as run_pair
 from .pair_step import pair_in
-from .pool import PLAIN, Pool, aligned_empty, for_weights
+from .pool import PLAIN, Pool, aligned_empty, for_weights, snapshot
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
 
 
 def _folded(fam, GH):
-    """Rows of a (G*H)-row gate block where x W_i + b_i and h W_h + b_h simply add: their
-    b_hh folds into the input projection and dgh == dgx there."""
+    """Rows of a gate block where x W_i + b_i and h W_h + b_h add (b_hh folds; dgh == dgx)."""
     return fam.fold * (GH // fam.num_gates)
 
 
 def _fold_bias(fam, w):
     """(bias for x W_ih^T, rest of b_hh for h W_hh^T): b_hh of the first ``fold`` gates is
     added to the input projection once; the rest (GRU's b_hn, inside r * (...)) stays with
-    the hidden part. (None, None) without bias."""
+    the hidden part; (None, None) without bias."""
     w_hh, b_ih, b_hh = w[1], w[2], w[3]
     if b_ih is None:
         return None, None
@@ -133,7 +133,7 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     # a few rows and a large W_hh: h W_hh^T as one BLAS product per row from W_hh itself,
     # which OpenBLAS splits over its threads (tuning.BLAS_ROWS), not the compiled loop;
     # the NumPy loop's record keeps W_hh^T, which BPTT's products per row read fastest
-    rows = _few_rows(N, GH, H_out)
+    rows = per_row_wanted(N, GH, H_out)
     kernel = None if sizes is not None or rows else kernel_for(
         fam, dt, N, GH, H_out, w.w_hr is not None, limit=loop_limit(record))
     w_buf = None
@@ -163,9 +163,9 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
             lease.give_back(w_buf)        # before the snapshot below, which may take it
         rec = None
         if record:                        # per-step caches: derived if a NumPy back needs them
-            kept = _snapshot(lease, w.w_hh)    # W_hh as used, BPTT's loop's layout (the
+            kept = snapshot(lease, w.w_hh)    # W_hh as used, BPTT's loop's layout (the
             rec = DirectionRecord(out, h0, None, None, None,       # record's W_hh^T: a view)
-                                  LayerWeights(_snapshot(lease, w.w_ih), kept.T), gx, store,
+                                  LayerWeights(snapshot(lease, w.w_ih), kept.T), gx, store,
                                   c0, kept)
         return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), rec
     h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
@@ -209,8 +209,8 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
             c = None if c is None else np.concatenate([c_new, c[b:]])
     rec = None
     if record:
-        kept = LayerWeights(_snapshot(lease, w.w_ih), w_hh_t, None, None,
-                            _snapshot(lease, w.w_hr), _snapshot(lease, w.w_p))
+        kept = LayerWeights(snapshot(lease, w.w_ih), w_hh_t, None, None,
+                            snapshot(lease, w.w_hr), snapshot(lease, w.w_p))
         rec = DirectionRecord(out, h0, h_prev, caches, m_all, kept, None, None, c0)
     return out, h, c, rec
 
@@ -271,26 +271,8 @@ def _aside(direction, d):
         lease.release()
 
 
-def _snapshot(lease, a):
-    """A copy of weight ``a`` (None: None) in a buffer from ``lease`` (pool.for_weights):
-    what the record keeps for backward, reused from call to call, not fresh memory."""
-    if a is None:
-        return None
-    out = for_weights(lease, a.shape, a.dtype)
-    np.copyto(out, a)
-    return out
-
-
-def _few_rows(N, GH, H_out):
-    """Whether h W_hh^T (and BPTT's dgh W_hh) is one BLAS matrix-vector product per row
-    (N rows, W_hh (G*H, H_out)): a few rows and a W_hh that OpenBLAS splits over its
-    threads (tuning.BLAS_ROWS; a 1-row LSTM at H = 512: 22.7 -> ~5.6 ms for 100 steps)."""
-    return N <= FEW_ROWS and GH * H_out >= BLAS_ROWS
-
-
 def _stacked(states):
-    """np.stack of the per-layer copies (one layer and direction: a view of its copy,
-    ~4 us less than np.stack)."""
+    """np.stack of the per-layer copies (one: a view of its copy, ~4 us less)."""
     return states[0][None] if len(states) == 1 else np.stack(states)
 
 
@@ -302,21 +284,40 @@ def dropout_mask(shape, p, rng, dtype):
     return (keep / (1.0 - p)).astype(dtype)
 
 
-def _zero_padding(a, sizes):
-    """Zero a (L, N, F) array (sorted batch order) past each sequence's length."""
-    for t, b in enumerate(sizes):
-        if b < a.shape[1]:
-            a[t, b:] = 0
+def _one_way(fam, x, weights, h0, c0, lease, reverse):
+    """run_forward's common inference call (unrecorded, one direction, no lengths or
+    masks): each layer through _direction_forward as below, the same bits, without the
+    loop's bookkeeping for records, directions, masks and sorts (~4 of ~37 us)."""
+    L, (T, N), dt, cell = len(weights), x.shape[:2], x.dtype, fam.has_cell_state
+    inp, h_n, c_n = x, [], []
+    for k in range(L):
+        w = LayerWeights(*weights[k][0])
+        H, H_out = w.w_hh.shape[0] // fam.num_gates, w.w_hh.shape[1]
+        c0k = (np.zeros((N, H), dt) if c0 is None else c0[k]) if cell else None
+        out, hn, cn, _ = _direction_forward(
+            fam, inp, np.zeros((N, H_out), dt) if h0 is None else h0[k], c0k, w,
+            *_fold_bias(fam, w), reverse, None, lease, k < L - 1, False)
+        h_n.append(hn.copy())                    # hn may view a buffer reused later
+        c_n.append(None if cn is None else cn.copy())
+        if k > 0:
+            lease.give_back(inp)                 # the layer below's output, read
+        inp = out
+    cache = Cache(fam, Dims(T, N, H, H_out, L, 1), dt, False, [None] * (L - 1),
+                  saved=[None] * L, bias=w.b_ih is not None, reverse=reverse)
+    return (inp, _stacked(h_n), _stacked(c_n) if cell else None), cache
 
 
 def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=False, rng=None,
                 lengths=None, masks=None, lease=PLAIN, record=True, reverse=False):
-    """``forward`` without argument checks (the layers check first). lengths: int64
-    array; masks: checked arrays or None; reverse: the one direction runs over reversed
-    time (a direction="reverse" layer)."""
+    """``forward`` without argument checks (the layers check first); lengths: int64 array;
+    masks: checked arrays or None; reverse: the one direction over reversed time."""
     fam = by_mode(mode)
     G = fam.num_gates
     L, D = len(weights), len(weights[0])
+    if (not record and lengths is None and masks is None and D == 1
+            and not (training and dropout > 0 and L > 1)):
+        with np.errstate(**_QUIET):
+            return _one_way(fam, x, weights, h0, c0, lease, reverse)
     T, N = x.shape[:2]
     w00 = LayerWeights(*weights[0][0])
     H, H_out = w00.w_hh.shape[0] // G, w00.w_hh.shape[1]
@@ -327,7 +328,7 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
         x = x[:, perm]                                   # a copy, in sorted order
         h0 = None if h0 is None else h0[:, perm]
         c0 = None if c0 is None else c0[:, perm]
-        _zero_padding(x, sizes)                          # padding never reaches anything
+        zero_padding(x, sizes)                          # padding never reaches anything
         if masks is not None:
             masks = [None if m is None else m[:, perm] for m in masks]
     elif record:                                         # backward sees what forward saw
@@ -385,7 +386,7 @@ def run_forward(mode, x, weights, h0=None, c0=None, *, dropout=0.0, training=Fal
             if mask is not None:
                 inp = inp * mask                                     # between layers only
                 if sizes is not None:
-                    _zero_padding(inp, sizes)
+                    zero_padding(inp, sizes)
     output, h_n = inp, _stacked(h_n)
     c_n = _stacked(c_n) if fam.has_cell_state else None
     inv = None if perm is None else np.argsort(perm)

@@ -29,6 +29,13 @@ def is_packed(value):
     return all(hasattr(value, a) for a in ("data", "batch_sizes", "sorted_indices"))
 
 
+def zero_padding(a, sizes):
+    """Zero a (L, N, F) array (sorted batch order) past each sequence's length."""
+    for t, b in enumerate(sizes):
+        if b < a.shape[1]:
+            a[t, b:] = 0
+
+
 def check_lengths(lengths, T, N):
     """N integer lengths in 1..T as an int64 array, or a clear error."""
     arr = to_numpy(lengths, "lengths")

@@ -220,9 +220,8 @@ def for_weights(lease, shape, dtype):
     """A buffer for a weight-sized array: from ``lease`` from tuning.POOL_WEIGHTS_MIN to
     POOL_WEIGHTS_MAX bytes, a fresh one otherwise (tiny ones cost next to nothing, and a
     huge layer keeps 2x its parameters between calls)."""
-    if _weight_sized(math.prod(shape) * np.dtype(dtype).itemsize):
-        return lease.empty(shape, dtype)
-    return aligned_empty(shape, dtype)         # PLAIN.empty's, without its bookkeeping
+    pooled = _weight_sized(math.prod(shape) * np.dtype(dtype).itemsize)
+    return (lease if pooled else PLAIN).empty(shape, dtype)
 
 
 def _weight_sized(nbytes):
@@ -238,3 +237,13 @@ def empty_cache():
     or by the layer's next forward)."""
     for pool in list(ALL):
         pool.clear()
+
+
+def snapshot(lease, a):
+    """A copy of weight ``a`` (None: None) in a buffer from ``lease`` (``for_weights``):
+    what a record keeps for backward, reused from call to call, not fresh memory."""
+    if a is None:
+        return None
+    out = for_weights(lease, a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
