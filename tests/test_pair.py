@@ -51,24 +51,22 @@ def _one_thread(fam, halves, rest, T, H, reverse):
 
 
 def _products(w_hh, how):
-    """The kernel's last three arguments: dot products from W_hh (batch 1), or a batch's
-    products from the halves' packed rows of W_hh, compiled or OpenBLAS's."""
+    """The kernel's last two arguments: dot products from W_hh (batch 1), or a batch's
+    products from the halves' packed rows of W_hh (register tiles)."""
     if how == "dots":
-        return pair.NO_WT, pair.NO_WT, 0
-    return (*linalg.packed_halves(w_hh), blas.sgemm_address() if how == "sgemm" else 0)
+        return pair.NO_WT, pair.NO_WT
+    return tuple(linalg.packed_halves(w_hh))
 
 
 @needs_pair
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
 @pytest.mark.parametrize("who", ["both", "only 0", "only 1"])
-@pytest.mark.parametrize("how", ["dots", "compiled", "sgemm"])
+@pytest.mark.parametrize("how", ["dots", "tiles"])
 def test_every_schedule_gives_the_one_thread_numbers(mode, who, how):
     """Batch 1 (dot products) and a batch of 5 rows (one product per half and step, from
-    the packed halves: compiled, or one OpenBLAS call): whoever takes which half, the
-    one-thread loop's numbers."""
+    the packed halves, in register tiles): whoever takes which half, the one-thread
+    loop's numbers."""
     N = 1 if how == "dots" else 5
-    if how == "sgemm" and not blas.sgemm_address():
-        pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
     T, H = 7, 9                                  # odd H: halves of 4 and 5 units
     fam, halves, rest = _kernel_args(mode, T, H, 3, N)
     k = kernels.kernels(fam, "sequence").get("pair")
@@ -143,16 +141,13 @@ def test_layers_on_the_pair_equal_torch(cls, kw, small):
 @needs_pair
 @pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (RNN, {"nonlinearity": "relu"}),
                                      (GRU, {"bias": False, "batch_first": True})])
-@pytest.mark.parametrize("sgemm_rows", [1, 1000])
-def test_batches_on_the_pair_equal_torch(cls, kw, sgemm_rows, small, monkeypatch):
-    """A batch of more than FEW_ROWS rows and PAIR_GEMM_MIN multiply-adds a step (here
-    any) runs on the pair by halves of the units, each step's products from the halves'
-    packed rows of W_hh: one OpenBLAS call per half from PAIR_SGEMM_ROWS rows, compiled
-    below; the unbatched call, batch 1, by dot products."""
-    if not blas.sgemm_address():
-        pytest.skip("NumPy's OpenBLAS has no cblas_sgemm with 64-bit integers")
+def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
+    """A batch of more than FEW_ROWS rows, PAIR_GEMM_MIN multiply-adds a step and
+    TILE_ROW_WEIGHTS weights a row (here any) runs on the pair by halves of the units,
+    each step's products from the halves' packed rows of W_hh in register tiles; the
+    unbatched call, batch 1, by dot products."""
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
-    monkeypatch.setattr(pair, "PAIR_SGEMM_ROWS", sgemm_rows)
+    monkeypatch.setattr(linalg, "TILE_ROW_WEIGHTS", 0)
     packed = []
     real = linalg.pack_half
     monkeypatch.setattr(pair, "pack_half", lambda *a: packed.append(a[1]) or real(*a))
@@ -161,28 +156,34 @@ def test_batches_on_the_pair_equal_torch(cls, kw, sgemm_rows, small, monkeypatch
     assert sorted(packed) == [0] * 8 + [1] * 8, packed      # each half once a direction
 
 
-def test_without_a_64_bit_sgemm_batches_stay_off(monkeypatch):
-    """No cblas_sgemm with 64-bit integers found (another BLAS, a 32-bit integer build):
-    batches keep the driver's own loop; batch 1 is unaffected."""
-    monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 0})
-    assert not linalg.gemm_rows(100, 64, 1024, 256)
-    monkeypatch.setattr(blas, "_state", {"blas": blas._blas(), "sgemm": 1})
-    assert linalg.gemm_rows(100, 64, 1024, 256) == bool(blas._blas())
-    assert not linalg.gemm_rows(100, 1, 1024, 256) and not linalg.gemm_rows(100, 16, 512, 128)
-    assert not linalg.gemm_rows(100, 4, 2048, 512) and not linalg.gemm_rows(100, 64, 2048, 512)
-    assert not linalg.gemm_rows(7, 64, 1024, 256)
+def test_batches_by_units_or_by_rows():
+    """A batch above PAIR_GEMM_MIN goes to the pair by units where W_hh has more than
+    TILE_ROW_WEIGHTS weights a row, to the compiled loop by rows where it has fewer, and
+    up to FEW_ROWS rows to neither (the driver's loop); at least PAIR_GEMM_STEPS steps."""
+    by_units = linalg.gemm_rows
+    assert by_units(100, 8, 1024, 256) and by_units(100, 16, 2048, 512)
+    assert by_units(100, 5, 1536, 384)
+    assert not by_units(100, 64, 1024, 256) and not by_units(100, 64, 2048, 512)
+    assert not by_units(100, 4, 2048, 512) and not by_units(100, 1, 1024, 256)
+    assert not by_units(7, 8, 1024, 256) and not by_units(100, 16, 512, 128)
+    if kernels.available():
+        fam, f32 = by_mode("LSTM"), np.float32
+        assert kernels.kernel_for(fam, f32, 64, 1024, 256, False) is not None
+        assert kernels.kernel_for(fam, f32, 128, 2048, 512, False) is not None
+        assert kernels.kernel_for(fam, f32, 8, 1024, 256, False) is None
+        assert kernels.kernel_for(fam, f32, 4, 2048, 512, False) is None
 
 
 @needs_pair
 @pytest.mark.parametrize("cls, N", [(LSTM, 1), (GRU, 6), (RNN, 6)])
 def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
     """From PAIR_PACK_ROWS rows of input (here any) each thread copies its half's rows of
-    W_ih together and projects its input by products of PAIR_PACK_ROWS rows (here 4):
-    torch's numbers, also after W_ih is edited in place between calls (copied every
-    call, never kept)."""
+    W_ih, transposed, together and projects its input in register tiles: torch's
+    numbers, also after W_ih is edited in place between calls (copied every call, never
+    kept)."""
     monkeypatch.setattr("rnnlab.sequence.driver.PAIR_PACK_ROWS", 0)
-    monkeypatch.setattr(linalg, "PAIR_PACK_ROWS", 4)
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)          # a batch of 6 on the pair too
+    monkeypatch.setattr(linalg, "TILE_ROW_WEIGHTS", 0)
     packed = []
     counted = rnnlab.sequence.driver.run_pair
     monkeypatch.setattr("rnnlab.sequence.driver.run_pair",
@@ -229,15 +230,16 @@ def test_the_halves_projections_come_from_the_pool(small):
 @settings(max_examples=8, deadline=None)
 @given(st.sampled_from([LSTM, GRU, RNN]), st.integers(1, 12), st.integers(2, 40),
        st.booleans(), st.booleans(), st.sampled_from([1, 2, 5, 7]), st.booleans())
-def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N, sgemm):
-    """Whatever the sizes (batch 1 by dot products, more rows by OpenBLAS products): the
-    same numbers as set_num_threads(1) (float32 rounding), and NaN goes through as
+def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N, units):
+    """Whatever the sizes (batch 1 by dot products, more rows by products in register
+    tiles, by halves of the units or, units False, of the rows where there are enough):
+    the same numbers as set_num_threads(1) (float32 rounding), and NaN goes through as
     there."""
     pair._state["cool"] = 0.0
     kernels._state["threads"] = None
-    old = pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, pair.PAIR_SGEMM_ROWS
+    old = pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS
     pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN = 0, 0.0, 0
-    pair.PAIR_SGEMM_ROWS = 1 if sgemm else 1000
+    linalg.TILE_ROW_WEIGHTS = 0 if units else 1 << 40
     try:
         m = cls(3, H, bias=bias, dtype=np.float32, seed=T)
         x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
@@ -248,7 +250,7 @@ def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N, sgemm):
             rnnlab.set_num_threads(1)
             y1, s1 = m(x)
     finally:
-        pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, pair.PAIR_SGEMM_ROWS = old
+        pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS = old
         kernels._state["threads"] = None
     np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.isnan(y2), np.isnan(y1))

@@ -10,8 +10,10 @@ that compute the same numbers (to rounding); none changes a result.
 SMALL_GATES = 1024
 
 #: N * G*H * H_out per step up to which a compiled whole-sequence loop (its own
-#: recurrent matmul) beats OpenBLAS's matmul plus compiled gates; above it BLAS wins
-#: (LSTM (100, 64, 256, 256): 1 << 22 per step, BLAS 1.3x faster).
+#: recurrent matmul) beats OpenBLAS's matmul plus compiled gates; above it BLAS won with
+#: the loops' products before the register tiles (LSTM (100, 64, 256, 256): 1 << 22 per
+#: step, BLAS 1.3x faster); now the loops take larger calls too where each weight serves
+#: enough rows (TILE_ROW_WEIGHTS).
 COMPILED_LOOP_MAX = 1 << 20
 #: The same for a recorded call (training) and its BPTT where the pair can run: their
 #: compiled loops then run a batch's rows in halves, one per core (sequence/halves.py),
@@ -124,38 +126,36 @@ PAIR_STEPS = 6
 BY_ROWS_STEPS = 32
 BY_ROWS_FEW = 2
 
-#: An unrecorded sequence of more than FEW_ROWS rows, more than PAIR_GEMM_MIN N * G*H *
-#: H_out multiply-adds a step and at most PAIR_GEMM_WEIGHTS weights in W_hh runs on the
-#: pair too, each thread a half of the units with one OpenBLAS call on one thread for its
-#: half's products per step (linalg.gemm_rows), not on the driver's loop of OpenBLAS's
-#: two-thread products and one-thread gates. Measured (BENCHMARKS.md, "Units in halves
-#: with OpenBLAS"): where that loop ran (above COMPILED_LOOP_MAX; below it the compiled
-#: loops' rows in halves were as fast or faster: LSTM (100, 16, 128, 128) 3.2 / 3.3 ms, GRU
-#: 2.15 / 2.6); with up to FEW_ROWS rows OpenBLAS packs a half of W_hh for a product of
-#: 2 rows (LSTM (100, 2, 512, 512) 30 ms against 11 with products per row); over 3 MB
-#: of float32 W_hh (LSTM H 512: 1 MB a half past a core's L2) as fast or slower (LSTM
-#: (100, 32, 512, 512) 98 against 90 ms, (200, 128, 512, 512) 662 / 660).
+#: Weights of W_hh (G*H * H_out) per row of the batch up to which a compiled loop also
+#: takes calls above COMPILED_LOOP_MAX and COMPILED_RECORD_MAX (kernels.kernel_for): its
+#: products in register tiles (sequence/_tiles.py) at ~57 GMAC/s a core beat OpenBLAS's
+#: (~45-50 on one thread; the driver's loop of two-thread products and one-thread gates
+#: less), and the rows in halves, each thread reading all of W_ih and W_hh every step,
+#: pay for that reading when each weight serves enough rows. Above it (fewer rows per
+#: weight), a batch of more than FEW_ROWS rows and more than PAIR_GEMM_MIN N * G*H *
+#: H_out multiply-adds a step runs on the pair by halves of the units instead, each
+#: thread's half of W_hh and W_ih staying near its core (linalg.gemm_rows; the same
+#: register tiles per step). Unrecorded, ms, rows in halves / units on the pair
+#: (BENCHMARKS.md, "Register tiles"): LSTM H 256, N = 8 11.0 / 7.4, 16 9.6 / 10.6, 32
+#: 18.5 / 19.9, 64 35.4 / 38.7; LSTM H 512, N = 8 38.7 / 20.7, 16 39.7 / 38.2, 32 82.8 /
+#: 79.7, (200, 128) 595 / 615; LSTM (100, 5, 384, 384) 19.9 / 8.7; LSTM H 128, N = 32 5.1
+#: / 7.3, 64 11.6 / 15.3; GRU (100, 64, 256, 256) 27.2 / 32.1, (100, 16, 512, 512) 35.1 /
+#: 30.0. Up to FEW_ROWS rows neither: the driver's loop (LSTM (100, 4, 512, 512) 18.7 ms
+#: there, 36.9 in halves).
+TILE_ROW_WEIGHTS = 1 << 14
 PAIR_GEMM_MIN = COMPILED_LOOP_MAX
-PAIR_GEMM_WEIGHTS = 3 << 18
 #: ... and of PAIR_GEMM_STEPS steps or more: each call packs the halves of W_hh (~0.3 ms
 #: at LSTM H 256 when measured; each thread its half since, ~0.1 ms each), which a few
 #: steps do not pay back (LSTM (T, 64, 256, 256): 0.90 / 0.61 ms at T = 1, 1.35 / 1.27 at
 #: 2, 2.2 / 2.2 at 4, 3.85 / 4.2 at 8; not measured again).
 PAIR_GEMM_STEPS = 8
-#: Rows from which those products are OpenBLAS's sgemm; fewer rows take the compiled
-#: products over the same packed halves (OpenBLAS packs its operand on every call:
-#: (8, 256) x (256, 512) on one thread 46 us, 45 GFLOP/s; 16 rows 65, 32 rows 79, 64 rows
-#: 93 GFLOP/s). LSTM (100, N, 256, 256), compiled / sgemm, ms: N = 8 6.2 / 8.4, 16 12.0 /
-#: 13.2, 24 19.6 / 18.2, 32 27 / 23.4-27.5, 64 45-54 / 43-49; GRU (100, 16, 256, 256)
-#: 10.4 / 13.8, (100, 24, 128, 128) 5.2 / 4.9.
-PAIR_SGEMM_ROWS = 24
 #: Rows of input (T * N) from which each thread of the pair copies its half's rows of
-#: W_ih together and projects its input with one product, not one per gate (OpenBLAS
-#: blocks a product of H / 2 columns poorly: it reads the input once per gate). One
-#: thread, a half of LSTM H 256, ms: 6400 rows 19.3-19.5 per gate, 16.5-17.1 copied
-#: (copy ~13 us included); 1600 rows 1.12 / 1.06; 800 2.12 / 2.07-2.08; 100 0.31 / 0.32.
-#: The products go by PAIR_PACK_ROWS rows: one product of 6400 rows made OpenBLAS touch
-#: 6.7 MB more of its buffer in each thread (1.4 MB by 1024 rows; 17.14 / 17.33 ms).
+#: W_ih, transposed, together and projects its input with the register tiles
+#: (_tiles.project), not with one OpenBLAS product per gate (which reads the input once
+#: per gate). One thread, a half of LSTM H 256, ms: 6400 rows 19.3-19.5 per gate,
+#: 16.5-17.1 copied (copy ~13 us included) with one OpenBLAS product; 1600 rows 1.12 /
+#: 1.06; 800 2.12 / 2.07-2.08; 100 0.31 / 0.32. The tiles, 6400 rows: 16.0 ms against
+#: OpenBLAS's 16.9 on the same transposed copy (52.5 / 49.5 GMAC/s).
 PAIR_PACK_ROWS = 1024
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before

@@ -17,13 +17,12 @@ one LLVM instruction on an int64 array element (llvmlite's IR builder).
 - ``cpu_relax()``: x86's ``pause`` in a spin loop (nothing elsewhere);
 - ``sched_yield()``: the C library's, after a long spin (the other thread may not be
   running at all: a loaded machine);
-- ``sgemm_rows(fn, M, N, K, a, lda, b, ldb, c, ldc)``: c = a @ b for row-major float32
-  (M, K) and (K, N) blocks starting at the first element of each array, through the
-  cblas_sgemm with 64-bit integers at address ``fn`` (blas.sgemm_address: NumPy's own
-  OpenBLAS, on the thread count it has; the pair holds it to one). An address passed in,
-  not bound at compile time, so that numba's disk cache keeps the kernels;
-- ``sgemm_nt(fn, M, N, K, a, lda, b, ldb, c, ldc)``: the same with b an (N, K) block,
-  c = a @ b.T (the pair's input projections from W_ih's rows, _loops_in.PAIR_IN).
+- ``sgemm_nt(fn, M, N, K, a, lda, b, ldb, c, ldc)``: c = a @ b.T for row-major float32
+  (M, K) and (N, K) blocks starting at the first element of each array (the pair's input
+  projections from W_ih's rows, _loops_in.PAIR_IN), through the cblas_sgemm with 64-bit
+  integers at address ``fn`` (blas.sgemm_address: NumPy's own OpenBLAS, on the thread
+  count it has; the pair holds it to one). An address passed in, not bound at compile
+  time, so that numba's disk cache keeps the kernels.
 """
 from llvmlite import ir
 from numba import types
@@ -148,38 +147,32 @@ def _float32_array(a):
     return isinstance(a, types.Array) and a.dtype == types.float32
 
 
-def _sgemm(trans_b):
-    """The intrinsic sgemm_rows (trans_b False) or sgemm_nt (True)."""
-    def typer(typingctx, fn, M, N, K, a, lda, b, ldb, c, ldc):
-        ints = (fn, M, N, K, lda, ldb, ldc)
-        if not (all(isinstance(t, types.Integer) for t in ints)
-                and all(_float32_array(t) for t in (a, b, c))):
-            return None
-        sig = types.void(fn, M, N, K, a, lda, b, ldb, c, ldc)
+@intrinsic
+def sgemm_nt(typingctx, fn, M, N, K, a, lda, b, ldb, c, ldc):
+    ints = (fn, M, N, K, lda, ldb, ldc)
+    if not (all(isinstance(t, types.Integer) for t in ints)
+            and all(_float32_array(t) for t in (a, b, c))):
+        return None
+    sig = types.void(fn, M, N, K, a, lda, b, ldb, c, ldc)
 
-        def codegen(context, builder, signature, args):
-            i32, i64, f32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
-            vp = ir.IntType(8).as_pointer()
-            ty = signature.args
+    def codegen(context, builder, signature, args):
+        i32, i64, f32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
+        vp = ir.IntType(8).as_pointer()
+        ty = signature.args
 
-            def data(k):
-                ary = context.make_array(ty[k])(context, builder, args[k])
-                return builder.bitcast(ary.data, vp)
+        def data(k):
+            ary = context.make_array(ty[k])(context, builder, args[k])
+            return builder.bitcast(ary.data, vp)
 
-            def int64(k):
-                return context.cast(builder, args[k], ty[k], types.int64)
-            cblas = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, f32, vp,
-                                                    i64, vp, i64, f32, vp, i64])
-            f = builder.inttoptr(int64(0), cblas.as_pointer())
-            row_major, no_trans, trans = i32(101), i32(111), i32(112)
-            builder.call(f, [row_major, no_trans, trans if trans_b else no_trans, int64(1),
-                             int64(2), int64(3), f32(1.0), data(4), int64(5), data(6),
-                             int64(7), f32(0.0), data(8), int64(9)])
-            return context.get_dummy_value()
-        return sig, codegen
-    typer.__name__ = typer.__qualname__ = "sgemm_nt" if trans_b else "sgemm_rows"
-    return intrinsic(typer)
+        def int64(k):
+            return context.cast(builder, args[k], ty[k], types.int64)
+        cblas = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, f32, vp,
+                                                i64, vp, i64, f32, vp, i64])
+        f = builder.inttoptr(int64(0), cblas.as_pointer())
+        row_major, no_trans, trans = i32(101), i32(111), i32(112)
+        builder.call(f, [row_major, no_trans, trans, int64(1),
+                         int64(2), int64(3), f32(1.0), data(4), int64(5), data(6),
+                         int64(7), f32(0.0), data(8), int64(9)])
+        return context.get_dummy_value()
+    return sig, codegen
 
-
-sgemm_rows = _sgemm(False)
-sgemm_nt = _sgemm(True)

@@ -29,6 +29,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from ._atomics import atomic_load, cpu_relax, sched_yield, ticks
+from ._tiles import product, project
 
 f32 = np.float32
 LOG2E, C1, C2 = f32(1.44269504088896341), f32(0.693359375), f32(-2.12194440e-4)
@@ -87,29 +88,6 @@ def _tanh(x):
 
 
 @inline
-def _project(a, gx_tn, rest, h_n, w_hh_t, split):
-    """a[j] = (gx_tn[j] if j < split else rest[j - split]) + (h_n @ w_hh_t)[j], four rows
-    of w_hh_t per pass over a (a's loads and stores, not the multiplies, bound this loop)."""
-    K, J = h_n.shape[0], a.shape[0]
-    for j in range(split):
-        a[j] = gx_tn[j]
-    for j in range(split, J):
-        a[j] = rest[j - split]
-    k = 0
-    while k + 4 <= K:
-        h0, h1, h2, h3 = h_n[k], h_n[k + 1], h_n[k + 2], h_n[k + 3]
-        for j in range(J):
-            a[j] += (h0 * w_hh_t[k, j] + h1 * w_hh_t[k + 1, j]) + (
-                h2 * w_hh_t[k + 2, j] + h3 * w_hh_t[k + 3, j])
-        k += 4
-    while k < K:
-        hk = h_n[k]
-        for j in range(J):
-            a[j] += hk * w_hh_t[k, j]
-        k += 1
-
-
-@inline
 def _rowdot(w, j, v):
     """w[j] @ v (summed in any order where the caller allows reassoc)."""
     acc = ZERO
@@ -161,48 +139,21 @@ def _project_rows(a, gx_tn, rest, h_n, w_hh, split):
 
 
 @inline
-def _project2(a0, a1, g0, g1, rest, p0, p1, w_hh_t, split):
-    """_project for two rows at once: each loaded row of w_hh_t serves both (the loop is
-    bound by loads and stores; 15% less time for the whole LSTM step at N = 16, H = 32)."""
-    K, J = p0.shape[0], a0.shape[0]
-    for j in range(split):
-        a0[j] = g0[j]
-        a1[j] = g1[j]
-    for j in range(split, J):
-        a0[j] = rest[j - split]
-        a1[j] = rest[j - split]
-    k = 0
-    while k + 4 <= K:
-        x0, x1, x2, x3 = p0[k], p0[k + 1], p0[k + 2], p0[k + 3]
-        y0, y1, y2, y3 = p1[k], p1[k + 1], p1[k + 2], p1[k + 3]
-        for j in range(J):
-            w0, w1, w2, w3 = w_hh_t[k, j], w_hh_t[k + 1, j], w_hh_t[k + 2, j], w_hh_t[k + 3, j]
-            a0[j] += (x0 * w0 + x1 * w1) + (x2 * w2 + x3 * w3)
-            a1[j] += (y0 * w0 + y1 * w1) + (y2 * w2 + y3 * w3)
-        k += 4
-    while k < K:
-        xk, yk = p0[k], p1[k]
-        for j in range(J):
-            a0[j] += xk * w_hh_t[k, j]
-            a1[j] += yk * w_hh_t[k, j]
-        k += 1
-
-
-@inline
 def _recurrent(A, gx_t, rest, prev, w, split, rows):
     """A[n] = [gx_t[n][:split] | rest] + prev[n] @ W for every row n: W is w_hh_t
-    (H_out, G*H), or with rows=True W_hh itself (G*H, H_out)."""
-    N = A.shape[0]
+    (H_out, G*H) (the products in register tiles, _tiles.product), or with rows=True
+    W_hh itself (G*H, H_out)."""
+    N, J = A.shape
     if rows:
         for n in range(N):
             _project_rows(A[n], gx_t[n], rest, prev[n], w, split)
         return
-    n = 0
-    while n + 2 <= N:
-        _project2(A[n], A[n + 1], gx_t[n], gx_t[n + 1], rest, prev[n], prev[n + 1], w, split)
-        n += 2
-    if n < N:
-        _project(A[n], gx_t[n], rest, prev[n], w, split)
+    for n in range(N):
+        for j in range(split):
+            A[n, j] = gx_t[n, j]
+        for j in range(split, J):
+            A[n, j] = rest[j - split]
+    product(A, prev, w)
 
 
 @scalar
@@ -279,11 +230,13 @@ def project_few(out, x, w3, lo, hi):
 
 def warm_helpers():
     """Compile (or load) the kernels outside the families' loops: the pair's cycle counter
-    and spin (~0.4 s to compile, else at their first call) and project_few."""
+    and spin (~0.4 s to compile, else at their first call), project_few and the tiles'
+    projection."""
     now_ticks()
     await_change(np.zeros(1, np.int64), 0, 1, 0)
     z = np.zeros((1, 1), f32)
     project_few(z, z, np.zeros((1, 1, 1), f32), 0, 1)
+    project(z, z, z)
 
 
 #: what a family's scalar units may call, by name (cells/activations.py has the NumPy side)
@@ -325,15 +278,15 @@ def _read(path):
 def _tag(units):
     """A hash of everything a family's compiled loops are made of: its bindings, its
     source and the code inlined into its loops (this file, _loops, _loops_in, _atomics,
-    tuning's constants, pair's box layout). numba's cache checks only the file of the
+    _tiles, tuning's constants, pair's box layout). numba's cache checks only the file of the
     function it caches: an edit to an inlined helper alone was served stale from the cache
     (measured); an edit here makes a new name, compiled again."""
     from .. import tuning
-    from . import _atomics, _loops, _loops_in, pair
+    from . import _atomics, _loops, _loops_in, _tiles, pair
     digest = hashlib.sha1(repr(sorted(units.bind.items())).encode())
     own = {fn.__code__.co_filename for fn in units.functions + (units.forward, units.backward)}
     for path in sorted(own | {__file__, _loops.__file__, _atomics.__file__, tuning.__file__,
-                                        _loops_in.__file__, pair.__file__}):
+                                        _loops_in.__file__, pair.__file__, _tiles.__file__}):
         digest.update(_read(path))
     return digest.hexdigest()[:12]
 

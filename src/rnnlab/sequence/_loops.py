@@ -15,8 +15,7 @@ import numpy as np
 from numba import carray, prange
 
 from ..tuning import PAIR_STEAL
-from ._atomics import (atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at, sgemm_rows,
-                       ticks)
+from ._atomics import atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at, ticks
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32
 from ._loops_in import PAIR_IN, SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (_compiled.SHAPES)
 from ._loops_in import _claim_or_wait, _enter, _look, _post_nine, _served
@@ -63,8 +62,7 @@ def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, r
                 _copy(c_n[n], cs, 0)   # LLVM from vectorising the units (measured 3x)
 
 
-def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1,
-                  fn):
+def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1):
     """The unrecorded time loop of one direction run by two threads at once (pair.py),
     each calling it with its p (0 or 1). Every step's units are two halves; a thread
     claims its own half first (sync[2 s + half]: 0 -> 1 + p), then, if the other thread has
@@ -84,10 +82,8 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     c_n (N, H) receives the last c. wt0, wt1 empty: each row's products from W_hh by dot
     products (batch 1: the half of W_hh stays in L2); else a batch of rows: each half's
     products of all rows at once, h (N, H) @ wt0 / wt1 (H, G*B0) / (H, G*B1), the half's
-    rows of W_hh transposed, gate by gate: with fn the address of OpenBLAS's cblas_sgemm
-    (blas.sgemm_address), one call on the thread count OpenBLAS has (the pair holds it to
-    one), with fn = 0 the compiled products (_recurrent: fewer rows, where OpenBLAS's
-    packing of wt every call costs more than the product)."""
+    rows of W_hh transposed, gate by gate, in register tiles (_recurrent: _tiles.product;
+    OpenBLAS's sgemm on one thread until 2026-12-06, slower at every size)."""
     T, N, H = out.shape
     FH = F * H
     Bm = H - H // 2
@@ -121,10 +117,7 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
             gx = gx0 if half == 0 else gx1
             lo = 0 if half == 0 else H // 2
             B = gx.shape[1] // G        # the units work on rows of their own (offset 0):
-            if batch and fn != 0:       # LLVM vectorises them only so (measured 3x)
-                sgemm_rows(fn, N, G * B, H, prev, H, wt0 if half == 0 else wt1, G * B, ab,
-                           G * B)
-            elif batch:
+            if batch:                   # LLVM vectorises them only so (measured 3x)
                 _recurrent(ab[:N * G * B].reshape(N, G * B), prev, zr, prev,
                            wt0 if half == 0 else wt1, 0, False)
             for n in range(N):

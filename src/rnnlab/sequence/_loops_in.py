@@ -217,7 +217,7 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
     called from here), the kernel "pair". x2d (T*N, I), w_ih (G*H, I), w_hh
     (G*H, H) torch's layout; bias, b_rest, h0, c0, out, c_n, sync (3 T + 4,), wt0, wt1 as
     SEQUENCE_PAIR's; gx0, gx1 (T*N, G*B) each half's input projection; fn the address of
-    OpenBLAS's cblas_sgemm (blas.sgemm_address, or 0 where SEQUENCE_PAIR takes it so).
+    OpenBLAS's cblas_sgemm (blas.sgemm_address) for the projections of roles 0-2.
     C-contiguous float32. In one of five roles:
 
     - role 3 + p: thread p of pair.run (the job through the queue; pair.loop): the loop
@@ -283,7 +283,7 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
                     break
             half = 1
         SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0,
-                      wt1, fn)
+                      wt1)
         if role != 2:
             break
         _served(box, s)

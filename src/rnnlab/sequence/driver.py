@@ -233,8 +233,8 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     gx = [lease.empty((T * N, G * b), f32) for b in B]
     wt = (packed_halves(w.w_hh, lease, fill=False)    # a batch: each thread fills its
           if gemm_rows(T, N, GH, H) else None)          # half (pair.run)
-    wi = ([lease.empty((G * b, inp.shape[2]), f32) for b in B]
-          if T * N >= PAIR_PACK_ROWS else None)        # the halves' rows of W_ih
+    wi = ([lease.empty((inp.shape[2], G * b), f32) for b in B]
+          if T * N >= PAIR_PACK_ROWS else None)        # the halves' W_ih^T
     args = (_or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)
     if wt is None and wi is None and sgemm_address():   # met in the step box (pair_step)

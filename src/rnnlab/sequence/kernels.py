@@ -50,7 +50,8 @@ import os
 import numpy as np
 
 from ..checks import check_int
-from ..tuning import COMPILED_LOOP_MAX, PAIR_STEP_MIN, THREAD_UNITS, THREADED_MIN
+from ..tuning import (COMPILED_LOOP_MAX, PAIR_STEP_MIN, THREAD_UNITS, THREADED_MIN,
+                      TILE_ROW_WEIGHTS)
 
 _state = {"numba": None, "threads": None, "announced": False}   # threads: None = not set
 _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for it)
@@ -196,13 +197,15 @@ def ready(a):
 
 def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False, limit=None, name=None):
     """The compiled time loop for this call (N * G*H * H_out <= limit, COMPILED_LOOP_MAX
-    by default: pair.loop_limit), or None (the NumPy path); ``name``: another "sequence"
+    by default: pair.loop_limit; or at most TILE_ROW_WEIGHTS weights of W_hh per row), or
+    None (the NumPy path); ``name``: another "sequence"
     kernel (_compiled.SHAPES). Forward: kernel(gx, w_hh_t,
     bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record, lo, hi); backward=True:
     kernel(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr, lo,
     hi) (_compiled.SEQUENCE, SEQUENCE_BACK: rows lo:hi, lo even). C-contiguous float32."""
     limit = COMPILED_LOOP_MAX if limit is None else limit
-    if dtype != np.float32 or has_proj or N == 0 or N * GH * H_out > limit:
+    if (dtype != np.float32 or has_proj or N == 0
+            or (N * GH * H_out > limit and GH * H_out > N * TILE_ROW_WEIGHTS)):
         return None                         # decided before numba is ever imported
     k = kernels(fam, "sequence")
     return None if k is None else k.get(name or ("backward" if backward else "forward"))

@@ -1,11 +1,10 @@
 """The per-step matrix products of the driver and the steppers."""
 import numpy as np
 
-from ..tuning import (BLAS_ROWS, FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_GEMM_WEIGHTS,
-                      PAIR_ROWS, PAIR_PACK_ROWS, PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
+from ..tuning import (BLAS_ROWS, FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, TILE_ROW_WEIGHTS,
+                      PAIR_ROWS, PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
                       TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
 from . import kernels
-from .blas import sgemm_address
 from .pool import aligned_empty, for_weights
 
 
@@ -29,16 +28,16 @@ def project_gates(x2d, w3, lo, hi, out, rows=None):
     """out[:, g*B:(g+1)*B] = x2d @ w3[g, lo:hi].T for each gate g (B = hi - lo; w3 (G, H, I)
     W_ih by gates; out (M, G*B) C-contiguous): a few rows into many outputs by the compiled
     project_few (tuning.PROJECT_FEW_ROWS); with ``rows``, a (G*B, I) buffer (the pair's
-    halves from tuning.PAIR_PACK_ROWS rows of input), the units' rows of W_ih copied
-    there together and one product per PAIR_PACK_ROWS rows; else one product per gate."""
+    halves from tuning.PAIR_PACK_ROWS rows of input), (I, G*B): the units' rows of W_ih
+    transposed there and the product by register tiles (_tiles.project); else one OpenBLAS
+    product per gate."""
     M, G, B = x2d.shape[0], w3.shape[0], hi - lo
     if few_rows(M, B, out.dtype):
         from ._compiled import project_few
         project_few(out, np.ascontiguousarray(x2d), np.ascontiguousarray(w3), lo, hi)
     elif rows is not None:
-        np.copyto(rows.reshape(G, B, w3.shape[2]), w3[:, lo:hi, :])
-        for i in range(0, M, PAIR_PACK_ROWS):
-            np.matmul(x2d[i:i + PAIR_PACK_ROWS], rows.T, out=out[i:i + PAIR_PACK_ROWS])
+        from ._tiles import project as by_tiles
+        by_tiles(out, np.ascontiguousarray(x2d), pack_units(w3, lo, hi, rows))
     elif G == 1:
         np.matmul(x2d, w3[0, lo:hi].T, out=out)
     else:
@@ -109,13 +108,12 @@ def transposed(w, copy=True, lease=None, out=None):
 
 def gemm_rows(T, N, GH, H_out):
     """Whether the pair's T steps of N rows take each half's products of all rows from
-    the packed halves (``packed_halves``: one OpenBLAS call per half and step on one
-    thread from PAIR_SGEMM_ROWS rows, blas.sgemm_address; compiled products below), not
-    from dot products: T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN
-    and G*H * H_out at most PAIR_GEMM_WEIGHTS (tuning.py says why)."""
+    the packed halves (``packed_halves``, in register tiles), not from dot products:
+    T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN and more than
+    TILE_ROW_WEIGHTS weights of W_hh per row (fewer: the rows in halves; tuning.py says
+    why)."""
     return (T >= PAIR_GEMM_STEPS and N > max(FEW_ROWS, PAIR_ROWS)
-            and N * GH * H_out > PAIR_GEMM_MIN
-            and GH * H_out <= PAIR_GEMM_WEIGHTS and sgemm_address() != 0)
+            and N * GH * H_out > PAIR_GEMM_MIN and GH * H_out > N * TILE_ROW_WEIGHTS)
 
 
 def packed_halves(w_hh, lease=None, fill=True):
@@ -139,10 +137,15 @@ def pack_half(w_hh, half, out):
     about TRANSPOSE_BLOCK_BYTES, as ``transposed`` (one transposing copy: LSTM H 512 ~3.5x
     slower, its rows 2 KB apart)."""
     GH, H = w_hh.shape
-    lo, hi = half_units(H, half)
-    B, b = hi - lo, _stripe(H, w_hh.itemsize)
-    for g in range(GH // H):
+    return pack_units(w_hh.reshape(GH // H, H, H), *half_units(H, half), out)
+
+
+def pack_units(w3, lo, hi, out):
+    """out (K, G*B) = the rows lo:hi (B of them) of each gate of w3 (G, H, K), transposed,
+    gate after gate, by stripes of rows as ``transposed``."""
+    B, b = hi - lo, _stripe(w3.shape[2], w3.itemsize)
+    for g in range(w3.shape[0]):
         for i in range(0, B, b):
             j = min(i + b, B)
-            out[:, g * B + i:g * B + j] = w_hh[g * H + lo + i:g * H + lo + j].T
+            out[:, g * B + i:g * B + j] = w3[g, lo + i:lo + j].T
     return out

@@ -39,9 +39,9 @@ import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
                       PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
-                      PAIR_SGEMM_ROWS, PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
+                      PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
-from .blas import _blas, one_blas_thread, sgemm_address, usable_cpus
+from .blas import _blas, one_blas_thread, usable_cpus
 from .linalg import gemm_rows, half_units, pack_half, project_gates
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
@@ -150,11 +150,10 @@ def pair_kernel(fam):
     return None if k is None else k.get("pair")
 
 
-def loop(kernel, gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, *tail):
-    """Thread p's side of SEQUENCE_PAIR (its arguments; tail: wt0, wt1, fn), both
-    projections made."""
-    kernel(NO_WT, NO_WT, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync,
-           tail[2], tail[0], tail[1], 3 + p, kernels.NO_BOX, 0, 0)
+def loop(kernel, gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1):
+    """Thread p's side of SEQUENCE_PAIR (its arguments), both projections made."""
+    kernel(NO_WT, NO_WT, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync, 0,
+           wt0, wt1, 3 + p, kernels.NO_BOX, 0, 0)
 
 
 class _Worker:
@@ -268,8 +267,7 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
         return False
     try:
         with one_blas_thread():
-            tail = ((NO_WT, NO_WT, 0) if wt is None else  # OpenBLAS from PAIR_SGEMM_ROWS
-                    (*wt, sgemm_address() if out.shape[1] >= PAIR_SGEMM_ROWS else 0))
+            tail = (NO_WT, NO_WT) if wt is None else tuple(wt)
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
                  tail, wi, wt)
         return True

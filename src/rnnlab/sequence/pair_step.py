@@ -52,6 +52,7 @@ import numpy as np
 from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF,
                       PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN)
 from . import kernels, pair
+from .blas import sgemm_address
 from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
 BOX = pair.STEP_BOX
@@ -180,7 +181,7 @@ def pair_in(fam, kernel, args):
         sync = np.zeros(3 * T + 4, np.int64)
         t0 = time.perf_counter()
         with pair.one_blas_thread():             # the projections' products (pair.run)
-            waited = kernel(*args, sync, pair.sgemm_address(), pair.NO_WT, pair.NO_WT, 1,
+            waited = kernel(*args, sync, sgemm_address(), pair.NO_WT, pair.NO_WT, 1,
                             BOX, key, 0)
         spin = max(PAIR_SPIN, PAIR_SPIN_SHARE * (time.perf_counter() - t0))
         BOX[B_BUDGET] = int(spin * pair.rate())  # the spinning worker's, read at each look

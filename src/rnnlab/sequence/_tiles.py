@@ -1,0 +1,199 @@
+"""The compiled loops' matrix products, c += a @ b in float32, as register tiles: LLVM
+vector code written out (llvmlite's IR builder in a numba intrinsic), because numba's
+loops keep their sums in memory.
+
+A tile is MR rows of c by NR = 16 * NV columns, held in MR * NV vector registers for
+the whole pass over k: each k loads NV vectors of b's row k and one value of each of
+a's MR rows (broadcast), and adds their products by fused multiply-adds. The sums of
+the old loops (_compiled._project2: two rows of c per pass, in memory) read and wrote
+c for every four k and re-read b from L2 for every two rows: ~41 GMAC/s a core here;
+the tiles ~57 (BENCHMARKS.md, "Register tiles").
+
+Numbers: every element is c + a[n, 0] b[0, j] + a[n, 1] b[1, j] + ..., one correctly
+rounded fused multiply-add after another in k order, whichever tile (or the scalar
+loop for the last columns) computes it: the bits do not depend on how the rows or
+columns are split (between threads, halves, tiles).
+
+- ``product(c, a, b)``: c (M, J) += a (M, K) @ b (K, J); rows of each array contiguous
+  (the loops' arrays are; another layout takes the scalar loop, the same bits);
+- ``fma32(x, y, z)``: x * y + z rounded once (llvm.fma), the scalar loop's step.
+"""
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 16                          # float32 lanes in a vector (one AVX-512 register)
+
+
+def _f32_2d(t):
+    return isinstance(t, types.Array) and t.dtype == types.float32 and t.ndim == 2
+
+
+def _tile(MR, NV):
+    """The intrinsic c[m:m+MR, j:j+16*NV] += a[m:m+MR] @ b[:, j:j+16*NV] (K = a's
+    columns, b's rows; rows of each array contiguous: the caller checks)."""
+    NR = LANES * NV
+
+    def typer(typingctx, c, a, b, m, j):
+        if not (_f32_2d(c) and _f32_2d(a) and _f32_2d(b)
+                and isinstance(m, types.Integer) and isinstance(j, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+            vec = ir.VectorType(f32, LANES)
+            vptr = vec.as_pointer()
+            arrays = [context.make_array(sig.args[i])(context, builder, args[i])
+                      for i in range(3)]
+            step = [builder.sdiv(cgutils.unpack_tuple(builder, x.strides)[0], i64(4))
+                    for x in arrays]                        # row strides in elements
+            K = cgutils.unpack_tuple(builder, arrays[1].shape)[1]
+            m0 = context.cast(builder, args[3], sig.args[3], types.int64)
+            j0 = context.cast(builder, args[4], sig.args[4], types.int64)
+            c0 = builder.gep(arrays[0].data, [builder.add(builder.mul(m0, step[0]), j0)])
+            a0 = builder.gep(arrays[1].data, [builder.mul(m0, step[1])])
+            b0 = builder.gep(arrays[2].data, [j0])
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
+
+            def at_c(r, v):
+                ptr = builder.gep(c0, [builder.add(builder.mul(i64(r), step[0]),
+                                                   i64(v * LANES))])
+                return builder.bitcast(ptr, vptr)
+            first = [[builder.load(at_c(r, v), align=4) for v in range(NV)]
+                     for r in range(MR)]
+            before = builder.block
+            loop = builder.append_basic_block("tile.k")
+            done = builder.append_basic_block("tile.done")
+            builder.cbranch(builder.icmp_signed(">", K, i64(0)), loop, done)
+
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            acc = [[builder.phi(vec) for _ in range(NV)] for _ in range(MR)]
+            bk = builder.gep(b0, [builder.mul(k, step[2])])
+            bv = [builder.load(builder.bitcast(builder.gep(bk, [i64(v * LANES)]), vptr),
+                               align=4) for v in range(NV)]
+            undef, lane0 = ir.Constant(vec, ir.Undefined), ir.Constant(i32, 0)
+            splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+            new = []
+            for r in range(MR):
+                x = builder.load(builder.gep(a0, [builder.add(builder.mul(i64(r), step[1]),
+                                                              k)]))
+                xs = builder.shuffle_vector(builder.insert_element(undef, x, lane0),
+                                            undef, splat)
+                new.append([builder.call(fma, [xs, bv[v], acc[r][v]]) for v in range(NV)])
+            k_next = builder.add(k, i64(1))
+            end = builder.block
+            k.add_incoming(i64(0), before)
+            k.add_incoming(k_next, end)
+            for r in range(MR):
+                for v in range(NV):
+                    acc[r][v].add_incoming(first[r][v], before)
+                    acc[r][v].add_incoming(new[r][v], end)
+            builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
+
+            builder.position_at_end(done)
+            last = [[builder.phi(vec) for _ in range(NV)] for _ in range(MR)]
+            for r in range(MR):                 # (a block's phis come before all else)
+                for v in range(NV):
+                    last[r][v].add_incoming(first[r][v], before)
+                    last[r][v].add_incoming(new[r][v], end)
+            for r in range(MR):
+                for v in range(NV):
+                    builder.store(last[r][v], at_c(r, v), align=4)
+            return context.get_dummy_value()
+        return types.void(c, a, b, m, j), codegen
+    typer.__name__ = typer.__qualname__ = f"tile_{MR}x{NR}"
+    return intrinsic(typer)
+
+
+@intrinsic
+def fma32(typingctx, x, y, z):
+    if not all(t == types.float32 for t in (x, y, z)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        f32 = ir.FloatType()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(f32, [f32] * 3), "llvm.fma.f32")
+        return builder.call(fn, list(args))
+    return types.float32(x, y, z), codegen
+
+
+tile_8x32, tile_4x32, tile_2x32, tile_1x32 = (_tile(r, 2) for r in (8, 4, 2, 1))
+tile_8x16, tile_4x16, tile_2x16, tile_1x16 = (_tile(r, 1) for r in (8, 4, 2, 1))
+
+#: compiled on their own and called (LLVM inlines them where it pays): inline="always"
+#: would copy their numba IR into every loop that takes a product (compile time)
+compiled = njit(cache=True, error_model="numpy")
+
+
+@compiled
+def _scalar(c, a, b, j_from):
+    """c[:, j_from:] += a @ b[:, j_from:], one fma32 after another in k order."""
+    M, K = a.shape
+    for n in range(M):
+        for j in range(j_from, c.shape[1]):
+            s = c[n, j]
+            for k in range(K):
+                s = fma32(a[n, k], b[k, j], s)
+            c[n, j] = s
+
+
+@compiled
+def product(c, a, b):
+    """c += a @ b: float32 (M, J), (M, K), (K, J); see the module's docstring."""
+    M, J = c.shape
+    if c.strides[1] != 4 or a.strides[1] != 4 or b.strides[1] != 4:
+        _scalar(c, a, b, 0)
+        return
+    j = 0
+    while j + 32 <= J:                  # b's 32 columns (K * 128 bytes) serve every row
+        m = 0
+        while m + 8 <= M:
+            tile_8x32(c, a, b, m, j)
+            m += 8
+        if m + 4 <= M:
+            tile_4x32(c, a, b, m, j)
+            m += 4
+        if m + 2 <= M:
+            tile_2x32(c, a, b, m, j)
+            m += 2
+        if m < M:
+            tile_1x32(c, a, b, m, j)
+        j += 32
+    if j + 16 <= J:
+        m = 0
+        while m + 8 <= M:
+            tile_8x16(c, a, b, m, j)
+            m += 8
+        if m + 4 <= M:
+            tile_4x16(c, a, b, m, j)
+            m += 4
+        if m + 2 <= M:
+            tile_2x16(c, a, b, m, j)
+            m += 2
+        if m < M:
+            tile_1x16(c, a, b, m, j)
+        j += 16
+    if j < J:
+        _scalar(c, a, b, j)
+
+
+#: rows of a projection per pass (project): 64 rows of x and of out, and b, stay in a
+#: core's L2 (b's 32-column panels in L1) while every panel passes over them
+PROJECT_ROWS = 64
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def project(out, x, b):
+    """out = x @ b, float32 (M, J), (M, K), (K, J) (the pair's input projections, each
+    thread its half's units: b is W_ih's rows for them, transposed), by PROJECT_ROWS rows;
+    without the GIL."""
+    M = x.shape[0]
+    for m in range(0, M, PROJECT_ROWS):
+        e = min(m + PROJECT_ROWS, M)
+        c = out[m:e]
+        c[:] = 0
+        product(c, x[m:e], b)

@@ -1,0 +1,118 @@
+"""The compiled loops' products in register tiles (sequence/_tiles.py): every element one
+fused multiply-add after another in k order, whichever tile or split computes it."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnnlab
+from rnnlab.sequence import kernels, linalg
+from torch_pairs import torch_pair
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs numba")
+
+
+def _tiles():
+    from rnnlab.sequence import _tiles
+    return _tiles
+
+
+def _exact(c, a, b):
+    """c + a @ b as fma after fma in k order, each rounded once to float32 (Fractions)."""
+    out = c.copy()
+    for n in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            s = Fraction(float(out[n, j]))
+            for k in range(a.shape[1]):
+                s = Fraction(float(np.float32(s + Fraction(float(a[n, k]))
+                                              * Fraction(float(b[k, j])))))
+            out[n, j] = np.float32(s)
+    return out
+
+
+def _data(M, K, J, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(np.float32) for s in ((M, J), (M, K), (K, J))]
+
+
+@pytest.mark.parametrize("M, K, J", [(1, 1, 1), (3, 5, 7), (9, 6, 50), (17, 3, 33)])
+def test_each_element_is_one_fma_after_another(M, K, J):
+    c, a, b = _data(M, K, J)
+    got = c.copy()
+    _tiles().product(got, a, b)
+    np.testing.assert_array_equal(got, _exact(c, a, b))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 19), st.integers(0, 40), st.integers(1, 75), st.integers(0, 3),
+       st.booleans())
+def test_the_bits_do_not_depend_on_tiles_or_splits(M, K, J, seed, special):
+    """Every tile size (8, 4, 2, 1 rows; 32, 16 columns; the scalar loop past them), any
+    split of the rows or columns, and the scalar path for other layouts: the same bits,
+    NaN and inf as float32 arithmetic gives them."""
+    c, a, b = _data(M, K, J, seed)
+    if special and K:
+        a[M // 2, K // 2] = np.nan
+        b[K - 1, J - 1] = np.inf
+    whole = c.copy()
+    _tiles().product(whole, a, b)
+    by_parts = c.copy()
+    m, j = M // 3, J // 2
+    for rows in (slice(0, m), slice(m, M)):
+        for cols in (slice(0, j), slice(j, J)):
+            part = np.ascontiguousarray(by_parts[rows, cols])
+            _tiles().product(part, a[rows], np.ascontiguousarray(b[:, cols]))
+            by_parts[rows, cols] = part
+    strided = np.asfortranarray(c.copy())             # rows not contiguous: scalar loop
+    _tiles().product(strided, a, b)
+    np.testing.assert_array_equal(by_parts, whole)
+    np.testing.assert_array_equal(strided, whole)
+    with np.errstate(all="ignore"):
+        ref = c.astype(np.float64) + a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(whole), np.isnan(ref.astype(np.float32)))
+    ok = np.isfinite(ref)
+    np.testing.assert_allclose(whole[ok], ref[ok], rtol=1e-4, atol=1e-4 * (K + 1))
+
+
+@pytest.mark.parametrize("M", [1, 63, 64, 130])
+def test_project_is_the_product_from_zero(M):
+    """project(out, x, b): out = x @ b, by PROJECT_ROWS rows, whatever out held."""
+    _, x, b = _data(M, 24, 40, seed=M)
+    out = np.full((M, 40), np.nan, np.float32)
+    _tiles().project(out, x, b)
+    want = np.zeros((M, 40), np.float32)
+    _tiles().product(want, x, b)
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("cls", [rnnlab.LSTM, rnnlab.GRU, rnnlab.RNN])
+@pytest.mark.parametrize("row_weights", [0, 1 << 30])
+def test_large_batches_by_rows_or_by_units_equal_torch(cls, row_weights, monkeypatch):
+    """Above COMPILED_LOOP_MAX (here 0) a batch takes the compiled loop by rows where W_hh
+    has at most TILE_ROW_WEIGHTS weights a row, else the pair by units (or the driver's
+    loop): torch's numbers either way, inference and training."""
+    import torch
+    monkeypatch.setattr(kernels, "COMPILED_LOOP_MAX", 0)
+    monkeypatch.setattr(kernels, "TILE_ROW_WEIGHTS", row_weights)
+    monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
+    monkeypatch.setattr(linalg, "TILE_ROW_WEIGHTS", row_weights)
+    tm, om = torch_pair(cls, {}, 6, 20, 1, 0)[1:]
+    GH = om.weight_hh_l0.shape[0]
+    by_rows = kernels.kernel_for(om.family, np.float32, 7, GH, 20, False) is not None
+    assert by_rows == (row_weights > 0)
+    assert linalg.gemm_rows(9, 7, GH, 20) == (row_weights == 0)
+    x = np.random.default_rng(0).standard_normal((9, 7, 6)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((9, 7, 20)).astype(np.float32)
+    with rnnlab.no_grad():
+        y0 = om(x)[0]
+    y, _ = om.train()(x)
+    om.backward(dy)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty, _ = tm(tx)
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(y0, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(om.grads["weight_hh_l0"], tm.weight_hh_l0.grad.numpy(),
+                               rtol=1e-4, atol=1e-4)
