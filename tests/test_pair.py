@@ -50,12 +50,19 @@ def _one_thread(fam, halves, rest, T, H, reverse):
     return out, c_n
 
 
-def _products(w_hh, how):
-    """The kernel's last two arguments: dot products from W_hh (batch 1), or a batch's
-    products from the halves' packed rows of W_hh (register tiles)."""
+def _products(w_hh, how, halves=None):
+    """pair.loop's last arguments: dot products from W_hh (batch 1), or a batch's products
+    and projections in register tiles from the halves' packed rows of W_ih and W_hh, the
+    input x2d made of the halves' projections and W_ih the identity (x2d @ I = x2d, every
+    sum exact); with it, the halves' projections for the loop are empty."""
     if how == "dots":
-        return pair.NO_WT, pair.NO_WT
-    return tuple(linalg.packed_halves(w_hh))
+        return halves, (pair.NO_WT, pair.NO_WT)
+    GH, H = w_hh.shape
+    T_N = halves[0].shape[0]
+    x2d = np.concatenate([h.reshape(T_N, GH // H, -1) for h in halves], axis=2)
+    x2d = np.ascontiguousarray(x2d.reshape(T_N, GH))
+    wt = linalg.packed_halves(w_hh, w_ih=np.eye(GH, dtype=np.float32))
+    return [h[:0] for h in halves], (*wt, x2d)
 
 
 @needs_pair
@@ -75,8 +82,8 @@ def test_every_schedule_gives_the_one_thread_numbers(mode, who, how):
         c0 = rest[4] if fam.has_cell_state else rest[3]
         sync = np.zeros(3 * T + 4, np.int64)
         sync[3 * T] = sync[3 * T + 3] = 1              # both projections ready
-        args = (*halves, rest[0], rest[1], rest[2], rest[3], c0, reverse, out, c_n, sync)
-        tail = _products(rest[0], how)
+        given, tail = _products(rest[0], how, halves)
+        args = (*given, rest[0], rest[1], rest[2], rest[3], c0, reverse, out, c_n, sync)
         with blas.one_blas_thread():
             if who == "both":
                 t = threading.Thread(target=pair.loop, args=(k, *args, 1, *tail))
@@ -100,7 +107,7 @@ def test_a_failed_projection_writes_nothing():
     sync = np.zeros(16, np.int64)
     sync[12] = 2
     pair.loop(k, *halves, *rest[:4], rest[3], False, out, np.empty((1, 6), np.float32), sync,
-              0, *_products(rest[0], "dots"))
+              0, *_products(rest[0], "dots")[1])
     assert (out == 7.0).all() and (sync[:12] == 0).all()
 
 
@@ -118,7 +125,7 @@ def test_the_worker_waits_for_the_first_halfs_projection():
     sync = np.zeros(3 * T + 4, np.int64)
     sync[3 * T] = 1                                            # the worker's own is done
     t = threading.Thread(target=pair.loop, args=(k, *halves, *rest, False, out, c_n, sync, 1,
-                                                 *_products(rest[0], "dots")))
+                                                 *_products(rest[0], "dots")[1]))
     t.start()
     time.sleep(0.05)
     assert t.is_alive() and (sync[:3 * T] == 0).all()          # waiting, nothing taken
@@ -177,17 +184,19 @@ def test_batches_by_units_or_by_rows():
 @needs_pair
 @pytest.mark.parametrize("cls, N", [(LSTM, 1), (GRU, 6), (RNN, 6)])
 def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
-    """From PAIR_PACK_ROWS rows of input (here any) each thread copies its half's rows of
-    W_ih, transposed, together and projects its input in register tiles: torch's
-    numbers, also after W_ih is edited in place between calls (copied every call, never
-    kept)."""
+    """Each thread copies its half's rows of W_ih, transposed, together and projects its
+    input in register tiles (batch 1 from PAIR_PACK_ROWS rows of input, here any; a
+    batch always, above its half of W_hh, step by step): torch's numbers, also after
+    W_ih is edited in place between calls (copied every call, never kept)."""
     monkeypatch.setattr("rnnlab.sequence.driver.PAIR_PACK_ROWS", 0)
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)          # a batch of 6 on the pair too
     monkeypatch.setattr(linalg, "TILE_ROW_WEIGHTS", 0)
     packed = []
     counted = rnnlab.sequence.driver.run_pair
     monkeypatch.setattr("rnnlab.sequence.driver.run_pair",
-                        lambda *a: packed.append(a[13] is not None) or counted(*a))
+                        lambda *a: packed.append(a[13] is not None or (
+                            a[12] is not None and len(a[12][0]) == a[1].shape[1]
+                            + a[3].shape[1])) or counted(*a))
     torch, tm, om = torch_pair(cls, {}, 5, 6, 2, 0, bidirectional=True)
     x = np.random.default_rng(1).standard_normal((9, N, 5)).astype(np.float32)
     for edit in (None, "nan"):

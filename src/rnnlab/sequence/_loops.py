@@ -62,7 +62,8 @@ def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, r
                 _copy(c_n[n], cs, 0)   # LLVM from vectorising the units (measured 3x)
 
 
-def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1):
+def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1,
+                  x2d):
     """The unrecorded time loop of one direction run by two threads at once (pair.py),
     each calling it with its p (0 or 1). Every step's units are two halves; a thread
     claims its own half first (sync[2 s + half]: 0 -> 1 + p), then, if the other thread has
@@ -80,17 +81,29 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     cache); bias (G*H,): b_ih with the folded b_hh; b_rest
     ((G-F)*H,); h0, c0 (N, H) (c0: any (N, H) array without a cell state); out (T, N, H);
     c_n (N, H) receives the last c. wt0, wt1 empty: each row's products from W_hh by dot
-    products (batch 1: the half of W_hh stays in L2); else a batch of rows: each half's
-    products of all rows at once, h (N, H) @ wt0 / wt1 (H, G*B0) / (H, G*B1), the half's
-    rows of W_hh transposed, gate by gate, in register tiles (_recurrent: _tiles.product;
-    OpenBLAS's sgemm on one thread until 2026-12-06, slower at every size)."""
+    products (batch 1: the half of W_hh stays in L2); else a batch of rows, gx0 and gx1
+    empty and x2d (T*N, I) the input: each half projects its step's rows of x2d and makes
+    the products of all rows at once, both in register tiles (_tiles.product: no
+    projection of every step written out and read back, which both threads' memory
+    traffic slowed), from wt0 / wt1 (I + H, G*B0) / (I + H, G*B1): the half's rows of
+    W_ih, transposed, gate by gate, then its rows of W_hh the same way."""
     T, N, H = out.shape
     FH = F * H
     Bm = H - H // 2
     a, xa = np.empty(G * Bm, f32), np.empty(G * Bm, f32)
     batch = wt0.shape[0] > 0
-    ab = np.zeros(N * G * Bm if batch else 0, f32)
-    zr = np.zeros(G * Bm if batch else 0, f32)
+    I, R = (x2d.shape[1], N) if batch else (0, 0)
+    A, X = np.empty(R * G * Bm, f32), np.empty(R * G * Bm, f32)
+    bx = np.empty((2, R * G * Bm), f32)       # each half's biases, gate after gate: b_ih
+    brest = np.empty((2, G * Bm), f32)        # with the folded b_hh, and the rest of b_hh
+    for hf in range(2 if batch else 0):
+        B, lo = (H // 2, 0) if hf == 0 else (Bm, H // 2)
+        for g in range(G):
+            for jj in range(B):
+                for n in range(R):
+                    bx[hf, (n * G + g) * B + jj] = bias[g * H + lo + jj]
+                if g >= F:
+                    brest[hf, (g - F) * B + jj] = b_rest[(g - F) * H + lo + jj]
     u = np.empty((G + S) * Bm, f32)
     cs = np.empty(Bm, f32)
     hv = np.empty(H, f32)
@@ -114,30 +127,36 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
                 continue                                          # line the other reads
             if atomic_cas(sync, 2 * s + half, 0, 1 + p) != 0:     # 1 + p: who took it
                 continue
-            gx = gx0 if half == 0 else gx1
             lo = 0 if half == 0 else H // 2
-            B = gx.shape[1] // G        # the units work on rows of their own (offset 0):
-            if batch:                   # LLVM vectorises them only so (measured 3x)
-                _recurrent(ab[:N * G * B].reshape(N, G * B), prev, zr, prev,
-                           wt0 if half == 0 else wt1, 0, False)
+            B = H // 2 if half == 0 else Bm     # the units work on rows of their own
+            wt = wt0 if half == 0 else wt1      # (offset 0): LLVM vectorises them only
+            if batch:                           # so (measured 3x)
+                Xh = X[:N * G * B].reshape(N, G * B)      # bias + x_t W_ih^T, as SEQUENCE_IN
+                Ah = A[:N * G * B].reshape(N, G * B)
+                _recurrent(Xh, bx[half, :N * G * B].reshape(N, G * B), brest[half],
+                           x2d[t * N:t * N + N], wt[:I], G * B, False)
+                _recurrent(Ah, Xh, brest[half], prev, wt[I:], F * B, False)   # + h W_hh^T
+                for n in range(N):
+                    FORWARD_UNITS(Ah[n], Xh[n], prev[n, lo:lo + B], cprev[n, lo:lo + B], u,
+                                  out[t, n, lo:lo + B], cs, 0, B, B, False)
+                    if HAS_C:
+                        _copy(c_n[n, lo:lo + B], cs, 0)
+                atomic_add(sync, 2 * T + s, 1)
+                continue
             for n in range(N):
-                tn = t * N + n
-                if not batch:           # h here first: the other half's lines all at once
-                    _copy(hv, prev[n], 0)
+                gx = (gx0 if half == 0 else gx1)[t * N + n]
+                _copy(hv, prev[n], 0)   # h here first: the other half's lines all at once
                 for q in range(G):
                     g = G - 1 - q if back else q
                     r0 = g * H + lo
-                    if batch:
-                        _copy(a[g * B:(g + 1) * B], ab, (n * G + g) * B)
-                    else:
-                        _rowdots(a, g * B, w_hh, r0, B, hv, back)
+                    _rowdots(a, g * B, w_hh, r0, B, hv, back)
                     if g < F:
                         for jj in range(B):
-                            a[g * B + jj] += gx[tn, g * B + jj] + bias[r0 + jj]
+                            a[g * B + jj] += gx[g * B + jj] + bias[r0 + jj]
                     else:
                         for jj in range(B):
                             a[g * B + jj] += b_rest[r0 + jj - FH]
-                            xa[g * B + jj] = gx[tn, g * B + jj] + bias[r0 + jj]
+                            xa[g * B + jj] = gx[g * B + jj] + bias[r0 + jj]
                 FORWARD_UNITS(a, xa, prev[n, lo:lo + B], cprev[n, lo:lo + B], u,
                               out[t, n, lo:lo + B], cs, 0, B, B, False)
                 if HAS_C:

@@ -216,12 +216,14 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
     """The unrecorded time loop of one direction by units on the pair (_loops.SEQUENCE_PAIR,
     called from here), the kernel "pair". x2d (T*N, I), w_ih (G*H, I), w_hh
     (G*H, H) torch's layout; bias, b_rest, h0, c0, out, c_n, sync (3 T + 4,), wt0, wt1 as
-    SEQUENCE_PAIR's; gx0, gx1 (T*N, G*B) each half's input projection; fn the address of
+    SEQUENCE_PAIR's; gx0, gx1 (T*N, G*B) each half's input projection (empty for a
+    batch: SEQUENCE_PAIR projects x2d's rows as it goes); fn the address of
     OpenBLAS's cblas_sgemm (blas.sgemm_address) for the projections of roles 0-2.
     C-contiguous float32. In one of five roles:
 
     - role 3 + p: thread p of pair.run (the job through the queue; pair.loop): the loop
-      alone, the projections (and wt0, wt1) made by the Python side; x2d, w_ih not read.
+      alone, the projections (batch 1) or wt0, wt1 (a batch) made by the Python side;
+      w_ih not read, x2d only by a batch's loop.
     - without Python or the GIL between the threads (a batch-1 sequence, pair_step.pair_in;
       sync zeros, wt0, wt1 empty), as SEQUENCE_IN's roles, the same box and claims:
       role 0: both projections here, then the loop alone (it takes both halves of every
@@ -283,7 +285,7 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
                     break
             half = 1
         SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0,
-                      wt1)
+                      wt1, x2d)
         if role != 2:
             break
         _served(box, s)

@@ -230,11 +230,11 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     c_n = aligned_empty(h0.shape, f32, least=0)     # its halves meet mid-row
     folded = _folded(fam, GH)
     B = [hi - lo for lo, hi in (half_units(H, 0), half_units(H, 1))]
-    gx = [lease.empty((T * N, G * b), f32) for b in B]
-    wt = (packed_halves(w.w_hh, lease, fill=False)    # a batch: each thread fills its
-          if gemm_rows(T, N, GH, H) else None)          # half (pair.run)
-    wi = ([lease.empty((inp.shape[2], G * b), f32) for b in B]
-          if T * N >= PAIR_PACK_ROWS else None)        # the halves' W_ih^T
+    wt = (packed_halves(w.w_hh, lease, False, w.w_ih)    # a batch: each thread fills
+          if gemm_rows(T, N, GH, H) else None)          # its half (pair.run)
+    gx = [lease.empty((0 if wt else T * N, G * b), f32) for b in B]   # batch 1's: up front
+    wi = ([lease.empty((inp.shape[2], G * b), f32) for b in B]     # the halves' W_ih^T
+          if wt is None and T * N >= PAIR_PACK_ROWS else None)
     args = (_or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)
     if wt is None and wi is None and sgemm_address():   # met in the step box (pair_step)

@@ -116,19 +116,25 @@ def gemm_rows(T, N, GH, H_out):
             and N * GH * H_out > PAIR_GEMM_MIN and GH * H_out > N * TILE_ROW_WEIGHTS)
 
 
-def packed_halves(w_hh, lease=None, fill=True):
+def packed_halves(w_hh, lease=None, fill=True, w_ih=None):
     """The two halves' rows of W_hh (G*H, H) for the pair's batch products: half k's
     units lo:hi of every gate, transposed, (H, G*(hi - lo)), gate after gate (buffers
-    from ``lease`` when given: pool.for_weights). fill=False: the buffers only (each
-    thread of the pair fills its own: ``pack_half``)."""
+    from ``lease`` when given: pool.for_weights); with ``w_ih`` (G*H, I), its rows for
+    the same units the same way above them, (I + H, G*(hi - lo)). fill=False: the
+    buffers only (each thread of the pair fills its own: pair.run)."""
     GH, H = w_hh.shape
+    I = 0 if w_ih is None else w_ih.shape[1]
     halves = []
     for half in (0, 1):
         lo, hi = half_units(H, half)
-        shape = (H, GH // H * (hi - lo))
+        shape = (I + H, GH // H * (hi - lo))
         t = np.empty(shape, w_hh.dtype) if lease is None else for_weights(lease, shape,
                                                                           w_hh.dtype)
-        halves.append(pack_half(w_hh, half, t) if fill else t)
+        if fill:
+            pack_half(w_hh, half, t[I:])
+            if I:
+                pack_units(w_ih.reshape(GH // H, H, I), lo, hi, t[:I])
+        halves.append(t)
     return halves
 
 

@@ -42,7 +42,7 @@ from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PA
                       PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, usable_cpus
-from .linalg import gemm_rows, half_units, pack_half, project_gates
+from .linalg import gemm_rows, half_units, pack_half, pack_units, project_gates
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -150,9 +150,11 @@ def pair_kernel(fam):
     return None if k is None else k.get("pair")
 
 
-def loop(kernel, gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1):
-    """Thread p's side of SEQUENCE_PAIR (its arguments), both projections made."""
-    kernel(NO_WT, NO_WT, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync, 0,
+def loop(kernel, gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync, p, wt0, wt1,
+         x2d=NO_WT):
+    """Thread p's side of SEQUENCE_PAIR (its arguments), both projections (batch 1) or
+    both halves' packed weights (a batch) made."""
+    kernel(x2d, NO_WT, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, sync, 0,
            wt0, wt1, 3 + p, kernels.NO_BOX, 0, 0)
 
 
@@ -256,18 +258,19 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H), c_n
-    (N, H) receive the outputs and the last c. Scratch from the caller's lease: gx, the
-    halves' input projections (T*N, G*B), B = H // 2 and H - H // 2; wt: None (dot
-    products from w_hh) or linalg.packed_halves(w_hh, fill=False) (a batch's products);
-    wi: None (a product per gate) or (G*B, I) each (tuning.PAIR_PACK_ROWS); each thread
-    fills its half of these with its projection. All float32, C-contiguous. False, having
-    done nothing, when another thread has the pair."""
+    (N, H) receive the outputs and the last c. Scratch from the caller's lease: wt: None
+    (batch 1: dot products from w_hh) or linalg.packed_halves(w_hh, fill=False, w_ih=w_ih)
+    (a batch: each half's loop projects its rows of x2d step by step and makes its
+    products in register tiles); gx, batch 1's halves' input projections (T*N, G*B), B = H
+    // 2 and H - H // 2 (a batch: empty); wi: None (a product per gate) or (I, G*B) each
+    (tuning.PAIR_PACK_ROWS; batch 1); each thread fills its half of these. All float32,
+    C-contiguous. False, having done nothing, when another thread has the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
     try:
         with one_blas_thread():
-            tail = (NO_WT, NO_WT) if wt is None else tuple(wt)
+            tail = (NO_WT, NO_WT) if wt is None else (*wt, np.ascontiguousarray(x2d))
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
                  tail, wi, wt)
         return True
@@ -351,10 +354,12 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
     claim = threading.Lock()
 
     def project(half):        # each half's, without the GIL (BLAS, project_few: nogil)
-        if wt is not None:    # the half's rows of W_hh for a batch's products first
-            pack_half(args[0], half, wt[half])
-        project_gates(x2d, w3, *half_units(H, half), gx[half],     # into the half's rows
-                      None if wi is None else wi[half])           # (linalg says how)
+        if wt is not None:    # a batch: the half's rows of W_ih and W_hh (its loop projects)
+            pack_units(w3, *half_units(H, half), wt[half][:w3.shape[2]])
+            pack_half(args[0], half, wt[half][w3.shape[2]:])
+        else:
+            project_gates(x2d, w3, *half_units(H, half), gx[half],     # into the half's
+                          None if wi is None else wi[half])           # rows (linalg: how)
 
     def second():
         try:
