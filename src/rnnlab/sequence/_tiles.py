@@ -7,7 +7,10 @@ the whole pass over k: each k loads NV vectors of b's row k and one value of eac
 a's MR rows (broadcast), and adds their products by fused multiply-adds. The sums of
 the old loops (_compiled._project2: two rows of c per pass, in memory) read and wrote
 c for every four k and re-read b from L2 for every two rows: ~41 GMAC/s a core here;
-the tiles ~57 (BENCHMARKS.md, "Register tiles").
+the tiles of 8 x 32 ~57 (BENCHMARKS.md, "Register tiles"). Fewer rows take wider tiles
+(4 x 64, 2 x 128, 1 x 256: 16 sums in registers always): with 2 sums a row of one row
+waited on the multiply-adds' latency and read b in 128-byte runs a page apart, 3.5
+GMAC/s against 17.7.
 
 Numbers: every element is c + a[n, 0] b[0, j] + a[n, 1] b[1, j] + ..., one correctly
 rounded fused multiply-add after another in k order, whichever tile (or the scalar
@@ -121,8 +124,11 @@ def fma32(typingctx, x, y, z):
     return types.float32(x, y, z), codegen
 
 
-tile_8x32, tile_4x32, tile_2x32, tile_1x32 = (_tile(r, 2) for r in (8, 4, 2, 1))
-tile_8x16, tile_4x16, tile_2x16, tile_1x16 = (_tile(r, 1) for r in (8, 4, 2, 1))
+tile_8x32, tile_8x16 = _tile(8, 2), _tile(8, 1)
+tile_4x64, tile_4x32, tile_4x16 = _tile(4, 4), _tile(4, 2), _tile(4, 1)
+tile_2x128, tile_2x64, tile_2x32, tile_2x16 = _tile(2, 8), _tile(2, 4), _tile(2, 2), _tile(2, 1)
+tile_1x256, tile_1x128, tile_1x64 = _tile(1, 16), _tile(1, 8), _tile(1, 4)
+tile_1x32, tile_1x16 = _tile(1, 2), _tile(1, 1)
 
 #: compiled on their own and called (LLVM inlines them where it pays): inline="always"
 #: would copy their numba IR into every loop that takes a product (compile time)
@@ -143,42 +149,93 @@ def _scalar(c, a, b, j_from):
 
 @compiled
 def product(c, a, b):
-    """c += a @ b: float32 (M, J), (M, K), (K, J); see the module's docstring."""
+    """c += a @ b: float32 (M, J), (M, K), (K, J); see the module's docstring. Blocks of 8
+    rows by 32 columns, b's 32 columns serving every block while in L1; the last rows
+    in blocks of 4, 2, 1 by 64, 128, 256 columns (always 16 sums in registers: fewer
+    would wait on the fused multiply-adds' latency, and read b in shorter runs)."""
     M, J = c.shape
     if c.strides[1] != 4 or a.strides[1] != 4 or b.strides[1] != 4:
         _scalar(c, a, b, 0)
         return
-    j = 0
-    while j + 32 <= J:                  # b's 32 columns (K * 128 bytes) serve every row
-        m = 0
-        while m + 8 <= M:
-            tile_8x32(c, a, b, m, j)
-            m += 8
-        if m + 4 <= M:
-            tile_4x32(c, a, b, m, j)
-            m += 4
-        if m + 2 <= M:
-            tile_2x32(c, a, b, m, j)
-            m += 2
-        if m < M:
-            tile_1x32(c, a, b, m, j)
+    m8 = M - M % 8
+    if m8 > 0:
+        j = 0
+        while j + 32 <= J:
+            for m in range(0, m8, 8):
+                tile_8x32(c, a, b, m, j)
+            j += 32
+        if j + 16 <= J:
+            for m in range(0, m8, 8):
+                tile_8x16(c, a, b, m, j)
+            j += 16
+        if j < J:
+            _scalar(c[:m8], a[:m8], b, j)
+    m = m8
+    if m + 4 <= M:
+        _four(c, a, b, m)
+        m += 4
+    if m + 2 <= M:
+        _two(c, a, b, m)
+        m += 2
+    if m < M:
+        _one(c, a, b, m)
+
+
+@compiled
+def _four(c, a, b, m):
+    J, j = c.shape[1], 0
+    while j + 64 <= J:
+        tile_4x64(c, a, b, m, j)
+        j += 64
+    if j + 32 <= J:
+        tile_4x32(c, a, b, m, j)
         j += 32
     if j + 16 <= J:
-        m = 0
-        while m + 8 <= M:
-            tile_8x16(c, a, b, m, j)
-            m += 8
-        if m + 4 <= M:
-            tile_4x16(c, a, b, m, j)
-            m += 4
-        if m + 2 <= M:
-            tile_2x16(c, a, b, m, j)
-            m += 2
-        if m < M:
-            tile_1x16(c, a, b, m, j)
+        tile_4x16(c, a, b, m, j)
         j += 16
     if j < J:
-        _scalar(c, a, b, j)
+        _scalar(c[m:m + 4], a[m:m + 4], b, j)
+
+
+@compiled
+def _two(c, a, b, m):
+    J, j = c.shape[1], 0
+    while j + 128 <= J:
+        tile_2x128(c, a, b, m, j)
+        j += 128
+    if j + 64 <= J:
+        tile_2x64(c, a, b, m, j)
+        j += 64
+    if j + 32 <= J:
+        tile_2x32(c, a, b, m, j)
+        j += 32
+    if j + 16 <= J:
+        tile_2x16(c, a, b, m, j)
+        j += 16
+    if j < J:
+        _scalar(c[m:m + 2], a[m:m + 2], b, j)
+
+
+@compiled
+def _one(c, a, b, m):
+    J, j = c.shape[1], 0
+    while j + 256 <= J:
+        tile_1x256(c, a, b, m, j)
+        j += 256
+    if j + 128 <= J:
+        tile_1x128(c, a, b, m, j)
+        j += 128
+    if j + 64 <= J:
+        tile_1x64(c, a, b, m, j)
+        j += 64
+    if j + 32 <= J:
+        tile_1x32(c, a, b, m, j)
+        j += 32
+    if j + 16 <= J:
+        tile_1x16(c, a, b, m, j)
+        j += 16
+    if j < J:
+        _scalar(c[m:m + 1], a[m:m + 1], b, j)
 
 
 #: rows of a projection per pass (project): 64 rows of x and of out, and b, stay in a

@@ -1,7 +1,7 @@
 """NumPy's OpenBLAS thread count, found and set through ctypes: the pair (pair.py) holds
 it to one thread during its calls; and the address of its cblas_sgemm with 64-bit
 integers (NumPy's wheels: ``scipy_cblas_sgemm64_``), which the pair's compiled loop
-calls for the products of a batch of rows (_atomics.sgemm_rows)."""
+calls for a batch-1 sequence's input projections (_atomics.sgemm_nt)."""
 import contextlib
 import os
 import threading

@@ -7,12 +7,11 @@ pass. The loop shapes (``Units.shapes`` says which a family takes; _compiled.py 
 once for all families):
 
 - ``sequence`` (``kernel_for``): the whole time loop of a direction, without lengths or
-  projections, while N * G*H * H_out <= tuning.COMPILED_LOOP_MAX (above it OpenBLAS's
-  matmul wins): forward, unrecorded (inference) or recording (training: it leaves the
-  gate values and stored values where the NumPy step leaves them, so either backward can
-  read the record), and the BPTT loop when some gradient reaches h at the last step and
-  no per-step norms are asked for. dW_ih, dW_hh, the biases and dx stay one BLAS call
-  each after the loop;
+  projections, while N * G*H * H_out <= tuning.COMPILED_LOOP_MAX or W_hh has at most
+  tuning.TILE_ROW_WEIGHTS weights per row (else OpenBLAS's matmul wins): forward,
+  unrecorded or recording (it leaves the gate values and stored values where the NumPy
+  step leaves them, for either backward), and the BPTT loop when some gradient reaches h
+  at the last step and no per-step norms are asked for (dW, biases, dx: BLAS after it);
   and, in the same shape, ``pair``: the unrecorded loop of one direction shared by two
   threads (pair.py), and ``forward_in``: a batch's, its input projected step by step;
 - ``step`` (``cell_steps``): one step and one back step with the family's step / back
@@ -198,14 +197,13 @@ def ready(a):
 def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False, limit=None, name=None):
     """The compiled time loop for this call (N * G*H * H_out <= limit, COMPILED_LOOP_MAX
     by default: pair.loop_limit; or at most TILE_ROW_WEIGHTS weights of W_hh per row), or
-    None (the NumPy path); ``name``: another "sequence"
-    kernel (_compiled.SHAPES). Forward: kernel(gx, w_hh_t,
-    bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record, lo, hi); backward=True:
-    kernel(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, reverse, dgx, dgr, lo,
-    hi) (_compiled.SEQUENCE, SEQUENCE_BACK: rows lo:hi, lo even). C-contiguous float32."""
-    limit = COMPILED_LOOP_MAX if limit is None else limit
-    if (dtype != np.float32 or has_proj or N == 0
-            or (N * GH * H_out > limit and GH * H_out > N * TILE_ROW_WEIGHTS)):
+    None (the NumPy path); ``name``: another "sequence" kernel (_compiled.SHAPES).
+    Forward: kernel(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store,
+    record, lo, hi); backward=True: kernel(dout, has_dout, dh, dc, acts, store, h0, c0,
+    out, w_hh, reverse, dgx, dgr, lo, hi) (SEQUENCE, SEQUENCE_BACK: rows lo:hi, lo even)."""
+    big = (N * GH * H_out > (COMPILED_LOOP_MAX if limit is None else limit)
+           and GH * H_out > N * TILE_ROW_WEIGHTS)
+    if dtype != np.float32 or has_proj or N == 0 or big:
         return None                         # decided before numba is ever imported
     k = kernels(fam, "sequence")
     return None if k is None else k.get(name or ("backward" if backward else "forward"))
