@@ -12,11 +12,10 @@ once for all families):
   unrecorded or recording (it leaves the gate values and stored values where the NumPy
   step leaves them, for either backward), and the BPTT loop when some gradient reaches h
   at the last step and no per-step norms are asked for (dW, biases, dx: BLAS after it);
-  and, in the same shape, ``pair``: the unrecorded loop of one direction shared by two
-  threads (pair.py), and ``forward_in``: a batch's, its input projected step by step;
-- ``step`` (``cell_steps``): one step and one back step with the family's step / back
-  arguments, for the driver's own loop everywhere else (lengths, projections, large
-  sizes: BLAS does the matmuls, one compiled call the gates);
+  and ``pair``: the unrecorded loop of one direction shared by two threads (pair.py),
+  ``forward_in``: a batch's, its input projected step by step;
+- ``step`` (``cell_steps``): one step and one back step for the driver's own loop
+  everywhere else (lengths, projections, large sizes: BLAS's matmuls, compiled gates);
 - ``cell`` (``cell_for``): the gates of one step from BLAS's products, for ``layer.step``
   and ``freeze()`` at batch 1-4 (stepper.py);
 - ``rows`` (``rows_step_for``): the threaded few-row step of ``freeze(threads=k)`` and of
