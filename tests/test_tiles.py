@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnnlab
+from rnnlab.cells import FAMILIES
+from rnnlab.nn import make_layer
 from rnnlab.sequence import kernels, linalg
 from torch_pairs import torch_pair
 
@@ -116,3 +118,35 @@ def test_large_batches_by_rows_or_by_units_equal_torch(cls, row_weights, monkeyp
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(om.grads["weight_hh_l0"], tm.weight_hh_l0.grad.numpy(),
                                rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=12, deadline=None)
+@given(kind=st.sampled_from(sorted(FAMILIES)), T=st.integers(8, 11), N=st.integers(5, 9),
+       H=st.integers(1, 12), units=st.booleans(), reverse=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_every_family_on_the_batch_paths(kind, T, N, H, units, reverse, seed):
+    """Every family with compiled units, a batch on the pair by halves of the units (each
+    step projected there) or by rows in halves: the float64 NumPy path's numbers to
+    float32 rounding."""
+    from rnnlab.sequence import driver, halves, pair
+    layer = make_layer(kind, 4, H, seed=seed, dtype=np.float32, bidirectional=reverse)
+    x = np.random.default_rng(seed).standard_normal((T, N, 4)).astype(np.float32)
+    old = (linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS, kernels.COMPILED_LOOP_MAX,
+           halves.HALVES_MIN, halves.HALVES_STEP_MIN, driver.run_pair, halves.forward)
+    linalg.PAIR_GEMM_MIN = kernels.COMPILED_LOOP_MAX = halves.HALVES_MIN = 0
+    linalg.TILE_ROW_WEIGHTS, halves.HALVES_STEP_MIN = (0 if units else 1 << 40), 0
+    pair._state["cool"] = 0.0
+    taken = []
+    driver.run_pair = lambda *a: taken.append("units") or old[5](*a)
+    halves.forward = lambda *a: taken.append("rows") or old[6](*a)
+    try:
+        with rnnlab.no_grad():
+            got = layer(x)[0]
+    finally:
+        (linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS, kernels.COMPILED_LOOP_MAX,
+         halves.HALVES_MIN, halves.HALVES_STEP_MIN, driver.run_pair, halves.forward) = old
+    if FAMILIES[kind].units is not None and pair.possible():
+        assert set(taken) == {"units" if units else "rows"}, taken
+    with rnnlab.no_grad():
+        want = layer.to(np.float64)(x.astype(np.float64))[0]
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)

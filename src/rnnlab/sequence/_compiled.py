@@ -255,7 +255,7 @@ SHAPES = {"sequence": [("forward", "SEQUENCE", dict(_LOOP, nogil=True)),
                    ("rows_1", "ROWS_ONE", dict(_DOTS, nogil=True))]}
 #: per-family templates the shapes' loops call: inlined, or (CALLED) compiled on their own
 HELPERS = {"rows": ("ROWS_BLOCK",), "sequence": ("SEQ_IN_ROWS",)}
-CALLED = {"sequence": ("SEQUENCE_PAIR",)}
+CALLED = {"sequence": ("PAIR_BATCH", "SEQUENCE_PAIR")}    # in this order
 
 
 def _bound(fn, names, name=None, **options):
