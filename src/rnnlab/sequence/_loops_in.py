@@ -90,7 +90,7 @@ def _served(box, s):
 def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, hi):
     """Rows lo:hi (lo even) of an unrecorded call with the input projection made inside
     the loop, step by step (SEQUENCE_IN): each step's rows projected into a scratch the
-    size of A (bias + x_t W_ih^T, two rows per pass as _recurrent), then h W_hh^T added
+    size of A (bias + x_t W_ih^T in register tiles, _recurrent), then h W_hh^T added
     as SEQUENCE does; no gx array of all steps."""
     T = x.shape[0]
     GH = w_ih_t.shape[1]

@@ -15,7 +15,7 @@ ran one after the other).
 The numbers do not depend on the threads: whether the worker runs the second half, or
 the caller runs both one after the other (the pair busy, cooling down, or
 rnnlab.set_num_threads(1)), the same halves are computed. A loop's halves give the
-whole loop's bits (rows are computed in pairs from an even first row). A product's
+whole loop's bits (each row's sums in one order, however rows are grouped). A product's
 halves may differ in the last bit from the one product of all rows (OpenBLAS rounds a
 row by where it sits in the product: measured here, 1.5% of random shapes with halves of
 64 rows or more), within float32's tolerance of torch as every other path.
@@ -93,8 +93,9 @@ def matmul(a, b, out):
 
 
 def first_half(N):
-    """The rows of a batch's first half: even (the compiled loops compute rows in pairs
-    from the first of their range, so the halves pair them as the whole call does)."""
+    """The rows of a batch's first half: even (the compiled loops computed rows in pairs
+    from the first of their range before the register tiles; any split gives the same
+    bits since, tests/test_tiles.py)."""
     return 2 * ((N + 2) // 4)
 
 

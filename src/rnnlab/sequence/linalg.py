@@ -27,9 +27,9 @@ def project(x2d, w_ih, out):
 def project_gates(x2d, w3, lo, hi, out, rows=None):
     """out[:, g*B:(g+1)*B] = x2d @ w3[g, lo:hi].T for each gate g (B = hi - lo; w3 (G, H, I)
     W_ih by gates; out (M, G*B) C-contiguous): a few rows into many outputs by the compiled
-    project_few (tuning.PROJECT_FEW_ROWS); with ``rows``, a (G*B, I) buffer (the pair's
-    halves from tuning.PAIR_PACK_ROWS rows of input), (I, G*B): the units' rows of W_ih
-    transposed there and the product by register tiles (_tiles.project); else one OpenBLAS
+    project_few (tuning.PROJECT_FEW_ROWS); with ``rows``, an (I, G*B) buffer (the pair's
+    halves at batch 1 from tuning.PAIR_PACK_ROWS rows of input): the units' rows of W_ih
+    transposed there and the product in register tiles (_tiles.project); else one OpenBLAS
     product per gate."""
     M, G, B = x2d.shape[0], w3.shape[0], hi - lo
     if few_rows(M, B, out.dtype):

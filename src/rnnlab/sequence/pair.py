@@ -122,8 +122,8 @@ def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj):
     """Whether a recorded call of N >= 3 rows on the compiled loop (kernels.kernel_for)
     should run its rows in two halves, one per thread (halves.py; its BPTT too): the rows
     of a batch never meet, so the threads meet once, at the end. From ROWS_SPLIT_MIN
-    recurrent multiply-adds. Not for two rows (the loop computes rows in pairs, and a row
-    alone may round otherwise) nor for one unit (G*H = 1: the input projection is then
+    recurrent multiply-adds. Not for two rows (a row alone rounded otherwise before the
+    register tiles; its speed not measured since) nor for one unit (G*H = 1: the input projection is then
     OpenBLAS's matrix-vector product). By shape alone: where the pair may not run
     (set_num_threads(1)), the caller runs both halves, one after the other, so that the
     numbers never depend on the threads (OpenBLAS may round a row of a product by where
