@@ -154,7 +154,7 @@ def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
     each step's products from the halves' packed rows of W_hh in register tiles; the
     unbatched call, batch 1, by dot products."""
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
-    monkeypatch.setattr(linalg, "TILE_ROW_WEIGHTS", 0)
+    monkeypatch.setattr(kernels, "TILE_ROW_WEIGHTS", 0)
     packed = []
     real = linalg.pack_half
     monkeypatch.setattr(pair, "pack_half", lambda *a: packed.append(a[1]) or real(*a))
@@ -190,7 +190,7 @@ def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
     W_ih is edited in place between calls (copied every call, never kept)."""
     monkeypatch.setattr("rnnlab.sequence.driver.PAIR_PACK_ROWS", 0)
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)          # a batch of 6 on the pair too
-    monkeypatch.setattr(linalg, "TILE_ROW_WEIGHTS", 0)
+    monkeypatch.setattr(kernels, "TILE_ROW_WEIGHTS", 0)
     packed = []
     counted = rnnlab.sequence.driver.run_pair
     monkeypatch.setattr("rnnlab.sequence.driver.run_pair",
@@ -246,9 +246,9 @@ def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N, units):
     there."""
     pair._state["cool"] = 0.0
     kernels._state["threads"] = None
-    old = pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS
+    old = pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, kernels.TILE_ROW_WEIGHTS
     pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN = 0, 0.0, 0
-    linalg.TILE_ROW_WEIGHTS = 0 if units else 1 << 40
+    kernels.TILE_ROW_WEIGHTS = 0 if units else 1 << 40
     try:
         m = cls(3, H, bias=bias, dtype=np.float32, seed=T)
         x = np.random.default_rng(H).standard_normal((T, N, 3)).astype(np.float32)
@@ -259,7 +259,7 @@ def test_the_pair_equals_the_one_thread_path(cls, T, H, bias, nan, N, units):
             rnnlab.set_num_threads(1)
             y1, s1 = m(x)
     finally:
-        pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS = old
+        pair.PAIR_MIN, pair.PAIR_COOL, linalg.PAIR_GEMM_MIN, kernels.TILE_ROW_WEIGHTS = old
         kernels._state["threads"] = None
     np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.isnan(y2), np.isnan(y1))

@@ -99,7 +99,6 @@ def test_large_batches_by_rows_or_by_units_equal_torch(cls, row_weights, monkeyp
     monkeypatch.setattr(kernels, "COMPILED_LOOP_MAX", 0)
     monkeypatch.setattr(kernels, "TILE_ROW_WEIGHTS", row_weights)
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
-    monkeypatch.setattr(linalg, "TILE_ROW_WEIGHTS", row_weights)
     tm, om = torch_pair(cls, {}, 6, 20, 1, 0)[1:]
     GH = om.weight_hh_l0.shape[0]
     by_rows = kernels.kernel_for(om.family, np.float32, 7, GH, 20, False) is not None
@@ -131,10 +130,10 @@ def test_every_family_on_the_batch_paths(kind, T, N, H, units, reverse, seed):
     from rnnlab.sequence import driver, halves, pair
     layer = make_layer(kind, 4, H, seed=seed, dtype=np.float32, bidirectional=reverse)
     x = np.random.default_rng(seed).standard_normal((T, N, 4)).astype(np.float32)
-    old = (linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS, kernels.COMPILED_LOOP_MAX,
+    old = (linalg.PAIR_GEMM_MIN, kernels.TILE_ROW_WEIGHTS, kernels.COMPILED_LOOP_MAX,
            halves.HALVES_MIN, halves.HALVES_STEP_MIN, driver.run_pair, halves.forward)
     linalg.PAIR_GEMM_MIN = kernels.COMPILED_LOOP_MAX = halves.HALVES_MIN = 0
-    linalg.TILE_ROW_WEIGHTS, halves.HALVES_STEP_MIN = (0 if units else 1 << 40), 0
+    kernels.TILE_ROW_WEIGHTS, halves.HALVES_STEP_MIN = (0 if units else 1 << 40), 0
     pair._state["cool"] = 0.0
     taken = []
     driver.run_pair = lambda *a: taken.append("units") or old[5](*a)
@@ -143,7 +142,7 @@ def test_every_family_on_the_batch_paths(kind, T, N, H, units, reverse, seed):
         with rnnlab.no_grad():
             got = layer(x)[0]
     finally:
-        (linalg.PAIR_GEMM_MIN, linalg.TILE_ROW_WEIGHTS, kernels.COMPILED_LOOP_MAX,
+        (linalg.PAIR_GEMM_MIN, kernels.TILE_ROW_WEIGHTS, kernels.COMPILED_LOOP_MAX,
          halves.HALVES_MIN, halves.HALVES_STEP_MIN, driver.run_pair, halves.forward) = old
     if FAMILIES[kind].units is not None and pair.possible():
         assert set(taken) == {"units" if units else "rows"}, taken

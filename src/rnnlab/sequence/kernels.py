@@ -25,13 +25,11 @@ once for all families):
 
 float64, families without units and machines without numba run the NumPy path.
 
-Numbers: the family's own equations (its scalar units), in float32. pip's llvmlite has no
-vector math library, so exp, sigmoid and tanh are our own (Cephes' float32 algorithms,
-_compiled.py), vectorised by LLVM: within a few float32 ulps of the exact values, like
-NumPy's own float32 functions, but not always the same last bit; the results equal the
-NumPy path's to float32 rounding (tests/test_kernels.py). NaN, inf and -0.0 go through as
-in the NumPy path (sigmoid is exactly 0 where exp(-x) overflows, so that 0 * inf stays NaN
-in the gradients).
+Numbers: the family's own equations (its scalar units), in float32; exp, sigmoid and tanh
+our own (Cephes' float32 algorithms, _compiled.py: pip's llvmlite has no vector math
+library), within a few float32 ulps, so the results equal the NumPy path's to float32
+rounding (tests/test_kernels.py). NaN, inf and -0.0 go through as there (sigmoid is
+exactly 0 where exp(-x) overflows: 0 * inf stays NaN in the gradients).
 
 ``RNNLAB_KERNELS=numpy`` in the environment turns them off. The first use of a family in a
 process imports numba (~0.5 s); each kernel is then loaded from numba's cache (next to
@@ -39,8 +37,7 @@ _compiled.py, or NUMBA_CACHE_DIR) on its own first use, so inference never build
 backward loops. The first use after installing compiles instead (measured: GRU's
 inference loop 3 s, LSTM's 7 s, every kernel of the four families 48 s on 2 cores),
 announced once per process with a KernelCompileWarning; ``rnnlab warmup`` does it ahead
-of time. If numba is missing or a kernel fails to compile, the NumPy path runs for it;
-nothing else changes.
+of time. If numba is missing or a kernel fails to compile, the NumPy path runs for it.
 """
 import contextlib
 import os
@@ -48,8 +45,7 @@ import os
 import numpy as np
 
 from ..checks import check_int
-from ..tuning import (COMPILED_LOOP_MAX, PAIR_STEP_MIN, THREAD_UNITS, THREADED_MIN,
-                      TILE_ROW_WEIGHTS)
+from ..tuning import COMPILED_LOOP_MAX, PAIR_STEP_MIN, THREAD_UNITS, THREADED_MIN, TILE_ROW_WEIGHTS
 
 _state = {"numba": None, "threads": None, "announced": False}   # threads: None = not set
 _BUILT = {}              # family -> {kernel name: function}, or None (NumPy for it)
@@ -200,12 +196,16 @@ def kernel_for(fam, dtype, N, GH, H_out, has_proj, backward=False, limit=None, n
     Forward: kernel(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store,
     record, lo, hi); backward=True: kernel(dout, has_dout, dh, dc, acts, store, h0, c0,
     out, w_hh, reverse, dgx, dgr, lo, hi) (SEQUENCE, SEQUENCE_BACK: rows lo:hi, lo even)."""
-    big = (N * GH * H_out > (COMPILED_LOOP_MAX if limit is None else limit)
-           and GH * H_out > N * TILE_ROW_WEIGHTS)
-    if dtype != np.float32 or has_proj or N == 0 or big:
+    big = N * GH * H_out > (COMPILED_LOOP_MAX if limit is None else limit)
+    if dtype != np.float32 or has_proj or N == 0 or (big and not by_rows(N, GH, H_out)):
         return None                         # decided before numba is ever imported
     k = kernels(fam, "sequence")
     return None if k is None else k.get(name or ("backward" if backward else "forward"))
+
+
+def by_rows(N, GH, H_out):
+    """At most TILE_ROW_WEIGHTS weights of W_hh per row: compiled by rows past its limit."""
+    return GH * H_out <= N * TILE_ROW_WEIGHTS
 
 
 def cell_steps(fam, dtype, bias=None, b_rest=None):

@@ -1,8 +1,8 @@
 """The per-step matrix products of the driver and the steppers."""
 import numpy as np
 
-from ..tuning import (BLAS_ROWS, FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, TILE_ROW_WEIGHTS,
-                      PAIR_ROWS, PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
+from ..tuning import (BLAS_ROWS, FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_ROWS,
+                      PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
                       TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
 from . import kernels
 from .pool import aligned_empty, for_weights
@@ -113,7 +113,7 @@ def gemm_rows(T, N, GH, H_out):
     TILE_ROW_WEIGHTS weights of W_hh per row (fewer: the rows in halves; tuning.py says
     why)."""
     return (T >= PAIR_GEMM_STEPS and N > max(FEW_ROWS, PAIR_ROWS)
-            and N * GH * H_out > PAIR_GEMM_MIN and GH * H_out > N * TILE_ROW_WEIGHTS)
+            and N * GH * H_out > PAIR_GEMM_MIN and not kernels.by_rows(N, GH, H_out))
 
 
 def packed_halves(w_hh, lease=None, fill=True, w_ih=None):
@@ -130,20 +130,21 @@ def packed_halves(w_hh, lease=None, fill=True, w_ih=None):
         shape = (I + H, GH // H * (hi - lo))
         t = np.empty(shape, w_hh.dtype) if lease is None else for_weights(lease, shape,
                                                                           w_hh.dtype)
-        if fill:
-            pack_half(w_hh, half, t[I:])
-            if I:
-                pack_units(w_ih.reshape(GH // H, H, I), lo, hi, t[:I])
-        halves.append(t)
+        halves.append(pack_half(w_hh, half, t, w_ih) if fill else t)
     return halves
 
 
-def pack_half(w_hh, half, out):
-    """Fill ``out`` with half ``half`` of ``packed_halves``: by stripes of rows of W_hh of
-    about TRANSPOSE_BLOCK_BYTES, as ``transposed`` (one transposing copy: LSTM H 512 ~3.5x
-    slower, its rows 2 KB apart)."""
+def pack_half(w_hh, half, out, w_ih=None):
+    """Fill ``out`` with half ``half`` of ``packed_halves`` (with ``w_ih``: its rows of W_ih
+    in out[:I], W_hh's below): by stripes of rows of about TRANSPOSE_BLOCK_BYTES, as
+    ``transposed`` (one transposing copy: LSTM H 512 ~3.5x slower, its rows 2 KB apart)."""
     GH, H = w_hh.shape
-    return pack_units(w_hh.reshape(GH // H, H, H), *half_units(H, half), out)
+    lo, hi = half_units(H, half)
+    I = 0 if w_ih is None else w_ih.shape[1]
+    if I:
+        pack_units(w_ih.reshape(GH // H, H, I), lo, hi, out[:I])
+    pack_units(w_hh.reshape(GH // H, H, H), lo, hi, out[I:])
+    return out
 
 
 def pack_units(w3, lo, hi, out):

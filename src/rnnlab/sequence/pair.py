@@ -42,7 +42,7 @@ from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PA
                       PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, usable_cpus
-from .linalg import gemm_rows, half_units, pack_half, pack_units, project_gates
+from .linalg import gemm_rows, half_units, pack_half, project_gates
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -123,7 +123,7 @@ def rows_wanted(fam, dtype, T, N, GH, H_out, has_proj):
     should run its rows in two halves, one per thread (halves.py; its BPTT too): the rows
     of a batch never meet, so the threads meet once, at the end. From ROWS_SPLIT_MIN
     recurrent multiply-adds. Not for two rows (a row alone rounded otherwise before the
-    register tiles; its speed not measured since) nor for one unit (G*H = 1: the input projection is then
+    register tiles; not measured since) nor for one unit (G*H = 1: the input projection is then
     OpenBLAS's matrix-vector product). By shape alone: where the pair may not run
     (set_num_threads(1)), the caller runs both halves, one after the other, so that the
     numbers never depend on the threads (OpenBLAS may round a row of a product by where
@@ -355,8 +355,7 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
 
     def project(half):        # each half's, without the GIL (BLAS, project_few: nogil)
         if wt is not None:    # a batch: the half's rows of W_ih and W_hh (its loop projects)
-            pack_units(w3, *half_units(H, half), wt[half][:w3.shape[2]])
-            pack_half(args[0], half, wt[half][w3.shape[2]:])
+            pack_half(args[0], half, wt[half], w_ih)
         else:
             project_gates(x2d, w3, *half_units(H, half), gx[half],     # into the half's
                           None if wi is None else wi[half])           # rows (linalg: how)
