@@ -26,9 +26,12 @@ def one_thread():
 
 
 def _copies(monkeypatch):
-    """Counts the transposed copies of W_hh the driver makes."""
-    made, real = [], driver.transposed
-    monkeypatch.setattr(driver, "transposed", lambda *a, **k: made.append(1) or real(*a, **k))
+    """Counts the copies of W_hh the driver makes (transposed, or in panels)."""
+    made = []
+    for name in ("transposed", "panels_of"):
+        real = getattr(driver, name)
+        monkeypatch.setattr(driver, name,
+                            lambda *a, real=real, **k: made.append(1) or real(*a, **k))
     return made
 
 

@@ -78,6 +78,59 @@ def test_the_bits_do_not_depend_on_tiles_or_splits(M, K, J, seed, special):
     np.testing.assert_allclose(whole[ok], ref[ok], rtol=1e-4, atol=1e-4 * (K + 1))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 19), st.integers(0, 40), st.integers(1, 100), st.integers(0, 3),
+       st.booleans())
+def test_w_t_in_panels_gives_the_plain_layouts_bits(M, K, J, seed, special):
+    """b as linalg.in_panels lays W^T out (panels of 32 columns, (P*K, 32), zeros past J):
+    the same bits as b itself, for every tile, split of rows and the scalar loop (K = 1
+    and J <= 32 included, where the two layouts meet)."""
+    c, a, b = _data(M, K, J, seed)
+    if special and K:
+        a[M // 2, K // 2] = np.nan
+        b[K - 1, J - 1] = np.inf
+    bp = linalg.panels_of(np.ascontiguousarray(b.T))
+    P = linalg.panel_count(J)
+    assert bp.shape == (P * K, 32)
+    np.testing.assert_array_equal(bp.reshape(P, K, 32).transpose(1, 0, 2).reshape(K, 32 * P),
+                                  np.pad(b, ((0, 0), (0, 32 * P - J))))
+    whole = c.copy()
+    _tiles().product(whole, a, b)
+    paneled = c.copy()
+    m = M // 3
+    for rows in (slice(0, m), slice(m, M)):
+        part = np.ascontiguousarray(paneled[rows])
+        _tiles().product(part, a[rows], bp)
+        paneled[rows] = part
+    strided = np.asfortranarray(c.copy())             # the scalar loop, in panels
+    _tiles().product(strided, a, bp)
+    np.testing.assert_array_equal(paneled, whole)
+    np.testing.assert_array_equal(strided, whole)
+
+
+@pytest.mark.parametrize("G, H, K, half", [(4, 6, 5, 0), (3, 64, 3, 1), (4, 70, 2, 1),
+                                           (1, 33, 1, 0)])
+def test_the_pairs_halves_in_panels(G, H, K, half):
+    """linalg.pack_half: the half's units of every gate of W_ih, then of W_hh, each
+    transposed into panels; the products from it are those from the plain layout."""
+    rng = np.random.default_rng(H)
+    w_ih = rng.standard_normal((G * H, K)).astype(np.float32)
+    w_hh = rng.standard_normal((G * H, H)).astype(np.float32)
+    lo, hi = linalg.half_units(H, half)
+    out = linalg.packed_halves(w_hh, w_ih=w_ih)[half]
+    PI = linalg.panel_count(G * (hi - lo)) * K
+    for w, part, k in ((w_ih, out[:PI], K), (w_hh, out[PI:], H)):
+        plain = linalg.pack_units(w.reshape(G, H, k), lo, hi,
+                                  np.empty((k, G * (hi - lo)), np.float32))
+        x = rng.standard_normal((5, k)).astype(np.float32)
+        got, want = np.zeros((5, plain.shape[1]), np.float32), np.zeros((5, plain.shape[1]),
+                                                                        np.float32)
+        _tiles().product(got, x, part)
+        _tiles().product(want, x, plain)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(want, x @ plain, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("M", [1, 63, 64, 130])
 def test_project_is_the_product_from_zero(M):
     """project(out, x, b): out = x @ b, by PROJECT_ROWS rows, whatever out held."""

@@ -85,8 +85,8 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     empty and x2d (T*N, I) the input: each half projects its step's rows of x2d and makes
     the products of all rows at once, both in register tiles (_tiles.product: no
     projection of every step written out and read back, which both threads' memory
-    traffic slowed), from wt0 / wt1 (I + H, G*B0) / (I + H, G*B1): the half's rows of
-    W_ih, transposed, gate by gate, then its rows of W_hh the same way."""
+    traffic slowed), from wt0 / wt1: the half's rows of W_ih, transposed, gate by gate,
+    then its rows of W_hh the same way, each in panels (linalg.packed_halves)."""
     T, N, H = out.shape
     FH = F * H
     Bm = H - H // 2
@@ -178,8 +178,9 @@ def PAIR_BATCH(X, A, bx, brest, x_t, wt, I, prev, cprev, out_t, c_n, u, cs, lo, 
     N = prev.shape[0]
     Xh = X[:N * G * B].reshape(N, G * B)
     Ah = A[:N * G * B].reshape(N, G * B)
-    _recurrent(Xh, bx[:N * G * B].reshape(N, G * B), brest, x_t, wt[:I], G * B, False)
-    _recurrent(Ah, Xh, brest, prev, wt[I:], F * B, False)
+    PI = (G * B + 31) // 32 * I                           # W_ih's panels' rows (in_panels)
+    _recurrent(Xh, bx[:N * G * B].reshape(N, G * B), brest, x_t, wt[:PI], G * B, False)
+    _recurrent(Ah, Xh, brest, prev, wt[PI:], F * B, False)
     for n in range(N):
         FORWARD_UNITS(Ah[n], Xh[n], prev[n, lo:lo + B], cprev[n, lo:lo + B], u,
                       out_t[n, lo:lo + B], cs, 0, B, B, False)
@@ -192,9 +193,9 @@ def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, revers
     """BPTT of one direction. dout (T, N, H) upstream gradient of the outputs (read only
     when has_dout); dh (N, H), dc (N, H) (any (N, H) array without a cell state): the
     gradients from after the last step, updated in place to those of h0 and c0; acts,
-    store: the recording forward's gx and store; h0, c0, out: its states; w_hh (G*H, H)
-    row-major; dgx (T, N, G*H) receives d(x W_ih^T + b_ih), dgr (T, N, (G-F)*H) the
-    d(h W_h + b_h) of the gates past F. Only rows lo:hi (lo even, as SEQUENCE's)."""
+    store: the recording forward's gx and store; h0, c0, out: its states; w_hh: W_hh
+    (G*H, H) in panels (linalg.in_panels of W_hh^T); dgx (T, N, G*H) receives d(x W_ih^T
+    + b_ih), dgr (T, N, (G-F)*H) the d(h W_h + b_h) of the gates past F. Only rows lo:hi (lo even, as SEQUENCE's)."""
     T, N, GH = acts.shape
     H = GH // G
     FH = F * H

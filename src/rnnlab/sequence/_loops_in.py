@@ -92,9 +92,8 @@ def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, 
     the loop, step by step (SEQUENCE_IN): each step's rows projected into a scratch the
     size of A (bias + x_t W_ih^T in register tiles, _recurrent), then h W_hh^T added
     as SEQUENCE does; no gx array of all steps."""
-    T = x.shape[0]
-    GH = w_ih_t.shape[1]
-    H = GH // G
+    T, H = x.shape[0], out.shape[2]
+    GH = G * H
     FH = F * H
     R = hi - lo
     A = np.empty((R, GH), f32)
@@ -121,7 +120,8 @@ def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, 
 def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role, box, key,
                 gen):
     """An unrecorded call of N >= 3 rows with the input projection inside the loop
-    (SEQ_IN_ROWS): x (T, N, I); w_ih_t (I, G*H), w_hh_t (H, G*H) row-major; bias (G*H,)
+    (SEQ_IN_ROWS): x (T, N, I); w_ih_t, w_hh_t: W_ih^T (I, G*H), W_hh^T (H, G*H) in
+    panels (linalg.in_panels: (P*I, 32), (P*H, 32), P = ceil(G*H / 32)); bias (G*H,)
     b_ih with the folded b_hh, b_rest ((G-F)*H,) the rest (zeros without bias); h0, c0,
     c_n (N, H) (c0: h0 without a cell state); out (T, N, H). Its rows in two halves, 0:m
     and m:N (m = halves.first_half(N), even: the whole call's bits), in one of three
@@ -162,9 +162,10 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
             T, N, I, H = box[B_T], box[B_N], box[B_I], box[B_H]
             GH = G * H
             x = carray(f32_at(box[B_ARGS]), (T, N, I))
-            w_ih_t = carray(f32_at(box[B_ARGS + 1]), (I, GH))
+            P = (GH + 31) // 32                           # panels (linalg.in_panels)
+            w_ih_t = carray(f32_at(box[B_ARGS + 1]), (P * I, 32))
             bias = carray(f32_at(box[B_ARGS + 2]), (GH,))
-            w_hh_t = carray(f32_at(box[B_ARGS + 3]), (H, GH))
+            w_hh_t = carray(f32_at(box[B_ARGS + 3]), (P * H, 32))
             b_rest = carray(f32_at(box[B_ARGS + 4]), (GH - F * H,))
             h0 = carray(f32_at(box[B_ARGS + 5]), (N, H))
             c0 = carray(f32_at(box[B_ARGS + 6]), (N, H))

@@ -18,7 +18,11 @@ loop for the last columns) computes it: the bits do not depend on how the rows o
 columns are split (between threads, halves, tiles).
 
 - ``product(c, a, b)``: c (M, J) += a (M, K) @ b (K, J); rows of each array contiguous
-  (the loops' arrays are; another layout takes the scalar loop, the same bits);
+  (the loops' arrays are; another layout takes the scalar loop, the same bits). b may
+  come in panels of 32 columns (linalg.in_panels: (P*K, 32), panel p's K rows holding
+  b's columns 32p:32p+32; told apart by its 32 columns where c has more): a tile then
+  reads 128-byte rows one after another, not 128 bytes from each of K rows a row of b
+  apart (a new page every 1-8 k: LSTM (200, 128, 512, 512) 604 -> 528 ms);
 - ``fma32(x, y, z)``: x * y + z rounded once (llvm.fma), the scalar loop's step.
 """
 from llvmlite import ir
@@ -35,12 +39,13 @@ def _f32_2d(t):
 
 def _tile(MR, NV):
     """The intrinsic c[m:m+MR, j:j+16*NV] += a[m:m+MR] @ b[:, j:j+16*NV] (K = a's
-    columns, b's rows; rows of each array contiguous: the caller checks)."""
+    columns; rows of each array contiguous: the caller checks); b's column j starts
+    (j >> 5) * ps + (j & 31) elements into its data (ps = 32: plain; ``product``)."""
     NR = LANES * NV
 
-    def typer(typingctx, c, a, b, m, j):
-        if not (_f32_2d(c) and _f32_2d(a) and _f32_2d(b)
-                and isinstance(m, types.Integer) and isinstance(j, types.Integer)):
+    def typer(typingctx, c, a, b, m, j, ps):
+        if not (_f32_2d(c) and _f32_2d(a) and _f32_2d(b) and all(
+                isinstance(x, types.Integer) for x in (m, j, ps))):
             return None
 
         def codegen(context, builder, sig, args):
@@ -54,9 +59,15 @@ def _tile(MR, NV):
             K = cgutils.unpack_tuple(builder, arrays[1].shape)[1]
             m0 = context.cast(builder, args[3], sig.args[3], types.int64)
             j0 = context.cast(builder, args[4], sig.args[4], types.int64)
+            ps = context.cast(builder, args[5], sig.args[5], types.int64)
             c0 = builder.gep(arrays[0].data, [builder.add(builder.mul(m0, step[0]), j0)])
             a0 = builder.gep(arrays[1].data, [builder.mul(m0, step[1])])
-            b0 = builder.gep(arrays[2].data, [j0])
+
+            def at_b(v):                # column j0 + 16 v of b's row 0: in its panel
+                col = builder.add(j0, i64(v * LANES))
+                return builder.gep(arrays[2].data, [builder.add(
+                    builder.mul(builder.ashr(col, i64(5)), ps), builder.and_(col, i64(31)))])
+            b0 = [at_b(v) for v in range(NV)]
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
 
@@ -74,9 +85,9 @@ def _tile(MR, NV):
             builder.position_at_end(loop)
             k = builder.phi(i64)
             acc = [[builder.phi(vec) for _ in range(NV)] for _ in range(MR)]
-            bk = builder.gep(b0, [builder.mul(k, step[2])])
-            bv = [builder.load(builder.bitcast(builder.gep(bk, [i64(v * LANES)]), vptr),
-                               align=4) for v in range(NV)]
+            kb = builder.mul(k, step[2])
+            bv = [builder.load(builder.bitcast(builder.gep(b0[v], [kb]), vptr), align=4)
+                  for v in range(NV)]
             undef, lane0 = ir.Constant(vec, ir.Undefined), ir.Constant(i32, 0)
             splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
             new = []
@@ -106,7 +117,7 @@ def _tile(MR, NV):
                 for v in range(NV):
                     builder.store(last[r][v], at_c(r, v), align=4)
             return context.get_dummy_value()
-        return types.void(c, a, b, m, j), codegen
+        return types.void(c, a, b, m, j, ps), codegen
     typer.__name__ = typer.__qualname__ = f"tile_{MR}x{NR}"
     return intrinsic(typer)
 
@@ -136,14 +147,16 @@ compiled = njit(cache=True, error_model="numpy")
 
 
 @compiled
-def _scalar(c, a, b, j_from):
-    """c[:, j_from:] += a @ b[:, j_from:], one fma32 after another in k order."""
+def _scalar(c, a, b, j_from, panels):
+    """c[:, j_from:] += a @ b[:, j_from:], one fma32 after another in k order (b in
+    panels of 32 columns, ``product``, when ``panels``)."""
     M, K = a.shape
     for n in range(M):
         for j in range(j_from, c.shape[1]):
+            r, i = (((j >> 5) * K, j & 31) if panels else (0, j))
             s = c[n, j]
             for k in range(K):
-                s = fma32(a[n, k], b[k, j], s)
+                s = fma32(a[n, k], b[r + k, i], s)
             c[n, j] = s
 
 
@@ -154,88 +167,92 @@ def product(c, a, b):
     in blocks of 4, 2, 1 by 64, 128, 256 columns (always 16 sums in registers: fewer
     would wait on the fused multiply-adds' latency, and read b in shorter runs)."""
     M, J = c.shape
+    # in panels, b's column j at row (j // 32) * K, column j % 32: a tile's vector at
+    # column j starts (j >> 5) * ps + (j & 31) elements in; plain, ps = 32 (column j at j)
+    panels = b.shape[1] == 32 < J
+    ps = a.shape[1] * (b.strides[0] // 4) if panels else 32
     if c.strides[1] != 4 or a.strides[1] != 4 or b.strides[1] != 4:
-        _scalar(c, a, b, 0)
+        _scalar(c, a, b, 0, panels)
         return
     m8 = M - M % 8
     if m8 > 0:
         j = 0
         while j + 32 <= J:
             for m in range(0, m8, 8):
-                tile_8x32(c, a, b, m, j)
+                tile_8x32(c, a, b, m, j, ps)
             j += 32
         if j + 16 <= J:
             for m in range(0, m8, 8):
-                tile_8x16(c, a, b, m, j)
+                tile_8x16(c, a, b, m, j, ps)
             j += 16
         if j < J:
-            _scalar(c[:m8], a[:m8], b, j)
+            _scalar(c[:m8], a[:m8], b, j, panels)
     m = m8
     if m + 4 <= M:
-        _four(c, a, b, m)
+        _four(c, a, b, m, ps, panels)
         m += 4
     if m + 2 <= M:
-        _two(c, a, b, m)
+        _two(c, a, b, m, ps, panels)
         m += 2
     if m < M:
-        _one(c, a, b, m)
+        _one(c, a, b, m, ps, panels)
 
 
 @compiled
-def _four(c, a, b, m):
+def _four(c, a, b, m, ps, panels):
     J, j = c.shape[1], 0
     while j + 64 <= J:
-        tile_4x64(c, a, b, m, j)
+        tile_4x64(c, a, b, m, j, ps)
         j += 64
     if j + 32 <= J:
-        tile_4x32(c, a, b, m, j)
+        tile_4x32(c, a, b, m, j, ps)
         j += 32
     if j + 16 <= J:
-        tile_4x16(c, a, b, m, j)
+        tile_4x16(c, a, b, m, j, ps)
         j += 16
     if j < J:
-        _scalar(c[m:m + 4], a[m:m + 4], b, j)
+        _scalar(c[m:m + 4], a[m:m + 4], b, j, panels)
 
 
 @compiled
-def _two(c, a, b, m):
+def _two(c, a, b, m, ps, panels):
     J, j = c.shape[1], 0
     while j + 128 <= J:
-        tile_2x128(c, a, b, m, j)
+        tile_2x128(c, a, b, m, j, ps)
         j += 128
     if j + 64 <= J:
-        tile_2x64(c, a, b, m, j)
+        tile_2x64(c, a, b, m, j, ps)
         j += 64
     if j + 32 <= J:
-        tile_2x32(c, a, b, m, j)
+        tile_2x32(c, a, b, m, j, ps)
         j += 32
     if j + 16 <= J:
-        tile_2x16(c, a, b, m, j)
+        tile_2x16(c, a, b, m, j, ps)
         j += 16
     if j < J:
-        _scalar(c[m:m + 2], a[m:m + 2], b, j)
+        _scalar(c[m:m + 2], a[m:m + 2], b, j, panels)
 
 
 @compiled
-def _one(c, a, b, m):
+def _one(c, a, b, m, ps, panels):
     J, j = c.shape[1], 0
     while j + 256 <= J:
-        tile_1x256(c, a, b, m, j)
+        tile_1x256(c, a, b, m, j, ps)
         j += 256
     if j + 128 <= J:
-        tile_1x128(c, a, b, m, j)
+        tile_1x128(c, a, b, m, j, ps)
         j += 128
     if j + 64 <= J:
-        tile_1x64(c, a, b, m, j)
+        tile_1x64(c, a, b, m, j, ps)
         j += 64
     if j + 32 <= J:
-        tile_1x32(c, a, b, m, j)
+        tile_1x32(c, a, b, m, j, ps)
         j += 32
     if j + 16 <= J:
-        tile_1x16(c, a, b, m, j)
+        tile_1x16(c, a, b, m, j, ps)
         j += 16
     if j < J:
-        _scalar(c[m:m + 1], a[m:m + 1], b, j)
+        _scalar(c[m:m + 1], a[m:m + 1], b, j, panels)
 
 
 #: rows of a projection per pass (project): 64 rows of x and of out, and b, stay in a

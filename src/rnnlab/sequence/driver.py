@@ -29,8 +29,8 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import (dot, gemm_rows, half_units, packed_halves, per_row, per_row_wanted,
-                     project, transposed)
+from .linalg import (PANEL, dot, gemm_rows, half_units, packed_halves, panels_of,
+                     panel_count, per_row, per_row_wanted, project, transposed)
 from .packed import batch_sizes_for, zero_padding
 from . import halves
 from .blas import sgemm_address
@@ -142,12 +142,12 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     by_rows = (kernel is not None and not record and N <= FEW_ROWS
                and T <= (BY_ROWS_STEPS if N == 1 else BY_ROWS_FEW))
     if kernel is not None and record:      # the forward's alone (the record keeps W_hh),
-        w_buf = for_weights(lease, w.w_hh.shape, dt)      # in a buffer of W_hh's shape,
-        w_hh_t = transposed(w.w_hh, out=w_buf.reshape(w.w_hh.shape[::-1]))  # given back
-        # when the loop is done: the snapshot of W_hh or backward's dW_hh, of that shape,
-        # takes it (not a buffer of its own beside the pool's free ones: no higher peak)
-    elif kernel is not None:               # the loop reads it row-major: a blocked copy
-        w_hh_t = w.w_hh if by_rows else transposed(w.w_hh, copy=False, lease=lease)
+        w_buf = for_weights(lease, (panel_count(GH) * PANEL, H_out), dt)   # in a buffer
+        w_hh_t = panels_of(w.w_hh, w_buf.reshape(-1, PANEL))   # of W_hh's shape (GH a
+        # multiple of 32), given back when the loop is done: the snapshot of W_hh or
+        # backward's dW_hh, of that shape, takes it (no higher peak)
+    elif kernel is not None:               # W_hh^T in panels (linalg.in_panels)
+        w_hh_t = w.w_hh if by_rows else panels_of(w.w_hh, lease=lease)
     else:
         w_hh_t = None if rows and not record else t_of(w.w_hh)
     steps_kept = T if record else 1                        # inference: one buffer, reused

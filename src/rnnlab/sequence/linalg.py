@@ -118,16 +118,17 @@ def gemm_rows(T, N, GH, H_out):
 
 def packed_halves(w_hh, lease=None, fill=True, w_ih=None):
     """The two halves' rows of W_hh (G*H, H) for the pair's batch products: half k's
-    units lo:hi of every gate, transposed, (H, G*(hi - lo)), gate after gate (buffers
-    from ``lease`` when given: pool.for_weights); with ``w_ih`` (G*H, I), its rows for
-    the same units the same way above them, (I + H, G*(hi - lo)). fill=False: the
-    buffers only (each thread of the pair fills its own: pair.run)."""
+    units lo:hi of every gate, transposed, gate after gate, (H, G*(hi - lo)), in panels
+    of 32 columns (``in_panels``: (P*H, 32)); with ``w_ih`` (G*H, I), its rows for the
+    same units the same way above them, (P*I + P*H, 32) (buffers from ``lease`` when
+    given: pool.for_weights). fill=False: the buffers only (each thread of the pair
+    fills its own: pair.run)."""
     GH, H = w_hh.shape
     I = 0 if w_ih is None else w_ih.shape[1]
     halves = []
     for half in (0, 1):
         lo, hi = half_units(H, half)
-        shape = (I + H, GH // H * (hi - lo))
+        shape = (panel_count(GH // H * (hi - lo)) * (I + H), PANEL)
         t = np.empty(shape, w_hh.dtype) if lease is None else for_weights(lease, shape,
                                                                           w_hh.dtype)
         halves.append(pack_half(w_hh, half, t, w_ih) if fill else t)
@@ -136,14 +137,14 @@ def packed_halves(w_hh, lease=None, fill=True, w_ih=None):
 
 def pack_half(w_hh, half, out, w_ih=None):
     """Fill ``out`` with half ``half`` of ``packed_halves`` (with ``w_ih``: its rows of W_ih
-    in out[:I], W_hh's below): by stripes of rows of about TRANSPOSE_BLOCK_BYTES, as
-    ``transposed`` (one transposing copy: LSTM H 512 ~3.5x slower, its rows 2 KB apart)."""
+    in out[:P*I], W_hh's below)."""
     GH, H = w_hh.shape
     lo, hi = half_units(H, half)
     I = 0 if w_ih is None else w_ih.shape[1]
+    PI = panel_count(GH // H * (hi - lo)) * I
     if I:
-        pack_units(w_ih.reshape(GH // H, H, I), lo, hi, out[:I])
-    pack_units(w_hh.reshape(GH // H, H, H), lo, hi, out[I:])
+        in_panels(w_ih.reshape(GH // H, H, I), lo, hi, out[:PI])
+    in_panels(w_hh.reshape(GH // H, H, H), lo, hi, out[PI:])
     return out
 
 
@@ -155,4 +156,48 @@ def pack_units(w3, lo, hi, out):
         for i in range(0, B, b):
             j = min(i + b, B)
             out[:, g * B + i:g * B + j] = w3[g, lo + i:lo + j].T
+    return out
+
+
+#: columns of a panel of W^T (_tiles.product: a register tile's width)
+PANEL = 32
+
+
+def panel_count(J):
+    """Panels of PANEL columns for J columns."""
+    return -(-J // PANEL)
+
+
+def panels_of(w, out=None, lease=None):
+    """W^T of a 2-D W (J, K) in panels (``in_panels``)."""
+    return in_panels(w.reshape(1, *w.shape), 0, w.shape[0], out, lease)
+
+
+def in_panels(w3, lo, hi, out=None, lease=None):
+    """W^T in panels of PANEL columns, as the compiled loops' products read it
+    (_tiles.product): W's rows are the rows lo:hi (B of them) of each gate of w3 (G, H,
+    K), gate after gate (J = G*B), and out (P*K, 32) (P = ``panel_count(J)``) holds in
+    its rows p*K:(p+1)*K the columns 32p:32p+32 of W^T (K, J), zeros past J. A tile then
+    reads its 32 columns from 128-byte rows one after another (from W^T itself they lay
+    a row of W^T apart, 1-8 KB: a new page every few k; BENCHMARKS.md, "Panels").
+    ``out``: where (else from ``lease``: pool.for_weights, else its own)."""
+    G, _, K = w3.shape
+    B = hi - lo
+    J = G * B
+    P = panel_count(J)
+    if out is None:
+        out = (aligned_empty((P * K, PANEL), w3.dtype, least=0) if lease is None
+               else for_weights(lease, (P * K, PANEL), w3.dtype))
+    o = out.reshape(P, K, PANEL)
+    if B % PANEL == 0:                                   # each panel within one gate
+        q = B // PANEL
+        for g in range(G):
+            o[g * q:(g + 1) * q] = w3[g, lo:hi].reshape(q, PANEL, K).transpose(0, 2, 1)
+        return out
+    rows = w3[:, lo:hi].reshape(J, K)                    # (a copy)
+    full = J // PANEL
+    o[:full] = rows[:full * PANEL].reshape(full, PANEL, K).transpose(0, 2, 1)
+    if full < P:
+        o[full, :, :J - full * PANEL] = rows[full * PANEL:].T
+        o[full, :, J - full * PANEL:] = 0
     return out
