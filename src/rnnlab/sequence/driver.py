@@ -233,7 +233,7 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     wt = (packed_halves(w.w_hh, lease, False, w.w_ih)    # a batch: each thread fills
           if gemm_rows(T, N, GH, H) else None)          # its half (pair.run)
     gx = [lease.empty((0 if wt else T * N, G * b), f32) for b in B]   # batch 1's: up front
-    wi = ([lease.empty((inp.shape[2], G * b), f32) for b in B]     # the halves' W_ih^T
+    wi = ([lease.empty((panel_count(G * b) * inp.shape[2], PANEL), f32) for b in B]  # panels
           if wt is None and T * N >= PAIR_PACK_ROWS else None)
     args = (_or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)

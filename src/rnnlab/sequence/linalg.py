@@ -27,17 +27,17 @@ def project(x2d, w_ih, out):
 def project_gates(x2d, w3, lo, hi, out, rows=None):
     """out[:, g*B:(g+1)*B] = x2d @ w3[g, lo:hi].T for each gate g (B = hi - lo; w3 (G, H, I)
     W_ih by gates; out (M, G*B) C-contiguous): a few rows into many outputs by the compiled
-    project_few (tuning.PROJECT_FEW_ROWS); with ``rows``, an (I, G*B) buffer (the pair's
+    project_few (tuning.PROJECT_FEW_ROWS); with ``rows``, a (P*I, 32) buffer (the pair's
     halves at batch 1 from tuning.PAIR_PACK_ROWS rows of input): the units' rows of W_ih
-    transposed there and the product in register tiles (_tiles.project); else one OpenBLAS
-    product per gate."""
+    transposed there in panels (``in_panels``) and the product in register tiles
+    (_tiles.project); else one OpenBLAS product per gate."""
     M, G, B = x2d.shape[0], w3.shape[0], hi - lo
     if few_rows(M, B, out.dtype):
         from ._compiled import project_few
         project_few(out, np.ascontiguousarray(x2d), np.ascontiguousarray(w3), lo, hi)
     elif rows is not None:
         from ._tiles import project as by_tiles
-        by_tiles(out, np.ascontiguousarray(x2d), pack_units(w3, lo, hi, rows))
+        by_tiles(out, np.ascontiguousarray(x2d), in_panels(w3, lo, hi, rows))
     elif G == 1:
         np.matmul(x2d, w3[0, lo:hi].T, out=out)
     else:
@@ -148,17 +148,6 @@ def pack_half(w_hh, half, out, w_ih=None):
     return out
 
 
-def pack_units(w3, lo, hi, out):
-    """out (K, G*B) = the rows lo:hi (B of them) of each gate of w3 (G, H, K), transposed,
-    gate after gate, by stripes of rows as ``transposed``."""
-    B, b = hi - lo, _stripe(w3.shape[2], w3.itemsize)
-    for g in range(w3.shape[0]):
-        for i in range(0, B, b):
-            j = min(i + b, B)
-            out[:, g * B + i:g * B + j] = w3[g, lo + i:lo + j].T
-    return out
-
-
 #: columns of a panel of W^T (_tiles.product: a register tile's width)
 PANEL = 32
 
@@ -179,7 +168,7 @@ def in_panels(w3, lo, hi, out=None, lease=None):
     K), gate after gate (J = G*B), and out (P*K, 32) (P = ``panel_count(J)``) holds in
     its rows p*K:(p+1)*K the columns 32p:32p+32 of W^T (K, J), zeros past J. A tile then
     reads its 32 columns from 128-byte rows one after another (from W^T itself they lay
-    a row of W^T apart, 1-8 KB: a new page every few k; BENCHMARKS.md, "Panels").
+    a row of W^T apart, 1-8 KB: a new page every few k; BENCHMARKS.md, "W^T in panels").
     ``out``: where (else from ``lease``: pool.for_weights, else its own)."""
     G, _, K = w3.shape
     B = hi - lo
