@@ -195,7 +195,8 @@ def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, revers
     gradients from after the last step, updated in place to those of h0 and c0; acts,
     store: the recording forward's gx and store; h0, c0, out: its states; w_hh: W_hh
     (G*H, H) in panels (linalg.in_panels of W_hh^T); dgx (T, N, G*H) receives d(x W_ih^T
-    + b_ih), dgr (T, N, (G-F)*H) the d(h W_h + b_h) of the gates past F. Only rows lo:hi (lo even, as SEQUENCE's)."""
+    + b_ih), dgr (T, N, (G-F)*H) the d(h W_h + b_h) of the gates past F. Only rows lo:hi
+    (lo even, as SEQUENCE's)."""
     T, N, GH = acts.shape
     H = GH // G
     FH = F * H

@@ -263,8 +263,9 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     (a batch: each half's loop projects its rows of x2d step by step and makes its
     products in register tiles); gx, batch 1's halves' input projections (T*N, G*B), B = H
     // 2 and H - H // 2 (a batch: empty); wi: None (a product per gate) or (P*I, 32) each
-    (W_ih^T's half in panels, linalg.in_panels; tuning.PAIR_PACK_ROWS; batch 1); each thread fills its half of these. All float32,
-    C-contiguous. False, having done nothing, when another thread has the pair."""
+    (W_ih^T's half in panels, linalg.in_panels; tuning.PAIR_PACK_ROWS; batch 1); each
+    thread fills its half of these. All float32, C-contiguous. False, having done nothing,
+    when another thread has the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
