@@ -150,7 +150,7 @@ PAIR_GEMM_MIN = COMPILED_LOOP_MAX
 #: 2, 2.2 / 2.2 at 4, 3.85 / 4.2 at 8; not measured again).
 PAIR_GEMM_STEPS = 8
 #: Rows of input (T * N) from which each thread of the pair copies its half's rows of
-#: W_ih, transposed, together and projects its input with the register tiles
+#: W_ih, transposed into panels (linalg.in_panels), and projects its input with the tiles
 #: (_tiles.project), not with one OpenBLAS product per gate (which reads the input once
 #: per gate). One thread, a half of LSTM H 256, ms: 6400 rows 19.3-19.5 per gate,
 #: 16.5-17.1 copied (copy ~13 us included) with one OpenBLAS product; 1600 rows 1.12 /

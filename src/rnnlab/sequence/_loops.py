@@ -19,6 +19,7 @@ from ._atomics import atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at, 
 from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32, inline
 from ._loops_in import PAIR_IN, SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (_compiled.SHAPES)
 from ._loops_in import _claim_or_wait, _enter, _look, _post_nine, _served
+from ._tiles import panel_rows
 from .pair import B_ARGS, B_FAM, B_H, B_I, B_N, B_SEQ, B_STATE
 
 def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, record,
@@ -178,7 +179,7 @@ def PAIR_BATCH(X, A, bx, brest, x_t, wt, I, prev, cprev, out_t, c_n, u, cs, lo, 
     N = prev.shape[0]
     Xh = X[:N * G * B].reshape(N, G * B)
     Ah = A[:N * G * B].reshape(N, G * B)
-    PI = (G * B + 31) // 32 * I                           # W_ih's panels' rows (in_panels)
+    PI = panel_rows(G * B, I)                             # W_ih's panels' rows (in_panels)
     _recurrent(Xh, bx[:N * G * B].reshape(N, G * B), brest, x_t, wt[:PI], G * B, False)
     _recurrent(Ah, Xh, brest, prev, wt[PI:], F * B, False)
     for n in range(N):

@@ -16,6 +16,7 @@ from ..tuning import PROJECT_FEW_MIN, PROJECT_FEW_ROWS
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, i64_at, sched_yield, sgemm_nt, ticks)
 from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few
+from ._tiles import PANEL, panel_rows
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_FN, B_GEN, B_H, B_I, B_MORE,
                    B_N, B_REV, B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
 
@@ -162,10 +163,9 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
             T, N, I, H = box[B_T], box[B_N], box[B_I], box[B_H]
             GH = G * H
             x = carray(f32_at(box[B_ARGS]), (T, N, I))
-            P = (GH + 31) // 32                           # panels (linalg.in_panels)
-            w_ih_t = carray(f32_at(box[B_ARGS + 1]), (P * I, 32))
+            w_ih_t = carray(f32_at(box[B_ARGS + 1]), (panel_rows(GH, I), PANEL))   # panels
             bias = carray(f32_at(box[B_ARGS + 2]), (GH,))
-            w_hh_t = carray(f32_at(box[B_ARGS + 3]), (P * H, 32))
+            w_hh_t = carray(f32_at(box[B_ARGS + 3]), (panel_rows(GH, H), PANEL))
             b_rest = carray(f32_at(box[B_ARGS + 4]), (GH - F * H,))
             h0 = carray(f32_at(box[B_ARGS + 5]), (N, H))
             c0 = carray(f32_at(box[B_ARGS + 6]), (N, H))

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import BackwardError
 from .driver import _QUIET, _folded
 from .kernels import NO_STORE, cell_steps, kernel_for, ready, step_caches
-from .linalg import PANEL, dot, panel_count, panels_of, per_row, per_row_wanted, transposed
+from .linalg import dot, leased_panels, per_row, per_row_wanted, transposed
 from .packed import zero_padding
 from . import halves
 from .pair import loop_limit
@@ -103,14 +103,13 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         dh = np.zeros((N, H_out), dt) if dh is None else np.array(dh, dtype=dt)   # own
         if fam.has_cell_state:                                                     # copies,
             dc = np.zeros(rec.c0.shape, dt) if dc is None else np.array(dc, dtype=dt)
-        w_p = for_weights(lease, (GH, panel_count(H_out) * PANEL), dt)   # W_hh's shape
-        panels_of(rec.w_hh.T, w_p.reshape(-1, PANEL))   # (dW_hh takes it next): W_hh, the
-        #                                                 products' b, in panels
+        w_p, panels = leased_panels(rec.w_hh.T, lease, rec.w_hh.shape)   # the products'
+        #                       b, W_hh, in panels, in W_hh's shape (dW_hh takes it next)
         halves.in_halves(kernel, (NO_STORE if dout is None else ready(dout), dout is not None,
                                   dh, dh if dc is None else dc,          # updated in place
                                   rec.acts, rec.store, rec.h0,
                                   rec.h0 if rec.c0 is None else rec.c0, ready(rec.out),
-                                  w_p.reshape(-1, PANEL), reverse, dgx_all,
+                                  panels, reverse, dgx_all,
                                   NO_STORE if dgr_all is None else dgr_all), N, split)
         lease.give_back(w_p)
     else:

@@ -29,8 +29,8 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import (PANEL, dot, gemm_rows, half_units, packed_halves, panels_of,
-                     panel_count, per_row, per_row_wanted, project, transposed)
+from .linalg import (dot, gemm_rows, half_units, leased_panels, packed_halves, panel_shape,
+                     panels_of, per_row, per_row_wanted, project, transposed)
 from .packed import batch_sizes_for, zero_padding
 from . import halves
 from .blas import sgemm_address
@@ -38,7 +38,7 @@ from .pair import (directions_wanted, enabled, loop_limit, one_blas_thread, pair
                    run_both, wanted)
 from .pair import run as run_pair
 from .pair_step import pair_in
-from .pool import PLAIN, Pool, aligned_empty, for_weights, snapshot
+from .pool import PLAIN, Pool, aligned_empty, snapshot
 from .records import Cache, Dims, DirectionRecord, LayerWeights
 
 _QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
@@ -142,10 +142,9 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     by_rows = (kernel is not None and not record and N <= FEW_ROWS
                and T <= (BY_ROWS_STEPS if N == 1 else BY_ROWS_FEW))
     if kernel is not None and record:      # the forward's alone (the record keeps W_hh),
-        w_buf = for_weights(lease, (panel_count(GH) * PANEL, H_out), dt)   # in a buffer
-        w_hh_t = panels_of(w.w_hh, w_buf.reshape(-1, PANEL))   # of W_hh's shape (GH a
-        # multiple of 32), given back when the loop is done: the snapshot of W_hh or
-        # backward's dW_hh, of that shape, takes it (no higher peak)
+        w_buf, w_hh_t = leased_panels(w.w_hh, lease, w.w_hh.shape)   # in a buffer of W_hh's
+        # shape, given back when the loop is done: the snapshot of W_hh or backward's
+        # dW_hh, of that shape, takes it (no higher peak)
     elif kernel is not None:               # W_hh^T in panels (linalg.in_panels)
         w_hh_t = w.w_hh if by_rows else panels_of(w.w_hh, lease=lease)
     else:
@@ -233,7 +232,7 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     wt = (packed_halves(w.w_hh, lease, False, w.w_ih)    # a batch: each thread fills
           if gemm_rows(T, N, GH, H) else None)          # its half (pair.run)
     gx = [lease.empty((0 if wt else T * N, G * b), f32) for b in B]   # batch 1's: up front
-    wi = ([lease.empty((panel_count(G * b) * inp.shape[2], PANEL), f32) for b in B]  # panels
+    wi = ([lease.empty(panel_shape(G * b, inp.shape[2]), f32) for b in B]   # W_ih^T panels
           if wt is None and T * N >= PAIR_PACK_ROWS else None)
     args = (_or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)

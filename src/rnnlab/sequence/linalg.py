@@ -128,7 +128,7 @@ def packed_halves(w_hh, lease=None, fill=True, w_ih=None):
     halves = []
     for half in (0, 1):
         lo, hi = half_units(H, half)
-        shape = (panel_count(GH // H * (hi - lo)) * (I + H), PANEL)
+        shape = panel_shape(GH // H * (hi - lo), I + H)
         t = np.empty(shape, w_hh.dtype) if lease is None else for_weights(lease, shape,
                                                                           w_hh.dtype)
         halves.append(pack_half(w_hh, half, t, w_ih) if fill else t)
@@ -141,14 +141,15 @@ def pack_half(w_hh, half, out, w_ih=None):
     GH, H = w_hh.shape
     lo, hi = half_units(H, half)
     I = 0 if w_ih is None else w_ih.shape[1]
-    PI = panel_count(GH // H * (hi - lo)) * I
+    PI = panel_shape(GH // H * (hi - lo), I)[0]
     if I:
         in_panels(w_ih.reshape(GH // H, H, I), lo, hi, out[:PI])
     in_panels(w_hh.reshape(GH // H, H, H), lo, hi, out[PI:])
     return out
 
 
-#: columns of a panel of W^T (_tiles.product: a register tile's width)
+#: columns of a panel of W^T (_tiles.PANEL, a register tile's width; not imported: _tiles
+#: needs numba)
 PANEL = 32
 
 
@@ -157,9 +158,23 @@ def panel_count(J):
     return -(-J // PANEL)
 
 
+def panel_shape(J, K):
+    """The shape of W^T (K, J) in panels (``in_panels``): (panel_count(J) * K, PANEL)."""
+    return panel_count(J) * K, PANEL
+
+
 def panels_of(w, out=None, lease=None):
     """W^T of a 2-D W (J, K) in panels (``in_panels``)."""
     return in_panels(w.reshape(1, *w.shape), 0, w.shape[0], out, lease)
+
+
+def leased_panels(w, lease, shape):
+    """(buffer, panels_of(w)): the panels in a buffer from ``lease`` of ``shape`` (a
+    weight's, where the panels fill it exactly; else their own), so that a buffer of that
+    shape taken after it is given back (a snapshot, a gradient) takes it: no higher peak."""
+    own = panel_shape(*w.shape)
+    buf = for_weights(lease, shape if own[0] * PANEL == np.prod(shape) else own, w.dtype)
+    return buf, panels_of(w, buf.reshape(own))
 
 
 def in_panels(w3, lo, hi, out=None, lease=None):
@@ -175,8 +190,8 @@ def in_panels(w3, lo, hi, out=None, lease=None):
     J = G * B
     P = panel_count(J)
     if out is None:
-        out = (aligned_empty((P * K, PANEL), w3.dtype, least=0) if lease is None
-               else for_weights(lease, (P * K, PANEL), w3.dtype))
+        out = (aligned_empty(panel_shape(J, K), w3.dtype, least=0) if lease is None
+               else for_weights(lease, panel_shape(J, K), w3.dtype))
     o = out.reshape(P, K, PANEL)
     if B % PANEL == 0:                                   # each panel within one gate
         q = B // PANEL
