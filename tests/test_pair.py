@@ -182,24 +182,28 @@ def test_batches_by_units_or_by_rows():
 
 
 @needs_pair
-@pytest.mark.parametrize("cls, N", [(LSTM, 1), (GRU, 6), (RNN, 6)])
-def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
-    """Each thread copies its half's rows of W_ih, transposed, together and projects its
-    input in register tiles (batch 1 from PAIR_PACK_ROWS rows of input, here any; a
-    batch always, above its half of W_hh, step by step): torch's numbers, also after
-    W_ih is edited in place between calls (copied every call, never kept)."""
-    monkeypatch.setattr("rnnlab.sequence.driver.PAIR_PACK_ROWS", 0)
+@pytest.mark.parametrize("cls, N, queue", [(LSTM, 1, False), (GRU, 1, True), (LSTM, 6, True),
+                                           (RNN, 6, True)])
+def test_w_ih_in_panels_and_edited_in_place(cls, N, queue, small, monkeypatch):
+    """Each thread projects its input in register tiles from its half's rows of W_ih in
+    panels: a batch copies them every call (with its half of W_hh; its loop projects step
+    by step); batch 1 keeps them between calls (linalg.kept_halves, in the step box or
+    through the queue) and compares W_ih's rows with them bit for bit each call. torch's
+    numbers, also after the weights are edited in place between calls (NaN into W_ih, W_hh
+    halved): nothing read stale."""
+    from rnnlab.sequence import driver, pool
+    if queue:
+        monkeypatch.setattr(driver, "sgemm_address", lambda: 0)
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)          # a batch of 6 on the pair too
     monkeypatch.setattr(kernels, "TILE_ROW_WEIGHTS", 0)
-    packed = []
-    counted = rnnlab.sequence.driver.run_pair
-    monkeypatch.setattr("rnnlab.sequence.driver.run_pair",
-                        lambda *a: packed.append(a[13] is not None or (
-                            a[12] is not None and len(a[12][0]) == a[1].shape[1]
-                            + a[3].shape[1])) or counted(*a))
+    ways = []
+    real = driver.run_pair
+    monkeypatch.setattr(driver, "run_pair", lambda *a: ways.append(a[12] is not None)
+                        or real(*a))
     torch, tm, om = torch_pair(cls, {}, 5, 6, 2, 0, bidirectional=True)
-    x = np.random.default_rng(1).standard_normal((9, N, 5)).astype(np.float32)
-    for edit in (None, "nan"):
+    x = np.random.default_rng(1).standard_normal((20, N, 5)).astype(np.float32)
+    pool.KEPT.clear()
+    for edit in (None, "nan", "scale", None):
         edit_both(torch, tm, om, edit, (2, 3))
         with rnnlab.no_grad():
             y, h = om(x)
@@ -208,7 +212,11 @@ def test_w_ih_rows_copied_per_call(cls, N, small, monkeypatch):
         np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(h[0] if cls is LSTM else h, (th[0] if cls is LSTM else th)
                                    .numpy(), rtol=1e-5, atol=1e-6)
-    assert np.isnan(y).any() and packed == [True] * 8 and all(small)
+    assert np.isnan(y).any() and all(small) and len(small) == 16
+    assert ways == ([N > 1] * 16 if queue else [])
+    assert len(pool.KEPT) == (4 if N == 1 else 0)            # each layer and direction's W_ih
+    rnnlab.empty_cache()
+    assert not pool.KEPT
 
 
 @needs_pair

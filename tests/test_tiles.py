@@ -130,6 +130,50 @@ def test_the_pairs_halves_in_panels(G, H, K, half):
         np.testing.assert_allclose(want, x @ plain, rtol=1e-5, atol=1e-5)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 40), st.integers(0, 40), st.integers(0, 1),
+       st.integers(0, 10**6), st.sampled_from(["value", "nan", "-0", "same"]))
+def test_kept_panels_are_w_ih_in_panels_after_any_edit(G, H, K, half, where, edit):
+    """_tiles.kept_panels (the pair's batch 1, linalg.kept_halves): the first call packs
+    the half's rows of W_ih in panels (in_panels' layout, bit for bit); a call with the
+    rows as they were packed returns the kept panels untouched (poisoned here: they stay
+    so); an edit of any one element of the half's rows (a value, NaN, 0.0 <-> -0.0, which
+    compare equal as floats) repacks them; an edit outside the half does not."""
+    rng = np.random.default_rng(where)
+    w = rng.standard_normal((G * H, K)).astype(np.float32)
+    lo, hi = linalg.half_units(H, half)
+    J, w3 = G * (hi - lo), w.reshape(G, H, K)
+    buf = linalg.kept_halves(w, G, H)[half]
+    assert buf.shape == linalg.kept_shape(J, K)
+
+    def kept():
+        return _tiles().kept_panels(buf, w, G, H, lo, hi - lo)
+    np.testing.assert_array_equal(kept(), linalg.in_panels(w3, lo, hi))
+    kept()[...] = np.nan                                    # poisoned: not repacked
+    assert np.isnan(kept()).all() or J * K == 0
+    if hi == lo or K == 0:
+        return
+    g, u, k = where % G, where % (hi - lo), where % K
+    r = g * H + lo + u
+    if edit == "value":
+        w[r, k] += 1
+    elif edit == "nan":
+        w[r, k] = np.nan
+    elif edit == "-0":
+        w[r, k] = 0.0
+        kept()
+        w[r, k] = -0.0
+    else:                                           # a row of the other half only
+        other = g * H + (hi if half == 0 else lo - 1)
+        if not 0 <= other - g * H < H:
+            return
+        w[other, k] += 1
+        assert np.isnan(kept()).all()
+        return
+    np.testing.assert_array_equal(kept().view(np.int32),
+                                  linalg.in_panels(w3, lo, hi).view(np.int32))
+
+
 @pytest.mark.parametrize("M", [1, 63, 64, 130])
 def test_project_is_the_product_from_zero(M):
     """project(out, x, b): out = x @ b, by PROJECT_ROWS rows, whatever out held."""

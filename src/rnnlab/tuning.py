@@ -149,14 +149,6 @@ PAIR_GEMM_MIN = COMPILED_LOOP_MAX
 #: steps do not pay back (LSTM (T, 64, 256, 256): 0.90 / 0.61 ms at T = 1, 1.35 / 1.27 at
 #: 2, 2.2 / 2.2 at 4, 3.85 / 4.2 at 8; not measured again).
 PAIR_GEMM_STEPS = 8
-#: Rows of input (T * N) from which each thread of the pair copies its half's rows of
-#: W_ih, transposed into panels (linalg.in_panels), and projects its input with the tiles
-#: (_tiles.project), not with one OpenBLAS product per gate (which reads the input once
-#: per gate). One thread, a half of LSTM H 256, ms: 6400 rows 19.3-19.5 per gate,
-#: 16.5-17.1 copied (copy ~13 us included) with one OpenBLAS product; 1600 rows 1.12 /
-#: 1.06; 800 2.12 / 2.07-2.08; 100 0.31 / 0.32. The tiles, 6400 rows: 16.0 ms against
-#: OpenBLAS's 16.9 on the same transposed copy (52.5 / 49.5 GMAC/s).
-PAIR_PACK_ROWS = 1024
 
 #: Pauses a thread of the pair waits for the other to claim its half of a step before
 #: taking it too (a few microseconds: the other thread is normally there within one).

@@ -92,7 +92,7 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     FH = F * H
     Bm = H - H // 2
     a, xa = np.empty(G * Bm, f32), np.empty(G * Bm, f32)
-    batch = wt0.shape[0] > 0
+    batch = gx0.shape[0] == 0
     I, R = (x2d.shape[1], N) if batch else (0, 0)
     A, X = np.empty(R * G * Bm, f32), np.empty(R * G * Bm, f32)
     bx = np.empty((2, R * G * Bm), f32)       # each half's biases, gate after gate: b_ih

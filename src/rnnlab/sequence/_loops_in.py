@@ -16,7 +16,7 @@ from ..tuning import PROJECT_FEW_MIN, PROJECT_FEW_ROWS
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, i64_at, sched_yield, sgemm_nt, ticks)
 from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few
-from ._tiles import PANEL, panel_rows
+from ._tiles import PANEL, kept_panels, kept_rows, panel_rows, project
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_FN, B_GEN, B_H, B_I, B_MORE,
                    B_N, B_REV, B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
 
@@ -198,14 +198,18 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
 
 
 @inline
-def _project_half(x2d, w_ih, gx, G, H, half, fn):
+def _project_half(x2d, w_ih, gx, kept, G, H, half, fn):
     """gx = x2d @ (the rows of W_ih of half ``half``'s units, gate by gate).T: (T*N, G*B),
-    as pair.run's projection (linalg.project_gates): project_few for a few rows, else one
-    OpenBLAS product a gate (sgemm at address ``fn``) from W_ih's rows as they are."""
+    as pair.run's projection (linalg.project_gates): register tiles from the half's panels
+    kept between calls (``kept`` not empty: _tiles.kept_panels, linalg.kept_halves),
+    project_few for a few rows, else one OpenBLAS product a gate (sgemm at address ``fn``)
+    from W_ih's rows as they are."""
     M, I = x2d.shape
     lo = 0 if half == 0 else H // 2
     B = gx.shape[1] // G
-    if 2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN:
+    if kept.shape[0] > 0:
+        project(gx, x2d, kept_panels(kept, w_ih, G, H, lo, B))
+    elif 2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN:
         project_few(gx, x2d, w_ih.reshape(G, H, I), lo, lo + B)
     else:
         for g in range(G):
@@ -245,12 +249,13 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
         _post_nine(box, x2d, w_ih, w_hh, bias, b_rest, h0, c0, out, c_n)
         box[B_MORE], box[B_MORE + 1], box[B_MORE + 2] = (address(gx0), address(gx1),
                                                          address(sync))
+        box[B_MORE + 3] = address(wt0) if wt0.shape[0] > 0 else 0
+        box[B_MORE + 4] = address(wt1) if wt0.shape[0] > 0 else 0
         box[B_N], box[B_I], box[B_H], box[B_FAM] = out.shape[1], x2d.shape[1], H, key
         box[B_T], box[B_REV], box[B_FN] = T, 1 if reverse else 0, fn
         atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim
     elif role == 2:
         seen = _enter(box, key)
-        wt0 = wt1 = np.empty((0, 0), f32)                 # batch 1: dot products
     last = ticks()
     while True:                 # one call site of each helper: each site of a called
         if role == 2:           # function is optimised again (compile time)
@@ -273,10 +278,14 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
             gx0 = carray(f32_at(box[B_MORE]), (T * N, G * B0))
             gx1 = carray(f32_at(box[B_MORE + 1]), (T * N, G * B1))
             sync = carray(i64_at(box[B_MORE + 2]), (3 * T + 4,))
+            kept = box[B_MORE + 3] != 0
+            wt0 = carray(f32_at(box[B_MORE + 3]), (kept_rows(G * B0, I) if kept else 0, PANEL))
+            wt1 = carray(f32_at(box[B_MORE + 4]), (kept_rows(G * B1, I) if kept else 0, PANEL))
             reverse, fn = box[B_REV] != 0, box[B_FN]
         half = p
         while role < 3:         # the caller: half 0, then half 1 unless the worker has it
-            _project_half(x2d, w_ih, gx0 if half == 0 else gx1, G, H, half, fn)
+            _project_half(x2d, w_ih, gx0 if half == 0 else gx1, wt0 if half == 0 else wt1,
+                          G, H, half, fn)
             atomic_xchg(sync, 3 * T + 3 if half == 0 else 3 * T, 1)
             if half == 1:
                 break

@@ -25,6 +25,7 @@ columns are split (between threads, halves, tiles).
   apart (a new page every 1-8 k: LSTM (200, 128, 512, 512) 604 -> 528 ms);
 - ``fma32(x, y, z)``: x * y + z rounded once (llvm.fma), the scalar loop's step.
 """
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -286,3 +287,45 @@ def project(out, x, b):
         c = out[m:e]
         c[:] = 0
         product(c, x[m:e], b)
+
+
+@njit(cache=True, inline="always")
+def kept_rows(J, K):
+    """Rows of a kept buffer (kept_panels) for W (K, J): W's J columns' bits, K a column,
+    in ceil(J * K / PANEL) rows, then W in panels (panel_rows(J, K))."""
+    return (J * K + PANEL - 1) // PANEL + panel_rows(J, K)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def kept_panels(buf, w, G, H, lo, B):
+    """The panels (panel_rows(G*B, K), PANEL) of W = the rows g*H + lo + u of w (G*H, K)
+    (g < G, u < B: a half's units, gate after gate), transposed (linalg.in_panels' layout),
+    kept between calls in ``buf`` (kept_rows(G*B, K), PANEL) float32: first the bits of the
+    rows it was packed from, then the panels. The rows are compared with those bits first
+    (integers: NaN and -0.0 as they are): all the same, the kept panels are W's; else both
+    are rewritten."""
+    K, J = w.shape[1], G * B
+    S = (J * K + PANEL - 1) // PANEL
+    seen = buf[:S].reshape(S * PANEL).view(np.int32)
+    now = w.view(np.int32)
+    panels = buf[S:]
+    diff = 0
+    for g in range(G):
+        for u in range(B):
+            r, o = g * H + lo + u, (g * B + u) * K
+            for k in range(K):
+                diff |= now[r, k] ^ seen[o + k]
+    if diff == 0:
+        return panels
+    for g in range(G):
+        for u in range(B):
+            r, o = g * H + lo + u, (g * B + u) * K
+            for k in range(K):
+                seen[o + k] = now[r, k]
+    bits = panels.reshape(panels.shape[0] * PANEL).view(np.int32)
+    for p in range(panels.shape[0] // max(K, 1)):
+        for j in range(PANEL):
+            col = p * PANEL + j
+            for k in range(K):
+                bits[(p * K + k) * PANEL + j] = seen[col * K + k] if col < J else 0
+    return panels

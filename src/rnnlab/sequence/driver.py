@@ -27,10 +27,10 @@ import weakref
 import numpy as np
 
 from ..cells import by_mode
-from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS, PAIR_PACK_ROWS
+from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import (dot, gemm_rows, half_units, leased_panels, packed_halves, panel_shape,
-                     panels_of, per_row, per_row_wanted, project, transposed)
+from .linalg import (dot, gemm_rows, half_units, leased_panels, packed_halves, panels_of,
+                     per_row, per_row_wanted, project, transposed)
 from .packed import batch_sizes_for, zero_padding
 from . import halves
 from .blas import sgemm_address
@@ -232,17 +232,14 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     wt = (packed_halves(w.w_hh, lease, False, w.w_ih)    # a batch: each thread fills
           if gemm_rows(T, N, GH, H) else None)          # its half (pair.run)
     gx = [lease.empty((0 if wt else T * N, G * b), f32) for b in B]   # batch 1's: up front
-    wi = ([lease.empty(panel_shape(G * b, inp.shape[2]), f32) for b in B]   # W_ih^T panels
-          if wt is None and T * N >= PAIR_PACK_ROWS else None)
-    args = (_or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
+    args = (ready(inp.reshape(T * N, inp.shape[2])), ready(w.w_ih), ready(w.w_hh),
+            _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)
-    if wt is None and wi is None and sgemm_address():   # met in the step box (pair_step)
-        done = pair_in(fam, kernel, (ready(inp.reshape(T * N, inp.shape[2])), ready(w.w_ih),
-                                     ready(w.w_hh), *args, *gx))
+    if wt is None and sgemm_address():                  # met in the step box (pair_step)
+        done = pair_in(fam, kernel, (*args, *gx))
     else:
-        done = run_pair(kernel, inp.reshape(T * N, inp.shape[2]), w.w_ih, ready(w.w_hh),
-                        *args, gx, wt, wi)
-    for g in gx + (wt or []) + (wi or []):
+        done = run_pair(kernel, *args, gx, wt)
+    for g in gx + (wt or []):
         lease.give_back(g)
     if not done:
         return None

@@ -1,11 +1,13 @@
 """The per-step matrix products of the driver and the steppers."""
+import weakref
+
 import numpy as np
 
 from ..tuning import (BLAS_ROWS, FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_ROWS,
                       PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
                       TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
 from . import kernels
-from .pool import aligned_empty, for_weights
+from .pool import KEPT, aligned_empty, for_weights
 
 
 def dot(a, b, out=None):
@@ -24,20 +26,21 @@ def project(x2d, w_ih, out):
     return project_gates(x2d, w_ih.reshape(1, *w_ih.shape), 0, w_ih.shape[0], out)
 
 
-def project_gates(x2d, w3, lo, hi, out, rows=None):
+def project_gates(x2d, w3, lo, hi, out, kept=None):
     """out[:, g*B:(g+1)*B] = x2d @ w3[g, lo:hi].T for each gate g (B = hi - lo; w3 (G, H, I)
-    W_ih by gates; out (M, G*B) C-contiguous): a few rows into many outputs by the compiled
-    project_few (tuning.PROJECT_FEW_ROWS); with ``rows``, a (P*I, 32) buffer (the pair's
-    halves at batch 1 from tuning.PAIR_PACK_ROWS rows of input): the units' rows of W_ih
-    transposed there in panels (``in_panels``) and the product in register tiles
-    (_tiles.project); else one OpenBLAS product per gate."""
+    W_ih by gates, C-contiguous float32 with ``kept``; out (M, G*B) C-contiguous): a few
+    rows into many outputs by the compiled project_few (tuning.PROJECT_FEW_ROWS); with
+    ``kept`` (a buffer of ``kept_halves``: the pair's halves at batch 1), the product in
+    register tiles from the units' rows of W_ih in panels kept there (_tiles.kept_panels:
+    as _loops_in.PAIR_IN's, the same bits); else one OpenBLAS product per gate."""
     M, G, B = x2d.shape[0], w3.shape[0], hi - lo
     if few_rows(M, B, out.dtype):
         from ._compiled import project_few
         project_few(out, np.ascontiguousarray(x2d), np.ascontiguousarray(w3), lo, hi)
-    elif rows is not None:
-        from ._tiles import project as by_tiles
-        by_tiles(out, np.ascontiguousarray(x2d), in_panels(w3, lo, hi, rows))
+    elif kept is not None:
+        from ._tiles import kept_panels, project as by_tiles
+        panels = kept_panels(kept, w3.reshape(-1, w3.shape[2]), G, w3.shape[1], lo, B)
+        by_tiles(out, np.ascontiguousarray(x2d), panels)
     elif G == 1:
         np.matmul(x2d, w3[0, lo:hi].T, out=out)
     else:
@@ -205,3 +208,37 @@ def in_panels(w3, lo, hi, out=None, lease=None):
         o[full, :, :J - full * PANEL] = rows[full * PANEL:].T
         o[full, :, J - full * PANEL:] = 0
     return out
+
+
+def kept_shape(J, K):
+    """The shape of a kept buffer for W (K, J) (_tiles.kept_panels): W's bits, then W in
+    panels, in rows of PANEL."""
+    return -(-J * K // PANEL) + panel_count(J) * K, PANEL
+
+
+def kept_halves(w_ih, G, H):
+    """The two buffers (a half of the units each) in which a batch-1 sequence on the pair
+    keeps its half of W_ih in panels from call to call (_loops_in.PAIR_IN's projection in
+    register tiles, _tiles.kept_panels), about 2x W_ih's bytes in all. Each call compares
+    the half's rows with the bits it packed them from, bit for bit, and packs them again
+    when any differs: a weight written in place is never read stale. Kept while w_ih
+    lives, or until rnnlab.empty_cache()."""
+    key = id(w_ih)
+    entry = KEPT.get(key)
+    if entry is not None and entry[0]() is w_ih:
+        return entry[1]
+    K = w_ih.shape[1]
+    rows = w_ih.reshape(G, H, K).view(np.int32)
+    bufs = []
+    for lo, hi in (half_units(H, 0), half_units(H, 1)):
+        J = G * (hi - lo)
+        buf = aligned_empty(kept_shape(J, K), np.float32, least=0)
+        seen = buf.reshape(-1)[:J * K].view(np.int32)
+        np.invert(rows[:, lo:hi].reshape(J * K), out=seen)   # never the rows: packed at
+        bufs.append(buf)                                   # the first call
+
+    def drop(ref):
+        if KEPT.get(key, (None,))[0] is ref:
+            del KEPT[key]
+    KEPT[key] = (weakref.ref(w_ih, drop), tuple(bufs))
+    return KEPT[key][1]

@@ -13,7 +13,8 @@ input for its half of the units and runs its half of every step of _loops.SEQUEN
 meeting the other at an atomic counter per step (a half left unclaimed for a few
 microseconds it takes too: time, never a result). A batch-1 call meets the worker in the
 step box without Python or the GIL (pair_step.pair_in, _loops_in.PAIR_IN); a batch, or
-PAIR_PACK_ROWS rows of input, through the queue (``run``: projections from Python, ``loop``).
+any call without a 64-bit sgemm, through the queue (``run``: projections from Python,
+``loop``).
 
 The same worker runs the second direction of an unrecorded bidirectional layer while
 the caller runs the first (``run_both``, ``directions_wanted``), and the second half of
@@ -39,10 +40,10 @@ import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
                       PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
-                      PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
+                      PAIR_SPIN, PAIR_STEPS, PROJECT_FEW_ROWS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, usable_cpus
-from .linalg import gemm_rows, half_units, pack_half, project_gates
+from .linalg import gemm_rows, half_units, kept_halves, pack_half, project_gates
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -57,11 +58,11 @@ _state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
 #: family key, then the request's nine array addresses (x, h, c, w_ih, w_hh, b_ih, b_hh,
 #: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served,
 #: then T and reverse (_loops_in.SEQUENCE_IN's nine are x, w_ih_t, bias, w_hh_t, b_rest,
-#: h0, c0, out, c_n), three more addresses and sgemm's (_loops_in.PAIR_IN's twelve: x2d,
-#: w_ih, w_hh, bias, b_rest, h0, c0, out, c_n, gx0, gx1, sync).
+#: h0, c0, out, c_n), five more addresses and sgemm's (_loops_in.PAIR_IN's fourteen: x2d,
+#: w_ih, w_hh, bias, b_rest, h0, c0, out, c_n, gx0, gx1, sync, wt0, wt1; wt's 0: none).
 B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
 B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED, B_T, B_REV = 15, 16, 17, 18, 19, 20, 21, 22
-B_MORE, B_FN = 23, 26
+B_MORE, B_FN = 23, 28
 STEP_BOX = np.zeros(B_FN + 1, np.int64)
 
 #: The worker's board: jobs posted (``_post``).
@@ -253,8 +254,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt=None,
-        wi=None):
+def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt=None):
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H), c_n
@@ -262,18 +262,20 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     (batch 1: dot products from w_hh) or linalg.packed_halves(w_hh, fill=False, w_ih=w_ih)
     (a batch: each half's loop projects its rows of x2d step by step and makes its
     products in register tiles); gx, batch 1's halves' input projections (T*N, G*B), B = H
-    // 2 and H - H // 2 (a batch: empty); wi: None (a product per gate) or (P*I, 32) each
-    (W_ih^T's half in panels, linalg.in_panels; tuning.PAIR_PACK_ROWS; batch 1); each
-    thread fills its half of these. All float32, C-contiguous. False, having done nothing,
-    when another thread has the pair."""
+    // 2 and H - H // 2 (a batch: empty; batch 1 from more than PROJECT_FEW_ROWS rows:
+    in register tiles from W_ih's halves in panels, linalg.kept_halves); each thread fills
+    its half of these. All float32, C-contiguous. False, having done nothing, when another
+    thread has the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
     try:
         with one_blas_thread():
             tail = (NO_WT, NO_WT) if wt is None else (*wt, np.ascontiguousarray(x2d))
+            kept = (kept_halves(w_ih, w_ih.shape[0] // out.shape[2], out.shape[2])
+                    if wt is None and x2d.shape[0] > PROJECT_FEW_ROWS else (None, None))
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
-                 tail, wi, wt)
+                 tail, kept, wt)
         return True
     finally:
         lock.release()
@@ -348,7 +350,7 @@ def cooling():
     return time.monotonic() < _state["cool"]
 
 
-def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
+def _run(kernel, x2d, w_ih, args, gx, tail, kept, wt):
     T, H = args[-2].shape[0], args[-2].shape[2]
     w3 = w_ih.reshape(w_ih.shape[0] // H, H, w_ih.shape[1])
     sync = np.zeros(3 * T + 4, np.int64)  # claims, halves done, projection 1, here, proj. 0
@@ -359,7 +361,7 @@ def _run(kernel, x2d, w_ih, args, gx, tail, wi, wt):
             pack_half(args[0], half, wt[half], w_ih)
         else:
             project_gates(x2d, w3, *half_units(H, half), gx[half],     # into the half's
-                          None if wi is None else wi[half])           # rows (linalg: how)
+                          kept[half])                                 # rows (linalg: how)
 
     def second():
         try:

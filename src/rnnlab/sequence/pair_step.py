@@ -49,10 +49,11 @@ import time
 
 import numpy as np
 
-from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF,
-                      PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN)
+from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF, PAIR_STEP_COOL,
+                      PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN, PROJECT_FEW_ROWS)
 from . import kernels, pair
 from .blas import sgemm_address
+from .linalg import kept_halves
 from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
 BOX = pair.STEP_BOX
@@ -153,6 +154,7 @@ def halves(fam, kernel, args):
 _I1 = np.zeros(1, np.int64)
 _PAIR_DUMMIES = (_D2, _D2, _D2, _D1, _D1, _D2, _D2, False, _D3, _D2, _D2, _D2, _I1, 0,
                  pair.NO_WT, pair.NO_WT)
+_NO_KEPT = (pair.NO_WT, pair.NO_WT)
 _PAIR_KEY = 1 << 32                   # a batch-1 sequence's requests: key + _PAIR_KEY
 
 
@@ -177,12 +179,13 @@ def pair_in(fam, kernel, args):
         spinning = BOX[B_STATE] == key
         if not spinning and BOX[B_WAKE] == 0:
             _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
-        T = args[8].shape[0]
+        T, x2d, out = args[8].shape[0], args[0], args[8]
+        kept = (kept_halves(args[1], fam.num_gates, out.shape[2])    # W_ih's halves in
+                if x2d.shape[0] > PROJECT_FEW_ROWS else _NO_KEPT)     # panels (PAIR_IN)
         sync = np.zeros(3 * T + 4, np.int64)
         t0 = time.perf_counter()
         with pair.one_blas_thread():             # the projections' products (pair.run)
-            waited = kernel(*args, sync, sgemm_address(), pair.NO_WT, pair.NO_WT, 1,
-                            BOX, key, 0)
+            waited = kernel(*args, sync, sgemm_address(), *kept, 1, BOX, key, 0)
         spin = max(PAIR_SPIN, PAIR_SPIN_SHARE * (time.perf_counter() - t0))
         BOX[B_BUDGET] = int(spin * pair.rate())  # the spinning worker's, read at each look
         pair._state["last"] = sync

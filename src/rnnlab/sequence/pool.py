@@ -27,6 +27,9 @@ import numpy as np
 from ..tuning import POOL_WEIGHTS_MAX, POOL_WEIGHTS_MIN
 
 ALL = weakref.WeakSet()            # every pool, for rnnlab.empty_cache()
+#: buffers kept between calls for a weight array (linalg.kept_halves): id(array) -> (a
+#: weak reference to the array, its buffers); rnnlab.empty_cache() drops them too
+KEPT = {}
 
 #: Buffers of ALIGN_MIN bytes or more (every scratch buffer of a lease; the parameters and
 #: the step snapshots' weights at any size) start on a 64-byte cache line. NumPy's
@@ -237,6 +240,7 @@ def empty_cache():
     or by the layer's next forward)."""
     for pool in list(ALL):
         pool.clear()
+    KEPT.clear()
 
 
 def snapshot(lease, a):
