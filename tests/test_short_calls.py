@@ -26,9 +26,9 @@ def one_thread():
 
 
 def _copies(monkeypatch):
-    """Counts the copies of W_hh the driver makes (transposed, or in panels)."""
+    """Counts the copies of W_hh the driver makes or keeps (transposed, or in panels)."""
     made = []
-    for name in ("transposed", "panels_of", "leased_panels"):
+    for name in ("transposed", "kept_panels_of", "leased_panels"):
         real = getattr(driver, name)
         monkeypatch.setattr(driver, name,
                             lambda *a, real=real, **k: made.append(1) or real(*a, **k))

@@ -29,8 +29,8 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import (dot, gemm_rows, half_units, leased_panels, packed_halves, panels_of,
-                     per_row, per_row_wanted, project, transposed)
+from .linalg import (dot, gemm_rows, half_units, kept_panels_of, leased_panels,
+                     packed_halves, per_row, per_row_wanted, project, transposed)
 from .packed import batch_sizes_for, zero_padding
 from . import halves
 from .blas import sgemm_address
@@ -146,7 +146,7 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
         # shape, given back when the loop is done: the snapshot of W_hh or backward's
         # dW_hh, of that shape, takes it (no higher peak)
     elif kernel is not None:               # W_hh^T in panels (linalg.in_panels)
-        w_hh_t = w.w_hh if by_rows else panels_of(w.w_hh, lease=lease)
+        w_hh_t = w.w_hh if by_rows else kept_panels_of(w.w_hh, lease)
     else:
         w_hh_t = None if rows and not record else t_of(w.w_hh)
     steps_kept = T if record else 1                        # inference: one buffer, reused

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..tuning import HALVES_MIN, HALVES_STEP_MIN
 from . import kernels, pair_step
-from .linalg import panels_of
+from .linalg import kept_panels_of
 from .pair import _by_units, cooling, enabled, possible, rows_wanted, run_both
 from .pool import aligned_empty
 
@@ -68,8 +68,8 @@ def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease):
     input step by step (_loops_in.SEQUENCE_IN), its rows in halves met without Python
     (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them, as the
     compiled loops take them (zeros without bias); ``empty``: where the outputs come from
-    (the lease, or plain); the weights' panels from ``lease``. Returns out,
-    h_n, c_n."""
+    (the lease, or plain); the weights' panels kept between calls (linalg.kept_panels_of).
+    Returns out, h_n, c_n."""
     T, N = inp.shape[:2]
     GH, H = w.w_hh.shape
     dt, ready = inp.dtype, kernels.ready
@@ -78,8 +78,8 @@ def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease):
     c_n = h0 if c0 is None else aligned_empty(c0.shape, dt, least=0)   # halves meet in it
     kernel = kernels.kernel_for(fam, dt, N, GH, H, False, name="forward_in")
     pair_step.halves(fam, kernel, (
-        ready(inp), panels_of(w.w_ih, lease=lease), bias,
-        panels_of(w.w_hh, lease=lease), b_rest,
+        ready(inp), kept_panels_of(w.w_ih, lease), bias, kept_panels_of(w.w_hh, lease),
+        b_rest,
         h0, h0 if c0 is None else ready(c0), reverse, out, c_n))
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 

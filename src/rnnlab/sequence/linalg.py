@@ -1,4 +1,5 @@
 """The per-step matrix products of the driver and the steppers."""
+import threading
 import weakref
 
 import numpy as np
@@ -219,26 +220,45 @@ def kept_shape(J, K):
 def kept_halves(w_ih, G, H):
     """The two buffers (a half of the units each) in which a batch-1 sequence on the pair
     keeps its half of W_ih in panels from call to call (_loops_in.PAIR_IN's projection in
-    register tiles, _tiles.kept_panels), about 2x W_ih's bytes in all. Each call compares
-    the half's rows with the bits it packed them from, bit for bit, and packs them again
-    when any differs: a weight written in place is never read stale. Kept while w_ih
-    lives, or until rnnlab.empty_cache()."""
-    key = id(w_ih)
+    register tiles, _tiles.kept_panels, under the pair's lock), about 2x W_ih's bytes in
+    all. Each call compares the half's rows with the bits it packed them from, bit for
+    bit, and packs them again when any differs: a weight written in place is never read
+    stale. Kept while w_ih lives, or until rnnlab.empty_cache()."""
+    return _kept(w_ih, "halves", [(G, H, lo, hi) for lo, hi in
+                                  (half_units(H, 0), half_units(H, 1))])
+
+
+def kept_panels_of(w, lease):
+    """panels_of(w) for an unrecorded call of the compiled loops, kept from call to call
+    as ``kept_halves`` keeps the pair's (compared bit for bit each call; 2x w's bytes),
+    one per thread that calls (the module's pools are per thread too); a weight that is
+    not C-contiguous float32 gets a copy from ``lease`` each call, as before."""
+    if w.dtype != np.float32 or not w.flags.c_contiguous:
+        return panels_of(w, lease=lease)
+    from ._tiles import kept_panels
+    J = w.shape[0]
+    return kept_panels(_kept(w, threading.get_ident(), [(1, J, 0, J)])[0], w, 1, J, 0, J)
+
+
+def _kept(w, tag, parts):
+    """pool.KEPT's buffers for weight w (C-contiguous float32 (G*H, K)) under ``tag``, one
+    per part (G, H, lo, hi): the rows lo:hi of each gate (_tiles.kept_panels' buffers);
+    made with bits no row has (each row's bits inverted), so the first call packs them."""
+    key = (id(w), tag)
     entry = KEPT.get(key)
-    if entry is not None and entry[0]() is w_ih:
+    if entry is not None and entry[0]() is w:
         return entry[1]
-    K = w_ih.shape[1]
-    rows = w_ih.reshape(G, H, K).view(np.int32)
+    K = w.shape[1]
     bufs = []
-    for lo, hi in (half_units(H, 0), half_units(H, 1)):
+    for G, H, lo, hi in parts:
         J = G * (hi - lo)
         buf = aligned_empty(kept_shape(J, K), np.float32, least=0)
         seen = buf.reshape(-1)[:J * K].view(np.int32)
-        np.invert(rows[:, lo:hi].reshape(J * K), out=seen)   # never the rows: packed at
-        bufs.append(buf)                                   # the first call
+        np.invert(w.reshape(G, H, K)[:, lo:hi].reshape(J * K).view(np.int32), out=seen)
+        bufs.append(buf)
 
     def drop(ref):
         if KEPT.get(key, (None,))[0] is ref:
             del KEPT[key]
-    KEPT[key] = (weakref.ref(w_ih, drop), tuple(bufs))
+    KEPT[key] = (weakref.ref(w, drop), tuple(bufs))
     return KEPT[key][1]

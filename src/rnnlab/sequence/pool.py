@@ -27,7 +27,7 @@ import numpy as np
 from ..tuning import POOL_WEIGHTS_MAX, POOL_WEIGHTS_MIN
 
 ALL = weakref.WeakSet()            # every pool, for rnnlab.empty_cache()
-#: buffers kept between calls for a weight array (linalg.kept_halves): id(array) -> (a
+#: buffers kept between calls for a weight array (linalg._kept): (id(array), tag) -> (a
 #: weak reference to the array, its buffers); rnnlab.empty_cache() drops them too
 KEPT = {}
 
