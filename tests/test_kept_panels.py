@@ -3,7 +3,8 @@ _tiles.kept_panels): each call compares the weight's rows with the bits its pane
 packed from and packs them again when any differs, so whatever changes a weight in place
 between calls (an edit, an optimizer's step, load_state_dict) is read at the next call,
 on every path that keeps them: the compiled loop on one thread (driver), a batch's rows
-in halves (halves.forward) and batch 1 on the pair (pair_step.pair_in)."""
+in halves (halves.forward), batch 1 on the pair (pair_step.pair_in; a batch on the
+pair: tests/test_pair.py)."""
 import threading
 
 import numpy as np
@@ -55,8 +56,8 @@ def kept_calls(monkeypatch):
 def test_edits_between_calls_are_read(cls, path, kept_calls, monkeypatch):
     """Two layers, unrecorded calls with in-place edits between them (NaN into one
     element of W_hh, then of W_ih, each back to a finite value, W_hh of layer 1 halved,
-    an SGD step of a training call, load_state_dict): torch's numbers after every one; the panels were kept (pool.KEPT
-    holds them) and read on the path asked for."""
+    an SGD step of a training call, load_state_dict): torch's numbers after every one;
+    the panels were kept (pool.KEPT holds them) and read on the path asked for."""
     if path == "halves":
         monkeypatch.setattr(halves, "HALVES_MIN", 0)
         monkeypatch.setattr(halves, "HALVES_STEP_MIN", 0)

@@ -61,7 +61,11 @@ def _products(w_hh, how, halves=None):
     T_N = halves[0].shape[0]
     x2d = np.concatenate([h.reshape(T_N, GH // H, -1) for h in halves], axis=2)
     x2d = np.ascontiguousarray(x2d.reshape(T_N, GH))
-    wt = linalg.packed_halves(w_hh, w_ih=np.eye(GH, dtype=np.float32))
+    eye, G = np.eye(GH, dtype=np.float32), GH // H
+    kept = linalg.kept_batch_halves(eye, w_hh, G, H)
+    for k in (0, 1):
+        linalg.fill_batch_half(kept[k], eye, w_hh, G, H, k)
+    wt = [linalg.batch_panels(kept[k], G, H, k, GH) for k in (0, 1)]
     return [h[:0] for h in halves], (*wt, x2d)
 
 
@@ -151,13 +155,14 @@ def test_layers_on_the_pair_equal_torch(cls, kw, small):
 def test_batches_on_the_pair_equal_torch(cls, kw, small, monkeypatch):
     """A batch of more than FEW_ROWS rows, PAIR_GEMM_MIN multiply-adds a step and
     TILE_ROW_WEIGHTS weights a row (here any) runs on the pair by halves of the units,
-    each step's products from the halves' packed rows of W_hh in register tiles; the
-    unbatched call, batch 1, by dot products."""
+    each step's products from the halves' rows of W_hh in panels in register tiles (each
+    thread checks its own half, linalg.fill_batch_half); the unbatched call, batch 1, by
+    dot products."""
     monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
     monkeypatch.setattr(kernels, "TILE_ROW_WEIGHTS", 0)
     packed = []
-    real = linalg.pack_half
-    monkeypatch.setattr(pair, "pack_half", lambda *a: packed.append(a[1]) or real(*a))
+    real = linalg.fill_batch_half
+    monkeypatch.setattr(pair, "fill_batch_half", lambda *a: packed.append(a[5]) or real(*a))
     three_calls_equal_torch(cls, kw, T=8, N=6)
     assert len(small) == 3 * 4 and all(small), small
     assert sorted(packed) == [0] * 8 + [1] * 8, packed      # each half once a direction
@@ -186,9 +191,9 @@ def test_batches_by_units_or_by_rows():
                                            (RNN, 6, True)])
 def test_w_ih_in_panels_and_edited_in_place(cls, N, queue, small, monkeypatch):
     """Each thread projects its input in register tiles from its half's rows of W_ih in
-    panels: a batch copies them every call (with its half of W_hh; its loop projects step
-    by step); batch 1 keeps them between calls (linalg.kept_halves, in the step box or
-    through the queue) and compares W_ih's rows with them bit for bit each call. torch's
+    panels kept between calls and compared with W_ih bit for bit each call: batch 1's
+    (linalg.kept_halves, in the step box or through the queue), a batch's with its half
+    of W_hh (kept_batch_halves; its loop projects step by step). torch's
     numbers, also after the weights are edited in place between calls (NaN into W_ih, W_hh
     halved): nothing read stale."""
     from rnnlab.sequence import driver, pool
@@ -214,7 +219,8 @@ def test_w_ih_in_panels_and_edited_in_place(cls, N, queue, small, monkeypatch):
                                    .numpy(), rtol=1e-5, atol=1e-6)
     assert np.isnan(y).any() and all(small) and len(small) == 16
     assert ways == ([N > 1] * 16 if queue else [])
-    assert len(pool.KEPT) == (4 if N == 1 else 0)            # each layer and direction's W_ih
+    assert len(pool.KEPT) == 4                    # each layer and direction's W_ih (and W_hh)
+    assert {tag for _, tag in pool.KEPT} == {"halves" if N == 1 else "batch"}
     rnnlab.empty_cache()
     assert not pool.KEPT
 

@@ -111,13 +111,16 @@ def test_w_t_in_panels_gives_the_plain_layouts_bits(M, K, J, seed, special):
 @pytest.mark.parametrize("G, H, K, half", [(4, 6, 5, 0), (3, 64, 3, 1), (4, 70, 2, 1),
                                            (1, 33, 1, 0)])
 def test_the_pairs_halves_in_panels(G, H, K, half):
-    """linalg.pack_half: the half's units of every gate of W_ih, then of W_hh, each
-    transposed into panels; the products from it are those from the plain layout."""
+    """linalg.kept_batch_halves, fill_batch_half: the half's units of every gate of W_ih,
+    then of W_hh, each transposed into panels (batch_panels); the products from them are
+    those from the plain layout."""
     rng = np.random.default_rng(H)
     w_ih = rng.standard_normal((G * H, K)).astype(np.float32)
     w_hh = rng.standard_normal((G * H, H)).astype(np.float32)
     lo, hi = linalg.half_units(H, half)
-    out = linalg.packed_halves(w_hh, w_ih=w_ih)[half]
+    buf = linalg.kept_batch_halves(w_ih, w_hh, G, H)[half]
+    linalg.fill_batch_half(buf, w_ih, w_hh, G, H, half)
+    out = linalg.batch_panels(buf, G, H, half, K)
     PI = linalg.panel_count(G * (hi - lo)) * K
     for w, part, k in ((w_ih, out[:PI], K), (w_hh, out[PI:], H)):
         plain = np.ascontiguousarray(w.reshape(G, H, k)[:, lo:hi].reshape(-1, k).T)

@@ -87,7 +87,7 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     the products of all rows at once, both in register tiles (_tiles.product: no
     projection of every step written out and read back, which both threads' memory
     traffic slowed), from wt0 / wt1: the half's rows of W_ih, transposed, gate by gate,
-    then its rows of W_hh the same way, each in panels (linalg.packed_halves)."""
+    then its rows of W_hh the same way, each in panels (linalg.batch_panels)."""
     T, N, H = out.shape
     FH = F * H
     Bm = H - H // 2

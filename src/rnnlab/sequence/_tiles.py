@@ -301,31 +301,36 @@ def kept_panels(buf, w, G, H, lo, B):
     """The panels (panel_rows(G*B, K), PANEL) of W = the rows g*H + lo + u of w (G*H, K)
     (g < G, u < B: a half's units, gate after gate), transposed (linalg.in_panels' layout),
     kept between calls in ``buf`` (kept_rows(G*B, K), PANEL) float32: first the bits of the
-    rows it was packed from, then the panels. The rows are compared with those bits first
-    (integers: NaN and -0.0 as they are): all the same, the kept panels are W's; else both
-    are rewritten."""
+    rows it was packed from, then the panels (``kept_into``)."""
+    S = (G * B * w.shape[1] + PANEL - 1) // PANEL
+    return kept_into(buf[:S], buf[S:], w, G, H, lo, B)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def kept_into(seen, panels, w, G, H, lo, B):
+    """``kept_panels`` with the bits (in the rows of ``seen``, (S, PANEL)) and the panels
+    apart. The rows are compared with those bits first (integers: NaN and -0.0 as they
+    are): all the same, the kept panels are W's; else both are rewritten."""
     K, J = w.shape[1], G * B
-    S = (J * K + PANEL - 1) // PANEL
-    seen = buf[:S].reshape(S * PANEL).view(np.int32)
+    bits = seen.reshape(seen.shape[0] * PANEL).view(np.int32)
     now = w.view(np.int32)
-    panels = buf[S:]
     diff = 0
     for g in range(G):
         for u in range(B):
             r, o = g * H + lo + u, (g * B + u) * K
             for k in range(K):
-                diff |= now[r, k] ^ seen[o + k]
+                diff |= now[r, k] ^ bits[o + k]
     if diff == 0:
         return panels
     for g in range(G):
         for u in range(B):
             r, o = g * H + lo + u, (g * B + u) * K
             for k in range(K):
-                seen[o + k] = now[r, k]
-    bits = panels.reshape(panels.shape[0] * PANEL).view(np.int32)
+                bits[o + k] = now[r, k]
+    out = panels.reshape(panels.shape[0] * PANEL).view(np.int32)
     for p in range(panels.shape[0] // max(K, 1)):
         for j in range(PANEL):
             col = p * PANEL + j
             for k in range(K):
-                bits[(p * K + k) * PANEL + j] = seen[col * K + k] if col < J else 0
+                out[(p * K + k) * PANEL + j] = bits[col * K + k] if col < J else 0
     return panels

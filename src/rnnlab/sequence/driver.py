@@ -29,8 +29,8 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import (dot, gemm_rows, half_units, kept_panels_of, leased_panels,
-                     packed_halves, per_row, per_row_wanted, project, transposed)
+from .linalg import (dot, gemm_rows, half_units, kept_batch_halves, kept_panels_of,
+                     leased_panels, per_row, per_row_wanted, project, transposed)
 from .packed import batch_sizes_for, zero_padding
 from . import halves
 from .blas import sgemm_address
@@ -229,17 +229,17 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     c_n = aligned_empty(h0.shape, f32, least=0)     # its halves meet mid-row
     folded = _folded(fam, GH)
     B = [hi - lo for lo, hi in (half_units(H, 0), half_units(H, 1))]
-    wt = (packed_halves(w.w_hh, lease, False, w.w_ih)    # a batch: each thread fills
-          if gemm_rows(T, N, GH, H) else None)          # its half (pair.run)
-    gx = [lease.empty((0 if wt else T * N, G * b), f32) for b in B]   # batch 1's: up front
     args = (ready(inp.reshape(T * N, inp.shape[2])), ready(w.w_ih), ready(w.w_hh),
             _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)
+    wt = (kept_batch_halves(args[1], args[2], G, H)      # a batch: each thread checks
+          if gemm_rows(T, N, GH, H) else None)          # its half (pair.run)
+    gx = [lease.empty((0 if wt else T * N, G * b), f32) for b in B]   # batch 1's: up front
     if wt is None and sgemm_address():                  # met in the step box (pair_step)
         done = pair_in(fam, kernel, (*args, *gx))
     else:
         done = run_pair(kernel, *args, gx, wt)
-    for g in gx + (wt or []):
+    for g in gx:
         lease.give_back(g)
     if not done:
         return None

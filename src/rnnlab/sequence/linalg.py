@@ -112,44 +112,13 @@ def transposed(w, copy=True, lease=None, out=None):
 
 def gemm_rows(T, N, GH, H_out):
     """Whether the pair's T steps of N rows take each half's products of all rows from
-    the packed halves (``packed_halves``, in register tiles), not from dot products:
+    its rows of W_ih and W_hh in panels (``kept_batch_halves``, in register tiles), not
+    from dot products:
     T >= PAIR_GEMM_STEPS, N > FEW_ROWS, N * G*H * H_out > PAIR_GEMM_MIN and more than
     TILE_ROW_WEIGHTS weights of W_hh per row (fewer: the rows in halves; tuning.py says
     why)."""
     return (T >= PAIR_GEMM_STEPS and N > max(FEW_ROWS, PAIR_ROWS)
             and N * GH * H_out > PAIR_GEMM_MIN and not kernels.by_rows(N, GH, H_out))
-
-
-def packed_halves(w_hh, lease=None, fill=True, w_ih=None):
-    """The two halves' rows of W_hh (G*H, H) for the pair's batch products: half k's
-    units lo:hi of every gate, transposed, gate after gate, (H, G*(hi - lo)), in panels
-    of 32 columns (``in_panels``: (P*H, 32)); with ``w_ih`` (G*H, I), its rows for the
-    same units the same way above them, (P*I + P*H, 32) (buffers from ``lease`` when
-    given: pool.for_weights). fill=False: the buffers only (each thread of the pair
-    fills its own: pair.run)."""
-    GH, H = w_hh.shape
-    I = 0 if w_ih is None else w_ih.shape[1]
-    halves = []
-    for half in (0, 1):
-        lo, hi = half_units(H, half)
-        shape = panel_shape(GH // H * (hi - lo), I + H)
-        t = np.empty(shape, w_hh.dtype) if lease is None else for_weights(lease, shape,
-                                                                          w_hh.dtype)
-        halves.append(pack_half(w_hh, half, t, w_ih) if fill else t)
-    return halves
-
-
-def pack_half(w_hh, half, out, w_ih=None):
-    """Fill ``out`` with half ``half`` of ``packed_halves`` (with ``w_ih``: its rows of W_ih
-    in out[:P*I], W_hh's below)."""
-    GH, H = w_hh.shape
-    lo, hi = half_units(H, half)
-    I = 0 if w_ih is None else w_ih.shape[1]
-    PI = panel_shape(GH // H * (hi - lo), I)[0]
-    if I:
-        in_panels(w_ih.reshape(GH // H, H, I), lo, hi, out[:PI])
-    in_panels(w_hh.reshape(GH // H, H, H), lo, hi, out[PI:])
-    return out
 
 
 #: columns of a panel of W^T (_tiles.PANEL, a register tile's width; not imported: _tiles
@@ -224,8 +193,35 @@ def kept_halves(w_ih, G, H):
     all. Each call compares the half's rows with the bits it packed them from, bit for
     bit, and packs them again when any differs: a weight written in place is never read
     stale. Kept while w_ih lives, or until rnnlab.empty_cache()."""
-    return _kept(w_ih, "halves", [(G, H, lo, hi) for lo, hi in
-                                  (half_units(H, 0), half_units(H, 1))])
+    return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in _both_halves(H)])
+
+
+def kept_batch_halves(w_ih, w_hh, G, H):
+    """The two buffers in which the pair's batch path keeps each half's rows of W_ih and
+    of W_hh in panels from call to call, as ``kept_halves`` (2x both weights' bytes; under
+    the pair's lock): the bits of both, then the panels its loop reads (``batch_panels``);
+    each thread checks (and fills) its own half (``fill_batch_half``)."""
+    return _kept((w_ih, w_hh), "batch", [[(w_ih, G, H, lo, hi), (w_hh, G, H, lo, hi)]
+                                         for lo, hi in _both_halves(H)])
+
+
+def batch_panels(buf, G, H, half, I):
+    """The panels of a ``kept_batch_halves`` buffer: the half's rows of W_ih (G*H, I)
+    transposed in panels (P*I, 32), then W_hh's (P*H, 32), as _loops.PAIR_BATCH reads."""
+    lo, hi = half_units(H, half)
+    return buf[buf.shape[0] - panel_count(G * (hi - lo)) * (I + H):]
+
+
+def fill_batch_half(buf, w_ih, w_hh, G, H, half):
+    """Check ``batch_panels(buf)`` against W_ih's and W_hh's rows for half ``half``, bit
+    for bit, and pack again what differs (_tiles.kept_into; without the GIL)."""
+    from ._tiles import kept_into
+    lo, hi = half_units(H, half)
+    J, I = G * (hi - lo), w_ih.shape[1]
+    s_ih, s_hh, PI = -(-J * I // PANEL), -(-J * H // PANEL), panel_count(J) * I
+    s = s_ih + s_hh
+    kept_into(buf[:s_ih], buf[s:s + PI], w_ih, G, H, lo, hi - lo)
+    kept_into(buf[s_ih:s], buf[s + PI:], w_hh, G, H, lo, hi - lo)
 
 
 def kept_panels_of(w, lease):
@@ -237,28 +233,39 @@ def kept_panels_of(w, lease):
         return panels_of(w, lease=lease)
     from ._tiles import kept_panels
     J = w.shape[0]
-    return kept_panels(_kept(w, threading.get_ident(), [(1, J, 0, J)])[0], w, 1, J, 0, J)
+    buf = _kept((w,), threading.get_ident(), [[(w, 1, J, 0, J)]])[0]
+    return kept_panels(buf, w, 1, J, 0, J)
 
 
-def _kept(w, tag, parts):
-    """pool.KEPT's buffers for weight w (C-contiguous float32 (G*H, K)) under ``tag``, one
-    per part (G, H, lo, hi): the rows lo:hi of each gate (_tiles.kept_panels' buffers);
-    made with bits no row has (each row's bits inverted), so the first call packs them."""
-    key = (id(w), tag)
+def _both_halves(H):
+    return half_units(H, 0), half_units(H, 1)
+
+
+def _kept(weights, tag, buffers):
+    """pool.KEPT's buffers for ``weights`` (C-contiguous float32) under ``tag``: for each
+    buffer its parts (w, G, H, lo, hi), the rows lo:hi of each gate of w (G*H, K), whose
+    bits it holds, part after part, each from a row of PANEL on, then their panels, part
+    after part (_tiles.kept_into); made with bits no row has (each row's bits inverted),
+    so the first call packs them. Dropped when any of the weights is."""
+    key = (tuple(map(id, weights)), tag)
     entry = KEPT.get(key)
-    if entry is not None and entry[0]() is w:
+    if entry is not None and all(r() is w for r, w in zip(entry[0], weights)):
         return entry[1]
-    K = w.shape[1]
     bufs = []
-    for G, H, lo, hi in parts:
-        J = G * (hi - lo)
-        buf = aligned_empty(kept_shape(J, K), np.float32, least=0)
-        seen = buf.reshape(-1)[:J * K].view(np.int32)
-        np.invert(w.reshape(G, H, K)[:, lo:hi].reshape(J * K).view(np.int32), out=seen)
+    for parts in buffers:
+        seen = [-(-G * (hi - lo) * w.shape[1] // PANEL) for w, G, H, lo, hi in parts]
+        rows = sum(seen) + sum(panel_count(G * (hi - lo)) * w.shape[1]
+                               for w, G, H, lo, hi in parts)
+        buf, at = aligned_empty((rows, PANEL), np.float32, least=0), 0
+        for (w, G, H, lo, hi), n in zip(parts, seen):
+            J, K = G * (hi - lo), w.shape[1]
+            np.invert(w.reshape(G, H, K)[:, lo:hi].reshape(J * K).view(np.int32),
+                      out=buf[at:at + n].reshape(-1)[:J * K].view(np.int32))
+            at += n
         bufs.append(buf)
 
     def drop(ref):
-        if KEPT.get(key, (None,))[0] is ref:
+        if any(r is ref for r in KEPT.get(key, ((),))[0]):
             del KEPT[key]
-    KEPT[key] = (weakref.ref(w, drop), tuple(bufs))
+    KEPT[key] = (tuple(weakref.ref(w, drop) for w in weights), tuple(bufs))
     return KEPT[key][1]

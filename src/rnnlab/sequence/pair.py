@@ -43,7 +43,8 @@ from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PA
                       PAIR_SPIN, PAIR_STEPS, PROJECT_FEW_ROWS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, usable_cpus
-from .linalg import gemm_rows, half_units, kept_halves, pack_half, project_gates
+from .linalg import (batch_panels, fill_batch_half, gemm_rows, half_units, kept_halves,
+                     project_gates)
 
 #: lock: one call at a time; cool: time.monotonic() until which the pair stays off (the
 #: worker did not get a core in two calls running, counted by low); last: the last
@@ -258,22 +259,23 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     """One direction of an unrecorded sequence on the pair. x2d (T*N, I) the input; the
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H), c_n
-    (N, H) receive the outputs and the last c. Scratch from the caller's lease: wt: None
-    (batch 1: dot products from w_hh) or linalg.packed_halves(w_hh, fill=False, w_ih=w_ih)
-    (a batch: each half's loop projects its rows of x2d step by step and makes its
-    products in register tiles); gx, batch 1's halves' input projections (T*N, G*B), B = H
-    // 2 and H - H // 2 (a batch: empty; batch 1 from more than PROJECT_FEW_ROWS rows:
-    in register tiles from W_ih's halves in panels, linalg.kept_halves); each thread fills
-    its half of these. All float32, C-contiguous. False, having done nothing, when another
-    thread has the pair."""
+    (N, H) receive the outputs and the last c. wt: None (batch 1: dot products from
+    w_hh) or linalg.kept_batch_halves(w_ih, w_hh, G, H) (a batch: each half's loop
+    projects its rows of x2d step by step and makes its products in register tiles from
+    them); gx, from the caller's lease, batch 1's halves' input projections (T*N, G*B), B
+    = H // 2 and H - H // 2 (a batch: empty; from more than PROJECT_FEW_ROWS rows in
+    register tiles from linalg.kept_halves' panels), each thread its own. All float32,
+    C-contiguous. False, having done nothing, when another thread has the pair."""
     lock = _state["lock"]
     if not lock.acquire(blocking=False):
         return False
     try:
         with one_blas_thread():
-            tail = (NO_WT, NO_WT) if wt is None else (*wt, np.ascontiguousarray(x2d))
-            kept = (kept_halves(w_ih, w_ih.shape[0] // out.shape[2], out.shape[2])
-                    if wt is None and x2d.shape[0] > PROJECT_FEW_ROWS else (None, None))
+            G, H, I = w_ih.shape[0] // out.shape[2], out.shape[2], w_ih.shape[1]
+            tail = (NO_WT, NO_WT) if wt is None else (
+                *(batch_panels(wt[k], G, H, k, I) for k in (0, 1)), np.ascontiguousarray(x2d))
+            kept = (kept_halves(w_ih, G, H) if wt is None and x2d.shape[0] > PROJECT_FEW_ROWS
+                    else (None, None))
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
                  tail, kept, wt)
         return True
@@ -358,7 +360,7 @@ def _run(kernel, x2d, w_ih, args, gx, tail, kept, wt):
 
     def project(half):        # each half's, without the GIL (BLAS, project_few: nogil)
         if wt is not None:    # a batch: the half's rows of W_ih and W_hh (its loop projects)
-            pack_half(args[0], half, wt[half], w_ih)
+            fill_batch_half(wt[half], w_ih, args[0], w3.shape[0], H, half)
         else:
             project_gates(x2d, w3, *half_units(H, half), gx[half],     # into the half's
                           kept[half])                                 # rows (linalg: how)
