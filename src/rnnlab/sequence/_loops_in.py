@@ -230,7 +230,9 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
       alone, the projections (batch 1) or wt0, wt1 (a batch) made by the Python side;
       w_ih not read, x2d only by a batch's loop.
     - without Python or the GIL between the threads (a batch-1 sequence, pair_step.pair_in;
-      sync zeros, wt0, wt1 empty), as SEQUENCE_IN's roles, the same box and claims:
+      sync zeros; wt0, wt1 empty or linalg.kept_halves' buffers, each half's projection
+      then in tiles from its rows of W_ih in panels kept between calls), as SEQUENCE_IN's
+      roles, the same box and claims:
       role 0: both projections here, then the loop alone (it takes both halves of every
       step). Returns 0.
       role 1, the caller: posts the arrays' addresses, projects half 0, then claims half

@@ -186,13 +186,16 @@ def kept_shape(J, K):
     return -(-J * K // PANEL) + panel_count(J) * K, PANEL
 
 
-def kept_halves(w_ih, G, H):
+def kept_halves(w_ih, G, H, rows):
     """The two buffers (a half of the units each) in which a batch-1 sequence on the pair
-    keeps its half of W_ih in panels from call to call (_loops_in.PAIR_IN's projection in
-    register tiles, _tiles.kept_panels, under the pair's lock), about 2x W_ih's bytes in
-    all. Each call compares the half's rows with the bits it packed them from, bit for
-    bit, and packs them again when any differs: a weight written in place is never read
-    stale. Kept while w_ih lives, or until rnnlab.empty_cache()."""
+    of more than PROJECT_FEW_ROWS ``rows`` of input (None for fewer: project_few's or
+    OpenBLAS's) keeps its half of W_ih in panels from call to call (_loops_in.PAIR_IN's
+    projection in register tiles, _tiles.kept_panels, under the pair's lock), about 2x
+    W_ih's bytes in all. Each call compares the half's rows with the bits it packed them
+    from, bit for bit, and packs them again when any differs: a weight written in place is
+    never read stale. Kept while w_ih lives, or until rnnlab.empty_cache()."""
+    if rows <= PROJECT_FEW_ROWS:
+        return None
     return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in _both_halves(H)])
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
                       PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
-                      PAIR_SPIN, PAIR_STEPS, PROJECT_FEW_ROWS, ROWS_SPLIT_MIN)
+                      PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, usable_cpus
 from .linalg import (batch_panels, fill_batch_half, gemm_rows, half_units, kept_halves,
@@ -274,8 +274,7 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
             G, H, I = w_ih.shape[0] // out.shape[2], out.shape[2], w_ih.shape[1]
             tail = (NO_WT, NO_WT) if wt is None else (
                 *(batch_panels(wt[k], G, H, k, I) for k in (0, 1)), np.ascontiguousarray(x2d))
-            kept = (kept_halves(w_ih, G, H) if wt is None and x2d.shape[0] > PROJECT_FEW_ROWS
-                    else (None, None))
+            kept = (wt is None and kept_halves(w_ih, G, H, x2d.shape[0])) or (None, None)
             _run(kernel, x2d, w_ih, (w_hh, bias, b_rest, h0, c0, reverse, out, c_n), gx,
                  tail, kept, wt)
         return True

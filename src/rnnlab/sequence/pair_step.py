@@ -49,8 +49,8 @@ import time
 
 import numpy as np
 
-from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF, PAIR_STEP_COOL,
-                      PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN, PROJECT_FEW_ROWS)
+from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF,
+                      PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN)
 from . import kernels, pair
 from .blas import sgemm_address
 from .linalg import kept_halves
@@ -160,10 +160,11 @@ _PAIR_KEY = 1 << 32                   # a batch-1 sequence's requests: key + _PA
 
 def pair_in(fam, kernel, args):
     """An unrecorded batch-1 sequence's units in two halves (``kernel``: the family's
-    "pair", _loops_in.PAIR_IN; ``args`` its arrays and reverse up to gx0, gx1): the caller posts
-    it in the step box and projects the first half; the worker, spinning in the same
-    compiled function since the last call, claims the second half's projection and
-    takes its side of every step, without Python or the GIL between the two (pair.run
+    "pair", _loops_in.PAIR_IN; ``args`` its arrays and reverse up to gx0, gx1): the caller
+    posts it in the step box and projects the first half (from more than a few rows in
+    tiles from W_ih's halves in panels kept between calls, linalg.kept_halves); the
+    worker, spinning in the same compiled function since the last call, claims the second
+    half's projection and takes its side of every step, without Python or the GIL between the two (pair.run
     hands the worker a job through the queue: a wake and the GIL each way, ~35-60 us a
     call); after it the worker spins for the next call PAIR_SPIN or PAIR_SPIN_SHARE of
     this one's time, the longer. The worker not there when the caller's projection is
@@ -180,8 +181,7 @@ def pair_in(fam, kernel, args):
         if not spinning and BOX[B_WAKE] == 0:
             _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
         T, x2d, out = args[8].shape[0], args[0], args[8]
-        kept = (kept_halves(args[1], fam.num_gates, out.shape[2])    # W_ih's halves in
-                if x2d.shape[0] > PROJECT_FEW_ROWS else _NO_KEPT)     # panels (PAIR_IN)
+        kept = kept_halves(args[1], fam.num_gates, out.shape[2], x2d.shape[0]) or _NO_KEPT
         sync = np.zeros(3 * T + 4, np.int64)
         t0 = time.perf_counter()
         with pair.one_blas_thread():             # the projections' products (pair.run)

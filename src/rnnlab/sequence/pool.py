@@ -27,8 +27,8 @@ import numpy as np
 from ..tuning import POOL_WEIGHTS_MAX, POOL_WEIGHTS_MIN
 
 ALL = weakref.WeakSet()            # every pool, for rnnlab.empty_cache()
-#: buffers kept between calls for a weight array (linalg._kept): (id(array), tag) -> (a
-#: weak reference to the array, its buffers); rnnlab.empty_cache() drops them too
+#: buffers kept between calls for weight arrays (linalg._kept): (their ids, a tag) -> (weak
+#: references to them, the buffers); rnnlab.empty_cache() drops them too
 KEPT = {}
 
 #: Buffers of ALIGN_MIN bytes or more (every scratch buffer of a lease; the parameters and
