@@ -12,7 +12,7 @@ import pytest
 
 import rnnlab
 from rnnlab import GRU, LSTM
-from rnnlab.sequence import driver, halves, kernels, pair, pair_step, pool
+from rnnlab.sequence import driver, halves, kernels, linalg, pair, pair_step, pool
 from rnnlab.train.optim import SGD
 from torch_pairs import equal_bits, one_thread, torch_pair
 
@@ -146,3 +146,33 @@ def test_batch_one_keeps_w_ih_halves_and_reads_edits(small, monkeypatch):
         assert len(pool.KEPT) == 1
     finally:
         pair_step.BOX[pair_step.B_GEN] += 1
+
+
+@needs_pair
+@pytest.mark.parametrize("N, path", [(2, "one thread"), (5, "halves"), (1, "batch 1"),
+                                     (6, "pair's batch")])
+def test_weights_too_large_to_keep_are_packed_every_call(N, path, small, monkeypatch):
+    """Weights of more than POOL_WEIGHTS_MAX bytes (here any) are not kept (a huge layer
+    would hold 3x its parameters between calls): nothing in pool.KEPT, each call packs
+    them, torch's numbers after an edit in place, on every path that keeps them."""
+    monkeypatch.setattr(linalg, "POOL_WEIGHTS_MAX", 0)
+    monkeypatch.setattr(pair_step, "PAIR_SPIN", 2.0)
+    if path == "halves":
+        monkeypatch.setattr(halves, "HALVES_MIN", 0)
+        monkeypatch.setattr(halves, "HALVES_STEP_MIN", 0)
+    if path == "pair's batch":
+        monkeypatch.setattr(linalg, "PAIR_GEMM_MIN", 0)
+        monkeypatch.setattr(kernels, "TILE_ROW_WEIGHTS", 0)
+    if path == "one thread":
+        monkeypatch.setitem(kernels._state, "threads", 1)
+    torch, tm, om = torch_pair(LSTM, {}, 5, 40, 2)
+    x = np.random.default_rng(3).standard_normal((20, N, 5)).astype(np.float32)
+    pool.KEPT.clear()
+    try:
+        _equal_torch(torch, tm, om, x)
+        om.weight_hh_l0[17, 3] = 0.5
+        om.weight_ih_l1[11, 2] = -0.5
+        _equal_torch(torch, tm, om, x)
+    finally:
+        pair_step.BOX[pair_step.B_GEN] += 1
+    assert not pool.KEPT

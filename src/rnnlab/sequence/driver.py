@@ -232,14 +232,14 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     args = (ready(inp.reshape(T * N, inp.shape[2])), ready(w.w_ih), ready(w.w_hh),
             _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)
-    wt = (kept_batch_halves(args[1], args[2], G, H)      # a batch: each thread checks
-          if gemm_rows(T, N, GH, H) else None)          # its half (pair.run)
+    wt = (kept_batch_halves(args[1], args[2], G, H, lease)    # a batch: each thread
+          if gemm_rows(T, N, GH, H) else None)               # checks its half (pair.run)
     gx = [lease.empty((0 if wt else T * N, G * b), f32) for b in B]   # batch 1's: up front
     if wt is None and sgemm_address():                  # met in the step box (pair_step)
         done = pair_in(fam, kernel, (*args, *gx))
     else:
         done = run_pair(kernel, *args, gx, wt)
-    for g in gx:
+    for g in gx + list(wt or ()):                       # (kept buffers: not the lease's)
         lease.give_back(g)
     if not done:
         return None

@@ -5,10 +5,10 @@ import weakref
 import numpy as np
 
 from ..tuning import (BLAS_ROWS, FEW_ROWS, PAIR_GEMM_MIN, PAIR_GEMM_STEPS, PAIR_ROWS,
-                      PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
+                      POOL_WEIGHTS_MAX, PROJECT_FEW_MIN, PROJECT_FEW_ROWS,
                       TRANSPOSE_BLOCK_BYTES, TRANSPOSE_BLOCKED)
 from . import kernels
-from .pool import KEPT, aligned_empty, for_weights
+from .pool import KEPT, PLAIN, aligned_empty, for_weights
 
 
 def dot(a, b, out=None):
@@ -194,16 +194,21 @@ def kept_halves(w_ih, G, H, rows):
     W_ih's bytes in all. Each call compares the half's rows with the bits it packed them
     from, bit for bit, and packs them again when any differs: a weight written in place is
     never read stale. Kept while w_ih lives, or until rnnlab.empty_cache()."""
-    if rows <= PROJECT_FEW_ROWS:
-        return None
+    if rows <= PROJECT_FEW_ROWS or w_ih.nbytes > POOL_WEIGHTS_MAX:   # (too large to keep:
+        return None                                                # OpenBLAS's, as ever)
     return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in _both_halves(H)])
 
 
-def kept_batch_halves(w_ih, w_hh, G, H):
+def kept_batch_halves(w_ih, w_hh, G, H, lease=PLAIN):
     """The two buffers in which the pair's batch path keeps each half's rows of W_ih and
     of W_hh in panels from call to call, as ``kept_halves`` (2x both weights' bytes; under
     the pair's lock): the bits of both, then the panels its loop reads (``batch_panels``);
-    each thread checks (and fills) its own half (``fill_batch_half``)."""
+    each thread checks (and fills) its own half (``fill_batch_half``). Weights of more
+    than POOL_WEIGHTS_MAX bytes together are not kept (a huge layer would hold 3x its
+    parameters): the panels alone, from ``lease``, packed every call."""
+    if w_ih.nbytes + w_hh.nbytes > POOL_WEIGHTS_MAX:
+        return [for_weights(lease, panel_shape(G * (hi - lo), w_ih.shape[1] + H),
+                            np.float32) for lo, hi in _both_halves(H)]
     return _kept((w_ih, w_hh), "batch", [[(w_ih, G, H, lo, hi), (w_hh, G, H, lo, hi)]
                                          for lo, hi in _both_halves(H)])
 
@@ -217,12 +222,17 @@ def batch_panels(buf, G, H, half, I):
 
 def fill_batch_half(buf, w_ih, w_hh, G, H, half):
     """Check ``batch_panels(buf)`` against W_ih's and W_hh's rows for half ``half``, bit
-    for bit, and pack again what differs (_tiles.kept_into; without the GIL)."""
+    for bit, and pack again what differs (_tiles.kept_into; without the GIL); a buffer of
+    the panels alone (weights too large to keep) is packed (in_panels)."""
     from ._tiles import kept_into
     lo, hi = half_units(H, half)
     J, I = G * (hi - lo), w_ih.shape[1]
     s_ih, s_hh, PI = -(-J * I // PANEL), -(-J * H // PANEL), panel_count(J) * I
     s = s_ih + s_hh
+    if buf.shape[0] == panel_count(J) * (I + H):
+        in_panels(w_ih.reshape(G, H, I), lo, hi, buf[:PI])
+        in_panels(w_hh.reshape(G, H, H), lo, hi, buf[PI:])
+        return
     kept_into(buf[:s_ih], buf[s:s + PI], w_ih, G, H, lo, hi - lo)
     kept_into(buf[s_ih:s], buf[s + PI:], w_hh, G, H, lo, hi - lo)
 
@@ -231,8 +241,9 @@ def kept_panels_of(w, lease):
     """panels_of(w) for an unrecorded call of the compiled loops, kept from call to call
     as ``kept_halves`` keeps the pair's (compared bit for bit each call; 2x w's bytes),
     one per thread that calls (the module's pools are per thread too); a weight that is
-    not C-contiguous float32 gets a copy from ``lease`` each call, as before."""
-    if w.dtype != np.float32 or not w.flags.c_contiguous:
+    not C-contiguous float32, or of more than POOL_WEIGHTS_MAX bytes (a huge layer would
+    hold 3x its parameters), gets a copy from ``lease`` each call, as before."""
+    if w.dtype != np.float32 or not w.flags.c_contiguous or w.nbytes > POOL_WEIGHTS_MAX:
         return panels_of(w, lease=lease)
     from ._tiles import kept_panels
     J = w.shape[0]

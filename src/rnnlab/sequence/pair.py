@@ -260,7 +260,7 @@ def run(kernel, x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx, wt
     weights in torch's layout; bias (G*H,) b_ih with the folded b_hh, b_rest ((G-F)*H,),
     zeros without bias; h0, c0 (N, H) (c0: h0 without a cell state); out (T, N, H), c_n
     (N, H) receive the outputs and the last c. wt: None (batch 1: dot products from
-    w_hh) or linalg.kept_batch_halves(w_ih, w_hh, G, H) (a batch: each half's loop
+    w_hh) or linalg.kept_batch_halves(w_ih, w_hh, G, H, ...) (a batch: each half's loop
     projects its rows of x2d step by step and makes its products in register tiles from
     them); gx, from the caller's lease, batch 1's halves' input projections (T*N, G*B), B
     = H // 2 and H - H // 2 (a batch: empty; from more than PROJECT_FEW_ROWS rows in

@@ -235,9 +235,10 @@ def _weight_sized(nbytes):
 
 def empty_cache():
     """``rnnlab.empty_cache()`` (torch.cuda.empty_cache's name): give back every free
-    scratch buffer of every module. Buffers a recorded forward still needs for its
-    backward stay until that record is freed (by its backward, unless retain_graph=True,
-    or by the layer's next forward)."""
+    scratch buffer of every module, and the weights' panels kept between unrecorded calls
+    (``KEPT``: made again at the next call). Buffers a recorded forward still needs for
+    its backward stay until that record is freed (by its backward, unless
+    retain_graph=True, or by the layer's next forward)."""
     for pool in list(ALL):
         pool.clear()
     KEPT.clear()
