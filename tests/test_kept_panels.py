@@ -5,8 +5,6 @@ between calls (an edit, an optimizer's step, load_state_dict) is read at the nex
 on every path that keeps them: the compiled loop on one thread (driver), a batch's rows
 in halves (halves.forward), batch 1 on the pair (pair_step.pair_in; a batch on the
 pair: tests/test_pair.py)."""
-import threading
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,7 @@ import rnnlab
 from rnnlab import GRU, LSTM
 from rnnlab.sequence import driver, halves, kernels, linalg, pair, pair_step, pool
 from rnnlab.train.optim import SGD
-from torch_pairs import equal_bits, one_thread, torch_pair
+from torch_pairs import equal_bits, in_threads, one_thread, torch_pair
 
 needs_pair = pytest.mark.skipif(not (kernels.available() and pair.possible()),
                                 reason="the pair runs on Linux x86-64, 2 CPUs, OpenBLAS")
@@ -106,21 +104,13 @@ def test_each_thread_keeps_its_own(monkeypatch):
     pool.KEPT.clear()
     for _ in range(3):
         want = one_thread(m, x)
-        got, errors = [None] * 4, []
+        got = [None] * 4
 
         def run(i):
-            try:
-                with rnnlab.no_grad():
-                    for _ in range(5):
-                        got[i] = m(x)
-            except Exception as exc:                    # pragma: no cover - reported
-                errors.append(exc)
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
+            with rnnlab.no_grad():
+                for _ in range(5):
+                    got[i] = m(x)
+        assert not in_threads(run, 4)
         for g in got:
             equal_bits(g, want)
         m.weight_hh_l0[...] *= 0.75

@@ -290,10 +290,17 @@ def project(out, x, b):
 
 
 @njit(cache=True, inline="always")
+def bit_rows(J, K):
+    """Rows of PANEL that hold the bits of W (K, J) in a kept buffer: its J columns', K a
+    column (linalg._bit_rows)."""
+    return (J * K + PANEL - 1) // PANEL
+
+
+@njit(cache=True, inline="always")
 def kept_rows(J, K):
-    """Rows of a kept buffer (kept_panels) for W (K, J): W's J columns' bits, K a column,
-    in ceil(J * K / PANEL) rows, then W in panels (panel_rows(J, K))."""
-    return (J * K + PANEL - 1) // PANEL + panel_rows(J, K)
+    """Rows of a kept buffer (kept_panels) for W (K, J): W's bits (bit_rows), then W in
+    panels (panel_rows)."""
+    return bit_rows(J, K) + panel_rows(J, K)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -302,7 +309,7 @@ def kept_panels(buf, w, G, H, lo, B):
     (g < G, u < B: a half's units, gate after gate), transposed (linalg.in_panels' layout),
     kept between calls in ``buf`` (kept_rows(G*B, K), PANEL) float32: first the bits of the
     rows it was packed from, then the panels (``kept_into``)."""
-    S = (G * B * w.shape[1] + PANEL - 1) // PANEL
+    S = bit_rows(G * B, w.shape[1])
     return kept_into(buf[:S], buf[S:], w, G, H, lo, B)
 
 

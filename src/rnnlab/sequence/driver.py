@@ -29,7 +29,7 @@ import numpy as np
 from ..cells import by_mode
 from ..tuning import BY_ROWS_FEW, BY_ROWS_STEPS, FEW_ROWS
 from .kernels import NO_BIAS, NO_STORE, cell_steps, kernel_for, ready
-from .linalg import (dot, gemm_rows, half_units, kept_batch_halves, kept_panels_of,
+from .linalg import (both_halves, dot, gemm_rows, kept_batch_halves, kept_panels_of,
                      leased_panels, per_row, per_row_wanted, project, transposed)
 from .packed import batch_sizes_for, zero_padding
 from . import halves
@@ -228,7 +228,7 @@ def _pair_forward(fam, inp, w, bias, b_rest, h0, c0, reverse, lease, pool_out):
     c0_ = h0 if c0 is None else ready(c0)
     c_n = aligned_empty(h0.shape, f32, least=0)     # its halves meet mid-row
     folded = _folded(fam, GH)
-    B = [hi - lo for lo, hi in (half_units(H, 0), half_units(H, 1))]
+    B = [hi - lo for lo, hi in both_halves(H)]
     args = (ready(inp.reshape(T * N, inp.shape[2])), ready(w.w_ih), ready(w.w_hh),
             _or_zeros(bias, GH, f32), _or_zeros(b_rest, GH - folded, f32), h0, c0_,
             reverse, out, c_n)

@@ -84,6 +84,11 @@ def half_units(H, half):
     return (0, H // 2) if half == 0 else (H // 2, H)
 
 
+def both_halves(H):
+    """(half_units(H, 0), half_units(H, 1))."""
+    return half_units(H, 0), half_units(H, 1)
+
+
 def _stripe(cols, itemsize):
     """Rows per block of a blocked transposing copy: about TRANSPOSE_BLOCK_BYTES, 16-64."""
     return min(max(TRANSPOSE_BLOCK_BYTES // (cols * itemsize), 16), 64)
@@ -183,7 +188,12 @@ def in_panels(w3, lo, hi, out=None, lease=None):
 def kept_shape(J, K):
     """The shape of a kept buffer for W (K, J) (_tiles.kept_panels): W's bits, then W in
     panels, in rows of PANEL."""
-    return -(-J * K // PANEL) + panel_count(J) * K, PANEL
+    return _bit_rows(J, K) + panel_count(J) * K, PANEL
+
+
+def _bit_rows(J, K):
+    """Rows of PANEL that hold the bits of W (K, J) in a kept buffer (_tiles.bit_rows)."""
+    return -(-J * K // PANEL)
 
 
 def kept_halves(w_ih, G, H, rows):
@@ -196,7 +206,7 @@ def kept_halves(w_ih, G, H, rows):
     never read stale. Kept while w_ih lives, or until rnnlab.empty_cache()."""
     if rows <= PROJECT_FEW_ROWS or w_ih.nbytes > POOL_WEIGHTS_MAX:   # (too large to keep:
         return None                                                # OpenBLAS's, as ever)
-    return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in _both_halves(H)])
+    return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in both_halves(H)])
 
 
 def kept_batch_halves(w_ih, w_hh, G, H, lease=PLAIN):
@@ -208,9 +218,9 @@ def kept_batch_halves(w_ih, w_hh, G, H, lease=PLAIN):
     parameters): the panels alone, from ``lease``, packed every call."""
     if w_ih.nbytes + w_hh.nbytes > POOL_WEIGHTS_MAX:
         return [for_weights(lease, panel_shape(G * (hi - lo), w_ih.shape[1] + H),
-                            np.float32) for lo, hi in _both_halves(H)]
+                            np.float32) for lo, hi in both_halves(H)]
     return _kept((w_ih, w_hh), "batch", [[(w_ih, G, H, lo, hi), (w_hh, G, H, lo, hi)]
-                                         for lo, hi in _both_halves(H)])
+                                         for lo, hi in both_halves(H)])
 
 
 def batch_panels(buf, G, H, half, I):
@@ -227,14 +237,14 @@ def fill_batch_half(buf, w_ih, w_hh, G, H, half):
     from ._tiles import kept_into
     lo, hi = half_units(H, half)
     J, I = G * (hi - lo), w_ih.shape[1]
-    s_ih, s_hh, PI = -(-J * I // PANEL), -(-J * H // PANEL), panel_count(J) * I
-    s = s_ih + s_hh
-    if buf.shape[0] == panel_count(J) * (I + H):
-        in_panels(w_ih.reshape(G, H, I), lo, hi, buf[:PI])
-        in_panels(w_hh.reshape(G, H, H), lo, hi, buf[PI:])
+    panels, PI = batch_panels(buf, G, H, half, I), panel_count(J) * I
+    s, s_ih = buf.shape[0] - panels.shape[0], _bit_rows(J, I)
+    if s == 0:
+        in_panels(w_ih.reshape(G, H, I), lo, hi, panels[:PI])
+        in_panels(w_hh.reshape(G, H, H), lo, hi, panels[PI:])
         return
-    kept_into(buf[:s_ih], buf[s:s + PI], w_ih, G, H, lo, hi - lo)
-    kept_into(buf[s_ih:s], buf[s + PI:], w_hh, G, H, lo, hi - lo)
+    kept_into(buf[:s_ih], panels[:PI], w_ih, G, H, lo, hi - lo)
+    kept_into(buf[s_ih:s], panels[PI:], w_hh, G, H, lo, hi - lo)
 
 
 def kept_panels_of(w, lease):
@@ -251,10 +261,6 @@ def kept_panels_of(w, lease):
     return kept_panels(buf, w, 1, J, 0, J)
 
 
-def _both_halves(H):
-    return half_units(H, 0), half_units(H, 1)
-
-
 def _kept(weights, tag, buffers):
     """pool.KEPT's buffers for ``weights`` (C-contiguous float32) under ``tag``: for each
     buffer its parts (w, G, H, lo, hi), the rows lo:hi of each gate of w (G*H, K), whose
@@ -267,7 +273,7 @@ def _kept(weights, tag, buffers):
         return entry[1]
     bufs = []
     for parts in buffers:
-        seen = [-(-G * (hi - lo) * w.shape[1] // PANEL) for w, G, H, lo, hi in parts]
+        seen = [_bit_rows(G * (hi - lo), w.shape[1]) for w, G, H, lo, hi in parts]
         rows = sum(seen) + sum(panel_count(G * (hi - lo)) * w.shape[1]
                                for w, G, H, lo, hi in parts)
         buf, at = aligned_empty((rows, PANEL), np.float32, least=0), 0
