@@ -328,7 +328,9 @@ def test_a_low_share_cools_the_pair_down(monkeypatch, small):
     assert pair._state["cool"] > pair.time.monotonic() + 30
     assert (pair._state["last"][:80] == 1).all()
     with rnnlab.no_grad():
-        np.testing.assert_allclose(m(x)[0], y, rtol=1e-6)  # alone while cooling down
+        # alone while cooling down: the one-thread loop, its sums in another order than
+        # the pair's dot products (1.1e-6 relative apart on an Intel Xeon, session 20)
+        np.testing.assert_allclose(m(x)[0], y, rtol=1e-5, atol=1e-7)
     assert small == [True, True]
 
 

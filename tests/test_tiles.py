@@ -108,6 +108,43 @@ def test_w_t_in_panels_gives_the_plain_layouts_bits(M, K, J, seed, special):
     np.testing.assert_array_equal(strided, whole)
 
 
+@pytest.mark.parametrize("extra, layout", [(-1, "plain"), (3, "panels"), (3, "plain"),
+                                           (257, "panels")])
+def test_sums_in_chunks_of_kc_rows_are_one_fma_after_another(extra, layout):
+    """8-row tiles take b by KC rows at a time (in L1 while every block passes), going on
+    from the stored sums: each element still one fma after another in k order, in both
+    layouts, the rows past the 8-row blocks and the columns past the tiles included."""
+    K = _tiles().KC + extra
+    c, a, b = _data(10, K, 35, seed=extra + 5)
+    bp = linalg.panels_of(np.ascontiguousarray(b.T)) if layout == "panels" else b
+    got = c.copy()
+    _tiles().product(got, a, bp)
+    np.testing.assert_array_equal(got, _exact(c, a, b))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 19), st.sampled_from([0, 1, 7, 300]), st.integers(1, 75),
+       st.integers(0, 3), st.booleans(), st.booleans())
+def test_product_from_starts_the_sums_from_d(M, K, J, seed, panels, strided_d):
+    """product_from(c, d, a, b): c = d + a @ b, the bits of copying d into c and adding
+    a @ b there (the compiled loops' bias rows and projections start their sums from
+    them so), d untouched; d may be c itself, or a view whose rows lie apart."""
+    c, a, b = _data(M, K, J, seed)
+    d_rows = np.random.default_rng(seed).standard_normal((M, J + 9)).astype(np.float32)
+    d = d_rows[:, 3:3 + J] if strided_d else np.ascontiguousarray(d_rows[:, :J])
+    d_before = d.copy()
+    bp = linalg.panels_of(np.ascontiguousarray(b.T)) if panels and K else b
+    want = d.copy()
+    _tiles().product(want, a, bp)
+    got = c.copy()
+    _tiles().product_from(got, d, a, bp)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(d, d_before)
+    same = d.copy()
+    _tiles().product_from(same, same, a, bp)
+    np.testing.assert_array_equal(same, want)
+
+
 @pytest.mark.parametrize("G, H, K, half", [(4, 6, 5, 0), (3, 64, 3, 1), (4, 70, 2, 1),
                                            (1, 33, 1, 0)])
 def test_the_pairs_halves_in_panels(G, H, K, half):

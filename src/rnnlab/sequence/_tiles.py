@@ -23,6 +23,8 @@ columns are split (between threads, halves, tiles).
   b's columns 32p:32p+32; told apart by its 32 columns where c has more): a tile then
   reads 128-byte rows one after another, not 128 bytes from each of K rows a row of b
   apart (a new page every 1-8 k: LSTM (200, 128, 512, 512) 604 -> 528 ms);
+- ``product_from(c, d, a, b)``: c = d + a @ b, the sums started from d's values (the
+  same bits as copying d into c first; the loops' bias rows and projections);
 - ``fma32(x, y, z)``: x * y + z rounded once (llvm.fma), the scalar loop's step.
 """
 import numpy as np
@@ -39,13 +41,14 @@ def _f32_2d(t):
 
 
 def _tile(MR, NV):
-    """The intrinsic c[m:m+MR, j:j+16*NV] += a[m:m+MR] @ b[:, j:j+16*NV] (K = a's
-    columns; rows of each array contiguous: the caller checks); b's column j starts
-    (j >> 5) * ps + (j & 31) elements into its data (ps = 32: plain; ``product``)."""
+    """The intrinsic c[m:m+MR, j:j+16*NV] = d[m:m+MR, j:j+16*NV] + a[m:m+MR] @ b[:,
+    j:j+16*NV] (K = a's columns; rows of each array contiguous: the caller checks; d may
+    be c itself); b's column j starts (j >> 5) * ps + (j & 31) elements into its data (ps
+    = 32: plain; ``product``)."""
     NR = LANES * NV
 
-    def typer(typingctx, c, a, b, m, j, ps):
-        if not (_f32_2d(c) and _f32_2d(a) and _f32_2d(b) and all(
+    def typer(typingctx, c, d, a, b, m, j, ps):
+        if not (_f32_2d(c) and _f32_2d(d) and _f32_2d(a) and _f32_2d(b) and all(
                 isinstance(x, types.Integer) for x in (m, j, ps))):
             return None
 
@@ -54,14 +57,15 @@ def _tile(MR, NV):
             vec = ir.VectorType(f32, LANES)
             vptr = vec.as_pointer()
             arrays = [context.make_array(sig.args[i])(context, builder, args[i])
-                      for i in range(3)]
+                      for i in (0, 2, 3, 1)]                # c, a, b, d
             step = [builder.sdiv(cgutils.unpack_tuple(builder, x.strides)[0], i64(4))
                     for x in arrays]                        # row strides in elements
             K = cgutils.unpack_tuple(builder, arrays[1].shape)[1]
-            m0 = context.cast(builder, args[3], sig.args[3], types.int64)
-            j0 = context.cast(builder, args[4], sig.args[4], types.int64)
-            ps = context.cast(builder, args[5], sig.args[5], types.int64)
+            m0 = context.cast(builder, args[4], sig.args[4], types.int64)
+            j0 = context.cast(builder, args[5], sig.args[5], types.int64)
+            ps = context.cast(builder, args[6], sig.args[6], types.int64)
             c0 = builder.gep(arrays[0].data, [builder.add(builder.mul(m0, step[0]), j0)])
+            d0 = builder.gep(arrays[3].data, [builder.add(builder.mul(m0, step[3]), j0)])
             a0 = builder.gep(arrays[1].data, [builder.mul(m0, step[1])])
 
             def at_b(v):                # column j0 + 16 v of b's row 0: in its panel
@@ -72,11 +76,10 @@ def _tile(MR, NV):
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
 
-            def at_c(r, v):
-                ptr = builder.gep(c0, [builder.add(builder.mul(i64(r), step[0]),
-                                                   i64(v * LANES))])
+            def at_c(r, v, base=c0, s=step[0]):
+                ptr = builder.gep(base, [builder.add(builder.mul(i64(r), s), i64(v * LANES))])
                 return builder.bitcast(ptr, vptr)
-            first = [[builder.load(at_c(r, v), align=4) for v in range(NV)]
+            first = [[builder.load(at_c(r, v, d0, step[3]), align=4) for v in range(NV)]
                      for r in range(MR)]
             before = builder.block
             loop = builder.append_basic_block("tile.k")
@@ -118,7 +121,7 @@ def _tile(MR, NV):
                 for v in range(NV):
                     builder.store(last[r][v], at_c(r, v), align=4)
             return context.get_dummy_value()
-        return types.void(c, a, b, m, j, ps), codegen
+        return types.void(c, d, a, b, m, j, ps), codegen
     typer.__name__ = typer.__qualname__ = f"tile_{MR}x{NR}"
     return intrinsic(typer)
 
@@ -146,6 +149,13 @@ tile_1x32, tile_1x16 = _tile(1, 2), _tile(1, 1)
 #: side, which must not import numba)
 PANEL = 32
 
+#: rows of b that 8-row tiles take at a time (``product_from``): 32 columns of 256 rows,
+#: 32 KB, stay in L1 while every block of rows passes; a K = 512 layer's whole panel (64
+#: KB) did not (a 48 KB L1: (64, 512) x (512, 1024) 434-459 us against 453-484, three
+#: alternated runs; BENCHMARKS.md, session 20). The sums go on in k order from the stored
+#: float32: the same bits.
+KC = 256
+
 
 @njit(cache=True, inline="always")
 def panel_rows(J, K):
@@ -159,14 +169,14 @@ compiled = njit(cache=True, error_model="numpy")
 
 
 @compiled
-def _scalar(c, a, b, j_from, panels):
-    """c[:, j_from:] += a @ b[:, j_from:], one fma32 after another in k order (b in
-    panels of 32 columns, ``product``, when ``panels``)."""
+def _scalar(c, d, a, b, j_from, panels):
+    """c[:, j_from:] = d[:, j_from:] + a @ b[:, j_from:], one fma32 after another in k
+    order (b in panels of 32 columns, ``product``, when ``panels``)."""
     M, K = a.shape
     for n in range(M):
         for j in range(j_from, c.shape[1]):
             r, i = (((j >> 5) * K, j & 31) if panels else (0, j))
-            s = c[n, j]
+            s = d[n, j]
             for k in range(K):
                 s = fma32(a[n, k], b[r + k, i], s)
             c[n, j] = s
@@ -174,8 +184,15 @@ def _scalar(c, a, b, j_from, panels):
 
 @compiled
 def product(c, a, b):
-    """c += a @ b: float32 (M, J), (M, K), (K, J); see the module's docstring. Blocks of 8
-    rows by 32 columns, b's 32 columns serving every block while in L1; the last rows
+    """c += a @ b: float32 (M, J), (M, K), (K, J); see the module's docstring."""
+    product_from(c, c, a, b)
+
+
+@compiled
+def product_from(c, d, a, b):
+    """c = d + a @ b, d (M, J) float32 too (c itself, or an array c does not overlap):
+    the sums start from d's values, no copy of d into c first (the same bits). Blocks of
+    8 rows by 32 columns, b's 32 columns serving every block while in L1; the last rows
     in blocks of 4, 2, 1 by 64, 128, 256 columns (always 16 sums in registers: fewer
     would wait on the fused multiply-adds' latency, and read b in shorter runs)."""
     M, J = c.shape
@@ -183,31 +200,37 @@ def product(c, a, b):
     # column j starts (j >> 5) * ps + (j & 31) elements in; plain, ps = 32 (column j at j)
     panels = b.shape[1] == PANEL < J
     ps = a.shape[1] * (b.strides[0] // 4) if panels else PANEL
-    if c.strides[1] != 4 or a.strides[1] != 4 or b.strides[1] != 4:
-        _scalar(c, a, b, 0, panels)
+    if c.strides[1] != 4 or d.strides[1] != 4 or a.strides[1] != 4 or b.strides[1] != 4:
+        _scalar(c, d, a, b, 0, panels)
         return
     m8 = M - M % 8
+    K = a.shape[1]
     if m8 > 0:
         j = 0
-        while j + 32 <= J:
-            for m in range(0, m8, 8):
-                tile_8x32(c, a, b, m, j, ps)
+        while j + 32 <= J:          # by KC rows of b's 32 columns (in L1 for all blocks)
+            for k0 in range(0, K, KC):
+                ak, bk = a[:, k0:min(k0 + KC, K)], b[k0:]
+                for m in range(0, m8, 8):       # the sums go on from c's after the first
+                    if k0 == 0:
+                        tile_8x32(c, d, ak, bk, m, j, ps)
+                    else:
+                        tile_8x32(c, c, ak, bk, m, j, ps)
             j += 32
         if j + 16 <= J:
             for m in range(0, m8, 8):
-                tile_8x16(c, a, b, m, j, ps)
+                tile_8x16(c, d, a, b, m, j, ps)
             j += 16
         if j < J:
-            _scalar(c[:m8], a[:m8], b, j, panels)
+            _scalar(c[:m8], d[:m8], a[:m8], b, j, panels)
     m = m8
     if m + 4 <= M:
-        _four(c, a, b, m, ps, panels)
+        _four(c, d, a, b, m, ps, panels)
         m += 4
     if m + 2 <= M:
-        _two(c, a, b, m, ps, panels)
+        _two(c, d, a, b, m, ps, panels)
         m += 2
     if m < M:
-        _one(c, a, b, m, ps, panels)
+        _one(c, d, a, b, m, ps, panels)
 
 
 # _four, _two and _one walk the columns alike, each with its own tiles (an intrinsic per
@@ -215,60 +238,60 @@ def product(c, a, b):
 # width) at run time measured slower on few rows (1 x 1024 columns 14.5 against 13.3
 # us, 3 rows 30 against 22-25): kept apart.
 @compiled
-def _four(c, a, b, m, ps, panels):
+def _four(c, d, a, b, m, ps, panels):
     J, j = c.shape[1], 0
     while j + 64 <= J:
-        tile_4x64(c, a, b, m, j, ps)
+        tile_4x64(c, d, a, b, m, j, ps)
         j += 64
     if j + 32 <= J:
-        tile_4x32(c, a, b, m, j, ps)
+        tile_4x32(c, d, a, b, m, j, ps)
         j += 32
     if j + 16 <= J:
-        tile_4x16(c, a, b, m, j, ps)
+        tile_4x16(c, d, a, b, m, j, ps)
         j += 16
     if j < J:
-        _scalar(c[m:m + 4], a[m:m + 4], b, j, panels)
+        _scalar(c[m:m + 4], d[m:m + 4], a[m:m + 4], b, j, panels)
 
 
 @compiled
-def _two(c, a, b, m, ps, panels):
+def _two(c, d, a, b, m, ps, panels):
     J, j = c.shape[1], 0
     while j + 128 <= J:
-        tile_2x128(c, a, b, m, j, ps)
+        tile_2x128(c, d, a, b, m, j, ps)
         j += 128
     if j + 64 <= J:
-        tile_2x64(c, a, b, m, j, ps)
+        tile_2x64(c, d, a, b, m, j, ps)
         j += 64
     if j + 32 <= J:
-        tile_2x32(c, a, b, m, j, ps)
+        tile_2x32(c, d, a, b, m, j, ps)
         j += 32
     if j + 16 <= J:
-        tile_2x16(c, a, b, m, j, ps)
+        tile_2x16(c, d, a, b, m, j, ps)
         j += 16
     if j < J:
-        _scalar(c[m:m + 2], a[m:m + 2], b, j, panels)
+        _scalar(c[m:m + 2], d[m:m + 2], a[m:m + 2], b, j, panels)
 
 
 @compiled
-def _one(c, a, b, m, ps, panels):
+def _one(c, d, a, b, m, ps, panels):
     J, j = c.shape[1], 0
     while j + 256 <= J:
-        tile_1x256(c, a, b, m, j, ps)
+        tile_1x256(c, d, a, b, m, j, ps)
         j += 256
     if j + 128 <= J:
-        tile_1x128(c, a, b, m, j, ps)
+        tile_1x128(c, d, a, b, m, j, ps)
         j += 128
     if j + 64 <= J:
-        tile_1x64(c, a, b, m, j, ps)
+        tile_1x64(c, d, a, b, m, j, ps)
         j += 64
     if j + 32 <= J:
-        tile_1x32(c, a, b, m, j, ps)
+        tile_1x32(c, d, a, b, m, j, ps)
         j += 32
     if j + 16 <= J:
-        tile_1x16(c, a, b, m, j, ps)
+        tile_1x16(c, d, a, b, m, j, ps)
         j += 16
     if j < J:
-        _scalar(c[m:m + 1], a[m:m + 1], b, j, panels)
+        _scalar(c[m:m + 1], d[m:m + 1], a[m:m + 1], b, j, panels)
 
 
 #: rows of a projection per pass (project): 64 rows of x and of out, and b, stay in a
