@@ -40,11 +40,13 @@ def _f32_2d(t):
     return isinstance(t, types.Array) and t.dtype == types.float32 and t.ndim == 2
 
 
-def _tile(MR, NV):
+def _tile(MR, NV, ahead=0):
     """The intrinsic c[m:m+MR, j:j+16*NV] = d[m:m+MR, j:j+16*NV] + a[m:m+MR] @ b[:,
     j:j+16*NV] (K = a's columns; rows of each array contiguous: the caller checks; d may
     be c itself); b's column j starts (j >> 5) * ps + (j & 31) elements into its data (ps
-    = 32: plain; ``product``)."""
+    = 32: plain; ``product``). ahead > 0: each k also asks for b's row k + ahead (its
+    cache lines, llvm.prefetch: a hint, never a fault past b's end), for tiles that
+    stream b from L2."""
     NR = LANES * NV
 
     def typer(typingctx, c, d, a, b, m, j, ps):
@@ -92,6 +94,14 @@ def _tile(MR, NV):
             kb = builder.mul(k, step[2])
             bv = [builder.load(builder.bitcast(builder.gep(b0[v], [kb]), vptr), align=4)
                   for v in range(NV)]
+            if ahead:
+                i8p = ir.IntType(8).as_pointer()
+                pf = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                    ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+                kp = builder.mul(builder.add(k, i64(ahead)), step[2])
+                for v in range(NV):      # read, high locality, data
+                    builder.call(pf, [builder.bitcast(builder.gep(b0[v], [kp]), i8p),
+                                      i32(0), i32(3), i32(1)])
             undef, lane0 = ir.Constant(vec, ir.Undefined), ir.Constant(i32, 0)
             splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
             new = []
@@ -122,7 +132,7 @@ def _tile(MR, NV):
                     builder.store(last[r][v], at_c(r, v), align=4)
             return context.get_dummy_value()
         return types.void(c, d, a, b, m, j, ps), codegen
-    typer.__name__ = typer.__qualname__ = f"tile_{MR}x{NR}"
+    typer.__name__ = typer.__qualname__ = f"tile_{MR}x{NR}" + ("p" if ahead else "")
     return intrinsic(typer)
 
 
@@ -139,8 +149,16 @@ def fma32(typingctx, x, y, z):
     return types.float32(x, y, z), codegen
 
 
-tile_8x32, tile_8x16 = _tile(8, 2), _tile(8, 1)
-tile_4x64, tile_4x32, tile_4x16 = _tile(4, 4), _tile(4, 2), _tile(4, 1)
+#: rows of b a tile that streams b from L2 asks for ahead of the one it reads: the first
+#: 8-row block of each panel (the later ones find it in L1) and the 4-row tiles. Scratch
+#: `prod3.py` (session 20), us, these / none: (8, 256) x (256, 1024) 26.3-27.5 / 34.5-36,
+#: (8, 128) x (128, 512) 6.5 / 7.5-7.8, (32, 256) x (256, 1024) 104 / 113-115; every
+#: 8-row block asking: (64, 256) x (256, 512) 99-103 / 97-100 (so only the first). Not
+#: the 2- and 1-row tiles: their loads already keep up with their multiply-adds alone.
+AHEAD = 8
+
+tile_8x32, tile_8x16, tile_8x32p = _tile(8, 2), _tile(8, 1), _tile(8, 2, AHEAD)
+tile_4x64, tile_4x32, tile_4x16 = _tile(4, 4, AHEAD), _tile(4, 2, AHEAD), _tile(4, 1, AHEAD)
 tile_2x128, tile_2x64, tile_2x32, tile_2x16 = _tile(2, 8), _tile(2, 4), _tile(2, 2), _tile(2, 1)
 tile_1x256, tile_1x128, tile_1x64 = _tile(1, 16), _tile(1, 8), _tile(1, 4)
 tile_1x32, tile_1x16 = _tile(1, 2), _tile(1, 1)
@@ -211,8 +229,12 @@ def product_from(c, d, a, b):
             for k0 in range(0, K, KC):
                 ak, bk = a[:, k0:min(k0 + KC, K)], b[k0:]
                 for m in range(0, m8, 8):       # the sums go on from c's after the first
-                    if k0 == 0:
+                    if k0 == 0 and m == 0:      # (the first block asks for b ahead)
+                        tile_8x32p(c, d, ak, bk, m, j, ps)
+                    elif k0 == 0:
                         tile_8x32(c, d, ak, bk, m, j, ps)
+                    elif m == 0:
+                        tile_8x32p(c, c, ak, bk, m, j, ps)
                     else:
                         tile_8x32(c, c, ak, bk, m, j, ps)
             j += 32
