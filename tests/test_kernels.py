@@ -1,6 +1,7 @@
 """The compiled float32 loops (rnnlab/sequence/kernels.py, numba): their exp /
 sigmoid / tanh, and the layers through them (inference, training, steps) against the NumPy
 path and torch."""
+import os
 import warnings
 
 import numpy as np
@@ -59,6 +60,79 @@ def test_compiled_functions_within_a_few_ulps(which, ref):
 def _rowdots_both_ways(a, b, w, r0, v):
     _compiled._rowdots(a, 0, w, r0, a.shape[0], v, False)
     _compiled._rowdots(b, 0, w, r0, b.shape[0], v, True)
+
+
+def _doubled_in(width, monkeypatch):
+    """A fresh (uncached) compiled loop calling _compiled.wide() with WIDE_VECTORS =
+    width: its LLVM IR."""
+    from numba import njit
+    monkeypatch.setattr(_compiled, "WIDE_VECTORS", width)
+
+    @njit(error_model="numpy")
+    def doubled(a):
+        _compiled.wide()
+        for i in range(a.shape[0]):
+            a[i] = a[i] * np.float32(2.0)
+    a = np.arange(40, dtype=np.float32)
+    doubled(a)
+    np.testing.assert_array_equal(a, 2 * np.arange(40, dtype=np.float32))
+    return next(iter(doubled.inspect_llvm().values()))
+
+
+def test_wide_asks_llvm_for_512_bit_lanes_in_its_caller(monkeypatch):
+    """_compiled.wide() puts "prefer-vector-width" on the function that calls it (LLVM then
+    vectorises that function's loops in 512-bit lanes on AVX-512 cores), and nothing with
+    tuning.WIDE_VECTORS = 0."""
+    assert '"prefer-vector-width"="512"' in _doubled_in(512, monkeypatch)
+    assert "prefer-vector-width" not in _doubled_in(0, monkeypatch)
+
+
+_SAME_BITS = """
+import sys, numpy as np
+from rnnlab.sequence import _compiled
+_compiled.WIDE_VECTORS = int(sys.argv[2])
+import rnnlab
+from rnnlab.nn import make_layer
+rng, out = np.random.default_rng(0), {}
+rnnlab.set_num_threads(1)        # the lane-by-lane loops only (the pair's sum in any order)
+for kind in ("lstm", "gru", "rnn"):
+    for T, N, I, H in [(9, 1, 5, 40), (6, 7, 24, 33), (5, 16, 48, 64)]:
+        m = make_layer(kind, I, H, seed=1, dtype=np.float32)
+        x = rng.standard_normal((T, N, I)).astype(np.float32)
+        y = m(x)[0]
+        out[f"{kind}{T}{N}y"] = np.array(y)
+        dx = m.backward(rng.standard_normal(y.shape).astype(np.float32))
+        out[f"{kind}{T}{N}dx"] = np.array(dx[0] if isinstance(dx, tuple) else dx)
+        for name, g in m.grads.items():
+            out[f"{kind}{T}{N}{name}"] = np.array(g)
+    cell = getattr(rnnlab, kind.upper() + "Cell")(12, 20, seed=2, dtype=np.float32)
+    h = cell(rng.standard_normal((3, 12)).astype(np.float32))
+    out[kind + "cell"] = np.array(h[0] if isinstance(h, tuple) else h)
+lstm = rnnlab.LSTM(12, 20, proj_size=6, seed=3, dtype=np.float32)     # the driver's loop
+out["proj"] = np.array(lstm(rng.standard_normal((5, 3, 12)).astype(np.float32))[0])
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.slow
+def test_wide_lanes_give_the_same_bits(tmp_path):
+    """The loops wide() marks compute lane by lane (no sums in any order): compiled with
+    WIDE_VECTORS = 512 and with 0, in fresh processes and caches, their outputs and
+    gradients (sequence, cell, the driver's step loop) are the same bits."""
+    import subprocess
+    import sys
+    script = tmp_path / "bits.py"
+    script.write_text(_SAME_BITS)
+    got = {}
+    for width in (512, 0):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache{width}"))
+        subprocess.run([sys.executable, str(script), str(tmp_path / f"{width}.npz"),
+                        str(width)], check=True, env=env, timeout=600)
+        got[width] = np.load(tmp_path / f"{width}.npz")
+    assert len(got[512].files) > 30
+    for name in got[512].files:
+        np.testing.assert_array_equal(got[512][name].view(np.uint32),
+                                      got[0][name].view(np.uint32), err_msg=name)
 
 
 @pytest.mark.parametrize("count", [1, 7, 8, 13, 16, 37])

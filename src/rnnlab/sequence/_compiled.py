@@ -28,6 +28,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ..tuning import WIDE_VECTORS
 from ._atomics import atomic_load, cpu_relax, sched_yield, ticks
 from ._tiles import product, product_from, project
 
@@ -41,6 +42,23 @@ ONE, TWO, HALF, ZERO = f32(1.0), f32(2.0), f32(0.5), f32(0.0)
 HI, LO, SMALL = f32(88.0), f32(-87.0), f32(0.625)
 UNDER = f32(-88.72283935546875)        # -log(FLT_MAX): below it float32 exp(-x) overflows
 
+
+@intrinsic
+def wide(typingctx):
+    """Asks LLVM to prefer tuning.WIDE_VECTORS-bit vectors in the function that calls it
+    (the attribute "prefer-vector-width" on it; nothing when 0, or where llvmlite's
+    function attributes cannot take it: only speed is at stake). Loops whose vectorised
+    code is lane by lane give the same bits at any width; sums in any order (reassoc) do
+    not (tuning.py says which loops call it)."""
+    def codegen(context, builder, sig, args):
+        if WIDE_VECTORS:
+            try:        # llvmlite checks its own names only: a string attribute as is
+                set.add(builder.function.attributes,
+                        f'"prefer-vector-width"="{int(WIDE_VECTORS)}"')
+            except (AttributeError, TypeError):
+                pass
+        return context.get_dummy_value()
+    return types.void(), codegen
 
 @intrinsic
 def _i32_as_f32(typingctx, x):

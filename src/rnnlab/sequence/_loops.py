@@ -2,12 +2,9 @@
 _compiled.specialise compiles per family (kernels.py says where each runs). Each leaves
 these names open, bound per family: G, F, S, CB (ints: gates, folded gates, store blocks,
 c' block), HAS_C, DIRECT (bools: a cell state; a direct path from h to h'), FORWARD_UNITS
-and BACK_UNITS (the family's scalar units; the row layouts they read and write are in
-cells/family.py).
-
-A unit loop writes into few arrays and its flags are constants per call site, so that
-LLVM vectorises it (a loop storing into many arrays, or under a runtime flag, is not:
-measured up to 25% slower).
+and BACK_UNITS (the family's scalar units; their rows' layouts: cells/family.py). A unit
+loop writes into few arrays, its flags constants per call site, so that LLVM vectorises
+it (many arrays, or a runtime flag: up to 25% slower); ``wide()`` first: in 512-bit lanes.
 """
 # ruff: noqa: F821
 # flake8: noqa: F821
@@ -16,7 +13,7 @@ from numba import carray, prange
 
 from ..tuning import PAIR_STEAL
 from ._atomics import atomic_add, atomic_cas, atomic_load, atomic_xchg, f32_at, ticks
-from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32, inline
+from ._compiled import _copy, _recurrent, _rowdots, _wait_for, f32, inline, wide
 from ._loops_in import PAIR_IN, SEQ_IN_ROWS, SEQUENCE_IN  # noqa: F401  (_compiled.SHAPES)
 from ._loops_in import _claim_or_wait, _enter, _look, _post_nine, _served
 from ._tiles import panel_rows
@@ -34,6 +31,7 @@ def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, r
     store (T, N, S*H), the NumPy step's layout (store is not touched otherwise). Only rows
     lo:hi are read and written (lo even: rows are computed in pairs from lo, as the whole
     call pairs them, so a range gives the whole call's bits; halves.py)."""
+    wide()
     T, N, GH = gx.shape
     H = GH // G
     FH = F * H
@@ -75,19 +73,18 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     projection, 0 (being computed), 1 (ready) or 2 (failed: return at once), sync[3 T +
     3] the first half's (and, for a batch, each half's packed rows of W_hh with it);
     sync[3 T + 1 + p]: thread p has arrived (until the other has, a thread takes both
-    halves at once).
-    gx0, gx1 (T*N, G*B0 / G*B1): each half's x W_ih^T, without biases, a row per step
+    halves at once). gx0, gx1 (T*N, G*B0 / G*B1): each half's x W_ih^T, without biases, a row per step
     and batch row, its gates one after the other (B0 = H // 2 units, B1 the rest); w_hh
     (G*H, H) torch's layout (each half reads its own rows, which stay in its core's
-    cache); bias (G*H,): b_ih with the folded b_hh; b_rest
-    ((G-F)*H,); h0, c0 (N, H) (c0: any (N, H) array without a cell state); out (T, N, H);
-    c_n (N, H) receives the last c. wt0, wt1 empty: each row's products from W_hh by dot
+    cache); bias (G*H,): b_ih with the folded b_hh; b_rest ((G-F)*H,); h0, c0 (N, H) (c0:
+    any (N, H) array without a cell state); out (T, N, H); c_n (N, H) receives the last c. wt0, wt1 empty: each row's products from W_hh by dot
     products (batch 1: the half of W_hh stays in L2); else a batch of rows, gx0 and gx1
     empty and x2d (T*N, I) the input: each half projects its step's rows of x2d and makes
     the products of all rows at once, both in register tiles (_tiles.product: no
     projection of every step written out and read back, which both threads' memory
     traffic slowed), from wt0 / wt1: the half's rows of W_ih, transposed, gate by gate,
     then its rows of W_hh the same way, each in panels (linalg.batch_panels)."""
+    wide()
     T, N, H = out.shape
     FH = F * H
     Bm = H - H // 2
@@ -176,6 +173,7 @@ def PAIR_BATCH(X, A, bx, brest, x_t, wt, I, prev, cprev, out_t, c_n, u, cs, lo, 
     """One half's step of a batch on the pair (SEQUENCE_PAIR): bias + x_t W_ih^T into X,
     + h W_hh^T into A, in register tiles, then the units, as SEQUENCE_IN's step. Compiled
     on its own (_compiled.CALLED): inside SEQUENCE_PAIR it cost the batch-1 loop ~4%."""
+    wide()
     N = prev.shape[0]
     Xh = X[:N * G * B].reshape(N, G * B)
     Ah = A[:N * G * B].reshape(N, G * B)
@@ -198,6 +196,7 @@ def SEQUENCE_BACK(dout, has_dout, dh, dc, acts, store, h0, c0, out, w_hh, revers
     (G*H, H) in panels (linalg.in_panels of W_hh^T); dgx (T, N, G*H) receives d(x W_ih^T
     + b_ih), dgr (T, N, (G-F)*H) the d(h W_h + b_h) of the gates past F. Only rows lo:hi
     (lo even, as SEQUENCE's)."""
+    wide()
     T, N, GH = acts.shape
     H = GH // G
     FH = F * H
@@ -237,6 +236,7 @@ def STEP(gx, gh, bias, b_rest, h, c, h_new, store):
     family step's arguments: gx = x W_ih^T, gh = h W_hh^T without biases; bias (G*H,):
     b_ih with the folded b_hh; b_rest ((G-F)*H,): the other b_hh. Leaves the gate values
     in gx and the stored values in store, as the NumPy step."""
+    wide()
     N, GH = gx.shape
     H = GH // G
     FH = F * H
@@ -256,6 +256,7 @@ def STEP(gx, gh, bias, b_rest, h, c, h_new, store):
 def BACK_STEP(dh_new, dc_new, acts, store, h, c, dgx, dgr, direct, dc_prev):
     """One back step of N rows with the family back's results: dgx, dgr, the direct dh
     and dc_prev (cell state only)."""
+    wide()
     N, GH = acts.shape
     H = GH // G
     FH = F * H
@@ -280,6 +281,7 @@ def CELL(ax, ah, has_h, b_ih, b_hh, h, c, h_new, c_new):
     [x | h] [W_ih | W_hh]^T, folded families only); b_ih, b_hh (G*H,) (zeros without
     bias); h, c (N, H) (c: any (N, H) array without a cell state). Writes h_new (and
     c_new)."""
+    wide()
     N, GH = ax.shape
     H = GH // G
     FH = F * H

@@ -15,7 +15,7 @@ from numba import carray
 from ..tuning import PROJECT_FEW_MIN, PROJECT_FEW_ROWS
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, i64_at, sched_yield, sgemm_nt, ticks)
-from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few
+from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few, wide
 from ._tiles import PANEL, kept_panels, kept_rows, panel_rows, project
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_FN, B_GEN, B_H, B_I, B_MORE,
                    B_N, B_REV, B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
@@ -140,6 +140,7 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
     No Python and no GIL between the two threads: a posted request is met by a spinning
     worker in well under a microsecond (a job through the pair's queue: a wake and two
     GIL hand-overs, 30-50 us each way here)."""
+    wide()                              # 512-bit lanes (_compiled.wide)
     s, stage, res, seen = atomic_load(box, B_SEQ) + 1, 0, 0, -1
     N = x.shape[1]
     m = 2 * ((N + 2) // 4)
@@ -244,6 +245,7 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
 
     The loop's own rules hold in every role: a half the other thread has not claimed in
     time is taken (time, never a result), so the caller alone always finishes."""
+    wide()                              # 512-bit lanes (_compiled.wide)
     s, res, seen, alone = atomic_load(box, B_SEQ) + 1, 0, -1, role == 0
     p = role - 3 if role >= 3 else (1 if role == 2 else 0)
     T, H = out.shape[0], out.shape[2]
