@@ -145,6 +145,17 @@ def test_product_from_starts_the_sums_from_d(M, K, J, seed, panels, strided_d):
     np.testing.assert_array_equal(same, want)
 
 
+def test_product_from_with_no_k_is_d():
+    """K = 0 (nothing to add): c = d, in every tile and the scalar loop (a and b views
+    whose rows lie apart, as slices of the loops' arrays: the tiles' path)."""
+    c, _, _ = _data(13, 0, 70)
+    a, b = np.ones((13, 5), np.float32)[:, :0], np.ones((3, 70), np.float32)[:0]
+    assert a.strides[1] == b.strides[1] == 4
+    d = np.random.default_rng(1).standard_normal((13, 70)).astype(np.float32)
+    _tiles().product_from(c, d, a, b)
+    np.testing.assert_array_equal(c, d)
+
+
 @pytest.mark.parametrize("G, H, K, half", [(4, 6, 5, 0), (3, 64, 3, 1), (4, 70, 2, 1),
                                            (1, 33, 1, 0)])
 def test_the_pairs_halves_in_panels(G, H, K, half):

@@ -73,17 +73,17 @@ def SEQUENCE_PAIR(gx0, gx1, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, sync,
     projection, 0 (being computed), 1 (ready) or 2 (failed: return at once), sync[3 T +
     3] the first half's (and, for a batch, each half's packed rows of W_hh with it);
     sync[3 T + 1 + p]: thread p has arrived (until the other has, a thread takes both
-    halves at once). gx0, gx1 (T*N, G*B0 / G*B1): each half's x W_ih^T, without biases, a row per step
-    and batch row, its gates one after the other (B0 = H // 2 units, B1 the rest); w_hh
-    (G*H, H) torch's layout (each half reads its own rows, which stay in its core's
-    cache); bias (G*H,): b_ih with the folded b_hh; b_rest ((G-F)*H,); h0, c0 (N, H) (c0:
-    any (N, H) array without a cell state); out (T, N, H); c_n (N, H) receives the last c. wt0, wt1 empty: each row's products from W_hh by dot
-    products (batch 1: the half of W_hh stays in L2); else a batch of rows, gx0 and gx1
-    empty and x2d (T*N, I) the input: each half projects its step's rows of x2d and makes
-    the products of all rows at once, both in register tiles (_tiles.product: no
-    projection of every step written out and read back, which both threads' memory
-    traffic slowed), from wt0 / wt1: the half's rows of W_ih, transposed, gate by gate,
-    then its rows of W_hh the same way, each in panels (linalg.batch_panels)."""
+    halves at once). gx0, gx1 (T*N, G*B0 / G*B1): each half's x W_ih^T, without biases,
+    a row per step and batch row, its gates one after the other (B0 = H // 2 units, B1
+    the rest); w_hh (G*H, H) torch's layout (each half reads its own rows, which stay in
+    its core's cache); bias (G*H,): b_ih with the folded b_hh; b_rest ((G-F)*H,); h0, c0
+    (N, H) (c0: any (N, H) array without a cell state); out (T, N, H); c_n (N, H) the last
+    c. wt0, wt1 empty: each row's products from W_hh by dot products (batch 1: the half
+    of W_hh stays in L2); else a batch of rows, gx0 and gx1 empty and x2d (T*N, I) the
+    input: each half projects its step's rows of x2d and makes the products of all rows at
+    once, both in register tiles (_tiles.product: no projection of every step written out
+    and read back: both threads' memory traffic slowed it), from wt0 / wt1: the half's
+    rows of W_ih, transposed, gate by gate, then of W_hh, in panels (batch_panels)."""
     wide()
     T, N, H = out.shape
     FH = F * H

@@ -226,7 +226,7 @@ def product_from(c, d, a, b):
     if m8 > 0:
         j = 0
         while j + 32 <= J:          # by KC rows of b's 32 columns (in L1 for all blocks)
-            for k0 in range(0, K, KC):
+            for k0 in range(0, max(K, 1), KC):     # (K = 0: c = d all the same)
                 ak, bk = a[:, k0:min(k0 + KC, K)], b[k0:]
                 for m in range(0, m8, 8):       # the sums go on from c's after the first
                     if k0 == 0 and m == 0:      # (the first block asks for b ahead)
