@@ -118,6 +118,33 @@ def test_each_thread_keeps_its_own(monkeypatch):
     assert len(tags) >= 2                               # the main thread's and others'
 
 
+@needs_kernels
+def test_a_finished_threads_panels_go_with_it(monkeypatch):
+    """A thread's own panels (kept_panels_of) are not kept for it after it has ended: the
+    next thread that makes its own drops those of threads gone (a server starting a
+    thread a request would otherwise pile up 2x the weights a thread)."""
+    import threading
+    monkeypatch.setitem(kernels._state, "threads", 1)
+    m = GRU(6, 48, dtype=np.float32, seed=0).eval()
+    x = np.random.default_rng(1).standard_normal((30, 2, 6)).astype(np.float32)
+    want = one_thread(m, x)
+    pool.KEPT.clear()
+    got = []
+
+    def call():
+        with rnnlab.no_grad():
+            got.append(m(x))
+    for _ in range(3):
+        t = threading.Thread(target=call)
+        t.start()
+        t.join()
+        assert {tag for _, tag in pool.KEPT} == {t.ident}
+    call()
+    assert {tag for _, tag in pool.KEPT} == {threading.get_ident()}
+    for g in got:
+        equal_bits(g, want)
+
+
 @needs_pair
 def test_batch_one_keeps_w_ih_halves_and_reads_edits(small, monkeypatch):
     """Batch 1 on the pair (the step box): W_ih's halves kept (tag "halves"), torch's

@@ -254,7 +254,7 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
         box[B_MORE], box[B_MORE + 1], box[B_MORE + 2] = (address(gx0), address(gx1),
                                                          address(sync))
         box[B_MORE + 3] = address(wt0) if wt0.shape[0] > 0 else 0
-        box[B_MORE + 4] = address(wt1) if wt0.shape[0] > 0 else 0
+        box[B_MORE + 4] = address(wt1) if wt1.shape[0] > 0 else 0
         box[B_N], box[B_I], box[B_H], box[B_FAM] = out.shape[1], x2d.shape[1], H, key
         box[B_T], box[B_REV], box[B_FN] = T, 1 if reverse else 0, fn
         atomic_add(box, B_SEQ, 1)                         # posted: the worker may claim

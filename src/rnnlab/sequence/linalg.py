@@ -286,6 +286,11 @@ def _kept(weights, tag, buffers):
 
     def drop(ref):
         if any(r is ref for r in KEPT.get(key, ((),))[0]):
-            del KEPT[key]
+            KEPT.pop(key, None)
     KEPT[key] = (tuple(weakref.ref(w, drop) for w in weights), tuple(bufs))
+    if isinstance(tag, int):        # a thread's own (kept_panels_of): those of threads
+        alive = {t.ident for t in threading.enumerate()}          # gone go, not kept
+        for k in list(KEPT):                                      # while the weights live
+            if k[0] == key[0] and isinstance(k[1], int) and k[1] not in alive:
+                KEPT.pop(k, None)
     return KEPT[key][1]

@@ -164,8 +164,9 @@ def pair_in(fam, kernel, args):
     posts it in the step box and projects the first half (from more than a few rows in
     tiles from W_ih's halves in panels kept between calls, linalg.kept_halves); the
     worker, spinning in the same compiled function since the last call, claims the second
-    half's projection and takes its side of every step, without Python or the GIL between the two (pair.run
-    hands the worker a job through the queue: a wake and the GIL each way, ~35-60 us a
+    half's projection and takes its side of every step, without Python or the GIL between
+    the two (pair.run hands the worker a job through the queue: a wake and the GIL each
+    way, ~35-60 us a
     call); after it the worker spins for the next call PAIR_SPIN or PAIR_SPIN_SHARE of
     this one's time, the longer. The worker not there when the caller's projection is
     done (the first call, or after a pause): the caller runs the call alone, on one
