@@ -156,6 +156,40 @@ def test_product_from_with_no_k_is_d():
     np.testing.assert_array_equal(c, d)
 
 
+def test_tiles_ask_ahead_on_the_cpus_named_for_it_and_follow_numbas_target():
+    """AHEAD is tuning.tile_ahead of the CPU numba compiles for: the name in the key of
+    numba's cache (a cache made for another CPU, with another AHEAD, is not served)."""
+    from numba.core.registry import cpu_target
+    tiles = _tiles()
+    assert tiles._target_cpu() == cpu_target.target_context.codegen().magic_tuple()[1]
+    assert tiles.AHEAD == rnnlab.tuning.tile_ahead(tiles._target_cpu())
+    assert rnnlab.tuning.tile_ahead("sapphirerapids") == rnnlab.tuning.TILE_AHEAD > 0
+    assert rnnlab.tuning.tile_ahead("znver4") == rnnlab.tuning.tile_ahead("generic") == 0
+    assert (tiles.tile_8x32p is tiles.tile_8x32) == (tiles.AHEAD == 0)
+
+
+def test_tiles_that_ask_ahead_give_the_same_bits():
+    """The prefetching tiles (compiled here whatever this CPU's AHEAD) against the plain
+    ones: the same bits, b in panels, K past the rows asked for ahead."""
+    from numba import njit
+    tiles = _tiles()
+    for MR, NV in ((8, 2), (4, 4)):
+        plain, ahead, step = tiles._tile(MR, NV), tiles._tile(MR, NV, 3 + MR), 16 * NV
+
+        @njit
+        def both(c1, c2, a, b, ps):
+            for j in range(0, c1.shape[1], step):
+                plain(c1, c1, a, b, 0, j, ps)
+                ahead(c2, c2, a, b, 0, j, ps)
+        c, a, b = _data(MR, 37, 128, seed=MR)
+        panels = linalg.in_panels(np.ascontiguousarray(b.T).reshape(1, 128, 37), 0, 128)
+        c1, c2 = c.copy(), c.copy()
+        both(c1, c2, a, panels, 37 * 32)
+        np.testing.assert_array_equal(c1, c2)
+        assert not np.array_equal(c1, c)
+        np.testing.assert_array_equal(c1, _exact(c, a, b))
+
+
 @pytest.mark.parametrize("G, H, K, half", [(4, 6, 5, 0), (3, 64, 3, 1), (4, 70, 2, 1),
                                            (1, 33, 1, 0)])
 def test_the_pairs_halves_in_panels(G, H, K, half):

@@ -33,6 +33,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..tuning import tile_ahead
+
 LANES = 16                          # float32 lanes in a vector (one AVX-512 register)
 
 
@@ -149,15 +151,21 @@ def fma32(typingctx, x, y, z):
     return types.float32(x, y, z), codegen
 
 
-#: rows of b a tile that streams b from L2 asks for ahead of the one it reads: the first
-#: 8-row block of each panel (the later ones find it in L1) and the 4-row tiles. Scratch
-#: `prod3.py` (session 20), us, these / none: (8, 256) x (256, 1024) 26.3-27.5 / 34.5-36,
-#: (8, 128) x (128, 512) 6.5 / 7.5-7.8, (32, 256) x (256, 1024) 104 / 113-115; every
-#: 8-row block asking: (64, 256) x (256, 512) 99-103 / 97-100 (so only the first). Not
-#: the 2- and 1-row tiles: their loads already keep up with their multiply-adds alone.
-AHEAD = 8
+def _target_cpu():
+    """The CPU numba compiles for, as LLVM names it (NUMBA_CPU_NAME, else the host's):
+    part of the key of numba's cache, so kernels cached for another CPU are not used."""
+    from llvmlite import binding
+    from numba.core import config
+    return config.CPU_NAME or binding.get_host_cpu_name()
 
-tile_8x32, tile_8x16, tile_8x32p = _tile(8, 2), _tile(8, 1), _tile(8, 2, AHEAD)
+
+#: rows of b a tile that streams b from L2 asks for ahead of the one it reads (the first
+#: 8-row block of each panel, and the 4-row tiles), on the CPUs where it pays; 0: none
+#: (tuning.tile_ahead says where, with what was measured)
+AHEAD = tile_ahead(_target_cpu())
+
+tile_8x32, tile_8x16 = _tile(8, 2), _tile(8, 1)
+tile_8x32p = _tile(8, 2, AHEAD) if AHEAD else tile_8x32
 tile_4x64, tile_4x32, tile_4x16 = _tile(4, 4, AHEAD), _tile(4, 2, AHEAD), _tile(4, 1, AHEAD)
 tile_2x128, tile_2x64, tile_2x32, tile_2x16 = _tile(2, 8), _tile(2, 4), _tile(2, 2), _tile(2, 1)
 tile_1x256, tile_1x128, tile_1x64 = _tile(1, 16), _tile(1, 8), _tile(1, 4)
