@@ -110,16 +110,22 @@ def test_w_t_in_panels_gives_the_plain_layouts_bits(M, K, J, seed, special):
 
 @pytest.mark.parametrize("extra, layout", [(-1, "plain"), (3, "panels"), (3, "plain"),
                                            (257, "panels")])
-def test_sums_in_chunks_of_kc_rows_are_one_fma_after_another(extra, layout):
-    """8-row tiles take b by KC rows at a time (in L1 while every block passes), going on
-    from the stored sums: each element still one fma after another in k order, in both
-    layouts, the rows past the 8-row blocks and the columns past the tiles included."""
-    K = _tiles().KC + extra
+@pytest.mark.parametrize("kc", [0, 256])
+def test_sums_in_chunks_of_kc_rows_are_one_fma_after_another(extra, layout, kc):
+    """8-row tiles take b by kc rows at a time (tuning.tile_plan: in L1 while every block
+    passes) or all at once (0), going on from the stored sums: each element still one fma
+    after another in k order, in both layouts, the rows past the 8-row blocks and the
+    columns past the tiles included, whichever this CPU's KC."""
+    K = 256 + extra
     c, a, b = _data(10, K, 35, seed=extra + 5)
     bp = linalg.panels_of(np.ascontiguousarray(b.T)) if layout == "panels" else b
     got = c.copy()
-    _tiles().product(got, a, bp)
+    _tiles().product_by(got, got, a, bp, kc)
     np.testing.assert_array_equal(got, _exact(c, a, b))
+    if kc == _tiles().KC:
+        again = c.copy()
+        _tiles().product(again, a, bp)
+        np.testing.assert_array_equal(again, got)
 
 
 @settings(max_examples=30, deadline=None)
@@ -156,15 +162,17 @@ def test_product_from_with_no_k_is_d():
     np.testing.assert_array_equal(c, d)
 
 
-def test_tiles_ask_ahead_on_the_cpus_named_for_it_and_follow_numbas_target():
-    """AHEAD is tuning.tile_ahead of the CPU numba compiles for: the name in the key of
-    numba's cache (a cache made for another CPU, with another AHEAD, is not served)."""
+def test_the_tiles_plan_follows_the_cpu_numba_compiles_for():
+    """AHEAD and KC are tuning.tile_plan of the CPU numba compiles for: the name in the
+    key of numba's cache (a cache made for another CPU, with another plan, is not
+    served)."""
     from numba.core.registry import cpu_target
-    tiles = _tiles()
+    tiles, tuning = _tiles(), rnnlab.tuning
     assert tiles._target_cpu() == cpu_target.target_context.codegen().magic_tuple()[1]
-    assert tiles.AHEAD == rnnlab.tuning.tile_ahead(tiles._target_cpu())
-    assert rnnlab.tuning.tile_ahead("sapphirerapids") == rnnlab.tuning.TILE_AHEAD > 0
-    assert rnnlab.tuning.tile_ahead("znver4") == rnnlab.tuning.tile_ahead("generic") == 0
+    assert (tiles.AHEAD, tiles.KC) == tuning.tile_plan(tiles._target_cpu())
+    assert tuning.tile_plan("sapphirerapids") == (tuning.TILE_AHEAD, tuning.TILE_KC)
+    assert tuning.TILE_AHEAD > 0 and tuning.TILE_KC > 0
+    assert tuning.tile_plan("znver4") == tuning.tile_plan("generic") == (0, 0)
     assert (tiles.tile_8x32p is tiles.tile_8x32) == (tiles.AHEAD == 0)
 
 

@@ -218,24 +218,29 @@ PAIR_STEP_BACKOFF = 6
 #: 1, 256, 256) 0.83 / 0.92, GRU (100, 1, 512, 512) 2.26 / 2.39 (BENCHMARKS.md).
 WIDE_VECTORS = 512
 
-#: Rows of b that the register tiles streaming b from L2 (sequence/_tiles.py: the first
-#: 8-row block of each panel, and the 4-row tiles) ask for ahead of the one they read
-#: (llvm.prefetch; a hint: no bits change), on the CPUs of TILE_AHEAD_CPUS (LLVM's names:
-#: Intel's AVX-512 server cores, two 512-bit multiply-add units on most: the tile's
-#: multiply-adds outrun L2 unless asked ahead); 0 elsewhere. Measured on two machines.
-#: Intel Xeon (sapphirerapids), session 20, products alone, us, 8 / none: (8, 256) x
-#: (256, 1024) 26.3-28.9 / 31-36, (12, 256) x (256, 1024) 41-44 / 50-51; LSTM (100, 16,
-#: 128, 128) inference 2.01 / 2.10 ms, LSTM (100, 64, 256, 256) 26.16 / 27.90. AMD EPYC
-#: (znver4: one 512-bit multiply-add a cycle, two 256-bit halves), session 21, the other
-#: way: (8, 256) x (256, 1024) 39.1-44.7 / 36.3-37.5, (8, 128) x (128, 512) 9.7-10.7 /
-#: 9.1-9.5; LSTM (100, 16, 128, 128) 2.95 / 2.72 ms, GRU 2.48 / 2.13, LSTM (100, 64, 256,
-#: 256) 35.7 / 33.4 (BENCHMARKS.md).
-TILE_AHEAD = 8
-TILE_AHEAD_CPUS = frozenset({
+#: How the register tiles (sequence/_tiles.py) read b, by the CPU numba compiles for
+#: (LLVM's name). On FAST_FMA_CPUS (Intel's AVX-512 server cores, two 512-bit multiply-add
+#: units on most: the tiles' multiply-adds outrun L2 and fill L1) the tiles that stream b
+#: from L2 (the first 8-row block of each panel, and the 4-row tiles) ask for its row
+#: TILE_AHEAD rows ahead (llvm.prefetch: a hint, no bits change), and 8-row tiles take b
+#: by TILE_KC rows (32 KB of a panel, in L1 while every block passes; the same bits);
+#: elsewhere neither (0, 0). Measured on two machines (BENCHMARKS.md). Intel Xeon
+#: (sapphirerapids), session 20, products alone, us, ahead / not: (8, 256) x (256, 1024)
+#: 26.3-28.9 / 31-36, (12, 256) x (256, 1024) 41-44 / 50-51; by 256 / whole: (64, 512) x
+#: (512, 1024) 434-459 / 453-484. AMD EPYC (znver4: one 512-bit multiply-add a cycle, in
+#: two 256-bit halves; the tiles at that peak), session 21, the other way: ahead / not,
+#: (8, 256) x (256, 1024) 39.1-44.7 / 36.3-37.5, (8, 128) x (128, 512) 9.7-10.7 /
+#: 9.1-9.5, calls (ms) LSTM (100, 16, 128, 128) inference 2.95 / 2.72, GRU 2.48 / 2.13,
+#: LSTM (100, 64, 256, 256) 35.7 / 33.4; by 256 / whole, (64, 512) x (512, 1024) 634 /
+#: 615, (64, 1024) x (1024, 1024) 1246 / 1192.
+FAST_FMA_CPUS = frozenset({
     "skylake-avx512", "cascadelake", "cooperlake", "icelake-server", "sapphirerapids",
     "emeraldrapids", "graniterapids", "graniterapids-d", "diamondrapids"})
+TILE_AHEAD = 8
+TILE_KC = 256
 
 
-def tile_ahead(cpu):
-    """TILE_AHEAD on a CPU of TILE_AHEAD_CPUS (LLVM's name for it), else 0."""
-    return TILE_AHEAD if cpu in TILE_AHEAD_CPUS else 0
+def tile_plan(cpu):
+    """(rows ahead, rows of b at a time) for the tiles on ``cpu`` (LLVM's name): (0, 0),
+    neither, but on FAST_FMA_CPUS."""
+    return (TILE_AHEAD, TILE_KC) if cpu in FAST_FMA_CPUS else (0, 0)

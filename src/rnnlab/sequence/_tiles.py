@@ -33,7 +33,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..tuning import tile_ahead
+from ..tuning import tile_plan
 
 LANES = 16                          # float32 lanes in a vector (one AVX-512 register)
 
@@ -160,9 +160,10 @@ def _target_cpu():
 
 
 #: rows of b a tile that streams b from L2 asks for ahead of the one it reads (the first
-#: 8-row block of each panel, and the 4-row tiles), on the CPUs where it pays; 0: none
-#: (tuning.tile_ahead says where, with what was measured)
-AHEAD = tile_ahead(_target_cpu())
+#: 8-row block of each panel, and the 4-row tiles; 0: none), and rows of b the 8-row
+#: tiles take at a time (``product_from``; 0: all): tuning.tile_plan says on which CPUs
+#: either pays, with what was measured. The sums go on in k order: the same bits.
+AHEAD, KC = tile_plan(_target_cpu())
 
 tile_8x32, tile_8x16 = _tile(8, 2), _tile(8, 1)
 tile_8x32p = _tile(8, 2, AHEAD) if AHEAD else tile_8x32
@@ -175,12 +176,6 @@ tile_1x32, tile_1x16 = _tile(1, 2), _tile(1, 1)
 #: side, which must not import numba)
 PANEL = 32
 
-#: rows of b that 8-row tiles take at a time (``product_from``): 32 columns of 256 rows,
-#: 32 KB, stay in L1 while every block of rows passes; a K = 512 layer's whole panel (64
-#: KB) did not (a 48 KB L1: (64, 512) x (512, 1024) 434-459 us against 453-484, three
-#: alternated runs; BENCHMARKS.md, session 20). The sums go on in k order from the stored
-#: float32: the same bits.
-KC = 256
 
 
 @njit(cache=True, inline="always")
@@ -221,6 +216,12 @@ def product_from(c, d, a, b):
     8 rows by 32 columns, b's 32 columns serving every block while in L1; the last rows
     in blocks of 4, 2, 1 by 64, 128, 256 columns (always 16 sums in registers: fewer
     would wait on the fused multiply-adds' latency, and read b in shorter runs)."""
+    product_by(c, d, a, b, KC)
+
+
+@compiled
+def product_by(c, d, a, b, kc):
+    """``product_from``, the 8-row tiles taking b by kc rows at a time (0: all)."""
     M, J = c.shape
     # in panels, b's column j at row (j // 32) * K, column j % 32: a tile's vector at
     # column j starts (j >> 5) * ps + (j & 31) elements in; plain, ps = 32 (column j at j)
@@ -233,9 +234,10 @@ def product_from(c, d, a, b):
     K = a.shape[1]
     if m8 > 0:
         j = 0
-        while j + 32 <= J:          # by KC rows of b's 32 columns (in L1 for all blocks)
-            for k0 in range(0, max(K, 1), KC):     # (K = 0: c = d all the same)
-                ak, bk = a[:, k0:min(k0 + KC, K)], b[k0:]
+        step = kc if kc > 0 else max(K, 1)
+        while j + 32 <= J:          # by kc rows of b's 32 columns (in L1 for all blocks)
+            for k0 in range(0, max(K, 1), step):   # (K = 0: c = d all the same)
+                ak, bk = a[:, k0:min(k0 + step, K)], b[k0:]
                 for m in range(0, m8, 8):       # the sums go on from c's after the first
                     if k0 == 0 and m == 0:      # (the first block asks for b ahead)
                         tile_8x32p(c, d, ak, bk, m, j, ps)
