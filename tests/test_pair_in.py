@@ -85,6 +85,27 @@ def test_back_to_back_calls_meet_the_spinning_worker(boxed, monkeypatch):
 
 
 @needs_pair
+@pytest.mark.parametrize("rows, one", [(tuning.PROJECT_FEW_ROWS + 3, False), (2, True)])
+def test_openblas_set_to_one_thread_only_where_it_projects(rows, one, boxed, monkeypatch):
+    """Rows enough for panels kept between calls: both projections are the tiles', so
+    OpenBLAS's thread count is left alone (setting it and back cost ~20-50 us a call
+    after the loop has pushed Python out of the caches); two rows, which OpenBLAS's sgemm
+    projects: OpenBLAS on one thread for the call, as pair.run."""
+    held, real = [], pair.one_blas_thread
+
+    def counting():
+        held.append(True)
+        return real()
+    monkeypatch.setattr(pair, "one_blas_thread", counting)
+    m = GRU(6, 40, seed=0)
+    x = np.random.default_rng(0).standard_normal((rows, 1, 6)).astype(np.float32)
+    with rnnlab.no_grad():
+        got = m(x)
+    assert boxed == [True] and bool(held) == one
+    np.testing.assert_allclose(got[0], one_thread(m, x)[0], rtol=1e-5, atol=1e-6)
+
+
+@needs_pair
 @pytest.mark.parametrize("cls, T, H", [(GRU, 6, 400), (LSTM, 12, 200), (RNN, 7, 600)])
 def test_a_few_steps_project_by_the_compiled_kernel(cls, T, H, boxed, monkeypatch):
     """A few steps into many outputs a half (T <= PROJECT_FEW_ROWS, T * B >

@@ -185,7 +185,10 @@ def pair_in(fam, kernel, args):
         kept = kept_halves(args[1], fam.num_gates, out.shape[2], x2d.shape[0]) or _NO_KEPT
         sync = np.zeros(3 * T + 4, np.int64)
         t0 = time.perf_counter()
-        with pair.one_blas_thread():             # the projections' products (pair.run)
+        if kept is _NO_KEPT:                     # the projections by OpenBLAS (pair.run)
+            with pair.one_blas_thread():
+                waited = kernel(*args, sync, sgemm_address(), *kept, 1, BOX, key, 0)
+        else:                                    # by the tiles: no OpenBLAS call at all
             waited = kernel(*args, sync, sgemm_address(), *kept, 1, BOX, key, 0)
         spin = max(PAIR_SPIN, PAIR_SPIN_SHARE * (time.perf_counter() - t0))
         BOX[B_BUDGET] = int(spin * pair.rate())  # the spinning worker's, read at each look
