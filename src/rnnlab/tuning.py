@@ -241,6 +241,6 @@ TILE_KC = 256
 
 
 def tile_plan(cpu):
-    """(rows ahead, rows of b at a time) for the tiles on ``cpu`` (LLVM's name): (0, 0),
-    neither, but on FAST_FMA_CPUS."""
+    """(rows ahead, rows of b at a time) for the tiles on ``cpu`` (LLVM's name):
+    (TILE_AHEAD, TILE_KC) on FAST_FMA_CPUS, else (0, 0): neither."""
     return (TILE_AHEAD, TILE_KC) if cpu in FAST_FMA_CPUS else (0, 0)

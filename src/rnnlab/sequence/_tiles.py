@@ -177,7 +177,6 @@ tile_1x32, tile_1x16 = _tile(1, 2), _tile(1, 1)
 PANEL = 32
 
 
-
 @njit(cache=True, inline="always")
 def panel_rows(J, K):
     """Rows of b (K, J) in panels of PANEL columns (linalg.in_panels)."""

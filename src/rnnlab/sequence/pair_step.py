@@ -44,6 +44,7 @@ the one-thread row step's: the same units and dot products, bit for bit when hal
 is a multiple of 8 (the rows go eight per pass), else to float32 rounding. The first
 step of a process measures the cycle counter's rate (a 5 ms sleep, once).
 """
+import contextlib
 import os
 import time
 
@@ -185,10 +186,8 @@ def pair_in(fam, kernel, args):
         kept = kept_halves(args[1], fam.num_gates, out.shape[2], x2d.shape[0]) or _NO_KEPT
         sync = np.zeros(3 * T + 4, np.int64)
         t0 = time.perf_counter()
-        if kept is _NO_KEPT:                     # the projections by OpenBLAS (pair.run)
-            with pair.one_blas_thread():
-                waited = kernel(*args, sync, sgemm_address(), *kept, 1, BOX, key, 0)
-        else:                                    # by the tiles: no OpenBLAS call at all
+        with (pair.one_blas_thread() if kept is _NO_KEPT     # projected by OpenBLAS
+              else contextlib.nullcontext()):   # (pair.run); by the tiles: no call to it
             waited = kernel(*args, sync, sgemm_address(), *kept, 1, BOX, key, 0)
         spin = max(PAIR_SPIN, PAIR_SPIN_SHARE * (time.perf_counter() - t0))
         BOX[B_BUDGET] = int(spin * pair.rate())  # the spinning worker's, read at each look
