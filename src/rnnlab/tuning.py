@@ -212,7 +212,8 @@ PAIR_STEP_BACKOFF = 6
 #: (lane by lane: the same bits at any width, tests/test_kernels.py) and the pair's
 #: SEQUENCE_PAIR and PAIR_IN (their dot products sum in any order: float32 rounding apart,
 #: 4.5e-8 at LSTM(64, 256)); not ROWS / ROWS_ONE (batch-1 steps: H 64 8.4 -> 9.1 us). 0:
-#: LLVM's own choice (256 on Intel's AVX-512 cores by default). Intel Xeon, session 20,
+#: LLVM's own choice (256 on Intel's AVX-512 cores; 512 on AMD's znver4 already, where
+#: this changes nothing: the same code, session 21). Intel Xeon, session 20,
 #: ms, 512 / default: LSTM (100, 16, 128, 128) inference 1.68-1.75 / 1.88-1.95, (50, 16,
 #: 32, 32) 0.132-0.156 / 0.141-0.153, GRU 0.115-0.118 / 0.135-0.146; batch 1 LSTM (100,
 #: 1, 256, 256) 0.83 / 0.92, GRU (100, 1, 512, 512) 2.26 / 2.39 (BENCHMARKS.md).

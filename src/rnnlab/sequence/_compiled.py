@@ -60,6 +60,7 @@ def wide(typingctx):
         return context.get_dummy_value()
     return types.void(), codegen
 
+
 @intrinsic
 def _i32_as_f32(typingctx, x):
     def codegen(context, builder, signature, args):

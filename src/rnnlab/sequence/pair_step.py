@@ -167,12 +167,13 @@ def pair_in(fam, kernel, args):
     worker, spinning in the same compiled function since the last call, claims the second
     half's projection and takes its side of every step, without Python or the GIL between
     the two (pair.run hands the worker a job through the queue: a wake and the GIL each
-    way, ~35-60 us a
-    call); after it the worker spins for the next call PAIR_SPIN or PAIR_SPIN_SHARE of
-    this one's time, the longer. The worker not there when the caller's projection is
-    done (the first call, or after a pause): the caller runs the call alone, on one
-    thread (the worker is woken for the next one). The cool-down is the steps'
-    (``_account``). False, having done nothing, when another thread holds the pair."""
+    way, ~35-60 us a call); after it the worker spins for the next call PAIR_SPIN or
+    PAIR_SPIN_SHARE of this one's time, the longer. The worker not there when the
+    caller's projection is done (the first call, or after a pause): the caller runs the
+    call alone, on one thread (the worker is woken for the next one). OpenBLAS is set to
+    one thread for the call only where it projects (no panels kept). The cool-down is
+    the steps' (``_account``). False, having done nothing, when another thread holds the
+    pair."""
     lock = pair._state["lock"]
     if not lock.acquire(blocking=False):
         return False
