@@ -44,7 +44,9 @@ def test_explain_all_options(capsys, tmp_path):
 @pytest.mark.parametrize("argv", [["explain", "gru", "--lengths", "3,x"],
                                   ["explain", "gru", "--layers", "0"],
                                   ["explain", "cnn"], ["verify", "--quick", "--full"],
-                                  ["bench", "--sizes", "1,2,3"]])
+                                  ["bench", "--sizes", "1,2,3"],
+                                  ["bench", "--min-seconds", "-1"],
+                                  ["bench", "--min-seconds", "inf"]])
 def test_bad_arguments_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -111,13 +113,15 @@ def test_bench_small(capsys, tmp_path):
     doc.write_text("before\n<!-- bench -->\nold\n<!-- /bench -->\nafter\n")
     code, out, _ = run(capsys, "bench", "--kinds", "gru", "--sizes", "3,2,4,5", "--reps", "1",
                        "--rounds", "1", "--no-torch", "--no-onnxruntime", "--step-hidden", "8",
-                       "--step-layers", "2", "--write", str(doc))
+                       "--step-layers", "2", "--write", str(doc), "--min-seconds", "0.05")
     assert code == 0 and "gru  train 3,2,4,5" in out and "MB" in out and "fresh processes" in out
+    assert "timed: 1 calls and 0.05 s of calls at least" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("gru   ")]
     assert [r[:3] for r in rows] == [["gru", "2", "8"]]
     assert all(len(r) == 7 for r in rows)            # step and frozen, each with (min-max)
     text = doc.read_text()
     assert "old" not in text and "gru  train 3,2,4,5" in text
+    assert "--reps 1 --min-seconds 0.05 --write" in text       # the command, to run again
     assert text.startswith("before") and text.endswith("after\n")
     assert run(capsys, "bench", "--kinds", "tcn")[0] == 2
     assert run(capsys, "bench", "--kinds", "lstm", "--sizes", "3,2,4,5", "--reps", "1",
@@ -136,6 +140,20 @@ def test_bench_warms_up_every_framework_alike(monkeypatch):
     assert bench.warm_up(lambda: None) > bench.WARM_CALLS
     assert time.perf_counter() - t0 >= 0.05
     assert bench.warm_up(lambda: time.sleep(0.05)) == bench.WARM_CALLS
+
+
+def test_bench_times_reps_and_min_seconds():
+    """Timed calls per process: reps at least, and min_seconds of them at least."""
+    import time
+    from rnnlab.tools import bench
+    assert bench.MIN_SECONDS > 0
+    t0 = time.perf_counter()
+    assert len(bench.timed(lambda: None, 3, 0.05)) > 3
+    assert time.perf_counter() - t0 >= 0.05
+    assert len(bench.timed(lambda: time.sleep(0.02), 3, 0)) == 3
+    assert 4 <= len(bench.timed(lambda: time.sleep(0.02), 2, 0.08)) <= 6
+    res = bench.worker("rnnlab", "gru", 3, 2, 4, 5, "infer", 2, 1, "", 0.05)
+    assert res["calls"] > 2 and res["median"] > 0
 
 
 @pytest.mark.slow

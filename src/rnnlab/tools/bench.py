@@ -2,8 +2,9 @@
 
 Every (framework, family, size, workload) is timed in its own fresh Python process; the
 frameworks alternate round by round (``--rounds``); inside a process the warm-up calls
-(WARM_CALLS and WARM_SECONDS at least) are excluded and the median of ``--reps`` calls is
-kept; the table shows the median over
+(WARM_CALLS and WARM_SECONDS at least) are excluded and the median of the timed calls
+(``--reps`` at least, and ``--min-seconds`` of them at least) is kept; the table shows the
+median over
 rounds and its spread (min-max). All frameworks get the same thread count (torch
 set_num_threads, onnxruntime intra_op_num_threads, threadpoolctl for NumPy's BLAS and
 rnnlab.set_num_threads for rnnlab's own threaded step), and
@@ -38,6 +39,10 @@ MARK_START, MARK_END = "<!-- bench -->", "<!-- /bench -->"
 #: first calls; rnnlab GRU (100, 1, 512, 512) read 5.6, 3.8, 3.8, 4.3 ... ms, or 7.6, 5.6,
 #: 5.3, 5.2, 3.4, 3.5 ..., LSTM (100, 1, 256, 256) 3.9, 2.6, 1.9, 1.6, 1.5, 1.5 ...).
 WARM_CALLS, WARM_SECONDS = 3, 0.3
+#: Timed calls per process: ``reps`` at least and until MIN_SECONDS have passed (five calls
+#: of a 1 ms batch-1 sequence gave medians 20-50% apart between processes: its calls run
+#: 0.87-1.35 ms within one process, tenth to ninetieth percentile; 2026-12-07).
+MIN_SECONDS = 0.2
 
 
 def blas_info():
@@ -61,7 +66,7 @@ def _peak_rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
+def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path, min_seconds=MIN_SECONDS):
     """Runs in a fresh process: returns {"median": s, "rss": bytes}."""
     import numpy as np
     rng = np.random.default_rng(0)
@@ -105,12 +110,20 @@ def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
             s.run(None, feeds)
     base = _peak_rss()                                 # model and data in memory
     warm_up(call)                                      # excluded from the times
-    times = []
-    for _ in range(reps):
+    times = timed(call, reps, min_seconds)
+    return {"median": statistics.median(times), "calls": len(times),
+            "rss": _peak_rss() - base}
+
+
+def timed(call, reps, min_seconds):
+    """The seconds of each call(): ``reps`` calls at least, and until ``min_seconds`` have
+    passed since the first."""
+    times, end = [], time.perf_counter() + min_seconds
+    while len(times) < reps or time.perf_counter() < end:
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
-    return {"median": statistics.median(times), "rss": _peak_rss() - base}
+    return times
 
 
 def warm_up(call):
@@ -254,7 +267,7 @@ def _kernels_info():
 
 
 def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
-        frameworks=FRAMEWORKS, print_fn=print):
+        frameworks=FRAMEWORKS, print_fn=print, min_seconds=MIN_SECONDS):
     """The whole table; returns (rows, header lines)."""
     import numpy as np
     threads = threads or os.cpu_count()
@@ -262,8 +275,10 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
     head = [f"threads={threads}; numpy BLAS: {blas_info()}"[:100],
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
             f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}",
-            f"frameworks: {', '.join(avail)}; {rounds} rounds x {reps} reps, fresh processes",
+            f"frameworks: {', '.join(avail)}; {rounds} rounds, fresh processes",
             f"warm-up: {WARM_CALLS} calls and {WARM_SECONDS} s at least per process, excluded",
+            f"timed: {reps} calls and {min_seconds:g} s of calls at least per process, their "
+            "median",
             f"rnnlab's compiled kernels: {_kernels_info()}",
             "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
             "/ rnnlab time"]
@@ -284,7 +299,7 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
                 for _ in range(rounds):
                     for fw in fws:                        # alternate frameworks per round
                         res[fw].append(_spawn(fw, kind, T, N, I, H, what, reps, threads,
-                                              onnx_path))
+                                              onnx_path, min_seconds))
                 row = dict(kind=kind, T=T, N=N, I=I, H=H, what=what, threads=threads)
                 for fw, vals in res.items():
                     ms = [v["median"] * 1e3 for v in vals]
@@ -346,13 +361,13 @@ def _importable(name):
     return importlib.util.find_spec(name) is not None
 
 
-def _spawn(fw, kind, T, N, I, H, what, reps, threads, onnx_path):
+def _spawn(fw, kind, T, N, I, H, what, reps, threads, onnx_path, min_seconds=MIN_SECONDS):
     code = ("import json, sys; from rnnlab.tools.bench import worker; "
             "print(json.dumps(worker(*sys.argv[1:3], *map(int, sys.argv[3:7]), sys.argv[7], "
-            "int(sys.argv[8]), int(sys.argv[9]), sys.argv[10])))")
+            "int(sys.argv[8]), int(sys.argv[9]), sys.argv[10], float(sys.argv[11]))))")
     out = subprocess.run([sys.executable, "-c", code, fw, kind, str(T), str(N), str(I), str(H),
-                          what, str(reps), str(threads), onnx_path], capture_output=True,
-                         text=True)
+                          what, str(reps), str(threads), onnx_path, repr(float(min_seconds))],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"bench worker {fw} {kind} failed: {out.stderr.strip()[-300:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

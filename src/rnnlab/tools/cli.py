@@ -148,7 +148,9 @@ def build_parser():
     b.add_argument("--rounds", type=positive, default=3, help="fresh-process rounds per "
                    "framework, alternated (median and spread over them)")
     b.add_argument("--reps", type=positive, default=5, help="timed calls per process "
-                   "(median), after one untimed warm-up call")
+                   "at least (their median), after the warm-up (3 calls and 0.3 s at least)")
+    b.add_argument("--min-seconds", type=non_negative_float, default=0.2, help="time calls "
+                   "in each process until this many seconds have passed, too")
     b.add_argument("--threads", type=positive, default=None, help="threads for every "
                    "framework (default: all cores)")
     b.add_argument("--no-torch", action="store_true", help="leave torch out")

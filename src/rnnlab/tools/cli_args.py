@@ -31,8 +31,14 @@ positive = _number(int, "integer")
 
 
 def non_negative_float(text):
-    """A real number >= 0 (a weight decay)."""
-    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+    """A finite real number >= 0 (a weight decay, seconds)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = None
+    if v is None or not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v + 0.0                                  # -0.0 -> 0.0
 
 
 def unit_interval(text):

@@ -173,7 +173,7 @@ def cmd_bench(args):
     if not args.no_sequences:
         rows, table_head = bench.run(kinds=kinds, sizes=args.sizes or bench.SIZES,
                                rounds=args.rounds, reps=args.reps, threads=args.threads,
-                               frameworks=fws)
+                               frameworks=fws, min_seconds=args.min_seconds)
         head = table_head + head
     step_rows = []
     if args.step_hidden.lower() != "none":
@@ -189,7 +189,8 @@ def cmd_bench(args):
             sizes = ";".join(",".join(map(str, s)) for s in (args.sizes or bench.SIZES))
             bench.write_table(args.write, head, rows,
                               f"rnnlab bench --kinds {args.kinds} --sizes '{sizes}' --rounds "
-                              f"{args.rounds} --reps {args.reps}"
+                              f"{args.rounds} --reps {args.reps} --min-seconds "
+                              f"{args.min_seconds:g}"
                               + (" --cold-start" if args.cold_start else "")
                               + f" --write {args.write}",
                               step_rows)
