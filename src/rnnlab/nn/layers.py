@@ -16,6 +16,7 @@ from ..errors import BackwardError
 from ..sequence import LayerWeights, from_packed
 from ..sequence.packed import is_packed, pack_like
 from .grad_mode import why_not_recorded
+from . import quick
 from .module import Module
 from .records import Call, backprop_call, last_recorded, run_call
 from .step import Stepping
@@ -157,6 +158,10 @@ class RNNBase(Stepping, Module):
         for the outputs of every layer but the last, used instead of drawing them (given
         masks always apply); the masks a call used are in ``last_dropout_masks``.
         """
+        if lengths is None and dropout_masks is None:
+            result = quick.forward(self, input, hx)      # one sequence at inference, if it
+            if result is not None:                       # can (nn/quick.py), else as ever
+                return result
         packed = None
         if is_packed(input):
             packed = input

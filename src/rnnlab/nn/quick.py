@@ -1,0 +1,91 @@
+"""One sequence through a one-layer, one-direction layer at inference by a shorter path:
+the call a service repeats (a stream in chunks, ``layer(x, hx)`` again and again).
+
+The general path (records.run_call: checks and layouts, the pool's lease, the driver's
+choices, the call's record: ~100 Python calls) runs slowly after a time loop has emptied
+the caches. Here, the checks that make the call one the general path sends to the pair
+(pair_step.pair_in) with every array as it is, then that call: 12-57 us a call less, 8-9%
+at T = 10, 1-3% at T = 100 (BENCHMARKS.md, "A shorter path for one sequence"). Anything
+else (another shape, dtype or layout, an array the kernels would copy, a recorded call,
+lengths, masks, packing, the pair off, busy or cooling down) returns None, and the layer
+takes the general path. Both give the same bits and leave the layer's records alike
+(tests/test_quick.py)."""
+import numpy as np
+
+from ..cells import by_mode
+from ..sequence import driver as D      # its names looked up at each call: what the
+from ..sequence import pair as P        # driver calls, even where a test replaces it
+from ..sequence.pool import PLAIN
+from ..tuning import POOL_MIN
+from .grad_mode import is_recording, why_not_recorded
+
+F32 = np.dtype(np.float32)
+
+
+def _plain(a, shape):
+    """Whether a is a float32 array of ``shape`` the kernels take as it is (kernels.ready
+    would not copy it: C-contiguous and writeable; native byte order)."""
+    return (type(a) is np.ndarray and a.dtype == F32 and a.shape == shape
+            and a.flags.c_contiguous and a.flags.writeable)
+
+
+def _states(hx, cell, H):
+    """(h0, c0) as the kernel reads them, (N, H) = (1, H), or None when hx is not plain."""
+    zeros = np.zeros((1, H), F32)
+    if hx is None:
+        return zeros, (np.zeros((1, H), F32) if cell else None)
+    if not cell:
+        return (hx[0], None) if _plain(hx, (1, 1, H)) else None
+    if type(hx) is tuple and len(hx) == 2 and all(_plain(s, (1, 1, H)) for s in hx):
+        return hx[0][0], hx[1][0]
+    return None
+
+
+def forward(layer, input, hx):
+    """``layer(input, hx)``'s result by the shorter path, or None (the general path)."""
+    if (layer.num_layers != 1 or layer.bidirectional or layer.proj_size or layer.batch_first
+            or layer.dtype != F32 or type(input) is not np.ndarray or input.ndim != 3):
+        return None
+    T, N, I = input.shape
+    H = layer.hidden_size
+    if N != 1 or T == 0 or I != layer.input_size or not _plain(input, (T, 1, I)):
+        return None
+    w_ih, w_hh, b_ih, b_hh, w_hr, w_p = layer.weights()[0][0]
+    fam = by_mode(layer.family)
+    GH = fam.num_gates * H
+    if (w_hr is not None or w_p is not None or not _plain(w_ih, (GH, I))
+            or not _plain(w_hh, (GH, H)) or (b_ih is None) != (b_hh is None)
+            or (b_ih is not None and not (_plain(b_ih, (GH,)) and _plain(b_hh, (GH,))))):
+        return None
+    states = _states(hx, fam.has_cell_state, H)
+    if (states is None or is_recording(layer) or not D.wanted(fam, F32, 1, GH, H, False, T)
+            or D.gemm_rows(T, 1, GH, H) or not D.sgemm_address()):
+        return None
+    kernel = D.pair_kernel(fam)
+    if kernel is None or P._state["lock"].locked():     # busy: the general path, which
+        return None                                     # tries once and goes on without
+    with np.errstate(**D._QUIET):
+        bias, b_rest = D._fold_bias(fam, (w_ih, w_hh, b_ih, b_hh))
+    folded = fam.fold * H
+    h0, c0 = states
+    out = D.aligned_empty((T, 1, H), F32)
+    c_n = D.aligned_empty((1, H), F32, least=0)           # its halves meet mid-row
+    reverse = getattr(layer, "direction", "forward") == "reverse"
+    rec = layer._records
+    lease = PLAIN if input.size * H < POOL_MIN else rec.pool.lease()   # as run_call: big
+    try:                                                  # ones from the layer's pool
+        gx = [lease.empty((T, fam.num_gates * (hi - lo)), F32) for lo, hi in D.both_halves(H)]
+        done = D.pair_in(fam, kernel, (input.reshape(T, I), w_ih, w_hh,
+                                       D._or_zeros(bias, GH, F32),
+                                       D._or_zeros(b_rest, GH - folded, F32), h0,
+                                       h0 if c0 is None else c0, reverse, out, c_n, *gx))
+    finally:
+        lease.release()
+    if not done:
+        return None
+    rec.last_call, rec.freed, rec.last_dropout_masks = None, False, []
+    rec.unrecorded_reason = why_not_recorded(layer)
+    output = out.view()
+    output.flags.writeable = False      # as the general path's (a recorded call's is read)
+    h_n = out[0 if reverse else T - 1][None].copy()
+    return (output, h_n) if c0 is None else (output, (h_n, c_n[None].copy()))

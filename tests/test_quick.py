@@ -1,0 +1,218 @@
+"""The shorter path for one sequence at inference (nn/quick.py): where it runs, the general
+path's bits, shapes, flags and records; everywhere else the general path, unchanged
+(its errors too); any input, hypothesis."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import rnnlab
+from rnnlab import GRU, LSTM, RNN
+from rnnlab.nn import quick, records
+from rnnlab.sequence import blas, kernels, pair
+
+needs_pair = pytest.mark.skipif(
+    not (kernels.available() and pair.possible() and blas.sgemm_address()),
+    reason="the pair runs on Linux x86-64, 2 CPUs, NumPy's OpenBLAS with a 64-bit sgemm")
+
+
+@pytest.fixture
+def taken(monkeypatch, small):
+    """The list of what each quick.forward returned (None: the general path ran)."""
+    seen, real = [], quick.forward
+
+    def wrapped(*a):
+        seen.append(real(*a))
+        return seen[-1]
+    monkeypatch.setattr(quick, "forward", wrapped)
+    yield seen
+
+
+def general(m, x, hx=None):
+    """m(x, hx) by the general path (records.run_call, as the layer's forward calls it)."""
+    return records.run_call(m, x, hx, None, None, step=False)[1]
+
+
+def flat(result):
+    out, state = result
+    return [out] + (list(state) if isinstance(state, tuple) else [state])
+
+
+def assert_same(a, b):
+    """The same bits, shapes, dtypes, writeable flags and memory shared (none: the states
+    are copies, writeable, while the output is read-only)."""
+    for u, v in zip(flat(a), flat(b), strict=True):
+        assert u.shape == v.shape and u.dtype == v.dtype
+        assert u.flags.writeable == v.flags.writeable
+        np.testing.assert_array_equal(u, v)
+    for r in (a, b):
+        assert not any(np.shares_memory(r[0], s) for s in flat(r)[1:])
+
+
+def records_of(m):
+    r = m._records
+    return r.last_call, r.freed, r.unrecorded_reason, r.last_dropout_masks
+
+
+LAYERS = [(RNN, {}), (RNN, {"nonlinearity": "relu"}), (GRU, {}), (LSTM, {}),
+          (GRU, {"bias": False}), (LSTM, {"direction": "reverse"}),
+          (RNN, {"bias": False, "direction": "reverse"})]
+
+
+@needs_pair
+@pytest.mark.parametrize("cls, kw", LAYERS)
+@pytest.mark.parametrize("with_hx", [False, True])
+def test_the_shorter_path_gives_the_general_paths_result(cls, kw, with_hx, taken):
+    rng = np.random.default_rng(1)
+    m = cls(5, 24, dtype=np.float32, seed=2, **kw).eval()
+    x = rng.standard_normal((9, 1, 5)).astype(np.float32)
+    hx = None
+    if with_hx:
+        h = rng.standard_normal((1, 1, 24)).astype(np.float32)
+        hx = (h, rng.standard_normal((1, 1, 24)).astype(np.float32)) if cls is LSTM else h
+    got = m(x, hx)
+    assert taken[-1] is not None                        # it ran here
+    mine = records_of(m)
+    assert mine[0] is None and mine[1] is False and mine[3] == []
+    assert "eval mode" in mine[2]
+    assert_same(got, general(m, x, hx))
+    assert records_of(m)[2] == mine[2]
+    with pytest.raises(ValueError):                    # the output is read-only, as ever
+        got[0][0, 0, 0] = 1.0
+
+
+@needs_pair
+def test_in_place_changes_of_every_weight_are_seen(taken):
+    m = LSTM(6, 32, dtype=np.float32, seed=0).eval()
+    x = np.random.default_rng(0).standard_normal((20, 1, 6)).astype(np.float32)
+    before = m(x)
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        getattr(m, name)[3] += 0.5
+        after = m(x)
+        assert taken[-1] is not None and not np.array_equal(after[0], before[0]), name
+        assert_same(after, general(m, x))
+        before = after
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+@needs_pair
+@pytest.mark.parametrize("case", ["batch 2", "float64", "read-only input", "strided input",
+                                  "batch_first", "2 layers", "bidirectional", "proj_size",
+                                  "training", "hx list", "read-only hx", "one thread", "busy",
+                                  "lengths", "2-D input", "list input"])
+def test_every_other_call_takes_the_general_path(case, taken):
+    """None of these is the shorter path's; each gives what it gave before."""
+    kw, x = {}, np.random.default_rng(0).standard_normal((7, 1, 4)).astype(np.float32)
+    hx, call_kw = None, {}
+    if case == "batch 2":
+        x = np.concatenate([x, x], 1)
+    elif case == "float64":
+        kw["dtype"], x = np.float64, x.astype(np.float64)
+    elif case == "read-only input":
+        x = _read_only(x)
+    elif case == "strided input":
+        x = np.concatenate([x, x], 2)[:, :, ::2]
+    elif case in ("batch_first", "2 layers", "bidirectional", "proj_size"):
+        kw = {"batch_first": {"batch_first": True}, "2 layers": {"num_layers": 2},
+              "bidirectional": {"bidirectional": True}, "proj_size": {"proj_size": 3}}[case]
+        if case == "batch_first":
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+    elif case in ("hx list", "read-only hx"):
+        h = np.zeros((1, 1, 16), np.float32)
+        hx = [h, h] if case == "hx list" else (_read_only(h), h)
+    elif case == "lengths":
+        call_kw["lengths"] = [7]
+    elif case == "2-D input":
+        x = x[:, 0]
+    elif case == "list input":
+        x = x.tolist()
+    m = LSTM(4, 16, seed=3, **{"dtype": np.float32, **kw}).train(case == "training")
+    if case == "list input":                            # float64 to a float32 layer: refused
+        with pytest.raises(TypeError, match="must have the type float32"):
+            m(x)
+        assert taken == [None]
+        return
+    want = records.run_call(m, x, hx, call_kw.get("lengths"), None, step=False)[1]
+    if case == "one thread":
+        rnnlab.set_num_threads(1)
+    try:
+        if case == "busy":
+            with pair._state["lock"]:
+                got = m(x, hx, **call_kw)
+        else:
+            got = m(x, hx, **call_kw)
+    finally:
+        kernels._state["threads"] = None
+    assert all(t is None for t in taken), case
+    for u, v in zip(flat(got), flat(want)):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)
+
+
+def _draw_state(draw, shape, dtype):
+    kind = draw(st.sampled_from(["plain"] * 4 + ["read-only", "float64", "wrong shape",
+                                                  "strided"]))
+    a = np.random.default_rng(draw(st.integers(0, 99))).standard_normal(shape).astype(dtype)
+    if kind == "read-only":
+        return _read_only(a)
+    if kind == "float64":
+        return a.astype(np.float64)
+    if kind == "wrong shape":
+        return a[:, :, :-1]
+    if kind == "strided":
+        return np.repeat(a, 2, axis=2)[:, :, ::2]
+    return a
+
+
+@st.composite
+def calls(draw):
+    T = draw(st.sampled_from([0, 1, 2, 3, 5, 6, 9]))
+    N = draw(st.sampled_from([1, 1, 1, 2]))
+    I, H = draw(st.integers(1, 5)), draw(st.integers(1, 9))
+    dtype = draw(st.sampled_from([np.float32, np.float32, np.float64]))
+    x = np.random.default_rng(draw(st.integers(0, 99))).standard_normal((T, N, I)).astype(dtype)
+    if draw(st.booleans()):
+        x[draw(st.integers(0, max(T - 1, 0))) if T else 0:, :, :1] = draw(
+            st.sampled_from([np.nan, np.inf, -np.inf, 1e30]))
+    if draw(st.integers(0, 4)) == 0:
+        x = x[:, :, :max(I - 1, 0)]                     # the wrong number of features
+    hx = None
+    kind = draw(st.sampled_from(["RNN", "GRU", "LSTM"]))
+    if draw(st.booleans()):
+        h = _draw_state(draw, (1, N, H), np.float32)
+        if kind == "LSTM":
+            c = _draw_state(draw, (1, N, H), np.float32)
+            hx = draw(st.sampled_from([(h, c), (h, c), [h, c], h, (h,)]))
+        else:
+            hx = draw(st.sampled_from([h, (h,)]))
+    return kind, I, H, x, hx, draw(st.booleans()), draw(st.booleans())
+
+
+@needs_pair
+@settings(max_examples=3 * settings().max_examples, deadline=None,   # (a third valid)
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calls())
+def test_any_call_equals_the_general_paths(monkeypatch, case):
+    """Any input: the layer's call gives the general path's result (bits) or the same
+    exception with the same message; never another one, never a warning."""
+    kind, I, H, x, hx, bias, reverse = case
+    with monkeypatch.context() as mp:
+        mp.setattr(pair, "PAIR_MIN", 0)                 # the pair for any size (conftest's
+        mp.setattr(pair, "PAIR_STEPS", 2)               # ``small``: a fixture is not reset
+        mp.setattr(pair, "PAIR_COOL", 0.0)              # between hypothesis's examples)
+        pair._state.update(cool=0.0, low=0)
+        m = getattr(rnnlab, kind)(I, H, bias=bias, dtype=np.float32, seed=0,
+                                  direction="reverse" if reverse else "forward").eval()
+        with np.errstate(all="raise"):
+            try:
+                want = general(m, x, hx)
+            except Exception as e:                      # noqa: BLE001 (compared below)
+                with pytest.raises(type(e)) as got:
+                    m(x, hx)
+                assert str(got.value) == str(e)
+                assert isinstance(e, (ValueError, TypeError)), e
+                return
+            assert_same(m(x, hx), want)
