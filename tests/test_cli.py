@@ -147,6 +147,8 @@ def test_bench_times_reps_and_min_seconds():
     import time
     from rnnlab.tools import bench
     assert bench.MIN_SECONDS > 0
+    parser = cli.build_parser()
+    assert parser.parse_args(["bench"]).min_seconds == bench.MIN_SECONDS    # one default
     t0 = time.perf_counter()
     assert len(bench.timed(lambda: None, 3, 0.05)) > 3
     assert time.perf_counter() - t0 >= 0.05

@@ -31,9 +31,8 @@ def _plain(a, shape):
 
 def _states(hx, cell, H):
     """(h0, c0) as the kernel reads them, (N, H) = (1, H), or None when hx is not plain."""
-    zeros = np.zeros((1, H), F32)
     if hx is None:
-        return zeros, (np.zeros((1, H), F32) if cell else None)
+        return np.zeros((1, H), F32), (np.zeros((1, H), F32) if cell else None)
     if not cell:
         return (hx[0], None) if _plain(hx, (1, 1, H)) else None
     if type(hx) is tuple and len(hx) == 2 and all(_plain(s, (1, 1, H)) for s in hx):

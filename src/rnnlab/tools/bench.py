@@ -67,7 +67,7 @@ def _peak_rss():
 
 
 def worker(fw, kind, T, N, I, H, what, reps, threads, onnx_path, min_seconds=MIN_SECONDS):
-    """Runs in a fresh process: returns {"median": s, "rss": bytes}."""
+    """Runs in a fresh process: returns {"median": s, "calls": timed calls, "rss": bytes}."""
     import numpy as np
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, N, I)).astype(np.float32)
