@@ -216,3 +216,22 @@ def test_any_call_equals_the_general_paths(monkeypatch, case):
                 assert isinstance(e, (ValueError, TypeError)), e
                 return
             assert_same(m(x, hx), want)
+
+
+@needs_pair
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_a_stream_in_chunks_takes_the_shorter_path_and_equals_one_call(cls, taken):
+    """out, hx = layer(chunk, hx) again and again: each chunk the shorter path's, the
+    whole the one call's numbers (float32 rounding: a chunk of a few rows is projected
+    by another kernel)."""
+    m = cls(8, 40, dtype=np.float32, seed=4).eval()
+    x = np.random.default_rng(5).standard_normal((60, 1, 8)).astype(np.float32)
+    want, want_state = m(x)
+    outs, hx = [], None
+    for lo, hi in ((0, 5), (5, 25), (25, 26), (26, 60)):
+        out, hx = m(x[lo:hi].copy(), hx)
+        outs.append(out)
+    assert [t is not None for t in taken[1:]] == [True, True, False, True]   # 1 step: short
+    np.testing.assert_allclose(np.concatenate(outs), want, rtol=1e-5, atol=1e-6)
+    for a, b in zip(flat((None, hx))[1:], flat((None, want_state))[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
