@@ -3,9 +3,10 @@ the call a service repeats (a stream in chunks, ``layer(x, hx)`` again and again
 
 The general path (records.run_call: checks and layouts, the pool's lease, the driver's
 choices, the call's record: ~100 Python calls) runs slowly after a time loop has emptied
-the caches. Here, the checks that make the call one the general path sends to the pair
-(pair_step.pair_in) with every array as it is, then that call: 12-57 us a call less, 8-9%
-at T = 10, 1-3% at T = 100 (BENCHMARKS.md, "A shorter path for one sequence"). Anything
+the caches. Here, the checks that make the call one the general path sends to the pair,
+then the driver's own call of it (driver._pair_forward: the kernel's arguments built in
+one place): 9-49 us a call less, 5-8% at T = 10, 1-2% at T = 100 (BENCHMARKS.md, "A
+shorter path for one sequence"). Anything
 else (another shape, dtype or layout, an array the kernels would copy, a recorded call,
 lengths, masks, packing, the pair off, busy or cooling down) returns None, and the layer
 takes the general path (those checks cost a declined call 0.4-1.4 us: the cheapest come
@@ -16,6 +17,7 @@ from ..cells import by_mode
 from ..sequence import driver as D      # its names looked up at each call: what the
 from ..sequence import pair as P        # driver calls, even where a test replaces it
 from ..sequence.pool import PLAIN
+from ..sequence.records import LayerWeights
 from ..tuning import POOL_MIN
 from .grad_mode import is_recording, why_not_recorded
 
@@ -60,33 +62,24 @@ def forward(layer, input, hx):
             or (b_ih is not None and not (_plain(b_ih, (GH,)) and _plain(b_hh, (GH,))))):
         return None
     states = _states(hx, fam.has_cell_state, H)
-    if states is None or D.gemm_rows(T, 1, GH, H) or not D.sgemm_address():
-        return None
-    kernel = D.pair_kernel(fam)
-    if kernel is None or P._state["lock"].locked():     # busy: the general path, which
+    if states is None or P._state["lock"].locked():     # busy: the general path, which
         return None                                     # tries once and goes on without
+    w = LayerWeights(w_ih, w_hh, b_ih, b_hh)
     with np.errstate(**D._QUIET):
-        bias, b_rest = D._fold_bias(fam, (w_ih, w_hh, b_ih, b_hh))
-    folded = fam.fold * H
-    h0, c0 = states
-    out = D.aligned_empty((T, 1, H), F32)
-    c_n = D.aligned_empty((1, H), F32, least=0)           # its halves meet mid-row
+        bias, b_rest = D._fold_bias(fam, w)
     reverse = getattr(layer, "direction", "forward") == "reverse"
     rec = layer._records
     lease = PLAIN if input.size * H < POOL_MIN else rec.pool.lease()   # as run_call: big
     try:                                                  # ones from the layer's pool
-        gx = [lease.empty((T, fam.num_gates * (hi - lo)), F32) for lo, hi in D.both_halves(H)]
-        done = D.pair_in(fam, kernel, (input.reshape(T, I), w_ih, w_hh,
-                                       D._or_zeros(bias, GH, F32),
-                                       D._or_zeros(b_rest, GH - folded, F32), h0,
-                                       h0 if c0 is None else c0, reverse, out, c_n, *gx))
+        done = D._pair_forward(fam, input, w, bias, b_rest, *states, reverse, lease, False)
     finally:
         lease.release()
-    if not done:
+    if done is None:
         return None
+    out, h_n, c_n = done
     rec.last_call, rec.freed, rec.last_dropout_masks = None, False, []
     rec.unrecorded_reason = why_not_recorded(layer)
     output = out.view()
     output.flags.writeable = False      # as the general path's (a recorded call's is read)
-    h_n = out[0 if reverse else T - 1][None].copy()
-    return (output, h_n) if c0 is None else (output, (h_n, c_n[None].copy()))
+    h_n = h_n[None].copy()
+    return (output, h_n) if c_n is None else (output, (h_n, c_n[None].copy()))
