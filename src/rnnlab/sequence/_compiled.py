@@ -189,7 +189,10 @@ def _relu(a):
 
 @inline
 def _copy(dst, src, start):
-    """dst[:] = src[start:start + len(dst)]"""
+    """dst[:] = src[start:start + len(dst)]. The kernels copy arrays so, never by
+    assigning one to a slice or row (``x[lo:hi] = y``, ``X[n] = y``): numba then builds
+    its shape-mismatch message, string formatting that cost the first LSTM call ~3 s of
+    compiling (BENCHMARKS.md, "Cold start")."""
     for k in range(dst.shape[0]):
         dst[k] = src[start + k]
 

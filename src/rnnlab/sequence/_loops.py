@@ -38,8 +38,8 @@ def SEQUENCE(gx, w_hh_t, bias, b_rest, h0, c0, reverse, out, c_n, rows, store, r
     A = np.empty((hi - lo, GH), f32)
     u = np.empty(GH + S * H, f32)
     cs = np.empty(H, f32)
-    if HAS_C:
-        c_n[lo:hi] = c0[lo:hi]
+    for n in range(lo, hi if HAS_C else lo):     # (_copy: not c_n[lo:hi] = c0[lo:hi])
+        _copy(c_n[n], c0[n], 0)
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]

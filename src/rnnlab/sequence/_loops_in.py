@@ -101,11 +101,11 @@ def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, 
     X = np.empty((R, GH), f32)
     BX = np.empty((R, GH), f32)
     for n in range(R):
-        BX[n] = bias
+        _copy(BX[n], bias, 0)
     u = np.empty(GH + S * H, f32)
     cs = np.empty(H, f32)
-    if HAS_C:
-        c_n[lo:hi] = c0[lo:hi]
+    for n in range(lo, hi if HAS_C else lo):
+        _copy(c_n[n], c0[n], 0)
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]

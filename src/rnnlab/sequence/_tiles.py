@@ -202,13 +202,13 @@ def _scalar(c, d, a, b, j_from, panels):
             c[n, j] = s
 
 
-@compiled
-def product(c, a, b):
+@njit(cache=True, inline="always")   # (the two wrappers inlined: each compiled on
+def product(c, a, b):                # its own cost ~0.9 s, BENCHMARKS.md "Cold start")
     """c += a @ b: float32 (M, J), (M, K), (K, J); see the module's docstring."""
     product_from(c, c, a, b)
 
 
-@compiled
+@njit(cache=True, inline="always")
 def product_from(c, d, a, b):
     """c = d + a @ b, d (M, J) float32 too (c itself, or an array c does not overlap):
     the sums start from d's values, no copy of d into c first (the same bits). Blocks of

@@ -34,8 +34,9 @@ exactly 0 where exp(-x) overflows: 0 * inf stays NaN in the gradients).
 ``RNNLAB_KERNELS=numpy`` in the environment turns them off. The first use of a family in a
 process imports numba (~0.5 s); each kernel is then loaded from numba's cache (next to
 _compiled.py, or NUMBA_CACHE_DIR) on its own first use, so inference never builds the
-backward loops. The first use after installing compiles instead (measured: GRU's
-inference loop 3 s, LSTM's 7 s, every kernel of the four families 48 s on 2 cores),
+backward loops. The first use after installing compiles instead (measured, an empty cache: the first
+GRU or LSTM inference call 6 s, the other family's after it 2 s, every kernel of the four
+families 50 s on 2 cores),
 announced once per process with a KernelCompileWarning; ``rnnlab warmup`` does it ahead
 of time. If numba is missing or a kernel fails to compile, the NumPy path runs for it.
 """
@@ -81,7 +82,7 @@ def _announce(fam, where):
     import warnings
     try:
         warnings.warn(f"rnnlab is compiling its float32 kernels for {fam.kind} (the first use "
-                      f"since installing: 2-25 s per family, once; later processes "
+                      f"since installing: 2-8 s a kind of call, once; later processes "
                       f"load them from numba's cache in {where}). Run `rnnlab warmup` at "
                       "install time to pay this ahead; RNNLAB_KERNELS=numpy skips them.",
                       KernelCompileWarning, stacklevel=4)
