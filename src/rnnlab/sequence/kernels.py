@@ -34,12 +34,11 @@ exactly 0 where exp(-x) overflows: 0 * inf stays NaN in the gradients).
 ``RNNLAB_KERNELS=numpy`` in the environment turns them off. The first use of a family in a
 process imports numba (~0.5 s); each kernel is then loaded from numba's cache (next to
 _compiled.py, or NUMBA_CACHE_DIR) on its own first use, so inference never builds the
-backward loops. The first use after installing compiles instead (measured, an empty cache: the first
-GRU or LSTM inference call 6 s, the other family's after it 2 s, every kernel of the four
-families 50 s on 2 cores),
-announced once per process with a KernelCompileWarning; ``rnnlab warmup`` does it ahead
-of time. If numba is missing or a kernel fails to compile, the NumPy path runs for it.
-"""
+backward loops. The first use after installing compiles instead (an empty cache: the
+first GRU or LSTM inference call 6 s, the other's after it 2 s, every kernel of the four
+families 50 s on 2 cores), announced once per process with a KernelCompileWarning;
+``rnnlab warmup`` does it ahead of time. Without numba, or where a kernel fails to
+compile, the NumPy path runs."""
 import contextlib
 import os
 
