@@ -158,15 +158,14 @@ class RNNBase(Stepping, Module):
         for the outputs of every layer but the last, used instead of drawing them (given
         masks always apply); the masks a call used are in ``last_dropout_masks``.
         """
-        if lengths is None and dropout_masks is None:
-            result = quick.forward(self, input, hx)      # one sequence at inference, if it
-            if result is not None:                       # can (nn/quick.py), else as ever
-                return result
-        packed = None
-        if is_packed(input):
-            packed = input
-            input, lengths = from_packed(input, batch_first=self.batch_first)
-        call, result = run_call(self, input, hx, lengths, dropout_masks, step=False)
+        call = packed = None
+        result = (quick.forward(self, input, hx)          # one sequence at inference, if it
+                  if lengths is None and dropout_masks is None else None)   # can (nn/quick)
+        if result is None:
+            if is_packed(input):
+                packed = input
+                input, lengths = from_packed(input, batch_first=self.batch_first)
+            call, result = run_call(self, input, hx, lengths, dropout_masks, step=False)
         rec = self._records
         rec.last_call = call
         rec.unrecorded_reason = None if call is not None else why_not_recorded(self)

@@ -19,7 +19,7 @@ from ..sequence import pair as P        # driver calls, even where a test replac
 from ..sequence.pool import PLAIN
 from ..sequence.records import LayerWeights
 from ..tuning import POOL_MIN
-from .grad_mode import is_recording, why_not_recorded
+from .grad_mode import is_recording
 
 F32 = np.dtype(np.float32)
 
@@ -77,8 +77,7 @@ def forward(layer, input, hx):
     if done is None:
         return None
     out, h_n, c_n = done
-    rec.last_call, rec.freed, rec.last_dropout_masks = None, False, []
-    rec.unrecorded_reason = why_not_recorded(layer)
+    rec.freed, rec.last_dropout_masks = False, []     # as run_call (layer.forward: the rest)
     output = out.view()
     output.flags.writeable = False      # as the general path's (a recorded call's is read)
     h_n = h_n[None].copy()

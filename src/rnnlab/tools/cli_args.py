@@ -14,31 +14,24 @@ def lengths(text):
     return vals
 
 
-def _number(convert, what):
-    """An argparse type: text -> a positive (finite) number, or a clear usage error."""
+def _number(convert, what, zero=False):
+    """An argparse type: text -> a positive (``zero``: or 0) finite number, or a clear
+    usage error naming ``what`` was expected."""
     def parse(text):
         try:
             v = convert(text)
         except ValueError:
             v = None
-        if v is None or not 0 < v < float("inf"):
-            raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}")
-        return v
+        if v is None or not (0 <= v if zero else 0 < v) or not v < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v + 0                                # -0.0 -> 0.0
     return parse
 
 
-positive = _number(int, "integer")
+positive = _number(int, "a positive integer")
 
-
-def non_negative_float(text):
-    """A finite real number >= 0 (a weight decay, seconds)."""
-    try:
-        v = float(text)
-    except ValueError:
-        v = None
-    if v is None or not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v + 0.0                                  # -0.0 -> 0.0
+#: A finite real number >= 0 (a weight decay, seconds)
+non_negative_float = _number(float, "a number >= 0", zero=True)
 
 
 def unit_interval(text):
@@ -50,7 +43,7 @@ def unit_interval(text):
     if v is None or not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
     return v
-positive_float = _number(float, "number")
+positive_float = _number(float, "a positive number")
 
 
 def clip(text):
