@@ -107,6 +107,14 @@ def test_bench_needs_threadpoolctl(capsys, monkeypatch):
     assert code == 2 and "pip install threadpoolctl" in err
 
 
+from rnnlab.tools.rounds import probe_or_none  # noqa: E402
+
+
+def _untagged(tokens):
+    """A bench row's fields before its placement tag (``rt 71 +1!``)."""
+    return tokens[:tokens.index("rt")] if "rt" in tokens else tokens
+
+
 def test_bench_small(capsys, tmp_path):
     pytest.importorskip("threadpoolctl")
     doc = tmp_path / "B.md"
@@ -118,7 +126,11 @@ def test_bench_small(capsys, tmp_path):
     assert "timed: 1 calls and 0.05 s of calls at least" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("gru   ")]
     assert [r[:3] for r in rows] == [["gru", "2", "8"]]
-    assert all(len(r) == 7 for r in rows)            # step and frozen, each with (min-max)
+    assert all(len(_untagged(r)) == 7 for r in rows)   # step and frozen, each with (min-max)
+    assert "placement: " in out                       # how the rounds were compared
+    if probe_or_none() is not None:                   # numba: every row says where it ran
+        assert all(r[-2] == "rt" and float(r[-1]) > 0 for r in rows)
+        assert out.splitlines()[-1].split()[-2] == "rt"
     text = doc.read_text()
     assert "old" not in text and "gru  train 3,2,4,5" in text
     assert "--reps 1 --min-seconds 0.05 --write" in text       # the command, to run again
@@ -172,7 +184,7 @@ def test_bench_against_torch_and_onnxruntime(capsys, tmp_path):
     text = doc.read_text()
     assert code == 0 and "old" not in text and "ort" in text and " torch " in text
     row = next(line.split() for line in text.splitlines() if line.startswith("lstm  1    8"))
-    assert len(row) == 13 and "frozen (min-max)" in text    # step, frozen, torch, ort
+    assert len(_untagged(row)) == 13 and "frozen (min-max)" in text   # step, frozen, torch, ort
     assert text.startswith("before") and text.endswith("after\n")
 
 

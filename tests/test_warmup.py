@@ -81,7 +81,7 @@ def test_a_kernel_that_fails_to_build_is_the_numpy_path(monkeypatch):
 
 
 def test_cold_start_lines():
-    from rnnlab.tools.bench import format_cold
+    from rnnlab.tools.cold import format_cold
     lines = format_cold({"import": 0.1, "gru": 3.0, "lstm": 7.0},
                         {"import": 0.1, "gru": 0.3, "lstm": 0.05})
     assert lines[0].endswith("gru 3.00 + lstm 7.00 = 10.1 s") and "empty" in lines[0]
@@ -90,7 +90,7 @@ def test_cold_start_lines():
 
 @pytest.mark.slow
 def test_cold_start_is_measured_in_fresh_processes():
-    from rnnlab.tools.bench import cold_start
+    from rnnlab.tools.cold import cold_start
     cold, cached = cold_start(["rnn"])
     assert cold["rnn"] > 5 * cached["rnn"]          # compiled, then loaded from the cache
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 
 from ..cells import FAMILIES as _ALL
+from .rounds import legend, probe_or_none, run_rounds, tag
 
 FAMILIES = tuple(k for k, f in _ALL.items() if f.torch_class and f.listed)   # torch has them
 SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32),   # the issue's,
@@ -197,7 +198,7 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
     if "rnnlab" in avail:
         avail.insert(avail.index("rnnlab") + 1, "frozen")
     print_fn(STEP_LEGEND.format(steps=steps))
-    rows, tmp = [], tempfile.mkdtemp()
+    rows, tmp, probe = [], tempfile.mkdtemp(), probe_or_none()
     for kind in kinds:
         for L in layers:
             for H in hidden:
@@ -207,11 +208,9 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
                     from ..nn import make_layer
                     export_onnx(make_layer(kind, H, H, num_layers=L, seed=0), onnx_path,
                                 states=True)
-                res = {fw: [] for fw in avail}
-                for _ in range(rounds):
-                    for fw in avail:
-                        res[fw].append(_spawn_step(fw, kind, H, L, steps, threads, onnx_path))
-                row = dict(kind=kind, L=L, H=H)
+                res, where = run_rounds(avail, lambda fw: _spawn_step(
+                    fw, kind, H, L, steps, threads, onnx_path), rounds, probe)
+                row = dict(kind=kind, L=L, H=H, placement=where)
                 for fw, v in res.items():
                     us = [r["median"] * 1e6 for r in v]
                     row[fw] = dict(us=statistics.median(us), lo=min(us), hi=max(us))
@@ -241,7 +240,7 @@ def format_step_row(r):
                                                        else "     ")
         else:
             s += " " * 17
-    return s.rstrip()
+    return (s + " " + tag(r.get("placement"))).rstrip()
 
 
 def _spawn_step(fw, kind, H, L, steps, threads, onnx_path):
@@ -272,6 +271,7 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
     import numpy as np
     threads = threads or os.cpu_count()
     avail = [fw for fw in frameworks if fw == "rnnlab" or _importable(fw)]
+    probe = probe_or_none()
     head = [f"threads={threads}; numpy BLAS: {blas_info()}"[:100],
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
             f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}",
@@ -281,7 +281,7 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
             "median",
             f"rnnlab's compiled kernels: {_kernels_info()}",
             "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
-            "/ rnnlab time"]
+            "/ rnnlab time", *legend(probe, rounds)]
     for line in head:
         print_fn(line)
     rows = []
@@ -295,12 +295,11 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
                 export_onnx(make_layer(kind, I, H, seed=0), onnx_path, states=True)
             for what in ("train", "infer"):
                 fws = [fw for fw in avail if not (fw == "onnxruntime" and what == "train")]
-                res = {fw: [] for fw in fws}
-                for _ in range(rounds):
-                    for fw in fws:                        # alternate frameworks per round
-                        res[fw].append(_spawn(fw, kind, T, N, I, H, what, reps, threads,
-                                              onnx_path, min_seconds))
-                row = dict(kind=kind, T=T, N=N, I=I, H=H, what=what, threads=threads)
+                res, where = run_rounds(                 # frameworks alternate
+                    fws, lambda fw: _spawn(fw, kind, T, N, I, H, what, reps, threads,
+                                           onnx_path, min_seconds), rounds, probe)
+                row = dict(kind=kind, T=T, N=N, I=I, H=H, what=what, threads=threads,
+                           placement=where)
                 for fw, vals in res.items():
                     ms = [v["median"] * 1e3 for v in vals]
                     row[fw] = dict(ms=statistics.median(ms), lo=min(ms), hi=max(ms),
@@ -310,50 +309,6 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
                 rows.append(row)
                 print_fn(format_row(row))
     return rows, head
-
-
-COLD_CODE = """
-import json, sys, time, warnings
-t0 = time.perf_counter()
-import numpy as np
-import rnnlab
-from rnnlab.nn import make_layer
-t1 = time.perf_counter()
-out = {"import": t1 - t0}
-warnings.simplefilter("ignore")
-for kind in sys.argv[1].split(","):
-    t = time.perf_counter()
-    layer = make_layer(kind, 8, 16, seed=0)
-    layer(np.zeros((5, 4, 8), np.float32))
-    out[kind] = time.perf_counter() - t
-print(json.dumps(out))
-"""
-
-
-def cold_start(kinds=("gru", "lstm")):
-    """Seconds to import rnnlab and make the first call of each kind (a 5-step batch) in
-    a fresh process whose numba cache directory is empty (the first use after
-    installing), then in a second process with that cache filled: (cold, cached) dicts."""
-    runs = []
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for _ in range(2):
-            out = subprocess.run([sys.executable, "-c", COLD_CODE, ",".join(kinds)],
-                                 capture_output=True, text=True, env=env)
-            if out.returncode != 0:
-                raise RuntimeError(f"cold-start worker failed: {out.stderr.strip()[-300:]}")
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return runs[0], runs[1]
-
-
-def format_cold(cold, cached):
-    def line(r):
-        calls = sum(v for k, v in r.items() if k != "import")
-        return (f"import {r['import']:.2f} s + first calls "
-                + " + ".join(f"{k} {v:.2f}" for k, v in r.items() if k != "import")
-                + f" = {r['import'] + calls:.1f} s")
-    return [f"cold start, numba's cache empty (first use after install): {line(cold)}",
-            f"next process, cache filled (or after `rnnlab warmup`): {line(cached)}"]
 
 
 def _importable(name):
@@ -374,13 +329,14 @@ def _spawn(fw, kind, T, N, I, H, what, reps, threads, onnx_path, min_seconds=MIN
 
 
 def format_row(r):
-    s = f"{r['kind']:4s} {r['what']:5s} {r['T']},{r['N']},{r['I']},{r['H']:<9}"
+    size = f"{r['T']},{r['N']},{r['I']},{r['H']}"
+    s = f"{r['kind']:4s} {r['what']:5s} {size:15s}"
     ours = r["rnnlab"]
     s += f" rnnlab {ours['ms']:7.2f} ({ours['lo']:.1f}-{ours['hi']:.1f}) {ours['mb']:5.0f}MB"
     for fw, short in (("torch", "torch"), ("onnxruntime", "ort")):
         if fw in r:
             s += f" {short} {r[fw]['ms']:6.2f} {r[fw]['ms'] / ours['ms']:4.2f}x"
-    return s
+    return (s + " " + tag(r.get("placement"))).rstrip()
 
 
 def write_table(path, head, rows, command, step_rows=()):

@@ -159,6 +159,7 @@ def cmd_bench(args):
         return fail("bench", "it needs threadpoolctl (the same BLAS threads for all): "
                     "pip install threadpoolctl")
     from . import bench
+    from .rounds import legend, probe_or_none
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in bench.FAMILIES]
     if bad:
@@ -167,7 +168,8 @@ def cmd_bench(args):
                               ("onnxruntime", args.no_onnxruntime)) if not off]
     rows, head = [], []
     if args.cold_start:
-        head = bench.format_cold(*bench.cold_start(kinds))
+        from .cold import cold_start, format_cold
+        head = format_cold(*cold_start(kinds))
         for line in head:
             print(line)
     if not args.no_sequences:
@@ -182,6 +184,10 @@ def cmd_bench(args):
             layers = [positive(v) for v in args.step_layers.split(",")]
         except argparse.ArgumentTypeError as exc:
             return fail("bench", str(exc))
+        if args.no_sequences:                  # the table's header says it otherwise
+            lines = legend(probe_or_none(), args.rounds)
+            head += lines
+            print("\n".join(lines))
         step_rows = bench.run_steps(kinds, hidden, layers, rounds=args.rounds,
                                     threads=args.threads, frameworks=fws)
     if args.write:

@@ -1,0 +1,103 @@
+"""The bench's rounds compared in one placement of the CPUs (tools/rounds.py) and the
+reading they rest on (sequence/placement.py)."""
+import itertools
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from rnnlab.tools import rounds as R
+
+
+def _fake(readings):
+    """A probe that returns the given readings in turn, and a spawn that numbers its
+    calls: (probe, spawn, calls)."""
+    it = iter(readings)
+    calls = []
+
+    def spawn(name):
+        calls.append(name)
+        return (name, len(calls))
+    return (lambda: next(it)), spawn, calls
+
+
+def test_even_readings():
+    assert R.even([70, 75, 139.9]) and R.even([None, 70, None]) and R.even([]) and R.even([5])
+    assert not R.even([70, 141]) and not R.even([340, None, 70])
+
+
+def test_a_round_whose_readings_disagree_runs_again():
+    # round 1: 70 | a 70 | b 340 -> again; round 2 and 3 agree
+    probe, spawn, calls = _fake([70, 70, 340, 72, 71, 73, 330, 340, 335])
+    kept, where = R.run_rounds(["a", "b"], spawn, 2, probe)
+    assert calls == ["a", "b"] * 3
+    assert kept == {"a": [("a", 3), ("a", 5)], "b": [("b", 4), ("b", 6)]}
+    assert where == {"ns": [72, 335], "again": 1, "uneven": 0}
+    assert R.tag(where) == "rt 72-335 +1"
+
+
+def test_after_again_tries_a_round_counts_as_it_came():
+    probe, spawn, calls = _fake([70, 340] * 10)
+    kept, where = R.run_rounds(["a"], spawn, 2, probe, again=1)
+    assert len(calls) == 3 and kept["a"] == [("a", 2), ("a", 3)]
+    assert where["again"] == 1 and where["uneven"] == 2
+    assert R.tag(where).endswith("+1!")
+
+
+def test_no_probe_every_round_counts():
+    _, spawn, calls = _fake([])
+    kept, where = R.run_rounds(["a", "b", "c"], spawn, 3, None)
+    assert len(calls) == 9 and [len(v) for v in kept.values()] == [3, 3, 3]
+    assert where == {"ns": [None] * 3, "again": 0, "uneven": 0} and R.tag(where) == ""
+    assert "not read" in R.legend(None, 3)[0]
+    assert all(len(line) <= 100 for line in R.legend(lambda: 1.0, 3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.sampled_from("abcd"), min_size=1, max_size=4, unique=True),
+       rounds=st.integers(1, 4), again=st.integers(0, 4),
+       readings=st.lists(st.one_of(st.none(), st.floats(50, 500)), min_size=40, max_size=40))
+def test_rounds_any_readings(names, rounds, again, readings):
+    """Whatever the readings: exactly ``rounds`` rounds kept for every name, in the order
+    they ran, at most ``again`` run again, and a round kept although its readings disagreed
+    only once the tries were spent."""
+    probe, spawn, calls = _fake(itertools.cycle(readings))
+    kept, where = R.run_rounds(names, spawn, rounds, probe, again=again)
+    assert all(len(v) == rounds for v in kept.values())
+    assert where["again"] <= again and len(calls) == len(names) * (rounds + where["again"])
+    assert len(where["ns"]) == rounds and where["uneven"] <= rounds
+    if where["uneven"]:
+        assert where["again"] == again
+    for n in names:
+        assert [c for c in kept[n]] == sorted(kept[n], key=lambda c: c[1])
+    assert isinstance(R.tag(where), str) and "\n" not in R.tag(where)
+
+
+# -- the reading itself (numba) ----------------------------------------------------------
+placement = pytest.importorskip("rnnlab.sequence.placement")
+TWO = len(os.sched_getaffinity(0)) >= 2
+
+
+@pytest.mark.skipif(not TWO, reason="needs two CPUs")
+def test_round_trip_between_two_cpus():
+    mine = os.sched_getaffinity(0)
+    ns = placement.round_trip_ns(trips=200, tries=2)
+    assert ns is not None and 1 < ns < 1e6
+    assert os.sched_getaffinity(0) == mine                  # the caller's affinity back
+    here = min(mine)
+    assert placement.round_trip_ns(cpus=(here, here)) is None
+
+
+def test_round_trip_needs_two_cpus(monkeypatch):
+    monkeypatch.setattr(placement.os, "sched_getaffinity", lambda pid: {0})
+    assert placement.round_trip_ns() is None
+
+
+@pytest.mark.skipif(not TWO, reason="needs two CPUs")
+def test_round_trip_gives_up_rather_than_waits(monkeypatch):
+    """A side that waits past PATIENCE polls stops both (the other CPU busy elsewhere):
+    no reading, no hang; a CPU the thread may not run on: no reading either."""
+    monkeypatch.setattr(placement, "PATIENCE", 0)
+    assert placement.round_trip_ns(trips=50, tries=1) is None
+    monkeypatch.undo()
+    assert placement.round_trip_ns(cpus=(min(os.sched_getaffinity(0)), 10 ** 6)) is None
