@@ -101,3 +101,17 @@ def test_round_trip_gives_up_rather_than_waits(monkeypatch):
     assert placement.round_trip_ns(trips=50, tries=1) is None
     monkeypatch.undo()
     assert placement.round_trip_ns(cpus=(min(os.sched_getaffinity(0)), 10 ** 6)) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's VmHWM")
+def test_bench_peak_rss_is_the_process_own():
+    """A worker's peak RSS is its own, not its parent's (ru_maxrss is kept across fork
+    and exec: a 300 MB parent made every child read 300 MB)."""
+    import subprocess
+    import sys
+    big = bytearray(200 * 2 ** 20)
+    big[::4096] = b"\1" * len(big[::4096])                  # touched: resident
+    code = "from rnnlab.tools.bench import _peak_rss; print(_peak_rss())"
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True).stdout)
+    assert child < 150 * 2 ** 20 and len(big)

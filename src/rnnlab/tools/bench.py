@@ -63,6 +63,16 @@ def flops(kind, T, N, I, H, training):
 
 
 def _peak_rss():
+    """This process's peak RSS in bytes: Linux's VmHWM, its own (getrusage's ru_maxrss
+    keeps the parent's peak across fork and exec: the bench's own ~190 MB hid every
+    worker's rise below it); ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
