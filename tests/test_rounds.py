@@ -115,3 +115,38 @@ def test_bench_peak_rss_is_the_process_own():
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True).stdout)
     assert child < 150 * 2 ** 20 and len(big)
+
+
+def test_bench_ratio_is_per_round(monkeypatch):
+    """x is the median over rounds of each round's ratio (the rounds' processes ran in
+    one placement), not the ratio of the two medians: rnnlab 1, 2, 10 ms against torch 3,
+    2, 4 reads 1.00x (per round 3, 1, 0.4), not 1.50x."""
+    from rnnlab.tools import bench
+    times = {"rnnlab": itertools.cycle([1e-3, 2e-3, 10e-3]),
+             "torch": itertools.cycle([3e-3, 2e-3, 4e-3])}            # train, then infer
+    monkeypatch.setattr(bench, "probe_or_none", lambda: None)
+    monkeypatch.setattr(bench, "_spawn", lambda fw, *a: {"median": next(times[fw]), "rss": 0})
+    lines = []
+    rows, head = bench.run(kinds=["gru"], sizes=[(3, 2, 4, 5)], rounds=3,
+                           frameworks=("rnnlab", "torch"), print_fn=lines.append)
+    assert [r["what"] for r in rows] == ["train", "infer"]
+    for row in rows:
+        assert row["torch"]["x"] == 1.0 and row["rnnlab"]["ms"] == 2.0
+        assert row["torch"]["ms"] == 3.0 and " torch   3.00 1.00x" in bench.format_row(row)
+    assert lines[-2:] == [bench.format_row(r) for r in rows]
+    assert any("the same round" in line for line in head)
+    assert R.ratio({"a": [{"median": 4}], "b": [{"median": 2}]}, "a", "b") == 2
+
+
+def test_bench_step_ratio_is_per_round(monkeypatch):
+    from rnnlab.tools import bench
+    times = {"rnnlab": itertools.cycle([1e-6, 2e-6, 10e-6]),
+             "frozen": itertools.cycle([1e-6, 1e-6, 1e-6]),
+             "torch": itertools.cycle([3e-6, 2e-6, 4e-6])}
+    monkeypatch.setattr(bench, "probe_or_none", lambda: None)
+    monkeypatch.setattr(bench, "_spawn_step", lambda fw, *a: {"median": next(times[fw])})
+    rows = bench.run_steps(["gru"], hidden=(8,), layers=(1,), rounds=3,
+                           frameworks=("rnnlab", "torch"), print_fn=lambda line: None)
+    torch = rows[0]["torch"]
+    assert torch["x"] == 1.0 and torch["xf"] == 3.0 and torch["us"] == 3.0
+    assert " 3.0 1.00 3.00" in bench.format_step_row(rows[0])

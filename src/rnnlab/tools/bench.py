@@ -27,7 +27,7 @@ import tempfile
 import time
 
 from ..cells import FAMILIES as _ALL
-from .rounds import legend, probe_or_none, run_rounds, tag
+from .rounds import legend, probe_or_none, ratio, run_rounds, tag
 
 FAMILIES = tuple(k for k, f in _ALL.items() if f.torch_class and f.listed)   # torch has them
 SIZES = [(100, 64, 256, 256), (200, 128, 512, 512), (50, 16, 32, 32),   # the issue's,
@@ -224,6 +224,9 @@ def run_steps(kinds, hidden=(64, 128, 256), layers=(1, 2), rounds=3, steps=None,
                 for fw, v in res.items():
                     us = [r["median"] * 1e6 for r in v]
                     row[fw] = dict(us=statistics.median(us), lo=min(us), hi=max(us))
+                    if fw in ("torch", "onnxruntime"):        # per round, then the median
+                        row[fw]["x"] = ratio(res, fw, "rnnlab")
+                        row[fw]["xf"] = ratio(res, fw, "frozen") if "frozen" in res else None
                 rows.append(row)
                 print_fn(format_step_row(row))
     return rows
@@ -233,7 +236,7 @@ STEPS = 1500                 # timed batch-1 steps per process
 STEP_LEGEND = ("batch-1 step, us: median over rounds (min-max), {steps} steps per process "
                "after 200 warm-up\nstep = layer.step, frozen = layer.freeze().step, after "
                "rnnlab.set_num_threads(T)\nT: everyone's threads; "
-               "x: the other's time / step's, / frozen's\n"
+               "x: the other's time / step's, / frozen's in a round, the median over rounds\n"
                + "kind  L    H  " + "step (min-max)".ljust(19) + "frozen (min-max)".ljust(18)
                + "".join(f" {fw:>6} {'x':>4} {'x':>4}" for fw in ("torch", "ort")))
 
@@ -245,9 +248,10 @@ def format_step_row(r):
     s = f"{r['kind']:4s} {r['L']:2d} {r['H']:4d}  {cell(ours)} {cell(frozen)}"
     for fw in ("torch", "onnxruntime"):
         if fw in r:
-            t = r[fw]["us"]
-            s += f" {t:6.1f} {t / ours['us']:4.2f}" + (f" {t / frozen['us']:4.2f}" if frozen
-                                                       else "     ")
+            t, x, xf = r[fw]["us"], r[fw].get("x"), r[fw].get("xf")
+            x = t / ours["us"] if x is None else x
+            xf = t / frozen["us"] if xf is None and frozen else xf
+            s += f" {t:6.1f} {x:4.2f}" + (f" {xf:4.2f}" if frozen else "     ")
         else:
             s += " " * 17
     return (s + " " + tag(r.get("placement"))).rstrip()
@@ -290,8 +294,9 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
             f"timed: {reps} calls and {min_seconds:g} s of calls at least per process, their "
             "median",
             f"rnnlab's compiled kernels: {_kernels_info()}",
-            "ms: median over rounds (min-max); MB: peak RSS rise; x: torch or onnxruntime time "
-            "/ rnnlab time", *legend(probe, rounds)]
+            "ms: median over rounds (min-max); MB: peak RSS rise",
+            "x: torch's or onnxruntime's time / rnnlab's in the same round, the median over "
+            "rounds", *legend(probe, rounds)]
     for line in head:
         print_fn(line)
     rows = []
@@ -314,6 +319,8 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
                     ms = [v["median"] * 1e3 for v in vals]
                     row[fw] = dict(ms=statistics.median(ms), lo=min(ms), hi=max(ms),
                                    mb=float(np.median([v["rss"] for v in vals])) / 1e6)
+                    if fw != "rnnlab":                        # per round, then the median
+                        row[fw]["x"] = ratio(res, fw, "rnnlab")
                 row["gflops"] = flops(kind, T, N, I, H, what == "train") / (
                     row["rnnlab"]["ms"] / 1e3) / 1e9
                 rows.append(row)
@@ -345,7 +352,8 @@ def format_row(r):
     s += f" rnnlab {ours['ms']:7.2f} ({ours['lo']:.1f}-{ours['hi']:.1f}) {ours['mb']:5.0f}MB"
     for fw, short in (("torch", "torch"), ("onnxruntime", "ort")):
         if fw in r:
-            s += f" {short} {r[fw]['ms']:6.2f} {r[fw]['ms'] / ours['ms']:4.2f}x"
+            x = r[fw].get("x") or r[fw]["ms"] / ours["ms"]
+            s += f" {short} {r[fw]['ms']:6.2f} {x:4.2f}x"
     return (s + " " + tag(r.get("placement"))).rstrip()
 
 

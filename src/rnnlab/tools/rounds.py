@@ -67,6 +67,13 @@ def run_rounds(names, spawn, rounds, probe, again=None):
     return kept, where
 
 
+def ratio(res, name, base):
+    """The median over kept rounds of name's time / base's time in the same round (each
+    round ran in one placement; the ratio of the two medians could pair one framework's
+    fast rounds with the other's slow ones)."""
+    return statistics.median(a["median"] / b["median"] for a, b in zip(res[name], res[base]))
+
+
 def tag(where):
     """A row's placement in a few characters: ``rt 71`` (the kept rounds' readings, ns;
     ``rt 70-340`` where they differ between rounds), ``+2`` rounds run again, ``!`` a round
