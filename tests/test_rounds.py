@@ -97,10 +97,14 @@ def test_round_trip_needs_two_cpus(monkeypatch):
 def test_round_trip_gives_up_rather_than_waits(monkeypatch):
     """A side that waits past PATIENCE polls stops both (the other CPU busy elsewhere):
     no reading, no hang; a CPU the thread may not run on: no reading either."""
+    mine = os.sched_getaffinity(0)
     monkeypatch.setattr(placement, "PATIENCE", 0)
     assert placement.round_trip_ns(trips=50, tries=1) is None
     monkeypatch.undo()
-    assert placement.round_trip_ns(cpus=(min(os.sched_getaffinity(0)), 10 ** 6)) is None
+    cpu = min(os.sched_getaffinity(0))
+    assert placement.round_trip_ns(cpus=(cpu, 10 ** 6)) is None
+    assert placement.round_trip_ns(cpus=(10 ** 6, cpu)) is None
+    assert os.sched_getaffinity(0) == mine
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's VmHWM")
@@ -132,7 +136,8 @@ def test_bench_ratio_is_per_round(monkeypatch):
     assert [r["what"] for r in rows] == ["train", "infer"]
     for row in rows:
         assert row["torch"]["x"] == 1.0 and row["rnnlab"]["ms"] == 2.0
-        assert row["torch"]["ms"] == 3.0 and " torch   3.00 1.00x" in bench.format_row(row)
+        assert row["torch"]["ms"] == 3.0 and "2.00 (1.0-10.0)" in bench.format_row(row)
+        assert bench.format_row(row).split()[6:8] == ["3.00", "1.00"]     # torch: ms, x
     assert lines[-2:] == [bench.format_row(r) for r in rows]
     assert any("the same round" in line for line in head)
     assert R.ratio({"a": [{"median": 4}], "b": [{"median": 2}]}, "a", "b") == 2

@@ -55,7 +55,10 @@ def round_trip_ns(trips=TRIPS, tries=TRIES, cpus=None):
     mine = os.sched_getaffinity(0)
     best = None
     try:
-        os.sched_setaffinity(0, {here})
+        try:
+            os.sched_setaffinity(0, {here})
+        except OSError:                                     # not a CPU this thread may use
+            return None
         for _ in range(tries):
             line = np.zeros(8, np.int64)                    # one 64-byte line
 

@@ -237,13 +237,13 @@ STEP_LEGEND = ("batch-1 step, us: median over rounds (min-max), {steps} steps pe
                "after 200 warm-up\nstep = layer.step, frozen = layer.freeze().step, after "
                "rnnlab.set_num_threads(T)\nT: everyone's threads; "
                "x: the other's time / step's, / frozen's in a round, the median over rounds\n"
-               + "kind  L    H  " + "step (min-max)".ljust(19) + "frozen (min-max)".ljust(18)
+               + "kind  L    H  " + "step (min-max)".ljust(17) + "frozen (min-max)".ljust(16)
                + "".join(f" {fw:>6} {'x':>4} {'x':>4}" for fw in ("torch", "ort")))
 
 
 def format_step_row(r):
     def cell(v):
-        return f"{v['us']:6.1f} ({v['lo']:.0f}-{v['hi']:.0f})".ljust(18) if v else " " * 18
+        return f"{v['us']:6.1f} ({v['lo']:.0f}-{v['hi']:.0f})".ljust(16) if v else " " * 16
     ours, frozen = r["rnnlab"], r.get("frozen")
     s = f"{r['kind']:4s} {r['L']:2d} {r['H']:4d}  {cell(ours)} {cell(frozen)}"
     for fw in ("torch", "onnxruntime"):
@@ -296,7 +296,7 @@ def run(kinds=FAMILIES, sizes=SIZES, rounds=3, reps=5, threads=None,
             f"rnnlab's compiled kernels: {_kernels_info()}",
             "ms: median over rounds (min-max); MB: peak RSS rise",
             "x: torch's or onnxruntime's time / rnnlab's in the same round, the median over "
-            "rounds", *legend(probe, rounds)]
+            "rounds", *legend(probe, rounds), ROW_LEGEND]
     for line in head:
         print_fn(line)
     rows = []
@@ -345,15 +345,29 @@ def _spawn(fw, kind, T, N, I, H, what, reps, threads, onnx_path, min_seconds=MIN
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+#: The sequence rows' column names (a row fits 100 columns with its placement tag)
+ROW_LEGEND = (f"{'kind':4s} {'what':5s} {'T,N,I,H':15s} {'rnnlab':>7s} {'(min-max)':11s} "
+              f"{'MB':>6s} {'torch':>7s} {'x':>4s} {'ort':>7s} {'x':>4s} placement")
+
+
+def _spread(v):
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
 def format_row(r):
+    """One sequence row: rnnlab's ms (min-max), its memory, torch's and onnxruntime's ms
+    and x (per round, their median), the placement tag."""
     size = f"{r['T']},{r['N']},{r['I']},{r['H']}"
-    s = f"{r['kind']:4s} {r['what']:5s} {size:15s}"
     ours = r["rnnlab"]
-    s += f" rnnlab {ours['ms']:7.2f} ({ours['lo']:.1f}-{ours['hi']:.1f}) {ours['mb']:5.0f}MB"
-    for fw, short in (("torch", "torch"), ("onnxruntime", "ort")):
+    spread = f"({_spread(ours['lo'])}-{_spread(ours['hi'])})"
+    s = (f"{r['kind']:4s} {r['what']:5s} {size:15s} {ours['ms']:7.2f} {spread:11s} "
+         f"{ours['mb']:4.0f}MB")
+    for fw in ("torch", "onnxruntime"):
         if fw in r:
-            x = r[fw].get("x") or r[fw]["ms"] / ours["ms"]
-            s += f" {short} {r[fw]['ms']:6.2f} {x:4.2f}x"
+            x = r[fw].get("x")
+            s += f" {r[fw]['ms']:7.2f} {r[fw]['ms'] / ours['ms'] if x is None else x:4.2f}"
+        else:
+            s += " " * 13
     return (s + " " + tag(r.get("placement"))).rstrip()
 
 
