@@ -5,7 +5,9 @@ frameworks alternate round by round (``--rounds``); inside a process the warm-up
 (WARM_CALLS and WARM_SECONDS at least) are excluded and the median of the timed calls
 (``--reps`` at least, and ``--min-seconds`` of them at least) is kept; the table shows the
 median over
-rounds and its spread (min-max). All frameworks get the same thread count (torch
+rounds and its spread (min-max); each round's processes run between readings of the CPUs'
+placement and the round runs again when these disagree, and x is each round's ratio, their
+median (rounds.py). All frameworks get the same thread count (torch
 set_num_threads, onnxruntime intra_op_num_threads, threadpoolctl for NumPy's BLAS and
 rnnlab.set_num_threads for rnnlab's own threaded step), and
 the BLAS kernel NumPy runs is printed. Workloads: ``train`` (forward + backward with a
