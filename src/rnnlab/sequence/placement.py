@@ -46,8 +46,9 @@ def round_trip_ns(trips=TRIPS, tries=TRIES, cpus=None):
     """Nanoseconds for one int64 to go from a thread on one CPU to a thread on another
     and back (the fastest of ``tries`` readings of ``trips`` round trips each); cpus: the
     two CPUs (default: the first two this process may run on). None where the process
-    may run on one CPU only, or when a side waited in vain (the other CPU busy with other
-    work). The calling thread's CPU affinity is restored."""
+    may run on one CPU only, where a thread may not run on its CPU, or when a side waited
+    in vain (the other CPU busy with other work). The calling thread's CPU affinity is
+    restored."""
     allowed = sorted(os.sched_getaffinity(0))
     here, there = cpus if cpus is not None else (allowed + [None, None])[:2]
     if there is None or here == there:
@@ -60,7 +61,7 @@ def round_trip_ns(trips=TRIPS, tries=TRIES, cpus=None):
         except OSError:                                     # not a CPU this thread may use
             return None
         for _ in range(tries):
-            line = np.zeros(8, np.int64)                    # one 64-byte line
+            line = np.zeros(8, np.int64)     # slots 0, 1 in one cache line (16-aligned)
 
             def other():
                 try:
