@@ -49,11 +49,10 @@ def round_trip_ns(trips=TRIPS, tries=TRIES, cpus=None):
     may run on one CPU only, where a thread may not run on its CPU, or when a side waited
     in vain (the other CPU busy with other work). The calling thread's CPU affinity is
     restored."""
-    allowed = sorted(os.sched_getaffinity(0))
-    here, there = cpus if cpus is not None else (allowed + [None, None])[:2]
+    mine = os.sched_getaffinity(0)
+    here, there = cpus if cpus is not None else (sorted(mine) + [None, None])[:2]
     if there is None or here == there:
         return None
-    mine = os.sched_getaffinity(0)
     best = None
     try:
         try:

@@ -250,10 +250,8 @@ def format_step_row(r):
     s = f"{r['kind']:4s} {r['L']:2d} {r['H']:4d}  {cell(ours)} {cell(frozen)}"
     for fw in ("torch", "onnxruntime"):
         if fw in r:
-            t, x, xf = r[fw]["us"], r[fw].get("x"), r[fw].get("xf")
-            x = t / ours["us"] if x is None else x
-            xf = t / frozen["us"] if xf is None and frozen else xf
-            s += f" {t:6.1f} {x:4.2f}" + (f" {xf:4.2f}" if frozen else "     ")
+            v = r[fw]
+            s += f" {v['us']:6.1f} {v['x']:4.2f}" + (f" {v['xf']:4.2f}" if frozen else "     ")
         else:
             s += " " * 17
     return (s + " " + tag(r.get("placement"))).rstrip()
@@ -366,8 +364,7 @@ def format_row(r):
          f"{ours['mb']:4.0f}MB")
     for fw in ("torch", "onnxruntime"):
         if fw in r:
-            x = r[fw].get("x")
-            s += f" {r[fw]['ms']:7.2f} {r[fw]['ms'] / ours['ms'] if x is None else x:4.2f}"
+            s += f" {r[fw]['ms']:7.2f} {r[fw]['x']:4.2f}"
         else:
             s += " " * 13
     return (s + " " + tag(r.get("placement"))).rstrip()

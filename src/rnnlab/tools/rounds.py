@@ -45,25 +45,23 @@ def run_rounds(names, spawn, rounds, probe, again=None):
     round's median reading (None: not read), "again": rounds run again, "uneven": kept
     rounds whose readings disagreed}."""
     spare = rounds if again is None else again
+    read = probe or (lambda: None)
     kept = {n: [] for n in names}
     where = {"ns": [], "again": 0, "uneven": 0}
-    done = 0
-    while done < rounds:
-        readings, got = [probe() if probe else None], {}
+    while len(where["ns"]) < rounds:
+        readings, got = [read()], {}
         for n in names:
             got[n] = spawn(n)
-            readings.append(probe() if probe else None)
+            readings.append(read())
         agree = even(readings)
-        if not agree and spare > 0:
-            spare -= 1
+        if not agree and where["again"] < spare:
             where["again"] += 1
             continue
         for n in names:
             kept[n].append(got[n])
-        read = [r for r in readings if r is not None]
-        where["ns"].append(statistics.median(read) if read else None)
+        ns = [r for r in readings if r is not None]
+        where["ns"].append(statistics.median(ns) if ns else None)
         where["uneven"] += not agree
-        done += 1
     return kept, where
 
 
