@@ -1,5 +1,5 @@
 """Weights in panels kept between unrecorded calls (linalg.kept_panels_of, kept_halves;
-_tiles.kept_panels): each call compares the weight's rows with the bits its panels were
+_kept.kept_panels): each call compares the weight's rows with the bits its panels were
 packed from and packs them again when any differs, so whatever changes a weight in place
 between calls (an edit, an optimizer's step, load_state_dict) is read at the next call,
 on every path that keeps them: the compiled loop on one thread (driver), a batch's rows
@@ -161,6 +161,39 @@ def test_batch_one_keeps_w_ih_halves_and_reads_edits(small, monkeypatch):
         om.weight_ih_l0 = om.weight_ih_l0.copy()          # a new array: a new entry, and
         _equal_torch(torch, tm, om, x)                    # the old one's dropped with it
         assert len(pool.KEPT) == 1
+    finally:
+        pair_step.BOX[pair_step.B_GEN] += 1
+
+
+@needs_pair
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_batch_one_reads_edits_found_among_the_multiply_adds(cls, small, monkeypatch):
+    """Batch 1 on the pair at a size whose projection compares W_ih with its bits among
+    the tiles' multiply-adds once a compare has found nothing changed (_kept.check_plan,
+    the head of each half's buffer 0): an edit in place of one element of W_ih, in the
+    first or last row, of either half, or NaN, is read by the next call (torch's
+    numbers), and that call's compare found it (the half's head 1 again)."""
+    from rnnlab.sequence._kept import check_plan
+    monkeypatch.setattr(pair_step, "PAIR_SPIN", 2.0)
+    torch, tm, om = torch_pair(cls, {}, 64, 64, 1)
+    G, T = om.weight_ih_l0.shape[0] // 64, 40
+    assert all(check_plan(T, 64, G, hi - lo)[0] for lo, hi in linalg.both_halves(64))
+    x = np.random.default_rng(4).standard_normal((T, 1, 64)).astype(np.float32)
+    pool.KEPT.clear()
+    try:
+        for row, col, value in [(0, 0, 0.5), (G * 64 - 1, 63, -0.5), (31, 7, np.nan),
+                                (31, 7, 0.25), (32, 40, 2.0), (G * 64 - 33, 1, 0.0)]:
+            _equal_torch(torch, tm, om, x)
+            _equal_torch(torch, tm, om, x)
+            bufs = [b for (_, tag), (_, b) in pool.KEPT.items() if tag == "halves"][0]
+            assert [int(b[0, :1].view(np.int32)[0]) for b in bufs] == [0, 0]
+            om.weight_ih_l0[row, col] = value
+            y = _equal_torch(torch, tm, om, x)
+            assert np.isnan(y).any() == np.isnan(value)
+            half = int(row % 64 >= 32)
+            assert int(bufs[half][0, :1].view(np.int32)[0]) == 1
+            assert int(bufs[1 - half][0, :1].view(np.int32)[0]) == 0
+        assert all(small)
     finally:
         pair_step.BOX[pair_step.B_GEN] += 1
 

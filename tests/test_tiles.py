@@ -227,7 +227,7 @@ def test_the_pairs_halves_in_panels(G, H, K, half):
 @given(st.integers(1, 4), st.integers(1, 40), st.integers(0, 40), st.integers(0, 1),
        st.integers(0, 10**6), st.sampled_from(["value", "nan", "-0", "same"]))
 def test_kept_panels_are_w_ih_in_panels_after_any_edit(G, H, K, half, where, edit):
-    """_tiles.kept_panels (the pair's batch 1, linalg.kept_halves): the first call packs
+    """_kept.kept_panels (the pair's batch 1, linalg.kept_halves): the first call packs
     the half's rows of W_ih in panels (in_panels' layout, bit for bit); a call with the
     rows as they were packed returns the kept panels untouched (poisoned here: they stay
     so); an edit of any one element of the half's rows (a value, NaN, 0.0 <-> -0.0, which
@@ -240,7 +240,8 @@ def test_kept_panels_are_w_ih_in_panels_after_any_edit(G, H, K, half, where, edi
     assert buf.shape == linalg.kept_shape(J, K)
 
     def kept():
-        return _tiles().kept_panels(buf, w, G, H, lo, hi - lo)
+        from rnnlab.sequence import _kept
+        return _kept.kept_panels(buf, w, G, H, lo, hi - lo)
     np.testing.assert_array_equal(kept(), linalg.in_panels(w3, lo, hi))
     kept()[...] = np.nan                                    # poisoned: not repacked
     assert np.isnan(kept()).all() or J * K == 0
@@ -265,6 +266,79 @@ def test_kept_panels_are_w_ih_in_panels_after_any_edit(G, H, K, half, where, edi
         return
     np.testing.assert_array_equal(kept().view(np.int32),
                                   linalg.in_panels(w3, lo, hi).view(np.int32))
+
+
+def _head(buf):
+    return int(buf[0, :1].view(np.int32)[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(16, 90), st.integers(16, 96), st.integers(13, 150),
+       st.integers(0, 1), st.integers(0, 10**6),
+       st.sampled_from(["value", "nan", "-0", "other half", "none"]))
+def test_projection_checked_among_its_multiply_adds(G, H, K, M, half, where, edit):
+    """_kept.project_kept (the pair's batch-1 projection from kept panels): after a
+    compare that found nothing changed (head 0), the next call compares the half's rows
+    with their bits inside the projection's tiles (check_plan permitting); any edit of
+    one element of the half's rows (a value, NaN, 0.0 -> -0.0) made between calls gives
+    the projection of the edited weight, bit for bit as ``project`` from fresh panels,
+    and sets the head (the next call compares first); an edit outside the half, or none,
+    leaves the head 0 and the kept panels in use."""
+    kept_mod = pytest.importorskip("rnnlab.sequence._kept")
+    rng = np.random.default_rng(where)
+    w = rng.standard_normal((G * H, K)).astype(np.float32)
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    lo, hi = linalg.half_units(H, half)
+    B, w3 = hi - lo, w.reshape(G, H, K)
+    buf = linalg.kept_halves(w, G, H, M)[half]
+    out = np.full((M, G * B), np.nan, np.float32)
+
+    def want():
+        got = np.empty_like(out)
+        _tiles().project(got, x, linalg.in_panels(w3, lo, hi))
+        return got.view(np.int32)
+    assert _head(buf) == 1                              # nothing packed yet: compare first
+    kept_mod.project_kept(out, x, buf, w, G, H, lo, B)
+    np.testing.assert_array_equal(out.view(np.int32), want())
+    kept_mod.project_kept(out, x, buf, w, G, H, lo, B)  # compared first, nothing changed
+    assert _head(buf) == 0
+    g, u, k = where % G, where % B, where % K
+    r = g * H + lo + u
+    if edit == "value":
+        w[r, k] = w[r, k] + 1
+    elif edit == "nan":
+        w[r, k] = np.nan
+    elif edit == "-0":
+        w[r, k] = 0.0
+        kept_mod.project_kept(out, x, buf, w, G, H, lo, B)
+        kept_mod.project_kept(out, x, buf, w, G, H, lo, B)
+        assert _head(buf) == 0
+        w[r, k] = -0.0
+    elif edit == "other half":
+        w[g * H + (hi if half == 0 else lo - 1), k] += 1
+    out[...] = np.nan
+    kept_mod.project_kept(out, x, buf, w, G, H, lo, B)
+    np.testing.assert_array_equal(out.view(np.int32), want())
+    assert _head(buf) == (0 if edit in ("other half", "none") else 1)
+
+
+@pytest.mark.parametrize("G, H, K, M, planned", [
+    (4, 512, 512, 100, True), (4, 256, 256, 100, True), (3, 512, 512, 100, True),
+    (4, 512, 512, 25, False), (4, 512, 512, 48, True), (4, 30, 5, 40, False),
+    (1, 8, 16, 200, False)])
+def test_check_plan_where_the_compare_hides(G, H, K, M, planned):
+    """check_plan: every tile's runs one every 2^sh >= 2 steps, all tiles' runs within
+    their K steps, each gate's rows covered but for fewer than n runs; no plan where a
+    run would be due every step (LSTM H 512 at T = 25: slower than comparing first) or
+    there are fewer tiles than gates."""
+    kept_mod = pytest.importorskip("rnnlab.sequence._kept")
+    B = H // 2
+    n, sh = kept_mod.check_plan(M, K, G, B)
+    assert (n > 0) == planned
+    if n:
+        tiles, runs = (M // 8) * (G * B // 32), B * K // 16
+        assert sh >= 1 and n << sh <= K < n << (sh + 1)
+        assert G * (runs // n) <= tiles and runs - runs // n * n < n
 
 
 @pytest.mark.parametrize("M", [1, 63, 64, 130])

@@ -306,15 +306,16 @@ def _read(path):
 def _tag(units):
     """A hash of everything a family's compiled loops are made of: its bindings, its
     source and the code inlined into its loops (this file, _loops, _loops_in, _atomics,
-    _tiles, tuning's constants, pair's box layout). numba's cache checks only the file of the
+    _tiles, _kept, tuning's constants, pair's box layout). numba's cache checks only the file of the
     function it caches: an edit to an inlined helper alone was served stale from the cache
     (measured); an edit here makes a new name, compiled again."""
     from .. import tuning
-    from . import _atomics, _loops, _loops_in, _tiles, pair
+    from . import _atomics, _kept, _loops, _loops_in, _tiles, pair
     digest = hashlib.sha1(repr(sorted(units.bind.items())).encode())
     own = {fn.__code__.co_filename for fn in units.functions + (units.forward, units.backward)}
     for path in sorted(own | {__file__, _loops.__file__, _atomics.__file__, tuning.__file__,
-                                        _loops_in.__file__, pair.__file__, _tiles.__file__}):
+                                        _loops_in.__file__, pair.__file__, _tiles.__file__,
+                                        _kept.__file__}):
         digest.update(_read(path))
     return digest.hexdigest()[:12]
 

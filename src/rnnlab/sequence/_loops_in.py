@@ -16,7 +16,8 @@ from ..tuning import PROJECT_FEW_MIN, PROJECT_FEW_ROWS
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, i64_at, sched_yield, sgemm_nt, ticks)
 from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few, wide
-from ._tiles import PANEL, kept_panels, kept_rows, panel_rows, project
+from ._kept import kept_rows, project_kept
+from ._tiles import PANEL, panel_rows
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_FN, B_GEN, B_H, B_I, B_MORE,
                    B_N, B_REV, B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
 
@@ -202,14 +203,14 @@ def SEQUENCE_IN(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, role
 def _project_half(x2d, w_ih, gx, kept, G, H, half, fn):
     """gx = x2d @ (the rows of W_ih of half ``half``'s units, gate by gate).T: (T*N, G*B),
     as pair.run's projection (linalg.project_gates): register tiles from the half's panels
-    kept between calls (``kept`` not empty: _tiles.kept_panels, linalg.kept_halves),
+    kept between calls (``kept`` not empty: _kept.project_kept, linalg.kept_halves),
     project_few for a few rows, else one OpenBLAS product a gate (sgemm at address ``fn``)
     from W_ih's rows as they are."""
     M, I = x2d.shape
     lo = 0 if half == 0 else H // 2
     B = gx.shape[1] // G
     if kept.shape[0] > 0:
-        project(gx, x2d, kept_panels(kept, w_ih, G, H, lo, B))
+        project_kept(gx, x2d, kept, w_ih, G, H, lo, B)
     elif 2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN:
         project_few(gx, x2d, w_ih.reshape(G, H, I), lo, lo + B)
     else:

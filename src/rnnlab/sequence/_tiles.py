@@ -27,7 +27,6 @@ columns are split (between threads, halves, tiles).
   same bits as copying d into c first; the loops' bias rows and projections);
 - ``fma32(x, y, z)``: x * y + z rounded once (llvm.fma), the scalar loop's step.
 """
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -42,100 +41,128 @@ def _f32_2d(t):
     return isinstance(t, types.Array) and t.dtype == types.float32 and t.ndim == 2
 
 
-def _tile(MR, NV, ahead=0):
+def _tile(MR, NV, ahead=0, check=None):
     """The intrinsic c[m:m+MR, j:j+16*NV] = d[m:m+MR, j:j+16*NV] + a[m:m+MR] @ b[:,
     j:j+16*NV] (K = a's columns; rows of each array contiguous: the caller checks; d may
     be c itself); b's column j starts (j >> 5) * ps + (j & 31) elements into its data (ps
     = 32: plain; ``product``). ahead > 0: each k also asks for b's row k + ahead (its
     cache lines, llvm.prefetch: a hint, never a fault past b's end), for tiles that
-    stream b from L2."""
+    stream b from L2. ``check`` (_kept.compare_run): seven more arguments (wv, bv, wo,
+    bo, n, sh, acc), and the tile also compares n runs of 16 int32 of wv from wo on with
+    bv's from bo on, the i-th at k = i << sh (among the multiply-adds), and ORs their XOR
+    into acc (16 int32), by the code ``check`` emits into the k loop."""
     NR = LANES * NV
 
     def typer(typingctx, c, d, a, b, m, j, ps):
         if not (_f32_2d(c) and _f32_2d(d) and _f32_2d(a) and _f32_2d(b) and all(
                 isinstance(x, types.Integer) for x in (m, j, ps))):
             return None
-
-        def codegen(context, builder, sig, args):
-            f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
-            vec = ir.VectorType(f32, LANES)
-            vptr = vec.as_pointer()
-            arrays = [context.make_array(sig.args[i])(context, builder, args[i])
-                      for i in (0, 2, 3, 1)]                # c, a, b, d
-            step = [builder.sdiv(cgutils.unpack_tuple(builder, x.strides)[0], i64(4))
-                    for x in arrays]                        # row strides in elements
-            K = cgutils.unpack_tuple(builder, arrays[1].shape)[1]
-            m0 = context.cast(builder, args[4], sig.args[4], types.int64)
-            j0 = context.cast(builder, args[5], sig.args[5], types.int64)
-            ps = context.cast(builder, args[6], sig.args[6], types.int64)
-            c0 = builder.gep(arrays[0].data, [builder.add(builder.mul(m0, step[0]), j0)])
-            d0 = builder.gep(arrays[3].data, [builder.add(builder.mul(m0, step[3]), j0)])
-            a0 = builder.gep(arrays[1].data, [builder.mul(m0, step[1])])
-
-            def at_b(v):                # column j0 + 16 v of b's row 0: in its panel
-                col = builder.add(j0, i64(v * LANES))
-                return builder.gep(arrays[2].data, [builder.add(
-                    builder.mul(builder.ashr(col, i64(5)), ps), builder.and_(col, i64(31)))])
-            b0 = [at_b(v) for v in range(NV)]
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
-
-            def at_c(r, v, base=c0, s=step[0]):
-                ptr = builder.gep(base, [builder.add(builder.mul(i64(r), s), i64(v * LANES))])
-                return builder.bitcast(ptr, vptr)
-            first = [[builder.load(at_c(r, v, d0, step[3]), align=4) for v in range(NV)]
-                     for r in range(MR)]
-            before = builder.block
-            loop = builder.append_basic_block("tile.k")
-            done = builder.append_basic_block("tile.done")
-            builder.cbranch(builder.icmp_signed(">", K, i64(0)), loop, done)
-
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            acc = [[builder.phi(vec) for _ in range(NV)] for _ in range(MR)]
-            kb = builder.mul(k, step[2])
-            bv = [builder.load(builder.bitcast(builder.gep(b0[v], [kb]), vptr), align=4)
-                  for v in range(NV)]
-            if ahead:
-                i8p = ir.IntType(8).as_pointer()
-                pf = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                    ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
-                kp = builder.mul(builder.add(k, i64(ahead)), step[2])
-                for v in range(NV):      # read, high locality, data
-                    builder.call(pf, [builder.bitcast(builder.gep(b0[v], [kp]), i8p),
-                                      i32(0), i32(3), i32(1)])
-            undef, lane0 = ir.Constant(vec, ir.Undefined), ir.Constant(i32, 0)
-            splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-            new = []
-            for r in range(MR):
-                x = builder.load(builder.gep(a0, [builder.add(builder.mul(i64(r), step[1]),
-                                                              k)]))
-                xs = builder.shuffle_vector(builder.insert_element(undef, x, lane0),
-                                            undef, splat)
-                new.append([builder.call(fma, [xs, bv[v], acc[r][v]]) for v in range(NV)])
-            k_next = builder.add(k, i64(1))
-            end = builder.block
-            k.add_incoming(i64(0), before)
-            k.add_incoming(k_next, end)
-            for r in range(MR):
-                for v in range(NV):
-                    acc[r][v].add_incoming(first[r][v], before)
-                    acc[r][v].add_incoming(new[r][v], end)
-            builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
-
-            builder.position_at_end(done)
-            last = [[builder.phi(vec) for _ in range(NV)] for _ in range(MR)]
-            for r in range(MR):                 # (a block's phis come before all else)
-                for v in range(NV):
-                    last[r][v].add_incoming(first[r][v], before)
-                    last[r][v].add_incoming(new[r][v], end)
-            for r in range(MR):
-                for v in range(NV):
-                    builder.store(last[r][v], at_c(r, v), align=4)
-            return context.get_dummy_value()
         return types.void(c, d, a, b, m, j, ps), codegen
-    typer.__name__ = typer.__qualname__ = f"tile_{MR}x{NR}" + ("p" if ahead else "")
-    return intrinsic(typer)
+
+    def typer_check(typingctx, c, d, a, b, m, j, ps, wv, bv, wo, bo, n, sh, acc):
+        if typer(typingctx, c, d, a, b, m, j, ps) is None or not all(
+                isinstance(x, types.Array) and x.dtype == types.int32 and x.ndim == 1
+                for x in (wv, bv, acc)) or not all(
+                isinstance(x, types.Integer) for x in (wo, bo, n, sh)):
+            return None
+        return types.void(c, d, a, b, m, j, ps, wv, bv, wo, bo, n, sh, acc), codegen
+
+    def codegen(context, builder, sig, args):
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        vec, ivec = ir.VectorType(f32, LANES), ir.VectorType(i32, LANES)
+        vptr = vec.as_pointer()
+        arrays = [context.make_array(sig.args[i])(context, builder, args[i])
+                  for i in (0, 2, 3, 1)]                # c, a, b, d
+        step = [builder.sdiv(cgutils.unpack_tuple(builder, x.strides)[0], i64(4))
+                for x in arrays]                        # row strides in elements
+        K = cgutils.unpack_tuple(builder, arrays[1].shape)[1]
+        m0 = context.cast(builder, args[4], sig.args[4], types.int64)
+        j0 = context.cast(builder, args[5], sig.args[5], types.int64)
+        ps = context.cast(builder, args[6], sig.args[6], types.int64)
+        c0 = builder.gep(arrays[0].data, [builder.add(builder.mul(m0, step[0]), j0)])
+        d0 = builder.gep(arrays[3].data, [builder.add(builder.mul(m0, step[3]), j0)])
+        a0 = builder.gep(arrays[1].data, [builder.mul(m0, step[1])])
+
+        def at_b(v):                # column j0 + 16 v of b's row 0: in its panel
+            col = builder.add(j0, i64(v * LANES))
+            return builder.gep(arrays[2].data, [builder.add(
+                builder.mul(builder.ashr(col, i64(5)), ps), builder.and_(col, i64(31)))])
+        b0 = [at_b(v) for v in range(NV)]
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
+
+        def at_c(r, v, base=c0, s=step[0]):
+            ptr = builder.gep(base, [builder.add(builder.mul(i64(r), s), i64(v * LANES))])
+            return builder.bitcast(ptr, vptr)
+        first = [[builder.load(at_c(r, v, d0, step[3]), align=4) for v in range(NV)]
+                 for r in range(MR)]
+        if check:                   # the compare's running OR: acc's 16 int32
+            seen_at = builder.bitcast(context.make_array(sig.args[13])(
+                context, builder, args[13]).data, ivec.as_pointer())
+            seen0 = builder.load(seen_at, align=4)
+        before = builder.block
+        loop = builder.append_basic_block("tile.k")
+        done = builder.append_basic_block("tile.done")
+        builder.cbranch(builder.icmp_signed(">", K, i64(0)), loop, done)
+
+        builder.position_at_end(loop)
+        k = builder.phi(i64)
+        acc = [[builder.phi(vec) for _ in range(NV)] for _ in range(MR)]
+        seen = builder.phi(ivec) if check else None
+        kb = builder.mul(k, step[2])
+        bv = [builder.load(builder.bitcast(builder.gep(b0[v], [kb]), vptr), align=4)
+              for v in range(NV)]
+        if ahead:
+            i8p = ir.IntType(8).as_pointer()
+            pf = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+            kp = builder.mul(builder.add(k, i64(ahead)), step[2])
+            for v in range(NV):      # read, high locality, data
+                builder.call(pf, [builder.bitcast(builder.gep(b0[v], [kp]), i8p),
+                                  i32(0), i32(3), i32(1)])
+        undef, lane0 = ir.Constant(vec, ir.Undefined), ir.Constant(i32, 0)
+        splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+        new = []
+        for r in range(MR):
+            x = builder.load(builder.gep(a0, [builder.add(builder.mul(i64(r), step[1]),
+                                                          k)]))
+            xs = builder.shuffle_vector(builder.insert_element(undef, x, lane0),
+                                        undef, splat)
+            new.append([builder.call(fma, [xs, bv[v], acc[r][v]]) for v in range(NV)])
+        if check:
+            seen_next = check(context, builder, sig, args, k, seen)
+        k_next = builder.add(k, i64(1))
+        end = builder.block
+        k.add_incoming(i64(0), before)
+        k.add_incoming(k_next, end)
+        for r in range(MR):
+            for v in range(NV):
+                acc[r][v].add_incoming(first[r][v], before)
+                acc[r][v].add_incoming(new[r][v], end)
+        if check:
+            seen.add_incoming(seen0, before)
+            seen.add_incoming(seen_next, end)
+        builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
+
+        builder.position_at_end(done)
+        last = [[builder.phi(vec) for _ in range(NV)] for _ in range(MR)]
+        seen_last = builder.phi(ivec) if check else None
+        for r in range(MR):                 # (a block's phis come before all else)
+            for v in range(NV):
+                last[r][v].add_incoming(first[r][v], before)
+                last[r][v].add_incoming(new[r][v], end)
+        for r in range(MR):
+            for v in range(NV):
+                builder.store(last[r][v], at_c(r, v), align=4)
+        if check:
+            seen_last.add_incoming(seen0, before)
+            seen_last.add_incoming(seen_next, end)
+            builder.store(seen_last, seen_at, align=4)
+        return context.get_dummy_value()
+    fn = typer_check if check else typer
+    fn.__name__ = fn.__qualname__ = (f"tile_{MR}x{NR}" + ("p" if ahead else "")
+                                     + ("c" if check else ""))
+    return intrinsic(fn)
 
 
 @intrinsic
@@ -341,57 +368,3 @@ def project(out, x, b):
         c = out[m:e]
         c[:] = 0
         product(c, x[m:e], b)
-
-
-@njit(cache=True, inline="always")
-def bit_rows(J, K):
-    """Rows of PANEL that hold the bits of W (K, J) in a kept buffer: its J columns', K a
-    column (linalg._bit_rows)."""
-    return (J * K + PANEL - 1) // PANEL
-
-
-@njit(cache=True, inline="always")
-def kept_rows(J, K):
-    """Rows of a kept buffer (kept_panels) for W (K, J): W's bits (bit_rows), then W in
-    panels (panel_rows)."""
-    return bit_rows(J, K) + panel_rows(J, K)
-
-
-@njit(cache=True, error_model="numpy", nogil=True)
-def kept_panels(buf, w, G, H, lo, B):
-    """The panels (panel_rows(G*B, K), PANEL) of W = the rows g*H + lo + u of w (G*H, K)
-    (g < G, u < B: a half's units, gate after gate), transposed (linalg.in_panels' layout),
-    kept between calls in ``buf`` (kept_rows(G*B, K), PANEL) float32: first the bits of the
-    rows it was packed from, then the panels (``kept_into``)."""
-    S = bit_rows(G * B, w.shape[1])
-    return kept_into(buf[:S], buf[S:], w, G, H, lo, B)
-
-
-@njit(cache=True, error_model="numpy", nogil=True)
-def kept_into(seen, panels, w, G, H, lo, B):
-    """``kept_panels`` with the bits (in the rows of ``seen``, (S, PANEL)) and the panels
-    apart. The rows are compared with those bits first (integers: NaN and -0.0 as they
-    are): all the same, the kept panels are W's; else both are rewritten."""
-    K, J = w.shape[1], G * B
-    bits = seen.reshape(seen.shape[0] * PANEL).view(np.int32)
-    now = w.view(np.int32)
-    diff = 0
-    for g in range(G):
-        for u in range(B):
-            r, o = g * H + lo + u, (g * B + u) * K
-            for k in range(K):
-                diff |= now[r, k] ^ bits[o + k]
-    if diff == 0:
-        return panels
-    for g in range(G):
-        for u in range(B):
-            r, o = g * H + lo + u, (g * B + u) * K
-            for k in range(K):
-                bits[o + k] = now[r, k]
-    out = panels.reshape(panels.shape[0] * PANEL).view(np.int32)
-    for p in range(panels.shape[0] // max(K, 1)):
-        for j in range(PANEL):
-            col = p * PANEL + j
-            for k in range(K):
-                out[(p * K + k) * PANEL + j] = bits[col * K + k] if col < J else 0
-    return panels

@@ -32,16 +32,16 @@ def project_gates(x2d, w3, lo, hi, out, kept=None):
     W_ih by gates, C-contiguous float32 with ``kept``; out (M, G*B) C-contiguous): a few
     rows into many outputs by the compiled project_few (tuning.PROJECT_FEW_ROWS); with
     ``kept`` (a buffer of ``kept_halves``: the pair's halves at batch 1), the product in
-    register tiles from the units' rows of W_ih in panels kept there (_tiles.kept_panels:
+    register tiles from the units' rows of W_ih in panels kept there (_kept.project_kept:
     as _loops_in.PAIR_IN's, the same bits); else one OpenBLAS product per gate."""
     M, G, B = x2d.shape[0], w3.shape[0], hi - lo
     if few_rows(M, B, out.dtype):
         from ._compiled import project_few
         project_few(out, np.ascontiguousarray(x2d), np.ascontiguousarray(w3), lo, hi)
     elif kept is not None:
-        from ._tiles import kept_panels, project as by_tiles
-        panels = kept_panels(kept, w3.reshape(-1, w3.shape[2]), G, w3.shape[1], lo, B)
-        by_tiles(out, np.ascontiguousarray(x2d), panels)
+        from ._kept import project_kept
+        project_kept(out, np.ascontiguousarray(x2d), kept, w3.reshape(-1, w3.shape[2]), G,
+                     w3.shape[1], lo, B)
     elif G == 1:
         np.matmul(x2d, w3[0, lo:hi].T, out=out)
     else:
@@ -185,14 +185,19 @@ def in_panels(w3, lo, hi, out=None, lease=None):
     return out
 
 
+#: rows before the bits in a kept buffer whose panels _kept.kept_panels checks (_kept.HEAD):
+#: its first int32 1 when the next call compares first, 0 when the last found no change
+KEPT_HEAD = 1
+
+
 def kept_shape(J, K):
-    """The shape of a kept buffer for W (K, J) (_tiles.kept_panels): W's bits, then W in
-    panels, in rows of PANEL."""
-    return _bit_rows(J, K) + panel_count(J) * K, PANEL
+    """The shape of a kept buffer for W (K, J) (_kept.kept_panels): a head row, W's bits,
+    then W in panels, in rows of PANEL."""
+    return KEPT_HEAD + _bit_rows(J, K) + panel_count(J) * K, PANEL
 
 
 def _bit_rows(J, K):
-    """Rows of PANEL that hold the bits of W (K, J) in a kept buffer (_tiles.bit_rows)."""
+    """Rows of PANEL that hold the bits of W (K, J) in a kept buffer (_kept.bit_rows)."""
     return -(-J * K // PANEL)
 
 
@@ -200,13 +205,15 @@ def kept_halves(w_ih, G, H, rows):
     """The two buffers (a half of the units each) in which a batch-1 sequence on the pair
     of more than PROJECT_FEW_ROWS ``rows`` of input (None for fewer: project_few's or
     OpenBLAS's) keeps its half of W_ih in panels from call to call (_loops_in.PAIR_IN's
-    projection in register tiles, _tiles.kept_panels, under the pair's lock), about 2x
+    projection in register tiles, _kept.project_kept, under the pair's lock), about 2x
     W_ih's bytes in all. Each call compares the half's rows with the bits it packed them
     from, bit for bit, and packs them again when any differs: a weight written in place is
-    never read stale. Kept while w_ih lives, or until rnnlab.empty_cache()."""
+    never read stale (the compare among the projection's multiply-adds while nothing
+    changed, _kept). Kept while w_ih lives, or until rnnlab.empty_cache()."""
     if rows <= PROJECT_FEW_ROWS or w_ih.nbytes > POOL_WEIGHTS_MAX:   # (too large to keep:
         return None                                                # OpenBLAS's, as ever)
-    return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in both_halves(H)])
+    return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in both_halves(H)],
+                 KEPT_HEAD)
 
 
 def kept_batch_halves(w_ih, w_hh, G, H, lease=PLAIN):
@@ -232,9 +239,9 @@ def batch_panels(buf, G, H, half, I):
 
 def fill_batch_half(buf, w_ih, w_hh, G, H, half):
     """Check ``batch_panels(buf)`` against W_ih's and W_hh's rows for half ``half``, bit
-    for bit, and pack again what differs (_tiles.kept_into; without the GIL); a buffer of
+    for bit, and pack again what differs (_kept.kept_into; without the GIL); a buffer of
     the panels alone (weights too large to keep) is packed (in_panels)."""
-    from ._tiles import kept_into
+    from ._kept import kept_into
     lo, hi = half_units(H, half)
     J, I = G * (hi - lo), w_ih.shape[1]
     panels, PI = batch_panels(buf, G, H, half, I), panel_count(J) * I
@@ -255,17 +262,18 @@ def kept_panels_of(w, lease):
     hold 3x its parameters), gets a copy from ``lease`` each call, as before."""
     if w.dtype != np.float32 or not w.flags.c_contiguous or w.nbytes > POOL_WEIGHTS_MAX:
         return panels_of(w, lease=lease)
-    from ._tiles import kept_panels
+    from ._kept import kept_panels
     J = w.shape[0]
-    buf = _kept((w,), threading.get_ident(), [[(w, 1, J, 0, J)]])[0]
+    buf = _kept((w,), threading.get_ident(), [[(w, 1, J, 0, J)]], KEPT_HEAD)[0]
     return kept_panels(buf, w, 1, J, 0, J)
 
 
-def _kept(weights, tag, buffers):
+def _kept(weights, tag, buffers, head=0):
     """pool.KEPT's buffers for ``weights`` (C-contiguous float32) under ``tag``: for each
-    buffer its parts (w, G, H, lo, hi), the rows lo:hi of each gate of w (G*H, K), whose
+    buffer ``head`` rows (the head's first int32 1: compare first, _kept.kept_panels),
+    then its parts (w, G, H, lo, hi), the rows lo:hi of each gate of w (G*H, K), whose
     bits it holds, part after part, each from a row of PANEL on, then their panels, part
-    after part (_tiles.kept_into); made with bits no row has (each row's bits inverted),
+    after part (_kept.kept_into); made with bits no row has (each row's bits inverted),
     so the first call packs them. Dropped when any of the weights is."""
     key = (tuple(map(id, weights)), tag)
     entry = KEPT.get(key)
@@ -274,9 +282,12 @@ def _kept(weights, tag, buffers):
     bufs = []
     for parts in buffers:
         seen = [_bit_rows(G * (hi - lo), w.shape[1]) for w, G, H, lo, hi in parts]
-        rows = sum(seen) + sum(panel_count(G * (hi - lo)) * w.shape[1]
-                               for w, G, H, lo, hi in parts)
-        buf, at = aligned_empty((rows, PANEL), np.float32, least=0), 0
+        rows = head + sum(seen) + sum(panel_count(G * (hi - lo)) * w.shape[1]
+                                      for w, G, H, lo, hi in parts)
+        buf, at = aligned_empty((rows, PANEL), np.float32, least=0), head
+        if head:                                    # compare first: nothing packed yet
+            buf[:head] = 0
+            buf[0, :1].view(np.int32)[0] = 1
         for (w, G, H, lo, hi), n in zip(parts, seen):
             J, K = G * (hi - lo), w.shape[1]
             np.invert(w.reshape(G, H, K)[:, lo:hi].reshape(J * K).view(np.int32),
