@@ -273,9 +273,10 @@ def _head(buf):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 4), st.integers(16, 90), st.integers(16, 96), st.integers(13, 150),
-       st.integers(0, 1), st.integers(0, 10**6),
-       st.sampled_from(["value", "nan", "-0", "other half", "none"]))
+@given(st.integers(1, 4), st.one_of(st.sampled_from([64, 96, 128, 160]), st.integers(16, 90)),
+       st.one_of(st.sampled_from([32, 64, 96]), st.integers(16, 96)),
+       st.one_of(st.sampled_from([64, 100, 150]), st.integers(13, 150)), st.integers(0, 1),
+       st.integers(0, 10**6), st.sampled_from(["value", "nan", "-0", "other half", "none"]))
 def test_projection_checked_among_its_multiply_adds(G, H, K, M, half, where, edit):
     """_kept.project_kept (the pair's batch-1 projection from kept panels): after a
     compare that found nothing changed (head 0), the next call compares the half's rows
@@ -322,15 +323,45 @@ def test_projection_checked_among_its_multiply_adds(G, H, K, M, half, where, edi
     assert _head(buf) == (0 if edit in ("other half", "none") else 1)
 
 
+@pytest.mark.parametrize("half", [0, 1])
+def test_checked_projection_finds_an_edit_anywhere(half):
+    """An edit of any element of the half's rows (every 13th here: each gate, the runs of
+    every tile, the runs no tile takes, the last int32) between two calls whose compare
+    runs among the multiply-adds is found there: the next call's projection is the edited
+    weight's, bit for bit, and the head says the compare found it."""
+    kept_mod = pytest.importorskip("rnnlab.sequence._kept")
+    G, H, K, M = 4, 64, 64, 100
+    lo, hi = linalg.half_units(H, half)
+    B = hi - lo
+    n, _ = kept_mod.check_plan(M, K, G, B)
+    assert n and (B * K // 16) % n                  # some runs left to the loop after
+    rng = np.random.default_rng(half)
+    w = rng.standard_normal((G * H, K)).astype(np.float32)
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    buf = linalg.kept_halves(w, G, H, M)[half]
+    out, want = (np.empty((M, G * B), np.float32) for _ in range(2))
+    for at in list(range(0, G * B * K, 13)) + [G * B * K - 1]:
+        g, e = divmod(at, B * K)
+        r, k = g * H + lo + e // K, e % K
+        kept_mod.project_kept(out, x, buf, w, G, H, lo, B)
+        kept_mod.project_kept(out, x, buf, w, G, H, lo, B)
+        assert _head(buf) == 0
+        w[r, k] = np.float32(at % 7 - 3.5)
+        kept_mod.project_kept(out, x, buf, w, G, H, lo, B)
+        _tiles().project(want, x, linalg.in_panels(w.reshape(G, H, K), lo, hi))
+        assert _head(buf) == 1, (g, e)
+        np.testing.assert_array_equal(out.view(np.int32), want.view(np.int32))
+
+
 @pytest.mark.parametrize("G, H, K, M, planned", [
     (4, 512, 512, 100, True), (4, 256, 256, 100, True), (3, 512, 512, 100, True),
     (4, 512, 512, 25, False), (4, 512, 512, 48, True), (4, 30, 5, 40, False),
-    (1, 8, 16, 200, False)])
+    (1, 8, 16, 200, False), (3, 40, 64, 200, False), (2, 32, 64, 200, True)])
 def test_check_plan_where_the_compare_hides(G, H, K, M, planned):
     """check_plan: every tile's runs one every 2^sh >= 2 steps, all tiles' runs within
     their K steps, each gate's rows covered but for fewer than n runs; no plan where a
-    run would be due every step (LSTM H 512 at T = 25: slower than comparing first) or
-    there are fewer tiles than gates."""
+    run would be due every step (LSTM H 512 at T = 25: slower than comparing first),
+    there are fewer tiles than gates, or the units are not whole panels of 32."""
     kept_mod = pytest.importorskip("rnnlab.sequence._kept")
     B = H // 2
     n, sh = kept_mod.check_plan(M, K, G, B)

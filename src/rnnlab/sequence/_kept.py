@@ -21,7 +21,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 
-from ._tiles import (AHEAD, LANES, PANEL, PROJECT_ROWS, _tile, panel_rows, product,
+from ._tiles import (LANES, PANEL, PROJECT_ROWS, _tile, panel_rows, product,
                      project)
 
 #: rows before the bits in a kept buffer (linalg.KEPT_HEAD, the Python side's)
@@ -71,8 +71,10 @@ def compare_run(context, builder, sig, args, k, seen):
     return after
 
 
+#: the checking tile (one call site: each site of an intrinsic is its code again, compile
+#: time); it does not ask for b ahead (_tiles.AHEAD, on CPUs with two multiply-add units:
+#: not measured there with the compare)
 tile_8x32c = _tile(8, 2, check=compare_run)
-tile_8x32pc = _tile(8, 2, AHEAD, check=compare_run) if AHEAD else tile_8x32c
 
 
 @njit(cache=True, inline="always")
@@ -160,13 +162,15 @@ def project_kept(out, x, buf, w, G, H, lo, B):
 def check_plan(M, K, G, B):
     """(n, sh): each checking tile compares n runs of 16 int32, one every 2^sh steps of
     its K; n = 0: no plan (fewer than 8 rows, fewer tiles than gates, rows of fewer than
-    16 bits' int32 in all, or a run due more often than every other step: the compare
+    16 int32 in all, units G*B not whole panels of 32 (the last columns would take the
+    products' code for strided arrays: compile time), or a run due more often than every
+    other step: the compare
     then bound by memory, not hidden: at T = 25 slower than comparing first, 481 against
     413 us after a 64 MB pass, scratch fuse.py)."""
     tiles = (M // 8) * (G * B // PANEL)
     per_gate = tiles // G
     runs = B * K // LANES
-    if per_gate == 0 or runs == 0:
+    if per_gate == 0 or runs == 0 or G * B % PANEL:
         return 0, 0
     n = (runs + per_gate - 1) // per_gate
     if 2 * n > K:
@@ -183,7 +187,7 @@ def project_checked(out, x, panels, w, seen, G, H, lo, B):
     that the panels hold with their bits in ``seen``: nonzero when any differs. The 8 x 32
     tiles of the 8-row blocks compare, each its n runs of one gate's rows (check_plan),
     block by block of PROJECT_ROWS rows as ``project``; the rest of each gate's rows
-    (fewer than n runs), the last columns and rows after them."""
+    (fewer than n runs) and the last rows after them (G*B whole panels: check_plan)."""
     M, K = x.shape
     J = G * B
     n, sh = check_plan(M, K, G, B)
@@ -201,15 +205,9 @@ def project_checked(out, x, panels, w, seen, G, H, lo, B):
                 runs = n if g < G else 0
                 wo = ((g * H + lo) * K + s * n * LANES) if runs else 0
                 bo = (g * B * K + s * n * LANES) if runs else 0
-                if m == m0:
-                    tile_8x32pc(out, out, x, panels, m, jj * PANEL, ps, wv, bv, wo, bo, runs,
-                                sh, acc)
-                else:
-                    tile_8x32c(out, out, x, panels, m, jj * PANEL, ps, wv, bv, wo, bo, runs,
-                               sh, acc)
+                tile_8x32c(out, out, x, panels, m, jj * PANEL, ps, wv, bv, wo, bo, runs, sh,
+                           acc)
                 t += 1
-    if nj * PANEL < J:
-        product(out[:m8, nj * PANEL:], x[:m8], panels[nj * K:])
     if m8 < M:
         product(out[m8:], x[m8:], panels)
     diff = 0
