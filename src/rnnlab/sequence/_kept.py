@@ -184,10 +184,11 @@ def check_plan(M, K, G, B):
 @njit(cache=True, error_model="numpy", nogil=True)
 def project_checked(out, x, panels, w, seen, G, H, lo, B):
     """out = x @ panels (``project``'s bits) and the compare of the rows of w (C-contiguous)
-    that the panels hold with their bits in ``seen``: nonzero when any differs. The 8 x 32
-    tiles of the 8-row blocks compare, each its n runs of one gate's rows (check_plan),
-    block by block of PROJECT_ROWS rows as ``project``; the rest of each gate's rows
-    (fewer than n runs) and the last rows after them (G*B whole panels: check_plan)."""
+    that the panels hold with their bits in ``seen``: nonzero when any differs; only where
+    check_plan gives a plan (project_kept asks first). The 8 x 32 tiles of the 8-row
+    blocks compare, each its n runs of one gate's rows, block by block of PROJECT_ROWS
+    rows as ``project``; the rest of each gate's rows (fewer than n runs) and the last
+    rows after them (G*B whole panels: check_plan)."""
     M, K = x.shape
     J = G * B
     n, sh = check_plan(M, K, G, B)
