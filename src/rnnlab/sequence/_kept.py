@@ -19,10 +19,8 @@ one projection more, once; the calls after it compare first until one finds no c
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 
-from ._tiles import (LANES, PANEL, PROJECT_ROWS, _tile, panel_rows, product,
-                     project)
+from ._tiles import LANES, PANEL, PROJECT_ROWS, _tile, panel_rows, prefetch, product, project
 
 #: rows before the bits in a kept buffer (linalg.KEPT_HEAD, the Python side's)
 HEAD = 1
@@ -38,9 +36,9 @@ def compare_run(context, builder, sig, args, k, seen):
     multiple of 2^sh and i = k >> sh < n, run i of wv and of bv (16 int32 each, from wo
     and bo on) XORed and ORed into ``seen`` (the running OR's phi); each asks for the run
     CHECK_AHEAD runs on. Returns the OR after it, the builder in the loop's last block."""
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    ivec = ir.VectorType(i32, LANES)
-    iptr, i8p = ivec.as_pointer(), ir.IntType(8).as_pointer()
+    i64 = ir.IntType(64)
+    ivec = ir.VectorType(ir.IntType(32), LANES)
+    iptr = ivec.as_pointer()
     wv, bv = (context.make_array(sig.args[x])(context, builder, args[x]) for x in (7, 8))
     wo, bo, n, sh = (context.cast(builder, args[x], sig.args[x], types.int64)
                      for x in (9, 10, 11, 12))
@@ -54,14 +52,11 @@ def compare_run(context, builder, sig, args, k, seen):
     builder.cbranch(due, run, on)
     builder.position_at_end(run)
     at = builder.mul(i, i64(LANES))
-    pf = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-        ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
     got = []
     for arr, off in ((wv, wo), (bv, bo)):
         p0 = builder.gep(arr.data, [off])
         got.append(builder.load(builder.bitcast(builder.gep(p0, [at]), iptr), align=4))
-        ahead = builder.gep(p0, [builder.add(at, i64(CHECK_AHEAD * LANES))])
-        builder.call(pf, [builder.bitcast(ahead, i8p), i32(0), i32(3), i32(1)])
+        prefetch(builder, builder.gep(p0, [builder.add(at, i64(CHECK_AHEAD * LANES))]))
     ored = builder.or_(seen, builder.xor(*got))
     builder.branch(on)
     builder.position_at_end(on)
@@ -91,23 +86,21 @@ def kept_rows(J, K):
     return HEAD + bit_rows(J, K) + panel_rows(J, K)
 
 
+@njit(cache=True, inline="always")
+def head_of(buf):
+    """The head of a kept buffer as int32 (its first: 1, compare first; 0, not)."""
+    return buf[:HEAD].reshape(HEAD * PANEL).view(np.int32)
+
+
 @njit(cache=True, error_model="numpy", nogil=True)
 def kept_panels(buf, w, G, H, lo, B):
     """The panels (panel_rows(G*B, K), PANEL) of W = the rows g*H + lo + u of w (G*H, K)
     (g < G, u < B: a half's units, gate after gate), transposed (linalg.in_panels' layout),
     kept between calls in ``buf`` (kept_rows(G*B, K), PANEL) float32, compared first
-    (``kept_into``); the head says whether they were packed again."""
+    (``packed_again``); the head says whether they were packed again."""
     S = bit_rows(G * B, w.shape[1])
     panels = buf[HEAD + S:]
-    buf[:HEAD].reshape(HEAD * PANEL).view(np.int32)[0] = packed_again(
-        buf[HEAD:HEAD + S], panels, w, G, H, lo, B)
-    return panels
-
-
-@njit(cache=True, error_model="numpy", nogil=True)
-def kept_into(seen, panels, w, G, H, lo, B):
-    """``packed_again``, returning the panels."""
-    packed_again(seen, panels, w, G, H, lo, B)
+    head_of(buf)[0] = packed_again(buf[HEAD:HEAD + S], panels, w, G, H, lo, B)
     return panels
 
 
@@ -149,11 +142,10 @@ def project_kept(out, x, buf, w, G, H, lo, B):
     (the module's docstring). The same bits either way (``project``'s)."""
     K = x.shape[1]
     S = bit_rows(G * B, K)
-    head = buf[:HEAD].reshape(HEAD * PANEL).view(np.int32)
-    if head[0] == 0 and check_plan(x.shape[0], K, G, B)[0] > 0:
-        wc = np.ascontiguousarray(w)
-        if project_checked(out, x, buf[HEAD + S:], wc, buf[HEAD:HEAD + S], G, H, lo,
-                           B) == 0:
+    n, sh = check_plan(x.shape[0], K, G, B)
+    if head_of(buf)[0] == 0 and n > 0:
+        if project_checked(out, x, buf[HEAD + S:], np.ascontiguousarray(w),
+                           buf[HEAD:HEAD + S], G, H, lo, B, n, sh) == 0:
             return
     project(out, x, kept_panels(buf, w, G, H, lo, B))
 
@@ -164,9 +156,8 @@ def check_plan(M, K, G, B):
     its K; n = 0: no plan (fewer than 8 rows, fewer tiles than gates, rows of fewer than
     16 int32 in all, units G*B not whole panels of 32 (the last columns would take the
     products' code for strided arrays: compile time), or a run due more often than every
-    other step: the compare
-    then bound by memory, not hidden: at T = 25 slower than comparing first, 481 against
-    413 us after a 64 MB pass, scratch fuse.py)."""
+    other step: the compare then bound by memory, not hidden: at T = 25 slower than
+    comparing first, 481 against 413 us after a 64 MB pass, scratch fuse.py)."""
     tiles = (M // 8) * (G * B // PANEL)
     per_gate = tiles // G
     runs = B * K // LANES
@@ -182,16 +173,15 @@ def check_plan(M, K, G, B):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def project_checked(out, x, panels, w, seen, G, H, lo, B):
+def project_checked(out, x, panels, w, seen, G, H, lo, B, n, sh):
     """out = x @ panels (``project``'s bits) and the compare of the rows of w (C-contiguous)
-    that the panels hold with their bits in ``seen``: nonzero when any differs; only where
-    check_plan gives a plan (project_kept asks first). The 8 x 32 tiles of the 8-row
-    blocks compare, each its n runs of one gate's rows, block by block of PROJECT_ROWS
-    rows as ``project``; the rest of each gate's rows (fewer than n runs) and the last
-    rows after them (G*B whole panels: check_plan)."""
+    that the panels hold with their bits in ``seen``: nonzero when any differs. (n, sh):
+    check_plan's plan (n > 0). The 8 x 32 tiles of the 8-row blocks compare, each its n
+    runs of one gate's rows, block by block of PROJECT_ROWS rows as ``project``; the rest
+    of each gate's rows (fewer than n runs) and the last rows after them (G*B whole
+    panels: check_plan)."""
     M, K = x.shape
     J = G * B
-    n, sh = check_plan(M, K, G, B)
     wv = w.reshape(w.size).view(np.int32)
     bv = seen.reshape(seen.size).view(np.int32)
     acc = np.zeros(LANES, np.int32)

@@ -209,10 +209,12 @@ def _project_half(x2d, w_ih, gx, kept, G, H, half, fn):
     M, I = x2d.shape
     lo = 0 if half == 0 else H // 2
     B = gx.shape[1] // G
-    if kept.shape[0] > 0:       # G read at run time: one project_kept for every family
-        project_kept(gx, x2d, kept, w_ih, w_ih.shape[0] // H, H, lo, B)   # (G, a literal,
-    elif 2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN:      # compiled it again
-        project_few(gx, x2d, w_ih.reshape(G, H, I), lo, lo + B)    # for each: ~5 s each)
+    # (G read at run time for project_kept: as the family's literal it compiled it again
+    # for each family, ~5 s each; one version serves all)
+    if kept.shape[0] > 0:
+        project_kept(gx, x2d, kept, w_ih, w_ih.shape[0] // H, H, lo, B)
+    elif 2 <= M <= PROJECT_FEW_ROWS and M * B > PROJECT_FEW_MIN:
+        project_few(gx, x2d, w_ih.reshape(G, H, I), lo, lo + B)
     else:
         for g in range(G):
             sgemm_nt(fn, M, B, I, x2d, I, w_ih[g * H + lo:], I, gx[:, g * B:], G * B)

@@ -113,13 +113,9 @@ def _tile(MR, NV, ahead=0, check=None):
         bv = [builder.load(builder.bitcast(builder.gep(b0[v], [kb]), vptr), align=4)
               for v in range(NV)]
         if ahead:
-            i8p = ir.IntType(8).as_pointer()
-            pf = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
             kp = builder.mul(builder.add(k, i64(ahead)), step[2])
-            for v in range(NV):      # read, high locality, data
-                builder.call(pf, [builder.bitcast(builder.gep(b0[v], [kp]), i8p),
-                                  i32(0), i32(3), i32(1)])
+            for v in range(NV):
+                prefetch(builder, builder.gep(b0[v], [kp]))
         undef, lane0 = ir.Constant(vec, ir.Undefined), ir.Constant(i32, 0)
         splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
         new = []
@@ -163,6 +159,15 @@ def _tile(MR, NV, ahead=0, check=None):
     fn.__name__ = fn.__qualname__ = (f"tile_{MR}x{NR}" + ("p" if ahead else "")
                                      + ("c" if check else ""))
     return intrinsic(fn)
+
+
+def prefetch(builder, ptr):
+    """Emit a request for the cache line at ``ptr`` (llvm.prefetch: read, high locality,
+    data; a hint, never a fault)."""
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+        ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+    builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
 
 
 @intrinsic

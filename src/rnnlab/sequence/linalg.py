@@ -239,9 +239,9 @@ def batch_panels(buf, G, H, half, I):
 
 def fill_batch_half(buf, w_ih, w_hh, G, H, half):
     """Check ``batch_panels(buf)`` against W_ih's and W_hh's rows for half ``half``, bit
-    for bit, and pack again what differs (_kept.kept_into; without the GIL); a buffer of
+    for bit, and pack again what differs (_kept.packed_again; without the GIL); a buffer of
     the panels alone (weights too large to keep) is packed (in_panels)."""
-    from ._kept import kept_into
+    from ._kept import packed_again
     lo, hi = half_units(H, half)
     J, I = G * (hi - lo), w_ih.shape[1]
     panels, PI = batch_panels(buf, G, H, half, I), panel_count(J) * I
@@ -250,8 +250,8 @@ def fill_batch_half(buf, w_ih, w_hh, G, H, half):
         in_panels(w_ih.reshape(G, H, I), lo, hi, panels[:PI])
         in_panels(w_hh.reshape(G, H, H), lo, hi, panels[PI:])
         return
-    kept_into(buf[:s_ih], panels[:PI], w_ih, G, H, lo, hi - lo)
-    kept_into(buf[s_ih:s], panels[PI:], w_hh, G, H, lo, hi - lo)
+    packed_again(buf[:s_ih], panels[:PI], w_ih, G, H, lo, hi - lo)
+    packed_again(buf[s_ih:s], panels[PI:], w_hh, G, H, lo, hi - lo)
 
 
 def kept_panels_of(w, lease):
@@ -273,7 +273,7 @@ def _kept(weights, tag, buffers, head=0):
     buffer ``head`` rows (the head's first int32 1: compare first, _kept.kept_panels),
     then its parts (w, G, H, lo, hi), the rows lo:hi of each gate of w (G*H, K), whose
     bits it holds, part after part, each from a row of PANEL on, then their panels, part
-    after part (_kept.kept_into); made with bits no row has (each row's bits inverted),
+    after part (_kept.packed_again); made with bits no row has (each row's bits inverted),
     so the first call packs them. Dropped when any of the weights is."""
     key = (tuple(map(id, weights)), tag)
     entry = KEPT.get(key)
