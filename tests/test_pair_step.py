@@ -250,3 +250,59 @@ def test_a_failing_spin_clears_its_wake(monkeypatch):
     while pair_step.BOX[pair_step.B_WAKE] != 0:
         assert time.monotonic() - t0 < 5
         time.sleep(0.001)
+
+
+@needs
+def test_layers_of_both_kinds_step_under_one_hold_of_the_pair():
+    """A 2-layer LSTM whose first layer is small (its one-thread row step) and second
+    large (the pair's): one step runs both under one hold of the pair's lock
+    (stepper.step_plan, pair_step.steps), unbatched and batched, and equals torch; an
+    LSTM state whose h and c are one array is read as two."""
+    torch, tm, om = torch_pair(LSTM, {}, 16, 128, 2, 3)
+    om.step(np.zeros(16, np.float32))
+    _, plan = om.__dict__["_step_weights"]
+    assert [p is None for p, _, _ in plan.layers] == [True, False] and plan.pairs
+    rng = np.random.default_rng(4)
+    x1 = rng.standard_normal(16).astype(np.float32)
+    assert _served_while(lambda: om.step(x1))
+    for N in (None, 1, 3):
+        xs = rng.standard_normal((5, 1 if N is None else N, 16)).astype(np.float32)
+        h0 = rng.standard_normal((2, xs.shape[1], 128)).astype(np.float32)
+        with torch.no_grad():
+            want, (th, tc) = tm(torch.from_numpy(xs), (torch.from_numpy(h0),) * 2)
+        state = (h0[:, 0], h0[:, 0]) if N is None else (h0, h0)       # one array, twice
+        ys = []
+        for x in xs:
+            y, state = om.step(x[0] if N is None else x, state)
+            ys.append(y if N is not None else y[None])
+        np.testing.assert_allclose(np.stack(ys), want.numpy(), rtol=1e-5, atol=1e-6)
+        got_c = state[1] if N is not None else state[1][:, None]
+        np.testing.assert_allclose(got_c, tc.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@needs
+def test_the_worker_is_moved_off_the_callers_cpu_only_when_it_may_be_there(monkeypatch):
+    """pair_step.steps asks where the caller runs (_keep_off, a system call) only when the
+    worker is not spinning for this family or the last step was not served in time (the
+    caller moved onto the worker's CPU shows so: its second half done by the caller)."""
+    m = LSTM(256, 256, seed=1).eval()
+    x = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)
+    assert _served_while(lambda: m.step(x))
+    calls = []
+    real = pair_step._keep_off
+    monkeypatch.setattr(pair_step, "_keep_off", lambda: calls.append(1) or real())
+    key = pair_step._key(m.family)
+    for low, spinning, asked in ((0, True, False), (1, True, True), (0, False, True)):
+        pair_step._state["low"] = low
+        calls.clear()
+        if spinning:
+            assert _served_while(lambda: m.step(x))
+            calls.clear()
+            pair_step._state["low"] = low
+        else:
+            pair.STEP_BOX[pair_step.B_GEN] += 1               # the worker leaves
+            assert _left()
+        m.step(x)
+        if spinning and not asked and pair_step.BOX[pair_step.B_STATE] != key:
+            continue                                      # it left meanwhile (a hiccup)
+        assert bool(calls) == asked, (low, spinning)

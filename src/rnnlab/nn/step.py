@@ -4,7 +4,8 @@ import numpy as np
 from ..checks import check_int
 from ..errors import BackwardError
 from ..sequence.kernels import get_num_threads
-from ..sequence.stepper import compiled_steps, frozen_weights, live_weights, step_layers
+from ..sequence.stepper import (compiled_steps, frozen_weights, live_weights, step_layers,
+                                step_plan)
 from . import arguments as A
 from .grad_mode import is_recording, no_grad
 from .records import backprop_call, run_call
@@ -84,32 +85,33 @@ def _lean_arguments(layer, x, state):
     dt = layer.dtype
     if type(x) is not np.ndarray or x.dtype != dt:
         return None
-    batched = x.ndim == 2
-    if not batched and x.ndim != 1 or x.shape[-1] != layer.input_size:
+    shape = x.shape
+    batched = len(shape) == 2
+    if not batched and len(shape) != 1 or shape[-1] != layer.input_size:
         return None
-    N = x.shape[0] if batched else 1
-    has_c = layer.family.has_cell_state
-    H_out = layer.proj_size or layer.hidden_size
+    N = shape[0] if batched else 1
+    L, H = layer.num_layers, layer.hidden_size
+    h_shape = (L, N, layer.proj_size or H)
     if state is None:
-        h = np.zeros((layer.num_layers, N, H_out), dtype=dt)
-        c = np.zeros((layer.num_layers, N, layer.hidden_size), dtype=dt) if has_c else None
+        return ((x if batched else x[None]), np.zeros(h_shape, dt),
+                np.zeros((L, N, H), dt) if layer.family.has_cell_state else None, batched)
+    c = None
+    if layer.family.has_cell_state:
+        if type(state) not in (tuple, list) or len(state) != 2:
+            return None
+        h, c = state
+        if type(c) is not np.ndarray or c.dtype != dt:
+            return None
+        c = c if batched else c[:, None]
+        if c.shape != (L, N, H):
+            return None
     else:
-        if has_c:
-            if type(state) not in (tuple, list) or len(state) != 2:
-                return None
-            h, c = state
-            if type(c) is not np.ndarray or c.dtype != dt:
-                return None
-            c = c if batched else c[:, None]
-            if c.shape != (layer.num_layers, N, layer.hidden_size):
-                return None
-        else:
-            h, c = state, None
-        if type(h) is not np.ndarray or h.dtype != dt:
-            return None
-        h = h if batched else h[:, None]
-        if h.shape != (layer.num_layers, N, H_out):
-            return None
+        h = state
+    if type(h) is not np.ndarray or h.dtype != dt:
+        return None
+    h = h if batched else h[:, None]
+    if h.shape != h_shape:
+        return None
     return (x if batched else x[None]), h, c, batched
 
 
@@ -126,20 +128,22 @@ def _checked_arguments(layer, x, state):
     return x3[0], h0, c0, lay.batched
 
 
-def _step_result(layer, h_new, c_new, batched):
+def _step_result(h_new, c_new, batched):
     y = h_new[-1].copy()
     y.flags.writeable = False
     if not batched:
         y, h_new = y[0], h_new[:, 0]
         c_new = None if c_new is None else c_new[:, 0]
-    return y, ((h_new, c_new) if layer.family.has_cell_state else h_new)
+    return y, (h_new if c_new is None else (h_new, c_new))
 
 
 def _live_step_weights(layer):
+    """(StepWeights per layer, their step_plan), made once: views of the parameters,
+    whose arrays change only with .to."""
     cache = layer.__dict__.get("_step_weights")
-    if cache is None:                        # views: parameter arrays change only with .to
-        cache = live_weights(layer.family, layer.weights())
-        layer.__dict__["_step_weights"] = cache
+    if cache is None:
+        weights = live_weights(layer.family, layer.weights())
+        cache = layer.__dict__["_step_weights"] = (weights, step_plan(layer.family, weights))
     return cache
 
 
@@ -151,12 +155,12 @@ def _fast_step(layer, x, state):
     if args is None:
         return None
     x, h, c, batched = args
-    weights = _live_step_weights(layer)
-    new = compiled_steps(layer.family, x, weights, h, c)
+    weights, plan = _live_step_weights(layer)
+    new = compiled_steps(x, plan, h, c)
     h_new, c_new = step_layers(layer.family, x, weights, h, c) if new is None else new
     if layer.num_layers > 1 or layer._records.last_dropout_masks:
         layer._records.last_dropout_masks = [None] * (layer.num_layers - 1)
-    return _step_result(layer, h_new, c_new, batched)
+    return _step_result(h_new, c_new, batched)
 
 
 class FrozenStep:
@@ -187,6 +191,7 @@ class FrozenStep:
         self._version = layer.__dict__.get("_version", 0)
         self._weights = None if layer.family.with_weights is not None else frozen_weights(
             layer.family, layer.weights(), self.threads if self._given else None)
+        self._plan = None if self._weights is None else step_plan(layer.family, self._weights)
         return self
 
     def step(self, input, state=None):
@@ -203,9 +208,9 @@ class FrozenStep:
         if args is None:
             args = _checked_arguments(layer, input, state)
         x, h, c, batched = args
-        new = compiled_steps(layer.family, x, self._weights, h, c)
+        new = compiled_steps(x, self._plan, h, c)
         h_new, c_new = step_layers(layer.family, x, self._weights, h, c) if new is None else new
-        return _step_result(layer, h_new, c_new, batched)
+        return _step_result(h_new, c_new, batched)
 
     def __call__(self, input, state=None):
         return self.step(input, state)

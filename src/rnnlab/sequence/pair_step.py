@@ -58,14 +58,17 @@ from .linalg import kept_halves
 from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
 
 BOX = pair.STEP_BOX
+_BOX = memoryview(BOX)      # its words as Python ints (a read ~0.05 us, NumPy's ~0.3)
 _D2, _D1 = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
 _state = {"pid": None, "possible": False, "low": 0, "again": 0, "empty": 0,
           "good": 0, "keys": {}}
 
 
 def possible():
-    """Whether the pair can run steps in this process at all (pair.possible, numba)."""
-    if _state["pid"] != os.getpid():
+    """Whether the pair can run steps in this process at all (pair.possible, numba); found
+    once per process (a child of fork: _after_fork; asking the OS for the process id at
+    every step cost ~0.5 us)."""
+    if _state["pid"] is None or (_NO_FORK_HOOK and _state["pid"] != os.getpid()):
         _state.update(pid=os.getpid(), possible=pair.possible() and kernels.available())
     return _state["possible"]
 
@@ -140,8 +143,8 @@ def halves(fam, kernel, args):
     try:
         key = -_key(fam)                  # a sequence's requests: never a family's steps
         _keep_off()
-        spinning = BOX[B_STATE] == key
-        if not spinning and BOX[B_WAKE] == 0:
+        spinning = _BOX[B_STATE] == key
+        if not spinning and _BOX[B_WAKE] == 0:
             _wake(kernel, key, _SEQ_DUMMIES, PAIR_SPIN)
         t0 = time.perf_counter()
         waited = kernel(*args, 1, BOX, key, 0)
@@ -180,8 +183,8 @@ def pair_in(fam, kernel, args):
     try:
         key = _key(fam) + _PAIR_KEY
         _keep_off()
-        spinning = BOX[B_STATE] == key
-        if not spinning and BOX[B_WAKE] == 0:
+        spinning = _BOX[B_STATE] == key
+        if not spinning and _BOX[B_WAKE] == 0:
             _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
         T, x2d, out = args[8].shape[0], args[0], args[8]
         kept = kept_halves(args[1], fam.num_gates, out.shape[2], x2d.shape[0]) or _NO_KEPT
@@ -210,11 +213,41 @@ def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
     try:
         key = _key(fam)
         _keep_off()
-        spinning = BOX[B_STATE] == key
-        if not spinning and BOX[B_WAKE] == 0:
+        spinning = _BOX[B_STATE] == key
+        if not spinning and _BOX[B_WAKE] == 0:
             _wake(kernel, key)
         waited = kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, BOX, key, 0)
         _account(spinning, waited, waited > PAIR_STEP_LONG * pair.rate())
+        return True
+    finally:
+        lock.release()
+
+
+def steps(key, layers, x, h, c, h_new, c_new):
+    """Every layer's step (stepper.compiled_steps; ``layers``: stepper.StepPlan.layers,
+    per layer its pair step or None, its one-thread row step, its rows_w) under one hold
+    of the pair's lock: the pair's where the layer has one (``key``: ``_key`` of its
+    family), else the row step here. h, c, h_new, c_new (L, N, H) (c, c_new: h, h_new
+    without a cell state). False, having done nothing, when another thread holds the
+    pair."""
+    lock = pair._state["lock"]
+    if not lock.acquire(blocking=False):
+        return False
+    try:
+        if _state["low"] or _BOX[B_STATE] != key:     # (else the worker served the last
+            _keep_off()                                # step in time: on its own CPU)
+        long = PAIR_STEP_LONG * pair.rate()
+        for k, (kernel, one, w) in enumerate(layers):
+            hn = h_new[k]
+            if kernel is None:
+                one(x, h[k], c[k], *w, hn, c_new[k], 0, kernels.NO_BOX, 0, 0)
+            else:
+                spinning = _BOX[B_STATE] == key
+                if not spinning and _BOX[B_WAKE] == 0:
+                    _wake(kernel, key)
+                waited = kernel(x, h[k], c[k], *w, hn, c_new[k], 1, BOX, key, 0)
+                _account(spinning, waited, waited > long)
+            x = hn
         return True
     finally:
         lock.release()
@@ -249,5 +282,6 @@ def _after_fork():
     _state.update(pid=None, low=0, again=0, empty=0, good=0)
 
 
-if hasattr(os, "register_at_fork"):
+_NO_FORK_HOOK = not hasattr(os, "register_at_fork")
+if not _NO_FORK_HOOK:
     os.register_at_fork(after_in_child=_after_fork)

@@ -270,29 +270,46 @@ def _compiled_layer(fam, s, on, inp, hk, ck, hn, cn):
     return True
 
 
-def compiled_steps(fam, x, layers, h, c):
+class StepPlan(NamedTuple):
+    """What compiled_steps reads of a StepWeights list, made once with it (step_plan)."""
+    layers: tuple       # per layer (pair step or None, row step or None, rows_w)
+    pairs: bool         # some layer has the pair's step
+    rows: bool          # every layer has a one-thread row step
+    either: bool        # every layer has one or the other
+    key: int            # the family's key in the step box (pair_step._key)
+
+
+def step_plan(fam, layers):
+    """The StepPlan of ``layers`` (StepWeights per layer; ``fam`` their family)."""
+    parts = tuple((s.pair_step, s.row_step, s.rows_w) for s in layers)
+    return StepPlan(parts, any(p is not None for p, _, _ in parts),
+                    all(r is not None for _, r, _ in parts),
+                    all(p is not None or r is not None for p, r, _ in parts),
+                    pair_step._key(fam))
+
+
+def compiled_steps(x, plan, h, c):
     """step_layers where every layer has a compiled step for these rows (a small layer's
-    one-thread step, or the pair's when it may run), with nothing else around them (no
-    error state to set: the compiled code raises no floating-point warnings; the
-    arrays made ready once): ~2 us less per call than step_layers. None when a layer
-    has none (step_layers then runs)."""
+    one-thread step, or the pair's when it may run; ``plan``: their step_plan), with
+    nothing else around them (no error state to set: the compiled code raises no
+    floating-point warnings; the arrays made ready once; the pair's lock taken once for
+    every layer): h_new, c_new; None when a layer has none (step_layers then runs)."""
     if x.shape[0] > FEW_ROWS:
         return None
-    on = any(s.pair_step is not None for s in layers) and pair_step.on()
-    if not all(s.row_step is not None or (on and s.pair_step is not None) for s in layers):
+    on = plan.pairs and pair_step.on()
+    if not (plan.either if on else plan.rows):
         return None
+    cell = c is not None
     x, h = ready(x), ready(h)
-    c = None if c is None else ready(c)
+    c = ready(c) if cell else h
     h_new = np.empty(h.shape, dtype=x.dtype)
-    c_new = None if c is None else np.empty(c.shape, dtype=x.dtype)
-    inp = x
-    for k, s in enumerate(layers):
-        hk, hn = h[k], h_new[k]
-        ck, cn = (hk, hn) if c is None else (c[k], c_new[k])
-        if not _compiled_layer(fam, s, on, inp, hk, ck, hn, cn):     # the pair busy: its
-            s.pair_step(inp, hk, ck, *s.rows_w, hn, cn, 0, NO_BOX, 0, 0)   # step alone
-        inp = hn
-    return h_new, c_new
+    c_new = np.empty(c.shape, dtype=x.dtype) if cell else h_new
+    if not (on and pair_step.steps(plan.key, plan.layers, x, h, c, h_new, c_new)):
+        inp = x                                 # the pair off or busy: each step alone
+        for k, (two, one, w) in enumerate(plan.layers):
+            (one or two)(inp, h[k], c[k], *w, h_new[k], c_new[k], 0, NO_BOX, 0, 0)
+            inp = h_new[k]
+    return h_new, (c_new if cell else None)
 
 
 def step_layers(fam, x, layers, h, c):
