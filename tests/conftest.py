@@ -42,6 +42,8 @@ def small(monkeypatch):
     from rnnlab.sequence import driver                # the queue's path and the step box's
     monkeypatch.setattr(driver, "run_pair", counting(driver.run_pair))
     monkeypatch.setattr(driver, "pair_in", counting(driver.pair_in))
+    from torch_pairs import count_planned_calls
+    count_planned_calls(monkeypatch, calls)
     yield calls
     pair._state.update(cool=0.0, low=0)
 

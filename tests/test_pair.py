@@ -227,12 +227,14 @@ def test_w_ih_in_panels_and_edited_in_place(cls, N, queue, small, monkeypatch):
 
 @needs_pair
 def test_the_halves_projections_come_from_the_pool(small):
-    """The halves' input projections are leased from the module's pool from the second
-    call on (fresh ones faulted ~200 pages a call in at LSTM (100, 1, 512, 512)), and
-    reused buffers change no number."""
+    """The general path (here: hx a list, which the shorter path of nn/quick.py leaves to
+    it; that one keeps its own scratch, tests/test_quick.py) leases the halves' input
+    projections from the module's pool from the second call on (fresh ones faulted ~200
+    pages a call in at LSTM (100, 1, 512, 512)), and reused buffers change no number."""
     m = LSTM(16, 64, dtype=np.float32).eval()
     x = np.random.default_rng(0).standard_normal((100, 1, 16)).astype(np.float32)
-    first = m(x)[0].copy()
+    hx = [np.zeros((1, 1, 64), np.float32)] * 2
+    first = m(x, hx)[0].copy()
     pool, asked, missed = m._records.pool, [], []
     get = pool._get
 
@@ -241,8 +243,8 @@ def test_the_halves_projections_come_from_the_pool(small):
         (asked if arr is not None else missed).append(key)
         return arr
     pool._get = counting
-    m(2 * x)
-    again = m(x)[0]
+    m(2 * x, hx)
+    again = m(x, hx)[0]
     halves = ((100, 4 * 32), np.dtype(np.float32).str)          # (T * N, G * H // 2)
     assert asked.count(halves) == 4 and missed == [], (asked, missed)
     assert len(small) == 3 and all(small), small

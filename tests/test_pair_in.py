@@ -19,8 +19,8 @@ from rnnlab import tuning
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.cells import FAMILIES
 from rnnlab.sequence import blas, driver, kernels, pair, pair_step
-from torch_pairs import (equal_bits, one_thread, three_calls_equal_torch, torch_pair,
-                         until_the_worker_serves, worker_spinning)
+from torch_pairs import (count_planned_calls, equal_bits, one_thread, three_calls_equal_torch,
+                         torch_pair, until_the_worker_serves, worker_spinning)
 
 needs_pair = pytest.mark.skipif(
     not (kernels.available() and pair.possible() and blas.sgemm_address()),
@@ -39,6 +39,7 @@ def boxed(monkeypatch, small):
         ran.append(real(*a))
         return ran[-1]
     monkeypatch.setattr(driver, "pair_in", counted)
+    count_planned_calls(monkeypatch, ran)
     yield ran
     pair_step.BOX[pair_step.B_GEN] += 1                      # the worker stops spinning
 
@@ -208,8 +209,10 @@ def test_a_worker_that_never_comes_leaves_the_call_to_the_caller(small, monkeypa
        st.integers(2, 33), st.booleans(), st.booleans(), st.sampled_from([None, "nan", "big"]))
 def test_any_shape_equals_the_queue_and_one_thread(kind, T, H, bias, reverse, edit):
     """Whatever T (a few rows: the compiled projection; more: OpenBLAS's), H (odd: halves
-    of different sizes), bias and direction: the queue's bits and the one-thread path's
-    numbers; NaN and overflow go through quietly (warnings as errors) as there."""
+    of different sizes), bias and direction: the queue's bits (but for one unit a half
+    and a few rows: its last bit, NumPy's matrix-vector product against OpenBLAS's sgemm)
+    and the one-thread path's numbers; NaN and overflow go through quietly (warnings as
+    errors) as there."""
     from rnnlab.nn import make_layer
     mp = pytest.MonkeyPatch()
     try:
@@ -228,6 +231,7 @@ def test_any_shape_equals_the_queue_and_one_thread(kind, T, H, bias, reverse, ed
         boxed = []
         real = driver.pair_in
         mp.setattr(driver, "pair_in", lambda *a: boxed.append(real(*a)) or boxed[-1])
+        count_planned_calls(mp, boxed)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with rnnlab.no_grad():
@@ -237,8 +241,13 @@ def test_any_shape_equals_the_queue_and_one_thread(kind, T, H, bias, reverse, ed
     finally:
         mp.undo()
     assert boxed == [True]
-    equal_bits(got, queue)
-    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(alone[0]))
+    if H // 2 > 1 or T * (H // 2) > tuning.PROJECT_FEW_MIN:
+        equal_bits(got, queue)
+    else:       # one unit a half, a few rows: the queue's projection is NumPy's matmul (a
+        flat = [got[0], *np.atleast_1d(got[1])], [queue[0], *np.atleast_1d(queue[1])]
+        for a, b in zip(*flat, strict=True):   # matrix-vector product there), the box's
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)   # OpenBLAS's sgemm:
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(alone[0]))   # the last bit
     np.testing.assert_array_equal(np.isinf(got[0]), np.isinf(alone[0]))
     sane = np.abs(alone[0]) < 1e6        # (a ReLU's 1e30-sized sums differ in their order)
     np.testing.assert_allclose(got[0][sane], alone[0][sane], rtol=1e-5, atol=1e-6)
@@ -263,3 +272,32 @@ def test_the_worker_spins_a_share_of_a_long_calls_time(boxed, monkeypatch):
     monkeypatch.setattr(pair_step, "PAIR_SPIN", 2.0)
     m(x[:8])
     assert pair_step.BOX[pair_step.B_BUDGET] / pair.rate() == pytest.approx(2.0, rel=1e-6)
+
+
+@needs_pair
+def test_the_caller_counts_the_workers_halves_in_the_kernel(boxed, monkeypatch):
+    """After the loop the caller's kernel counts the steps' halves the worker took into
+    the box (B_TOOK: what the cool-down's share reads; NumPy's count after the call cost
+    ~20-40 us with the caches cold): the count of 2s among the sync words of the halves,
+    some once the worker served a call, none in a call the caller ran alone."""
+    m = LSTM(32, 64, seed=0).train(False)
+    x = np.random.default_rng(0).standard_normal((200, 1, 32)).astype(np.float32)
+    counts = []
+    for _ in range(50):
+        served = pair_step.served()
+        m(x)
+        sync = pair._state["last"]
+        counts.append(int(pair_step.BOX[pair.B_TOOK]))
+        assert counts[-1] == np.count_nonzero(sync[:400] == 2)
+        if pair_step.served() > served and counts[-1] > 0:
+            break
+        time.sleep(0.02)
+    assert counts[-1] > 0, counts
+    monkeypatch.setattr(pair_step, "_wake", lambda *a: None)     # no worker: alone, every
+    pair_step.BOX[pair_step.B_GEN] += 1                         # half the caller's
+    t0 = time.monotonic()
+    while pair_step.BOX[pair_step.B_STATE] != 0:
+        assert time.monotonic() - t0 < 5
+        time.sleep(0.001)
+    m(x)
+    assert (pair._state["last"][:400] == 1).all() and pair_step.BOX[pair.B_TOOK] == 0

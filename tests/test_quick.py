@@ -235,3 +235,66 @@ def test_a_stream_in_chunks_takes_the_shorter_path_and_equals_one_call(cls, take
     np.testing.assert_allclose(np.concatenate(outs), want, rtol=1e-5, atol=1e-6)
     for a, b in zip(flat((None, hx))[1:], flat((None, want_state))[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_pair
+def test_the_plan_keeps_its_scratch_until_empty_cache_or_to(taken):
+    """The first call of a shape plans it (``_quick``: the kernel, the halves' projections'
+    scratch); the calls after it reuse that scratch (no pool, no lease), a call of another
+    shape plans again, rnnlab.empty_cache() gives the scratch back (made again at the
+    next call) and .to() drops the plan; the numbers never change."""
+    m = LSTM(8, 48, dtype=np.float32, seed=1).eval()
+    x = np.random.default_rng(2).standard_normal((30, 1, 8)).astype(np.float32)
+    want = general(m, x)
+    assert_same(m(x), want)
+    plan = m.__dict__["_quick"]
+    gx = plan.call.gx
+    assert gx is not None and [a.shape for a in gx] == [(30, 4 * 24)] * 2
+    assert_same(m(x), want)
+    assert m.__dict__["_quick"] is plan and plan.call.gx is gx        # reused
+    rnnlab.empty_cache()
+    assert plan.call.gx is None
+    assert_same(m(x), want)
+    assert m.__dict__["_quick"] is plan and plan.call.gx is not None   # made again
+    short = x[:20].copy()
+    assert_same(m(short), general(m, short))
+    assert m.__dict__["_quick"].shape == (20, 1, 8)                   # planned again
+    m.to(np.float64).to(np.float32)
+    assert "_quick" not in m.__dict__
+    assert_same(m(x), want)
+    assert all(t is not None for t in taken)
+
+
+@needs_pair
+def test_a_planned_call_sees_the_weights_flags_and_mode(taken):
+    """What can change between two calls of one plan sends the call to the general path:
+    a weight made read-only, training mode, batch_first, set_num_threads(1); the
+    numbers as the general path's."""
+    m = GRU(6, 32, dtype=np.float32, seed=3).eval()
+    x = np.random.default_rng(3).standard_normal((12, 1, 6)).astype(np.float32)
+    m(x)
+    assert taken[-1] is not None
+    m.weight_hh_l0.flags.writeable = False
+    want = general(m, x)
+    got = m(x)
+    assert taken[-1] is None
+    np.testing.assert_array_equal(got[0], want[0])
+    m.weight_hh_l0.flags.writeable = True
+    m(x)
+    assert taken[-1] is not None
+    m.train()
+    m(x)
+    assert taken[-1] is None
+    m.eval()
+    m.batch_first = True
+    m(np.ascontiguousarray(x.transpose(1, 0, 2)))
+    assert taken[-1] is None
+    m.batch_first = False
+    rnnlab.set_num_threads(1)
+    try:
+        m(x)
+        assert taken[-1] is None
+    finally:
+        kernels._state["threads"] = None
+    m(x)
+    assert taken[-1] is not None

@@ -13,7 +13,7 @@ from rnnlab.cells import by_mode
 from rnnlab.sequence import driver, kernels, pair
 from rnnlab.tuning import (BY_ROWS_FEW, BY_ROWS_STEPS, PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_MIN,
                            PAIR_STEPS)
-from torch_pairs import torch_pair
+from torch_pairs import count_planned_calls, torch_pair
 
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
 
@@ -104,13 +104,14 @@ def test_a_long_rnn_on_the_pair_equals_torch(monkeypatch):
     ran, real, boxed = [], driver.run_pair, driver.pair_in
     monkeypatch.setattr(driver, "run_pair", lambda *a: ran.append(1) or real(*a))
     monkeypatch.setattr(driver, "pair_in", lambda *a: ran.append(1) or boxed(*a))
+    count_planned_calls(monkeypatch, ran)
     monkeypatch.setitem(pair._state, "cool", 0.0)
     x = np.random.default_rng(1).standard_normal((PAIR_LONG_STEPS, 1, 3)).astype(np.float32)
     with rnnlab.no_grad():
         y, h = om(x)
     with torch.no_grad():
         ty, th = tm(torch.from_numpy(x))
-    assert ran == [1]
+    assert ran in ([1], [True])
     np.testing.assert_allclose(y, ty.numpy(), rtol=1e-5, atol=2e-6)
     np.testing.assert_allclose(h, th.numpy(), rtol=1e-5, atol=2e-6)
 

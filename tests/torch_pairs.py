@@ -206,3 +206,18 @@ def until_the_worker_serves(call, check):
             break
         time.sleep(0.02)
     return result, served
+
+
+def count_planned_calls(monkeypatch, calls):
+    """Append True to ``calls`` for each call the shorter path (nn/quick.py) ran on the
+    pair (pair_call.PairCall.run; one it could not run goes on to the general path, whose
+    driver.pair_in a test counts)."""
+    from rnnlab.sequence import pair_call
+    real = pair_call.PairCall.run
+
+    def run(self, *a):
+        done = real(self, *a)
+        if done is not None:
+            calls.append(True)
+        return done
+    monkeypatch.setattr(pair_call.PairCall, "run", run)

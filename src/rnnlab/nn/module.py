@@ -41,7 +41,8 @@ def parameter_shapes(cls, **config):
         return {name: p.shape for name, p in cls(**config).named_parameters()}
 
 
-_DERIVED = ("_weights", "_step_weights")   # per-instance caches of views of the parameters
+_DERIVED = ("_weights", "_step_weights", "_quick")   # per-instance caches of views of the
+#                                                       parameters
 _SETTABLE = {"dropout": check_dropout, "batch_first": lambda v: check_bool("batch_first", v)}
 
 

@@ -3,22 +3,23 @@ the call a service repeats (a stream in chunks, ``layer(x, hx)`` again and again
 
 The general path (records.run_call: checks and layouts, the pool's lease, the driver's
 choices, the call's record: ~100 Python calls) runs slowly after a time loop has emptied
-the caches. Here, the checks that make the call one the general path sends to the pair,
-then the driver's own call of it (driver._pair_forward: the kernel's arguments built in
-one place): 9-49 us a call less, 5-8% at T = 10, 1-2% at T = 100 (BENCHMARKS.md, "A
-shorter path for one sequence"). Anything
-else (another shape, dtype or layout, an array the kernels would copy, a recorded call,
+the caches. Here, the first call of a shape checks that the call is one the general path
+sends to the pair and plans it (sequence/pair_call.PairCall: the kernel, its scratch,
+the biases' layout), kept in the layer (``_quick``) for the calls of that shape after
+it; those check only what can change between calls (the input's and states' arrays, the
+mode, batch_first, set_num_threads, the weights' arrays and flags, the pair free) and run
+the plan. 100-240 us a call less than the general path at LSTM (100, 1, 256, 256) and
+(100, 1, 512, 512) (BENCHMARKS.md, "A shorter path for one sequence"). Anything else
+(another shape, dtype or layout, an array the kernels would copy, a recorded call,
 lengths, masks, packing, the pair off, busy or cooling down) returns None, and the layer
-takes the general path (those checks cost a declined call 0.4-1.4 us: the cheapest come
-first). Both give the same bits and leave the layer's records alike (tests/test_quick.py)."""
+takes the general path. Both give the same bits and leave the layer's records alike
+(tests/test_quick.py)."""
 import numpy as np
 
 from ..cells import by_mode
 from ..sequence import driver as D      # its names looked up at each call: what the
 from ..sequence import pair as P        # driver calls, even where a test replaces it
-from ..sequence.pool import PLAIN
-from ..sequence.records import LayerWeights
-from ..tuning import POOL_MIN
+from ..sequence.pair_call import PairCall
 from .grad_mode import is_recording
 
 F32 = np.dtype(np.float32)
@@ -42,8 +43,9 @@ def _states(hx, cell, H):
     return None
 
 
-def forward(layer, input, hx):
-    """``layer(input, hx)``'s result by the shorter path, or None (the general path)."""
+def _plan(layer, input):
+    """The layer's plan for calls shaped like ``input`` (stored in ``_quick``), or None
+    where such a call is not the shorter path's (the cheapest checks first)."""
     if (type(input) is not np.ndarray or input.ndim != 3 or input.shape[1] != 1
             or input.shape[0] < P.PAIR_STEPS or layer.num_layers != 1 or layer.bidirectional
             or layer.proj_size or layer.batch_first or layer.dtype != F32):
@@ -53,32 +55,65 @@ def forward(layer, input, hx):
     fam = by_mode(layer.family)
     GH = fam.num_gates * H
     if (GH * H < min(P.PAIR_MIN, P.PAIR_LONG_MIN)            # too small for the pair at a
-            or I != layer.input_size or not D.wanted(fam, F32, 1, GH, H, False, T)  # glance,
-            or not _plain(input, (T, 1, I)) or is_recording(layer)):        # then its rule
-        return None
+            or I != layer.input_size or not D.wanted(fam, F32, 1, GH, H, False, T)):
+        return None                                     # (at a glance, then its rule)
     w_ih, w_hh, b_ih, b_hh, w_hr, w_p = layer.weights()[0][0]
-    if (w_hr is not None or w_p is not None or not _plain(w_ih, (GH, I))
-            or not _plain(w_hh, (GH, H)) or (b_ih is None) != (b_hh is None)
-            or (b_ih is not None and not (_plain(b_ih, (GH,)) and _plain(b_hh, (GH,))))):
+    weights = (w_ih, w_hh, b_ih, b_hh)
+    if (w_hr is not None or w_p is not None or (b_ih is None) != (b_hh is None)
+            or not _weights_plain(weights, ((GH, I), (GH, H), (GH,), (GH,)))):
         return None
-    states = _states(hx, fam.has_cell_state, H)
-    if states is None or P._state["lock"].locked():     # busy: the general path, which
-        return None                                     # tries once and goes on without
-    w = LayerWeights(w_ih, w_hh, b_ih, b_hh)
-    with np.errstate(**D._QUIET):
-        bias, b_rest = D._fold_bias(fam, w)
-    reverse = getattr(layer, "direction", "forward") == "reverse"
-    rec = layer._records
-    lease = PLAIN if input.size * H < POOL_MIN else rec.pool.lease()   # as run_call: big
-    try:                                                  # ones from the layer's pool
-        done = D._pair_forward(fam, input, w, bias, b_rest, *states, reverse, lease, False)
-    finally:
-        lease.release()
-    if done is None:
+    call = PairCall.make(fam, weights, T, I, layer.direction == "reverse")
+    if call is None:
         return None
+    plan = layer.__dict__["_quick"] = _Plan(
+        input.shape, layer.__dict__["_weights"], weights,
+        ((GH, I), (GH, H), (GH,), (GH,)), fam.has_cell_state, H, call)
+    return plan
+
+
+class _Plan:
+    __slots__ = ("shape", "cache", "weights", "shapes", "cell", "H", "call")
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values, strict=True):
+            setattr(self, name, value)
+
+
+def _weights_plain(weights, shapes):
+    """Whether the weights (None: absent) are still as the kernels take them (their flags
+    may change; the parameter arrays themselves change only with .to, which drops the
+    plan)."""
+    for a, shape in zip(weights, shapes):
+        if a is not None and not _plain(a, shape):
+            return False
+    return True
+
+
+def forward(layer, input, hx):
+    """``layer(input, hx)``'s result by the shorter path, or None (the general path)."""
+    d = layer.__dict__
+    plan = d.get("_quick")
+    if (plan is None or type(input) is not np.ndarray or input.shape != plan.shape
+            or d.get("_weights") is not plan.cache):
+        plan = _plan(layer, input)
+        if plan is None:
+            return None
+    H, weights = plan.H, plan.weights
+    if (not _plain(input, plan.shape) or is_recording(layer) or layer.batch_first
+            or not P.enabled() or not D.sgemm_address()   # (else the queue's: the driver)
+            or not _weights_plain(weights, plan.shapes)):
+        return None
+    states = _states(hx, plan.cell, H)
+    if states is None:
+        return None
+    h0, c0 = states
+    done = plan.call.run(input, h0, h0 if c0 is None else c0)
+    if done is None:                                    # busy or cooling: the general path,
+        return None                                     # which tries once and goes on
     out, h_n, c_n = done
+    rec = layer._records
     rec.freed, rec.last_dropout_masks = False, []     # as run_call (layer.forward: the rest)
     output = out.view()
     output.flags.writeable = False      # as the general path's (a recorded call's is read)
     h_n = h_n[None].copy()
-    return (output, h_n) if c_n is None else (output, (h_n, c_n[None].copy()))
+    return (output, h_n) if not plan.cell else (output, (h_n, c_n[None]))   # (c_n: a copy)

@@ -19,7 +19,8 @@ from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few, w
 from ._kept import kept_rows, project_kept
 from ._tiles import PANEL, panel_rows
 from .pair import (B_ARGS, B_BUDGET, B_CLAIM, B_DONE, B_FAM, B_FN, B_GEN, B_H, B_I, B_MORE,
-                   B_N, B_REV, B_SEQ, B_SERVED, B_STATE, B_T, B_WAKE)
+                   B_N, B_REV, B_SEQ, B_SERVED, B_SHARE, B_SPIN, B_STATE, B_T, B_TOOK,
+                   B_WAKE)
 
 
 # The step box's protocol (pair.py's layout), shared by _loops.ROWS_ONE (a step's halves
@@ -243,6 +244,10 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
       1's projection: won (no worker came in time), projects it too and runs the loop
       alone, returning 0; lost, runs its side of the loop (p = 0) with the worker's, then
       waits until the worker is done with every array, returning the ticks waited + 1.
+      Either way it then counts the steps' halves the worker took into box[B_TOOK] and
+      sets the spinning worker's budget for the next call: box[B_SHARE] / 1024 of its
+      own ticks, at least box[B_SPIN] (what Python did after the call: ~25-60 us there,
+      the caches cold after the loop).
       role 2, the worker: spins for requests of ``key``; a claimed one: half 1's
       projection, its side of the loop (p = 1), done. Returns the requests it served.
 
@@ -250,6 +255,7 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
     time is taken (time, never a result), so the caller alone always finishes."""
     wide()                              # 512-bit lanes (_compiled.wide)
     s, res, seen, alone = atomic_load(box, B_SEQ) + 1, 0, -1, role == 0
+    start = ticks()
     p = role - 3 if role >= 3 else (1 if role == 2 else 0)
     T, H = out.shape[0], out.shape[2]
     if role == 1:
@@ -311,8 +317,15 @@ def PAIR_IN(x2d, w_ih, w_hh, bias, b_rest, h0, c0, reverse, out, c_n, gx0, gx1, 
     if role == 2:
         atomic_xchg(box, B_STATE, 0)
         return res
-    if role != 1 or alone:
+    if role != 1:
         return 0
-    t0 = ticks()
-    _wait_for(box, B_DONE, s, -1)
-    return ticks() - t0 + 1
+    if not alone:
+        t0 = ticks()
+        _wait_for(box, B_DONE, s, -1)
+        res = ticks() - t0 + 1
+    took = 0
+    for i in range(2 * T):
+        took += 1 if sync[i] == 2 else 0
+    box[B_TOOK] = took
+    box[B_BUDGET] = max(box[B_SPIN], ((ticks() - start) * box[B_SHARE]) >> 10)
+    return res

@@ -212,6 +212,9 @@ def kept_halves(w_ih, G, H, rows):
     changed, _kept). Kept while w_ih lives, or until rnnlab.empty_cache()."""
     if rows <= PROJECT_FEW_ROWS or w_ih.nbytes > POOL_WEIGHTS_MAX:   # (too large to keep:
         return None                                                # OpenBLAS's, as ever)
+    entry = KEPT.get(((id(w_ih),), "halves"))           # kept: found without building
+    if entry is not None and entry[0][0]() is w_ih:     # _kept's arguments (~2 us a call)
+        return entry[1]
     return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in both_halves(H)],
                  KEPT_HEAD)
 

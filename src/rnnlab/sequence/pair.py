@@ -60,11 +60,13 @@ _state = {"worker": None, "lock": threading.Lock(), "cool": 0.0, "last": None,
 #: h_new, c_new), N, I, H, the spin's budget in ticks, a wake pending, requests served,
 #: then T and reverse (_loops_in.SEQUENCE_IN's nine are x, w_ih_t, bias, w_hh_t, b_rest,
 #: h0, c0, out, c_n), five more addresses and sgemm's (_loops_in.PAIR_IN's fourteen: x2d,
-#: w_ih, w_hh, bias, b_rest, h0, c0, out, c_n, gx0, gx1, sync, wt0, wt1; wt's 0: none).
+#: w_ih, w_hh, bias, b_rest, h0, c0, out, c_n, gx0, gx1, sync, wt0, wt1; wt's 0: none);
+#: then for PAIR_IN's caller: the least spin in ticks and the share of its own time (in
+#: 1024ths) it sets the budget from, and the steps' halves the worker took (it writes).
 B_SEQ, B_CLAIM, B_DONE, B_STATE, B_GEN, B_FAM, B_ARGS = 0, 1, 2, 3, 4, 5, 6
 B_N, B_I, B_H, B_BUDGET, B_WAKE, B_SERVED, B_T, B_REV = 15, 16, 17, 18, 19, 20, 21, 22
-B_MORE, B_FN = 23, 28
-STEP_BOX = np.zeros(B_FN + 1, np.int64)
+B_MORE, B_FN, B_SPIN, B_SHARE, B_TOOK = 23, 28, 29, 30, 31
+STEP_BOX = np.zeros(B_TOOK + 1, np.int64)
 
 #: The worker's board: jobs posted (``_post``).
 BOARD = np.zeros(1, np.int64)

@@ -55,7 +55,8 @@ from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF,
 from . import kernels, pair
 from .blas import sgemm_address
 from .linalg import kept_halves
-from .pair import B_BUDGET, B_GEN, B_SERVED, B_STATE, B_WAKE   # BOX's layout
+from .pair import (B_BUDGET, B_GEN, B_SERVED, B_SHARE, B_SPIN, B_STATE, B_TOOK,  # BOX's
+                   B_WAKE)                                                   # layout
 
 BOX = pair.STEP_BOX
 _BOX = memoryview(BOX)      # its words as Python ints (a read ~0.05 us, NumPy's ~0.3)
@@ -181,26 +182,34 @@ def pair_in(fam, kernel, args):
     if not lock.acquire(blocking=False):
         return False
     try:
-        key = _key(fam) + _PAIR_KEY
-        _keep_off()
-        spinning = _BOX[B_STATE] == key
-        if not spinning and _BOX[B_WAKE] == 0:
-            _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
-        T, x2d, out = args[8].shape[0], args[0], args[8]
-        kept = kept_halves(args[1], fam.num_gates, out.shape[2], x2d.shape[0]) or _NO_KEPT
-        sync = np.zeros(3 * T + 4, np.int64)
-        t0 = time.perf_counter()
-        with (pair.one_blas_thread() if kept is _NO_KEPT     # projected by OpenBLAS
-              else contextlib.nullcontext()):   # (pair.run); by the tiles: no call to it
-            waited = kernel(*args, sync, sgemm_address(), *kept, 1, BOX, key, 0)
-        spin = max(PAIR_SPIN, PAIR_SPIN_SHARE * (time.perf_counter() - t0))
-        BOX[B_BUDGET] = int(spin * pair.rate())  # the spinning worker's, read at each look
-        pair._state["last"] = sync
-        shared = np.count_nonzero(sync[:2 * T] == 2) >= PAIR_LOW * 2 * T
-        _account(spinning, waited, waited > 0 and not shared)
+        pair_held(fam, kernel, args)
         return True
     finally:
         lock.release()
+
+
+def pair_held(fam, kernel, args, sync=None):
+    """``pair_in``'s call, the pair's lock held by the caller; ``sync``: its (3 T + 4,)
+    int64 scratch to reuse (zeroed here), else a new one."""
+    key = _key(fam) + _PAIR_KEY
+    _keep_off()
+    spinning = _BOX[B_STATE] == key
+    if not spinning and _BOX[B_WAKE] == 0:
+        _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
+    T, x2d, out = args[8].shape[0], args[0], args[8]
+    kept = kept_halves(args[1], fam.num_gates, out.shape[2], x2d.shape[0]) or _NO_KEPT
+    if sync is None:
+        sync = np.zeros(3 * T + 4, np.int64)
+    else:
+        sync[:] = 0
+    _BOX[B_SPIN] = int(PAIR_SPIN * pair.rate())     # the spinning worker's budget after
+    _BOX[B_SHARE] = int(PAIR_SPIN_SHARE * 1024)     # the call, set by the kernel
+    with (pair.one_blas_thread() if kept is _NO_KEPT      # projected by OpenBLAS
+          else contextlib.nullcontext()):   # (pair.run); by the tiles: no call to it
+        waited = kernel(*args, sync, sgemm_address(), *kept, 1, BOX, key, 0)
+    pair._state["last"] = sync
+    shared = _BOX[B_TOOK] >= PAIR_LOW * 2 * T       # the worker's halves, counted there
+    _account(spinning, waited, waited > 0 and not shared)
 
 
 def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):

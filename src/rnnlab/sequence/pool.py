@@ -30,6 +30,9 @@ ALL = weakref.WeakSet()            # every pool, for rnnlab.empty_cache()
 #: buffers kept between calls for weight arrays (linalg._kept): (their ids, a tag) -> (weak
 #: references to them, the buffers); rnnlab.empty_cache() drops them too
 KEPT = {}
+#: objects that hold scratch of their own between calls (pair_call.PairCall): empty_cache()
+#: calls each one's drop()
+HELD = weakref.WeakSet()
 
 #: Buffers of ALIGN_MIN bytes or more (every scratch buffer of a lease; the parameters and
 #: the step snapshots' weights at any size) start on a 64-byte cache line. NumPy's
@@ -238,10 +241,13 @@ def empty_cache():
     scratch buffer of every module, and the weights' panels kept between unrecorded calls
     (``KEPT``: made again at the next call). Buffers a recorded forward still needs for
     its backward stay until that record is freed (by its backward, unless
-    retain_graph=True, or by the layer's next forward)."""
+    retain_graph=True, or by the layer's next forward); a batch-1 sequence's planned
+    scratch (``HELD``) too."""
     for pool in list(ALL):
         pool.clear()
     KEPT.clear()
+    for held in list(HELD):
+        held.drop()
 
 
 def snapshot(lease, a):
