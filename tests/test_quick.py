@@ -197,7 +197,8 @@ def calls(draw):
 @given(calls())
 def test_any_call_equals_the_general_paths(monkeypatch, case):
     """Any input: the layer's call gives the general path's result (bits) or the same
-    exception with the same message; never another one, never a warning."""
+    exception with the same message; never another one, never a warning; a second call
+    (planned at the first, where the shorter path takes it) the same."""
     kind, I, H, x, hx, bias, reverse = case
     with monkeypatch.context() as mp:
         mp.setattr(pair, "PAIR_MIN", 0)                 # the pair for any size (conftest's
@@ -216,6 +217,7 @@ def test_any_call_equals_the_general_paths(monkeypatch, case):
                 assert isinstance(e, (ValueError, TypeError)), e
                 return
             assert_same(m(x, hx), want)
+            assert_same(m(x, hx), want)        # again: a planned call (the shape's plan)
 
 
 @needs_pair
