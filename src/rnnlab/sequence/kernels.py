@@ -81,10 +81,10 @@ def _announce(fam, where):
     import warnings
     try:
         warnings.warn(f"rnnlab is compiling its float32 kernels for {fam.kind} (the first use "
-                      f"since installing: 2-8 s a kind of call, once; later processes "
-                      f"load them from numba's cache in {where}). Run `rnnlab warmup` at "
-                      "install time to pay this ahead; RNNLAB_KERNELS=numpy skips them.",
-                      KernelCompileWarning, stacklevel=4)
+                      "since installing: 2-8 s a kind of call, ~20 s a batch-1 sequence on two "
+                      "threads, once; later processes load them from numba's cache in "
+                      f"{where}). Run `rnnlab warmup` at install time to pay this ahead; "
+                      "RNNLAB_KERNELS=numpy skips them.", KernelCompileWarning, stacklevel=4)
     except Warning:                  # warnings turned into errors: still build the kernels
         pass
 
