@@ -14,6 +14,8 @@ the plan. 100-240 us a call less than the general path at LSTM (100, 1, 256, 256
 lengths, masks, packing, the pair off, busy or cooling down) returns None, and the layer
 takes the general path. Both give the same bits and leave the layer's records alike
 (tests/test_quick.py)."""
+from typing import NamedTuple
+
 import numpy as np
 
 from ..cells import by_mode
@@ -58,25 +60,24 @@ def _plan(layer, input):
             or I != layer.input_size or not D.wanted(fam, F32, 1, GH, H, False, T)):
         return None                                     # (at a glance, then its rule)
     w_ih, w_hh, b_ih, b_hh, w_hr, w_p = layer.weights()[0][0]
-    weights = (w_ih, w_hh, b_ih, b_hh)
+    weights, shapes = (w_ih, w_hh, b_ih, b_hh), ((GH, I), (GH, H), (GH,), (GH,))
     if (w_hr is not None or w_p is not None or (b_ih is None) != (b_hh is None)
-            or not _weights_plain(weights, ((GH, I), (GH, H), (GH,), (GH,)))):
+            or not _weights_plain(weights, shapes)):
         return None
     call = PairCall.make(fam, weights, T, I, layer.direction == "reverse")
     if call is None:
         return None
-    plan = layer.__dict__["_quick"] = _Plan(
-        input.shape, layer.__dict__["_weights"], weights,
-        ((GH, I), (GH, H), (GH,), (GH,)), fam.has_cell_state, H, call)
+    plan = layer.__dict__["_quick"] = _Plan(input.shape, layer.__dict__["_weights"], shapes,
+                                            fam.has_cell_state, call)
     return plan
 
 
-class _Plan:
-    __slots__ = ("shape", "cache", "weights", "shapes", "cell", "H", "call")
-
-    def __init__(self, *values):
-        for name, value in zip(self.__slots__, values, strict=True):
-            setattr(self, name, value)
+class _Plan(NamedTuple):
+    shape: tuple        # the input's (T, 1, I)
+    cache: list         # the layer's weights() cache it was made from (.to() replaces it)
+    shapes: tuple       # the weights' shapes, as the kernels take them
+    cell: bool          # the family has a cell state
+    call: PairCall      # the planned call (its weights, H, scratch)
 
 
 def _weights_plain(weights, shapes):
@@ -98,12 +99,11 @@ def forward(layer, input, hx):
         plan = _plan(layer, input)
         if plan is None:
             return None
-    H, weights = plan.H, plan.weights
     if (not _plain(input, plan.shape) or is_recording(layer) or layer.batch_first
             or not P.enabled() or not D.sgemm_address()   # (else the queue's: the driver)
-            or not _weights_plain(weights, plan.shapes)):
+            or not _weights_plain(plan.call.weights, plan.shapes)):
         return None
-    states = _states(hx, plan.cell, H)
+    states = _states(hx, plan.cell, plan.call.H)
     if states is None:
         return None
     h0, c0 = states

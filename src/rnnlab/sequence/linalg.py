@@ -212,11 +212,8 @@ def kept_halves(w_ih, G, H, rows):
     changed, _kept). Kept while w_ih lives, or until rnnlab.empty_cache()."""
     if rows <= PROJECT_FEW_ROWS or w_ih.nbytes > POOL_WEIGHTS_MAX:   # (too large to keep:
         return None                                                # OpenBLAS's, as ever)
-    entry = KEPT.get(((id(w_ih),), "halves"))           # kept: found without building
-    if entry is not None and entry[0][0]() is w_ih:     # _kept's arguments (~2 us a call)
-        return entry[1]
-    return _kept((w_ih,), "halves", [[(w_ih, G, H, lo, hi)] for lo, hi in both_halves(H)],
-                 KEPT_HEAD)
+    return _kept((w_ih,), "halves",
+                 lambda: [[(w_ih, G, H, lo, hi)] for lo, hi in both_halves(H)], KEPT_HEAD)
 
 
 def kept_batch_halves(w_ih, w_hh, G, H, lease=PLAIN):
@@ -229,8 +226,8 @@ def kept_batch_halves(w_ih, w_hh, G, H, lease=PLAIN):
     if w_ih.nbytes + w_hh.nbytes > POOL_WEIGHTS_MAX:
         return [for_weights(lease, panel_shape(G * (hi - lo), w_ih.shape[1] + H),
                             np.float32) for lo, hi in both_halves(H)]
-    return _kept((w_ih, w_hh), "batch", [[(w_ih, G, H, lo, hi), (w_hh, G, H, lo, hi)]
-                                         for lo, hi in both_halves(H)])
+    return _kept((w_ih, w_hh), "batch", lambda: [[(w_ih, G, H, lo, hi), (w_hh, G, H, lo, hi)]
+                                                 for lo, hi in both_halves(H)])
 
 
 def batch_panels(buf, G, H, half, I):
@@ -267,23 +264,29 @@ def kept_panels_of(w, lease):
         return panels_of(w, lease=lease)
     from ._kept import kept_panels
     J = w.shape[0]
-    buf = _kept((w,), threading.get_ident(), [[(w, 1, J, 0, J)]], KEPT_HEAD)[0]
+    buf = _kept((w,), threading.get_ident(), lambda: [[(w, 1, J, 0, J)]], KEPT_HEAD)[0]
     return kept_panels(buf, w, 1, J, 0, J)
 
 
 def _kept(weights, tag, buffers, head=0):
-    """pool.KEPT's buffers for ``weights`` (C-contiguous float32) under ``tag``: for each
-    buffer ``head`` rows (the head's first int32 1: compare first, _kept.kept_panels),
+    """pool.KEPT's buffers for ``weights`` (C-contiguous float32) under ``tag``, made from
+    ``buffers()`` when not kept (the lookup alone is what a call pays: ~2 us less than
+    building the list first): for each buffer ``head`` rows (the head's first int32 1:
+    compare first, _kept.kept_panels),
     then its parts (w, G, H, lo, hi), the rows lo:hi of each gate of w (G*H, K), whose
     bits it holds, part after part, each from a row of PANEL on, then their panels, part
     after part (_kept.packed_again); made with bits no row has (each row's bits inverted),
     so the first call packs them. Dropped when any of the weights is."""
     key = (tuple(map(id, weights)), tag)
     entry = KEPT.get(key)
-    if entry is not None and all(r() is w for r, w in zip(entry[0], weights)):
-        return entry[1]
+    if entry is not None:
+        for r, w in zip(entry[0], weights):
+            if r() is not w:
+                break
+        else:
+            return entry[1]
     bufs = []
-    for parts in buffers:
+    for parts in buffers():
         seen = [_bit_rows(G * (hi - lo), w.shape[1]) for w, G, H, lo, hi in parts]
         rows = head + sum(seen) + sum(panel_count(G * (hi - lo)) * w.shape[1]
                                       for w, G, H, lo, hi in parts)

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from . import kernels, pair, pair_step
+from .driver import _folded
 from .linalg import both_halves
 from .pool import HELD, aligned_empty
 
@@ -41,7 +42,7 @@ class PairCall:
         w_ih, w_hh, b_ih, b_hh = weights
         GH, H = w_hh.shape
         G = fam.num_gates
-        F = fam.fold * H                        # gates whose b_hh folds into the projection
+        F = _folded(fam, GH)                    # gates whose b_hh folds into the projection
         self.fam, self.kernel, self.weights, self.reverse = fam, kernel, weights, reverse
         self.T, self.H, self.x2d = T, H, (T, I)
         self.halves = [G * (hi - lo) for lo, hi in both_halves(H)]

@@ -111,6 +111,15 @@ def _wake(kernel, key, dummies=None, spin=None):
     pair._post(job)
 
 
+def _spinning(kernel, key, dummies=None, spin=None):
+    """Whether the worker spins for ``key`` now; if not, and no wake is pending, it is
+    woken for the next request (``_wake``'s arguments): this one runs alone."""
+    spinning = _BOX[B_STATE] == key
+    if not spinning and _BOX[B_WAKE] == 0:
+        _wake(kernel, key, dummies, spin)
+    return spinning
+
+
 def _keep_off():
     """The caller moved onto the worker's CPU: they would take turns on one core
     (measured: 49 us steps in place of 30, 1 process in 6); the worker moves."""
@@ -144,9 +153,7 @@ def halves(fam, kernel, args):
     try:
         key = -_key(fam)                  # a sequence's requests: never a family's steps
         _keep_off()
-        spinning = _BOX[B_STATE] == key
-        if not spinning and _BOX[B_WAKE] == 0:
-            _wake(kernel, key, _SEQ_DUMMIES, PAIR_SPIN)
+        spinning = _spinning(kernel, key, _SEQ_DUMMIES, PAIR_SPIN)
         t0 = time.perf_counter()
         waited = kernel(*args, 1, BOX, key, 0)
         wait = waited / pair.rate()
@@ -193,9 +200,7 @@ def pair_held(fam, kernel, args, sync=None):
     int64 scratch to reuse (zeroed here), else a new one."""
     key = _key(fam) + _PAIR_KEY
     _keep_off()
-    spinning = _BOX[B_STATE] == key
-    if not spinning and _BOX[B_WAKE] == 0:
-        _wake(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
+    spinning = _spinning(kernel, key, _PAIR_DUMMIES, PAIR_SPIN)
     T, x2d, out = args[8].shape[0], args[0], args[8]
     kept = kept_halves(args[1], fam.num_gates, out.shape[2], x2d.shape[0]) or _NO_KEPT
     if sync is None:
@@ -214,22 +219,10 @@ def pair_held(fam, kernel, args, sync=None):
 
 def step(fam, kernel, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new):
     """One layer's step on the pair (``kernel``: the family's ROWS_ONE, kernels.pair_step_for;
-    the arrays as the row step takes them). False, having done nothing, when another
-    thread holds the pair."""
-    lock = pair._state["lock"]
-    if not lock.acquire(blocking=False):
-        return False
-    try:
-        key = _key(fam)
-        _keep_off()
-        spinning = _BOX[B_STATE] == key
-        if not spinning and _BOX[B_WAKE] == 0:
-            _wake(kernel, key)
-        waited = kernel(x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, 1, BOX, key, 0)
-        _account(spinning, waited, waited > PAIR_STEP_LONG * pair.rate())
-        return True
-    finally:
-        lock.release()
+    the arrays as the row step takes them): ``steps`` for one layer. False, having done
+    nothing, when another thread holds the pair."""
+    return steps(_key(fam), ((kernel, None, (w_ih, w_hh, b_ih, b_hh)),), x, h[None],
+                 c[None], h_new[None], c_new[None])
 
 
 def steps(key, layers, x, h, c, h_new, c_new):
@@ -251,9 +244,7 @@ def steps(key, layers, x, h, c, h_new, c_new):
             if kernel is None:
                 one(x, h[k], c[k], *w, hn, c_new[k], 0, kernels.NO_BOX, 0, 0)
             else:
-                spinning = _BOX[B_STATE] == key
-                if not spinning and _BOX[B_WAKE] == 0:
-                    _wake(kernel, key)
+                spinning = _spinning(kernel, key)
                 waited = kernel(x, h[k], c[k], *w, hn, c_new[k], 1, BOX, key, 0)
                 _account(spinning, waited, waited > long)
             x = hn
