@@ -1,15 +1,27 @@
-"""Where one LSTM inference call spends its time, beside torch on the same products.
+"""Where one large LSTM inference call spends its time, against the cores' arithmetic limit
+and beside torch's call.
 
-    python benchmarks/lstm_breakdown.py                  # (100, 64, 256, 256), 2 threads
-    python benchmarks/lstm_breakdown.py 200,128,512,512 --threads 2
+    python benchmarks/lstm_breakdown.py                  # (100, 64, 256, 256)
+    python benchmarks/lstm_breakdown.py 200,128,512,512 --blocks 6
 
-rnnlab's call is split the way its driver runs it (sequence/driver.py, sizes above
-tuning.COMPILED_LOOP_MAX): one input projection x W_ih^T for all steps, then per step the
-recurrent product h W_hh^T (OpenBLAS) and the compiled gates. Each part is timed alone
-(median of --reps), the products again inside a loop that also runs the gates (as in the
-call: the gates' 0.25 MB per step push W_hh out of cache), and the rest of the call is
-what the parts leave. torch: its fused call, and the same two products with torch.mm.
-Prints GFLOP/s for each.
+A float32 call of N >= 3 rows runs on the compiled loop that projects the input step by
+step (sequence/_loops_in.SEQUENCE_IN), its rows in two halves, one per thread, each half
+running its own time loop: per step, X = bias + x_t W_ih^T and A = X + h W_hh^T in 8 x 32
+register tiles from W^T in panels (sequence/_tiles.py), then the units. Timed here, one
+process, medians:
+
+- the cores' multiply-add peak: the 8 x 32 tile on operands that stay in L1, one thread;
+- one half's work on one thread, its parts alone: the T steps' two products as the loop
+  runs them (_tiles.product_from on the half's rows), and the T steps' units (the
+  compiled sigmoid and tanh of sequence/_compiled.py, as the loop computes them);
+- the loop itself on one thread, both halves one after the other (role 0);
+- the whole call on two threads (rnnlab.set_num_threads(2)) and torch's fused call
+  (torch.set_num_threads(2)), alternated in blocks of --reps calls.
+
+The limit printed is the products' multiply-adds at the measured peak on two cores plus
+the units at their measured rate on two cores: no call on these two cores computes this
+LSTM's arithmetic in less (torch's oneDNN does the same multiply-adds). Needs numba (the
+`fast` extra) and torch.
 """
 import argparse
 import time
@@ -18,6 +30,7 @@ import numpy as np
 
 
 def median_ms(f, reps):
+    """The median of ``reps`` timed calls of f after one untimed, in ms."""
     f()
     ts = []
     for _ in range(reps):
@@ -27,76 +40,132 @@ def median_ms(f, reps):
     return float(np.median(ts)) * 1e3
 
 
+def compiled_parts():
+    """(peak, products, units): njit loops over the tiles and the scalar units."""
+    from numba import njit
+    from rnnlab.sequence import _compiled as C
+    from rnnlab.sequence._tiles import product_from
+    sig, tanh = C._sigmoid, C._tanh
+    opts = dict(error_model="numpy", fastmath={"contract"}, cache=False, nogil=True)
+
+    @njit(**opts)
+    def peak(c, a, b, reps):
+        for _ in range(reps):
+            product_from(c, c, a, b)
+
+    @njit(**opts)
+    def products(X, BX, A, x, h, w_ih_p, w_hh_p, T):
+        for t in range(T):
+            product_from(X, BX, x[t], w_ih_p)               # bias + x_t W_ih^T
+            product_from(A, X, h, w_hh_p)                   # + h W_hh^T
+
+    @njit(**opts)
+    def units(A, c, out, T):
+        R, H = c.shape
+        for _ in range(T):
+            for n in range(R):
+                a, cp, o_ = A[n], c[n], out[n]
+                for j in range(H):
+                    i, f = sig(a[j]), sig(a[H + j])
+                    g, o = tanh(a[2 * H + j]), sig(a[3 * H + j])
+                    cn = f * cp[j] + i * g
+                    cp[j] = cn
+                    o_[j] = o * tanh(cn)
+    return peak, products, units
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("size", nargs="?", default="100,64,256,256")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=15)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("size", nargs="?", default="100,64,256,256", help="T,N,I,H")
+    ap.add_argument("--reps", type=int, default=5, help="calls in a block")
+    ap.add_argument("--blocks", type=int, default=10, help="alternated blocks of calls")
     a = ap.parse_args()
     T, N, I, H = map(int, a.size.split(","))
+    import torch
     from threadpoolctl import threadpool_limits
+
     import rnnlab
     from rnnlab.cells import FAMILIES
     from rnnlab.sequence import kernels
-    threadpool_limits(a.threads)
-    fam = FAMILIES["lstm"]
+    from rnnlab.sequence.linalg import in_panels
+    from rnnlab.sequence.pair_step import BOX
+    f32, GH = np.float32, 4 * H
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, N, I)).astype(np.float32)
-    m = rnnlab.LSTM(I, H).eval()
-    w_ih_t, w_hh_t = (np.ascontiguousarray(w.T) for w in (m.weight_ih_l0, m.weight_hh_l0))
-    bias = (m.bias_ih_l0 + m.bias_hh_l0).astype(np.float32)
-    step, _, _ = kernels.cell_steps(fam, np.float32, bias, np.zeros(0, np.float32))
-    gx = np.empty((T * N, 4 * H), np.float32)
-    h, c = (rng.standard_normal((N, H)).astype(np.float32) for _ in range(2))
-    gh, hn = np.empty((N, 4 * H), np.float32), np.empty((N, H), np.float32)
-    store = np.empty((N, fam.store * H), np.float32)
-    gxs = gx.reshape(T, N, 4 * H)
-
-    def products():
-        for _ in range(T):
-            np.dot(h, w_hh_t, out=gh)
-
-    def gates():
-        for t in range(T):
-            step(gxs[t], gh, h, c, hn, store)
-
-    def products_with_gates():
-        for t in range(T):
-            np.dot(h, w_hh_t, out=gh)
-            step(gxs[t], gh, h, c, hn, store)
-    with rnnlab.no_grad():
-        full = median_ms(lambda: m(x), a.reps)
-    proj = median_ms(lambda: np.dot(x.reshape(-1, I), w_ih_t, out=gx), a.reps)
-    prod = median_ms(products, a.reps)
-    gate = median_ms(gates, a.reps)
-    loop = median_ms(products_with_gates, a.reps)
-    import torch
-    torch.set_num_threads(a.threads)
     tl = torch.nn.LSTM(I, H)
-    tx, th, tw, twi = (torch.from_numpy(v) for v in (x, h, w_hh_t, w_ih_t))
-    tg, tgx = torch.empty(N, 4 * H), torch.empty(T * N, 4 * H)
-    with torch.no_grad():
-        tfull = median_ms(lambda: tl(tx), a.reps)
-        tproj = median_ms(lambda: torch.mm(tx.reshape(-1, I), twi, out=tgx), a.reps)
+    m = rnnlab.LSTM(I, H).eval()
+    m.load_state_dict({k: v.detach().numpy() for k, v in tl.state_dict().items()})
+    x = rng.standard_normal((T, N, I)).astype(f32)
+    tx = torch.from_numpy(x)
+    R = 2 * ((N + 2) // 4)                                  # the first half's rows
+    w_ih_p = in_panels(m.weight_ih_l0.reshape(4, H, I), 0, H)
+    w_hh_p = in_panels(m.weight_hh_l0.reshape(4, H, H), 0, H)
+    peak, products, units = compiled_parts()
 
-        def tproducts():
-            for _ in range(T):
-                torch.mm(th, tw, out=tg)
-        tprod = median_ms(tproducts, a.reps)
-    gf_proj, gf_rec = 2 * T * N * 4 * H * I / 1e9, 2 * T * N * 4 * H * H / 1e9
-    rate = lambda gf, ms: f"{gf / ms * 1e3:5.0f} GF/s"  # noqa: E731
-    print(f"LSTM (T, N, I, H) = ({T}, {N}, {I}, {H}), {a.threads} threads, float32, "
-          f"median of {a.reps}; {gf_proj + gf_rec:.2f} GFLOP per call")
-    print(f"rnnlab call                       {full:7.1f} ms {rate(gf_proj + gf_rec, full)}")
-    print(f"  input projection (one product)  {proj:7.1f} ms {rate(gf_proj, proj)}")
-    print(f"  {T} recurrent products, alone   {prod:7.1f} ms {rate(gf_rec, prod)}")
-    print(f"  {T} compiled gate steps, alone  {gate:7.1f} ms  ({gate / T * 1e3:.0f} us per step)")
-    print(f"  products + gates as in the call {loop:7.1f} ms  (products in the loop: "
-          f"{loop - gate:.1f} ms, {rate(gf_rec, loop - gate)})")
-    print(f"  rest of the call (Python, copies, weights' transposes) {full - proj - loop:5.1f} ms")
-    print(f"torch call (fused)                {tfull:7.1f} ms {rate(gf_proj + gf_rec, tfull)}")
-    print(f"  input projection (torch.mm)     {tproj:7.1f} ms {rate(gf_proj, tproj)}")
-    print(f"  {T} recurrent products (torch.mm) {tprod:6.1f} ms {rate(gf_rec, tprod)}")
+    # the multiply-add peak: 32 rows x 32 columns over k = 128, 16 KB + 16 KB, in L1
+    pc, pa = np.zeros((32, 32), f32), rng.standard_normal((32, 128)).astype(f32)
+    pb = rng.standard_normal((128, 32)).astype(f32)
+    reps = 2000
+    peak(pc, pa, pb, 1)
+    t_peak = median_ms(lambda: peak(pc, pa, pb, reps), 7)
+    gmac_core = 32 * 32 * 128 * reps / t_peak / 1e6
+
+    X, BX, A = (np.zeros((R, GH), f32) for _ in range(3))
+    xh = np.ascontiguousarray(x[:, :R])
+    h = (rng.standard_normal((R, H)) * 0.5).astype(f32)
+    Au = (rng.standard_normal((R, GH)) * 2).astype(f32)
+    c, out = np.zeros((R, H), f32), np.empty((R, H), f32)
+    with threadpool_limits(1):
+        t_prod = median_ms(lambda: products(X, BX, A, xh, h, w_ih_p, w_hh_p, T), 9)
+        t_units = median_ms(lambda: units(Au, c, out, T), 9)
+        k = kernels.kernel_for(FAMILIES["lstm"], f32, N, GH, H, False, name="forward_in")
+        bias = (m.bias_ih_l0 + m.bias_hh_l0).astype(f32)
+        h0, c0 = np.zeros((N, H), f32), np.zeros((N, H), f32)
+        ko, kc = np.empty((T, N, H), f32), np.empty((N, H), f32)
+        t_loop = median_ms(lambda: k(x, w_ih_p, bias, w_hh_p, np.zeros(0, f32), h0, c0,
+                                     False, ko, kc, 0, BOX, 0, 0), 7)
+
+    torch.set_num_threads(2)
+    rnnlab.set_num_threads(2)
+
+    def ours():
+        with rnnlab.no_grad():
+            m(x)
+
+    def theirs():
+        with torch.no_grad():
+            tl(tx)
+    ours(), theirs()
+    mine, other = [], []
+    for _ in range(a.blocks):
+        mine.append(median_ms(ours, a.reps))
+        other.append(median_ms(theirs, a.reps))
+    full, tfull = float(np.median(mine)), float(np.median(other))
+    ratio = float(np.median(np.array(other) / np.array(mine)))
+
+    gmac = T * N * GH * (I + H) / 1e9
+    half_gmac = T * R * GH * (I + H) / 1e9
+    floor_prod = gmac / (2 * gmac_core) * 1e3               # ms, two cores at the peak
+    unit_ns = t_units * 1e6 / (T * R * H)
+    floor_units = T * N * H * unit_ns / 2 / 1e6
+    limit = floor_prod + floor_units
+    print(f"LSTM (T, N, I, H) = ({T}, {N}, {I}, {H}) inference, float32: {gmac:.2f} GMAC of "
+          f"products, {T * N * H / 1e6:.2f} M units")
+    print(f"multiply-add peak, one core (8 x 32 tiles, operands in L1) {gmac_core:6.1f} GMAC/s")
+    print(f"one thread, a half's work ({R} rows, {T} steps):")
+    print(f"  the two products a step, as the loop runs them {t_prod:8.2f} ms "
+          f"({half_gmac / t_prod * 1e3:5.1f} GMAC/s, {half_gmac / t_prod * 1e3 / gmac_core:4.0%}"
+          f" of the peak)")
+    print(f"  the units (3 sigmoids, 2 tanh a unit)          {t_units:8.2f} ms "
+          f"({unit_ns:.2f} ns a unit)")
+    print(f"  the loop itself, both halves on one thread     {t_loop:8.2f} ms "
+          f"(products + units for both: {2 * (t_prod + t_units):.2f})")
+    print(f"two threads: the limit (products at the peak {floor_prod:.2f} + units "
+          f"{floor_units:.2f})  {limit:8.2f} ms")
+    print(f"  rnnlab's call, median of {a.blocks} blocks of {a.reps}          {full:8.2f} ms "
+          f"({full / limit:.2f}x the limit)")
+    print(f"  torch's call (oneDNN), alternated              {tfull:8.2f} ms "
+          f"({tfull / limit:.2f}x the limit)  torch / rnnlab {ratio:.3f} "
+          f"(median of the blocks' ratios)")
 
 
 if __name__ == "__main__":
