@@ -3,6 +3,7 @@ and beside torch's call.
 
     python benchmarks/lstm_breakdown.py                  # (100, 64, 256, 256)
     python benchmarks/lstm_breakdown.py 200,128,512,512 --blocks 6
+    python benchmarks/lstm_breakdown.py 100,16,128,128 --train
 
 A float32 call of N >= 3 rows runs on the compiled loop that projects the input step by
 step (sequence/_loops_in.SEQUENCE_IN), its rows in two halves, one per thread, each half
@@ -22,6 +23,12 @@ The limit printed is the products' multiply-adds at the measured peak on two cor
 the units at their measured rate on two cores: no call on these two cores computes this
 LSTM's arithmetic in less (torch's oneDNN does the same multiply-adds). Needs numba (the
 `fast` extra) and torch.
+
+--train: a training step as the bench times it (forward, then backward from a random
+gradient on every output), rnnlab's against torch's, alternated, and its limit: three
+times the forward's multiply-adds (backward: dh W_hh, dx, dW_ih, dW_hh) at the peak, and
+the units forward and back (sequence/cells' lstm.unit_back compiled alike) at their
+measured rates, on two cores.
 """
 import argparse
 import time
@@ -71,7 +78,21 @@ def compiled_parts():
                     cn = f * cp[j] + i * g
                     cp[j] = cn
                     o_[j] = o * tanh(cn)
-    return peak, products, units
+    from rnnlab.cells import lstm
+
+    back = njit(**opts)(lstm.unit_back)
+
+    @njit(**opts)
+    def unit_backs(A, c, out, T):
+        R, H = c.shape
+        for _ in range(T):
+            for n in range(R):
+                a, cp, o_ = A[n], c[n], out[n]
+                for j in range(H):
+                    d = back(o_[j], cp[j], a[j], a[H + j], a[2 * H + j], a[3 * H + j],
+                             a[j] * 0.5, cp[j])
+                    o_[j] = d[0] + d[1] + d[2] + d[3] + d[4]
+    return peak, products, units, unit_backs
 
 
 def main():
@@ -79,6 +100,7 @@ def main():
     ap.add_argument("size", nargs="?", default="100,64,256,256", help="T,N,I,H")
     ap.add_argument("--reps", type=int, default=5, help="calls in a block")
     ap.add_argument("--blocks", type=int, default=10, help="alternated blocks of calls")
+    ap.add_argument("--train", action="store_true", help="a training step (see above)")
     a = ap.parse_args()
     T, N, I, H = map(int, a.size.split(","))
     import torch
@@ -99,7 +121,7 @@ def main():
     R = 2 * ((N + 2) // 4)                                  # the first half's rows
     w_ih_p = in_panels(m.weight_ih_l0.reshape(4, H, I), 0, H)
     w_hh_p = in_panels(m.weight_hh_l0.reshape(4, H, H), 0, H)
-    peak, products, units = compiled_parts()
+    peak, products, units, unit_backs = compiled_parts()
 
     # the multiply-add peak: 32 rows x 32 columns over k = 128, 16 KB + 16 KB, in L1
     pc, pa = np.zeros((32, 32), f32), rng.standard_normal((32, 128)).astype(f32)
@@ -115,8 +137,13 @@ def main():
     Au = (rng.standard_normal((R, GH)) * 2).astype(f32)
     c, out = np.zeros((R, H), f32), np.empty((R, H), f32)
     with threadpool_limits(1):
-        t_prod = median_ms(lambda: products(X, BX, A, xh, h, w_ih_p, w_hh_p, T), 9)
         t_units = median_ms(lambda: units(Au, c, out, T), 9)
+        t_backs = median_ms(lambda: unit_backs(Au, c, out, T), 9)
+    if a.train:
+        return train(a, m, tl, x, gmac_core, t_units * 1e6 / (T * R * H),
+                     t_backs * 1e6 / (T * R * H))
+    with threadpool_limits(1):
+        t_prod = median_ms(lambda: products(X, BX, A, xh, h, w_ih_p, w_hh_p, T), 9)
         k = kernels.kernel_for(FAMILIES["lstm"], f32, N, GH, H, False, name="forward_in")
         bias = (m.bias_ih_l0 + m.bias_hh_l0).astype(f32)
         h0, c0 = np.zeros((N, H), f32), np.zeros((N, H), f32)
@@ -134,13 +161,7 @@ def main():
     def theirs():
         with torch.no_grad():
             tl(tx)
-    ours(), theirs()
-    mine, other = [], []
-    for _ in range(a.blocks):
-        mine.append(median_ms(ours, a.reps))
-        other.append(median_ms(theirs, a.reps))
-    full, tfull = float(np.median(mine)), float(np.median(other))
-    ratio = float(np.median(np.array(other) / np.array(mine)))
+    full, tfull, ratio = alternated(ours, theirs, a)
 
     gmac = T * N * GH * (I + H) / 1e9
     half_gmac = T * R * GH * (I + H) / 1e9
@@ -164,6 +185,56 @@ def main():
     print(f"  rnnlab's call, median of {a.blocks} blocks of {a.reps}          {full:8.2f} ms "
           f"({full / limit:.2f}x the limit)")
     print(f"  torch's call (oneDNN), alternated              {tfull:8.2f} ms "
+          f"({tfull / limit:.2f}x the limit)  torch / rnnlab {ratio:.3f} "
+          f"(median of the blocks' ratios)")
+
+
+def alternated(ours, theirs, a):
+    """(ours, theirs, their / our ratio): medians over a.blocks blocks of a.reps calls."""
+    ours(), theirs()
+    mine, other = [], []
+    for _ in range(a.blocks):
+        mine.append(median_ms(ours, a.reps))
+        other.append(median_ms(theirs, a.reps))
+    return (float(np.median(mine)), float(np.median(other)),
+            float(np.median(np.array(other) / np.array(mine))))
+
+
+def train(a, m, tl, x, gmac_core, unit_ns, back_ns):
+    """--train: the training step against its limit, beside torch's."""
+    import torch
+    import rnnlab
+    T, N, _ = x.shape
+    GH, I = m.weight_ih_l0.shape
+    H = GH // 4
+    dy = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
+    tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(2)
+    torch.set_num_threads(2)
+    rnnlab.set_num_threads(2)
+    m.train()
+
+    def ours():
+        m(x)
+        m.backward(dy)
+
+    def theirs():
+        tl(tx)[0].backward(tdy)
+    full, tfull, ratio = alternated(ours, theirs, a)
+    gmac = 3 * T * N * GH * (I + H) / 1e9
+    floor_prod = gmac / (2 * gmac_core) * 1e3
+    floor_units = T * N * H * (unit_ns + back_ns) / 2 / 1e6
+    limit = floor_prod + floor_units
+    print(f"LSTM (T, N, I, H) = ({T}, {N}, {I}, {H}) training step, float32: {gmac:.2f} GMAC "
+          f"of products (forward and backward), {T * N * H / 1e6:.2f} M units")
+    print(f"multiply-add peak, one core (8 x 32 tiles, operands in L1) {gmac_core:6.1f} GMAC/s")
+    print(f"units, one thread: forward {unit_ns:.2f} ns a unit, back {back_ns:.2f}")
+    print(f"two threads: the limit (products at the peak {floor_prod:.2f} + units "
+          f"{floor_units:.2f})  {limit:8.2f} ms")
+    print(f"  rnnlab's step, median of {a.blocks} blocks of {a.reps}          {full:8.2f} ms "
+          f"({full / limit:.2f}x the limit)")
+    print(f"  torch's step, alternated                       {tfull:8.2f} ms "
           f"({tfull / limit:.2f}x the limit)  torch / rnnlab {ratio:.3f} "
           f"(median of the blocks' ratios)")
 
