@@ -306,3 +306,24 @@ def test_the_worker_is_moved_off_the_callers_cpu_only_when_it_may_be_there(monke
         if spinning and not asked and pair_step.BOX[pair_step.B_STATE] != key:
             continue                                      # it left meanwhile (a hiccup)
         assert bool(calls) == asked, (low, spinning)
+
+
+@needs
+def test_a_batchs_halves_count_long_only_past_the_callers_own_time(monkeypatch):
+    """pair_step.halves: a call whose caller waited for the worker's half 0.6x its own
+    time counts in time (the two halves on one thread would have taken longer); 1.5x
+    counts long (PAIR_WAIT_SHARE). The kernel here is a stand-in that takes the caller's
+    time and reports the ticks it waited, as SEQUENCE_IN's role 1 does."""
+    seen = []
+    monkeypatch.setattr(pair_step, "_spinning", lambda *a: True)
+    monkeypatch.setattr(pair_step, "_keep_off", lambda: None)
+    monkeypatch.setattr(pair_step, "_key", lambda fam: 99)
+    monkeypatch.setattr(pair_step, "_account", lambda spinning, waited, long: seen.append(
+        long))
+    rate = pair.rate()
+    for own, wait in ((0.04, 0.024), (0.04, 0.06)):
+        def kernel(*args, own=own, wait=wait):
+            time.sleep(own + wait)
+            return int(wait * rate) + 1
+        assert pair_step.halves(None, kernel, ()) is True
+    assert seen == [False, True]

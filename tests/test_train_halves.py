@@ -4,6 +4,7 @@ and the weight and input gradients' products, each half on its own thread. Every
 and every gradient equals the one-thread call's to the bit, and torch's to float32's
 tolerance."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -217,6 +218,23 @@ def test_the_cool_down_doubles_while_the_worker_keeps_missing(monkeypatch):
         assert 2 ** min(k, 5) - 0.5 < left <= 2 ** min(k, 5)
     pair._count_share(True)
     assert pair._state["cooled"] == 0 and pair._state["low"] == 0
+
+
+@needs_pair
+def test_a_slower_worker_counts_low_only_where_one_thread_would_have_been_as_fast(
+        monkeypatch):
+    """A call whose worker half took 1.6x the caller's (its CPU slower for a while) still
+    gained from the pair: it counts in time; one whose caller waited longer than its own
+    half (PAIR_WAIT_SHARE) counts low. The half-own-time rule before it turned the pair
+    off in the first case."""
+    seen = []
+    monkeypatch.setattr(pair, "_count_share", seen.append)
+    monkeypatch.setattr(pair, "_state", dict(pair._state, cool=0.0, low=0, cooled=0))
+    assert pair.PAIR_WAIT_SHARE == 1.0
+    for mine, theirs in ((0.04, 0.064), (0.04, 0.1)):
+        assert pair.run_both(lambda: time.sleep(mine), lambda: time.sleep(theirs)) == (None,
+                                                                                       None)
+    assert seen == [True, False]
 
 
 @needs_pair

@@ -162,6 +162,15 @@ PAIR_STEAL = 100
 PAIR_LOW = 0.2
 PAIR_COOL = 0.05
 
+#: A call split between the pair's threads (run_both, a batch's halves: pair_step.halves)
+#: counts low for the cool-down when the caller waited for the worker's half longer than
+#: PAIR_WAIT_SHARE of its own half's time: from there the two halves one after the other
+#: on the caller's thread would have been as fast. Half its own time (until session 27)
+#: turned the pair off while one CPU ran 1.5x slower than the other for seconds (this
+#: VM's phases), and the halves then ran one after the other: LSTM (100, 16, 128, 128)
+#: training 13.0 ms a call against 9.5-10.6 with the pair (BENCHMARKS.md).
+PAIR_WAIT_SHARE = 1.0
+
 #: Seconds the pair's worker spins for the next job after a run_both job asking for it
 #: (a batch split in halves, sequence/driver.py), and that the caller spins for the
 #: worker's half before sleeping: a wake through the job queue costs ~30 us here.

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..tuning import (COMPILED_LOOP_MAX, COMPILED_RECORD_MAX, DIRECTIONS_MIN, PAIR_COOL,
                       PAIR_LONG_MIN, PAIR_LONG_STEPS, PAIR_LOW, PAIR_MIN, PAIR_ROWS,
-                      PAIR_SPIN, PAIR_STEPS, ROWS_SPLIT_MIN)
+                      PAIR_SPIN, PAIR_STEPS, PAIR_WAIT_SHARE, ROWS_SPLIT_MIN)
 from . import kernels
 from .blas import _blas, one_blas_thread, usable_cpus
 from .linalg import (batch_panels, fill_batch_half, gemm_rows, half_units, kept_halves,
@@ -296,7 +296,7 @@ def run_both(first, second, spin=False):
     then the caller's). Never returns while the worker still runs second.
 
     The pair's cool-down applies: a call where the worker did not get a core (it never
-    started second, or the caller waited for it longer than half its own time) counts as
+    started second, or the caller waited longer than PAIR_WAIT_SHARE of its own time) counts as
     a low share, and after two running the next PAIR_COOL seconds of calls run one after
     the other, on one OpenBLAS thread too (see one_blas_thread)."""
     lock = _state["lock"]
@@ -329,7 +329,7 @@ def run_both(first, second, spin=False):
                     if not (spin and _await(flag, 0, 0, job.spin)):     # at first
                         done.wait()
             _state["both"] = "result" in box            # who ran second (tests)
-            _count_share(_state["both"] and time.monotonic() - t1 <= (t1 - t0) / 2)
+            _count_share(_state["both"] and time.monotonic() - t1 <= PAIR_WAIT_SHARE * (t1 - t0))
             return a, (box["result"] if _state["both"] else second())
     finally:
         lock.release()

@@ -51,7 +51,8 @@ import time
 import numpy as np
 
 from ..tuning import (PAIR_LOW, PAIR_SPIN, PAIR_SPIN_SHARE, PAIR_STEP_BACKOFF,
-                      PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN)
+                      PAIR_STEP_COOL, PAIR_STEP_LONG, PAIR_STEP_LOW, PAIR_STEP_SPIN,
+                      PAIR_WAIT_SHARE)
 from . import kernels, pair
 from .blas import sgemm_address
 from .linalg import kept_halves
@@ -142,8 +143,8 @@ def halves(fam, kernel, args):
     not run now (pair.enabled, cooling down) or another thread holds it; the same bits
     either way. The cool-down is the steps' (``_account``: PAIR_STEP_LOW calls running
     whose second half a spinning worker left to the caller, or for which the caller
-    waited longer than half its own time): a missed claim costs the caller the second
-    half, never a wait, so a passing hiccup (the worker preempted for a call or two,
+    waited longer than PAIR_WAIT_SHARE of its own time): a missed claim costs the second
+    half to the caller, never a wait, so a passing hiccup (the worker preempted for a call or two,
     measured: ~1 call in 500 here) does not turn the pair off for 50 ms (run_both's
     two)."""
     lock = pair._state["lock"]
@@ -157,7 +158,7 @@ def halves(fam, kernel, args):
         t0 = time.perf_counter()
         waited = kernel(*args, 1, BOX, key, 0)
         wait = waited / pair.rate()
-        _account(spinning, waited, wait > (time.perf_counter() - t0 - wait) / 2)
+        _account(spinning, waited, wait > PAIR_WAIT_SHARE * (time.perf_counter() - t0 - wait))
         return waited > 0
     finally:
         lock.release()
