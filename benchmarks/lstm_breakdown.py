@@ -48,11 +48,12 @@ def median_ms(f, reps):
 
 
 def compiled_parts():
-    """(peak, products, units): njit loops over the tiles and the scalar units."""
+    """(peak, products, units, unit_backs): njit loops over the tiles and the scalar units
+    (units: primitives.lstm_units, this directory's)."""
     from numba import njit
-    from rnnlab.sequence import _compiled as C
+    from primitives import lstm_units
+    from rnnlab.cells import lstm
     from rnnlab.sequence._tiles import product_from
-    sig, tanh = C._sigmoid, C._tanh
     opts = dict(error_model="numpy", fastmath={"contract"}, cache=False, nogil=True)
 
     @njit(**opts)
@@ -66,33 +67,19 @@ def compiled_parts():
             product_from(X, BX, x[t], w_ih_p)               # bias + x_t W_ih^T
             product_from(A, X, h, w_hh_p)                   # + h W_hh^T
 
-    @njit(**opts)
-    def units(A, c, out, T):
-        R, H = c.shape
-        for _ in range(T):
-            for n in range(R):
-                a, cp, o_ = A[n], c[n], out[n]
-                for j in range(H):
-                    i, f = sig(a[j]), sig(a[H + j])
-                    g, o = tanh(a[2 * H + j]), sig(a[3 * H + j])
-                    cn = f * cp[j] + i * g
-                    cp[j] = cn
-                    o_[j] = o * tanh(cn)
-    from rnnlab.cells import lstm
-
     back = njit(**opts)(lstm.unit_back)
 
-    @njit(**opts)
-    def unit_backs(A, c, out, T):
+    @njit(**opts)                                           # (written out as lstm_units:
+    def unit_backs(A, c, u, T):                             # LLVM vectorises it)
         R, H = c.shape
         for _ in range(T):
             for n in range(R):
-                a, cp, o_ = A[n], c[n], out[n]
+                a, cp, un = A[n], c[n], u[n]
                 for j in range(H):
-                    d = back(o_[j], cp[j], a[j], a[H + j], a[2 * H + j], a[3 * H + j],
+                    d = back(un[j], cp[j], a[j], a[H + j], a[2 * H + j], a[3 * H + j],
                              a[j] * 0.5, cp[j])
-                    o_[j] = d[0] + d[1] + d[2] + d[3] + d[4]
-    return peak, products, units, unit_backs
+                    un[j] = d[0] + d[1] + d[2] + d[3] + d[4]
+    return peak, products, lstm_units(**opts), unit_backs
 
 
 def main():
@@ -135,13 +122,13 @@ def main():
     xh = np.ascontiguousarray(x[:, :R])
     h = (rng.standard_normal((R, H)) * 0.5).astype(f32)
     Au = (rng.standard_normal((R, GH)) * 2).astype(f32)
-    c, out = np.zeros((R, H), f32), np.empty((R, H), f32)
+    c, u = np.zeros((R, H), f32), np.zeros((R, 2 * H), f32)
     with threadpool_limits(1):
-        t_units = median_ms(lambda: units(Au, c, out, T), 9)
-        t_backs = median_ms(lambda: unit_backs(Au, c, out, T), 9)
-    if a.train:
-        return train(a, m, tl, x, gmac_core, t_units * 1e6 / (T * R * H),
-                     t_backs * 1e6 / (T * R * H))
+        t_units = median_ms(lambda: units(Au, c, u, T), 9)
+        unit_ns = t_units * 1e6 / (T * R * H)
+        if a.train:
+            back_ns = median_ms(lambda: unit_backs(Au, c, u, T), 9) * 1e6 / (T * R * H)
+            return train(a, m, tl, x, gmac_core, unit_ns, back_ns)
     with threadpool_limits(1):
         t_prod = median_ms(lambda: products(X, BX, A, xh, h, w_ih_p, w_hh_p, T), 9)
         k = kernels.kernel_for(FAMILIES["lstm"], f32, N, GH, H, False, name="forward_in")
@@ -151,8 +138,7 @@ def main():
         t_loop = median_ms(lambda: k(x, w_ih_p, bias, w_hh_p, np.zeros(0, f32), h0, c0,
                                      False, ko, kc, 0, BOX, 0, 0), 7)
 
-    torch.set_num_threads(2)
-    rnnlab.set_num_threads(2)
+    two_threads()
 
     def ours():
         with rnnlab.no_grad():
@@ -166,9 +152,7 @@ def main():
     gmac = T * N * GH * (I + H) / 1e9
     half_gmac = T * R * GH * (I + H) / 1e9
     floor_prod = gmac / (2 * gmac_core) * 1e3               # ms, two cores at the peak
-    unit_ns = t_units * 1e6 / (T * R * H)
     floor_units = T * N * H * unit_ns / 2 / 1e6
-    limit = floor_prod + floor_units
     print(f"LSTM (T, N, I, H) = ({T}, {N}, {I}, {H}) inference, float32: {gmac:.2f} GMAC of "
           f"products, {T * N * H / 1e6:.2f} M units")
     print(f"multiply-add peak, one core (8 x 32 tiles, operands in L1) {gmac_core:6.1f} GMAC/s")
@@ -180,13 +164,30 @@ def main():
           f"({unit_ns:.2f} ns a unit)")
     print(f"  the loop itself, both halves on one thread     {t_loop:8.2f} ms "
           f"(products + units for both: {2 * (t_prod + t_units):.2f})")
+    against_limit(a, "call", floor_prod, floor_units, full, tfull, ratio)
+
+
+def two_threads():
+    """Two threads for everyone: OpenBLAS (threadpoolctl), torch and rnnlab, as the bench."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    import rnnlab
+    threadpool_limits(2)
+    torch.set_num_threads(2)
+    rnnlab.set_num_threads(2)
+
+
+def against_limit(a, what, floor_prod, floor_units, full, tfull, ratio):
+    """The limit on two cores, then rnnlab's and torch's ``what`` against it."""
+    limit = floor_prod + floor_units
+    ours = f"  rnnlab's {what}, median of {a.blocks} blocks of {a.reps}"
+    theirs = f"  torch's {what}{' (oneDNN)' if what == 'call' else ''}, alternated"
     print(f"two threads: the limit (products at the peak {floor_prod:.2f} + units "
           f"{floor_units:.2f})  {limit:8.2f} ms")
-    print(f"  rnnlab's call, median of {a.blocks} blocks of {a.reps}          {full:8.2f} ms "
-          f"({full / limit:.2f}x the limit)")
-    print(f"  torch's call (oneDNN), alternated              {tfull:8.2f} ms "
-          f"({tfull / limit:.2f}x the limit)  torch / rnnlab {ratio:.3f} "
-          f"(median of the blocks' ratios)")
+    print(f"{ours:<50}{full:8.2f} ms ({full / limit:.2f}x the limit)")
+    print(f"{theirs:<50}{tfull:8.2f} ms ({tfull / limit:.2f}x the limit)  torch / rnnlab "
+          f"{ratio:.3f} (median of the blocks' ratios)")
 
 
 def alternated(ours, theirs, a):
@@ -203,16 +204,12 @@ def alternated(ours, theirs, a):
 def train(a, m, tl, x, gmac_core, unit_ns, back_ns):
     """--train: the training step against its limit, beside torch's."""
     import torch
-    import rnnlab
     T, N, _ = x.shape
     GH, I = m.weight_ih_l0.shape
     H = GH // 4
     dy = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
     tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(2)
-    torch.set_num_threads(2)
-    rnnlab.set_num_threads(2)
+    two_threads()
     m.train()
 
     def ours():
@@ -225,18 +222,11 @@ def train(a, m, tl, x, gmac_core, unit_ns, back_ns):
     gmac = 3 * T * N * GH * (I + H) / 1e9
     floor_prod = gmac / (2 * gmac_core) * 1e3
     floor_units = T * N * H * (unit_ns + back_ns) / 2 / 1e6
-    limit = floor_prod + floor_units
     print(f"LSTM (T, N, I, H) = ({T}, {N}, {I}, {H}) training step, float32: {gmac:.2f} GMAC "
           f"of products (forward and backward), {T * N * H / 1e6:.2f} M units")
     print(f"multiply-add peak, one core (8 x 32 tiles, operands in L1) {gmac_core:6.1f} GMAC/s")
     print(f"units, one thread: forward {unit_ns:.2f} ns a unit, back {back_ns:.2f}")
-    print(f"two threads: the limit (products at the peak {floor_prod:.2f} + units "
-          f"{floor_units:.2f})  {limit:8.2f} ms")
-    print(f"  rnnlab's step, median of {a.blocks} blocks of {a.reps}          {full:8.2f} ms "
-          f"({full / limit:.2f}x the limit)")
-    print(f"  torch's step, alternated                       {tfull:8.2f} ms "
-          f"({tfull / limit:.2f}x the limit)  torch / rnnlab {ratio:.3f} "
-          f"(median of the blocks' ratios)")
+    against_limit(a, "step", floor_prod, floor_units, full, tfull, ratio)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,30 @@ import time
 import numpy as np
 
 
+def lstm_units(**opts):
+    """An njit loop ``units(A, c, u, reps)``: the LSTM unit as the compiled loops compute
+    it (three sigmoids, two tanh) for every unit of every row of A (R, 4H) and c (R, H),
+    c' and h' into u (R, 2H), reps times; written out, so that LLVM vectorises it (a unit
+    function called from a shared loop is not: ~30 ns a unit). lstm_breakdown.py times
+    the units with it too."""
+    from numba import njit
+    from rnnlab.sequence import _compiled as C
+    sig, tanh = C._sigmoid, C._tanh
+
+    @njit(**opts)
+    def units(A, c, u, reps):
+        R, H = c.shape
+        for _ in range(reps):
+            for n in range(R):
+                a, cp, un = A[n], c[n], u[n]
+                for j in range(H):
+                    i, f = sig(a[j]), sig(a[H + j])
+                    g, o = tanh(a[2 * H + j]), sig(a[3 * H + j])
+                    cn = f * cp[j] + i * g
+                    un[j], un[H + j] = cn, o * tanh(cn)
+    return units
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", type=int, default=32, help="units per row (H)")
@@ -37,17 +61,7 @@ def main():
             for i in range(x.size):
                 out[i] = sig(x[i]) if which == 0 else tanh(x[i])
 
-    @njit(**opts)
-    def units(A, c, u, reps):
-        R, H = c.shape
-        for _ in range(reps):
-            for n in range(R):
-                a, cp, un = A[n], c[n], u[n]
-                for j in range(H):
-                    i, f = sig(a[j]), sig(a[H + j])
-                    g, o = tanh(a[2 * H + j]), sig(a[3 * H + j])
-                    cn = f * cp[j] + i * g
-                    un[j], un[H + j] = cn, o * tanh(cn)
+    units = lstm_units(**opts)
 
     rng = np.random.default_rng(0)
     f32 = np.float32

@@ -11,17 +11,14 @@ stays while the plan lives (the layer's ``_quick``: .to() drops it) or until
 rnnlab.empty_cache() (``pool.HELD``: made again at the next call). Used under the pair's
 lock only: another thread's call meanwhile takes the general path.
 """
-import time
-
 import numpy as np
 
 from . import kernels, pair, pair_step
-from .driver import _folded
+from .driver import _QUIET, _folded
 from .linalg import both_halves
 from .pool import HELD, aligned_empty
 
 F32 = np.dtype(np.float32)
-_QUIET = dict(over="ignore", invalid="ignore", under="ignore", divide="ignore")
 
 
 class PairCall:
@@ -63,7 +60,7 @@ class PairCall:
         (float32, C-contiguous, writeable); c_n a copy of the plan's own row, made under
         the pair's lock. None, having done nothing, while the pair cools down or another
         thread holds it."""
-        if time.monotonic() < pair._state["cool"]:
+        if pair.cooling():
             return None
         lock = pair._state["lock"]
         if not lock.acquire(blocking=False):
