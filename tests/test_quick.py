@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import rnnlab
 from rnnlab import GRU, LSTM, RNN
 from rnnlab.nn import quick, records
-from rnnlab.sequence import blas, kernels, pair
+from rnnlab.sequence import blas, halves, kernels, pair, pair_call
 
 needs_pair = pytest.mark.skipif(
     not (kernels.available() and pair.possible() and blas.sgemm_address()),
@@ -25,6 +25,15 @@ def taken(monkeypatch, small):
         return seen[-1]
     monkeypatch.setattr(quick, "forward", wrapped)
     yield seen
+
+
+@pytest.fixture
+def batches(monkeypatch, taken):
+    """Batches of 3 rows or more in halves for any size (halves.unrecorded_wanted: its
+    thresholds are for speed only); yields ``taken``."""
+    monkeypatch.setattr(halves, "HALVES_MIN", 0)
+    monkeypatch.setattr(halves, "HALVES_STEP_MIN", 0)
+    yield taken
 
 
 def general(m, x, hx=None):
@@ -81,9 +90,68 @@ def test_the_shorter_path_gives_the_general_paths_result(cls, kw, with_hx, taken
 
 
 @needs_pair
-def test_in_place_changes_of_every_weight_are_seen(taken):
+@pytest.mark.parametrize("cls, kw", LAYERS)
+@pytest.mark.parametrize("with_hx", [False, True])
+def test_a_batch_in_halves_takes_the_shorter_path_with_the_general_paths_result(
+        cls, kw, with_hx, batches):
+    """3 rows or more, a call the general path runs in halves (halves.forward): planned
+    once as a BatchCall, the same bits, records and flags; the states given are left as
+    they were."""
+    rng = np.random.default_rng(1)
+    m = cls(5, 24, dtype=np.float32, seed=2, **kw).eval()
+    x = rng.standard_normal((9, 5, 5)).astype(np.float32)
+    hx = None
+    if with_hx:
+        h = rng.standard_normal((1, 5, 24)).astype(np.float32)
+        hx = (h, rng.standard_normal((1, 5, 24)).astype(np.float32)) if cls is LSTM else h
+    before = [a.copy() for a in flat((None, hx))[1:]] if with_hx else []
+    got = m(x, hx)
+    assert batches[-1] is not None and type(m.__dict__["_quick"].call) is pair_call.BatchCall
+    mine = records_of(m)
+    assert mine[0] is None and mine[1] is False and mine[3] == [] and "eval mode" in mine[2]
+    assert_same(got, general(m, x, hx))
+    assert_same(m(x, hx), got)                          # planned: the same again
+    for a, b in zip(flat((None, hx))[1:] if with_hx else [], before):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        got[0][0, 0, 0] = 1.0
+
+
+@needs_pair
+def test_a_batch_the_general_path_runs_another_way_is_planned_as_such(batches, monkeypatch):
+    """A batch shape the general path does not run in halves: planned once as the
+    general path's (call None), not worked out again at each call; another shape
+    planned again."""
+    monkeypatch.setattr(halves, "HALVES_MIN", 1 << 62)
+    made = []
+    real = pair_call.BatchCall.make.__func__
+
+    def make(cls, *a):
+        made.append(real(cls, *a))
+        return made[-1]
+    monkeypatch.setattr(pair_call.BatchCall, "make", classmethod(make))
+    m = GRU(4, 16, dtype=np.float32, seed=0).eval()
+    x = np.random.default_rng(0).standard_normal((6, 4, 4)).astype(np.float32)
+    want = general(m, x)
+    for _ in range(3):
+        assert_same(m(x), want)
+    assert made == [None] and m.__dict__["_quick"].call is None and taken_none(batches)
+    monkeypatch.setattr(halves, "HALVES_MIN", 0)
+    y = x[:5].copy()
+    assert_same(m(y), general(m, y))
+    assert type(made[-1]) is pair_call.BatchCall and batches[-1] is not None
+
+
+def taken_none(taken):
+    return all(t is None for t in taken)
+
+
+@needs_pair
+@pytest.mark.parametrize("N", [1, 4])
+def test_in_place_changes_of_every_weight_are_seen(N, batches):
+    taken = batches
     m = LSTM(6, 32, dtype=np.float32, seed=0).eval()
-    x = np.random.default_rng(0).standard_normal((20, 1, 6)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((20, N, 6)).astype(np.float32)
     before = m(x)
     for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
         getattr(m, name)[3] += 0.5
@@ -170,7 +238,7 @@ def _draw_state(draw, shape, dtype):
 @st.composite
 def calls(draw):
     T = draw(st.sampled_from([0, 1, 2, 3, 5, 6, 9]))
-    N = draw(st.sampled_from([1, 1, 1, 2]))
+    N = draw(st.sampled_from([1, 1, 1, 2, 3, 5]))
     I, H = draw(st.integers(1, 5)), draw(st.integers(1, 9))
     dtype = draw(st.sampled_from([np.float32, np.float32, np.float64]))
     x = np.random.default_rng(draw(st.integers(0, 99))).standard_normal((T, N, I)).astype(dtype)
@@ -204,6 +272,8 @@ def test_any_call_equals_the_general_paths(monkeypatch, case):
         mp.setattr(pair, "PAIR_MIN", 0)                 # the pair for any size (conftest's
         mp.setattr(pair, "PAIR_STEPS", 2)               # ``small``: a fixture is not reset
         mp.setattr(pair, "PAIR_COOL", 0.0)              # between hypothesis's examples)
+        mp.setattr(halves, "HALVES_MIN", 0)             # batches of 3 or more in halves
+        mp.setattr(halves, "HALVES_STEP_MIN", 0)
         pair._state.update(cool=0.0, low=0)
         m = getattr(rnnlab, kind)(I, H, bias=bias, dtype=np.float32, seed=0,
                                   direction="reverse" if reverse else "forward").eval()

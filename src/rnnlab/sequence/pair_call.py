@@ -1,22 +1,30 @@
-"""A batch-1 sequence's call on the pair, planned once for a layer's weights and an input
-shape (nn/quick.py, the call a service repeats): what driver._pair_forward works out at
-every call (the kernel, the folded biases' layout, the halves' projections' scratch, the
-step box's key) made once, the scratch kept from call to call (as the layer's pool keeps
-it, without the lease's bookkeeping), the biases folded again at every call (an edit in
-place is seen at once, as the weights' kept panels see theirs). The same kernel and
+"""A sequence's call planned once for a layer's weights and an input shape (nn/quick.py,
+the call a service repeats). ``PairCall``: a batch-1 sequence on the pair; what
+driver._pair_forward works out at every call (the kernel, the folded biases' layout, the
+halves' projections' scratch, the step box's key) made once, the scratch kept from call
+to call (as the layer's pool keeps it, without the lease's bookkeeping), the biases
+folded again at every call (an edit in place is seen at once, as the weights' kept
+panels see theirs). The same kernel and
 arguments as the general path: the same bits.
 
 The scratch (2 x T*G*H/2 float32 projections, the (3 T + 4,) sync words, c_n's row)
 stays while the plan lives (the layer's ``_quick``: .to() drops it) or until
 rnnlab.empty_cache() (``pool.HELD``: made again at the next call). Used under the pair's
 lock only: another thread's call meanwhile takes the general path.
+
+``BatchCall``: a batch of 3 rows or more whose rows the general path runs in halves
+(halves.forward, _loops_in.SEQUENCE_IN): the route and the biases' layout found once,
+then halves.forward itself; no scratch of its own (the output and c_n are new each call,
+the weights' panels linalg.kept_panels_of's, compared bit for bit at every call as on the
+general path).
 """
 import numpy as np
 
-from . import kernels, pair, pair_step
-from .driver import _QUIET, _folded
+from . import halves, kernels, pair, pair_step
+from .driver import _QUIET, _fold_bias, _folded
 from .linalg import both_halves
-from .pool import HELD, aligned_empty
+from .pool import HELD, PLAIN, aligned_empty
+from .records import LayerWeights
 
 F32 = np.dtype(np.float32)
 
@@ -83,3 +91,40 @@ class PairCall:
             return out, out[0 if self.reverse else self.T - 1], self.c_n.copy()
         finally:
             lock.release()
+
+
+class BatchCall:
+    """``run(x, h0, c0)`` for x (T, N, I), N >= 3, through one direction of a layer of
+    family ``fam`` with ``weights`` (w_ih, w_hh, b_ih, b_hh: the live float32 parameters,
+    C-contiguous, writeable; biases both None or both there): halves.forward, as the
+    general path calls it. Make it only for a call halves.unrecorded_wanted takes
+    (``make``: None where it does not)."""
+
+    @classmethod
+    def make(cls, fam, weights, T, N, reverse):
+        """A BatchCall, or None where the general path would not run halves.forward."""
+        GH, H = weights[1].shape
+        if not halves.unrecorded_wanted(fam, F32, T, N, GH, H, False):
+            return None
+        return cls(fam, weights, reverse)
+
+    def __init__(self, fam, weights, reverse):
+        self.fam, self.weights, self.reverse = fam, weights, reverse
+        self.w = LayerWeights(*weights[:2], None, None, None, None)
+        GH, self.H = weights[1].shape
+        self.no_rest = np.zeros(GH - _folded(fam, GH), F32)    # no bias, or none of b_hh's
+        self.no_bias = None if weights[2] is not None else np.zeros(GH, F32)   # left over
+
+    def run(self, x, h0, c0):
+        """halves.forward's (out (T, N, H), h_n (a view of out's last step), c_n (N, H)
+        of its own, None without a cell state) for x (T, N, I) from h0, c0 (N, H) (c0
+        None without a cell state), the arrays as the kernels take them (float32,
+        C-contiguous, writeable). The biases are folded again at every call (an edit in
+        place is seen)."""
+        bias, b_rest = self.no_bias, None
+        if bias is None:
+            with np.errstate(**_QUIET):
+                bias, b_rest = _fold_bias(self.fam, self.weights)
+        return halves.forward(self.fam, x, h0, c0, self.w, bias,
+                              self.no_rest if b_rest is None else b_rest, self.reverse,
+                              PLAIN.empty, PLAIN)
