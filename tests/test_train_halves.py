@@ -251,3 +251,50 @@ def test_while_cooling_down_the_halves_run_here_on_openblass_own_threads(monkeyp
     finally:
         put(before)
     assert got == ((here, 2), (here, 2))
+
+
+@needs_pair
+@pytest.mark.parametrize("where", ["in_halves", "matmul"])
+def test_the_callers_other_work_runs_here_while_the_workers_half_runs(where, monkeypatch):
+    """``also`` (W_hh's panels, W_ih's snapshot, the previous states, from the lease,
+    which is not thread-safe): called on the caller's thread, after its own half and
+    while the worker's half is still running (the worker's half starts late: its wake);
+    once, whether the pair runs or not; the halves' result as without it."""
+    monkeypatch.setattr(pair, "_state", dict(pair._state, cool=0.0, low=0, cooled=0))
+    here, events = threading.get_ident(), []
+
+    def note(what):
+        events.append((what, threading.get_ident() == here, time.perf_counter()))
+
+    def also():
+        note("also")
+    if where == "in_halves":
+        def kernel(out, lo, hi):
+            note(f"rows {lo}")
+            time.sleep(0.06 if lo else 0.02)     # the worker's half ends 40 ms after
+            out[lo:hi] = np.arange(lo, hi)
+        out = np.zeros(6)
+        halves.in_halves(kernel, (out,), 6, True, also=also)
+        halves.in_halves(kernel, (out,), 6, False, also=also)
+        np.testing.assert_array_equal(out, np.arange(6))
+    else:
+        a, b = np.arange(12.0).reshape(6, 2), np.ones((2, 3))
+        out = np.empty((6, 3))
+        real = np.matmul
+
+        def slow(x, y, out=None):
+            note("product")
+            time.sleep(0.06 if x[0, 0] == a[3, 0] else 0.02)   # the second half: longer
+            return real(x, y, out=out)
+        monkeypatch.setattr(halves.np, "matmul", slow)
+        halves.matmul(a, b, out, also=also)
+        np.testing.assert_array_equal(out, a @ b)
+    first_call = events[:3]
+    assert [e[0] for e in first_call].count("also") == 1
+    also_at = next(e for e in first_call if e[0] == "also")
+    assert also_at[1]                                        # on the caller's thread
+    second = [e for e in first_call if e[0] != "also" and not e[1]]
+    if pair._state["both"]:                                  # the worker ran its half:
+        assert second and also_at[2] < second[0][2] + 0.05   # also before it was done
+    if where == "in_halves":
+        assert [e[0] for e in events[3:]] == ["rows 0", "also"]   # not split: after it

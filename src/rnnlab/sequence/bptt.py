@@ -105,12 +105,14 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
             dc = np.zeros(rec.c0.shape, dt) if dc is None else np.array(dc, dtype=dt)
         w_p, panels = leased_panels(rec.w_hh.T, lease, rec.w_hh.shape)   # the products'
         #                       b, W_hh, in panels, in W_hh's shape (dW_hh takes it next)
+        prev = []                 # h_{t-1} for dW_hh, copied while the worker's half runs
         halves.in_halves(kernel, (NO_STORE if dout is None else ready(dout), dout is not None,
                                   dh, dh if dc is None else dc,          # updated in place
                                   rec.acts, rec.store, rec.h0,
                                   rec.h0 if rec.c0 is None else rec.c0, ready(rec.out),
                                   panels, reverse, dgx_all,
-                                  NO_STORE if dgr_all is None else dgr_all), N, split)
+                                  NO_STORE if dgr_all is None else dgr_all), N, split,
+                         also=lambda: prev.append(_previous_states(rec, reverse, lease)))
         lease.give_back(w_p)
     else:
         bound = None if fam.with_weights is None else fam.with_weights(
@@ -123,13 +125,16 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     dx = np.empty(x2.shape, dt)
     dw_ih = for_weights(grads, (GH, x2.shape[1]), dt)     # all taken here: leases are not
     dw_hh = for_weights(grads, (GH, H_out), dt)           # thread-safe
-    prev = _previous_states(rec, reverse, lease)
-    if split:               # the same products, on one OpenBLAS thread each (halves.py)
-        m = T * N // 2
+    prev = prev[0] if kernel is not None else _previous_states(rec, reverse, lease)
+    db = []                                                # [db_ih, db_hh] with a bias
+    if split:               # the same products, on one OpenBLAS thread each (halves.py);
+        m = T * N // 2      # the bias gradients' sums here, while the worker's half starts
 
         def here():
             np.matmul(GX[:m], w.w_ih, out=dx[:m])
             np.matmul(GX.T, x2, out=dw_ih)
+            if has_bias:
+                db.extend(_bias_grads(GX, dgr_all, F_))
 
         def there():
             np.matmul(GX[m:], w.w_ih, out=dx[m:])
@@ -139,11 +144,9 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         np.matmul(GX.T, x2, out=dw_ih)                     # one product over all steps
         _dw_hh(dgx_all, dgr_all, prev, F_, dw_hh)
         np.matmul(GX, w.w_ih, out=dx)
-    db_ih = db_hh = None
-    if has_bias:
-        db_ih = GX.sum(axis=0)
-        db_hh = db_ih.copy() if dgr_all is None else np.concatenate(
-            [db_ih[:F_], dgr_all.reshape(T * N, GH - F_).sum(axis=0)])
+        if has_bias:
+            db.extend(_bias_grads(GX, dgr_all, F_))
+    db_ih, db_hh = db if has_bias else (None, None)
     dw_p = None
     if kernel is None and bound is not None:               # what the family's back kept
         extra = bound[2]()
@@ -161,6 +164,14 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
     if sizes is not None:
         zero_padding(dx, sizes)                           # 0 * non-finite weight stays out
     return dx, dh, dc, LayerWeights(dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_p)
+
+
+def _bias_grads(GX, dgr_all, F_):
+    """(db_ih, db_hh): the sums over all steps and rows of GX (L * N, G*H), dgx, and of
+    dgr_all (L, N, G*H - F_) for b_hh's gates past the folded ones."""
+    db_ih = GX.sum(axis=0)
+    return db_ih, (db_ih.copy() if dgr_all is None else np.concatenate(
+        [db_ih[:F_], dgr_all.reshape(GX.shape[0], dgr_all.shape[2]).sum(axis=0)]))
 
 
 def _dw_hh(dgx_all, dgr_all, prev, F_, dw):

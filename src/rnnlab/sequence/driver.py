@@ -3,9 +3,8 @@ and lengths (bptt.py is the way back).
 
 Pure functions, no state. ``run_forward`` returns the outputs and a record (``Cache``);
 bptt.run_backward takes that record and the upstream gradients and returns every
-gradient. Arrays are time-major: x is (L, N, H_in). The layer classes handle batch_first,
-unbatched input and argument checks, then call ``run_forward`` / ``run_backward``
-directly; checked.py's ``forward`` / ``backward`` check their arguments first.
+gradient. Arrays are time-major: x is (L, N, H_in). The layer classes check and lay out
+their arguments, then call these; checked.py's ``forward`` / ``backward`` check first.
 
 ``weights`` is a list over layers of a list over directions of ``LayerWeights``
 (or plain tuples in that order: w_ih, w_hh, b_ih, b_hh, w_hr, w_p; None where absent).
@@ -92,20 +91,22 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
                                 (lease if pool_out else PLAIN).empty, lease), None)
     split = record and sizes is None and halves.wanted(*shape)
     gx = lease.empty((T * N, w.w_ih.shape[0]), inp.dtype)
-    if split:                                          # two threads (halves.py)
-        halves.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, gx)
+    panels = [None]           # split: two threads (halves.py), W_hh's panels for the loop
+    if split:                 # packed here while the worker's half runs
+        halves.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, gx, also=lambda: panels.
+                      append(leased_panels(w.w_hh, lease, w.w_hh.shape)))
     else:
         with one_blas_thread() if two else contextlib.nullcontext():  # the pair's, alone
             project(inp.reshape(T * N, inp.shape[2]), w.w_ih, gx)            # all steps
     result = _direction_loop(fam, gx.reshape(T, N, w.w_ih.shape[0]), h0, c0, w, bias,
-                             b_rest, reverse, sizes, lease, pool_out, record, split)
+                             b_rest, reverse, sizes, lease, pool_out, record, split, panels[-1])
     if not record:
         lease.give_back(gx)                                # inference: scratch done
     return result
 
 
 def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, pool_out,
-                    record, split=False):
+                    record, split=False, panels=None):
     """The time loop of one direction.
 
     gx (L, N, G*H): input projections x W_ih^T; the steps keep their activations in it.
@@ -141,10 +142,12 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     # not a transposed copy made per call (tuning.BY_ROWS_STEPS)
     by_rows = (kernel is not None and not record and N <= FEW_ROWS
                and T <= (BY_ROWS_STEPS if N == 1 else BY_ROWS_FEW))
+    if panels is not None and not (kernel is not None and record):
+        lease.give_back(panels[0])         # (packed for a loop that is not the compiled)
     if kernel is not None and record:      # the forward's alone (the record keeps W_hh),
-        w_buf, w_hh_t = leased_panels(w.w_hh, lease, w.w_hh.shape)   # in a buffer of W_hh's
-        # shape, given back when the loop is done: the snapshot of W_hh or backward's
-        # dW_hh, of that shape, takes it (no higher peak)
+        w_buf, w_hh_t = panels or leased_panels(w.w_hh, lease, w.w_hh.shape)   # in a
+        # buffer of W_hh's shape, given back when the loop is done: the snapshot of W_hh
+        # or backward's dW_hh, of that shape, takes it (no higher peak)
     elif kernel is not None:               # W_hh^T in panels (linalg.in_panels)
         w_hh_t = w.w_hh if by_rows else kept_panels_of(w.w_hh, lease)
     else:
@@ -154,18 +157,19 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
     if kernel is not None:                 # compiled loop (kernels.py); it adds the bias
         h0, c0 = ready(h0), (None if c0 is None else ready(c0))
         c_n = h0 if c0 is None else np.empty(c0.shape, dt)
+        w_ih = []                         # recording: W_ih's snapshot taken while the
         halves.in_halves(kernel, (gx, ready(w_hh_t), NO_BIAS if bias is None else ready(bias),
                                   _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
                                   h0 if c0 is None else c0, reverse, out, c_n, by_rows,
-                                  store if record else NO_STORE, record), N, split)
+                                  store if record else NO_STORE, record), N, split,  # worker's
+                         also=lambda: record and w_ih.append(snapshot(lease, w.w_ih)))  # runs
         if w_buf is not None:
             lease.give_back(w_buf)        # before the snapshot below, which may take it
         rec = None
         if record:                        # per-step caches: derived if a NumPy back needs them
             kept = snapshot(lease, w.w_hh)    # W_hh as used, BPTT's loop's layout (the
             rec = DirectionRecord(out, h0, None, None, None,       # record's W_hh^T: a view)
-                                  LayerWeights(snapshot(lease, w.w_ih), kept.T), gx, store,
-                                  c0, kept)
+                                  LayerWeights(w_ih[0], kept.T), gx, store, c0, kept)
         return out, out[0 if reverse else T - 1], (None if c0 is None else c_n), rec
     h_prev = lease.zeros((T, N, H_out), dt) if record and sizes is not None else None
     m_all = None if w.w_hr is None else lease.zeros((steps_kept, N, H), dt)  # before W_hr

@@ -84,11 +84,16 @@ def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease):
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
 
-def matmul(a, b, out):
-    """np.matmul(a, b, out=out) for 2-D a, its rows in two halves (in_parallel)."""
+def matmul(a, b, out, also=None):
+    """np.matmul(a, b, out=out) for 2-D a, its rows in two halves (in_parallel); ``also``:
+    called here after the first half (``in_halves``)."""
     m = a.shape[0] // 2
-    in_parallel(lambda: np.matmul(a[:m], b, out=out[:m]),
-                lambda: np.matmul(a[m:], b, out=out[m:]))
+
+    def first():
+        np.matmul(a[:m], b, out=out[:m])
+        if also is not None:
+            also()
+    in_parallel(first, lambda: np.matmul(a[m:], b, out=out[m:]))
     return out
 
 
@@ -99,14 +104,20 @@ def first_half(N):
     return 2 * ((N + 2) // 4)
 
 
-def in_halves(kernel, args, N, split):
+def in_halves(kernel, args, N, split, also=None):
     """kernel(*args, lo, hi) over rows 0:N: a compiled time loop that writes each row of
     its arrays in place (SEQUENCE recording, SEQUENCE_BACK). split: rows 0:m here and
     m:N on the worker, the whole call's bits. The loops change their inputs in place, so
     the worker's half cannot be run again after it began: a failure there raises here
-    instead (run_both would run it again)."""
+    instead (run_both would run it again). ``also``: called here after the first half
+    (after the loop without split): the caller's serial work (a copy, a buffer from the
+    lease, which is not thread-safe) done while the worker's half runs, begun 25-35 us
+    after the caller's (its wake and the GIL taken back: BENCHMARKS.md, "Work beside the
+    worker's late start")."""
     if not split:
         kernel(*args, 0, N)
+        if also is not None:
+            also()
         return
     m = first_half(N)
     began = []
@@ -118,4 +129,8 @@ def in_halves(kernel, args, N, split):
         began.append(True)
         kernel(*args, m, N)
 
-    in_parallel(lambda: kernel(*args, 0, m), second)
+    def first():
+        kernel(*args, 0, m)
+        if also is not None:
+            also()
+    in_parallel(first, second)
