@@ -4,8 +4,7 @@ driver._pair_forward works out at every call (the kernel, the folded biases' lay
 halves' projections' scratch, the step box's key) made once, the scratch kept from call
 to call (as the layer's pool keeps it, without the lease's bookkeeping), the biases
 folded again at every call (an edit in place is seen at once, as the weights' kept
-panels see theirs). The same kernel and
-arguments as the general path: the same bits.
+panels see theirs). The same kernel and arguments as the general path: the same bits.
 
 The scratch (2 x T*G*H/2 float32 projections, the (3 T + 4,) sync words, c_n's row)
 stays while the plan lives (the layer's ``_quick``: .to() drops it) or until
