@@ -262,10 +262,15 @@ def kept_panels_of(w, lease):
     hold 3x its parameters), gets a copy from ``lease`` each call, as before."""
     if w.dtype != np.float32 or not w.flags.c_contiguous or w.nbytes > POOL_WEIGHTS_MAX:
         return panels_of(w, lease=lease)
-    from ._kept import kept_panels
+    if not _KEPT_PANELS:                # numba's, imported at the first call (not at
+        from ._kept import kept_panels  # rnnlab's import)
+        _KEPT_PANELS.append(kept_panels)
     J = w.shape[0]
     buf = _kept((w,), threading.get_ident(), lambda: [[(w, 1, J, 0, J)]], KEPT_HEAD)[0]
-    return kept_panels(buf, w, 1, J, 0, J)
+    return _KEPT_PANELS[0](buf, w, 1, J, 0, J)
+
+
+_KEPT_PANELS = []
 
 
 def _kept(weights, tag, buffers, head=0):

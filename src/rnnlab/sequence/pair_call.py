@@ -105,10 +105,11 @@ class BatchCall:
         GH, H = weights[1].shape
         if not halves.unrecorded_wanted(fam, F32, T, N, GH, H, False):
             return None
-        return cls(fam, weights, reverse)
+        return cls(fam, weights, reverse,
+                   kernels.kernel_for(fam, F32, N, GH, H, False, name="forward_in"))
 
-    def __init__(self, fam, weights, reverse):
-        self.fam, self.weights, self.reverse = fam, weights, reverse
+    def __init__(self, fam, weights, reverse, kernel):
+        self.fam, self.weights, self.reverse, self.kernel = fam, weights, reverse, kernel
         self.w = LayerWeights(*weights[:2], None, None, None, None)
         GH, self.H = weights[1].shape
         self.no_rest = np.zeros(GH - _folded(fam, GH), F32)    # no bias, or none of b_hh's
@@ -126,4 +127,4 @@ class BatchCall:
                 bias, b_rest = _fold_bias(self.fam, self.weights)
         return halves.forward(self.fam, x, h0, c0, self.w, bias,
                               self.no_rest if b_rest is None else b_rest, self.reverse,
-                              PLAIN.empty, PLAIN)
+                              PLAIN.empty, PLAIN, self.kernel)
