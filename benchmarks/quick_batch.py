@@ -7,11 +7,11 @@ general / quick per block.
     python benchmarks/quick_batch.py [T,N,I,H] [RNN|GRU|LSTM] [--blocks 30]
 """
 import argparse
-import time
 
 import numpy as np
 
 import rnnlab
+from lstm_breakdown import median_ms
 from rnnlab.nn import quick
 
 
@@ -38,16 +38,11 @@ def main():
                 quick.forward = f
                 for _ in range(10):
                     m(x)
-                ts = []
-                for _ in range(reps):
-                    t = time.perf_counter()
-                    m(x)
-                    ts.append(time.perf_counter() - t)
-                med.append(np.median(ts))
+                med.append(median_ms(lambda: m(x), reps))
             rows.append(med)
     finally:
         quick.forward = real
-    r = np.array(rows) * 1e6
+    r = np.array(rows) * 1e3
     q = np.percentile(r[:, 0] / r[:, 1], [25, 50, 75])
     print(f"{a.kind} ({T}, {N}, {I}, {H}) plan: {taken}; general {np.median(r[:, 0]):.1f} us,"
           f" quick {np.median(r[:, 1]):.1f} us; general / quick {q[1]:.3f} "

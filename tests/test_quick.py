@@ -70,50 +70,30 @@ LAYERS = [(RNN, {}), (RNN, {"nonlinearity": "relu"}), (GRU, {}), (LSTM, {}),
 @needs_pair
 @pytest.mark.parametrize("cls, kw", LAYERS)
 @pytest.mark.parametrize("with_hx", [False, True])
-def test_the_shorter_path_gives_the_general_paths_result(cls, kw, with_hx, taken):
-    rng = np.random.default_rng(1)
-    m = cls(5, 24, dtype=np.float32, seed=2, **kw).eval()
-    x = rng.standard_normal((9, 1, 5)).astype(np.float32)
-    hx = None
-    if with_hx:
-        h = rng.standard_normal((1, 1, 24)).astype(np.float32)
-        hx = (h, rng.standard_normal((1, 1, 24)).astype(np.float32)) if cls is LSTM else h
-    got = m(x, hx)
-    assert taken[-1] is not None                        # it ran here
-    mine = records_of(m)
-    assert mine[0] is None and mine[1] is False and mine[3] == []
-    assert "eval mode" in mine[2]
-    assert_same(got, general(m, x, hx))
-    assert records_of(m)[2] == mine[2]
-    with pytest.raises(ValueError):                    # the output is read-only, as ever
-        got[0][0, 0, 0] = 1.0
-
-
-@needs_pair
-@pytest.mark.parametrize("cls, kw", LAYERS)
-@pytest.mark.parametrize("with_hx", [False, True])
-def test_a_batch_in_halves_takes_the_shorter_path_with_the_general_paths_result(
-        cls, kw, with_hx, batches):
-    """3 rows or more, a call the general path runs in halves (halves.forward): planned
-    once as a BatchCall, the same bits, records and flags; the states given are left as
+@pytest.mark.parametrize("N, planned", [(1, pair_call.PairCall), (5, pair_call.BatchCall)])
+def test_the_shorter_path_gives_the_general_paths_result(cls, kw, with_hx, N, planned,
+                                                         batches):
+    """One row (on the pair) or 3 rows or more (in halves, halves.forward): planned once,
+    the same bits, records and flags as the general path; the states given are left as
     they were."""
     rng = np.random.default_rng(1)
     m = cls(5, 24, dtype=np.float32, seed=2, **kw).eval()
-    x = rng.standard_normal((9, 5, 5)).astype(np.float32)
+    x = rng.standard_normal((9, N, 5)).astype(np.float32)
     hx = None
     if with_hx:
-        h = rng.standard_normal((1, 5, 24)).astype(np.float32)
-        hx = (h, rng.standard_normal((1, 5, 24)).astype(np.float32)) if cls is LSTM else h
+        h = rng.standard_normal((1, N, 24)).astype(np.float32)
+        hx = (h, rng.standard_normal((1, N, 24)).astype(np.float32)) if cls is LSTM else h
     before = [a.copy() for a in flat((None, hx))[1:]] if with_hx else []
     got = m(x, hx)
-    assert batches[-1] is not None and type(m.__dict__["_quick"].call) is pair_call.BatchCall
+    assert batches[-1] is not None and type(m.__dict__["_quick"].call) is planned  # here
     mine = records_of(m)
     assert mine[0] is None and mine[1] is False and mine[3] == [] and "eval mode" in mine[2]
     assert_same(got, general(m, x, hx))
+    assert records_of(m)[2] == mine[2]
     assert_same(m(x, hx), got)                          # planned: the same again
     for a, b in zip(flat((None, hx))[1:] if with_hx else [], before):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):                    # the output is read-only, as ever
         got[0][0, 0, 0] = 1.0
 
 
