@@ -298,3 +298,21 @@ def test_the_callers_other_work_runs_here_while_the_workers_half_runs(where, mon
         assert second and also_at[2] < second[0][2] + 0.05   # also before it was done
     if where == "in_halves":
         assert [e[0] for e in events[3:]] == ["rows 0", "also"]   # not split: after it
+
+
+def test_a_large_calls_other_work_runs_after_the_hand_over(monkeypatch):
+    """Above tuning.BESIDE_MAX bytes of projections (halves.beside) ``also`` runs after
+    both halves (its copies would stream through the L3 the worker's half reads), once,
+    on the caller's thread."""
+    assert halves.beside(halves.BESIDE_MAX) and not halves.beside(halves.BESIDE_MAX + 1)
+    here, events = threading.get_ident(), []
+    monkeypatch.setattr(pair, "_state", dict(pair._state, cool=0.0, low=0, cooled=0))
+
+    def kernel(out, lo, hi):
+        time.sleep(0.03 if lo else 0.01)
+        events.append(("rows", lo))
+
+    halves.in_halves(kernel, (None,), 6, True,
+                     also=lambda: events.append(("also", threading.get_ident() == here)),
+                     near=False)
+    assert sorted(events[:2]) == [("rows", 0), ("rows", 4)] and events[2:] == [("also", True)]

@@ -195,6 +195,15 @@ ROWS_SPLIT_MIN = 1 << 23
 HALVES_MIN = 1 << 20
 HALVES_STEP_MIN = 1536
 
+#: A recorded call in halves does its serial work (W_hh's panels, W_ih's snapshot, the
+#: previous states, the bias gradients' sums) on the caller beside the worker's half, which
+#: starts 25-35 us late, up to BESIDE_MAX bytes of input projections (T * N * G*H * 4);
+#: above, after the hand-over: LSTM (100, 16, 128, 128) training (3.3 MB) 1.027x faster
+#: beside, (100, 64, 256, 256) (26 MB) 2-5% slower (its copies and sums stream through
+#: the L3 the worker's half reads W_hh's panels from). BENCHMARKS.md, "Work beside the
+#: worker's late start".
+BESIDE_MAX = 8 << 20
+
 #: Recurrent multiply-adds of one direction (T * N * G*H * H_out) from which an unrecorded
 #: bidirectional layer runs its two directions at once on the pair's two threads
 #: (sequence/pair.py, run_both): measured in BENCHMARKS.md.

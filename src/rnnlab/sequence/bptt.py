@@ -112,7 +112,8 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
                                   rec.h0 if rec.c0 is None else rec.c0, ready(rec.out),
                                   panels, reverse, dgx_all,
                                   NO_STORE if dgr_all is None else dgr_all), N, split,
-                         also=lambda: prev.append(_previous_states(rec, reverse, lease)))
+                         also=lambda: prev.append(_previous_states(rec, reverse, lease)),
+                         near=halves.beside(dgx_all.nbytes))
         lease.give_back(w_p)
     else:
         bound = None if fam.with_weights is None else fam.with_weights(
@@ -133,7 +134,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         def here():
             np.matmul(GX[:m], w.w_ih, out=dx[:m])
             np.matmul(GX.T, x2, out=dw_ih)
-            if has_bias:
+            if has_bias and halves.beside(GX.nbytes):
                 db.extend(_bias_grads(GX, dgr_all, F_))
 
         def there():
@@ -144,8 +145,8 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         np.matmul(GX.T, x2, out=dw_ih)                     # one product over all steps
         _dw_hh(dgx_all, dgr_all, prev, F_, dw_hh)
         np.matmul(GX, w.w_ih, out=dx)
-        if has_bias:
-            db.extend(_bias_grads(GX, dgr_all, F_))
+    if has_bias and not db:
+        db.extend(_bias_grads(GX, dgr_all, F_))
     db_ih, db_hh = db if has_bias else (None, None)
     dw_p = None
     if kernel is None and bound is not None:               # what the family's back kept

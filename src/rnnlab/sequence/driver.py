@@ -10,9 +10,8 @@ their arguments, then call these; checked.py's ``forward`` / ``backward`` check 
 (or plain tuples in that order: w_ih, w_hh, b_ih, b_hh, w_hr, w_p; None where absent).
 
 Cost design: the input projection of all steps is one matmul per layer and direction;
-dW_ih, dW_hh (and dW_hr) are one matmul each after the time loop, from the per-step
-pre-activation gradients stored during BPTT. Only h @ W_hh^T and dgh @ W_hh are
-sequential. Without recording (inference), no per-step caches are kept at all.
+dW_ih, dW_hh (and dW_hr) one each after the time loop, from the per-step gradients stored
+during BPTT; only h @ W_hh^T and dgh @ W_hh are sequential; inference keeps no caches.
 
 Guarantees kept here: positions past a sequence's length never influence any result
 (the recorded input is zeroed there); backward uses copies of exactly the input, states
@@ -92,9 +91,9 @@ def _direction_forward(fam, inp, h0, c0, w, bias, b_rest, reverse, sizes, lease,
     split = record and sizes is None and halves.wanted(*shape)
     gx = lease.empty((T * N, w.w_ih.shape[0]), inp.dtype)
     panels = [None]           # split: two threads (halves.py), W_hh's panels for the loop
-    if split:                 # packed here while the worker's half runs
-        halves.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, gx, also=lambda: panels.
-                      append(leased_panels(w.w_hh, lease, w.w_hh.shape)))
+    if split:                 # packed here while the worker's half runs (halves.beside)
+        halves.matmul(inp.reshape(T * N, inp.shape[2]), w.w_ih.T, gx, lambda: panels.append(
+            leased_panels(w.w_hh, lease, w.w_hh.shape)), halves.beside(gx.nbytes))
     else:
         with one_blas_thread() if two else contextlib.nullcontext():  # the pair's, alone
             project(inp.reshape(T * N, inp.shape[2]), w.w_ih, gx)            # all steps
@@ -162,7 +161,8 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
                                   _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
                                   h0 if c0 is None else c0, reverse, out, c_n, by_rows,
                                   store if record else NO_STORE, record), N, split,  # worker's
-                         also=lambda: record and w_ih.append(snapshot(lease, w.w_ih)))  # runs
+                         lambda: record and w_ih.append(snapshot(lease, w.w_ih)),  # half runs
+                         halves.beside(gx.nbytes))
         if w_buf is not None:
             lease.give_back(w_buf)        # before the snapshot below, which may take it
         rec = None

@@ -22,7 +22,7 @@ row by where it sits in the product: measured here, 1.5% of random shapes with h
 """
 import numpy as np
 
-from ..tuning import HALVES_MIN, HALVES_STEP_MIN
+from ..tuning import BESIDE_MAX, HALVES_MIN, HALVES_STEP_MIN
 from . import kernels, pair_step
 from .linalg import kept_panels_of
 from .pair import _by_units, cooling, enabled, possible, rows_wanted, run_both
@@ -85,16 +85,24 @@ def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease, kernel=Non
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
 
-def matmul(a, b, out, also=None):
-    """np.matmul(a, b, out=out) for 2-D a, its rows in two halves (in_parallel); ``also``:
-    called here after the first half (``in_halves``)."""
+def beside(nbytes):
+    """Whether a recorded call whose input projections take ``nbytes`` does its serial
+    work beside the worker's half (``in_halves``' also): up to tuning.BESIDE_MAX."""
+    return nbytes <= BESIDE_MAX
+
+
+def matmul(a, b, out, also=None, near=True):
+    """np.matmul(a, b, out=out) for 2-D a, its rows in two halves (in_parallel); ``also``,
+    ``near``: as ``in_halves``'."""
     m = a.shape[0] // 2
 
     def first():
         np.matmul(a[:m], b, out=out[:m])
-        if also is not None:
+        if also is not None and near:
             also()
     in_parallel(first, lambda: np.matmul(a[m:], b, out=out[m:]))
+    if also is not None and not near:
+        also()
     return out
 
 
@@ -105,7 +113,7 @@ def first_half(N):
     return 2 * ((N + 2) // 4)
 
 
-def in_halves(kernel, args, N, split, also=None):
+def in_halves(kernel, args, N, split, also=None, near=True):
     """kernel(*args, lo, hi) over rows 0:N: a compiled time loop that writes each row of
     its arrays in place (SEQUENCE recording, SEQUENCE_BACK). split: rows 0:m here and
     m:N on the worker, the whole call's bits. The loops change their inputs in place, so
@@ -114,7 +122,7 @@ def in_halves(kernel, args, N, split, also=None):
     (after the loop without split): the caller's serial work (a copy, a buffer from the
     lease, which is not thread-safe) done while the worker's half runs, begun 25-35 us
     after the caller's (its wake and the GIL taken back: BENCHMARKS.md, "Work beside the
-    worker's late start")."""
+    worker's late start"); near=False (a large call: ``beside``): after the hand-over."""
     if not split:
         kernel(*args, 0, N)
         if also is not None:
@@ -132,6 +140,8 @@ def in_halves(kernel, args, N, split, also=None):
 
     def first():
         kernel(*args, 0, m)
-        if also is not None:
+        if also is not None and near:
             also()
     in_parallel(first, second)
+    if also is not None and not near:
+        also()
