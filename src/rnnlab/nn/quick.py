@@ -101,19 +101,19 @@ def _weights_plain(weights, shapes):
 
 def forward(layer, input, hx):
     """``layer(input, hx)``'s result by the shorter path, or None (the general path)."""
+    if is_recording(layer):
+        return None
     d = layer.__dict__
     plan = d.get("_quick")
     if (plan is None or type(input) is not np.ndarray or input.shape != plan.shape
             or d.get("_weights") is not plan.cache):
-        if is_recording(layer):
-            return None
         plan = _plan(layer, input)
         if plan is None:
             return None
     if plan.call is None:
         return None
     one = plan.shape[1] == 1
-    if (not _plain(input, plan.shape) or is_recording(layer) or layer.batch_first
+    if (not _plain(input, plan.shape) or layer.batch_first
             or (one and not (P.enabled() and D.sgemm_address()))   # (else the queue's: the
             or not _weights_plain(plan.call.weights, plan.shapes)):   # driver)
         return None

@@ -99,6 +99,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         kernel = kernel_for(fam, dt, N, GH, H_out, False, backward=True,
                             limit=loop_limit(True))
     split = kernel is not None and halves.wanted(fam, dt, T, N, GH, H_out, False)
+    near = halves.beside(dgx_all.nbytes)          # the serial work beside the worker's half
     if kernel is not None:                                 # compiled loop (kernels.py)
         dh = np.zeros((N, H_out), dt) if dh is None else np.array(dh, dtype=dt)   # own
         if fam.has_cell_state:                                                     # copies,
@@ -113,7 +114,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
                                   panels, reverse, dgx_all,
                                   NO_STORE if dgr_all is None else dgr_all), N, split,
                          also=lambda: prev.append(_previous_states(rec, reverse, lease)),
-                         near=halves.beside(dgx_all.nbytes))
+                         near=near)
         lease.give_back(w_p)
     else:
         bound = None if fam.with_weights is None else fam.with_weights(
@@ -134,7 +135,7 @@ def _direction_backward(fam, x, dout, dh, dc, has_bias, reverse, sizes, rec, lea
         def here():
             np.matmul(GX[:m], w.w_ih, out=dx[:m])
             np.matmul(GX.T, x2, out=dw_ih)
-            if has_bias and halves.beside(GX.nbytes):
+            if has_bias and near:
                 db.extend(_bias_grads(GX, dgr_all, F_))
 
         def there():

@@ -95,15 +95,21 @@ def matmul(a, b, out, also=None, near=True):
     """np.matmul(a, b, out=out) for 2-D a, its rows in two halves (in_parallel); ``also``,
     ``near``: as ``in_halves``'."""
     m = a.shape[0] // 2
+    _with(lambda: np.matmul(a[:m], b, out=out[:m]),
+          lambda: np.matmul(a[m:], b, out=out[m:]), also, near)
+    return out
 
-    def first():
-        np.matmul(a[:m], b, out=out[:m])
+
+def _with(first, second, also, near):
+    """in_parallel(first, second) with ``also`` on the caller after ``first`` (near) or
+    after both (``in_halves``)."""
+    def here():
+        first()
         if also is not None and near:
             also()
-    in_parallel(first, lambda: np.matmul(a[m:], b, out=out[m:]))
+    in_parallel(here, second)
     if also is not None and not near:
         also()
-    return out
 
 
 def first_half(N):
@@ -138,10 +144,4 @@ def in_halves(kernel, args, N, split, also=None, near=True):
         began.append(True)
         kernel(*args, m, N)
 
-    def first():
-        kernel(*args, 0, m)
-        if also is not None and near:
-            also()
-    in_parallel(first, second)
-    if also is not None and not near:
-        also()
+    _with(lambda: kernel(*args, 0, m), second, also, near)
