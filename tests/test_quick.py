@@ -318,6 +318,40 @@ def test_the_plan_keeps_its_scratch_until_empty_cache_or_to(taken):
 
 
 @needs_pair
+def test_a_batch_plan_holds_the_kept_panels_per_thread_until_empty_cache(batches):
+    """A batch's plan (BatchCall) holds the buffers in which each thread keeps the weights'
+    panels (pool.KEPT's own, not a second copy); another thread's calls take their own,
+    rnnlab.empty_cache() lets go of all (pool.KEPT and the plan), and the next call makes
+    them again; an edit in place after that is seen; the numbers never change."""
+    import threading
+
+    from rnnlab.sequence import pool
+    m = LSTM(8, 16, dtype=np.float32, seed=4).eval()
+    x = np.random.default_rng(4).standard_normal((6, 5, 8)).astype(np.float32)
+    want = general(m, x)
+    assert_same(m(x), want)
+    call = m.__dict__["_quick"].call
+    assert type(call) is pair_call.BatchCall and call.own
+    mine = threading.get_ident()
+    assert list(call.bufs) == [mine]
+    kept = [entry[1][0] for entry in pool.KEPT.values()]
+    assert all(any(b is k for k in kept) for b in call.bufs[mine])   # KEPT's own buffers
+    got = []
+    t = threading.Thread(target=lambda: got.append(m(x)))
+    t.start()
+    t.join()
+    assert_same(got[0], want)
+    assert len(call.bufs) == 2 and call.bufs[mine] is not call.bufs[t.ident]
+    rnnlab.empty_cache()
+    assert call.bufs == {} and not pool.KEPT
+    assert_same(m(x), want)
+    assert list(call.bufs) == [mine]
+    m.weight_hh_l0[3, 2] += 0.5                                   # seen after the drop too
+    assert_same(m(x), general(m, x))
+    assert all(t is not None for t in batches)
+
+
+@needs_pair
 def test_a_planned_call_sees_the_weights_flags_and_mode(taken):
     """What can change between two calls of one plan sends the call to the general path:
     a weight made read-only, training mode, batch_first, set_num_threads(1); the

@@ -63,14 +63,15 @@ def in_parallel(first, second):
     return run_both(first, there, spin=True)
 
 
-def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease, kernel=None):
+def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease, kernel=None,
+            panels=None):
     """An unrecorded call (``unrecorded_wanted``) on the compiled loop that projects the
     input step by step (_loops_in.SEQUENCE_IN), its rows in halves met without Python
     (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them, as the
     compiled loops take them (zeros without bias); ``empty``: where the outputs come from
     (the lease, or plain); the weights' panels kept between calls (linalg.kept_panels_of);
-    ``kernel``: the family's SEQUENCE_IN where the caller has it (pair_call.BatchCall).
-    Returns out, h_n, c_n."""
+    ``kernel``, ``panels`` (W_ih's and W_hh's): the family's SEQUENCE_IN and the weights'
+    panels where the caller has them (pair_call.BatchCall). Returns out, h_n, c_n."""
     T, N = inp.shape[:2]
     GH, H = w.w_hh.shape
     dt, ready = inp.dtype, kernels.ready
@@ -78,10 +79,9 @@ def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease, kernel=Non
     h0 = ready(h0)
     c_n = h0 if c0 is None else aligned_empty(c0.shape, dt, least=0)   # halves meet in it
     kernel = kernel or kernels.kernel_for(fam, dt, N, GH, H, False, name="forward_in")
-    pair_step.halves(fam, kernel, (
-        ready(inp), kept_panels_of(w.w_ih, lease), bias, kept_panels_of(w.w_hh, lease),
-        b_rest,
-        h0, h0 if c0 is None else ready(c0), reverse, out, c_n))
+    p_ih, p_hh = panels or (kept_panels_of(w.w_ih, lease), kept_panels_of(w.w_hh, lease))
+    pair_step.halves(fam, kernel, (ready(inp), p_ih, bias, p_hh, b_rest, h0,
+                                   h0 if c0 is None else ready(c0), reverse, out, c_n))
     return out, out[0 if reverse else T - 1], (None if c0 is None else c_n)
 
 

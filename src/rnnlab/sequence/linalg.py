@@ -258,15 +258,32 @@ def kept_panels_of(w, lease):
     """panels_of(w) for an unrecorded call of the compiled loops, kept from call to call
     as ``kept_halves`` keeps the pair's (compared bit for bit each call; 2x w's bytes),
     one per thread that calls (the module's pools are per thread too); a weight that is
-    not C-contiguous float32, or of more than POOL_WEIGHTS_MAX bytes (a huge layer would
-    hold 3x its parameters), gets a copy from ``lease`` each call, as before."""
-    if w.dtype != np.float32 or not w.flags.c_contiguous or w.nbytes > POOL_WEIGHTS_MAX:
+    not ``keepable`` gets a copy from ``lease`` each call, as before."""
+    if not keepable(w):
         return panels_of(w, lease=lease)
+    return panels_in(kept_buffer(w), w)
+
+
+def keepable(w):
+    """Whether ``kept_panels_of`` keeps w's panels: C-contiguous float32 of at most
+    POOL_WEIGHTS_MAX bytes (a huge layer would hold 3x its parameters)."""
+    return w.dtype == np.float32 and w.flags.c_contiguous and w.nbytes <= POOL_WEIGHTS_MAX
+
+
+def kept_buffer(w):
+    """The buffer in which this thread keeps w's panels (pool.KEPT: dropped with w, or by
+    rnnlab.empty_cache()); w ``keepable``."""
+    J = w.shape[0]
+    return _kept((w,), threading.get_ident(), lambda: [[(w, 1, J, 0, J)]], KEPT_HEAD)[0]
+
+
+def panels_in(buf, w):
+    """w's panels from its ``kept_buffer``, compared with w bit for bit first (packed
+    again where any bit differs: an edit in place is seen)."""
     if not _KEPT_PANELS:                # numba's, imported at the first call (not at
         from ._kept import kept_panels  # rnnlab's import)
         _KEPT_PANELS.append(kept_panels)
     J = w.shape[0]
-    buf = _kept((w,), threading.get_ident(), lambda: [[(w, 1, J, 0, J)]], KEPT_HEAD)[0]
     return _KEPT_PANELS[0](buf, w, 1, J, 0, J)
 
 

@@ -15,13 +15,15 @@ lock only: another thread's call meanwhile takes the general path.
 (halves.forward, _loops_in.SEQUENCE_IN): the route and the biases' layout found once,
 then halves.forward itself; no scratch of its own (the output and c_n are new each call,
 the weights' panels linalg.kept_panels_of's, compared bit for bit at every call as on the
-general path).
+general path; the kept buffers held per thread, given back by rnnlab.empty_cache()).
 """
+from threading import get_ident
+
 import numpy as np
 
 from . import halves, kernels, pair, pair_step
-from .driver import _QUIET, _fold_bias, _folded
-from .linalg import both_halves
+from .driver import _QUIET, _folded
+from .linalg import both_halves, keepable, kept_buffer, panels_in
 from .pool import HELD, PLAIN, aligned_empty
 from .records import LayerWeights
 
@@ -111,20 +113,43 @@ class BatchCall:
     def __init__(self, fam, weights, reverse, kernel):
         self.fam, self.weights, self.reverse, self.kernel = fam, weights, reverse, kernel
         self.w = LayerWeights(*weights[:2], None, None, None, None)
-        GH, self.H = weights[1].shape
-        self.no_rest = np.zeros(GH - _folded(fam, GH), F32)    # no bias, or none of b_hh's
-        self.no_bias = None if weights[2] is not None else np.zeros(GH, F32)   # left over
+        w_ih, w_hh, b_ih, b_hh = weights
+        GH, self.H = w_hh.shape
+        F = _folded(fam, GH)                    # gates whose b_hh folds into the projection
+        self.no_bias = None if b_ih is not None else np.zeros(GH, F32)
+        self.b_rest = b_hh[F:] if b_hh is not None and F < GH else np.zeros(GH - F, F32)
+        self.fold = None if b_ih is None else (b_ih[:F], b_hh[:F]) + (
+            (b_ih[F:], GH) if F < GH else ())
+        self.own = all(map(keepable, weights[:2]))    # the weights' kept buffers held here,
+        self.bufs = {}                                # per thread (else halves.forward's)
+        HELD.add(self)
+
+    def drop(self):
+        """Let go of the kept buffers (rnnlab.empty_cache(): pool.KEPT drops them too)."""
+        self.bufs = {}
 
     def run(self, x, h0, c0):
         """halves.forward's (out (T, N, H), h_n (a view of out's last step), c_n (N, H)
         of its own, None without a cell state) for x (T, N, I) from h0, c0 (N, H) (c0
         None without a cell state), the arrays as the kernels take them (float32,
-        C-contiguous, writeable). The biases are folded again at every call (an edit in
-        place is seen)."""
-        bias, b_rest = self.no_bias, None
-        if bias is None:
+        C-contiguous, writeable). The biases are folded again at every call, into a new
+        array (an edit in place is seen; a call in another thread meanwhile has its own);
+        the weights' panels from their kept buffers, compared with them bit for bit."""
+        bias, fold = self.no_bias, self.fold
+        if fold is not None:
             with np.errstate(**_QUIET):
-                bias, b_rest = _fold_bias(self.fam, self.weights)
-        return halves.forward(self.fam, x, h0, c0, self.w, bias,
-                              self.no_rest if b_rest is None else b_rest, self.reverse,
-                              PLAIN.empty, PLAIN, self.kernel)
+                if len(fold) == 2:
+                    bias = np.add(*fold)
+                else:
+                    bias = np.empty(fold[3], F32)
+                    F = len(fold[0])
+                    np.add(fold[0], fold[1], out=bias[:F])
+                    bias[F:] = fold[2]
+        panels = None
+        if self.own:
+            bufs = self.bufs.get(get_ident())
+            if bufs is None:
+                bufs = self.bufs[get_ident()] = tuple(map(kept_buffer, self.weights[:2]))
+            panels = panels_in(bufs[0], self.weights[0]), panels_in(bufs[1], self.weights[1])
+        return halves.forward(self.fam, x, h0, c0, self.w, bias, self.b_rest, self.reverse,
+                              PLAIN.empty, PLAIN, self.kernel, panels)
