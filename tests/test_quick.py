@@ -318,11 +318,12 @@ def test_the_plan_keeps_its_scratch_until_empty_cache_or_to(taken):
 
 
 @needs_pair
-def test_a_batch_plan_holds_the_kept_panels_per_thread_until_empty_cache(batches):
-    """A batch's plan (BatchCall) holds the buffers in which each thread keeps the weights'
-    panels (pool.KEPT's own, not a second copy); another thread's calls take their own,
-    rnnlab.empty_cache() lets go of all (pool.KEPT and the plan), and the next call makes
-    them again; an edit in place after that is seen; the numbers never change."""
+def test_a_batch_plan_holds_the_last_threads_kept_panels_until_empty_cache(batches):
+    """A batch's plan (BatchCall) holds the buffers in which the last calling thread keeps
+    the weights' panels (pool.KEPT's own, not a second copy); another thread's call takes
+    its own from KEPT and is held in their place; rnnlab.empty_cache() lets go of all
+    (KEPT and the plan) and the next call makes them again; an edit in place after that
+    is seen; the numbers never change."""
     import threading
 
     from rnnlab.sequence import pool
@@ -332,20 +333,24 @@ def test_a_batch_plan_holds_the_kept_panels_per_thread_until_empty_cache(batches
     assert_same(m(x), want)
     call = m.__dict__["_quick"].call
     assert type(call) is pair_call.BatchCall and call.own
-    mine = threading.get_ident()
-    assert list(call.bufs) == [mine]
-    kept = [entry[1][0] for entry in pool.KEPT.values()]
-    assert all(any(b is k for k in kept) for b in call.bufs[mine])   # KEPT's own buffers
+
+    def kept_now():
+        return [entry[1][0] for entry in pool.KEPT.values()]
+    mine = call.held
+    assert mine[0] == threading.get_ident()
+    assert all(any(b is k for k in kept_now()) for b in mine[1])      # KEPT's own buffers
     got = []
     t = threading.Thread(target=lambda: got.append(m(x)))
     t.start()
     t.join()
     assert_same(got[0], want)
-    assert len(call.bufs) == 2 and call.bufs[mine] is not call.bufs[t.ident]
-    rnnlab.empty_cache()
-    assert call.bufs == {} and not pool.KEPT
+    assert call.held[0] == t.ident and not set(map(id, call.held[1])) & set(map(id, mine[1]))
     assert_same(m(x), want)
-    assert list(call.bufs) == [mine]
+    assert call.held[0] == mine[0] and all(a is b for a, b in zip(call.held[1], mine[1]))
+    rnnlab.empty_cache()
+    assert call.held is None and not pool.KEPT
+    assert_same(m(x), want)
+    assert all(any(b is k for k in kept_now()) for b in call.held[1])
     m.weight_hh_l0[3, 2] += 0.5                                   # seen after the drop too
     assert_same(m(x), general(m, x))
     assert all(t is not None for t in batches)

@@ -15,7 +15,10 @@ lock only: another thread's call meanwhile takes the general path.
 (halves.forward, _loops_in.SEQUENCE_IN): the route and the biases' layout found once,
 then halves.forward itself; no scratch of its own (the output and c_n are new each call,
 the weights' panels linalg.kept_panels_of's, compared bit for bit at every call as on the
-general path; the kept buffers held per thread, given back by rnnlab.empty_cache()).
+general path; the last calling thread's kept buffers held, so that its next call skips
+pool.KEPT's lookup: another thread's call looks its own up there and is held instead, so
+the plan never holds buffers KEPT has let go of (a thread gone, empty_cache) for longer
+than until the next call).
 """
 from threading import get_ident
 
@@ -120,13 +123,13 @@ class BatchCall:
         self.b_rest = b_hh[F:] if b_hh is not None and F < GH else np.zeros(GH - F, F32)
         self.fold = None if b_ih is None else (b_ih[:F], b_hh[:F]) + (
             (b_ih[F:], GH) if F < GH else ())
-        self.own = all(map(keepable, weights[:2]))    # the weights' kept buffers held here,
-        self.bufs = {}                                # per thread (else halves.forward's)
+        self.own = all(map(keepable, weights[:2]))    # (else halves.forward's panels)
+        self.held = None    # (a thread's id, the buffers it keeps the weights' panels in)
         HELD.add(self)
 
     def drop(self):
         """Let go of the kept buffers (rnnlab.empty_cache(): pool.KEPT drops them too)."""
-        self.bufs = {}
+        self.held = None
 
     def run(self, x, h0, c0):
         """halves.forward's (out (T, N, H), h_n (a view of out's last step), c_n (N, H)
@@ -145,11 +148,11 @@ class BatchCall:
                     F = len(fold[0])
                     np.add(fold[0], fold[1], out=bias[:F])
                     bias[F:] = fold[2]
-        panels = None
+        panels, held, me = None, self.held, get_ident()
         if self.own:
-            bufs = self.bufs.get(get_ident())
-            if bufs is None:
-                bufs = self.bufs[get_ident()] = tuple(map(kept_buffer, self.weights[:2]))
-            panels = panels_in(bufs[0], self.weights[0]), panels_in(bufs[1], self.weights[1])
+            if held is None or held[0] != me:       # another thread's: pool.KEPT's lookup
+                held = self.held = me, tuple(map(kept_buffer, self.weights[:2]))
+            panels = (panels_in(held[1][0], self.weights[0]),
+                      panels_in(held[1][1], self.weights[1]))
         return halves.forward(self.fam, x, h0, c0, self.w, bias, self.b_rest, self.reverse,
                               PLAIN.empty, PLAIN, self.kernel, panels)
