@@ -357,6 +357,28 @@ def test_a_batch_plan_holds_the_last_threads_kept_panels_until_empty_cache(batch
 
 
 @needs_pair
+def test_a_batch_plan_of_weights_too_large_to_keep_packs_them_each_call(batches,
+                                                                        monkeypatch):
+    """Weights of more than POOL_WEIGHTS_MAX bytes are not kept (a huge layer would hold
+    3x its parameters): the batch's plan holds nothing, its calls pack the panels afresh
+    (halves.forward's kept_panels_of, from the lease) and give the general path's bits,
+    an edit in place included."""
+    from rnnlab.sequence import linalg, pool
+    monkeypatch.setattr(linalg, "POOL_WEIGHTS_MAX", 64)
+    rnnlab.empty_cache()
+    m = GRU(8, 16, dtype=np.float32, seed=5).eval()
+    x = np.random.default_rng(5).standard_normal((6, 4, 8)).astype(np.float32)
+    assert_same(m(x), general(m, x))
+    call = m.__dict__["_quick"].call
+    assert type(call) is pair_call.BatchCall and not call.own
+    assert_same(m(x), general(m, x))
+    assert call.held is None and not pool.KEPT
+    m.weight_ih_l0[1, 1] -= 0.25
+    assert_same(m(x), general(m, x))
+    assert all(t is not None for t in batches)
+
+
+@needs_pair
 def test_a_planned_call_sees_the_weights_flags_and_mode(taken):
     """What can change between two calls of one plan sends the call to the general path:
     a weight made read-only, training mode, batch_first, set_num_threads(1); the
