@@ -54,10 +54,10 @@ def _fold_bias(fam, w):
     w_hh, b_ih, b_hh = w[1], w[2], w[3]
     if b_ih is None:
         return None, None
-    folded = _folded(fam, w_hh.shape[0])
-    bias = b_ih.copy()
-    bias[:folded] += b_hh[:folded]
-    return bias, (b_hh[folded:] if folded < w_hh.shape[0] else None)
+    F, GH = _folded(fam, w_hh.shape[0]), w_hh.shape[0]
+    if F == GH:                        # one pass into a new array (BatchCall: every call)
+        return np.add(b_ih, b_hh), None
+    return np.concatenate([b_ih[:F] + b_hh[:F], b_ih[F:]]), b_hh[F:]
 
 
 def _or_zeros(b, n, dt):
@@ -161,8 +161,8 @@ def _direction_loop(fam, gx, h0, c0, w, bias, b_rest, reverse, sizes, lease, poo
                                   _or_zeros(b_rest, GH - _folded(fam, GH), dt), h0,
                                   h0 if c0 is None else c0, reverse, out, c_n, by_rows,
                                   store if record else NO_STORE, record), N, split,  # worker's
-                         lambda: record and w_ih.append(snapshot(lease, w.w_ih)),  # half runs
-                         halves.beside(gx.nbytes))
+                         (lambda: w_ih.append(snapshot(lease, w.w_ih))) if record else None,
+                         halves.beside(gx.nbytes))                          # half runs
         if w_buf is not None:
             lease.give_back(w_buf)        # before the snapshot below, which may take it
         rec = None

@@ -25,7 +25,7 @@ from threading import get_ident
 import numpy as np
 
 from . import halves, kernels, pair, pair_step
-from .driver import _QUIET, _folded
+from .driver import _QUIET, _fold_bias, _folded
 from .linalg import both_halves, keepable, kept_buffer, panels_in
 from .pool import HELD, PLAIN, aligned_empty
 from .records import LayerWeights
@@ -116,13 +116,9 @@ class BatchCall:
     def __init__(self, fam, weights, reverse, kernel):
         self.fam, self.weights, self.reverse, self.kernel = fam, weights, reverse, kernel
         self.w = LayerWeights(*weights[:2], None, None, None, None)
-        w_ih, w_hh, b_ih, b_hh = weights
-        GH, self.H = w_hh.shape
-        F = _folded(fam, GH)                    # gates whose b_hh folds into the projection
-        self.no_bias = None if b_ih is not None else np.zeros(GH, F32)
-        self.b_rest = b_hh[F:] if b_hh is not None and F < GH else np.zeros(GH - F, F32)
-        self.fold = None if b_ih is None else (b_ih[:F], b_hh[:F]) + (
-            (b_ih[F:], GH) if F < GH else ())
+        GH, self.H = weights[1].shape
+        self.no_rest = np.zeros(GH - _folded(fam, GH), F32)    # no bias, or none of b_hh's
+        self.no_bias = None if weights[2] is not None else np.zeros(GH, F32)   # left over
         self.own = all(map(keepable, weights[:2]))    # (else halves.forward's panels)
         self.held = None    # (a thread's id, the buffers it keeps the weights' panels in)
         HELD.add(self)
@@ -138,21 +134,16 @@ class BatchCall:
         C-contiguous, writeable). The biases are folded again at every call, into a new
         array (an edit in place is seen; a call in another thread meanwhile has its own);
         the weights' panels from their kept buffers, compared with them bit for bit."""
-        bias, fold = self.no_bias, self.fold
-        if fold is not None:
+        bias, b_rest = self.no_bias, None
+        if bias is None:
             with np.errstate(**_QUIET):
-                if len(fold) == 2:
-                    bias = np.add(*fold)
-                else:
-                    bias = np.empty(fold[3], F32)
-                    F = len(fold[0])
-                    np.add(fold[0], fold[1], out=bias[:F])
-                    bias[F:] = fold[2]
+                bias, b_rest = _fold_bias(self.fam, self.weights)
         panels, held, me = None, self.held, get_ident()
         if self.own:
             if held is None or held[0] != me:       # another thread's: pool.KEPT's lookup
                 held = self.held = me, tuple(map(kept_buffer, self.weights[:2]))
             panels = (panels_in(held[1][0], self.weights[0]),
                       panels_in(held[1][1], self.weights[1]))
-        return halves.forward(self.fam, x, h0, c0, self.w, bias, self.b_rest, self.reverse,
+        return halves.forward(self.fam, x, h0, c0, self.w, bias,
+                              self.no_rest if b_rest is None else b_rest, self.reverse,
                               PLAIN.empty, PLAIN, self.kernel, panels)
