@@ -173,7 +173,22 @@ def test_the_tiles_plan_follows_the_cpu_numba_compiles_for():
     assert tuning.tile_plan("sapphirerapids") == (tuning.TILE_AHEAD, tuning.TILE_KC)
     assert tuning.TILE_AHEAD > 0 and tuning.TILE_KC > 0
     assert tuning.tile_plan("znver4") == tuning.tile_plan("generic") == (0, 0)
-    assert (tiles.tile_8x32p is tiles.tile_8x32) == (tiles.AHEAD == 0)
+    assert (tiles.tile_main_p is tiles.tile_main) == (tiles.AHEAD == 0)
+
+
+def test_the_tiles_shapes_follow_the_features_numba_compiles_with():
+    """32 vector registers (AVX-512) take 16 vectors of sums, AVX2's 16 at most 6 (their
+    tiles spilled: tuning.tile_shapes), read from the features in numba's cache key."""
+    from numba.core.registry import cpu_target
+    tiles, tuning = _tiles(), rnnlab.tuning
+    features = cpu_target.target_context.codegen().magic_tuple()[2].split(",")
+    assert tiles._target_avx512() == ("+avx512f" in features)
+    shapes = tuning.tile_shapes(tiles._target_avx512())
+    assert ((tiles.ROWS, tiles.NV), tiles.NV4, tiles.NV2, tiles.NV1) == (
+        shapes[0], shapes[1][1], shapes[2][1], shapes[3][1])
+    assert tiles.PROJECT_ROWS % tiles.ROWS == 0
+    for avx512, most in ((True, 16), (False, 6)):
+        assert all(rows * nv <= most for rows, nv in tuning.tile_shapes(avx512))
 
 
 def test_tiles_that_ask_ahead_give_the_same_bits():
@@ -330,11 +345,12 @@ def test_checked_projection_finds_an_edit_anywhere(half):
     runs among the multiply-adds is found there: the next call's projection is the edited
     weight's, bit for bit, and the head says the compare found it."""
     kept_mod = pytest.importorskip("rnnlab.sequence._kept")
-    G, H, K, M = 4, 64, 64, 100
+    G, H, K = 4, 64, 64
     lo, hi = linalg.half_units(H, half)
     B = hi - lo
-    n, _ = kept_mod.check_plan(M, K, G, B)
-    assert n and (B * K // 16) % n                  # some runs left to the loop after
+    M = next(m for m in range(100, 40, -1)            # some runs left to the loop after
+             if kept_mod.check_plan(m, K, G, B)[0]    # the tiles (this CPU's tiles' shape)
+             and (B * K // 16) % kept_mod.check_plan(m, K, G, B)[0])
     rng = np.random.default_rng(half)
     w = rng.standard_normal((G * H, K)).astype(np.float32)
     x = rng.standard_normal((M, K)).astype(np.float32)
@@ -353,21 +369,26 @@ def test_checked_projection_finds_an_edit_anywhere(half):
         np.testing.assert_array_equal(out.view(np.int32), want.view(np.int32))
 
 
-@pytest.mark.parametrize("G, H, K, M, planned", [
-    (4, 512, 512, 100, True), (4, 256, 256, 100, True), (3, 512, 512, 100, True),
-    (4, 512, 512, 25, False), (4, 512, 512, 48, True), (4, 30, 5, 40, False),
-    (1, 8, 16, 200, False), (3, 40, 64, 200, False), (2, 32, 64, 200, True)])
+@pytest.mark.parametrize("G, H, K, M, planned", [            # planned: (AVX-512, AVX2)
+    (4, 512, 512, 100, (True,) * 2), (4, 256, 256, 100, (True,) * 2),
+    (3, 512, 512, 100, (True,) * 2), (4, 512, 512, 25, (False, True)),
+    (4, 512, 512, 11, (False, False)), (4, 512, 512, 48, (True,) * 2),
+    (4, 30, 5, 40, (False,) * 2), (1, 8, 16, 200, (False,) * 2),
+    (3, 40, 64, 200, (False,) * 2), (2, 32, 64, 200, (True,) * 2)])
 def test_check_plan_where_the_compare_hides(G, H, K, M, planned):
     """check_plan: every tile's runs one every 2^sh >= 2 steps, all tiles' runs within
     their K steps, each gate's rows covered but for fewer than n runs; no plan where a
-    run would be due every step (LSTM H 512 at T = 25: slower than comparing first),
+    run would be due every step (LSTM H 512 at T = 25 with 8 x 32 tiles: slower than
+    comparing first; AVX2's 6 x 16 tiles are 4 times as many, each with fewer runs),
     there are fewer tiles than gates, or the units are not whole panels of 32."""
     kept_mod = pytest.importorskip("rnnlab.sequence._kept")
+    tiles_mod = _tiles()
     B = H // 2
     n, sh = kept_mod.check_plan(M, K, G, B)
-    assert (n > 0) == planned
+    assert (n > 0) == planned[0 if tiles_mod._target_avx512() else 1]
     if n:
-        tiles, runs = (M // 8) * (G * B // 32), B * K // 16
+        tiles = (M // tiles_mod.ROWS) * (G * B // tiles_mod.COLS)
+        runs = B * K // 16
         assert sh >= 1 and n << sh <= K < n << (sh + 1)
         assert G * (runs // n) <= tiles and runs - runs // n * n < n
 

@@ -263,3 +263,23 @@ def tile_plan(cpu):
     """(rows ahead, rows of b at a time) for the tiles on ``cpu`` (LLVM's name):
     (TILE_AHEAD, TILE_KC) on FAST_FMA_CPUS, else (0, 0): neither."""
     return (TILE_AHEAD, TILE_KC) if cpu in FAST_FMA_CPUS else (0, 0)
+
+
+#: The register tiles' shapes (sequence/_tiles.py): (rows, vectors of 16 float32 columns)
+#: of the tiles for blocks of many rows, and for 4, 2 and 1 rows, by the vector registers
+#: of the CPU numba compiles for. AVX-512 (32 registers of 16 lanes): 16 vectors of sums,
+#: 8 x 32, 4 x 64, 2 x 128, 1 x 256 (the session-21 measurements above). AVX2 alone (16
+#: registers of 8 lanes, two to a vector of 16): those tiles need 32 for their sums and
+#: spill them (session 30, AMD EPYC Zen 3, `znver3`: 8 x 32 ran at 32 GF/s, OpenBLAS's
+#: one thread at 78); at most 6 vectors (12 registers, b's and a's values in the rest):
+#: one thread, (M, 256) x (256, 1024) in panels, us: M = 32 (blocks) 8 x 32 736, 4 x 16
+#: 215, 5 x 16 222, 6 x 16 172 (OpenBLAS 240); M = 8 8 x 16 81, 4 x 16 54 (6 x 16 40 for 6
+#: rows); M = 4 4 x 32 45, 4 x 16 32; M = 2 2 x 16 25, 2 x 32 18, 2 x 48 38, 2 x 64 73; M
+#: = 1 1 x 16 22, 1 x 32 17, 1 x 64 18, 1 x 96 16, 1 x 128 16 (scratch tiles2.py).
+TILES_AVX512 = ((8, 2), (4, 4), (2, 8), (1, 16))
+TILES_AVX2 = ((6, 1), (4, 1), (2, 2), (1, 4))
+
+
+def tile_shapes(avx512):
+    """The four tiles' (rows, vectors) for a CPU with (True) or without AVX-512."""
+    return TILES_AVX512 if avx512 else TILES_AVX2

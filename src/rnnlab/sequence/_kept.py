@@ -9,18 +9,20 @@ next call compares before it projects, 0 when the last compare found nothing cha
 the bits of the rows (bit_rows), then the rows in panels (linalg.in_panels' layout).
 
 ``project_kept`` is the projection from such a buffer. When the last compare found no
-change it projects from the panels first, by 8 x 32 register tiles that also compare the
-rows with their bits, a run of 16 int32 every 2^sh multiply-add steps (the reads of 4 MB
-at H 512 among a projection bound by its multiply-adds, not before it: BENCHMARKS.md,
-"The compare among the multiply-adds"); a change found there: the panels are packed
-again, the head set, and the projection made again from them. So a changed weight costs
-one projection more, once; the calls after it compare first until one finds no change.
+change it projects from the panels first, by the blocks' register tiles (8 x 32 with
+AVX-512) that also compare the rows with their bits, a run of 16 int32 every 2^sh
+multiply-add steps (the reads of 4 MB at H 512 among a projection bound by its
+multiply-adds, not before it: BENCHMARKS.md, "The compare among the multiply-adds"); a
+change found there: the panels are packed again, the head set, and the projection made
+again from them. So a changed weight costs one projection more, once; the calls after it
+compare first until one finds no change.
 """
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 
-from ._tiles import LANES, PANEL, PROJECT_ROWS, _tile, panel_rows, prefetch, product, project
+from ._tiles import (COLS, LANES, NV, PANEL, PROJECT_ROWS, ROWS, _tile, panel_rows, prefetch,
+                     product, project)
 
 #: rows before the bits in a kept buffer (linalg.KEPT_HEAD, the Python side's)
 HEAD = 1
@@ -66,10 +68,11 @@ def compare_run(context, builder, sig, args, k, seen):
     return after
 
 
-#: the checking tile (one call site: each site of an intrinsic is its code again, compile
-#: time); it does not ask for b ahead (_tiles.AHEAD, on CPUs with two multiply-add units:
-#: not measured there with the compare)
-tile_8x32c = _tile(8, 2, check=compare_run)
+#: the checking tile, the blocks' shape (ROWS x COLS: 8 x 32 with AVX-512, 6 x 16 with AVX2
+#: alone; one call site: each site of an intrinsic is its code again, compile time); it
+#: does not ask for b ahead (_tiles.AHEAD, on CPUs with two multiply-add units: not
+#: measured there with the compare)
+tile_checked = _tile(ROWS, NV, check=compare_run)
 
 
 @njit(cache=True, inline="always")
@@ -153,12 +156,12 @@ def project_kept(out, x, buf, w, G, H, lo, B):
 @njit(cache=True, inline="always")
 def check_plan(M, K, G, B):
     """(n, sh): each checking tile compares n runs of 16 int32, one every 2^sh steps of
-    its K; n = 0: no plan (fewer than 8 rows, fewer tiles than gates, rows of fewer than
+    its K; n = 0: no plan (fewer than ROWS rows, fewer tiles than gates, rows of fewer than
     16 int32 in all, units G*B not whole panels of 32 (the last columns would take the
     products' code for strided arrays: compile time), or a run due more often than every
     other step: the compare then bound by memory, not hidden: at T = 25 slower than
     comparing first, 481 against 413 us after a 64 MB pass, scratch fuse.py)."""
-    tiles = (M // 8) * (G * B // PANEL)
+    tiles = (M // ROWS) * (G * B // COLS)
     per_gate = tiles // G
     runs = B * K // LANES
     if per_gate == 0 or runs == 0 or G * B % PANEL:
@@ -176,7 +179,7 @@ def check_plan(M, K, G, B):
 def project_checked(out, x, panels, w, seen, G, H, lo, B, n, sh):
     """out = x @ panels (``project``'s bits) and the compare of the rows of w (C-contiguous)
     that the panels hold with their bits in ``seen``: nonzero when any differs. (n, sh):
-    check_plan's plan (n > 0). The 8 x 32 tiles of the 8-row blocks compare, each its n
+    check_plan's plan (n > 0). The blocks' tiles (ROWS x COLS) compare, each its n
     runs of one gate's rows, block by block of PROJECT_ROWS rows as ``project``; the rest
     of each gate's rows (fewer than n runs) and the last rows after them (G*B whole
     panels: check_plan)."""
@@ -185,18 +188,18 @@ def project_checked(out, x, panels, w, seen, G, H, lo, B, n, sh):
     wv = w.reshape(w.size).view(np.int32)
     bv = seen.reshape(seen.size).view(np.int32)
     acc = np.zeros(LANES, np.int32)
-    m8, nj = M - M % 8, J // PANEL
+    m8, nj = M - M % ROWS, J // COLS
     per = (B * K // LANES) // n             # runs of n a gate's rows give
     ps, t = K * PANEL, 0
     out[:] = 0
     for m0 in range(0, m8, PROJECT_ROWS):
         for jj in range(nj):
-            for m in range(m0, min(m0 + PROJECT_ROWS, m8), 8):
+            for m in range(m0, min(m0 + PROJECT_ROWS, m8), ROWS):
                 g, s = t // per, t % per
                 runs = n if g < G else 0
                 wo = ((g * H + lo) * K + s * n * LANES) if runs else 0
                 bo = (g * B * K + s * n * LANES) if runs else 0
-                tile_8x32c(out, out, x, panels, m, jj * PANEL, ps, wv, bv, wo, bo, runs, sh,
+                tile_checked(out, out, x, panels, m, jj * COLS, ps, wv, bv, wo, bo, runs, sh,
                            acc)
                 t += 1
     if m8 < M:

@@ -10,7 +10,8 @@ c for every four k and re-read b from L2 for every two rows: ~41 GMAC/s a core h
 the tiles of 8 x 32 ~57 (BENCHMARKS.md, "Register tiles"). Fewer rows take wider tiles
 (4 x 64, 2 x 128, 1 x 256: 16 sums in registers always): with 2 sums a row of one row
 waited on the multiply-adds' latency and read b in 128-byte runs a page apart, 3.5
-GMAC/s against 17.7.
+GMAC/s against 17.7. That is with AVX-512's 32 registers; with AVX2's 16 the tiles are
+6 x 16, 4 x 16, 2 x 32, 1 x 64 (tuning.tile_shapes: the others spill their sums).
 
 Numbers: every element is c + a[n, 0] b[0, j] + a[n, 1] b[1, j] + ..., one correctly
 rounded fused multiply-add after another in k order, whichever tile (or the scalar
@@ -32,7 +33,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..tuning import tile_plan
+from ..tuning import tile_plan, tile_shapes
 
 LANES = 16                          # float32 lanes in a vector (one AVX-512 register)
 
@@ -191,18 +192,38 @@ def _target_cpu():
     return config.CPU_NAME or binding.get_host_cpu_name()
 
 
-#: rows of b a tile that streams b from L2 asks for ahead of the one it reads (the first
-#: 8-row block of each panel, and the 4-row tiles; 0: none), and rows of b the 8-row
-#: tiles take at a time (``product_from``; 0: all): tuning.tile_plan says on which CPUs
-#: either pays, with what was measured. The sums go on in k order: the same bits.
-AHEAD, KC = tile_plan(_target_cpu())
+def _target_avx512():
+    """Whether the CPU numba compiles for has AVX-512 (its 32 vector registers): the
+    features numba compiles with (NUMBA_CPU_FEATURES, else the host's)."""
+    from numba.core import codegen, config
+    features = config.CPU_FEATURES
+    if features is None:
+        features = codegen.get_host_cpu_features()
+    return "+avx512f" in features.split(",")
 
-tile_8x32, tile_8x16 = _tile(8, 2), _tile(8, 1)
-tile_8x32p = _tile(8, 2, AHEAD) if AHEAD else tile_8x32
-tile_4x64, tile_4x32, tile_4x16 = _tile(4, 4, AHEAD), _tile(4, 2, AHEAD), _tile(4, 1, AHEAD)
-tile_2x128, tile_2x64, tile_2x32, tile_2x16 = _tile(2, 8), _tile(2, 4), _tile(2, 2), _tile(2, 1)
-tile_1x256, tile_1x128, tile_1x64 = _tile(1, 16), _tile(1, 8), _tile(1, 4)
-tile_1x32, tile_1x16 = _tile(1, 2), _tile(1, 1)
+
+#: rows of b a tile that streams b from L2 asks for ahead of the one it reads (the first
+#: block of each panel, and the 4-row tiles; 0: none), and rows of b the blocks' tiles
+#: take at a time (``product_from``; 0: all): tuning.tile_plan says on which CPUs either
+#: pays, with what was measured. The sums go on in k order: the same bits.
+AHEAD, KC = tile_plan(_target_cpu())
+#: (rows, vectors) of the blocks' tiles and of the 4-, 2- and 1-row tiles: as many sums
+#: as the CPU's vector registers hold beside b's and a's (tuning.tile_shapes)
+(ROWS, NV), (_, NV4), (_, NV2), (_, NV1) = tile_shapes(_target_avx512())
+COLS = LANES * NV                   # a block tile's columns
+
+tile_main, tile_main16 = _tile(ROWS, NV), _tile(ROWS, 1)
+tile_main_p = _tile(ROWS, NV, AHEAD) if AHEAD else tile_main
+# each walk: its widest tile, then one of each narrower (the ones a CPU does not use are
+# its widest again: never reached, the walks test NV4, NV2, NV1 first)
+tile_4w = _tile(4, NV4, AHEAD)
+tile_4x32, tile_4x16 = (_tile(4, 2, AHEAD), _tile(4, 1, AHEAD)) if NV4 > 1 else (tile_4w,) * 2
+tile_2w = _tile(2, NV2)
+tile_2x64, tile_2x32 = (_tile(2, 4), _tile(2, 2)) if NV2 > 2 else (tile_2w,) * 2
+tile_2x16 = _tile(2, 1) if NV2 > 1 else tile_2w
+tile_1w = _tile(1, NV1)
+tile_1x128, tile_1x64 = (_tile(1, 8), _tile(1, 4)) if NV1 > 4 else (tile_1w,) * 2
+tile_1x32, tile_1x16 = (_tile(1, 2), _tile(1, 1)) if NV1 > 1 else (tile_1w,) * 2
 
 #: columns of a panel of b (``product``; linalg.PANEL is the same number on the Python
 #: side, which must not import numba)
@@ -244,15 +265,16 @@ def product(c, a, b):                # its own cost ~0.9 s, BENCHMARKS.md "Cold 
 def product_from(c, d, a, b):
     """c = d + a @ b, d (M, J) float32 too (c itself, or an array c does not overlap):
     the sums start from d's values, no copy of d into c first (the same bits). Blocks of
-    8 rows by 32 columns, b's 32 columns serving every block while in L1; the last rows
-    in blocks of 4, 2, 1 by 64, 128, 256 columns (always 16 sums in registers: fewer
-    would wait on the fused multiply-adds' latency, and read b in shorter runs)."""
+    ROWS rows by COLS columns (8 x 32 with AVX-512, 6 x 16 with AVX2 alone), b's columns
+    serving every block while in L1; the last rows by 4, 2, 1 in wider tiles (as many
+    sums in registers as the CPU holds: fewer would wait on the fused multiply-adds'
+    latency, and read b in shorter runs)."""
     product_by(c, d, a, b, KC)
 
 
 @compiled
 def product_by(c, d, a, b, kc):
-    """``product_from``, the 8-row tiles taking b by kc rows at a time (0: all)."""
+    """``product_from``, the blocks' tiles taking b by kc rows at a time (0: all)."""
     M, J = c.shape
     # in panels, b's column j at row (j // 32) * K, column j % 32: a tile's vector at
     # column j starts (j >> 5) * ps + (j & 31) elements in; plain, ps = 32 (column j at j)
@@ -261,31 +283,31 @@ def product_by(c, d, a, b, kc):
     if c.strides[1] != 4 or d.strides[1] != 4 or a.strides[1] != 4 or b.strides[1] != 4:
         _scalar(c, d, a, b, 0, panels)
         return
-    m8 = M - M % 8
+    mb = M - M % ROWS
     K = a.shape[1]
-    if m8 > 0:
+    if mb > 0:
         j = 0
         step = kc if kc > 0 else max(K, 1)
-        while j + 32 <= J:          # by kc rows of b's 32 columns (in L1 for all blocks)
+        while j + COLS <= J:        # by kc rows of b's columns (in L1 for all blocks)
             for k0 in range(0, max(K, 1), step):   # (K = 0: c = d all the same)
                 ak, bk = a[:, k0:min(k0 + step, K)], b[k0:]
-                for m in range(0, m8, 8):       # the sums go on from c's after the first
+                for m in range(0, mb, ROWS):    # the sums go on from c's after the first
                     if k0 == 0 and m == 0:      # (the first block asks for b ahead)
-                        tile_8x32p(c, d, ak, bk, m, j, ps)
+                        tile_main_p(c, d, ak, bk, m, j, ps)
                     elif k0 == 0:
-                        tile_8x32(c, d, ak, bk, m, j, ps)
+                        tile_main(c, d, ak, bk, m, j, ps)
                     elif m == 0:
-                        tile_8x32p(c, c, ak, bk, m, j, ps)
+                        tile_main_p(c, c, ak, bk, m, j, ps)
                     else:
-                        tile_8x32(c, c, ak, bk, m, j, ps)
-            j += 32
-        if j + 16 <= J:
-            for m in range(0, m8, 8):
-                tile_8x16(c, d, a, b, m, j, ps)
+                        tile_main(c, c, ak, bk, m, j, ps)
+            j += COLS
+        if NV > 1 and j + 16 <= J:
+            for m in range(0, mb, ROWS):
+                tile_main16(c, d, a, b, m, j, ps)
             j += 16
         if j < J:
-            _scalar(c[:m8], d[:m8], a[:m8], b, j, panels)
-    m = m8
+            _scalar(c[:mb], d[:mb], a[:mb], b, j, panels)
+    m = mb
     if m + 4 <= M:
         _four(c, d, a, b, m, ps, panels)
         m += 4
@@ -297,19 +319,19 @@ def product_by(c, d, a, b, kc):
 
 
 # _four, _two and _one walk the columns alike, each with its own tiles (an intrinsic per
-# rows x width: not values numba can pass or index). One walk dispatching on (rows,
-# width) at run time measured slower on few rows (1 x 1024 columns 14.5 against 13.3
-# us, 3 rows 30 against 22-25): kept apart.
+# rows x width: not values numba can pass or index): the widest (NV4, NV2, NV1 vectors),
+# then one of each narrower. One walk dispatching on (rows, width) at run time measured
+# slower on few rows (1 x 1024 columns 14.5 against 13.3 us, 3 rows 30 against 22-25).
 @compiled
 def _four(c, d, a, b, m, ps, panels):
     J, j = c.shape[1], 0
-    while j + 64 <= J:
-        tile_4x64(c, d, a, b, m, j, ps)
-        j += 64
-    if j + 32 <= J:
+    while j + 16 * NV4 <= J:
+        tile_4w(c, d, a, b, m, j, ps)
+        j += 16 * NV4
+    if NV4 > 2 and j + 32 <= J:
         tile_4x32(c, d, a, b, m, j, ps)
         j += 32
-    if j + 16 <= J:
+    if NV4 > 1 and j + 16 <= J:
         tile_4x16(c, d, a, b, m, j, ps)
         j += 16
     if j < J:
@@ -319,16 +341,16 @@ def _four(c, d, a, b, m, ps, panels):
 @compiled
 def _two(c, d, a, b, m, ps, panels):
     J, j = c.shape[1], 0
-    while j + 128 <= J:
-        tile_2x128(c, d, a, b, m, j, ps)
-        j += 128
-    if j + 64 <= J:
+    while j + 16 * NV2 <= J:
+        tile_2w(c, d, a, b, m, j, ps)
+        j += 16 * NV2
+    if NV2 > 4 and j + 64 <= J:
         tile_2x64(c, d, a, b, m, j, ps)
         j += 64
-    if j + 32 <= J:
+    if NV2 > 2 and j + 32 <= J:
         tile_2x32(c, d, a, b, m, j, ps)
         j += 32
-    if j + 16 <= J:
+    if NV2 > 1 and j + 16 <= J:
         tile_2x16(c, d, a, b, m, j, ps)
         j += 16
     if j < J:
@@ -338,28 +360,28 @@ def _two(c, d, a, b, m, ps, panels):
 @compiled
 def _one(c, d, a, b, m, ps, panels):
     J, j = c.shape[1], 0
-    while j + 256 <= J:
-        tile_1x256(c, d, a, b, m, j, ps)
-        j += 256
-    if j + 128 <= J:
+    while j + 16 * NV1 <= J:
+        tile_1w(c, d, a, b, m, j, ps)
+        j += 16 * NV1
+    if NV1 > 8 and j + 128 <= J:
         tile_1x128(c, d, a, b, m, j, ps)
         j += 128
-    if j + 64 <= J:
+    if NV1 > 4 and j + 64 <= J:
         tile_1x64(c, d, a, b, m, j, ps)
         j += 64
-    if j + 32 <= J:
+    if NV1 > 2 and j + 32 <= J:
         tile_1x32(c, d, a, b, m, j, ps)
         j += 32
-    if j + 16 <= J:
+    if NV1 > 1 and j + 16 <= J:
         tile_1x16(c, d, a, b, m, j, ps)
         j += 16
     if j < J:
         _scalar(c[m:m + 1], d[m:m + 1], a[m:m + 1], b, j, panels)
 
 
-#: rows of a projection per pass (project): 64 rows of x and of out, and b, stay in a
-#: core's L2 (b's 32-column panels in L1) while every panel passes over them
-PROJECT_ROWS = 64
+#: rows of a projection per pass (project): 8 blocks (64 rows with AVX-512) of x and of
+#: out, and b, stay in a core's L2 (b's 32-column panels in L1) while every panel passes
+PROJECT_ROWS = 8 * ROWS
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
