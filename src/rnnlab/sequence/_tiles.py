@@ -284,6 +284,8 @@ def product_by(c, d, a, b, kc):
         _scalar(c, d, a, b, 0, panels)
         return
     mb = M - M % ROWS
+    if ROWS < 8 and M % ROWS == 8 - ROWS and mb > 0:   # the last 8 rows in two 4-row
+        mb -= ROWS                                      # tiles (AVX2's 6 + 2 rows: 1.17x)
     K = a.shape[1]
     if mb > 0:
         j = 0
@@ -308,7 +310,7 @@ def product_by(c, d, a, b, kc):
         if j < J:
             _scalar(c[:mb], d[:mb], a[:mb], b, j, panels)
     m = mb
-    if m + 4 <= M:
+    while m + 4 <= M:
         _four(c, d, a, b, m, ps, panels)
         m += 4
     if m + 2 <= M:
