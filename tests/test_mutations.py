@@ -23,7 +23,7 @@ NUMPY = [
      "GRU backward: the sign of the reset gate's gradient", ORACLE),
     ("cells/lstm.py", "    dc_prev = dc * f", "    dc_prev = dc * i",
      "LSTM backward: dc_prev through the wrong gate", ORACLE),
-    ("sequence/driver.py", "bias[:folded] += b_hh[:folded]", "pass",
+    ("sequence/driver.py", "return np.add(b_ih, b_hh), None", "return b_ih.copy(), None",
      "the driver drops the folded part of b_hh", ORACLE),
     ("cells/rnn.py", "np.multiply(dh_new, tanh_grad(cache[0]), out=dgx)",
      "np.multiply(dh_new, 1.0 - cache[0], out=dgx)",
