@@ -188,13 +188,13 @@ def project_checked(out, x, panels, w, seen, G, H, lo, B, n, sh):
     wv = w.reshape(w.size).view(np.int32)
     bv = seen.reshape(seen.size).view(np.int32)
     acc = np.zeros(LANES, np.int32)
-    m8, nj = M - M % ROWS, J // COLS
+    mb, nj = M - M % ROWS, J // COLS
     per = (B * K // LANES) // n             # runs of n a gate's rows give
     ps, t = K * PANEL, 0
     out[:] = 0
-    for m0 in range(0, m8, PROJECT_ROWS):
+    for m0 in range(0, mb, PROJECT_ROWS):
         for jj in range(nj):
-            for m in range(m0, min(m0 + PROJECT_ROWS, m8), ROWS):
+            for m in range(m0, min(m0 + PROJECT_ROWS, mb), ROWS):
                 g, s = t // per, t % per
                 runs = n if g < G else 0
                 wo = ((g * H + lo) * K + s * n * LANES) if runs else 0
@@ -202,8 +202,8 @@ def project_checked(out, x, panels, w, seen, G, H, lo, B, n, sh):
                 tile_checked(out, out, x, panels, m, jj * COLS, ps, wv, bv, wo, bo, runs, sh,
                            acc)
                 t += 1
-    if m8 < M:
-        product(out[m8:], x[m8:], panels)
+    if mb < M:
+        product(out[mb:], x[mb:], panels)
     diff = 0
     for q in range(LANES):
         diff |= acc[q]

@@ -212,10 +212,11 @@ AHEAD, KC = tile_plan(_target_cpu())
 (ROWS, NV), (_, NV4), (_, NV2), (_, NV1) = tile_shapes(_target_avx512())
 COLS = LANES * NV                   # a block tile's columns
 
-tile_main, tile_main16 = _tile(ROWS, NV), _tile(ROWS, 1)
-tile_main_p = _tile(ROWS, NV, AHEAD) if AHEAD else tile_main
 # each walk: its widest tile, then one of each narrower (the ones a CPU does not use are
-# its widest again: never reached, the walks test NV4, NV2, NV1 first)
+# its widest again: never reached, the walks test NV, NV4, NV2, NV1 first)
+tile_main = _tile(ROWS, NV)
+tile_main16 = _tile(ROWS, 1) if NV > 1 else tile_main
+tile_main_p = _tile(ROWS, NV, AHEAD) if AHEAD else tile_main
 tile_4w = _tile(4, NV4, AHEAD)
 tile_4x32, tile_4x16 = (_tile(4, 2, AHEAD), _tile(4, 1, AHEAD)) if NV4 > 1 else (tile_4w,) * 2
 tile_2w = _tile(2, NV2)
