@@ -241,3 +241,53 @@ def test_a_spin_sees_a_change_or_gives_up_in_time():
     assert pair._await(box, 0, 0, int(30 * rate))
     timer.join()
     assert box[0] == 5
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba not installed")
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("steps, reverse", [(0, False), (1, True), (2, False), (2, True)])
+def test_the_projections_by_chunks_of_steps_give_the_step_by_step_bits(kind, steps, reverse):
+    """SEQUENCE_IN projects the next C steps' rows at once (_loops_in.seq_in_steps: C =
+    tuning.SEQ_IN_CHUNK bytes of them, so C depends on the rows a thread runs). T = 1, 2C
+    (whole chunks for all 5 rows, role 0) and 2C + 3 (a short last chunk); role 1 with
+    no worker runs rows 0:2 and 2:5 with their own C. Every row: the bits of SEQUENCE
+    given the same projections made row by row in register tiles (the sums from the bias,
+    in k order), forward and reverse."""
+    from numba import njit
+
+    from rnnlab.sequence._loops_in import seq_in_steps
+    from rnnlab.sequence._tiles import product_from
+    from rnnlab.tuning import SEQ_IN_CHUNK
+    fam = FAMILIES[kind]
+    f, G, H, I, N = np.float32, fam.num_gates, 64, 24, 5
+    GH, FH = G * H, fam.fold * H
+    C = SEQ_IN_CHUNK // (4 * N * GH)
+    T = (1, 2 * C, 2 * C + 3)[steps]
+    assert C >= 2 and T >= 1
+    for R in (2, 3, 5):
+        assert seq_in_steps(T, R, GH) == max(1, min(T, SEQ_IN_CHUNK // (4 * R * GH)))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, N, I)).astype(f)
+    w_ih_t = rng.standard_normal((I, GH)).astype(f) * f(0.3)
+    w_hh_t = rng.standard_normal((H, GH)).astype(f) * f(0.2)
+    bias, b_rest = rng.standard_normal(GH).astype(f), rng.standard_normal(GH - FH).astype(f)
+    h0, c0 = rng.standard_normal((N, H)).astype(f), rng.standard_normal((N, H)).astype(f)
+    gx = np.empty((T * N, GH), f)
+    njit(lambda c, d, a, b: product_from(c, d, a, b))(gx, np.tile(bias, (T * N, 1)),
+                                                      x.reshape(T * N, I), w_ih_t)
+    want_out, want_c = np.full((T, N, H), np.nan, f), np.full((N, H), np.nan, f)
+    kernels.kernel_for(fam, f, N, GH, H, False)(
+        gx.reshape(T, N, GH), w_hh_t, np.zeros(0, f), b_rest, h0, c0, reverse, want_out,
+        want_c, False, np.zeros((T, N, fam.store * H), f), False, 0, N)
+    forward_in = kernels.kernel_for(fam, f, N, GH, H, False, name="forward_in")
+    roles = (0, 1) if pair.possible() else (0,)
+    for role in roles:
+        out, c_n = np.full((T, N, H), np.nan, f), np.full((N, H), np.nan, f)
+        with pair._state["lock"]:
+            pair_step.BOX[pair_step.B_GEN] += 1          # no worker spinning: all here
+            got = forward_in(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n,
+                             role, pair_step.BOX, -pair_step._key(fam) if role else 0, 0)
+        assert got == 0
+        np.testing.assert_array_equal(out, want_out)
+        if fam.has_cell_state:
+            np.testing.assert_array_equal(c_n, want_c)

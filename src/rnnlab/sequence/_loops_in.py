@@ -12,7 +12,7 @@ pair_step.pair_in.
 import numpy as np
 from numba import carray
 
-from ..tuning import PROJECT_FEW_MIN, PROJECT_FEW_ROWS
+from ..tuning import PROJECT_FEW_MIN, PROJECT_FEW_ROWS, SEQ_IN_CHUNK
 from ._atomics import (address, atomic_add, atomic_cas, atomic_load, atomic_xchg, cpu_relax,
                        f32_at, i64_at, sched_yield, sgemm_nt, ticks)
 from ._compiled import _copy, _recurrent, _wait_for, f32, inline, project_few, wide
@@ -90,19 +90,31 @@ def _served(box, s):
     atomic_add(box, B_SERVED, 1)
 
 
+@inline
+def seq_in_steps(T, R, GH):
+    """Steps whose input projections SEQ_IN_ROWS makes at once: as many as fit
+    SEQ_IN_CHUNK bytes (R rows of G*H float32 a step), at least 1, at most T."""
+    return max(1, min(T, SEQ_IN_CHUNK // max(4 * R * GH, 1)))
+
+
 def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, hi):
     """Rows lo:hi (lo even) of an unrecorded call with the input projection made inside
-    the loop, step by step (SEQUENCE_IN): each step's rows projected into a scratch the
-    size of A (bias + x_t W_ih^T in register tiles, _recurrent), then h W_hh^T added
-    as SEQUENCE does; no gx array of all steps."""
-    T, H = x.shape[0], out.shape[2]
+    the loop (SEQUENCE_IN): every C steps the next C steps' rows are copied into one
+    block (xc) and projected at once into a scratch (bias + x W_ih^T in register tiles,
+    _recurrent), then each step adds h W_hh^T as SEQUENCE does; no gx array of all steps.
+    C = seq_in_steps(...): up to SEQ_IN_CHUNK bytes of projections, so W_ih^T is read once
+    per C steps, not between every two reads of W_hh^T (tuning.SEQ_IN_CHUNK). Each row's
+    sums are the same however the rows are grouped: the same bits for any C."""
+    T, H, I = x.shape[0], out.shape[2], x.shape[2]
     GH = G * H
     FH = F * H
     R = hi - lo
+    C = seq_in_steps(T, R, GH)
     A = np.empty((R, GH), f32)
-    X = np.empty((R, GH), f32)
-    BX = np.empty((R, GH), f32)
-    for n in range(R):
+    X = np.empty((C * R, GH), f32)
+    BX = np.empty((C * R, GH), f32)
+    xc = np.empty((C * R, I), f32)
+    for n in range(C * R):
         _copy(BX[n], bias, 0)
     u = np.empty(GH + S * H, f32)
     cs = np.empty(H, f32)
@@ -110,11 +122,19 @@ def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, 
         _copy(c_n[n], c0[n], 0)
     for s in range(T):
         t = T - 1 - s if reverse else s
+        b = s % C
+        if b == 0:                                  # the next C steps' rows, projected
+            c = min(C, T - s)
+            for q in range(c):
+                tq = t - q if reverse else t + q
+                for n in range(R):
+                    _copy(xc[q * R + n], x[tq, lo + n], 0)
+            _recurrent(X[:c * R], BX[:c * R], b_rest, xc[:c * R], w_ih_t, GH, False)
+        Xs = X[b * R:(b + 1) * R]
         prev = h0 if s == 0 else out[t + 1 if reverse else t - 1]
-        _recurrent(X, BX, b_rest, x[t][lo:hi], w_ih_t, GH, False)   # bias + x_t W_ih^T
-        _recurrent(A, X, b_rest, prev[lo:hi], w_hh_t, FH, False)
+        _recurrent(A, Xs, b_rest, prev[lo:hi], w_hh_t, FH, False)
         for n in range(lo, hi):
-            FORWARD_UNITS(A[n - lo], X[n - lo], prev[n], c_n[n], u, out[t, n], cs, 0, H, H,
+            FORWARD_UNITS(A[n - lo], Xs[n - lo], prev[n], c_n[n], u, out[t, n], cs, 0, H, H,
                           False)
             if HAS_C:
                 _copy(c_n[n], cs, 0)
