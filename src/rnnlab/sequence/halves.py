@@ -2,7 +2,7 @@
 compiled time loops (SEQUENCE recording, and SEQUENCE_BACK) and the matrix products
 around them (the input projection; BPTT's dW and dx). Unrecorded calls
 (``unrecorded_wanted``): one compiled call that projects the input inside the loop,
-step by step (_loops_in.SEQUENCE_IN), its halves met without Python (pair_step.halves).
+a few steps at a time (_loops_in.SEQUENCE_IN), its halves met without Python (pair_step.halves).
 
 The rows of a batch never meet, so the caller runs rows 0:m and the pair's worker
 (pair.run_both) rows m:N, meeting once at the end; the products around the loops run as
@@ -66,8 +66,8 @@ def in_parallel(first, second):
 def forward(fam, inp, h0, c0, w, bias, b_rest, reverse, empty, lease, kernel=None,
             panels=None):
     """An unrecorded call (``unrecorded_wanted``) on the compiled loop that projects the
-    input step by step (_loops_in.SEQUENCE_IN), its rows in halves met without Python
-    (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them, as the
+    input a few steps at a time (_loops_in.SEQUENCE_IN), its rows in halves met without
+    Python (pair_step.halves): no gx of all steps. bias, b_rest as the driver folds them, as the
     compiled loops take them (zeros without bias); ``empty``: where the outputs come from
     (the lease, or plain); the weights' panels kept between calls (linalg.kept_panels_of);
     ``kernel``, ``panels`` (W_ih's and W_hh's): the family's SEQUENCE_IN and the weights'

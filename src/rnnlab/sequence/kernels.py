@@ -13,7 +13,7 @@ once for all families):
   step leaves them, for either backward), and the BPTT loop when some gradient reaches h
   at the last step and no per-step norms are asked for (dW, biases, dx: BLAS after it);
   and ``pair``: the unrecorded loop of one direction shared by two threads (pair.py),
-  ``forward_in``: a batch's, its input projected step by step;
+  ``forward_in``: a batch's, its input projected a few steps at a time;
 - ``step`` (``cell_steps``): one step and one back step for the driver's own loop
   everywhere else (lengths, projections, large sizes: BLAS's matmuls, compiled gates);
 - ``cell`` (``cell_for``): the gates of one step from BLAS's products, for ``layer.step``
