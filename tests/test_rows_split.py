@@ -265,7 +265,8 @@ def test_the_projections_by_chunks_of_steps_give_the_step_by_step_bits(kind, ste
     T = (1, 2 * C, 2 * C + 3)[steps]
     assert C >= 2 and T >= 1
     for R in (2, 3, 5):
-        assert seq_in_steps(T, R, GH) == max(1, min(T, SEQ_IN_CHUNK // (4 * R * GH)))
+        assert seq_in_steps(T, R, GH, I) == max(1, min(T, SEQ_IN_CHUNK // (4 * R * GH)))
+    assert seq_in_steps(T, 5, GH, 100 * GH) == max(1, min(T, C // 100))    # a wide input
     rng = np.random.default_rng(3)
     x = rng.standard_normal((T, N, I)).astype(f)
     w_ih_t = rng.standard_normal((I, GH)).astype(f) * f(0.3)

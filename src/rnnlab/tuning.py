@@ -48,14 +48,14 @@ PROJECT_FEW_ROWS = 12
 PROJECT_FEW_MIN = 1024
 
 #: Bytes of input projections _loops_in.SEQ_IN_ROWS makes at once (the next C steps'
-#: rows: C = SEQ_IN_CHUNK // (rows * G*H * 4), at least 1). One step at a time, each step
+#: rows: C = SEQ_IN_CHUNK // (rows * max(G*H, I) * 4), at least 1). One step at a time, each step
 #: read W_ih^T then W_hh^T, and where both do not fit a core's L2 together (LSTM H 128:
 #: 2 x 256 KB against Zen 3's 512 KB) each evicted the other every step. Two threads of
 #: 8 rows at once, LSTM (100, 8, 128, 128), us a step, 10th / 50th percentile, one step /
 #: 64 KB / 256 KB / 1 MB: 30.6 / 35.8, 28.9 / 31.9, 29.3 / 32.3, 30.2 / 34.6 (another run
 #: 30.9 / 32.4, 30.9 / 32.7, 30.9 / 31.7: the gain comes in the VM's slow phases); LSTM
 #: (100, 32, 256, 256) one step / 256 KB (C = 2) 472 / 535, 443 / 510; (50, 8, 32, 32)
-#: and (30, 64, 512, 512) (C = 1) unchanged (BENCHMARKS.md, "Session 31").
+#: (C = 16) and (30, 64, 512, 512) (C = 1) unchanged (BENCHMARKS.md, "Session 31").
 SEQ_IN_CHUNK = 1 << 18
 
 #: W (G*H x K) weights from which a product per row beats one matrix product for 3-4

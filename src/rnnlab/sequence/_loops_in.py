@@ -91,10 +91,11 @@ def _served(box, s):
 
 
 @inline
-def seq_in_steps(T, R, GH):
+def seq_in_steps(T, R, GH, I):
     """Steps whose input projections SEQ_IN_ROWS makes at once: as many as fit
-    SEQ_IN_CHUNK bytes (R rows of G*H float32 a step), at least 1, at most T."""
-    return max(1, min(T, SEQ_IN_CHUNK // max(4 * R * GH, 1)))
+    SEQ_IN_CHUNK bytes (R rows of G*H float32 a step, and of their I inputs: a wide input
+    does not grow the block of input rows either), at least 1, at most T."""
+    return max(1, min(T, SEQ_IN_CHUNK // max(4 * R * max(GH, I), 1)))
 
 
 def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, hi):
@@ -109,7 +110,7 @@ def SEQ_IN_ROWS(x, w_ih_t, bias, w_hh_t, b_rest, h0, c0, reverse, out, c_n, lo, 
     GH = G * H
     FH = F * H
     R = hi - lo
-    C = seq_in_steps(T, R, GH)
+    C = seq_in_steps(T, R, GH, I)
     A = np.empty((R, GH), f32)
     X = np.empty((C * R, GH), f32)
     BX = np.empty((C * R, GH), f32)
